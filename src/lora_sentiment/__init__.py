@@ -1,0 +1,31 @@
+"""LoRA fine-tuning of transformer encoders for text classification (IMDB sentiment by default).
+
+    from lora_sentiment import TrainConfig, train, load_classifier
+    result = train(TrainConfig(data="reviews.csv", output_dir="runs/reviews"))
+    load_classifier("runs/reviews").predict(["Loved it."])
+"""
+
+from typing import TYPE_CHECKING, Any
+
+from .config import PRESETS, TrainConfig, build_config
+from .errors import UserError
+
+__version__ = "0.1.0"
+__all__ = ["PRESETS", "TrainConfig", "UserError", "build_config", "train", "load_classifier", "Classifier", "Prediction"]
+
+if TYPE_CHECKING:
+    from .predict import Classifier, Prediction, load_classifier
+    from .train import train
+
+
+def __getattr__(name: str) -> Any:
+    # torch / transformers load on first use, so `import lora_sentiment` and the CLI's --help stay fast.
+    if name == "train":
+        from .train import train
+
+        return train
+    if name in {"load_classifier", "Classifier", "Prediction"}:
+        from . import predict
+
+        return getattr(predict, name)
+    raise AttributeError(f"module 'lora_sentiment' has no attribute {name!r}")

@@ -1,0 +1,186 @@
+"""One typed config that flows through every stage: defaults < preset < YAML file < CLI flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import UserError
+
+DEFAULT_EXAMPLES = [
+    "It was good.",
+    "Not a fan, don't recommed.",
+    "Better than the first one.",
+    "This is not worth watching even once.",
+    "This one is a pass.",
+]
+
+# Files of a run directory besides the adapter and tokenizer that peft / transformers write.
+RUN_CONFIG_FILE = "training_config.yaml"
+LABELS_FILE = "labels.json"
+METRICS_FILE = "metrics.json"
+
+Truncation = Literal["tail", "head", "head+tail"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+BestMetric = Literal["loss", "accuracy", "f1", "precision", "recall", "roc_auc"]
+
+
+class TrainConfig(BaseModel):
+    """Everything a training run needs. Each field is also a CLI flag (`lora_r` -> `--lora-r`)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # --- data
+    data: str = Field("imdb", description="Hub dataset name, or a local CSV/TSV/JSONL/Parquet file or aclImdb folder")
+    data_config: Optional[str] = Field(None, description="Hub dataset configuration name, if the dataset has several")
+    eval_data: Optional[str] = Field(None, description="Local file with the evaluation split (else taken from --data)")
+    train_split: str = Field("train", description="Split of --data used for training")
+    eval_split: Optional[str] = Field(
+        None, description="Split of --data used for evaluation [validation, else test, else carved from train]"
+    )
+    text_column: str = Field("text", description="Column holding the text")
+    label_column: str = Field("label", description="Column holding the label (integers or strings)")
+    label_names: Optional[list[str]] = Field(
+        None, description="Names for integer labels 0..K-1 [binary 0/1: Negative,Positive]"
+    )
+    eval_fraction: float = Field(0.2, gt=0, lt=1, description="Share of train carved out for evaluation when there is no eval split")
+    max_train_samples: Optional[int] = Field(None, gt=0, description="Stratified, seeded subsample of the training split")
+    max_eval_samples: Optional[int] = Field(None, gt=0, description="Stratified, seeded subsample of the evaluation split")
+    strip_html: bool = Field(True, description="Replace HTML tags such as IMDB's <br /> with spaces before tokenizing")
+
+    # --- tokenization
+    max_length: int = Field(512, gt=8, description="Maximum tokens per text (clipped to the model's maximum)")
+    truncation: Truncation = Field("head+tail", description="Which tokens of a long text to keep")
+    head_tokens: Optional[int] = Field(
+        None, ge=0, description="Tokens kept from the start with --truncation head+tail [a quarter of --max-length: 128 of 512]"
+    )
+
+    # --- model and LoRA
+    model: str = Field("distilbert-base-uncased", description="Hub model id or local model directory")
+    trust_remote_code: bool = Field(False, description="Allow model code from the hub (off: only built-in architectures)")
+    lora_r: int = Field(8, gt=0, description="LoRA rank")
+    lora_alpha: float = Field(32, gt=0, description="LoRA scaling numerator (scale = alpha / r)")
+    lora_dropout: float = Field(0.01, ge=0, lt=1, description="Dropout on the LoRA input")
+    lora_targets: Optional[list[str]] = Field(
+        None, description="Module names to adapt, or all-linear [attention query + value for the architecture]"
+    )
+
+    # --- training
+    learning_rate: float = Field(5e-4, gt=0, description="Peak learning rate (linear decay)")
+    batch_size: int = Field(16, gt=0, description="Training batch size per device")
+    eval_batch_size: int = Field(64, gt=0, description="Evaluation batch size per device")
+    epochs: float = Field(3, gt=0, description="Training epochs")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
+    warmup_ratio: float = Field(0.06, ge=0, lt=1, description="Share of steps spent warming the learning rate up")
+    metric_for_best_model: BestMetric = Field("loss", description="Eval metric that picks the checkpoint kept at the end")
+    early_stopping_patience: Optional[int] = Field(None, gt=0, description="Stop after this many evaluations without improvement")
+    seed: int = Field(42, description="Seed for subsampling, splits, initialisation and shuffling")
+    precision: Precision = Field("auto", description="Compute precision [auto: bf16 where the hardware has it, else fp32]")
+
+    # --- output
+    output_dir: str = Field("runs/lora-sentiment", description="Where the adapter, tokenizer, metrics and card go")
+    overwrite: bool = Field(False, description="Replace a non-empty --output-dir")
+    examples: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_EXAMPLES), description="Unseen texts predicted before and after training"
+    )
+
+    @field_validator("lora_targets", "label_names", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        # "q_lin,v_lin" and ["q_lin", "v_lin"] both work, from flags and from YAML.
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, list):
+            return [part.strip() for item in value for part in str(item).split(",") if part.strip()] or None
+        return value
+
+    @field_validator("examples", mode="before")
+    @classmethod
+    def _one_example(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @property
+    def head_token_count(self) -> int:
+        return self.head_tokens if self.head_tokens is not None else self.max_length // 4
+
+    @model_validator(mode="after")
+    def _check_head_fits(self) -> "TrainConfig":
+        if self.truncation == "head+tail" and self.head_tokens is not None and self.head_tokens >= self.max_length - 2:
+            raise ValueError(f"--head-tokens ({self.head_tokens}) must be smaller than --max-length ({self.max_length}) minus 2")
+        return self
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The tutorial exactly: 1000/1000 reviews, r=4 on q_lin, lr 1e-3, batch 4, 10 epochs, left truncation.
+    "imdb-truncated": dict(
+        model="distilbert-base-uncased",
+        data="imdb",
+        max_train_samples=1000,
+        max_eval_samples=1000,
+        lora_r=4,
+        lora_alpha=32,
+        lora_dropout=0.01,
+        lora_targets=["q_lin"],
+        learning_rate=1e-3,
+        batch_size=4,
+        epochs=10,
+        weight_decay=0.01,
+        warmup_ratio=0.0,
+        truncation="tail",
+        max_length=512,
+        strip_html=False,
+        metric_for_best_model="loss",
+    ),
+}
+
+
+def format_validation_error(error: ValidationError) -> str:
+    """One line per problem, naming the flag rather than the field."""
+    parts = []
+    for item in error.errors():
+        field = ".".join(str(loc) for loc in item["loc"]) or "config"
+        flag = "--" + field.replace("_", "-") if item["loc"] else "config"
+        message = item["msg"].removeprefix("Value error, ")
+        parts.append(f"{flag}: {message}" if item["loc"] else message)
+    return "; ".join(parts)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file not found: {path} (check the --config path)")
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(loaded, dict):
+        raise UserError(f"config file {path} must hold a mapping of option: value")
+    return {str(key).replace("-", "_"): value for key, value in loaded.items()}
+
+
+def build_config(
+    overrides: dict[str, Any] | None = None, *, preset: str | None = None, config_file: str | Path | None = None
+) -> TrainConfig:
+    """Merge defaults < preset < YAML file < explicit overrides into a validated TrainConfig."""
+    values: dict[str, Any] = {}
+    if preset is not None:
+        if preset not in PRESETS:
+            raise UserError(f"unknown --preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+        values.update(PRESETS[preset])
+    if config_file is not None:
+        from_file = read_yaml(config_file)
+        file_preset = from_file.pop("preset", None)
+        if file_preset is not None and preset is None:
+            return build_config({**from_file, **(overrides or {})}, preset=file_preset)
+        values.update(from_file)
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return TrainConfig(**values)
+    except ValidationError as exc:
+        raise UserError(format_validation_error(exc)) from None

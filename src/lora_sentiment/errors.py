@@ -1,0 +1,11 @@
+"""The one exception type the CLI turns into a one-line message and a non-zero exit."""
+
+
+class UserError(Exception):
+    """Bad input or an environment problem the user can fix; the message names the fix."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, for one-line errors."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,199 @@
+"""Model stage: tokenizer (with a pad token), a sequence classifier with a fresh head, and LoRA on top."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+
+from .errors import UserError, first_line
+from .hub import is_local, load_with_fallback
+
+# The LoRA paper adapts the attention query and value projections; their names differ per architecture.
+DEFAULT_TARGETS: dict[str, list[str]] = {
+    "distilbert": ["q_lin", "v_lin"],
+    "bert": ["query", "value"],
+    "roberta": ["query", "value"],
+    "xlm-roberta": ["query", "value"],
+    "camembert": ["query", "value"],
+    "electra": ["query", "value"],
+    "albert": ["query", "value"],
+    "deberta-v2": ["query_proj", "value_proj"],
+    "mpnet": ["q", "v"],
+}
+# Classification-head modules trained in full. peft's SEQ_CLS default keeps only classifier/score, which leaves
+# DistilBERT's pre_classifier and BERT's pooler frozen at their (random or pre-training) values.
+HEAD_MODULES = ("pre_classifier", "pooler", "classifier", "score")
+
+
+def load_tokenizer(name: str, *, trust_remote_code: bool = False) -> Any:
+    from transformers import AutoTokenizer
+
+    def load(**kwargs: Any) -> Any:
+        return AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code, **kwargs)
+
+    if is_local(name):
+        try:
+            return load()
+        except (OSError, ValueError) as exc:
+            raise UserError(f"could not load a tokenizer from {name}: {first_line(exc)} (check --model)") from exc
+    return load_with_fallback("tokenizer", name, "--model", load, cache_kwarg="local_files_only")
+
+
+def ensure_pad_token(tokenizer: Any) -> bool:
+    """Add a [PAD] token when the tokenizer has none (GPT-style vocabularies); True when one was added."""
+    if tokenizer.pad_token is not None:
+        return False
+    tokenizer.add_special_tokens({"pad_token": "[PAD]"})
+    return True
+
+
+def model_max_length(model_config: Any, tokenizer: Any) -> int | None:
+    """The longest input the model's position embeddings allow (RoBERTa keeps 2 positions for padding offsets)."""
+    limits = []
+    positions = getattr(model_config, "max_position_embeddings", None)
+    if positions:
+        pad_offset = 2 if getattr(model_config, "model_type", "") in {"roberta", "xlm-roberta", "camembert"} else 0
+        limits.append(positions - pad_offset)
+    declared = getattr(tokenizer, "model_max_length", None)
+    if declared and declared < 1_000_000:
+        limits.append(declared)
+    return min(limits) if limits else None
+
+
+def load_classifier_model(
+    name: str, label_names: Sequence[str], *, tokenizer: Any, trust_remote_code: bool = False, dtype: Any = None
+) -> Any:
+    """AutoModelForSequenceClassification with the run's labels, embeddings sized to the tokenizer."""
+    from transformers import AutoModelForSequenceClassification
+
+    def load(**kwargs: Any) -> Any:
+        return AutoModelForSequenceClassification.from_pretrained(
+            name,
+            num_labels=len(label_names),
+            id2label=dict(enumerate(label_names)),
+            label2id={n: i for i, n in enumerate(label_names)},
+            trust_remote_code=trust_remote_code,
+            dtype=dtype,
+            **kwargs,
+        )
+
+    try:
+        if is_local(name):
+            model = load()
+        else:
+            model = load_with_fallback("model", name, "--model", load, cache_kwarg="local_files_only")
+    except (OSError, ValueError) as exc:
+        raise UserError(f"could not load a sequence-classification model from {name}: {first_line(exc)} (check --model)") from exc
+    known = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > known:
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+        # New rows (the added pad token) set to the mean embedding, not sampled: a reload re-creates them exactly.
+        with torch.no_grad():
+            weight = model.get_input_embeddings().weight
+            weight[known:] = weight[:known].mean(dim=0)
+    if model.config.pad_token_id is None or model.config.pad_token_id >= len(tokenizer):
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def linear_layer_names(model: torch.nn.Module) -> list[str]:
+    """Distinct short names of the layers LoRA can adapt (Linear, and GPT-2's Conv1D)."""
+    names = set()
+    for full_name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) or type(module).__name__ == "Conv1D":
+            names.add(full_name.rsplit(".", 1)[-1])
+    return sorted(names)
+
+
+def resolve_lora_targets(model: torch.nn.Module, targets: Sequence[str] | None) -> list[str]:
+    """The given targets checked against the model, or the architecture's query+value projections."""
+    available = linear_layer_names(model)
+    model_type = getattr(model.config, "model_type", "unknown")
+    if not targets:
+        if model_type not in DEFAULT_TARGETS:
+            raise UserError(
+                f"no default LoRA targets for model type {model_type!r}; set --lora-targets to some of: "
+                f"{', '.join(available)} (or all-linear)"
+            )
+        return list(DEFAULT_TARGETS[model_type])
+    if list(targets) == ["all-linear"]:
+        return ["all-linear"]
+    unknown = [t for t in targets if t not in available]
+    if unknown:
+        raise UserError(
+            f"--lora-targets {', '.join(unknown)} match no layer of this {model_type} model; "
+            f"its linear layers are: {', '.join(available)} (or all-linear)"
+        )
+    return list(targets)
+
+
+def head_modules(model: torch.nn.Module) -> list[str]:
+    present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    return [name for name in HEAD_MODULES if name in present]
+
+
+@dataclass
+class ParameterCount:
+    trainable: int
+    total: int
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.trainable / self.total
+
+    def __str__(self) -> str:
+        return f"trainable params: {self.trainable:,} || all params: {self.total:,} || trainable%: {self.percent:.4f}"
+
+
+def add_lora(model: torch.nn.Module, *, r: int, alpha: float, dropout: float, targets: list[str]) -> Any:
+    """Wrap the classifier in a PeftModel: LoRA on `targets`, the head trained in full."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    lora_config = LoraConfig(
+        task_type=TaskType.SEQ_CLS,
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=targets[0] if targets == ["all-linear"] else targets,
+        modules_to_save=head_modules(model),
+    )
+    try:
+        return get_peft_model(model, lora_config)
+    except ValueError as exc:
+        raise UserError(f"could not apply LoRA: {first_line(exc)} (check --lora-targets)") from exc
+
+
+def count_parameters(model: Any) -> ParameterCount:
+    trainable, total = model.get_nb_trainable_parameters()
+    return ParameterCount(int(trainable), int(total))
+
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def cpu_has_fast_bf16() -> bool:
+    """AMX or AVX512-BF16: bf16 matmuls run several times faster than fp32 on such CPUs."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            flags = next((line for line in cpuinfo if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_precision(requested: str, device: torch.device) -> str:
+    """auto -> bf16 on GPUs that have it (else fp16) and on CPUs with bf16 units; fp32 elsewhere."""
+    if requested == "fp16" and device.type != "cuda":
+        raise UserError("--precision fp16 needs a CUDA GPU; use --precision bf16 or fp32 on this machine")
+    if requested != "auto":
+        return requested
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if device.type == "cpu" and cpu_has_fast_bf16() else "fp32"
+
+
+TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}

