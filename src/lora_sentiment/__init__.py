@@ -14,18 +14,18 @@ __version__ = "0.1.0"
 __all__ = ["PRESETS", "TrainConfig", "UserError", "build_config", "train", "load_classifier", "Classifier", "Prediction"]
 
 if TYPE_CHECKING:
-    from .predict import Classifier, Prediction, load_classifier
-    from .train import train
+    from .prediction import Classifier, Prediction, load_classifier
+    from .training import train
 
 
 def __getattr__(name: str) -> Any:
     # torch / transformers load on first use, so `import lora_sentiment` and the CLI's --help stay fast.
     if name == "train":
-        from .train import train
+        from .training import train
 
         return train
     if name in {"load_classifier", "Classifier", "Prediction"}:
-        from . import predict
+        from . import prediction
 
-        return getattr(predict, name)
+        return getattr(prediction, name)
     raise AttributeError(f"module 'lora_sentiment' has no attribute {name!r}")

@@ -78,14 +78,14 @@ def _add_inference_flags(parser: argparse.ArgumentParser) -> None:
 def run_train(args: argparse.Namespace) -> int:
     overrides = {name: getattr(args, name) for name in TrainConfig.model_fields if getattr(args, name) is not None}
     config = build_config(overrides, preset=args.preset, config_file=args.config)
-    from .train import train
+    from .training import train
 
     train(config, log=lambda message: print(message, flush=True))
     return 0
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from .predict import load_classifier
+    from .prediction import load_classifier
 
     classifier = load_classifier(args.run_dir, precision=args.precision)
     predictions = classifier.predict(args.texts, batch_size=args.batch_size)
@@ -100,7 +100,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from .predict import load_classifier
+    from .prediction import load_classifier
 
     classifier = load_classifier(args.run_dir, precision=args.precision)
     metrics = classifier.evaluate(

@@ -69,7 +69,7 @@ class TrainConfig(BaseModel):
     )
 
     # --- training
-    learning_rate: float = Field(5e-4, gt=0, description="Peak learning rate (linear decay)")
+    learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate (linear decay)")
     batch_size: int = Field(16, gt=0, description="Training batch size per device")
     eval_batch_size: int = Field(64, gt=0, description="Evaluation batch size per device")
     epochs: float = Field(3, gt=0, description="Training epochs")

@@ -76,6 +76,8 @@ def load_classifier_model(
             label2id={n: i for i, n in enumerate(label_names)},
             trust_remote_code=trust_remote_code,
             dtype=dtype,
+            # A checkpoint that already has a head for another label count gets a fresh one.
+            ignore_mismatched_sizes=True,
             **kwargs,
         )
 

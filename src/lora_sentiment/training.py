@@ -146,7 +146,7 @@ def train(config: TrainConfig, *, log: Log = print) -> TrainResult:
         resolve_lora_targets,
         resolve_precision,
     )
-    from .predict import predict_probabilities
+    from .prediction import predict_probabilities
 
     final_dir = check_output_dir(config)
     if is_local(config.model):

@@ -1,0 +1,85 @@
+"""The real thing: LoRA fine-tuning of the pre-trained all-MiniLM-L6-v2 on real IMDB reviews."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from lora_sentiment import TrainConfig, load_classifier, train
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def minilm_run(tmp_path_factory, minilm_path, imdb_sample):
+    config = TrainConfig(
+        model=minilm_path,
+        data=str(imdb_sample / "train.parquet"),
+        eval_data=str(imdb_sample / "validation.parquet"),
+        max_train_samples=800,
+        max_eval_samples=500,
+        max_length=128,
+        epochs=1,
+        batch_size=8,
+        learning_rate=1e-3,
+        output_dir=str(tmp_path_factory.mktemp("e2e") / "minilm-imdb"),
+    )
+    messages = []
+    result = train(config, log=messages.append)
+    return result, "\n".join(messages)
+
+
+def test_fine_tuning_learns_sentiment(minilm_run):
+    result, log = minilm_run
+    final = result.metrics["final"]
+    assert final["samples"] == 500
+    assert final["accuracy"] >= 0.70, final
+    assert final["roc_auc"] >= 0.80, final
+    assert "Untrained model predictions:" in log and "Trained model predictions:" in log
+    assert "trainable params:" in log
+    assert [r["text"] for r in result.before] == [r["text"] for r in result.after] == TrainConfig().examples
+    assert result.before != result.after
+
+
+def test_plain_peft_reload_gives_the_same_predictions(minilm_run, minilm_path, imdb_frames):
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    result, _ = minilm_run
+    texts = imdb_frames[1].text.tolist()[:24]
+    tokenizer = AutoTokenizer.from_pretrained(result.output_dir)
+    base = AutoModelForSequenceClassification.from_pretrained(minilm_path, num_labels=2)
+    model = PeftModel.from_pretrained(base, result.output_dir).eval()
+    classifier = load_classifier(result.output_dir, precision="fp32")
+    encoded = classifier.encoder(texts)  # the run's own cleaning and head+tail truncation
+    with torch.no_grad():
+        expected = torch.softmax(model(**tokenizer.pad(encoded, return_tensors="pt")).logits, -1).numpy()
+    ours = classifier.predict_proba(texts)
+    np.testing.assert_allclose(ours, expected, atol=1e-4)
+    # bf16 (the default on CPUs with AMX) agrees on the labels
+    fast = load_classifier(result.output_dir, precision="bf16").predict_proba(texts)
+    assert (fast.argmax(1) == expected.argmax(1)).mean() >= 0.95
+    assert np.abs(fast - expected).max() < 0.1
+
+
+def test_cli_predict_and_evaluate_on_the_trained_run(minilm_run, imdb_sample, tmp_path):
+    result, _ = minilm_run
+    out = subprocess.run(
+        [sys.executable, "-m", "lora_sentiment", "predict", str(result.output_dir), "An absolute masterpiece, I loved every minute.", "Awful. A waste of two hours.", "--json"],
+        capture_output=True, text=True, timeout=300, check=True,
+    ).stdout.splitlines()
+    assert [json.loads(line)["label_name"] for line in out] == ["Positive", "Negative"]
+    frame = pd.read_parquet(imdb_sample / "validation.parquet").tail(200)
+    frame = frame.assign(sentiment=frame.label.map({0: "negative", 1: "positive"}))[["text", "sentiment"]]
+    frame.to_csv(tmp_path / "held_out.csv", index=False)
+    metrics = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "lora_sentiment", "evaluate", str(result.output_dir), "--data", str(tmp_path / "held_out.csv"), "--label-column", "sentiment", "--json"],
+            capture_output=True, text=True, timeout=300, check=True,
+        ).stdout
+    )
+    assert metrics["samples"] == 200 and metrics["accuracy"] >= 0.70
