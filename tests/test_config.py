@@ -66,3 +66,9 @@ def test_bad_config_files(tmp_path: Path):
     with pytest.raises(UserError, match="unknown --preset"):
         build_config(preset="nope")
     assert set(PRESETS) == {"imdb-truncated"}
+
+
+def test_base_dropout_keep():
+    assert build_config({"base_dropout": "keep"}).base_dropout is None
+    assert build_config({"base_dropout": "0.05"}).base_dropout == 0.05
+    assert build_config(preset="imdb-truncated").base_dropout is None  # the tutorial kept the model's dropout

@@ -225,3 +225,16 @@ def test_head_tail_on_a_tokenizer_with_other_special_tokens(tiny_roberta):
     encoded = TextEncoder(tok, 40, "head+tail", head_tokens=10)(["start " + _words(200) + " finish"])["input_ids"][0]
     assert len(encoded) <= 40 and encoded[0] == tok.bos_token_id and encoded[-1] == tok.eos_token_id
     assert tok.decode(encoded, skip_special_tokens=True).strip().endswith("finish")
+
+
+def test_tokenization_is_cached_and_keyed_by_settings(tmp_path, frame, tokenizer):
+    from lora_sentiment.data import tokenize_dataset
+
+    path = _write(frame[["text", "label"]], tmp_path / "cache.parquet")
+    data = load_labeled_data(_config(path), log=_quiet)
+    first = tokenize_dataset(data.train, TextEncoder(tokenizer, 64, "head+tail", 16))
+    again = tokenize_dataset(data.train, TextEncoder(tokenizer, 64, "head+tail", 16))
+    other = tokenize_dataset(data.train, TextEncoder(tokenizer, 32, "head+tail", 8))
+    assert first._fingerprint == again._fingerprint != other._fingerprint
+    assert first.cache_files and first.cache_files == again.cache_files
+    assert max(first["length"]) == 64 and max(other["length"]) == 32

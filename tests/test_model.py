@@ -122,3 +122,25 @@ def test_metrics_binary_and_multiclass():
     three = classification_metrics(np.array([0, 1, 2, 2]), np.eye(3)[[0, 1, 2, 1]])
     assert three["accuracy"] == 0.75 and "roc_auc" not in three
     assert three["f1"] == pytest.approx((1 + 2 / 3 + 2 / 3) / 3)
+
+
+def test_base_dropout_keeps_the_head_dropout():
+    from transformers import AutoConfig
+
+    from lora_sentiment.model import base_dropout_overrides
+
+    bert = base_dropout_overrides(AutoConfig.for_model("bert"), 0.0)
+    assert bert == {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0, "classifier_dropout": 0.1}
+    distilbert = base_dropout_overrides(AutoConfig.for_model("distilbert"), 0.0)
+    assert distilbert == {"dropout": 0.0, "attention_dropout": 0.0}  # seq_classif_dropout stays 0.2
+    gpt2 = base_dropout_overrides(AutoConfig.for_model("gpt2"), 0.05)
+    assert gpt2 == {"resid_pdrop": 0.05, "embd_pdrop": 0.05, "attn_pdrop": 0.05}
+
+
+def test_base_dropout_reaches_the_model(tiny_bert):
+    tokenizer = load_tokenizer(tiny_bert)
+    off = load_classifier_model(tiny_bert, LABELS, tokenizer=tokenizer, base_dropout=0.0)
+    kept = load_classifier_model(tiny_bert, LABELS, tokenizer=tokenizer, base_dropout=None)
+    assert off.config.attention_probs_dropout_prob == 0.0 and off.config.hidden_dropout_prob == 0.0
+    assert kept.config.attention_probs_dropout_prob == 0.1
+    assert off.dropout.p == kept.dropout.p == 0.1  # the head's dropout is untouched

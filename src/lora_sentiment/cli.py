@@ -36,8 +36,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             kwargs["nargs"] = "+"
             kwargs["metavar"] = name.upper().removesuffix("S")
         else:
-            kwargs["type"] = annotation
-            kwargs["metavar"] = name.upper()
+            kwargs["metavar"] = name.upper()  # parsed and checked by the pydantic model, like YAML values
         parser.add_argument(_flag(name), **kwargs)
 
 

@@ -344,8 +344,23 @@ def tokenize_dataset(ds: Any, encoder: TextEncoder) -> Any:
         batched=True,
         remove_columns=["text"],
         desc="Tokenizing",
+        new_fingerprint=_tokenized_fingerprint(ds, encoder),
     )
 
 
+def _tokenized_fingerprint(ds: Any, encoder: TextEncoder) -> str:
+    # datasets hashes an importable function by its name, not its code: an upgraded tokenization would be
+    # served from a stale cache. The source of the code that produces the ids is part of the key instead.
+    import inspect
+
+    from datasets.fingerprint import Hasher
+
+    code = inspect.getsource(TextEncoder) + inspect.getsource(_encode_batch) + inspect.getsource(clean_text)
+    return Hasher.hash([ds._fingerprint, code, encoder])
+
+
 def _encode_batch(batch: dict, encoder: TextEncoder) -> dict:
-    return encoder(batch["text"])
+    encoded = encoder(batch["text"])
+    # Trainer's length-grouped sampler reads this column instead of measuring every row again.
+    encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
+    return encoded

@@ -114,6 +114,7 @@ def build_trainer(model: Any, tokenizer: Any, train_ds: Any, eval_ds: Any, confi
         report_to="none",
         disable_tqdm=False,
         dataloader_num_workers=0,
+        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
     )
     callbacks = [EarlyStoppingCallback(config.early_stopping_patience)] if config.early_stopping_patience else []
     return Trainer(
@@ -162,7 +163,9 @@ def train(config: TrainConfig, *, log: Log = print) -> TrainResult:
     if added_pad_token:
         log("The tokenizer had no pad token: added [PAD] and resized the model's embeddings.")
     set_seed(config.seed)  # the fresh classification head is initialised from this seed
-    model = load_classifier_model(config.model, data.label_names, tokenizer=tokenizer, trust_remote_code=config.trust_remote_code)
+    model = load_classifier_model(
+        config.model, data.label_names, tokenizer=tokenizer, trust_remote_code=config.trust_remote_code, base_dropout=config.base_dropout
+    )
     limit = model_max_length(model.config, tokenizer)
     if limit is not None and config.max_length > limit:
         log(f"--max-length {config.max_length} is above this model's maximum; using {limit}.")
@@ -176,7 +179,8 @@ def train(config: TrainConfig, *, log: Log = print) -> TrainResult:
 
     encoder = TextEncoder(tokenizer, config.max_length, config.truncation, config.head_token_count, config.strip_html)
     train_tok = tokenize_dataset(data.train, encoder)
-    eval_tok = tokenize_dataset(data.eval, encoder)
+    # Evaluation order does not change its metrics; sorted by length, its batches carry little padding.
+    eval_tok = tokenize_dataset(data.eval, encoder).sort("length", reverse=True)
 
     model.to(default_device())
     before = predict_probabilities(model, encoder, config.examples, precision=precision)
