@@ -159,3 +159,16 @@ def test_roberta_and_multiclass_through_the_api(tmp_path, tiny_roberta, small_cs
     assert "- query" in config and "- value" in config
     predictions = load_classifier(result.output_dir).predict(["Some text."])
     assert predictions[0].label_name in {"high", "low", "mid"} and len(predictions[0].probabilities) == 3
+
+
+def test_early_stopping_and_best_metric(tmp_path, tiny_distilbert, small_csv):
+    """With a learning rate too small to change anything, accuracy never improves: patience 1 stops after epoch 2."""
+    from lora_sentiment import TrainConfig, train
+
+    config = TrainConfig(
+        model=tiny_distilbert, data=str(small_csv), output_dir=str(tmp_path / "es"), max_length=32, epochs=6, batch_size=16,
+        learning_rate=1e-12, warmup_ratio=0, early_stopping_patience=1, metric_for_best_model="accuracy", precision="fp32",
+    )
+    result = train(config, log=lambda _: None)
+    assert [row["epoch"] for row in result.metrics["history"]] == [1.0, 2.0]
+    assert result.metrics["final"]["epoch"] == 1.0  # the first of equal scores stays the best

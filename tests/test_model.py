@@ -144,3 +144,18 @@ def test_base_dropout_reaches_the_model(tiny_bert):
     assert off.config.attention_probs_dropout_prob == 0.0 and off.config.hidden_dropout_prob == 0.0
     assert kept.config.attention_probs_dropout_prob == 0.1
     assert off.dropout.p == kept.dropout.p == 0.1  # the head's dropout is untouched
+
+
+def test_attention_choice(tiny_bert, minilm_path):
+    from transformers import AutoConfig
+
+    from lora_sentiment.model import resolve_attention
+
+    cpu = torch.device("cpu")
+    assert resolve_attention("auto", AutoConfig.from_pretrained(minilm_path), cpu) == "eager"  # 384 / 12 = 32-dim heads
+    assert resolve_attention("auto", AutoConfig.for_model("distilbert"), cpu) == "sdpa"  # 64-dim heads
+    assert resolve_attention("auto", AutoConfig.from_pretrained(minilm_path), torch.device("cuda")) == "sdpa"
+    assert resolve_attention("sdpa", AutoConfig.from_pretrained(minilm_path), cpu) == "sdpa"
+    tokenizer = load_tokenizer(tiny_bert)
+    model = load_classifier_model(tiny_bert, LABELS, tokenizer=tokenizer, attention="eager")
+    assert model.config._attn_implementation == "eager"

@@ -25,6 +25,7 @@ METRICS_FILE = "metrics.json"
 
 Truncation = Literal["tail", "head", "head+tail"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
+Attention = Literal["auto", "sdpa", "eager"]
 BestMetric = Literal["loss", "accuracy", "f1", "precision", "recall", "roc_auc"]
 
 
@@ -67,6 +68,11 @@ class TrainConfig(BaseModel):
         lt=1,
         description="Dropout inside the frozen encoder (attention and hidden states); 0 lets SDPA use its fused "
         "kernel, several times faster on CPU; 'keep' keeps the model's own",
+    )
+    attention: Attention = Field(
+        "auto",
+        description="Attention kernel for training [auto: eager on CPU for heads of 32 dims or fewer, where it "
+        "measured faster than SDPA's CPU flash kernel; SDPA elsewhere]",
     )
     lora_r: int = Field(8, gt=0, description="LoRA rank")
     lora_alpha: float = Field(32, gt=0, description="LoRA scaling numerator (scale = alpha / r)")
@@ -150,6 +156,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         strip_html=False,
         base_dropout=None,
         group_by_length=False,
+        attention="sdpa",
         metric_for_best_model="loss",
     ),
 }

@@ -41,7 +41,9 @@ def predict_probabilities(
     lengths = np.array([len(ids) for ids in encoded["input_ids"]])
     order = np.argsort(-lengths, kind="stable")
     device = next(model.parameters()).device
-    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    weights_dtype = next(model.parameters()).dtype
+    # A model already cast to bf16/fp16 runs as it is; an fp32 one (mid-training) runs under autocast.
+    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision) if weights_dtype == torch.float32 else None
     was_training = model.training
     model.eval()
     out = np.empty((len(texts), model.config.num_labels), dtype=np.float32)
@@ -71,7 +73,7 @@ class Classifier:
     def from_run(cls, run_dir: str | Path, *, precision: str = "auto", device: str | None = None, merge: bool = True) -> "Classifier":
         from peft import PeftModel
 
-        from .model import default_device, load_classifier_model, load_tokenizer, resolve_precision
+        from .model import TORCH_DTYPES, default_device, load_classifier_model, load_tokenizer, resolve_precision
 
         run_dir = Path(run_dir)
         config, label_names = read_run(run_dir)
@@ -86,7 +88,8 @@ class Classifier:
             model = model.merge_and_unload()
         target = torch.device(device) if device else default_device()
         precision = resolve_precision(precision, target)
-        model.to(target).eval()
+        # Inference holds no optimizer state: casting the weights beats autocast's per-call casts.
+        model.to(device=target, dtype=TORCH_DTYPES[precision]).eval()
         encoder = TextEncoder(tokenizer, config.max_length, config.truncation, config.head_token_count, config.strip_html)
         return cls(model, encoder, label_names, precision)
 

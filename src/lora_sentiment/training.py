@@ -164,7 +164,8 @@ def train(config: TrainConfig, *, log: Log = print) -> TrainResult:
         log("The tokenizer had no pad token: added [PAD] and resized the model's embeddings.")
     set_seed(config.seed)  # the fresh classification head is initialised from this seed
     model = load_classifier_model(
-        config.model, data.label_names, tokenizer=tokenizer, trust_remote_code=config.trust_remote_code, base_dropout=config.base_dropout
+        config.model, data.label_names, tokenizer=tokenizer, trust_remote_code=config.trust_remote_code, base_dropout=config.base_dropout,
+        attention=config.attention,
     )
     limit = model_max_length(model.config, tokenizer)
     if limit is not None and config.max_length > limit:
