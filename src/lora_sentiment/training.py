@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -42,6 +43,39 @@ class _EvalRecorder:
         self.probabilities.append(probabilities)
         self.labels = np.asarray(eval_prediction.label_ids)
         return classification_metrics(self.labels, probabilities, with_confusion=False)
+
+
+class StepTimer:
+    """Wall time of the training steps alone (data loading included, evaluation and checkpointing not),
+    so throughput figures are not diluted by the per-epoch evaluation."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._mark: float | None = None
+
+    def callback(self) -> Any:
+        from transformers import TrainerCallback
+
+        timer = self
+
+        class _Callback(TrainerCallback):
+            def on_epoch_begin(self, args, state, control, **kwargs):
+                timer._mark = time.perf_counter()
+
+            def on_step_end(self, args, state, control, **kwargs):
+                _synchronize()
+                now = time.perf_counter()
+                timer.seconds += now - (timer._mark if timer._mark is not None else now)
+                timer._mark = now
+
+        return _Callback()
+
+
+def _synchronize() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
 def check_output_dir(config: TrainConfig) -> Path:
@@ -85,17 +119,28 @@ def epoch_history(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def build_trainer(model: Any, tokenizer: Any, train_ds: Any, eval_ds: Any, config: TrainConfig, work_dir: Path, precision: str, compute_metrics: Any = None) -> Any:
+def build_trainer(
+    model: Any,
+    tokenizer: Any,
+    train_ds: Any,
+    eval_ds: Any,
+    config: TrainConfig,
+    work_dir: Path,
+    precision: str,
+    compute_metrics: Any = None,
+    callbacks: Sequence[Any] = (),
+) -> Any:
     """The one place a Trainer is configured for this project."""
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainingArguments
 
     from .model import default_device
 
-    steps_per_epoch = max(1, -(-len(train_ds) // config.batch_size))
+    steps_per_epoch = max(1, -(-len(train_ds) // (config.batch_size * config.gradient_accumulation_steps)))
     args = TrainingArguments(
         output_dir=str(work_dir),
         per_device_train_batch_size=config.batch_size,
         per_device_eval_batch_size=config.eval_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
         num_train_epochs=config.epochs,
         learning_rate=config.learning_rate,
         weight_decay=config.weight_decay,
@@ -116,7 +161,9 @@ def build_trainer(model: Any, tokenizer: Any, train_ds: Any, eval_ds: Any, confi
         dataloader_num_workers=0,
         train_sampling_strategy="group_by_length" if config.group_by_length else "random",
     )
-    callbacks = [EarlyStoppingCallback(config.early_stopping_patience)] if config.early_stopping_patience else []
+    callbacks = list(callbacks)
+    if config.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(config.early_stopping_patience))
     return Trainer(
         model=model,
         args=args,
@@ -136,7 +183,9 @@ def train(config: TrainConfig, *, log: Log = print) -> TrainResult:
     from .data import TextEncoder, load_labeled_data, tokenize_dataset
     from .hub import is_local
     from .model import (
+        TORCH_DTYPES,
         add_lora,
+        cast_frozen_weights,
         count_parameters,
         default_device,
         head_modules,
@@ -184,6 +233,8 @@ def train(config: TrainConfig, *, log: Log = print) -> TrainResult:
     eval_tok = tokenize_dataset(data.eval, encoder).sort("length", reverse=True)
 
     model.to(default_device())
+    if precision in ("bf16", "fp16"):
+        cast_frozen_weights(model, TORCH_DTYPES[precision])
     before = predict_probabilities(model, encoder, config.examples, precision=precision)
     log(format_predictions("Untrained model predictions:", config.examples, before, data.label_names))
 
@@ -192,9 +243,13 @@ def train(config: TrainConfig, *, log: Log = print) -> TrainResult:
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
     recorder = _EvalRecorder()
-    trainer = build_trainer(model, tokenizer, train_tok, eval_tok, config, staging / "checkpoints", precision, recorder)
+    timer = StepTimer()
+    trainer = build_trainer(model, tokenizer, train_tok, eval_tok, config, staging / "checkpoints", precision, recorder, [timer.callback()])
     log(f"Training on {default_device().type} in {precision} for {config.epochs:g} epochs.")
     train_output = trainer.train()
+    epochs_done = trainer.state.epoch or 0.0
+    lengths = list(train_tok["length"])
+    real_tokens = int(sum(lengths))
 
     # The best checkpoint is loaded now; its evaluation's probabilities give the final report.
     best_step = trainer.state.best_global_step
@@ -214,7 +269,13 @@ def train(config: TrainConfig, *, log: Log = print) -> TrainResult:
         "history": epoch_history(trainer.state.log_history),
         "train": {
             "runtime_s": train_output.metrics.get("train_runtime"),
-            "samples_per_second": train_output.metrics.get("train_samples_per_second"),
+            "step_seconds": timer.seconds,
+            "samples_per_second": epochs_done * len(train_tok) / timer.seconds if timer.seconds else None,
+            "real_tokens_per_second": epochs_done * real_tokens / timer.seconds if timer.seconds else None,
+            "real_tokens_per_epoch": real_tokens,
+            "squared_lengths_per_epoch": int(sum(n * n for n in lengths)),  # attention cost grows with s²
+            "epochs": epochs_done,
+            "max_length": config.max_length,
             "train_samples": len(data.train),
             "dropped_empty": data.dropped_empty,
             "precision": precision,

