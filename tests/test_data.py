@@ -238,3 +238,22 @@ def test_tokenization_is_cached_and_keyed_by_settings(tmp_path, frame, tokenizer
     assert first._fingerprint == again._fingerprint != other._fingerprint
     assert first.cache_files and first.cache_files == again.cache_files
     assert max(first["length"]) == 64 and max(other["length"]) == 32
+
+
+@pytest.mark.parametrize("fixture", ["minilm_path", "tiny_roberta"])
+def test_head_tail_is_exact_at_the_token_level(request, fixture):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(request.getfixturevalue(fixture))
+    encoder = TextEncoder(tok, 48, "head+tail", head_tokens=12)
+    short = ["A short review.", "Another one, with <b>html</b>."]
+    assert encoder(short)["input_ids"] == tok([clean_text(t) for t in short])["input_ids"]  # untouched
+    long_text = " ".join(f"word{i}" for i in range(300))
+    ids = encoder([long_text])["input_ids"][0]
+    body = tok(long_text, add_special_tokens=False)["input_ids"]
+    full = tok(long_text)["input_ids"]
+    n_special = len(full) - len(body)
+    assert len(ids) == 48  # a long text fills max_length exactly
+    inner = ids[1 : 1 + len(ids) - n_special] if n_special == 2 else ids
+    assert inner == body[:12] + body[len(body) - (48 - n_special - 12) :]
+    assert ids[0] == full[0] and ids[-1] == full[-1]

@@ -237,6 +237,8 @@ def run_bench(
     max_length: int = 256,
     quick: bool = False,
     shaped: bool = True,
+    main_workload: bool = True,
+    tokenizer: str | None = None,
     overrides: dict[str, Any] | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
@@ -246,7 +248,9 @@ def run_bench(
     from transformers import AutoConfig
 
     sizes = dict(QUICK if quick else FULL, **(overrides or {}))
-    model = model or default_model()
+    if not main_workload and not shaped:
+        raise UserError("nothing to measure: --shaped-only and --no-distilbert-shaped exclude each other")
+    model = model or (default_model() if main_workload or tokenizer is None else tokenizer)
     data_dir = Path(data)
     train_file, eval_file = data_dir / "train.parquet", data_dir / "validation.parquet"
     if not train_file.is_file() or not eval_file.is_file():
@@ -260,9 +264,10 @@ def run_bench(
     texts = pd.read_parquet(eval_file).sample(n=min(sizes["eval_samples"], 1000), random_state=0)["text"].tolist()
 
     with tempfile.TemporaryDirectory(prefix="lora-sentiment-bench-") as scratch:
-        workloads = [("minilm" if "minilm" in model.lower() else Path(model).name, model, True)]
+        workloads = [("minilm" if "minilm" in model.lower() else Path(model).name, model, True)] if main_workload else []
         if shaped:
-            workloads.append(("distilbert-shaped", make_shaped_model(Path(scratch), model), False))
+            # distilbert-base-uncased's vocabulary is the uncased WordPiece one MiniLM (and --tokenizer) carry
+            workloads.append(("distilbert-shaped", make_shaped_model(Path(scratch), tokenizer or model), False))
         for name, model_path, with_accuracy in workloads:
             model_type = AutoConfig.from_pretrained(model_path).model_type
             n_train = sizes["train_samples"] if with_accuracy else sizes["shaped_train_samples"]

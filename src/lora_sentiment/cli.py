@@ -81,12 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--eval-samples", type=int, help="validation reviews, also the prediction workload [quick: 300, full: 1000]")
     bench.add_argument("--epochs", type=float, help="epochs for both paths [default: 1]")
     bench.add_argument("--no-distilbert-shaped", dest="shaped", action="store_false", help="skip the random-weight DistilBERT-shaped throughput run")
+    bench.add_argument("--shaped-only", action="store_true", help="only the DistilBERT-shaped throughput run (no pre-trained weights needed)")
+    bench.add_argument("--tokenizer", help="uncased WordPiece tokenizer folder for the DistilBERT-shaped model [the --model's]")
+    bench.add_argument("--shaped-train-samples", type=int, help="training reviews for the DistilBERT-shaped run [quick: 64, full: 256]")
+    bench.add_argument("--shaped-predict-samples", type=int, help="reviews predicted by the DistilBERT-shaped run [quick: 128, full: 512]")
     bench.add_argument("--output", help="also write the full report as JSON here")
     return parser
 
 
 def _add_inference_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--batch-size", type=int, default=32, help="texts per forward pass [default: 32]")
+    parser.add_argument("--batch-size", type=int, help="texts per forward pass [default: 32 on CPU, 128 on GPU]")
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto", help="compute precision [default: auto]")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
@@ -138,8 +142,19 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def run_benchmark(args: argparse.Namespace) -> int:
     from .bench import format_report, run_bench
 
-    overrides = {k: v for k, v in (("train_samples", args.train_samples), ("eval_samples", args.eval_samples), ("epochs", args.epochs)) if v is not None}
-    report = run_bench(model=args.model, data=args.data, max_length=args.max_length, quick=args.quick, shaped=args.shaped, overrides=overrides, log=lambda m: print(m, flush=True))
+    sizes = ("train_samples", "eval_samples", "epochs", "shaped_train_samples", "shaped_predict_samples")
+    overrides = {key: getattr(args, key) for key in sizes if getattr(args, key) is not None}
+    report = run_bench(
+        model=args.model,
+        data=args.data,
+        max_length=args.max_length,
+        quick=args.quick,
+        shaped=args.shaped,
+        main_workload=not args.shaped_only,
+        tokenizer=args.tokenizer,
+        overrides=overrides,
+        log=lambda message: print(message, flush=True),
+    )
     print(format_report(report))
     if args.output:
         from pathlib import Path

@@ -308,32 +308,39 @@ class TextEncoder:
     def __call__(self, texts: Sequence[str]) -> dict[str, list]:
         texts = [clean_text(t) if self.strip_html else t for t in texts]
         if self.truncation == "head+tail":
-            texts = self._keep_head_and_tail(texts)
-            side = "right"  # a guard only: the text now fits, give or take a token at the seam
-        else:
-            side = "left" if self.truncation == "tail" else "right"
-        previous, self.tokenizer.truncation_side = self.tokenizer.truncation_side, side
+            return self._head_and_tail(texts)
+        previous, self.tokenizer.truncation_side = self.tokenizer.truncation_side, "left" if self.truncation == "tail" else "right"
         try:
             return dict(self.tokenizer(texts, truncation=True, max_length=self.max_length))
         finally:
             self.tokenizer.truncation_side = previous
 
-    def _keep_head_and_tail(self, texts: list[str]) -> list[str]:
-        """Cut long texts to their first `head_tokens` and last tokens (Sun et al. 2019) by character offsets,
-        so any fast tokenizer works, special tokens included."""
-        budget = self.max_length - self.tokenizer.num_special_tokens_to_add(pair=False)
+    def _head_and_tail(self, texts: list[str]) -> dict[str, list]:
+        """Keep the first `head_tokens` and the last tokens of long texts (Sun et al. 2019).
+
+        Tokenized once, cut at the token level, then wrapped in the tokenizer's own special tokens: a long
+        text comes out at exactly max_length tokens, a short one exactly as the tokenizer encodes it."""
+        prefix, suffix = self._special_tokens()
+        budget = self.max_length - len(prefix) - len(suffix)
         head = min(self.head_tokens, budget)
         tail = budget - head
-        offsets = self.tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True, verbose=False)["offset_mapping"]
-        cut = []
-        for text, spans in zip(texts, offsets):
-            if len(spans) <= budget:
-                cut.append(text)
-                continue
-            head_part = text[: spans[head - 1][1]] if head else ""
-            tail_part = text[spans[len(spans) - tail][0] :] if tail else ""
-            cut.append(f"{head_part} {tail_part}".strip())
-        return cut
+        ids = [
+            prefix + (tokens if len(tokens) <= budget else tokens[:head] + tokens[len(tokens) - tail :]) + suffix
+            for tokens in self.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+        ]
+        encoded: dict[str, list] = {"input_ids": ids, "attention_mask": [[1] * len(row) for row in ids]}
+        if "token_type_ids" in self.tokenizer.model_input_names:
+            encoded["token_type_ids"] = [[0] * len(row) for row in ids]
+        return encoded
+
+    def _special_tokens(self) -> tuple[list[int], list[int]]:
+        """The ids the tokenizer puts before and after a single text ([CLS] / [SEP], <s> / </s>, ...)."""
+        bare = self.tokenizer("a", add_special_tokens=False)["input_ids"]
+        full = self.tokenizer("a")["input_ids"]
+        for start in range(len(full) - len(bare) + 1):
+            if full[start : start + len(bare)] == bare:
+                return full[:start], full[start + len(bare) :]
+        raise UserError("--truncation head+tail cannot tell this tokenizer's special tokens apart; use --truncation tail or head")
 
 
 def tokenize_dataset(ds: Any, encoder: TextEncoder) -> Any:

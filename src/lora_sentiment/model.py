@@ -264,4 +264,12 @@ def resolve_precision(requested: str, device: torch.device) -> str:
     return "bf16" if device.type == "cpu" and cpu_has_fast_bf16() else "fp32"
 
 
+def configure_attention_backends(device: torch.device) -> None:
+    """On GPUs, keep SDPA off its cuDNN backend, which plans each new sequence length anew: with length-
+    grouped batches every step brings a new length, and on an H100 that made our training slower than the
+    tutorial's fixed-length batches. The flash and memory-efficient kernels need no per-shape planning."""
+    if device.type == "cuda" and hasattr(torch.backends.cuda, "enable_cudnn_sdp"):
+        torch.backends.cuda.enable_cudnn_sdp(False)
+
+
 TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}

@@ -15,6 +15,7 @@ from .config import LABELS_FILE, METRICS_FILE, RUN_CONFIG_FILE, TrainConfig
 from .errors import UserError
 
 Log = Callable[[str], None]
+PAD_MULTIPLE = {"cuda": 16}
 
 
 @dataclass
@@ -170,7 +171,8 @@ def build_trainer(
         train_dataset=train_ds,
         eval_dataset=eval_ds,
         processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer),
+        # On GPUs, lengths in multiples of 16 keep SDPA on its fused kernels when a batch needs a padding mask.
+        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=PAD_MULTIPLE.get(default_device().type)),
         compute_metrics=compute_metrics,
         callbacks=callbacks,
     )
@@ -186,6 +188,7 @@ def train(config: TrainConfig, *, log: Log = print) -> TrainResult:
         TORCH_DTYPES,
         add_lora,
         cast_frozen_weights,
+        configure_attention_backends,
         count_parameters,
         default_device,
         head_modules,
@@ -233,6 +236,7 @@ def train(config: TrainConfig, *, log: Log = print) -> TrainResult:
     eval_tok = tokenize_dataset(data.eval, encoder).sort("length", reverse=True)
 
     model.to(default_device())
+    configure_attention_backends(default_device())
     if precision in ("bf16", "fp16"):
         cast_frozen_weights(model, TORCH_DTYPES[precision])
     before = predict_probabilities(model, encoder, config.examples, precision=precision)

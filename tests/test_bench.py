@@ -1,0 +1,48 @@
+"""The benchmark's arithmetic (FLOPs checked against PyTorch's own counter) and a small end-to-end run."""
+
+import pandas as pd
+import pytest
+import torch
+
+from lora_sentiment.bench import encoder_dims, forward_flops, format_report, run_bench
+
+
+@pytest.mark.parametrize("fixture", ["tiny_bert", "tiny_distilbert"])
+def test_analytic_flops_match_torch_flop_counter(request, fixture):
+    from torch.utils.flop_counter import FlopCounterMode
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(request.getfixturevalue(fixture), attn_implementation="eager").eval()
+    lengths = [40, 17, 64]
+    counted = 0
+    for n in lengths:  # one sequence at a time: no padding, so every counted FLOP is a real token's
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model(input_ids=torch.randint(5, 1000, (1, n)))
+        counted += counter.get_total_flops()
+    assert forward_flops(model.config, lengths) == pytest.approx(counted, rel=0.02)
+
+
+def test_encoder_dims_for_both_config_styles():
+    from transformers import AutoConfig
+
+    assert encoder_dims(AutoConfig.for_model("distilbert")) == (6, 768, 3072)
+    assert encoder_dims(AutoConfig.for_model("bert")) == (12, 768, 3072)
+
+
+def test_bench_runs_side_by_side_on_a_small_workload(tmp_path, tiny_distilbert, imdb_frames):
+    train, validation = imdb_frames
+    train.head(48).to_parquet(tmp_path / "train.parquet")
+    validation.head(24).to_parquet(tmp_path / "validation.parquet")
+    report = run_bench(
+        model=tiny_distilbert, data=str(tmp_path), max_length=64, shaped=False,
+        overrides={"train_samples": 32, "eval_samples": 16, "epochs": 1.0}, log=lambda _: None,
+    )  # fmt: skip
+    assert report["peak_flops"]["fp32"] > 1e9
+    entry = next(v for k, v in report.items() if isinstance(v, dict) and "ratios" in v)
+    for phase in ("train_baseline", "train_ours", "predict_baseline", "predict_ours"):
+        assert entry[phase]["samples_per_second"] > 0 and entry[phase]["peak_rss_mb"] > 100
+    assert entry["train_baseline"]["precision"] == "fp32" and entry["predict_baseline"]["precision"] == "fp32"
+    assert all(ratio > 0 for ratio in entry["ratios"].values())
+    assert 0 < entry["mfu"]["predict_ours"] < 1.5 and 0 < entry["mfu"]["train_ours"] < 1.5
+    assert 0 <= entry["train_ours"]["accuracy"] <= 1
+    assert "ours/baseline" in format_report(report)
