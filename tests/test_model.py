@@ -152,7 +152,8 @@ def test_attention_choice(tiny_bert, minilm_path):
     from lora_sentiment.model import resolve_attention
 
     cpu = torch.device("cpu")
-    assert resolve_attention("auto", AutoConfig.from_pretrained(minilm_path), cpu) == "eager"  # 384 / 12 = 32-dim heads
+    assert resolve_attention("auto", AutoConfig.from_pretrained(minilm_path), cpu, 256) == "eager"  # 384 / 12 = 32-dim heads
+    assert resolve_attention("auto", AutoConfig.from_pretrained(minilm_path), cpu, 512) == "sdpa"
     assert resolve_attention("auto", AutoConfig.for_model("distilbert"), cpu) == "sdpa"  # 64-dim heads
     assert resolve_attention("auto", AutoConfig.from_pretrained(minilm_path), torch.device("cuda")) == "sdpa"
     assert resolve_attention("sdpa", AutoConfig.from_pretrained(minilm_path), cpu) == "sdpa"

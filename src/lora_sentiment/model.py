@@ -89,6 +89,7 @@ def load_classifier_model(
     trust_remote_code: bool = False,
     base_dropout: float | None = None,
     attention: str | None = None,
+    max_length: int = 512,
 ) -> Any:
     """AutoModelForSequenceClassification with the run's labels, embeddings sized to the tokenizer.
 
@@ -120,7 +121,7 @@ def load_classifier_model(
             for key, value in base_dropout_overrides(config, base_dropout).items():
                 setattr(config, key, value)
         if attention is not None:
-            extra = {"attn_implementation": resolve_attention(attention, config, default_device())}
+            extra = {"attn_implementation": resolve_attention(attention, config, default_device(), max_length)}
         else:
             extra = {}
         if is_local(name):
@@ -141,17 +142,18 @@ def load_classifier_model(
     return model
 
 
-def resolve_attention(requested: str, model_config: Any, device: torch.device) -> str:
-    """auto -> eager attention for CPU training with small heads, SDPA otherwise.
+def resolve_attention(requested: str, model_config: Any, device: torch.device, max_length: int = 512) -> str:
+    """auto -> eager attention for CPU training of short inputs with small heads, SDPA otherwise.
 
-    PyTorch's CPU flash-attention backward is slow for 32-dim heads (MiniLM): eager attention trained
-    1.3-2.3x faster on this project's benchmark machine; for 64-dim heads (DistilBERT, BERT-base) the two
-    were even, so SDPA, the library default, stays."""
+    PyTorch's CPU flash-attention backward is slow for 32-dim heads (MiniLM): at 256 tokens eager attention
+    trained 1.3-2.3x faster on this project's benchmark machine. At 512 tokens the S x S probabilities
+    eager attention keeps make it the slower one (4.1 vs 5.0 samples/s), and for 64-dim heads (DistilBERT,
+    BERT-base) the two were even, so SDPA, the library default, stays there."""
     if requested != "auto":
         return requested
     hidden = getattr(model_config, "hidden_size", None) or getattr(model_config, "dim", None)
     heads = getattr(model_config, "num_attention_heads", None) or getattr(model_config, "n_heads", None)
-    if device.type == "cpu" and hidden and heads and hidden // heads <= 32:
+    if device.type == "cpu" and hidden and heads and hidden // heads <= 32 and max_length <= 256:
         return "eager"
     return "sdpa"
 

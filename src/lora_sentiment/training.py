@@ -218,6 +218,7 @@ def train(config: TrainConfig, *, log: Log = print) -> TrainResult:
     model = load_classifier_model(
         config.model, data.label_names, tokenizer=tokenizer, trust_remote_code=config.trust_remote_code, base_dropout=config.base_dropout,
         attention=config.attention,
+        max_length=config.max_length,
     )
     limit = model_max_length(model.config, tokenizer)
     if limit is not None and config.max_length > limit:
