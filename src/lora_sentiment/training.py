@@ -184,6 +184,7 @@ def train(config: TrainConfig, *, log: Log = print) -> TrainResult:
 
     from .data import TextEncoder, load_labeled_data, tokenize_dataset
     from .hub import is_local
+    from .metrics import classification_metrics
     from .model import (
         TORCH_DTYPES,
         add_lora,
@@ -216,7 +217,11 @@ def train(config: TrainConfig, *, log: Log = print) -> TrainResult:
         log("The tokenizer had no pad token: added [PAD] and resized the model's embeddings.")
     set_seed(config.seed)  # the fresh classification head is initialised from this seed
     model = load_classifier_model(
-        config.model, data.label_names, tokenizer=tokenizer, trust_remote_code=config.trust_remote_code, base_dropout=config.base_dropout,
+        config.model,
+        data.label_names,
+        tokenizer=tokenizer,
+        trust_remote_code=config.trust_remote_code,
+        base_dropout=config.base_dropout,
         attention=config.attention,
         max_length=config.max_length,
     )
@@ -260,8 +265,6 @@ def train(config: TrainConfig, *, log: Log = print) -> TrainResult:
     best_step = trainer.state.best_global_step
     eval_steps = [e["step"] for e in trainer.state.log_history if "eval_loss" in e]
     best_index = eval_steps.index(best_step) if best_step in eval_steps else len(eval_steps) - 1
-    from .metrics import classification_metrics
-
     final = classification_metrics(recorder.labels, recorder.probabilities[best_index])
     best_eval = next(e for e in trainer.state.log_history if e.get("step") == eval_steps[best_index] and "eval_loss" in e)
     final.update(loss=best_eval["eval_loss"], epoch=best_eval["epoch"], samples=len(data.eval))
