@@ -55,6 +55,8 @@ def peak_matmul_flops(device: str, dtype_name: str, seconds: float = 2.0) -> flo
     """The best FLOP/s of large square matmuls in this dtype, over a few sizes."""
     import torch
 
+    from .model import synchronize
+
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype_name]
     best = 0.0
     sizes = (1024, 2048, 3072) if device == "cpu" else (4096, 8192)
@@ -63,22 +65,15 @@ def peak_matmul_flops(device: str, dtype_name: str, seconds: float = 2.0) -> flo
         b = torch.randn(n, n, dtype=dtype, device=device)
         for _ in range(2):
             a @ b
-        _sync(device)
+        synchronize()
         reps, start = 0, time.perf_counter()
         while time.perf_counter() - start < seconds / len(sizes):
             a @ b
             reps += 1
-            _sync(device) if reps % 8 == 0 else None
-        _sync(device)
+            synchronize() if reps % 8 == 0 else None
+        synchronize()
         best = max(best, 2 * n**3 * reps / (time.perf_counter() - start))
     return best
-
-
-def _sync(device: str) -> None:
-    import torch
-
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 # ---------------------------------------------------------------------------------------------- phases
@@ -171,6 +166,7 @@ def phase_predict_baseline(run_dir: str, base_model: str, texts: list[str], max_
 
 def phase_predict_ours(run_dir: str, texts: list[str]) -> dict[str, Any]:
     _quiet()
+    from .model import synchronize
     from .prediction import load_classifier
 
     classifier = load_classifier(run_dir)
@@ -178,7 +174,7 @@ def phase_predict_ours(run_dir: str, texts: list[str]) -> dict[str, Any]:
     classifier.predict_proba(texts[:32])  # warm-up: first-call allocations are not throughput
     start = time.perf_counter()
     classifier.predict_proba(texts)
-    _sync("cuda" if next(classifier.model.parameters()).is_cuda else "cpu")
+    synchronize()
     seconds = time.perf_counter() - start
     return _predict_stats(classifier.model.config, lengths, seconds, classifier.precision)
 

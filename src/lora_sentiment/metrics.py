@@ -36,10 +36,3 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, *, wit
         metrics["confusion_matrix"] = confusion_matrix(labels, predictions, labels=list(range(num_labels))).tolist()
     return metrics
 
-
-def compute_trainer_metrics(eval_prediction) -> dict[str, float]:
-    """Trainer's compute_metrics hook: scalars only, so every logger can take them."""
-    logits, labels = eval_prediction.predictions, eval_prediction.label_ids
-    if isinstance(logits, tuple):
-        logits = logits[0]
-    return classification_metrics(labels, softmax(np.asarray(logits, dtype=np.float64)), with_confusion=False)

@@ -274,4 +274,16 @@ def configure_attention_backends(device: torch.device) -> None:
         torch.backends.cuda.enable_cudnn_sdp(False)
 
 
+def pad_multiple(device: torch.device) -> int | None:
+    """Batch lengths rounded up to a multiple of 16 on GPUs keep SDPA on its fused kernels when a batch needs
+    a padding mask; on CPUs the extra padding would only cost compute."""
+    return 16 if device.type == "cuda" else None
+
+
+def synchronize() -> None:
+    """Wait for queued GPU work, so a wall-clock reading covers it."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}

@@ -14,6 +14,7 @@ from .config import LABELS_FILE, RUN_CONFIG_FILE, TrainConfig
 from .data import TextEncoder
 from .errors import UserError, first_line
 from .metrics import classification_metrics
+from .model import pad_multiple
 
 
 @dataclass
@@ -53,7 +54,7 @@ def predict_probabilities(
             for start in range(0, len(texts), batch_size):
                 index = order[start : start + batch_size]
                 features = [{key: encoded[key][i] for key in encoded} for i in index]
-                batch = encoder.tokenizer.pad(features, pad_to_multiple_of=16 if device.type == "cuda" else None, return_tensors="pt")
+                batch = encoder.tokenizer.pad(features, pad_to_multiple_of=pad_multiple(device), return_tensors="pt")
                 logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
                 out[index] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
     finally:

@@ -15,7 +15,6 @@ from .config import LABELS_FILE, METRICS_FILE, RUN_CONFIG_FILE, TrainConfig
 from .errors import UserError
 
 Log = Callable[[str], None]
-PAD_MULTIPLE = {"cuda": 16}
 
 
 @dataclass
@@ -57,6 +56,8 @@ class StepTimer:
     def callback(self) -> Any:
         from transformers import TrainerCallback
 
+        from .model import synchronize
+
         timer = self
 
         class _Callback(TrainerCallback):
@@ -64,19 +65,12 @@ class StepTimer:
                 timer._mark = time.perf_counter()
 
             def on_step_end(self, args, state, control, **kwargs):
-                _synchronize()
+                synchronize()
                 now = time.perf_counter()
                 timer.seconds += now - (timer._mark if timer._mark is not None else now)
                 timer._mark = now
 
         return _Callback()
-
-
-def _synchronize() -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
 
 
 def check_output_dir(config: TrainConfig) -> Path:
@@ -134,7 +128,7 @@ def build_trainer(
     """The one place a Trainer is configured for this project."""
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainingArguments
 
-    from .model import default_device
+    from .model import default_device, pad_multiple
 
     steps_per_epoch = max(1, -(-len(train_ds) // (config.batch_size * config.gradient_accumulation_steps)))
     args = TrainingArguments(
@@ -171,8 +165,7 @@ def build_trainer(
         train_dataset=train_ds,
         eval_dataset=eval_ds,
         processing_class=tokenizer,
-        # On GPUs, lengths in multiples of 16 keep SDPA on its fused kernels when a batch needs a padding mask.
-        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=PAD_MULTIPLE.get(default_device().type)),
+        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_multiple(default_device())),
         compute_metrics=compute_metrics,
         callbacks=callbacks,
     )
