@@ -116,3 +116,56 @@ def tiny_gpt2_no_pad(tmp_path_factory, imdb_frames) -> str:
     assert tokenizer.pad_token is None
     config = GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_head=2, n_layer=2, n_positions=128, bos_token_id=0, eos_token_id=0)
     return _save_tiny(tmp_path_factory, "tiny-gpt2", GPT2ForSequenceClassification(config), tokenizer)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, tiny_distilbert, small_csv) -> Path:
+    """A finished run of the tiny DistilBERT, shared read-only by the prediction, serving and export tests."""
+    from lora_sentiment import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("shared-run") / "run"
+    config = TrainConfig(
+        model=tiny_distilbert, data=str(small_csv), output_dir=str(out), max_length=64, epochs=2, batch_size=8,
+        precision="fp32", examples=["A wonderful, moving film.", "Dull and far too long."],
+    )
+    train(config, log=lambda _: None)
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained_classifier(trained_run):
+    from lora_sentiment import load_classifier
+
+    return load_classifier(trained_run, precision="fp32")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def live_server(trained_run, trained_classifier):
+    """The app on a real uvicorn server on loopback, in a background thread; yields its base URL."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from lora_sentiment.serve import create_app, run_info
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(trained_classifier, run_info=run_info(trained_run)), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("the test server did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)

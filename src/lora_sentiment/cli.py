@@ -1,4 +1,4 @@
-"""`lora-sentiment train | predict | evaluate`: a thin shell over the Python API.
+"""`lora-sentiment train | predict | evaluate | serve | report | export | bench`: a thin shell over the Python API.
 
 Heavy libraries are imported inside the commands so `--help` and bad flags answer at once."""
 
@@ -52,9 +52,22 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--preset", choices=sorted(PRESETS), help="a named recipe; imdb-truncated reproduces the tutorial")
     _add_config_flags(train)
 
-    predict = commands.add_parser("predict", help="classify texts with a saved run")
+    predict = commands.add_parser(
+        "predict",
+        help="classify texts, or a whole file, with a saved run",
+        description="Classify the TEXTS given, or every row of --input (CSV/TSV/JSONL/Parquet, or .txt with one text "
+        "per line) into --output (CSV/TSV/JSONL), in chunks, so files larger than memory work. '-' is stdin/stdout.",
+    )
     predict.add_argument("run_dir", help="the --output-dir of a training run")
-    predict.add_argument("texts", nargs="+", help="texts to classify")
+    predict.add_argument("texts", nargs="*", help="texts to classify (or use --input)")
+    predict.add_argument("--input", help="file to classify: .csv .tsv .jsonl .parquet .txt, or - for stdin")
+    predict.add_argument("--output", help="where predictions go: .csv .tsv .jsonl, or - for stdout [-]")
+    predict.add_argument("--text-column", default="text", help="column of --input holding the text [default: text]")
+    predict.add_argument("--input-format", choices=["csv", "tsv", "jsonl", "parquet", "txt"], help="format of --input [from its extension; stdin: txt]")
+    predict.add_argument("--output-format", choices=["csv", "tsv", "jsonl"], help="format of --output [from its extension; stdout: jsonl]")
+    predict.add_argument("--chunk-size", type=int, default=2048, help="rows read, predicted and written at a time [default: 2048]")
+    predict.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
+    predict.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar on stderr")
     _add_inference_flags(predict)
 
     evaluate = commands.add_parser("evaluate", help="metrics of a saved run on a labelled file")
@@ -65,6 +78,36 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--label-column", default="label", help="column holding the label [default: label]")
     evaluate.add_argument("--max-samples", type=int, help="stratified, seeded subsample of this many rows")
     _add_inference_flags(evaluate)
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve a saved run over HTTP: POST /predict, a page at /, docs at /docs",
+        description="Serve a run with FastAPI + uvicorn: POST /predict {\"texts\": [...]}, GET /health, GET /info, "
+        "OpenAPI docs at /docs and a page at /. Concurrent requests share forward passes (micro-batching).",
+    )
+    serve.add_argument("run_dir", help="the --output-dir of a training run")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind; 0.0.0.0 exposes it to the network [default: 127.0.0.1]")
+    serve.add_argument("--port", type=int, default=8000, help="port [default: 8000]")
+    from .serve import ServeSettings
+
+    for name, info in ServeSettings.model_fields.items():
+        shown = info.get_default()
+        serve.add_argument(_flag(name), dest=name, default=None, metavar=name.upper(), help=f"{info.description} [default: {shown}]".replace("%", "%%"))
+    serve.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto", help="compute precision [default: auto]")
+
+    report = commands.add_parser("report", help="redraw a run's plots and print a one-screen summary")
+    report.add_argument("run_dir", help="the --output-dir of a training run")
+    report.add_argument("--no-plots", dest="plots", action="store_false", help="only print the summary")
+
+    export = commands.add_parser(
+        "export",
+        help="merge the LoRA weights into the base model and save a standalone transformers model",
+        description="Fold the adapter into the base model and save model + tokenizer to OUT_DIR, loadable with "
+        "transformers.pipeline('text-classification', model=OUT_DIR) without peft.",
+    )
+    export.add_argument("run_dir", help="the --output-dir of a training run")
+    export.add_argument("out_dir", help="folder for the merged model")
+    export.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT_DIR")
 
     bench = commands.add_parser(
         "bench",
@@ -107,7 +150,22 @@ def run_train(args: argparse.Namespace) -> int:
 def run_predict(args: argparse.Namespace) -> int:
     from .prediction import load_classifier
 
+    if bool(args.texts) == bool(args.input):
+        raise UserError("give either TEXTS to classify or --input FILE (not both)")
+    if args.output and not args.input:
+        raise UserError("--output needs --input; TEXTS are printed")
     classifier = load_classifier(args.run_dir, precision=args.precision)
+    if args.input:
+        from .batch import predict_file
+
+        summary = predict_file(
+            classifier, args.input, args.output or "-", text_column=args.text_column, input_format=args.input_format,
+            output_format=args.output_format, chunk_size=args.chunk_size, batch_size=args.batch_size,
+            overwrite=args.overwrite, progress=args.progress,
+        )
+        skipped = f"; {summary.skipped_empty} rows with no text left without a prediction" if summary.skipped_empty else ""
+        print(f"Predicted {summary.predicted} of {summary.rows} rows{skipped}.", file=sys.stderr)
+        return 0
     predictions = classifier.predict(args.texts, batch_size=args.batch_size)
     if args.json:
         for p in predictions:
@@ -139,6 +197,45 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_serve(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from .config import format_validation_error
+    from .serve import ServeSettings, api_key_from_env, serve
+
+    values = {name: getattr(args, name) for name in ServeSettings.model_fields if getattr(args, name) is not None}
+    values["api_key"] = api_key_from_env(values.get("api_key"))
+    try:
+        settings = ServeSettings(**values)
+    except ValidationError as exc:
+        raise UserError(format_validation_error(exc)) from None
+    serve(args.run_dir, host=args.host, port=args.port, settings=settings, precision=args.precision)
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .plots import draw_run_plots, read_metrics, summary
+    from .prediction import read_run
+
+    run_dir = Path(args.run_dir)
+    config, label_names = read_run(run_dir)
+    metrics = read_metrics(run_dir)
+    print(summary(config, label_names, metrics))
+    if args.plots:
+        paths = draw_run_plots(run_dir, metrics, label_names)
+        print("Plots: " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from .export import export_merged
+
+    export_merged(args.run_dir, args.out_dir, overwrite=args.overwrite, log=lambda message: print(message, flush=True))
+    return 0
+
+
 def run_benchmark(args: argparse.Namespace) -> int:
     from .bench import format_report, run_bench
 
@@ -163,7 +260,15 @@ def run_benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": run_train, "predict": run_predict, "evaluate": run_evaluate, "bench": run_benchmark}
+COMMANDS = {
+    "train": run_train,
+    "predict": run_predict,
+    "evaluate": run_evaluate,
+    "serve": run_serve,
+    "report": run_report,
+    "export": run_export,
+    "bench": run_benchmark,
+}
 
 
 def _quiet_libraries() -> None:

@@ -26,6 +26,7 @@ METRICS_FILE = "metrics.json"
 Truncation = Literal["tail", "head", "head+tail"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Attention = Literal["auto", "sdpa", "eager"]
+ReportTo = Literal["none", "tensorboard"]
 BestMetric = Literal["loss", "accuracy", "f1", "precision", "recall", "roc_auc"]
 
 
@@ -96,6 +97,7 @@ class TrainConfig(BaseModel):
     early_stopping_patience: Optional[int] = Field(None, gt=0, description="Stop after this many evaluations without improvement")
     seed: int = Field(42, description="Seed for subsampling, splits, initialisation and shuffling")
     precision: Precision = Field("auto", description="Compute precision [auto: bf16 where the hardware has it, else fp32]")
+    report_to: ReportTo = Field("none", description="Also log to TensorBoard (in RUN_DIR/tensorboard; needs the tensorboard package)")
 
     # --- output
     output_dir: str = Field("runs/lora-sentiment", description="Where the adapter, tokenizer, metrics and card go")

@@ -84,7 +84,7 @@ class Classifier:
         try:
             model = PeftModel.from_pretrained(base, str(run_dir))
         except Exception as exc:  # peft raises ValueError, OSError, safetensors errors, KeyError...
-            raise UserError(f"could not load the LoRA adapter in {run_dir}: {first_line(exc)} (is it a finished run directory?)") from exc
+            raise adapter_load_error(run_dir, exc) from exc
         if merge:
             # Folding LoRA into the base weights removes its extra matmuls from every forward pass.
             model = model.merge_and_unload()
@@ -145,6 +145,10 @@ class Classifier:
         metrics = classification_metrics(np.asarray(ds["label"]), probabilities)
         metrics.update(samples=len(ds), dropped_empty=dropped)
         return metrics
+
+
+def adapter_load_error(run_dir: Path, exc: BaseException) -> UserError:
+    return UserError(f"could not load the LoRA adapter in {run_dir}: {first_line(exc)} (is it a finished run directory?)")
 
 
 def read_run(run_dir: Path) -> tuple[TrainConfig, list[str]]:

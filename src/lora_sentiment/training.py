@@ -15,6 +15,7 @@ from .config import LABELS_FILE, METRICS_FILE, RUN_CONFIG_FILE, TrainConfig
 from .errors import UserError
 
 Log = Callable[[str], None]
+TENSORBOARD_DIR = "tensorboard"
 
 
 @dataclass
@@ -196,6 +197,8 @@ def train(config: TrainConfig, *, log: Log = print) -> TrainResult:
     from .prediction import predict_probabilities
 
     final_dir = check_output_dir(config)
+    if config.report_to == "tensorboard":
+        check_tensorboard()
     if is_local(config.model):
         # A run must still find its base model when loaded from another working directory.
         config = config.model_copy(update={"model": str(Path(config.model).expanduser().resolve())})
@@ -247,7 +250,10 @@ def train(config: TrainConfig, *, log: Log = print) -> TrainResult:
     staging.mkdir(parents=True)
     recorder = _EvalRecorder()
     timer = StepTimer()
-    trainer = build_trainer(model, tokenizer, train_tok, eval_tok, config, staging / "checkpoints", precision, recorder, [timer.callback()])
+    callbacks = [timer.callback()]
+    if config.report_to == "tensorboard":
+        callbacks.append(tensorboard_callback(staging / TENSORBOARD_DIR))
+    trainer = build_trainer(model, tokenizer, train_tok, eval_tok, config, staging / "checkpoints", precision, recorder, callbacks)
     log(f"Training on {default_device().type} in {precision} for {config.epochs:g} epochs.")
     train_output = trainer.train()
     epochs_done = trainer.state.epoch or 0.0
@@ -294,8 +300,24 @@ def train(config: TrainConfig, *, log: Log = print) -> TrainResult:
     return TrainResult(final_dir, metrics, data.label_names, metrics["examples"]["before"], metrics["examples"]["after"])
 
 
+def check_tensorboard() -> None:
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        raise UserError("--report-to tensorboard needs the tensorboard package: pip install 'lora-sentiment[tensorboard]'") from None
+
+
+def tensorboard_callback(log_dir: Path) -> Any:
+    """Given its own writer, the callback logs into the run directory (not the checkpoint dir, which is deleted)."""
+    from torch.utils.tensorboard import SummaryWriter
+    from transformers.integrations import TensorBoardCallback
+
+    return TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(log_dir)))
+
+
 def save_run(run_dir: Path, model: Any, tokenizer: Any, config: TrainConfig, label_names: list[str], metrics: dict, parameters: Any) -> None:
     from .card import model_card
+    from .plots import draw_run_plots
 
     # The embedding matrix is saved only when the user targets it: a resized pad row is re-created identically.
     model.save_pretrained(str(run_dir), save_embedding_layers=False)
@@ -304,6 +326,7 @@ def save_run(run_dir: Path, model: Any, tokenizer: Any, config: TrainConfig, lab
     (run_dir / LABELS_FILE).write_text(json.dumps({"label_names": label_names, "id2label": dict(enumerate(label_names))}, indent=2), encoding="utf-8")
     (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2, default=float), encoding="utf-8")
     (run_dir / "README.md").write_text(model_card(config, label_names, metrics, parameters), encoding="utf-8")
+    draw_run_plots(run_dir, metrics, label_names)
 
 
 def _replace_dir(staging: Path, final_dir: Path) -> None:

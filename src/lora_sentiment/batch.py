@@ -1,0 +1,217 @@
+"""Batch prediction on files: read a table in chunks, classify, and write each chunk as it is done.
+
+Memory stays bounded by the chunk size, whatever the file size; `-` reads stdin / writes stdout. Written to a
+temporary file beside the output and renamed at the end, so a failed run never leaves half a predictions file."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+import numpy as np
+import pandas as pd
+
+from .errors import UserError, first_line
+
+INPUT_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".txt": "txt"}
+OUTPUT_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+PREDICTION_COLUMNS = ("predicted_label", "predicted_label_name", "probability")
+STDIO = "-"
+
+
+@dataclass
+class BatchSummary:
+    rows: int = 0
+    predicted: int = 0
+    skipped_empty: int = 0
+
+
+def resolve_format(path: str, given: str | None, formats: dict[str, str], flag: str, stdio_default: str) -> str:
+    if given:
+        return given
+    if path == STDIO:
+        return stdio_default
+    suffix = Path(path).suffix.lower()
+    if suffix not in formats:
+        known = ", ".join(sorted(set(formats)))
+        raise UserError(f"cannot tell the format of {path} from its extension; use one of {known} or pass {flag}")
+    return formats[suffix]
+
+
+def read_chunks(path: str, fmt: str, chunk_size: int) -> Iterator[pd.DataFrame]:
+    """The input as DataFrames of at most `chunk_size` rows. CSV/TSV values stay strings so rows are written
+    back exactly as they were read."""
+    source: Any = sys.stdin if path == STDIO else path
+    if path != STDIO and not Path(path).is_file():
+        raise UserError(f"input file not found: {path} (check --input)")
+    if fmt in ("csv", "tsv"):
+        reader = pd.read_csv(source, sep="," if fmt == "csv" else "\t", dtype=str, keep_default_na=False, chunksize=chunk_size)
+        with reader:
+            yield from reader
+    elif fmt == "jsonl":
+        with pd.read_json(source, lines=True, dtype=False, chunksize=chunk_size) as reader:
+            yield from reader
+    elif fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        # Parquet needs random access: stdin is read whole first.
+        parquet = pq.ParquetFile(io.BytesIO(sys.stdin.buffer.read()) if path == STDIO else path)
+        for batch in parquet.iter_batches(batch_size=chunk_size):
+            yield batch.to_pandas()
+    elif fmt == "txt":
+        handle = sys.stdin if path == STDIO else open(path, encoding="utf-8", errors="replace", newline="")
+        try:
+            lines: list[str] = []
+            for line in handle:
+                lines.append(line.rstrip("\r\n"))
+                if len(lines) == chunk_size:
+                    yield pd.DataFrame({"text": lines})
+                    lines = []
+            if lines:
+                yield pd.DataFrame({"text": lines})
+        finally:
+            if handle is not sys.stdin:
+                handle.close()
+    else:
+        raise UserError(f"unknown input format {fmt!r}; use one of csv, tsv, jsonl, parquet, txt")
+
+
+def total_rows(path: str, fmt: str) -> int | None:
+    """Known up front only where the file says so (Parquet metadata); other formats count as they go."""
+    if fmt == "parquet" and path != STDIO:
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+    return None
+
+
+def with_predictions(chunk: pd.DataFrame, text_column: str, classifier: Any, fmt: str, batch_size: int | None) -> tuple[pd.DataFrame, int]:
+    """The chunk with prediction columns added; rows whose text is missing or blank get empty predictions."""
+    texts = chunk[text_column]
+    present = texts.map(lambda t: isinstance(t, str) and bool(t.strip())).to_numpy(dtype=bool)
+    probabilities = np.full((len(chunk), len(classifier.label_names)), np.nan)
+    if present.any():
+        probabilities[present] = classifier.predict_proba(texts[present].tolist(), batch_size=batch_size)
+    best = probabilities[present].argmax(axis=1)
+    out = chunk.copy()
+    out["predicted_label"] = pd.array([None] * len(chunk), dtype="Int64")
+    out.loc[present, "predicted_label"] = best
+    out["predicted_label_name"] = pd.Series([None] * len(chunk), dtype=object, index=chunk.index)
+    out.loc[present, "predicted_label_name"] = [classifier.label_names[i] for i in best]
+    confidence = np.full(len(chunk), np.nan)
+    confidence[present] = probabilities[present].max(axis=1)
+    out["probability"] = confidence.round(6)
+    if fmt == "jsonl":
+        out["probabilities"] = [
+            {name: round(float(p), 6) for name, p in zip(classifier.label_names, row)} if ok else None
+            for row, ok in zip(probabilities, present)
+        ]
+    else:
+        for i, name in enumerate(classifier.label_names):
+            out[f"prob_{name}"] = probabilities[:, i]
+    return out, int((~present).sum())
+
+
+def write_chunk(frame: pd.DataFrame, handle: IO[str], fmt: str, first: bool) -> None:
+    if fmt in ("csv", "tsv"):
+        frame.to_csv(handle, sep="," if fmt == "csv" else "\t", header=first, index=False, float_format="%.6g", lineterminator="\n")
+    else:
+        frame = frame.astype(object).where(frame.notna(), None)  # JSON has null, not NaN
+        for record in frame.to_dict(orient="records"):
+            handle.write(json.dumps(record, ensure_ascii=False, default=_json_default, allow_nan=False) + "\n")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if value is pd.NA:
+        return None
+    return str(value)
+
+
+def predict_file(
+    classifier: Any,
+    input_path: str,
+    output_path: str,
+    *,
+    text_column: str = "text",
+    input_format: str | None = None,
+    output_format: str | None = None,
+    chunk_size: int = 2048,
+    batch_size: int | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> BatchSummary:
+    """Classify every row of `input_path` and write it, with its predictions, to `output_path`."""
+    from tqdm.auto import tqdm
+
+    in_fmt = resolve_format(input_path, input_format, INPUT_FORMATS, "--input-format", "txt")
+    out_fmt = resolve_format(output_path, output_format, OUTPUT_FORMATS, "--output-format", "jsonl")
+    if in_fmt == "txt":
+        text_column = "text"
+    target = None if output_path == STDIO else Path(output_path)
+    if target is not None:
+        if target.exists() and not overwrite:
+            raise UserError(f"--output {target} exists; pass --overwrite to replace it or choose another --output")
+        if not target.parent.is_dir():
+            raise UserError(f"the folder of --output {target} does not exist; create it first")
+    if chunk_size < 1:
+        raise UserError("--chunk-size must be at least 1")
+
+    summary = BatchSummary()
+    temporary = target.with_name(f".{target.name}.partial") if target else None
+    handle: IO[str] = open(temporary, "w", encoding="utf-8", newline="") if temporary else sys.stdout
+    bar = tqdm(total=total_rows(input_path, in_fmt), unit="rows", desc="Predicting", disable=not progress, file=sys.stderr)
+    try:
+        for chunk in _checked_chunks(input_path, in_fmt, chunk_size):
+            if text_column not in chunk.columns:
+                raise UserError(f"no column {text_column!r} in {input_path}; columns are: {', '.join(map(str, chunk.columns))} (set --text-column)")
+            taken = [c for c in PREDICTION_COLUMNS if c in chunk.columns]
+            if taken:
+                raise UserError(f"{input_path} already has a column named {taken[0]!r}, which predictions are written to; rename it first")
+            out, skipped = with_predictions(chunk, text_column, classifier, out_fmt, batch_size)
+            write_chunk(out, handle, out_fmt, first=summary.rows == 0)
+            handle.flush()
+            summary.rows += len(chunk)
+            summary.skipped_empty += skipped
+            summary.predicted += len(chunk) - skipped
+            bar.update(len(chunk))
+    except BaseException:
+        if temporary:
+            handle.close()
+            temporary.unlink(missing_ok=True)
+        raise
+    finally:
+        bar.close()
+    if temporary and target:
+        handle.close()
+        os.replace(temporary, target)
+    return summary
+
+
+def _checked_chunks(path: str, fmt: str, chunk_size: int) -> Iterator[pd.DataFrame]:
+    """Parser errors become one-line messages naming the file and the likely fix."""
+    chunks = read_chunks(path, fmt, chunk_size)
+    while True:
+        try:
+            chunk = next(chunks)
+        except StopIteration:
+            return
+        except UserError:
+            raise
+        except pd.errors.EmptyDataError:
+            return
+        except (ValueError, pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
+            raise UserError(f"could not read {path} as {fmt}: {first_line(exc)} (fix the file or pass --input-format)") from None
+        except Exception as exc:  # pyarrow raises its own error types for a damaged Parquet file
+            raise UserError(f"could not read {path} as {fmt}: {first_line(exc)} (fix the file or pass --input-format)") from None
+        yield chunk

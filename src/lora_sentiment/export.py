@@ -1,0 +1,84 @@
+"""Export stage: fold the LoRA weights into the base model and save a standalone transformers model.
+
+The result needs neither peft nor this package: `transformers.pipeline("text-classification", model=OUT_DIR)`."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Callable
+
+from .config import LABELS_FILE, METRICS_FILE, RUN_CONFIG_FILE
+from .errors import UserError
+
+
+def export_merged(run_dir: str | Path, out_dir: str | Path, *, overwrite: bool = False, log: Callable[[str], None] = print) -> Path:
+    from peft import PeftModel
+
+    from .model import load_classifier_model, load_tokenizer
+    from .prediction import adapter_load_error, read_run
+
+    run_dir, out_dir = Path(run_dir), Path(out_dir).expanduser()
+    if out_dir.resolve() == run_dir.resolve():
+        raise UserError("OUT_DIR must differ from RUN_DIR: the export is a separate, standalone model")
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not overwrite:
+        raise UserError(f"{out_dir} exists and is not empty; pass --overwrite to replace it or choose another OUT_DIR")
+    config, label_names = read_run(run_dir)
+    tokenizer = load_tokenizer(str(run_dir))
+    # The base model's own dropout (not the training override): the export is also a starting point to fine-tune.
+    base = load_classifier_model(config.model, label_names, tokenizer=tokenizer, trust_remote_code=config.trust_remote_code, base_dropout=None)
+    try:
+        model = PeftModel.from_pretrained(base, str(run_dir))
+    except Exception as exc:  # peft raises ValueError, OSError, safetensors errors, KeyError...
+        raise adapter_load_error(run_dir, exc) from exc
+    merged = model.merge_and_unload()
+    merged.config.id2label = dict(enumerate(label_names))
+    merged.config.label2id = {name: i for i, name in enumerate(label_names)}
+    # The pipeline truncates to this when called with truncation=True; reviews longer than it are cut at the end
+    # (the run's head+tail truncation is this package's, not the pipeline's).
+    tokenizer.model_max_length = config.max_length
+
+    staging = out_dir.with_name(f".{out_dir.name}.partial")
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    try:
+        merged.save_pretrained(str(staging))  # safetensors
+        tokenizer.save_pretrained(str(staging))
+        for name in (RUN_CONFIG_FILE, LABELS_FILE, METRICS_FILE):
+            if (run_dir / name).is_file():
+                shutil.copy2(run_dir / name, staging / name)
+        (staging / "README.md").write_text(_export_card(config.model, label_names, run_dir), encoding="utf-8")
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if out_dir.exists():
+        shutil.rmtree(out_dir) if out_dir.is_dir() else out_dir.unlink()
+    staging.rename(out_dir)
+    log(f"Merged {run_dir} into {config.model}: standalone model saved to {out_dir}")
+    return out_dir
+
+
+def _export_card(base_model: str, label_names: list[str], run_dir: Path) -> str:
+    return f"""---
+library_name: transformers
+base_model: {base_model}
+pipeline_tag: text-classification
+tags: [lora-sentiment, merged-lora]
+---
+
+# {base_model} with a merged LoRA adapter
+
+Exported by `lora-sentiment export` from the run `{run_dir.name}`: the LoRA weights are folded into the base
+weights, so this is a plain transformers model. Labels: {", ".join(f"{i} = {n}" for i, n in enumerate(label_names))}.
+
+```python
+from transformers import pipeline
+
+classify = pipeline("text-classification", model="PATH_TO_THIS_FOLDER")
+classify(["A wonderful, moving film."], truncation=True)
+```
+
+Long texts: `truncation=True` keeps the first tokens; training used this package's truncation
+(see `training_config.yaml`), which `lora-sentiment predict` applies.
+"""

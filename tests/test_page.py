@@ -1,0 +1,58 @@
+"""The page at `/` in a real browser: Debian's headless Chromium driven by Playwright."""
+
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def page(live_server, tmp_path_factory):
+    if not CHROMIUM.is_file():
+        pytest.fail("/usr/bin/chromium is missing: install Debian's chromium and chromium-driver (.ci/run does)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
+        page = browser.new_page()
+        page.goto(live_server + "/")
+        yield page
+        browser.close()
+
+
+def _api_prediction(live_server, text):
+    import httpx
+
+    return httpx.post(live_server + "/predict", json={"texts": [text]}).json()["predictions"][0]
+
+
+def test_typing_a_review_shows_the_prediction(page, live_server):
+    review = "An absolute delight from start to finish, with a wonderful cast."
+    page.fill("#text", review)
+    page.click("#classify")
+    verdict = page.wait_for_selector("#verdict", timeout=15000).inner_text()
+    expected = _api_prediction(live_server, review)
+    assert verdict == f"{expected['label_name']} · {100 * expected['probability']:.1f}%"
+    bars = page.locator(".bar").all_inner_texts()
+    assert [b.split("\n")[0] for b in bars] == ["Negative", "Positive"]
+
+
+def test_examples_are_one_click_away(page, live_server):
+    page.wait_for_selector("button.example")
+    examples = page.locator("button.example")
+    assert examples.all_inner_texts() == ["A wonderful, moving film.", "Dull and far too long."]
+    page.evaluate("document.getElementById('result').replaceChildren()")  # so an earlier verdict cannot pass for this one
+    examples.nth(1).click()
+    page.wait_for_function("document.getElementById('text').value === 'Dull and far too long.'")
+    expected = _api_prediction(live_server, "Dull and far too long.")
+    shown = f"{expected['label_name']} · {100 * expected['probability']:.1f}%"
+    page.wait_for_function("(shown) => document.getElementById('verdict')?.textContent === shown", arg=shown, timeout=15000)
+    assert "accuracy" in page.inner_text("#model-line")
+
+
+def test_an_empty_box_asks_for_text(page):
+    page.fill("#text", "   ")
+    page.click("#classify")
+    assert page.wait_for_selector("#error").inner_text() == "Type a review first."
