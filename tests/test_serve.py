@@ -142,3 +142,17 @@ def test_a_failing_model_gives_500_and_the_server_stays_up(trained_classifier):
     with TestClient(create_app(Broken()), raise_server_exceptions=False) as client:
         assert client.post("/predict", json={"texts": ["a"]}).status_code == 500
         assert client.get("/health").status_code == 200
+
+
+def test_concurrent_http_clients_share_forward_passes(live_server):
+    """Over real HTTP: 16 clients, 200 requests, no errors, and fewer forward passes than requests."""
+    import httpx
+
+    from lora_sentiment.loadtest import run_load
+
+    before = httpx.get(live_server + "/health").json()["batches"]
+    result = asyncio.run(run_load(live_server, ["Good film.", "Bad film.", "An average film."], requests=200, concurrency=16, deadline_s=120))
+    assert result.status_counts == {"200": 200} and result.server_errors == 0
+    passes = result.server["batches"] - before
+    assert 0 < passes < 200
+    assert result.p50_ms <= result.p99_ms <= result.max_ms

@@ -8,6 +8,7 @@ import argparse
 import json
 import sys
 import typing
+from pathlib import Path
 from typing import Any, Sequence
 
 from .config import PRESETS, TrainConfig, build_config
@@ -108,6 +109,20 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("run_dir", help="the --output-dir of a training run")
     export.add_argument("out_dir", help="folder for the merged model")
     export.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT_DIR")
+
+    bench_serve = commands.add_parser(
+        "bench-serve",
+        help="measure the server under a bounded loopback load, without and with micro-batching",
+        description="Start `serve RUN_DIR` twice on loopback (--batch-wait-ms 0, then the window given) and send the "
+        "same load of real reviews to each: a fixed number of requests from concurrent clients. Reports throughput, "
+        "p50/p99 latency, server errors and forward passes.",
+    )
+    bench_serve.add_argument("run_dir", help="the --output-dir of a training run")
+    bench_serve.add_argument("--data", default="../shared/data/imdb-sample/validation.parquet", help="file whose text column supplies the requests [default: ../shared/data/imdb-sample/validation.parquet]")
+    bench_serve.add_argument("--requests", type=int, default=2000, help="requests per mode [default: 2000]")
+    bench_serve.add_argument("--concurrency", type=int, default=16, help="concurrent clients [default: 16]")
+    bench_serve.add_argument("--batch-wait-ms", type=float, default=5.0, help="micro-batching window to compare [default: 5]")
+    bench_serve.add_argument("--output", help="also write the results as JSON here")
 
     bench = commands.add_parser(
         "bench",
@@ -214,8 +229,6 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from .plots import draw_run_plots, read_metrics, summary
     from .prediction import read_run
 
@@ -254,9 +267,24 @@ def run_benchmark(args: argparse.Namespace) -> int:
     )
     print(format_report(report))
     if args.output:
-        from pathlib import Path
-
         Path(args.output).write_text(json.dumps(report, indent=2), encoding="utf-8")
+    return 0
+
+
+def run_bench_serve(args: argparse.Namespace) -> int:
+    from .batch import INPUT_FORMATS, read_chunks, resolve_format
+    from .loadtest import compare_batching, format_results
+    from .prediction import read_run
+
+    read_run(Path(args.run_dir))  # a clear error before any server starts
+    fmt = resolve_format(args.data, None, INPUT_FORMATS, "--data", "txt")
+    texts = [t for chunk in read_chunks(args.data, fmt, 4096) for t in chunk["text"].tolist() if isinstance(t, str) and t.strip()]
+    if not texts:
+        raise UserError(f"no texts in {args.data} (it needs a text column)")
+    results = compare_batching(args.run_dir, texts, requests=args.requests, concurrency=args.concurrency, batch_wait_ms=args.batch_wait_ms, log=lambda m: print(m, flush=True))
+    print(format_results(results))
+    if args.output:
+        Path(args.output).write_text(json.dumps([r.as_dict() for r in results], indent=2), encoding="utf-8")
     return 0
 
 
@@ -267,6 +295,7 @@ COMMANDS = {
     "serve": run_serve,
     "report": run_report,
     "export": run_export,
+    "bench-serve": run_bench_serve,
     "bench": run_benchmark,
 }
 

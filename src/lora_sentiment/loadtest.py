@@ -1,0 +1,178 @@
+"""A bounded loopback load on the server: a fixed number of requests from a fixed number of concurrent clients,
+with an overall deadline, so it always stops by itself. Used by `bench-serve` and by the tests."""
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+
+@dataclass
+class LoadResult:
+    label: str
+    requests: int
+    concurrency: int
+    texts_per_request: int
+    seconds: float
+    status_counts: dict[str, int] = field(default_factory=dict)
+    transport_errors: int = 0
+    p50_ms: float = 0.0
+    p90_ms: float = 0.0
+    p99_ms: float = 0.0
+    max_ms: float = 0.0
+    requests_per_second: float = 0.0
+    texts_per_second: float = 0.0
+    server: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def server_errors(self) -> int:
+        return sum(n for status, n in self.status_counts.items() if status.startswith("5")) + self.transport_errors
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"server_errors": self.server_errors}
+
+
+async def run_load(
+    base_url: str,
+    texts: Sequence[str],
+    *,
+    requests: int = 2000,
+    concurrency: int = 16,
+    texts_per_request: int = 1,
+    deadline_s: float = 600,
+    headers: dict[str, str] | None = None,
+    label: str = "",
+) -> LoadResult:
+    """`concurrency` clients post `requests` requests in all, each with the next `texts_per_request` texts."""
+    import httpx
+
+    latencies: list[float] = []
+    statuses: dict[str, int] = {}
+    transport_errors = 0
+    next_request = 0
+
+    async def client_loop(client: httpx.AsyncClient) -> None:
+        nonlocal next_request, transport_errors
+        while next_request < requests:
+            index = next_request
+            next_request += 1
+            start = index * texts_per_request
+            body = {"texts": [texts[(start + k) % len(texts)] for k in range(texts_per_request)]}
+            began = time.perf_counter()
+            try:
+                response = await client.post("/predict", json=body, headers=headers)
+            except httpx.HTTPError:
+                transport_errors += 1
+                continue
+            latencies.append(time.perf_counter() - began)
+            statuses[str(response.status_code)] = statuses.get(str(response.status_code), 0) + 1
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    began = time.perf_counter()
+    async with httpx.AsyncClient(base_url=base_url, timeout=120, limits=limits) as client:
+        await asyncio.wait_for(asyncio.gather(*(client_loop(client) for _ in range(concurrency))), deadline_s)
+        server = (await client.get("/health")).json()
+    seconds = time.perf_counter() - began
+    ms = np.array(latencies) * 1000 if latencies else np.zeros(1)
+    ok = statuses.get("200", 0)
+    return LoadResult(
+        label=label,
+        requests=requests,
+        concurrency=concurrency,
+        texts_per_request=texts_per_request,
+        seconds=seconds,
+        status_counts=statuses,
+        transport_errors=transport_errors,
+        p50_ms=float(np.percentile(ms, 50)),
+        p90_ms=float(np.percentile(ms, 90)),
+        p99_ms=float(np.percentile(ms, 99)),
+        max_ms=float(ms.max()),
+        requests_per_second=ok / seconds,
+        texts_per_second=ok * texts_per_request / seconds,
+        server=server,
+    )
+
+
+class ServerProcess:
+    """`lora-sentiment serve` in a child process on loopback, up when the context is entered."""
+
+    def __init__(self, run_dir: str, port: int, extra_args: Sequence[str] = (), env: dict[str, str] | None = None, startup_s: float = 180):
+        self.command = [sys.executable, "-m", "lora_sentiment", "serve", str(run_dir), "--port", str(port), *extra_args]
+        self.url = f"http://127.0.0.1:{port}"
+        self.env = {**os.environ, **(env or {})}
+        self.startup_s = startup_s
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> "ServerProcess":
+        import httpx
+
+        self.process = subprocess.Popen(self.command, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + self.startup_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the server exited with {self.process.returncode}: {self.process.stderr.read()[-2000:]}")
+            try:
+                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+        self.__exit__()
+        raise RuntimeError(f"the server did not answer /health within {self.startup_s:.0f} s")
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def compare_batching(
+    run_dir: str,
+    texts: Sequence[str],
+    *,
+    requests: int,
+    concurrency: int,
+    batch_wait_ms: float,
+    warmup: int = 32,
+    log: Callable[[str], None] = print,
+) -> list[LoadResult]:
+    """The same load twice, on fresh servers: one forward pass per request, then micro-batching."""
+    results = []
+    for label, args in (("one request per forward pass", ["--batch-wait-ms", "0"]), (f"micro-batching ({batch_wait_ms:g} ms window)", ["--batch-wait-ms", str(batch_wait_ms)])):
+        with ServerProcess(run_dir, free_port(), args) as server:
+            import httpx
+
+            asyncio.run(run_load(server.url, texts, requests=warmup, concurrency=min(concurrency, warmup)))
+            passes_before = httpx.get(server.url + "/health").json()["batches"]
+            log(f"{label}: {requests} requests from {concurrency} clients...")
+            result = asyncio.run(run_load(server.url, texts, requests=requests, concurrency=concurrency, label=label))
+            result.server["forward_passes"] = result.server["batches"] - passes_before
+            results.append(result)
+            log(f"  {result.requests_per_second:.1f} req/s, p50 {result.p50_ms:.0f} ms, p99 {result.p99_ms:.0f} ms, errors {result.server_errors}")
+    return results
+
+
+def format_results(results: Sequence[LoadResult]) -> str:
+    lines = [f"{'mode':<34} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'5xx+io':>6} {'passes':>7}"]
+    for r in results:
+        lines.append(f"{r.label:<34} {r.requests_per_second:>7.1f} {r.p50_ms:>7.0f} {r.p99_ms:>7.0f} {r.max_ms:>7.0f} {r.server_errors:>6} {r.server.get('forward_passes', 0):>7}")
+    if len(results) == 2 and results[0].requests_per_second:
+        lines.append(f"throughput ratio (micro-batching / one per pass): {results[1].requests_per_second / results[0].requests_per_second:.2f}x")
+    return "\n".join(lines)
