@@ -101,7 +101,8 @@ class TrainConfig(BaseModel):
 
     # --- output
     output_dir: str = Field("runs/lora-sentiment", description="Where the adapter, tokenizer, metrics and card go")
-    overwrite: bool = Field(False, description="Replace a non-empty --output-dir")
+    overwrite: bool = Field(False, description="Replace a non-empty --output-dir (and discard an interrupted run's checkpoints)")
+    resume: bool = Field(False, description="Continue the interrupted run of this --output-dir from its last checkpoint (same settings)")
     examples: list[str] = Field(
         default_factory=lambda: list(DEFAULT_EXAMPLES), description="Unseen texts predicted before and after training"
     )

@@ -16,6 +16,7 @@ from .errors import UserError
 
 Log = Callable[[str], None]
 TENSORBOARD_DIR = "tensorboard"
+RESUME_CONFIG_FILE = "run_config.yaml"  # in the checkpoints folder: the settings --resume must match
 
 
 @dataclass
@@ -28,12 +29,13 @@ class TrainResult:
 
 
 class _EvalRecorder:
-    """compute_metrics that also keeps each evaluation's probabilities, so the final report (confusion
-    matrix, ROC-AUC) comes from the best epoch without another pass over the eval set."""
+    """compute_metrics that also keeps each evaluation's probabilities by training step, so the final report
+    (confusion matrix, ROC-AUC) comes from the best epoch without another pass over the eval set."""
 
     def __init__(self) -> None:
-        self.probabilities: list[np.ndarray] = []
+        self.by_step: dict[int, np.ndarray] = {}
         self.labels: np.ndarray | None = None
+        self.trainer: Any = None  # set once the Trainer exists: it knows the step being evaluated
 
     def __call__(self, eval_prediction: Any) -> dict[str, float]:
         from .metrics import classification_metrics, softmax
@@ -41,7 +43,7 @@ class _EvalRecorder:
         logits = eval_prediction.predictions
         logits = logits[0] if isinstance(logits, tuple) else logits
         probabilities = softmax(np.asarray(logits, dtype=np.float64))
-        self.probabilities.append(probabilities)
+        self.by_step[self.trainer.state.global_step] = probabilities
         self.labels = np.asarray(eval_prediction.label_ids)
         return classification_metrics(self.labels, probabilities, with_confusion=False)
 
@@ -72,6 +74,65 @@ class StepTimer:
                 timer._mark = now
 
         return _Callback()
+
+
+@dataclass
+class RunPaths:
+    """The output dir and its two hidden siblings: the checkpoints of a run in progress, and the folder the
+    finished run is assembled in before it is renamed into place."""
+
+    final: Path
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.final.with_name(f".{self.final.name}.checkpoints")
+
+    @property
+    def staging(self) -> Path:
+        return self.final.with_name(f".{self.final.name}.partial")
+
+
+def latest_checkpoint(checkpoints: Path) -> Path | None:
+    """The newest complete Trainer checkpoint: trainer_state.json is the last file a checkpoint gets."""
+    if not checkpoints.is_dir():
+        return None
+    complete = [p for p in checkpoints.glob("checkpoint-*") if (p / "trainer_state.json").is_file() and p.name.split("-")[-1].isdigit()]
+    return max(complete, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def checkpoint_epoch(checkpoint: Path) -> float:
+    return float(json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8")).get("epoch") or 0)
+
+
+def check_resume(paths: RunPaths, config: TrainConfig) -> tuple[Path | None, TrainConfig]:
+    """The checkpoint to resume from (None: start fresh), refusing to mix an interrupted run with new settings
+    and refusing to discard one silently."""
+    from .config import build_config
+
+    checkpoint = latest_checkpoint(paths.checkpoints)
+    out = paths.final
+    if not config.resume:
+        if checkpoint is not None and not config.overwrite:
+            raise UserError(
+                f"--output-dir {out} has an interrupted run (last checkpoint at epoch {checkpoint_epoch(checkpoint):g}); "
+                "pass --resume to continue it, or --overwrite to discard it and start over"
+            )
+        return None, config
+    saved_file = paths.checkpoints / RESUME_CONFIG_FILE
+    if checkpoint is None or not saved_file.is_file():
+        raise UserError(f"nothing to resume for --output-dir {out}: no checkpoint of an interrupted run (drop --resume to train anew)")
+    saved = build_config(config_file=saved_file)
+    ignored = {"overwrite", "resume"}
+    now, before = config.model_dump(exclude=ignored), saved.model_dump(exclude=ignored)
+    changed = [f"--{k.replace('_', '-')} (was {before[k]!r}, now {now[k]!r})" for k in now if now[k] != before[k]]
+    if changed:
+        raise UserError(
+            "--resume continues the interrupted run with its own settings, but these differ: "
+            + "; ".join(changed)
+            + " (give the same flags, or --overwrite without --resume to start over)"
+        )
+    # The interrupted run was allowed to replace the output dir; resuming it is, too.
+    return checkpoint, config.model_copy(update={"overwrite": config.overwrite or saved.overwrite})
 
 
 def check_output_dir(config: TrainConfig) -> Path:
@@ -196,12 +257,15 @@ def train(config: TrainConfig, *, log: Log = print) -> TrainResult:
     )
     from .prediction import predict_probabilities
 
-    final_dir = check_output_dir(config)
-    if config.report_to == "tensorboard":
-        check_tensorboard()
     if is_local(config.model):
         # A run must still find its base model when loaded from another working directory.
         config = config.model_copy(update={"model": str(Path(config.model).expanduser().resolve())})
+    paths = RunPaths(Path(config.output_dir).expanduser())
+    resume_from, config = check_resume(paths, config)
+    requested = config  # as asked, before the model fills in its defaults: what --resume must match
+    final_dir = check_output_dir(config)
+    if config.report_to == "tensorboard":
+        check_tensorboard()
     precision = resolve_precision(config.precision, default_device())
 
     # Everything that can fail on bad input happens before anything is written.
@@ -244,28 +308,40 @@ def train(config: TrainConfig, *, log: Log = print) -> TrainResult:
     before = predict_probabilities(model, encoder, config.examples, precision=precision)
     log(format_predictions("Untrained model predictions:", config.examples, before, data.label_names))
 
-    staging = final_dir.with_name(f".{final_dir.name}.partial")
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True)
+    if resume_from is None:
+        # A fresh run: checkpoints of an older interrupted run (allowed by --overwrite) go now.
+        shutil.rmtree(paths.checkpoints, ignore_errors=True)
+        paths.checkpoints.mkdir(parents=True)
+        (paths.checkpoints / RESUME_CONFIG_FILE).write_text(requested.to_yaml(), encoding="utf-8")
     recorder = _EvalRecorder()
     timer = StepTimer()
     callbacks = [timer.callback()]
     if config.report_to == "tensorboard":
-        callbacks.append(tensorboard_callback(staging / TENSORBOARD_DIR))
-    trainer = build_trainer(model, tokenizer, train_tok, eval_tok, config, staging / "checkpoints", precision, recorder, callbacks)
+        callbacks.append(tensorboard_callback(paths.checkpoints / TENSORBOARD_DIR))
+    trainer = build_trainer(model, tokenizer, train_tok, eval_tok, config, paths.checkpoints, precision, recorder, callbacks)
+    recorder.trainer = trainer
+    if resume_from is not None:
+        log(f"Resuming from {resume_from.name} (epoch {checkpoint_epoch(resume_from):g} of {config.epochs:g}).")
     log(f"Training on {default_device().type} in {precision} for {config.epochs:g} epochs.")
-    train_output = trainer.train()
+    train_output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     epochs_done = trainer.state.epoch or 0.0
     lengths = list(train_tok["length"])
     real_tokens = int(sum(lengths))
 
-    # The best checkpoint is loaded now; its evaluation's probabilities give the final report.
-    best_step = trainer.state.best_global_step
-    eval_steps = [e["step"] for e in trainer.state.log_history if "eval_loss" in e]
-    best_index = eval_steps.index(best_step) if best_step in eval_steps else len(eval_steps) - 1
-    final = classification_metrics(recorder.labels, recorder.probabilities[best_index])
-    best_eval = next(e for e in trainer.state.log_history if e.get("step") == eval_steps[best_index] and "eval_loss" in e)
+    # The best checkpoint is loaded now. Its evaluation's probabilities give the final report; one made
+    # before an interruption was not kept in memory, so the loaded best model is evaluated again.
+    eval_entries = [e for e in trainer.state.log_history if "eval_loss" in e]
+    best_step = trainer.state.best_global_step or eval_entries[-1]["step"]
+    best_eval = next(e for e in eval_entries if e["step"] == best_step)
+    probabilities = recorder.by_step.get(best_step)
+    labels = recorder.labels
+    if probabilities is None:
+        from .metrics import softmax
+
+        output = trainer.predict(eval_tok)
+        logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+        probabilities, labels = softmax(np.asarray(logits, dtype=np.float64)), np.asarray(output.label_ids)
+    final = classification_metrics(labels, probabilities)
     final.update(loss=best_eval["eval_loss"], epoch=best_eval["epoch"], samples=len(data.eval))
 
     after = predict_probabilities(model, encoder, config.examples, precision=precision)
@@ -293,9 +369,17 @@ def train(config: TrainConfig, *, log: Log = print) -> TrainResult:
         "examples": {"before": _prediction_rows(config.examples, before, data.label_names), "after": _prediction_rows(config.examples, after, data.label_names)},
         "log_history": trainer.state.log_history,
     }
-    shutil.rmtree(staging / "checkpoints", ignore_errors=True)
-    save_run(staging, model, tokenizer, config, data.label_names, metrics, parameters)
+    # Saved into a fresh hidden folder and swapped into place; the checkpoints go only once the run is in
+    # place, so a crash while saving can still be resumed.
+    staging = paths.staging
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    save_run(staging, model, tokenizer, config.model_copy(update={"resume": False}), data.label_names, metrics, parameters)
+    if (paths.checkpoints / TENSORBOARD_DIR).is_dir():
+        shutil.copytree(paths.checkpoints / TENSORBOARD_DIR, staging / TENSORBOARD_DIR)
     _replace_dir(staging, final_dir)
+    shutil.rmtree(paths.checkpoints, ignore_errors=True)
     log(f"Accuracy {final['accuracy']:.4f}, F1 {final['f1']:.4f} on {len(data.eval)} evaluation texts. Saved to {final_dir}")
     return TrainResult(final_dir, metrics, data.label_names, metrics["examples"]["before"], metrics["examples"]["after"])
 
