@@ -16,12 +16,15 @@ from typing import IO, Any, Iterator
 import numpy as np
 import pandas as pd
 
+from .data import read_error_fix
 from .errors import UserError, first_line
 
 INPUT_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".txt": "txt"}
 OUTPUT_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 PREDICTION_COLUMNS = ("predicted_label", "predicted_label_name", "probability")
 STDIO = "-"
+# Characters that str.splitlines() and some JSONL readers take as line ends; json.dumps leaves them raw.
+_LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
 
 
 @dataclass
@@ -123,7 +126,8 @@ def write_chunk(frame: pd.DataFrame, handle: IO[str], fmt: str, first: bool) -> 
     else:
         frame = frame.astype(object).where(frame.notna(), None)  # JSON has null, not NaN
         for record in frame.to_dict(orient="records"):
-            handle.write(json.dumps(record, ensure_ascii=False, default=_json_default, allow_nan=False) + "\n")
+            line = json.dumps(record, ensure_ascii=False, default=_json_default, allow_nan=False)
+            handle.write(line.translate(_LINE_BREAKS) + "\n")
 
 
 def _json_default(value: Any) -> Any:
@@ -210,8 +214,6 @@ def _checked_chunks(path: str, fmt: str, chunk_size: int) -> Iterator[pd.DataFra
             raise
         except pd.errors.EmptyDataError:
             return
-        except (ValueError, pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
-            raise UserError(f"could not read {path} as {fmt}: {first_line(exc)} (fix the file or pass --input-format)") from None
-        except Exception as exc:  # pyarrow raises its own error types for a damaged Parquet file
-            raise UserError(f"could not read {path} as {fmt}: {first_line(exc)} (fix the file or pass --input-format)") from None
+        except Exception as exc:  # pandas and pyarrow raise many types (ParserError, ArrowInvalid, UnicodeDecodeError...)
+            raise UserError(f"could not read {path} as {fmt}: {first_line(exc)} ({read_error_fix(exc)}, or pass --input-format)") from None
         yield chunk

@@ -3,11 +3,13 @@ and turn texts into token ids the same way for training and prediction."""
 
 from __future__ import annotations
 
+import logging
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -74,13 +76,35 @@ def _load_file(path: Path) -> Any:
         )
     kwargs: dict[str, Any] = {"sep": "\t"} if suffix == ".tsv" else {}
     try:
-        loaded = datasets.load_dataset(builder, data_files={"train": str(path)}, split="train", **kwargs)
+        with _quiet_datasets_logger():  # its CSV reader logs a traceback of its own before raising
+            loaded = datasets.load_dataset(builder, data_files={"train": str(path)}, split="train", **kwargs)
     except Exception as exc:  # the builders raise many types (ParserError, ArrowInvalid, UnicodeDecodeError...)
         cause = exc.__cause__ or exc.__context__ or exc
-        raise UserError(f"could not read {path} as {suffix[1:]}: {first_line(cause)}") from exc
+        raise UserError(f"could not read {path} as {suffix[1:]}: {first_line(cause)} ({read_error_fix(cause)})") from exc
     if len(loaded) == 0:
         raise UserError(f"data file {path} has no rows")
     return loaded
+
+
+@contextmanager
+def _quiet_datasets_logger() -> Iterator[None]:
+    logger = logging.getLogger("datasets")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def read_error_fix(error: BaseException) -> str:
+    """The likely fix for a file that would not parse, by what went wrong."""
+    if isinstance(error, UnicodeDecodeError):
+        return "the file is not UTF-8 text: re-save it as UTF-8"
+    text = str(error)
+    if "Expected" in text and "fields" in text:
+        return "fix or remove that row; quote fields that contain the separator"
+    return "check that the file is complete and in the format its extension says"
 
 
 def _load_aclimdb(root: Path) -> Any:

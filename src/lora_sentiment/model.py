@@ -106,6 +106,8 @@ def load_classifier_model(
             trust_remote_code=trust_remote_code,
             # A checkpoint that already has a head for another label count gets a fresh one.
             ignore_mismatched_sizes=True,
+            # Pickled weights (pytorch_model.bin) can run code when read; safetensors cannot.
+            use_safetensors=True,
             **kwargs,
         )
 
@@ -129,6 +131,15 @@ def load_classifier_model(
         else:
             model = load_with_fallback("model", name, "--model", lambda **kw: load(config, **extra, **kw), cache_kwarg="local_files_only")
     except (OSError, ValueError) as exc:
+        if "custom code" in str(exc) or "trust_remote_code" in str(exc):
+            raise UserError(
+                f"{name} needs its own model code to load; read it, and pass --trust-remote-code only if you trust it"
+            ) from exc
+        if "safetensors" in str(exc).lower():
+            raise UserError(
+                f"{name} has no safetensors weights, and pickled weights are not loaded (they can run code); "
+                "convert the model to safetensors (model.save_pretrained) or pick another --model"
+            ) from exc
         raise UserError(f"could not load a sequence-classification model from {name}: {first_line(exc)} (check --model)") from exc
     known = model.get_input_embeddings().num_embeddings
     if len(tokenizer) > known:

@@ -155,7 +155,8 @@ def read_run(run_dir: Path) -> tuple[TrainConfig, list[str]]:
     config_path, labels_path = run_dir / RUN_CONFIG_FILE, run_dir / LABELS_FILE
     if not run_dir.is_dir():
         raise UserError(f"run directory not found: {run_dir} (pass the --output-dir of a finished training run)")
-    for path in (config_path, labels_path, run_dir / "adapter_config.json"):
+    # Only safetensors weights are loaded: a pickled adapter_model.bin could run code when read.
+    for path in (config_path, labels_path, run_dir / "adapter_config.json", run_dir / "adapter_model.safetensors"):
         if not path.is_file():
             raise UserError(f"{run_dir} is not a finished run directory: {path.name} is missing (train again or pick another run)")
     from .config import build_config
