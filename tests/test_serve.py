@@ -156,3 +156,25 @@ def test_concurrent_http_clients_share_forward_passes(live_server):
     passes = result.server["batches"] - before
     assert 0 < passes < 200
     assert result.p50_ms <= result.p99_ms <= result.max_ms
+
+
+def test_load_2000_requests_from_16_clients_against_a_server_process(trained_run, imdb_frames):
+    """A bounded loopback load on `lora-sentiment serve` in its own process: every request answered, 0 errors."""
+    from lora_sentiment.loadtest import ServerProcess, free_port, run_load
+
+    reviews = imdb_frames[1].text.tolist()[:200]
+    with ServerProcess(str(trained_run), free_port(), env={"HF_HUB_OFFLINE": "1"}) as server:
+        result = asyncio.run(run_load(server.url, reviews, requests=2000, concurrency=16, deadline_s=300))
+    assert result.status_counts == {"200": 2000} and result.server_errors == 0
+    assert 0 < result.p50_ms <= result.p99_ms
+    assert result.server["batches"] < 2000  # concurrent requests shared forward passes
+
+
+def test_serve_binds_loopback_by_default_and_checks_its_flags(tmp_path, trained_run, capsys):
+    from lora_sentiment.cli import build_parser, main
+
+    assert build_parser().parse_args(["serve", "run"]).host == "127.0.0.1"
+    assert main(["serve", str(tmp_path)]) == 2
+    assert "not a finished run directory" in capsys.readouterr().err
+    assert main(["serve", str(trained_run), "--max-texts", "0"]) == 2
+    assert "--max-texts" in capsys.readouterr().err

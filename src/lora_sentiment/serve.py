@@ -53,14 +53,18 @@ class MicroBatcher:
         self.predict = predict
         self.wait_s = wait_s
         self.max_texts = max_texts
-        self.queue: asyncio.Queue[tuple[list[str], asyncio.Future]] = asyncio.Queue()
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+        self.queue: asyncio.Queue[tuple[list[str], asyncio.Future]] | None = None
+        self.executor: ThreadPoolExecutor | None = None
         self.batches = 0
         self.texts = 0
         self._task: asyncio.Task | None = None
         self._held: tuple[list[str], asyncio.Future] | None = None  # a request that did not fit the last batch
 
     async def start(self) -> None:
+        # Made here, not in __init__: each server start (lifespan) gets its own loop-bound queue and thread.
+        self.queue = asyncio.Queue()
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+        self._held = None
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
@@ -70,7 +74,8 @@ class MicroBatcher:
                 await self._task
             except asyncio.CancelledError:
                 pass
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.executor:
+            self.executor.shutdown(wait=False, cancel_futures=True)
 
     async def submit(self, texts: list[str]) -> np.ndarray:
         future = asyncio.get_running_loop().create_future()
@@ -193,7 +198,25 @@ def create_app(classifier: Any, settings: ServeSettings | None = None, *, run_in
         if settings.api_key and not (key and secrets.compare_digest(key.encode(), settings.api_key.encode())):
             raise HTTPException(status_code=401, detail="missing or wrong API key: send it in the X-API-Key header")
 
-    @app.post("/predict", response_model=PredictResponse, dependencies=[Depends(check_key)], summary="Classify texts")
+    class ErrorOut(BaseModel):
+        detail: Any
+
+    errors: dict[int | str, dict[str, Any]] = {
+        400: {"model": ErrorOut, "description": "A body that cannot be decoded"},
+        413: {"model": ErrorOut, "description": f"Body over {settings.max_body_bytes} bytes"},
+        422: {"description": "Malformed JSON, or texts outside the limits"},
+    }
+    if settings.api_key:
+        errors[401] = {"model": ErrorOut, "description": "Missing or wrong X-API-Key"}
+
+    # The key check (and its security scheme in the OpenAPI schema) only exists when a key is set.
+    @app.post(
+        "/predict",
+        response_model=PredictResponse,
+        dependencies=[Depends(check_key)] if settings.api_key else [],
+        responses=errors,
+        summary="Classify texts",
+    )
     async def predict(request: PredictRequest) -> PredictResponse:
         probabilities = await batcher.submit(request.texts)
         return PredictResponse(predictions=[_prediction(row, label_names) for row in probabilities])
