@@ -253,7 +253,11 @@ def count_parameters(model: Any) -> ParameterCount:
 
 
 def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if torch.cuda.is_available():
+        from .distributed import local_rank
+
+        return torch.device("cuda", local_rank())  # one GPU per process under torchrun / accelerate launch
+    return torch.device("cpu")
 
 
 def cpu_has_fast_bf16() -> bool:

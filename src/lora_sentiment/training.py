@@ -216,12 +216,13 @@ def build_trainer(
         report_to="none",
         disable_tqdm=False,
         dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,  # LoRA and the head are used in every forward pass
         train_sampling_strategy="group_by_length" if config.group_by_length else "random",
     )
     callbacks = list(callbacks)
     if config.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(config.early_stopping_patience))
-    return Trainer(
+    trainer = Trainer(
         model=model,
         args=args,
         train_dataset=train_ds,
@@ -231,6 +232,12 @@ def build_trainer(
         compute_metrics=compute_metrics,
         callbacks=callbacks,
     )
+    # The Trainer takes any forward(**kwargs) to compute a loss already normalised by the tokens of the whole
+    # step, and so multiplies the loss by the process count and skips dividing by the accumulation steps.
+    # Sequence-classification heads return a plain per-batch mean: without this, 2 processes would report
+    # (and clip) twice the loss, and gradient accumulation would sum gradients instead of averaging them.
+    trainer.model_accepts_loss_kwargs = False
+    return trainer
 
 
 def train(config: TrainConfig, *, log: Log = print) -> TrainResult:
@@ -260,6 +267,12 @@ def train(config: TrainConfig, *, log: Log = print) -> TrainResult:
     if is_local(config.model):
         # A run must still find its base model when loaded from another working directory.
         config = config.model_copy(update={"model": str(Path(config.model).expanduser().resolve())})
+    from . import distributed
+
+    distributed.init(cpu=default_device().type == "cpu")
+    main_process = distributed.is_main_process()
+    if not main_process:
+        log = _silent  # one run, one voice: rank 0 prints and writes
     paths = RunPaths(Path(config.output_dir).expanduser())
     resume_from, config = check_resume(paths, config)
     requested = config  # as asked, before the model fills in its defaults: what --resume must match
@@ -269,7 +282,8 @@ def train(config: TrainConfig, *, log: Log = print) -> TrainResult:
     precision = resolve_precision(config.precision, default_device())
 
     # Everything that can fail on bad input happens before anything is written.
-    data = load_labeled_data(config, log=log)
+    with distributed.main_process_first():
+        data = load_labeled_data(config, log=log)
     log(f"Data: {len(data.train)} training and {len(data.eval)} evaluation texts; labels: {', '.join(data.label_names)}")
     tokenizer = load_tokenizer(config.model, trust_remote_code=config.trust_remote_code)
     added_pad_token = ensure_pad_token(tokenizer)
@@ -297,9 +311,10 @@ def train(config: TrainConfig, *, log: Log = print) -> TrainResult:
     log(str(parameters))
 
     encoder = TextEncoder(tokenizer, config.max_length, config.truncation, config.head_token_count, config.strip_html)
-    train_tok = tokenize_dataset(data.train, encoder)
-    # Evaluation order does not change its metrics; sorted by length, its batches carry little padding.
-    eval_tok = tokenize_dataset(data.eval, encoder).sort("length", reverse=True)
+    with distributed.main_process_first():
+        train_tok = tokenize_dataset(data.train, encoder)
+        # Evaluation order does not change its metrics; sorted by length, its batches carry little padding.
+        eval_tok = tokenize_dataset(data.eval, encoder).sort("length", reverse=True)
 
     model.to(default_device())
     configure_attention_backends(default_device())
@@ -308,21 +323,24 @@ def train(config: TrainConfig, *, log: Log = print) -> TrainResult:
     before = predict_probabilities(model, encoder, config.examples, precision=precision)
     log(format_predictions("Untrained model predictions:", config.examples, before, data.label_names))
 
-    if resume_from is None:
+    if resume_from is None and main_process:
         # A fresh run: checkpoints of an older interrupted run (allowed by --overwrite) go now.
         shutil.rmtree(paths.checkpoints, ignore_errors=True)
         paths.checkpoints.mkdir(parents=True)
         (paths.checkpoints / RESUME_CONFIG_FILE).write_text(requested.to_yaml(), encoding="utf-8")
+    distributed.barrier()
     recorder = _EvalRecorder()
     timer = StepTimer()
     callbacks = [timer.callback()]
-    if config.report_to == "tensorboard":
+    if config.report_to == "tensorboard" and main_process:
         callbacks.append(tensorboard_callback(paths.checkpoints / TENSORBOARD_DIR))
     trainer = build_trainer(model, tokenizer, train_tok, eval_tok, config, paths.checkpoints, precision, recorder, callbacks)
     recorder.trainer = trainer
     if resume_from is not None:
         log(f"Resuming from {resume_from.name} (epoch {checkpoint_epoch(resume_from):g} of {config.epochs:g}).")
-    log(f"Training on {default_device().type} in {precision} for {config.epochs:g} epochs.")
+    ranks = distributed.world_size()
+    devices = f"{ranks} processes on {default_device().type} (batch size {config.batch_size} per process)" if ranks > 1 else default_device().type
+    log(f"Training on {devices} in {precision} for {config.epochs:g} epochs.")
     train_output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     epochs_done = trainer.state.epoch or 0.0
     lengths = list(train_tok["length"])
@@ -369,6 +387,10 @@ def train(config: TrainConfig, *, log: Log = print) -> TrainResult:
         "examples": {"before": _prediction_rows(config.examples, before, data.label_names), "after": _prediction_rows(config.examples, after, data.label_names)},
         "log_history": trainer.state.log_history,
     }
+    if not main_process:
+        distributed.barrier()  # rank 0 saves; the run is complete for every rank when it is done
+        return TrainResult(final_dir, metrics, data.label_names, metrics["examples"]["before"], metrics["examples"]["after"])
+
     # Saved into a fresh hidden folder and swapped into place; the checkpoints go only once the run is in
     # place, so a crash while saving can still be resumed.
     staging = paths.staging
@@ -380,8 +402,13 @@ def train(config: TrainConfig, *, log: Log = print) -> TrainResult:
         shutil.copytree(paths.checkpoints / TENSORBOARD_DIR, staging / TENSORBOARD_DIR)
     _replace_dir(staging, final_dir)
     shutil.rmtree(paths.checkpoints, ignore_errors=True)
+    distributed.barrier()
     log(f"Accuracy {final['accuracy']:.4f}, F1 {final['f1']:.4f} on {len(data.eval)} evaluation texts. Saved to {final_dir}")
     return TrainResult(final_dir, metrics, data.label_names, metrics["examples"]["before"], metrics["examples"]["after"])
+
+
+def _silent(message: str) -> None:
+    pass
 
 
 def check_tensorboard() -> None:
