@@ -104,3 +104,30 @@ def test_bad_batch_arguments_fail_with_one_line_and_write_nothing(tmp_path, revi
     assert err.startswith("lora-sentiment: error:") and needle in err
     assert not (tmp_path / "o.csv").exists() and (tmp_path / "exists.csv").read_text() == "keep me"
     assert not list(tmp_path.glob(".*partial"))
+
+
+def test_worker_processes_give_the_same_rows_in_the_same_order(tmp_path, reviews, trained_run):
+    source = tmp_path / "in.csv"
+    pd.concat([reviews] * 3, ignore_index=True).to_csv(source, index=False)
+    one, two = tmp_path / "one.csv", tmp_path / "two.csv"
+    predict_file(str(trained_run), str(source), str(one), text_column="review", chunk_size=16, progress=False, precision="fp32")
+    summary = predict_file(str(trained_run), str(source), str(two), text_column="review", chunk_size=16, progress=False, precision="fp32", workers=2)
+    assert summary.rows == summary.predicted == 150
+    a, b = pd.read_csv(one), pd.read_csv(two)
+    pd.testing.assert_frame_equal(a.drop(columns=["probability", "prob_Negative", "prob_Positive"]), b.drop(columns=["probability", "prob_Negative", "prob_Positive"]))
+    assert b[["prob_Negative", "prob_Positive"]].to_numpy() == pytest.approx(a[["prob_Negative", "prob_Positive"]].to_numpy(), abs=1e-5)
+
+
+def test_a_damaged_run_fails_once_in_the_workers_too(tmp_path, reviews, trained_run):
+    import shutil
+
+    from lora_sentiment.errors import UserError
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    (run / "adapter_model.safetensors").write_bytes(b"garbage")
+    source = tmp_path / "in.csv"
+    reviews.to_csv(source, index=False)
+    with pytest.raises(UserError, match="could not load the LoRA adapter"):
+        predict_file(str(run), str(source), str(tmp_path / "out.csv"), text_column="review", progress=False, workers=2)
+    assert not (tmp_path / "out.csv").exists()

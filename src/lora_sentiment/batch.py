@@ -9,6 +9,7 @@ import io
 import json
 import os
 import sys
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Iterator
@@ -142,6 +143,79 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+class _InProcess:
+    """Predicts each chunk right here, with the already loaded classifier."""
+
+    def __init__(self, classifier: Any, text_column: str, fmt: str, batch_size: int | None):
+        self.args = (text_column, classifier, fmt, batch_size)
+
+    def submit(self, chunk: pd.DataFrame) -> Any:
+        text_column, classifier, fmt, batch_size = self.args
+        result = with_predictions(chunk, text_column, classifier, fmt, batch_size)
+        return _Done(result)
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class _Done:
+    value: Any
+
+    def get(self) -> Any:
+        return self.value
+
+
+class _WorkerPool:
+    """Worker processes that each load the run once and predict whole chunks: on a multi-core CPU each takes an
+    equal share of the cores, with GPUs each takes one device (worker i on GPU i mod the device count)."""
+
+    def __init__(self, run_dir: str, precision: str, workers: int, text_column: str, fmt: str, batch_size: int | None):
+        import multiprocessing
+
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked torch or tokenizer threads
+        self.pool = context.Pool(workers, initializer=_init_worker, initargs=(run_dir, precision, threads))
+        self.args = (text_column, fmt, batch_size)
+
+    def submit(self, chunk: pd.DataFrame) -> Any:
+        return self.pool.apply_async(_predict_in_worker, (chunk, *self.args))
+
+    def close(self) -> None:
+        self.pool.terminate()
+        self.pool.join()
+
+
+_worker_classifier: Any = None
+_worker_error: BaseException | None = None
+
+
+def _init_worker(run_dir: str, precision: str, threads: int) -> None:
+    # A failing initializer would make the pool restart workers forever: keep the error for the first task.
+    global _worker_classifier, _worker_error
+    try:
+        import multiprocessing
+
+        import torch
+
+        from .prediction import load_classifier
+
+        torch.set_num_threads(threads)
+        device = None
+        if torch.cuda.is_available():
+            index = (multiprocessing.current_process()._identity or (1,))[0] - 1
+            device = f"cuda:{index % torch.cuda.device_count()}"
+        _worker_classifier = load_classifier(run_dir, precision=precision, device=device)
+    except BaseException as exc:  # noqa: BLE001 - re-raised in the main process by the first task
+        _worker_error = exc
+
+
+def _predict_in_worker(chunk: pd.DataFrame, text_column: str, fmt: str, batch_size: int | None) -> tuple[pd.DataFrame, int]:
+    if _worker_error is not None:
+        raise _worker_error
+    return with_predictions(chunk, text_column, _worker_classifier, fmt, batch_size)
+
+
 def predict_file(
     classifier: Any,
     input_path: str,
@@ -154,8 +228,13 @@ def predict_file(
     batch_size: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    workers: int = 1,
+    precision: str = "auto",
 ) -> BatchSummary:
-    """Classify every row of `input_path` and write it, with its predictions, to `output_path`."""
+    """Classify every row of `input_path` and write it, with its predictions, to `output_path`.
+
+    `classifier` is a loaded Classifier, or a run directory (which `workers` > 1 needs: each worker process
+    loads it). At most 2 x workers chunks are in flight, so memory stays bounded however long the file is."""
     from tqdm.auto import tqdm
 
     in_fmt = resolve_format(input_path, input_format, INPUT_FORMATS, "--input-format", "txt")
@@ -170,11 +249,34 @@ def predict_file(
             raise UserError(f"the folder of --output {target} does not exist; create it first")
     if chunk_size < 1:
         raise UserError("--chunk-size must be at least 1")
+    if workers < 1:
+        raise UserError("--workers must be at least 1")
 
     summary = BatchSummary()
     temporary = target.with_name(f".{target.name}.partial") if target else None
     handle: IO[str] = open(temporary, "w", encoding="utf-8", newline="") if temporary else sys.stdout
     bar = tqdm(total=total_rows(input_path, in_fmt), unit="rows", desc="Predicting", disable=not progress, file=sys.stderr)
+    if workers > 1:
+        if not isinstance(classifier, (str, Path)):
+            raise ValueError("workers > 1 needs the run directory, which each worker loads")
+        predictor: Any = _WorkerPool(str(classifier), precision, workers, text_column, out_fmt, batch_size)
+    else:
+        if isinstance(classifier, (str, Path)):
+            from .prediction import load_classifier
+
+            classifier = load_classifier(classifier, precision=precision)
+        predictor = _InProcess(classifier, text_column, out_fmt, batch_size)
+    in_flight: deque = deque()
+
+    def write_oldest() -> None:
+        out, skipped = in_flight.popleft().get()
+        write_chunk(out, handle, out_fmt, first=summary.rows == 0)
+        handle.flush()
+        summary.rows += len(out)
+        summary.skipped_empty += skipped
+        summary.predicted += len(out) - skipped
+        bar.update(len(out))
+
     try:
         for chunk in _checked_chunks(input_path, in_fmt, chunk_size):
             if text_column not in chunk.columns:
@@ -182,19 +284,18 @@ def predict_file(
             taken = [c for c in PREDICTION_COLUMNS if c in chunk.columns]
             if taken:
                 raise UserError(f"{input_path} already has a column named {taken[0]!r}, which predictions are written to; rename it first")
-            out, skipped = with_predictions(chunk, text_column, classifier, out_fmt, batch_size)
-            write_chunk(out, handle, out_fmt, first=summary.rows == 0)
-            handle.flush()
-            summary.rows += len(chunk)
-            summary.skipped_empty += skipped
-            summary.predicted += len(chunk) - skipped
-            bar.update(len(chunk))
+            in_flight.append(predictor.submit(chunk))
+            while len(in_flight) >= 2 * workers:  # chunks come back, and are written, in input order
+                write_oldest()
+        while in_flight:
+            write_oldest()
     except BaseException:
         if temporary:
             handle.close()
             temporary.unlink(missing_ok=True)
         raise
     finally:
+        predictor.close()
         bar.close()
     if temporary and target:
         handle.close()

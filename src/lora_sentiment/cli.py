@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--chunk-size", type=int, default=2048, help="rows read, predicted and written at a time [default: 2048]")
     predict.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
     predict.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar on stderr")
+    predict.add_argument("--workers", type=int, default=1, help="with --input: processes that predict chunks in parallel, each with its share of the CPU cores or one GPU each [default: 1]")
     _add_inference_flags(predict)
 
     evaluate = commands.add_parser("evaluate", help="metrics of a saved run on a labelled file")
@@ -169,18 +170,20 @@ def run_predict(args: argparse.Namespace) -> int:
         raise UserError("give either TEXTS to classify or --input FILE (not both)")
     if args.output and not args.input:
         raise UserError("--output needs --input; TEXTS are printed")
-    classifier = load_classifier(args.run_dir, precision=args.precision)
     if args.input:
         from .batch import predict_file
+        from .prediction import read_run
 
+        read_run(Path(args.run_dir))  # a damaged run fails here, once, not in every worker
         summary = predict_file(
-            classifier, args.input, args.output or "-", text_column=args.text_column, input_format=args.input_format,
+            args.run_dir, args.input, args.output or "-", text_column=args.text_column, input_format=args.input_format,
             output_format=args.output_format, chunk_size=args.chunk_size, batch_size=args.batch_size,
-            overwrite=args.overwrite, progress=args.progress,
+            overwrite=args.overwrite, progress=args.progress, workers=args.workers, precision=args.precision,
         )
         skipped = f"; {summary.skipped_empty} rows with no text left without a prediction" if summary.skipped_empty else ""
         print(f"Predicted {summary.predicted} of {summary.rows} rows{skipped}.", file=sys.stderr)
         return 0
+    classifier = load_classifier(args.run_dir, precision=args.precision)
     predictions = classifier.predict(args.texts, batch_size=args.batch_size)
     if args.json:
         for p in predictions:

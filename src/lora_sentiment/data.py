@@ -168,13 +168,17 @@ def drop_empty_texts(ds: Any, where: str) -> tuple[Any, int]:
     if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
         ds = ds.cast_column("text", datasets.Value("string"))
         column = ds.data.column("text")
-    empty = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(column), ""), True)
-    n_empty = int(pc.sum(empty).as_py() or 0)
+    # Chunk by chunk: trimming the whole memory-mapped column at once would copy all of its text into RAM.
+    empty = np.concatenate(
+        [np.zeros(0, dtype=bool)]
+        + [np.asarray(pc.fill_null(pc.equal(pc.utf8_trim_whitespace(chunk), ""), True), dtype=bool) for chunk in column.chunks]
+    )
+    n_empty = int(empty.sum())
     if n_empty == 0:
         return ds, 0
     if n_empty == len(ds):
         raise UserError(f"every text in {where} is empty or whitespace; check --text-column")
-    keep = np.flatnonzero(~np.asarray(empty.to_numpy(zero_copy_only=False), dtype=bool))
+    keep = np.flatnonzero(~empty)
     return ds.select(keep), n_empty
 
 
