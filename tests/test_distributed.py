@@ -66,3 +66,18 @@ def test_gradient_accumulation_averages_like_a_bigger_batch(tmp_path, tiny_disti
     for a, b in zip(big.metrics["history"], accumulated.metrics["history"]):
         assert b["loss"] == pytest.approx(a["loss"], abs=1e-4)
         assert b["train_loss"] == pytest.approx(a["train_loss"], abs=1e-3)
+
+
+def test_accelerate_launch_runs_the_same_command_data_parallel(tmp_path, tiny_distilbert, small_csv):
+    """`accelerate launch --multi_gpu` goes through torch's launcher; without GPUs its ranks use gloo on CPU."""
+    accelerate = [sys.executable, "-c", "from accelerate.commands.accelerate_cli import main; main()"]
+    result = subprocess.run(
+        [*accelerate, "launch", "--multi_gpu", "--num_processes", "2", "-m", "lora_sentiment", "train", "--model", tiny_distilbert,
+         "--data", str(small_csv), "--output-dir", str(tmp_path / "run"), "--max-length", "32", "--epochs", "1", "--batch-size", "8"],
+        env=ENV, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Training on 2 processes on cpu (batch size 8 per process)" in result.stdout
+    assert result.stdout.count("Saved to") == 1
+    assert load_classifier(tmp_path / "run").predict(["Fine."])[0].label_name in {"Negative", "Positive"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]

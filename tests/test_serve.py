@@ -178,3 +178,12 @@ def test_serve_binds_loopback_by_default_and_checks_its_flags(tmp_path, trained_
     assert "not a finished run directory" in capsys.readouterr().err
     assert main(["serve", str(trained_run), "--max-texts", "0"]) == 2
     assert "--max-texts" in capsys.readouterr().err
+
+
+def test_the_api_key_can_come_from_the_environment(monkeypatch):
+    from lora_sentiment.serve import API_KEY_ENV, api_key_from_env
+
+    monkeypatch.setenv(API_KEY_ENV, "from-env")
+    assert api_key_from_env(None) == "from-env" and api_key_from_env("flag") == "flag"
+    monkeypatch.delenv(API_KEY_ENV)
+    assert api_key_from_env(None) is None

@@ -59,6 +59,9 @@ Confusion matrix (rows: true label, columns: predicted):
 |---|{'---|' * len(label_names)}
 {confusion_rows}
 
+![Learning curves](learning_curves.png)
+![Confusion matrix](confusion_matrix.png)
+
 ## Before and after training
 
 | text | untrained | trained |
