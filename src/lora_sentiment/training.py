@@ -11,6 +11,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from . import distributed
 from .config import LABELS_FILE, METRICS_FILE, RUN_CONFIG_FILE, TrainConfig
 from .errors import UserError
 
@@ -246,7 +247,6 @@ def train(config: TrainConfig, *, log: Log = print) -> TrainResult:
 
     from .data import TextEncoder, load_labeled_data, tokenize_dataset
     from .hub import is_local
-    from .metrics import classification_metrics
     from .model import (
         TORCH_DTYPES,
         add_lora,
@@ -267,8 +267,6 @@ def train(config: TrainConfig, *, log: Log = print) -> TrainResult:
     if is_local(config.model):
         # A run must still find its base model when loaded from another working directory.
         config = config.model_copy(update={"model": str(Path(config.model).expanduser().resolve())})
-    from . import distributed
-
     distributed.init(cpu=default_device().type == "cpu")
     main_process = distributed.is_main_process()
     if not main_process:
@@ -346,21 +344,7 @@ def train(config: TrainConfig, *, log: Log = print) -> TrainResult:
     lengths = list(train_tok["length"])
     real_tokens = int(sum(lengths))
 
-    # The best checkpoint is loaded now. Its evaluation's probabilities give the final report; one made
-    # before an interruption was not kept in memory, so the loaded best model is evaluated again.
-    eval_entries = [e for e in trainer.state.log_history if "eval_loss" in e]
-    best_step = trainer.state.best_global_step or eval_entries[-1]["step"]
-    best_eval = next(e for e in eval_entries if e["step"] == best_step)
-    probabilities = recorder.by_step.get(best_step)
-    labels = recorder.labels
-    if probabilities is None:
-        from .metrics import softmax
-
-        output = trainer.predict(eval_tok)
-        logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
-        probabilities, labels = softmax(np.asarray(logits, dtype=np.float64)), np.asarray(output.label_ids)
-    final = classification_metrics(labels, probabilities)
-    final.update(loss=best_eval["eval_loss"], epoch=best_eval["epoch"], samples=len(data.eval))
+    final = best_epoch_metrics(trainer, recorder, eval_tok)
 
     after = predict_probabilities(model, encoder, config.examples, precision=precision)
     log(format_predictions("Trained model predictions:", config.examples, after, data.label_names))
@@ -391,20 +375,43 @@ def train(config: TrainConfig, *, log: Log = print) -> TrainResult:
         distributed.barrier()  # rank 0 saves; the run is complete for every rank when it is done
         return TrainResult(final_dir, metrics, data.label_names, metrics["examples"]["before"], metrics["examples"]["after"])
 
-    # Saved into a fresh hidden folder and swapped into place; the checkpoints go only once the run is in
-    # place, so a crash while saving can still be resumed.
+    publish_run(paths, model, tokenizer, config, data.label_names, metrics, parameters)
+    distributed.barrier()
+    log(f"Accuracy {final['accuracy']:.4f}, F1 {final['f1']:.4f} on {len(data.eval)} evaluation texts. Saved to {final_dir}")
+    return TrainResult(final_dir, metrics, data.label_names, metrics["examples"]["before"], metrics["examples"]["after"])
+
+
+def best_epoch_metrics(trainer: Any, recorder: _EvalRecorder, eval_tok: Any) -> dict[str, Any]:
+    """The final report: the metrics of the best checkpoint, which the Trainer has loaded at the end. Its
+    evaluation's probabilities are reused; one made before an interruption was not kept in memory, so then
+    the loaded best model is evaluated again."""
+    from .metrics import classification_metrics, softmax
+
+    eval_entries = [e for e in trainer.state.log_history if "eval_loss" in e]
+    best_step = trainer.state.best_global_step or eval_entries[-1]["step"]
+    best_eval = next(e for e in eval_entries if e["step"] == best_step)
+    probabilities, labels = recorder.by_step.get(best_step), recorder.labels
+    if probabilities is None:
+        output = trainer.predict(eval_tok)
+        logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+        probabilities, labels = softmax(np.asarray(logits, dtype=np.float64)), np.asarray(output.label_ids)
+    final = classification_metrics(labels, probabilities)
+    final.update(loss=best_eval["eval_loss"], epoch=best_eval["epoch"], samples=len(eval_tok))
+    return final
+
+
+def publish_run(paths: RunPaths, model: Any, tokenizer: Any, config: TrainConfig, label_names: list[str], metrics: dict, parameters: Any) -> None:
+    """Save into a fresh hidden folder and swap it into place. The checkpoints go only once the run is in
+    place, so a crash while saving can still be resumed."""
     staging = paths.staging
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
-    save_run(staging, model, tokenizer, config.model_copy(update={"resume": False}), data.label_names, metrics, parameters)
+    save_run(staging, model, tokenizer, config.model_copy(update={"resume": False}), label_names, metrics, parameters)
     if (paths.checkpoints / TENSORBOARD_DIR).is_dir():
         shutil.copytree(paths.checkpoints / TENSORBOARD_DIR, staging / TENSORBOARD_DIR)
-    _replace_dir(staging, final_dir)
+    _replace_dir(staging, paths.final)
     shutil.rmtree(paths.checkpoints, ignore_errors=True)
-    distributed.barrier()
-    log(f"Accuracy {final['accuracy']:.4f}, F1 {final['f1']:.4f} on {len(data.eval)} evaluation texts. Saved to {final_dir}")
-    return TrainResult(final_dir, metrics, data.label_names, metrics["examples"]["before"], metrics["examples"]["after"])
 
 
 def _silent(message: str) -> None:
