@@ -139,14 +139,6 @@ def trained_classifier(trained_run):
     return load_classifier(trained_run, precision="fp32")
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def live_server(trained_run, trained_classifier):
     """The app on a real uvicorn server on loopback, in a background thread; yields its base URL."""
@@ -155,6 +147,7 @@ def live_server(trained_run, trained_classifier):
 
     import uvicorn
 
+    from lora_sentiment.loadtest import free_port
     from lora_sentiment.serve import create_app, run_info
 
     port = free_port()

@@ -8,40 +8,28 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
+from .atomic import fresh_staging_dir, replace_dir
 from .config import LABELS_FILE, METRICS_FILE, RUN_CONFIG_FILE
 from .errors import UserError
 
 
 def export_merged(run_dir: str | Path, out_dir: str | Path, *, overwrite: bool = False, log: Callable[[str], None] = print) -> Path:
-    from peft import PeftModel
-
-    from .model import load_classifier_model, load_tokenizer
-    from .prediction import adapter_load_error, read_run
+    from .prediction import load_run_model
 
     run_dir, out_dir = Path(run_dir), Path(out_dir).expanduser()
     if out_dir.resolve() == run_dir.resolve():
         raise UserError("OUT_DIR must differ from RUN_DIR: the export is a separate, standalone model")
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not overwrite:
         raise UserError(f"{out_dir} exists and is not empty; pass --overwrite to replace it or choose another OUT_DIR")
-    config, label_names = read_run(run_dir)
-    tokenizer = load_tokenizer(str(run_dir))
-    # The base model's own dropout (not the training override): the export is also a starting point to fine-tune.
-    base = load_classifier_model(config.model, label_names, tokenizer=tokenizer, trust_remote_code=config.trust_remote_code, base_dropout=None)
-    try:
-        model = PeftModel.from_pretrained(base, str(run_dir))
-    except Exception as exc:  # peft raises ValueError, OSError, safetensors errors, KeyError...
-        raise adapter_load_error(run_dir, exc) from exc
-    merged = model.merge_and_unload()
+    # With the base model's own dropout (not the training override): the export is also a starting point to fine-tune.
+    merged, tokenizer, config, label_names = load_run_model(run_dir)
     merged.config.id2label = dict(enumerate(label_names))
     merged.config.label2id = {name: i for i, name in enumerate(label_names)}
     # The pipeline truncates to this when called with truncation=True; reviews longer than it are cut at the end
     # (the run's head+tail truncation is this package's, not the pipeline's).
     tokenizer.model_max_length = config.max_length
 
-    staging = out_dir.with_name(f".{out_dir.name}.partial")
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True)
+    staging = fresh_staging_dir(out_dir)
     try:
         merged.save_pretrained(str(staging))  # safetensors
         tokenizer.save_pretrained(str(staging))
@@ -52,9 +40,9 @@ def export_merged(run_dir: str | Path, out_dir: str | Path, *, overwrite: bool =
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    if out_dir.exists():
-        shutil.rmtree(out_dir) if out_dir.is_dir() else out_dir.unlink()
-    staging.rename(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        out_dir.unlink()
+    replace_dir(staging, out_dir)
     log(f"Merged {run_dir} into {config.model}: standalone model saved to {out_dir}")
     return out_dir
 

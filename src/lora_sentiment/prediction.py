@@ -73,21 +73,9 @@ class Classifier:
 
     @classmethod
     def from_run(cls, run_dir: str | Path, *, precision: str = "auto", device: str | None = None, merge: bool = True) -> "Classifier":
-        from peft import PeftModel
+        from .model import TORCH_DTYPES, configure_attention_backends, default_device, resolve_precision
 
-        from .model import TORCH_DTYPES, configure_attention_backends, default_device, load_classifier_model, load_tokenizer, resolve_precision
-
-        run_dir = Path(run_dir)
-        config, label_names = read_run(run_dir)
-        tokenizer = load_tokenizer(str(run_dir))
-        base = load_classifier_model(config.model, label_names, tokenizer=tokenizer, trust_remote_code=config.trust_remote_code)
-        try:
-            model = PeftModel.from_pretrained(base, str(run_dir))
-        except Exception as exc:  # peft raises ValueError, OSError, safetensors errors, KeyError...
-            raise adapter_load_error(run_dir, exc) from exc
-        if merge:
-            # Folding LoRA into the base weights removes its extra matmuls from every forward pass.
-            model = model.merge_and_unload()
+        model, tokenizer, config, label_names = load_run_model(Path(run_dir), merge=merge)
         target = torch.device(device) if device else default_device()
         precision = resolve_precision(precision, target)
         # Inference holds no optimizer state: casting the weights beats autocast's per-call casts.
@@ -147,8 +135,22 @@ class Classifier:
         return metrics
 
 
-def adapter_load_error(run_dir: Path, exc: BaseException) -> UserError:
-    return UserError(f"could not load the LoRA adapter in {run_dir}: {first_line(exc)} (is it a finished run directory?)")
+def load_run_model(run_dir: Path, *, merge: bool = True) -> tuple[Any, Any, TrainConfig, list[str]]:
+    """A saved run's base model with its adapter (the base model's own dropout, in fp32 on the CPU), its
+    tokenizer, config and label names. `merge` folds LoRA into the base weights, which removes its extra
+    matmuls from every forward pass and leaves a plain transformers model."""
+    from peft import PeftModel
+
+    from .model import load_classifier_model, load_tokenizer
+
+    config, label_names = read_run(run_dir)
+    tokenizer = load_tokenizer(str(run_dir))
+    base = load_classifier_model(config.model, label_names, tokenizer=tokenizer, trust_remote_code=config.trust_remote_code)
+    try:
+        model = PeftModel.from_pretrained(base, str(run_dir))
+    except Exception as exc:  # peft raises ValueError, OSError, safetensors errors, KeyError...
+        raise UserError(f"could not load the LoRA adapter in {run_dir}: {first_line(exc)} (is it a finished run directory?)") from exc
+    return (model.merge_and_unload() if merge else model), tokenizer, config, label_names
 
 
 def read_run(run_dir: Path) -> tuple[TrainConfig, list[str]]:

@@ -12,6 +12,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import distributed
+from .atomic import fresh_staging_dir, replace_dir
 from .config import LABELS_FILE, METRICS_FILE, RUN_CONFIG_FILE, TrainConfig
 from .errors import UserError
 
@@ -79,8 +80,8 @@ class StepTimer:
 
 @dataclass
 class RunPaths:
-    """The output dir and its two hidden siblings: the checkpoints of a run in progress, and the folder the
-    finished run is assembled in before it is renamed into place."""
+    """The output dir and its hidden sibling holding the checkpoints of a run in progress (the finished run
+    is assembled in another, `atomic.fresh_staging_dir`)."""
 
     final: Path
 
@@ -88,9 +89,6 @@ class RunPaths:
     def checkpoints(self) -> Path:
         return self.final.with_name(f".{self.final.name}.checkpoints")
 
-    @property
-    def staging(self) -> Path:
-        return self.final.with_name(f".{self.final.name}.partial")
 
 
 def latest_checkpoint(checkpoints: Path) -> Path | None:
@@ -403,14 +401,11 @@ def best_epoch_metrics(trainer: Any, recorder: _EvalRecorder, eval_tok: Any) -> 
 def publish_run(paths: RunPaths, model: Any, tokenizer: Any, config: TrainConfig, label_names: list[str], metrics: dict, parameters: Any) -> None:
     """Save into a fresh hidden folder and swap it into place. The checkpoints go only once the run is in
     place, so a crash while saving can still be resumed."""
-    staging = paths.staging
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True)
+    staging = fresh_staging_dir(paths.final)
     save_run(staging, model, tokenizer, config.model_copy(update={"resume": False}), label_names, metrics, parameters)
     if (paths.checkpoints / TENSORBOARD_DIR).is_dir():
         shutil.copytree(paths.checkpoints / TENSORBOARD_DIR, staging / TENSORBOARD_DIR)
-    _replace_dir(staging, paths.final)
+    replace_dir(staging, paths.final)
     shutil.rmtree(paths.checkpoints, ignore_errors=True)
 
 
@@ -445,15 +440,3 @@ def save_run(run_dir: Path, model: Any, tokenizer: Any, config: TrainConfig, lab
     (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2, default=float), encoding="utf-8")
     (run_dir / "README.md").write_text(model_card(config, label_names, metrics, parameters), encoding="utf-8")
     draw_run_plots(run_dir, metrics, label_names)
-
-
-def _replace_dir(staging: Path, final_dir: Path) -> None:
-    """Swap the finished run into place; an existing dir is moved aside first and removed only after."""
-    old = final_dir.with_name(f".{final_dir.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
-    if final_dir.exists():
-        final_dir.rename(old)
-    staging.rename(final_dir)
-    if old.exists():
-        shutil.rmtree(old)
