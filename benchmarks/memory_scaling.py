@@ -30,7 +30,10 @@ SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "imdb-
 def build_csv(rows: int, folder: Path) -> Path:
     path = folder / f"reviews-{rows}.csv"
     if not path.exists():
-        base = pd.concat([pd.read_parquet(SAMPLE / "train.parquet"), pd.read_parquet(SAMPLE / "validation.parquet")], ignore_index=True)
+        base = pd.concat(
+            [pd.read_parquet(SAMPLE / "train.parquet"), pd.read_parquet(SAMPLE / "validation.parquet")],
+            ignore_index=True,
+        )
         repeated = pd.concat([base] * (rows // len(base) + 1), ignore_index=True).head(rows)
         repeated["id"] = [f"r{i}" for i in range(rows)]
         repeated[["id", "text", "label"]].to_csv(path, index=False)
@@ -67,7 +70,12 @@ def measure(command: list[str], datasets_cache: Path | None = None) -> dict:
     seconds = time.perf_counter() - began
     if process.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{process.stderr.read()[-3000:]}")
-    return {"seconds": seconds, "peak_rss_mb": peak_tree / 2**20, "peak_rss_largest_process_mb": peak_single / 2**20, "peak_rss_anon_mb": peak_anon / 2**20}
+    return {
+        "seconds": seconds,
+        "peak_rss_mb": peak_tree / 2**20,
+        "peak_rss_largest_process_mb": peak_single / 2**20,
+        "peak_rss_anon_mb": peak_anon / 2**20,
+    }
 
 
 def bench_predict(args: argparse.Namespace, folder: Path) -> list[dict]:
@@ -77,12 +85,30 @@ def bench_predict(args: argparse.Namespace, folder: Path) -> list[dict]:
         for workers in args.workers:
             out = folder / f"predictions-{rows}-{workers}.csv"
             out.unlink(missing_ok=True)
-            command = [sys.executable, "-m", "lora_sentiment", "predict", args.run, "--input", str(source), "--output", str(out), "--no-progress", "--workers", str(workers)]
+            command = [
+                sys.executable,
+                "-m",
+                "lora_sentiment",
+                "predict",
+                args.run,
+                "--input",
+                str(source),
+                "--output",
+                str(out),
+                "--no-progress",
+                "--workers",
+                str(workers),
+            ]
             result = {"command": "predict", "rows": rows, "workers": workers, **measure(command)}
             result["rows_per_second"] = rows / result["seconds"]
             results.append(result)
-            print(f"predict {rows:>7} rows, {workers} worker(s): {result['seconds']:7.1f} s, {result['rows_per_second']:7.0f} rows/s, "
-                  f"peak RSS {result['peak_rss_mb']:6.0f} MB (largest process {result['peak_rss_largest_process_mb']:.0f} MB), anonymous {result['peak_rss_anon_mb']:.0f} MB", flush=True)
+            print(
+                f"predict {rows:>7} rows, {workers} worker(s): {result['seconds']:7.1f} s, "
+                f"{result['rows_per_second']:7.0f} rows/s, peak RSS {result['peak_rss_mb']:6.0f} MB "
+                f"(largest process {result['peak_rss_largest_process_mb']:.0f} MB), "
+                f"anonymous {result['peak_rss_anon_mb']:.0f} MB",
+                flush=True,
+            )
             out.unlink(missing_ok=True)
     return results
 
@@ -92,16 +118,44 @@ def bench_train(args: argparse.Namespace, folder: Path) -> list[dict]:
     for rows in args.rows:
         source = build_csv(rows, folder)
         out = folder / f"run-{rows}"
-        command = [sys.executable, "-m", "lora_sentiment", "train", "--model", args.model, "--data", str(source),
-                   "--eval-data", str(SAMPLE / "validation.parquet"), "--max-eval-samples", "200", "--max-length", str(args.max_length),
-                   "--epochs", "1", "--output-dir", str(out), "--overwrite"]
+        command = [
+            sys.executable,
+            "-m",
+            "lora_sentiment",
+            "train",
+            "--model",
+            args.model,
+            "--data",
+            str(source),
+            "--eval-data",
+            str(SAMPLE / "validation.parquet"),
+            "--max-eval-samples",
+            "200",
+            "--max-length",
+            str(args.max_length),
+            "--epochs",
+            "1",
+            "--output-dir",
+            str(out),
+            "--overwrite",
+        ]
         if args.max_train_samples:
             command += ["--max-train-samples", str(args.max_train_samples)]
         cache = Path(tempfile.mkdtemp(prefix="datasets-cache-", dir=folder))
-        result = {"command": "train", "rows": rows, "max_train_samples": args.max_train_samples, "csv_mb": source.stat().st_size / 2**20, **measure(command, cache)}
+        result = {
+            "command": "train",
+            "rows": rows,
+            "max_train_samples": args.max_train_samples,
+            "csv_mb": source.stat().st_size / 2**20,
+            **measure(command, cache),
+        }
         shutil.rmtree(cache, ignore_errors=True)
         results.append(result)
-        print(f"train {rows:>7} rows ({result['csv_mb']:.0f} MB CSV): {result['seconds']:7.1f} s, peak RSS {result['peak_rss_mb']:6.0f} MB, anonymous {result['peak_rss_anon_mb']:6.0f} MB", flush=True)
+        print(
+            f"train {rows:>7} rows ({result['csv_mb']:.0f} MB CSV): {result['seconds']:7.1f} s, "
+            f"peak RSS {result['peak_rss_mb']:6.0f} MB, anonymous {result['peak_rss_anon_mb']:6.0f} MB",
+            flush=True,
+        )
     return results
 
 

@@ -34,7 +34,9 @@ def imdb_frames(imdb_sample: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 def small_csv(tmp_path_factory, imdb_frames) -> Path:
     """96 real reviews (balanced) as a CSV, for fast loader and CLI tests."""
     train, _ = imdb_frames
-    rows = pd.concat([train[train.label == 0].head(48), train[train.label == 1].head(48)]).sample(frac=1, random_state=0)
+    rows = pd.concat([train[train.label == 0].head(48), train[train.label == 1].head(48)]).sample(
+        frac=1, random_state=0
+    )
     path = tmp_path_factory.mktemp("data") / "reviews.csv"
     rows[["id", "text", "label"]].to_csv(path, index=False)
     return path
@@ -67,7 +69,9 @@ def tiny_distilbert(tmp_path_factory, wordpiece) -> str:
     """A 2-layer random DistilBERT."""
     from transformers import DistilBertConfig, DistilBertForSequenceClassification
 
-    config = DistilBertConfig(vocab_size=wordpiece.vocab_size, dim=32, n_heads=2, hidden_dim=64, n_layers=2, max_position_embeddings=128)
+    config = DistilBertConfig(
+        vocab_size=wordpiece.vocab_size, dim=32, n_heads=2, hidden_dim=64, n_layers=2, max_position_embeddings=128
+    )
     return _save_tiny(tmp_path_factory, "tiny-distilbert", DistilBertForSequenceClassification(config), wordpiece)
 
 
@@ -75,7 +79,14 @@ def tiny_distilbert(tmp_path_factory, wordpiece) -> str:
 def tiny_bert(tmp_path_factory, wordpiece) -> str:
     from transformers import BertConfig, BertForSequenceClassification
 
-    config = BertConfig(vocab_size=wordpiece.vocab_size, hidden_size=32, num_attention_heads=2, intermediate_size=64, num_hidden_layers=2, max_position_embeddings=128)
+    config = BertConfig(
+        vocab_size=wordpiece.vocab_size,
+        hidden_size=32,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        max_position_embeddings=128,
+    )
     return _save_tiny(tmp_path_factory, "tiny-bert", BertForSequenceClassification(config), wordpiece)
 
 
@@ -88,11 +99,29 @@ def _byte_level_bpe(texts, *, with_pad: bool):
     bpe = Tokenizer(models.BPE(unk_token="<unk>" if with_pad else None))
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=600, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    bpe.train_from_iterator(
+        texts,
+        trainers.BpeTrainer(
+            vocab_size=600, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        ),
+    )
     if with_pad:
-        bpe.post_processor = processors.RobertaProcessing(("</s>", bpe.token_to_id("</s>")), ("<s>", bpe.token_to_id("<s>")), trim_offsets=True)
-        return PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>", cls_token="<s>", sep_token="</s>", model_max_length=126)
-    return PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<|endoftext|>", eos_token="<|endoftext|>", model_max_length=128)
+        bpe.post_processor = processors.RobertaProcessing(
+            ("</s>", bpe.token_to_id("</s>")), ("<s>", bpe.token_to_id("<s>")), trim_offsets=True
+        )
+        return PreTrainedTokenizerFast(
+            tokenizer_object=bpe,
+            bos_token="<s>",
+            eos_token="</s>",
+            unk_token="<unk>",
+            pad_token="<pad>",
+            cls_token="<s>",
+            sep_token="</s>",
+            model_max_length=126,
+        )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=bpe, bos_token="<|endoftext|>", eos_token="<|endoftext|>", model_max_length=128
+    )
 
 
 @pytest.fixture(scope="session")
@@ -101,8 +130,15 @@ def tiny_roberta(tmp_path_factory, imdb_frames) -> str:
 
     tokenizer = _byte_level_bpe(imdb_frames[0].text.tolist()[:500], with_pad=True)
     config = RobertaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, num_attention_heads=2, intermediate_size=64, num_hidden_layers=2,
-        max_position_embeddings=130, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        max_position_embeddings=130,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
     )
     return _save_tiny(tmp_path_factory, "tiny-roberta", RobertaForSequenceClassification(config), tokenizer)
 
@@ -114,7 +150,9 @@ def tiny_gpt2_no_pad(tmp_path_factory, imdb_frames) -> str:
 
     tokenizer = _byte_level_bpe(imdb_frames[0].text.tolist()[:500], with_pad=False)
     assert tokenizer.pad_token is None
-    config = GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_head=2, n_layer=2, n_positions=128, bos_token_id=0, eos_token_id=0)
+    config = GPT2Config(
+        vocab_size=len(tokenizer), n_embd=32, n_head=2, n_layer=2, n_positions=128, bos_token_id=0, eos_token_id=0
+    )
     return _save_tiny(tmp_path_factory, "tiny-gpt2", GPT2ForSequenceClassification(config), tokenizer)
 
 
@@ -125,8 +163,14 @@ def trained_run(tmp_path_factory, tiny_distilbert, small_csv) -> Path:
 
     out = tmp_path_factory.mktemp("shared-run") / "run"
     config = TrainConfig(
-        model=tiny_distilbert, data=str(small_csv), output_dir=str(out), max_length=64, epochs=2, batch_size=8,
-        precision="fp32", examples=["A wonderful, moving film.", "Dull and far too long."],
+        model=tiny_distilbert,
+        data=str(small_csv),
+        output_dir=str(out),
+        max_length=64,
+        epochs=2,
+        batch_size=8,
+        precision="fp32",
+        examples=["A wonderful, moving film.", "Dull and far too long."],
     )
     train(config, log=lambda _: None)
     return out
@@ -151,7 +195,14 @@ def live_server(trained_run, trained_classifier):
     from lora_sentiment.serve import create_app, run_info
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(trained_classifier, run_info=run_info(trained_run)), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(trained_classifier, run_info=run_info(trained_run)),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

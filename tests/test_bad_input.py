@@ -41,7 +41,13 @@ TRAIN_ERRORS = [
     ("NaN label", "data.csv", _rows('"no label here",\n'), [], "have no label"),
     ("a single class", "data.csv", "text,label\n" + "".join(f"good {i},1\n" for i in range(30)), [], "single class"),
     ("label id unseen in training", "data.csv", _rows(), ["--eval-data", "EVAL3"], "out of range for 2 labels"),
-    ("label name unseen in training", "data.csv", "text,label\n" + "".join(f"r{i},{'pos' if i % 2 else 'neg'}\n" for i in range(30)), ["--eval-data", "EVALNAMES"], "Neutral"),
+    (
+        "label name unseen in training",
+        "data.csv",
+        "text,label\n" + "".join(f"r{i},{'pos' if i % 2 else 'neg'}\n" for i in range(30)),
+        ["--eval-data", "EVALNAMES"],
+        "Neutral",
+    ),
     ("non-UTF-8 bytes", "data.csv", _rows().encode() + "caf\xe9,1\n".encode("latin-1"), [], "re-save it as UTF-8"),
     ("LoRA targets that match nothing", "data.csv", _rows(), ["--lora-targets", "attention_q"], "match no layer"),
     ("only empty texts", "data.csv", "text,label\n" + '"",0\n' * 5 + '"   ",1\n' * 5, [], "is empty or whitespace"),
@@ -54,10 +60,27 @@ TRAIN_ERRORS = [
 def test_train_bad_input(tmp_path, tiny_distilbert, capsys, monkeypatch, case, name, content, flags, needle):
     monkeypatch.chdir(tmp_path)
     data = ["--data", str(_write(tmp_path, name, content))] if name else []
-    evals = {"EVAL3": "text,label\nokay,0\nfine,1\nhuh,2\n", "EVALNAMES": "text,label\nokay,neg\nfine,pos\nhuh,Neutral\n"}
+    evals = {
+        "EVAL3": "text,label\nokay,0\nfine,1\nhuh,2\n",
+        "EVALNAMES": "text,label\nokay,neg\nfine,pos\nhuh,Neutral\n",
+    }
     flags = [str(_write(tmp_path, "eval.csv", evals[f])) if f in evals else f for f in flags]
     before = set(tmp_path.iterdir())
-    code = main(["train", "--model", tiny_distilbert, *data, "--output-dir", "out", "--max-length", "32", "--epochs", "1", *flags])
+    code = main(
+        [
+            "train",
+            "--model",
+            tiny_distilbert,
+            *data,
+            "--output-dir",
+            "out",
+            "--max-length",
+            "32",
+            "--epochs",
+            "1",
+            *flags,
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2, err
     assert "Traceback" not in err
@@ -68,17 +91,42 @@ def test_train_bad_input(tmp_path, tiny_distilbert, capsys, monkeypatch, case, n
 
 # Recoveries: the run goes on, and says what it did.
 RECOVERIES = [
-    ("empty, whitespace and NaN texts are dropped and counted", _rows('"",1\n"   ",0\n,1\n'), [], "Dropped 3 training rows"),
-    ("a 1 MB review is truncated like any other", _rows('"' + "a truly great movie " * 52_000 + '",1\n'), [], "Saved to"),
+    (
+        "empty, whitespace and NaN texts are dropped and counted",
+        _rows('"",1\n"   ",0\n,1\n'),
+        [],
+        "Dropped 3 training rows",
+    ),
+    (
+        "a 1 MB review is truncated like any other",
+        _rows('"' + "a truly great movie " * 52_000 + '",1\n'),
+        [],
+        "Saved to",
+    ),
     ("emoji and HTML are kept and stripped", _rows('"I <b>loved</b> it 😍🎬<br />truly",1\n'), [], "Saved to"),
-    ("--max-length above the model's limit is clipped", _rows(), ["--max-length", "4096"], "is above this model's maximum; using 128"),
+    (
+        "--max-length above the model's limit is clipped",
+        _rows(),
+        ["--max-length", "4096"],
+        "is above this model's maximum; using 128",
+    ),
 ]
 
 
 @pytest.mark.parametrize("case, content, flags, needle", RECOVERIES, ids=[c[0] for c in RECOVERIES])
 def test_train_recovers(tmp_path, tiny_distilbert, capsys, case, content, flags, needle):
     data = _write(tmp_path, "data.csv", content)
-    args = ["train", "--model", tiny_distilbert, "--data", str(data), "--output-dir", str(tmp_path / "out"), "--epochs", "1"]
+    args = [
+        "train",
+        "--model",
+        tiny_distilbert,
+        "--data",
+        str(data),
+        "--output-dir",
+        str(tmp_path / "out"),
+        "--epochs",
+        "1",
+    ]
     code = main([*args, *(flags or ["--max-length", "32"])])
     out = capsys.readouterr()
     assert code == 0, out.err
@@ -101,12 +149,15 @@ def _missing_labels(run):
     (run / "labels.json").unlink()
 
 
-@pytest.mark.parametrize("damage, needle", [
-    (_corrupt_weights, "could not load the LoRA adapter"),
-    (_corrupt_adapter_config, "could not load the LoRA adapter"),
-    (_pickle_only, "adapter_model.safetensors is missing"),
-    (_missing_labels, "labels.json is missing"),
-])
+@pytest.mark.parametrize(
+    "damage, needle",
+    [
+        (_corrupt_weights, "could not load the LoRA adapter"),
+        (_corrupt_adapter_config, "could not load the LoRA adapter"),
+        (_pickle_only, "adapter_model.safetensors is missing"),
+        (_missing_labels, "labels.json is missing"),
+    ],
+)
 def test_predict_on_a_damaged_run(tmp_path, trained_run, capsys, damage, needle):
     import shutil
 
@@ -142,7 +193,9 @@ def test_fuzz_predict_on_arbitrary_unicode(trained_classifier, texts):
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     texts=st.lists(st.one_of(st.none(), st.text(max_size=80)), min_size=0, max_size=12),
-    labels=st.lists(st.one_of(st.none(), st.integers(-1, 3), st.sampled_from(["pos", "neg", ""])), min_size=0, max_size=12),
+    labels=st.lists(
+        st.one_of(st.none(), st.integers(-1, 3), st.sampled_from(["pos", "neg", ""])), min_size=0, max_size=12
+    ),
     fmt=st.sampled_from(["csv", "jsonl", "parquet"]),
 )
 def test_fuzz_loaders_answer_with_data_or_a_user_error(tmp_path_factory, texts, labels, fmt):

@@ -22,11 +22,36 @@ def reviews(imdb_frames) -> pd.DataFrame:
 def test_csv_in_csv_out_keeps_every_row_and_column(tmp_path, reviews, trained_run, trained_classifier, capsys):
     source, target = tmp_path / "in.csv", tmp_path / "out.csv"
     reviews.to_csv(source, index=False)
-    code = main(["predict", str(trained_run), "--input", str(source), "--output", str(target), "--text-column", "review", "--chunk-size", "7", "--precision", "fp32"])
+    code = main(
+        [
+            "predict",
+            str(trained_run),
+            "--input",
+            str(source),
+            "--output",
+            str(target),
+            "--text-column",
+            "review",
+            "--chunk-size",
+            "7",
+            "--precision",
+            "fp32",
+        ]
+    )
     assert code == 0
     assert "Predicted 50 of 50 rows." in capsys.readouterr().err
     out = pd.read_csv(target)
-    assert list(out.columns) == ["id", "rating", "review", "label", "predicted_label", "predicted_label_name", "probability", "prob_Negative", "prob_Positive"]
+    assert list(out.columns) == [
+        "id",
+        "rating",
+        "review",
+        "label",
+        "predicted_label",
+        "predicted_label_name",
+        "probability",
+        "prob_Negative",
+        "prob_Positive",
+    ]
     pd.testing.assert_frame_equal(out[reviews.columns], reviews)  # rows in order, values as they were
     expected = trained_classifier.predict_proba(reviews.review.tolist())
     assert out[["prob_Negative", "prob_Positive"]].to_numpy() == pytest.approx(expected, abs=1e-5)
@@ -43,7 +68,9 @@ def test_jsonl_and_parquet_inputs_to_jsonl(tmp_path, reviews, trained_classifier
         reviews.to_json(source, orient="records", lines=True)
     else:
         reviews.to_parquet(source)
-    summary = predict_file(trained_classifier, str(source), str(target), text_column="review", chunk_size=16, progress=False)
+    summary = predict_file(
+        trained_classifier, str(source), str(target), text_column="review", chunk_size=16, progress=False
+    )
     assert (summary.rows, summary.predicted, summary.skipped_empty) == (50, 50, 0)
     rows = [json.loads(line) for line in target.read_text().splitlines()]
     assert [r["id"] for r in rows] == reviews.id.tolist() and [r["rating"] for r in rows] == reviews.rating.tolist()
@@ -64,7 +91,10 @@ def test_missing_and_blank_texts_are_written_without_a_prediction(tmp_path, trai
 def test_txt_lines_through_stdin_and_stdout_in_a_real_process(trained_run):
     result = subprocess.run(
         [sys.executable, "-m", "lora_sentiment", "predict", str(trained_run), "--input", "-", "--no-progress"],
-        input="A wonderful film.\nDull, dull, dull.\n", capture_output=True, text=True, timeout=120,
+        input="A wonderful film.\nDull, dull, dull.\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     assert result.returncode == 0, result.stderr
@@ -87,14 +117,20 @@ def test_reading_is_chunked_so_memory_is_bounded_by_the_chunk(tmp_path, reviews)
     "setup, args, needle",
     [
         (None, ["--input", "nope.csv", "--output", "o.csv"], "input file not found"),
-        ("in.csv", ["--input", "in.csv", "--output", "o.csv", "--text-column", "body"], "columns are: id, rating, review, label"),
+        (
+            "in.csv",
+            ["--input", "in.csv", "--output", "o.csv", "--text-column", "body"],
+            "columns are: id, rating, review, label",
+        ),
         ("in.csv", ["--input", "in.csv", "--output", "o.xlsx"], "--output-format"),
         ("in.xml", ["--input", "in.xml", "--output", "o.csv"], "--input-format"),
         ("in.csv", ["--input", "in.csv", "--output", "exists.csv"], "--overwrite"),
         ("in.csv", ["Also a text.", "--input", "in.csv", "--output", "o.csv"], "not both"),
     ],
 )
-def test_bad_batch_arguments_fail_with_one_line_and_write_nothing(tmp_path, reviews, trained_run, capsys, monkeypatch, setup, args, needle):
+def test_bad_batch_arguments_fail_with_one_line_and_write_nothing(
+    tmp_path, reviews, trained_run, capsys, monkeypatch, setup, args, needle
+):
     monkeypatch.chdir(tmp_path)
     if setup:
         reviews.to_csv(tmp_path / setup, index=False)
@@ -110,12 +146,28 @@ def test_worker_processes_give_the_same_rows_in_the_same_order(tmp_path, reviews
     source = tmp_path / "in.csv"
     pd.concat([reviews] * 3, ignore_index=True).to_csv(source, index=False)
     one, two = tmp_path / "one.csv", tmp_path / "two.csv"
-    predict_file(str(trained_run), str(source), str(one), text_column="review", chunk_size=16, progress=False, precision="fp32")
-    summary = predict_file(str(trained_run), str(source), str(two), text_column="review", chunk_size=16, progress=False, precision="fp32", workers=2)
+    predict_file(
+        str(trained_run), str(source), str(one), text_column="review", chunk_size=16, progress=False, precision="fp32"
+    )
+    summary = predict_file(
+        str(trained_run),
+        str(source),
+        str(two),
+        text_column="review",
+        chunk_size=16,
+        progress=False,
+        precision="fp32",
+        workers=2,
+    )
     assert summary.rows == summary.predicted == 150
     a, b = pd.read_csv(one), pd.read_csv(two)
-    pd.testing.assert_frame_equal(a.drop(columns=["probability", "prob_Negative", "prob_Positive"]), b.drop(columns=["probability", "prob_Negative", "prob_Positive"]))
-    assert b[["prob_Negative", "prob_Positive"]].to_numpy() == pytest.approx(a[["prob_Negative", "prob_Positive"]].to_numpy(), abs=1e-5)
+    pd.testing.assert_frame_equal(
+        a.drop(columns=["probability", "prob_Negative", "prob_Positive"]),
+        b.drop(columns=["probability", "prob_Negative", "prob_Positive"]),
+    )
+    assert b[["prob_Negative", "prob_Positive"]].to_numpy() == pytest.approx(
+        a[["prob_Negative", "prob_Positive"]].to_numpy(), abs=1e-5
+    )
 
 
 def test_a_damaged_run_fails_once_in_the_workers_too(tmp_path, reviews, trained_run):

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from lora_sentiment.bench import encoder_dims, forward_flops, format_report, run_bench
+from lora_sentiment.bench import encoder_dims, format_report, forward_flops, run_bench
 
 
 @pytest.mark.parametrize("fixture", ["tiny_bert", "tiny_distilbert"])
@@ -11,7 +11,9 @@ def test_analytic_flops_match_torch_flop_counter(request, fixture):
     from torch.utils.flop_counter import FlopCounterMode
     from transformers import AutoModelForSequenceClassification
 
-    model = AutoModelForSequenceClassification.from_pretrained(request.getfixturevalue(fixture), attn_implementation="eager").eval()
+    model = AutoModelForSequenceClassification.from_pretrained(
+        request.getfixturevalue(fixture), attn_implementation="eager"
+    ).eval()
     lengths = [40, 17, 64]
     counted = 0
     for n in lengths:  # one sequence at a time: no padding, so every counted FLOP is a real token's

@@ -49,7 +49,12 @@ def test_every_file_format_loads_the_same_rows(tmp_path, frame, suffix):
 
 def test_shared_sample_train_and_eval_files(imdb_sample):
     data = load_labeled_data(
-        _config(imdb_sample / "train.parquet", eval_data=str(imdb_sample / "validation.parquet"), max_train_samples=1000, max_eval_samples=500),
+        _config(
+            imdb_sample / "train.parquet",
+            eval_data=str(imdb_sample / "validation.parquet"),
+            max_train_samples=1000,
+            max_eval_samples=500,
+        ),
         log=_quiet,
     )
     assert (len(data.train), len(data.eval)) == (1000, 500)
@@ -63,7 +68,9 @@ def test_subsample_and_carved_split_are_seeded_and_stratified(tmp_path, imdb_fra
     first = load_labeled_data(_config(path, max_train_samples=200, eval_fraction=0.1), log=_quiet)
     again = load_labeled_data(_config(path, max_train_samples=200, eval_fraction=0.1), log=_quiet)
     other = load_labeled_data(_config(path, max_train_samples=200, eval_fraction=0.1, seed=7), log=_quiet)
-    assert list(first.train["text"]) == list(again.train["text"]) and list(first.eval["text"]) == list(again.eval["text"])
+    assert list(first.train["text"]) == list(again.train["text"]) and list(first.eval["text"]) == list(
+        again.eval["text"]
+    )
     assert list(first.train["text"]) != list(other.train["text"])
     assert len(first.eval) == 200  # 10 % of 2000
     assert abs(np.mean(first.eval["label"]) - 0.508) < 0.02
@@ -71,7 +78,9 @@ def test_subsample_and_carved_split_are_seeded_and_stratified(tmp_path, imdb_fra
 
 
 def test_string_labels_get_sorted_ids_and_keep_their_names(tmp_path, frame):
-    frame = frame.assign(sentiment=frame.label.map({0: "negative", 1: "positive"}), review=frame.text)[["review", "sentiment"]]
+    frame = frame.assign(sentiment=frame.label.map({0: "negative", 1: "positive"}), review=frame.text)[
+        ["review", "sentiment"]
+    ]
     path = _write(frame, tmp_path / "reviews.csv")
     data = load_labeled_data(_config(path, text_column="review", label_column="sentiment"), log=_quiet)
     assert data.label_names == ["negative", "positive"]
@@ -137,12 +146,20 @@ def test_aclimdb_folder(tmp_path, frame):
         (lambda d, f: _write(f[["text", "label"]], d / "r.csv"), {"text_column": "review"}, "columns are: text, label"),
         (lambda d, f: _write(f[["text", "label"]], d / "r.csv"), {"label_column": "stars"}, "--label-column"),
         (lambda d, f: _write(f[["text"]].assign(label=1), d / "r.csv"), {}, "single class"),
-        (lambda d, f: _write(f[["text"]].assign(label=[np.nan] + [1.0, 0.0] * 29 + [1.0]), d / "r.csv"), {}, "have no label"),
+        (
+            lambda d, f: _write(f[["text"]].assign(label=[np.nan] + [1.0, 0.0] * 29 + [1.0]), d / "r.csv"),
+            {},
+            "have no label",
+        ),
         (lambda d, f: _write(f[["text"]].assign(label=""), d / "r.csv"), {}, "have no label"),
         (lambda d, f: _write(f[["text"]].assign(text="  ", label=f.label), d / "r.csv"), {}, "every text"),
         (lambda d, f: _write(f[["text"]].assign(label=f.label * 0.5), d / "r.csv"), {}, "class ids"),
         (lambda d, f: (d / "empty").mkdir() or d / "empty", {}, "aclImdb layout"),
-        (lambda d, f: (d / "bad.csv").write_bytes(b"text,label\n\"unterminated,1\nx,0\n") and d / "bad.csv", {}, "could not read"),
+        (
+            lambda d, f: (d / "bad.csv").write_bytes(b'text,label\n"unterminated,1\nx,0\n') and d / "bad.csv",
+            {},
+            "could not read",
+        ),
         (lambda d, f: _write(f[["text", "label"]], d / "r.csv"), {"label_names": ["only-one"]}, "out of range"),
     ],
 )

@@ -17,7 +17,9 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 def split_400_300(tmp_path_factory, imdb_frames):
     train_frame, validation = imdb_frames
     folder = tmp_path_factory.mktemp("ddp-data")
-    rows = pd.concat([train_frame[train_frame.label == 0].head(200), train_frame[train_frame.label == 1].head(200)]).sample(frac=1, random_state=0)
+    rows = pd.concat(
+        [train_frame[train_frame.label == 0].head(200), train_frame[train_frame.label == 1].head(200)]
+    ).sample(frac=1, random_state=0)
     rows[["text", "label"]].to_csv(folder / "train.csv", index=False)
     held_out = pd.concat([validation[validation.label == 0].head(150), validation[validation.label == 1].head(150)])
     held_out[["text", "label"]].to_csv(folder / "eval.csv", index=False)
@@ -29,14 +31,63 @@ def test_two_ranks_match_one_rank_and_only_rank_0_writes(tmp_path, minilm_path, 
     buckets depend on the per-process batch size) and no LoRA dropout (each rank draws its own masks) make
     the two runs the same computation up to float summation order: accuracy must agree within 2 points."""
     train_csv, eval_csv = split_400_300
-    common = ["--model", minilm_path, "--data", str(train_csv), "--eval-data", str(eval_csv), "--max-length", "128",
-              "--epochs", "2", "--no-group-by-length", "--lora-dropout", "0", "--seed", "7"]
-    single = subprocess.run([sys.executable, "-m", "lora_sentiment", "train", *common, "--batch-size", "16", "--output-dir", str(tmp_path / "one")],
-                            env=ENV, capture_output=True, text=True, timeout=600)
+    common = [
+        "--model",
+        minilm_path,
+        "--data",
+        str(train_csv),
+        "--eval-data",
+        str(eval_csv),
+        "--max-length",
+        "128",
+        "--epochs",
+        "2",
+        "--no-group-by-length",
+        "--lora-dropout",
+        "0",
+        "--seed",
+        "7",
+    ]
+    single = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lora_sentiment",
+            "train",
+            *common,
+            "--batch-size",
+            "16",
+            "--output-dir",
+            str(tmp_path / "one"),
+        ],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert single.returncode == 0, single.stderr[-3000:]
-    double = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                             "-m", "lora_sentiment", "train", *common, "--batch-size", "8", "--output-dir", str(tmp_path / "two")],
-                            env=ENV, capture_output=True, text=True, timeout=600)
+    double = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "lora_sentiment",
+            "train",
+            *common,
+            "--batch-size",
+            "8",
+            "--output-dir",
+            str(tmp_path / "two"),
+        ],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert double.returncode == 0, double.stderr[-3000:]
 
     # One voice: the examples and the summary are printed once, by rank 0, and it says how it ran.
@@ -46,7 +97,9 @@ def test_two_ranks_match_one_rank_and_only_rank_0_writes(tmp_path, minilm_path, 
 
     one = json.loads((tmp_path / "one" / "metrics.json").read_text())
     two = json.loads((tmp_path / "two" / "metrics.json").read_text())
-    assert two["final"]["samples"] == 300 and sum(map(sum, two["final"]["confusion_matrix"])) == 300  # gathered, not per rank
+    assert (
+        two["final"]["samples"] == 300 and sum(map(sum, two["final"]["confusion_matrix"])) == 300
+    )  # gathered, not per rank
     assert abs(two["final"]["accuracy"] - one["final"]["accuracy"]) <= 0.02
     assert two["final"]["accuracy"] >= 0.6  # it learned
     for a, b in zip(one["history"], two["history"]):
@@ -60,9 +113,21 @@ def test_two_ranks_match_one_rank_and_only_rank_0_writes(tmp_path, minilm_path, 
 
 def test_gradient_accumulation_averages_like_a_bigger_batch(tmp_path, tiny_distilbert, small_csv):
     """Batch 8 x 2 accumulation steps is the same optimisation as batch 16: the same eval loss every epoch."""
-    common = dict(model=tiny_distilbert, data=str(small_csv), max_length=64, epochs=2, precision="fp32", group_by_length=False, lora_dropout=0.0, warmup_ratio=0.0)
+    common = dict(
+        model=tiny_distilbert,
+        data=str(small_csv),
+        max_length=64,
+        epochs=2,
+        precision="fp32",
+        group_by_length=False,
+        lora_dropout=0.0,
+        warmup_ratio=0.0,
+    )
     big = train(TrainConfig(**common, batch_size=16, output_dir=str(tmp_path / "big")), log=lambda _: None)
-    accumulated = train(TrainConfig(**common, batch_size=8, gradient_accumulation_steps=2, output_dir=str(tmp_path / "acc")), log=lambda _: None)
+    accumulated = train(
+        TrainConfig(**common, batch_size=8, gradient_accumulation_steps=2, output_dir=str(tmp_path / "acc")),
+        log=lambda _: None,
+    )
     for a, b in zip(big.metrics["history"], accumulated.metrics["history"]):
         assert b["loss"] == pytest.approx(a["loss"], abs=1e-4)
         assert b["train_loss"] == pytest.approx(a["train_loss"], abs=1e-3)
@@ -72,9 +137,32 @@ def test_accelerate_launch_runs_the_same_command_data_parallel(tmp_path, tiny_di
     """`accelerate launch --multi_gpu` goes through torch's launcher; without GPUs its ranks use gloo on CPU."""
     accelerate = [sys.executable, "-c", "from accelerate.commands.accelerate_cli import main; main()"]
     result = subprocess.run(
-        [*accelerate, "launch", "--multi_gpu", "--num_processes", "2", "-m", "lora_sentiment", "train", "--model", tiny_distilbert,
-         "--data", str(small_csv), "--output-dir", str(tmp_path / "run"), "--max-length", "32", "--epochs", "1", "--batch-size", "8"],
-        env=ENV, capture_output=True, text=True, timeout=300,
+        [
+            *accelerate,
+            "launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "-m",
+            "lora_sentiment",
+            "train",
+            "--model",
+            tiny_distilbert,
+            "--data",
+            str(small_csv),
+            "--output-dir",
+            str(tmp_path / "run"),
+            "--max-length",
+            "32",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+        ],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Training on 2 processes on cpu (batch size 8 per process)" in result.stdout

@@ -69,8 +69,20 @@ def test_plain_peft_reload_gives_the_same_predictions(minilm_run, minilm_path, i
 def test_cli_predict_and_evaluate_on_the_trained_run(minilm_run, imdb_sample, tmp_path):
     result, _ = minilm_run
     out = subprocess.run(
-        [sys.executable, "-m", "lora_sentiment", "predict", str(result.output_dir), "An absolute masterpiece, I loved every minute.", "Awful. A waste of two hours.", "--json"],
-        capture_output=True, text=True, timeout=300, check=True,
+        [
+            sys.executable,
+            "-m",
+            "lora_sentiment",
+            "predict",
+            str(result.output_dir),
+            "An absolute masterpiece, I loved every minute.",
+            "Awful. A waste of two hours.",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
     ).stdout.splitlines()
     assert [json.loads(line)["label_name"] for line in out] == ["Positive", "Negative"]
     frame = pd.read_parquet(imdb_sample / "validation.parquet").tail(200)
@@ -78,8 +90,22 @@ def test_cli_predict_and_evaluate_on_the_trained_run(minilm_run, imdb_sample, tm
     frame.to_csv(tmp_path / "held_out.csv", index=False)
     metrics = json.loads(
         subprocess.run(
-            [sys.executable, "-m", "lora_sentiment", "evaluate", str(result.output_dir), "--data", str(tmp_path / "held_out.csv"), "--label-column", "sentiment", "--json"],
-            capture_output=True, text=True, timeout=300, check=True,
+            [
+                sys.executable,
+                "-m",
+                "lora_sentiment",
+                "evaluate",
+                str(result.output_dir),
+                "--data",
+                str(tmp_path / "held_out.csv"),
+                "--label-column",
+                "sentiment",
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
         ).stdout
     )
     assert metrics["samples"] == 200 and metrics["accuracy"] >= 0.70

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from lora_sentiment.device import resolve_precision
 from lora_sentiment.errors import UserError
 from lora_sentiment.metrics import classification_metrics
 from lora_sentiment.model import (
@@ -13,7 +14,6 @@ from lora_sentiment.model import (
     load_tokenizer,
     model_max_length,
     resolve_lora_targets,
-    resolve_precision,
 )
 
 LABELS = ["Negative", "Positive"]
@@ -51,7 +51,11 @@ def test_default_targets_and_a_fully_trained_head(request, fixture, targets, hea
         # every parameter of each head module is trained, not only the final linear layer
         head_params = [n for n, _ in peft_model.named_parameters() if f"{module}.modules_to_save" in n]
         assert head_params and all(n in trainable for n in head_params)
-    frozen_base = [n for n, p in peft_model.named_parameters() if "lora_" not in n and "modules_to_save" not in n and p.requires_grad]
+    frozen_base = [
+        n
+        for n, p in peft_model.named_parameters()
+        if "lora_" not in n and "modules_to_save" not in n and p.requires_grad
+    ]
     assert frozen_base == []
 
 
@@ -152,7 +156,9 @@ def test_attention_choice(tiny_bert, minilm_path):
     from lora_sentiment.model import resolve_attention
 
     cpu = torch.device("cpu")
-    assert resolve_attention("auto", AutoConfig.from_pretrained(minilm_path), cpu, 256) == "eager"  # 384 / 12 = 32-dim heads
+    assert (
+        resolve_attention("auto", AutoConfig.from_pretrained(minilm_path), cpu, 256) == "eager"
+    )  # 384 / 12 = 32-dim heads
     assert resolve_attention("auto", AutoConfig.from_pretrained(minilm_path), cpu, 512) == "sdpa"
     assert resolve_attention("auto", AutoConfig.for_model("distilbert"), cpu) == "sdpa"  # 64-dim heads
     assert resolve_attention("auto", AutoConfig.from_pretrained(minilm_path), torch.device("cuda")) == "sdpa"

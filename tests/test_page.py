@@ -5,7 +5,14 @@ from pathlib import Path
 import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +50,16 @@ def test_examples_are_one_click_away(page, live_server):
     page.wait_for_selector("button.example")
     examples = page.locator("button.example")
     assert examples.all_inner_texts() == ["A wonderful, moving film.", "Dull and far too long."]
-    page.evaluate("document.getElementById('result').replaceChildren()")  # so an earlier verdict cannot pass for this one
+    page.evaluate(
+        "document.getElementById('result').replaceChildren()"
+    )  # so an earlier verdict cannot pass for this one
     examples.nth(1).click()
     page.wait_for_function("document.getElementById('text').value === 'Dull and far too long.'")
     expected = _api_prediction(live_server, "Dull and far too long.")
     shown = f"{expected['label_name']} · {100 * expected['probability']:.1f}%"
-    page.wait_for_function("(shown) => document.getElementById('verdict')?.textContent === shown", arg=shown, timeout=15000)
+    page.wait_for_function(
+        "(shown) => document.getElementById('verdict')?.textContent === shown", arg=shown, timeout=15000
+    )
     assert "accuracy" in page.inner_text("#model-line")
 
 

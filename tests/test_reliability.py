@@ -31,7 +31,9 @@ sys.exit(main(sys.argv[1:]))
 @pytest.fixture(scope="module")
 def reviews_240(tmp_path_factory, imdb_frames) -> Path:
     train, _ = imdb_frames
-    rows = pd.concat([train[train.label == 0].head(120), train[train.label == 1].head(120)]).sample(frac=1, random_state=0)
+    rows = pd.concat([train[train.label == 0].head(120), train[train.label == 1].head(120)]).sample(
+        frac=1, random_state=0
+    )
     path = tmp_path_factory.mktemp("data") / "reviews.csv"
     rows[["text", "label"]].to_csv(path, index=False)
     return path
@@ -41,14 +43,30 @@ def _adapter(run: Path) -> dict:
     return load_file(run / "adapter_model.safetensors")
 
 
-def test_kill_9_after_the_first_checkpoint_then_resume_gives_the_uninterrupted_result(tmp_path, minilm_path, reviews_240):
+def test_kill_9_after_the_first_checkpoint_then_resume_gives_the_uninterrupted_result(
+    tmp_path, minilm_path, reviews_240
+):
     """Real pre-trained MiniLM, bf16 where the CPU has it, dropout on: resuming restores weights, optimizer,
     scheduler, RNG and data order, so every per-epoch metric and every adapter weight is exactly equal."""
-    args = ["train", "--model", minilm_path, "--data", str(reviews_240), "--max-length", "128", "--epochs", "3", "--batch-size", "8"]
+    args = [
+        "train",
+        "--model",
+        minilm_path,
+        "--data",
+        str(reviews_240),
+        "--max-length",
+        "128",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "8",
+    ]
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     assert main([*args, "--output-dir", str(whole)]) == 0
 
-    process = subprocess.Popen([*CLI, *args, "--output-dir", str(cut)], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [*CLI, *args, "--output-dir", str(cut)], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     checkpoints = tmp_path / ".cut.checkpoints"
     deadline = time.monotonic() + 300
     while not list(checkpoints.glob("checkpoint-*/trainer_state.json")):
@@ -72,20 +90,55 @@ def test_kill_9_after_the_first_checkpoint_then_resume_gives_the_uninterrupted_r
 
 
 def test_resume_without_an_interrupted_run_is_refused(tmp_path, tiny_distilbert, small_csv, capsys):
-    assert main(["train", "--model", tiny_distilbert, "--data", str(small_csv), "--output-dir", str(tmp_path / "x"), "--resume"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                tiny_distilbert,
+                "--data",
+                str(small_csv),
+                "--output-dir",
+                str(tmp_path / "x"),
+                "--resume",
+            ]
+        )
+        == 2
+    )
     assert "nothing to resume" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("with_previous_run", [True, False])
-def test_kill_9_while_saving_leaves_the_previous_run_or_nothing(tmp_path, tiny_distilbert, small_csv, with_previous_run):
+def test_kill_9_while_saving_leaves_the_previous_run_or_nothing(
+    tmp_path, tiny_distilbert, small_csv, with_previous_run
+):
     out = tmp_path / "run"
-    args = ["train", "--model", tiny_distilbert, "--data", str(small_csv), "--output-dir", str(out), "--max-length", "32", "--epochs", "2", "--precision", "fp32"]
+    args = [
+        "train",
+        "--model",
+        tiny_distilbert,
+        "--data",
+        str(small_csv),
+        "--output-dir",
+        str(out),
+        "--max-length",
+        "32",
+        "--epochs",
+        "2",
+        "--precision",
+        "fp32",
+    ]
     if with_previous_run:
         assert main([*args, "--seed", "1"]) == 0
         previous = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
 
-    killed = subprocess.run([sys.executable, "-c", DIE_WHILE_SAVING, *args, "--seed", "2", "--overwrite"], env=ENV, capture_output=True, timeout=300)
+    killed = subprocess.run(
+        [sys.executable, "-c", DIE_WHILE_SAVING, *args, "--seed", "2", "--overwrite"],
+        env=ENV,
+        capture_output=True,
+        timeout=300,
+    )
     assert killed.returncode == -signal.SIGKILL
     assert (tmp_path / ".run.partial" / "adapter_model.safetensors").is_file()  # it did die mid-save
     if with_previous_run:

@@ -42,7 +42,15 @@ def test_tensorboard_logging(tmp_path, tiny_distilbert, small_csv):
 
     from lora_sentiment import TrainConfig, train
 
-    config = TrainConfig(model=tiny_distilbert, data=str(small_csv), output_dir=str(tmp_path / "tb"), max_length=32, epochs=2, batch_size=16, report_to="tensorboard")
+    config = TrainConfig(
+        model=tiny_distilbert,
+        data=str(small_csv),
+        output_dir=str(tmp_path / "tb"),
+        max_length=32,
+        epochs=2,
+        batch_size=16,
+        report_to="tensorboard",
+    )
     result = train(config, log=lambda _: None)
     events = EventAccumulator(str(result.output_dir / "tensorboard"))
     events.Reload()
@@ -62,7 +70,11 @@ def test_merged_export_loads_in_a_plain_pipeline_and_agrees(tmp_path, trained_ru
     config = json.loads((out / "config.json").read_text())
     assert config["id2label"] == {"0": "Negative", "1": "Positive"}
 
-    texts = ["A wonderful, moving film.", "Dull and far too long.", "It was fine, I suppose, but the ending dragged on."]
+    texts = [
+        "A wonderful, moving film.",
+        "Dull and far too long.",
+        "It was fine, I suppose, but the ending dragged on.",
+    ]
     classify = pipeline("text-classification", model=str(out), device="cpu", top_k=None)
     got = classify(texts)
     expected = trained_classifier.predict_proba(texts)

@@ -11,7 +11,11 @@ from lora_sentiment.serve import ServeSettings, create_app, run_info
 
 @pytest.fixture(scope="module")
 def api_schema(trained_run, trained_classifier):
-    app = create_app(trained_classifier, ServeSettings(max_texts=8, max_chars=500, max_body_bytes=16_384), run_info=run_info(trained_run))
+    app = create_app(
+        trained_classifier,
+        ServeSettings(max_texts=8, max_chars=500, max_body_bytes=16_384),
+        run_info=run_info(trained_run),
+    )
     return schemathesis.openapi.from_asgi("/openapi.json", app)
 
 

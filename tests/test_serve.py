@@ -39,7 +39,11 @@ def test_health_info_docs_and_page(client, trained_run):
     schema = client.get("/openapi.json").json()
     assert "/predict" in schema["paths"] and "/" not in schema["paths"]
     page = client.get("/")
-    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html") and 'id="classify"' in page.text
+    assert (
+        page.status_code == 200
+        and page.headers["content-type"].startswith("text/html")
+        and 'id="classify"' in page.text
+    )
 
 
 @pytest.mark.parametrize(
@@ -151,7 +155,11 @@ def test_concurrent_http_clients_share_forward_passes(live_server):
     from lora_sentiment.loadtest import run_load
 
     before = httpx.get(live_server + "/health").json()["batches"]
-    result = asyncio.run(run_load(live_server, ["Good film.", "Bad film.", "An average film."], requests=200, concurrency=16, deadline_s=120))
+    result = asyncio.run(
+        run_load(
+            live_server, ["Good film.", "Bad film.", "An average film."], requests=200, concurrency=16, deadline_s=120
+        )
+    )
     assert result.status_counts == {"200": 200} and result.server_errors == 0
     passes = result.server["batches"] - before
     assert 0 < passes < 200

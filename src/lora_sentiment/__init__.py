@@ -1,8 +1,8 @@
 """LoRA fine-tuning of transformer encoders for text classification (IMDB sentiment by default).
 
-    from lora_sentiment import TrainConfig, train, load_classifier
-    result = train(TrainConfig(data="reviews.csv", output_dir="runs/reviews"))
-    load_classifier("runs/reviews").predict(["Loved it."])
+from lora_sentiment import TrainConfig, train, load_classifier
+result = train(TrainConfig(data="reviews.csv", output_dir="runs/reviews"))
+load_classifier("runs/reviews").predict(["Loved it."])
 """
 
 from typing import TYPE_CHECKING, Any
@@ -11,7 +11,16 @@ from .config import PRESETS, TrainConfig, build_config
 from .errors import UserError
 
 __version__ = "0.1.0"
-__all__ = ["PRESETS", "TrainConfig", "UserError", "build_config", "train", "load_classifier", "Classifier", "Prediction"]
+__all__ = [
+    "PRESETS",
+    "TrainConfig",
+    "UserError",
+    "build_config",
+    "train",
+    "load_classifier",
+    "Classifier",
+    "Prediction",
+]
 
 if TYPE_CHECKING:
     from .prediction import Classifier, Prediction, load_classifier

@@ -6,9 +6,14 @@ import shutil
 from pathlib import Path
 
 
+def staging_path(final: Path) -> Path:
+    """The hidden `.NAME.partial` beside `final` where it is built."""
+    return final.with_name(f".{final.name}.partial")
+
+
 def fresh_staging_dir(final: Path) -> Path:
     """An empty hidden `.NAME.partial` beside `final` (what a crashed earlier attempt left there goes)."""
-    staging = final.with_name(f".{final.name}.partial")
+    staging = staging_path(final)
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir(parents=True)

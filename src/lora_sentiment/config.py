@@ -1,4 +1,5 @@
-"""One typed config that flows through every stage: defaults < preset < YAML file < CLI flags."""
+"""The typed settings: `TrainConfig` flows through every stage (defaults < preset < YAML file < CLI flags);
+`ServeSettings` holds the server's limits. Each field is a CLI flag, described once here."""
 
 from __future__ import annotations
 
@@ -18,10 +19,7 @@ DEFAULT_EXAMPLES = [
     "This one is a pass.",
 ]
 
-# Files of a run directory besides the adapter and tokenizer that peft / transformers write.
-RUN_CONFIG_FILE = "training_config.yaml"
-LABELS_FILE = "labels.json"
-METRICS_FILE = "metrics.json"
+API_KEY_ENV = "LORA_SENTIMENT_API_KEY"
 
 Truncation = Literal["tail", "head", "head+tail"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
@@ -48,21 +46,31 @@ class TrainConfig(BaseModel):
     label_names: Optional[list[str]] = Field(
         None, description="Names for integer labels 0..K-1 [binary 0/1: Negative,Positive]"
     )
-    eval_fraction: float = Field(0.2, gt=0, lt=1, description="Share of train carved out for evaluation when there is no eval split")
-    max_train_samples: Optional[int] = Field(None, gt=0, description="Stratified, seeded subsample of the training split")
-    max_eval_samples: Optional[int] = Field(None, gt=0, description="Stratified, seeded subsample of the evaluation split")
+    eval_fraction: float = Field(
+        0.2, gt=0, lt=1, description="Share of train carved out for evaluation when there is no eval split"
+    )
+    max_train_samples: Optional[int] = Field(
+        None, gt=0, description="Stratified, seeded subsample of the training split"
+    )
+    max_eval_samples: Optional[int] = Field(
+        None, gt=0, description="Stratified, seeded subsample of the evaluation split"
+    )
     strip_html: bool = Field(True, description="Replace HTML tags such as IMDB's <br /> with spaces before tokenizing")
 
     # --- tokenization
     max_length: int = Field(512, gt=8, description="Maximum tokens per text (clipped to the model's maximum)")
     truncation: Truncation = Field("head+tail", description="Which tokens of a long text to keep")
     head_tokens: Optional[int] = Field(
-        None, ge=0, description="Tokens kept from the start with --truncation head+tail [a quarter of --max-length: 128 of 512]"
+        None,
+        ge=0,
+        description="Tokens kept from the start with --truncation head+tail [a quarter of --max-length: 128 of 512]",
     )
 
     # --- model and LoRA
     model: str = Field("distilbert-base-uncased", description="Hub model id or local model directory")
-    trust_remote_code: bool = Field(False, description="Allow model code from the hub (off: only built-in architectures)")
+    trust_remote_code: bool = Field(
+        False, description="Allow model code from the hub (off: only built-in architectures)"
+    )
     base_dropout: Optional[float] = Field(
         0.0,
         ge=0,
@@ -86,23 +94,39 @@ class TrainConfig(BaseModel):
     learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate (linear decay)")
     batch_size: int = Field(16, gt=0, description="Training batch size per device")
     gradient_accumulation_steps: int = Field(
-        1, gt=0, description="Batches whose gradients add up to one optimizer step (effective batch = batch size x this)"
+        1,
+        gt=0,
+        description="Batches whose gradients add up to one optimizer step (effective batch = batch size x this)",
     )
-    group_by_length: bool = Field(True, description="Batch reviews of similar length together so little compute goes to padding")
+    group_by_length: bool = Field(
+        True, description="Batch reviews of similar length together so little compute goes to padding"
+    )
     eval_batch_size: int = Field(64, gt=0, description="Evaluation batch size per device")
     epochs: float = Field(3, gt=0, description="Training epochs")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
     warmup_ratio: float = Field(0.06, ge=0, lt=1, description="Share of steps spent warming the learning rate up")
-    metric_for_best_model: BestMetric = Field("loss", description="Eval metric that picks the checkpoint kept at the end")
-    early_stopping_patience: Optional[int] = Field(None, gt=0, description="Stop after this many evaluations without improvement")
+    metric_for_best_model: BestMetric = Field(
+        "loss", description="Eval metric that picks the checkpoint kept at the end"
+    )
+    early_stopping_patience: Optional[int] = Field(
+        None, gt=0, description="Stop after this many evaluations without improvement"
+    )
     seed: int = Field(42, description="Seed for subsampling, splits, initialisation and shuffling")
-    precision: Precision = Field("auto", description="Compute precision [auto: bf16 where the hardware has it, else fp32]")
-    report_to: ReportTo = Field("none", description="Also log to TensorBoard (in RUN_DIR/tensorboard; needs the tensorboard package)")
+    precision: Precision = Field(
+        "auto", description="Compute precision [auto: bf16 where the hardware has it, else fp32]"
+    )
+    report_to: ReportTo = Field(
+        "none", description="Also log to TensorBoard (in RUN_DIR/tensorboard; needs the tensorboard package)"
+    )
 
     # --- output
     output_dir: str = Field("runs/lora-sentiment", description="Where the adapter, tokenizer, metrics and card go")
-    overwrite: bool = Field(False, description="Replace a non-empty --output-dir (and discard an interrupted run's checkpoints)")
-    resume: bool = Field(False, description="Continue the interrupted run of this --output-dir from its last checkpoint (same settings)")
+    overwrite: bool = Field(
+        False, description="Replace a non-empty --output-dir (and discard an interrupted run's checkpoints)"
+    )
+    resume: bool = Field(
+        False, description="Continue the interrupted run of this --output-dir from its last checkpoint (same settings)"
+    )
     examples: list[str] = Field(
         default_factory=lambda: list(DEFAULT_EXAMPLES), description="Unseen texts predicted before and after training"
     )
@@ -132,13 +156,34 @@ class TrainConfig(BaseModel):
         return self.head_tokens if self.head_tokens is not None else self.max_length // 4
 
     @model_validator(mode="after")
-    def _check_head_fits(self) -> "TrainConfig":
+    def _check_head_fits(self) -> TrainConfig:
         if self.truncation == "head+tail" and self.head_tokens is not None and self.head_tokens >= self.max_length - 2:
-            raise ValueError(f"--head-tokens ({self.head_tokens}) must be smaller than --max-length ({self.max_length}) minus 2")
+            raise ValueError(
+                f"--head-tokens ({self.head_tokens}) must be smaller than --max-length ({self.max_length}) minus 2"
+            )
         return self
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+class ServeSettings(BaseModel):
+    """Limits and batching of the server; each is a `serve` flag."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_texts: int = Field(64, gt=0, description="Most texts in one request")
+    max_chars: int = Field(20_000, gt=0, description="Most characters in one text")
+    max_body_bytes: int = Field(2 * 1024 * 1024, gt=0, description="Largest request body accepted (413 above it)")
+    batch_wait_ms: float = Field(
+        5.0,
+        ge=0,
+        description="How long the first request waits for others to share its forward pass (0: no micro-batching)",
+    )
+    max_batch_texts: int = Field(128, gt=0, description="Most texts merged into one forward pass")
+    api_key: str | None = Field(
+        None, description=f"Require this key in the X-API-Key header for /predict [env {API_KEY_ENV}]"
+    )
 
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -80,7 +81,9 @@ def _load_file(path: Path) -> Any:
             loaded = datasets.load_dataset(builder, data_files={"train": str(path)}, split="train", **kwargs)
     except Exception as exc:  # the builders raise many types (ParserError, ArrowInvalid, UnicodeDecodeError...)
         cause = exc.__cause__ or exc.__context__ or exc
-        raise UserError(f"could not read {path} as {suffix[1:]}: {first_line(cause)} ({read_error_fix(cause)})") from exc
+        raise UserError(
+            f"could not read {path} as {suffix[1:]}: {first_line(cause)} ({read_error_fix(cause)})"
+        ) from exc
     if len(loaded) == 0:
         raise UserError(f"data file {path} has no rows")
     return loaded
@@ -141,7 +144,6 @@ def _load_aclimdb(root: Path) -> Any:
 # ------------------------------------------------------------------------------------------- cleaning
 
 
-
 def select_text_label(ds: Any, text_column: str, label_column: str | None, where: str) -> Any:
     """Keep only the text (and label) columns, renamed to `text` / `label`; name the existing ones if absent."""
     wanted = [(text_column, "--text-column")] + ([(label_column, "--label-column")] if label_column else [])
@@ -171,7 +173,10 @@ def drop_empty_texts(ds: Any, where: str) -> tuple[Any, int]:
     # Chunk by chunk: trimming the whole memory-mapped column at once would copy all of its text into RAM.
     empty = np.concatenate(
         [np.zeros(0, dtype=bool)]
-        + [np.asarray(pc.fill_null(pc.equal(pc.utf8_trim_whitespace(chunk), ""), True), dtype=bool) for chunk in column.chunks]
+        + [
+            np.asarray(pc.fill_null(pc.equal(pc.utf8_trim_whitespace(chunk), ""), True), dtype=bool)
+            for chunk in column.chunks
+        ]
     )
     n_empty = int(empty.sum())
     if n_empty == 0:
@@ -200,46 +205,64 @@ def encode_labels(ds: Any, where: str, names: Sequence[str] | None = None, given
         return encode_labels(ds, where, names)
 
     column = ds.data.column("label")
-    n_missing = column.null_count
-    if pa.types.is_floating(column.type):
-        n_missing += int(pc.sum(pc.is_nan(column)).as_py() or 0)
-    if n_missing:
-        raise UserError(f"{n_missing} rows in {where} have no label (empty or NaN); fill or drop them, or check --label-column")
-
+    _refuse_missing_labels(column, where)
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-        values = [str(v) for v in pc.unique(column).to_pylist()]
-        if names is None:
-            names = sorted(values)
-        lookup = {n: i for i, n in enumerate(names)}
-        lookup.update({n.lower(): i for i, n in enumerate(names) if n.lower() not in lookup})
-        unknown = sorted(v for v in values if v not in lookup and v.lower() not in lookup)
-        if unknown:
-            raise UserError(
-                f"labels in {where} not seen in training: {', '.join(map(repr, unknown[:5]))}; known labels are: {', '.join(names)}"
-            )
-        ds = ds.map(_names_to_ids(lookup), batched=True)
+        ds, names = _encode_label_names(ds, column, where, names)
     elif pa.types.is_integer(column.type) or pa.types.is_floating(column.type) or pa.types.is_boolean(column.type):
-        as_float = pc.cast(column, pa.float64()).to_numpy()
-        if not np.all(np.equal(np.mod(as_float, 1), 0)) or as_float.min() < 0:
-            raise UserError(f"labels in {where} must be class ids 0, 1, 2, ... or class names; found {as_float.min():g}..{as_float.max():g}")
-        top = int(as_float.max())
-        if names is None:
-            count = top + 1
-            if given_names:
-                names = list(given_names)
-            else:
-                names = SENTIMENT_NAMES if count <= 2 else [str(i) for i in range(count)]
-        if top >= len(names):
-            raise UserError(
-                f"label id {top} in {where} is out of range for {len(names)} labels ({', '.join(names)}); "
-                "set --label-names or check --label-column"
-            )
+        names = _check_label_ids(column, where, names, given_names)
         ds = ds.cast_column("label", datasets.Value("int64"))
     else:
         raise UserError(f"label column in {where} has unsupported type {column.type}; use integers or strings")
     if given_names is not None and len(given_names) != len(names):
         raise UserError(f"--label-names gives {len(given_names)} names but the data has {len(names)} labels")
     return ds.cast_column("label", datasets.ClassLabel(names=list(names))), list(names)
+
+
+def _refuse_missing_labels(column: Any, where: str) -> None:
+    n_missing = column.null_count
+    if pa.types.is_floating(column.type):
+        n_missing += int(pc.sum(pc.is_nan(column)).as_py() or 0)
+    if n_missing:
+        raise UserError(
+            f"{n_missing} rows in {where} have no label (empty or NaN); fill or drop them, or check --label-column"
+        )
+
+
+def _encode_label_names(ds: Any, column: Any, where: str, names: Sequence[str] | None) -> tuple[Any, list[str]]:
+    """String labels to ids: sorted when no names are known yet, else matched to them (case-insensitively)."""
+    values = [str(v) for v in pc.unique(column).to_pylist()]
+    names = list(names) if names is not None else sorted(values)
+    lookup = {n: i for i, n in enumerate(names)}
+    lookup.update({n.lower(): i for i, n in enumerate(names) if n.lower() not in lookup})
+    unknown = sorted(v for v in values if v not in lookup and v.lower() not in lookup)
+    if unknown:
+        raise UserError(
+            f"labels in {where} not seen in training: {', '.join(map(repr, unknown[:5]))}; "
+            f"known labels are: {', '.join(names)}"
+        )
+    return ds.map(_names_to_ids(lookup), batched=True), names
+
+
+def _check_label_ids(
+    column: Any, where: str, names: Sequence[str] | None, given_names: Sequence[str] | None
+) -> list[str]:
+    """Integer labels must be ids 0..K-1; binary ones are named Negative/Positive unless names are given."""
+    as_float = pc.cast(column, pa.float64()).to_numpy()
+    if not np.all(np.equal(np.mod(as_float, 1), 0)) or as_float.min() < 0:
+        raise UserError(
+            f"labels in {where} must be class ids 0, 1, 2, ... or class names; "
+            f"found {as_float.min():g}..{as_float.max():g}"
+        )
+    top = int(as_float.max())
+    if names is None:
+        count = top + 1
+        names = list(given_names) if given_names else SENTIMENT_NAMES if count <= 2 else [str(i) for i in range(count)]
+    if top >= len(names):
+        raise UserError(
+            f"label id {top} in {where} is out of range for {len(names)} labels ({', '.join(names)}); "
+            "set --label-names or check --label-column"
+        )
+    return list(names)
 
 
 def _names_to_ids(lookup: dict[str, int]):
@@ -273,7 +296,9 @@ def load_labeled_data(config: TrainConfig, log=print) -> LabeledData:
     splits = load_splits(config.data, data_config=config.data_config)
     where = config.data
     if config.train_split not in splits:
-        raise UserError(f"split {config.train_split!r} not in {where}; splits are: {', '.join(splits)} (set --train-split)")
+        raise UserError(
+            f"split {config.train_split!r} not in {where}; splits are: {', '.join(splits)} (set --train-split)"
+        )
     train = select_text_label(splits[config.train_split], config.text_column, config.label_column, where)
     train, dropped_train = drop_empty_texts(train, where)
     train, names = encode_labels(train, where, given_names=config.label_names)
@@ -285,7 +310,9 @@ def load_labeled_data(config: TrainConfig, log=print) -> LabeledData:
             eval_ds = eval_splits["test"]
     elif config.eval_split is not None:
         if config.eval_split not in splits:
-            raise UserError(f"split {config.eval_split!r} not in {where}; splits are: {', '.join(splits)} (set --eval-split)")
+            raise UserError(
+                f"split {config.eval_split!r} not in {where}; splits are: {', '.join(splits)} (set --eval-split)"
+            )
         eval_ds, eval_where = splits[config.eval_split], f"{where} [{config.eval_split}]"
     else:
         auto = next((s for s in ("validation", "test") if s in splits and s != config.train_split), None)
@@ -295,7 +322,9 @@ def load_labeled_data(config: TrainConfig, log=print) -> LabeledData:
     if eval_ds is None:
         counts = np.bincount(np.asarray(train["label"]), minlength=len(names))
         if (counts[counts > 0] < 2).any():
-            raise UserError(f"cannot carve an evaluation split from {where}: a class has a single example; pass --eval-data")
+            raise UserError(
+                f"cannot carve an evaluation split from {where}: a class has a single example; pass --eval-data"
+            )
         parts = train.train_test_split(test_size=config.eval_fraction, stratify_by_column="label", seed=config.seed)
         train, eval_ds = parts["train"], parts["test"]
         log(f"No evaluation split: carved a stratified {config.eval_fraction:.0%} of train ({len(eval_ds)} rows).")
@@ -312,7 +341,9 @@ def load_labeled_data(config: TrainConfig, log=print) -> LabeledData:
     eval_ds = stratified_sample(eval_ds, config.max_eval_samples, config.seed)
     present = np.unique(np.asarray(train["label"]))
     if len(present) < 2:
-        raise UserError(f"training data in {where} has a single class ({names[int(present[0])]}); a classifier needs two or more")
+        raise UserError(
+            f"training data in {where} has a single class ({names[int(present[0])]}); a classifier needs two or more"
+        )
     return LabeledData(train, eval_ds, names, {"train": dropped_train, "eval": dropped_eval})
 
 
@@ -333,11 +364,19 @@ class TextEncoder:
     head_tokens: int = 128
     strip_html: bool = True
 
+    @classmethod
+    def for_config(cls, tokenizer: Any, config: TrainConfig) -> TextEncoder:
+        """The encoder a run's settings describe: the same at training and at prediction time."""
+        return cls(tokenizer, config.max_length, config.truncation, config.head_token_count, config.strip_html)
+
     def __call__(self, texts: Sequence[str]) -> dict[str, list]:
         texts = [clean_text(t) if self.strip_html else t for t in texts]
         if self.truncation == "head+tail":
             return self._head_and_tail(texts)
-        previous, self.tokenizer.truncation_side = self.tokenizer.truncation_side, "left" if self.truncation == "tail" else "right"
+        previous, self.tokenizer.truncation_side = (
+            self.tokenizer.truncation_side,
+            "left" if self.truncation == "tail" else "right",
+        )
         try:
             return dict(self.tokenizer(texts, truncation=True, max_length=self.max_length))
         finally:
@@ -368,7 +407,9 @@ class TextEncoder:
         for start in range(len(full) - len(bare) + 1):
             if full[start : start + len(bare)] == bare:
                 return full[:start], full[start + len(bare) :]
-        raise UserError("--truncation head+tail cannot tell this tokenizer's special tokens apart; use --truncation tail or head")
+        raise UserError(
+            "--truncation head+tail cannot tell this tokenizer's special tokens apart; use --truncation tail or head"
+        )
 
 
 def tokenize_dataset(ds: Any, encoder: TextEncoder) -> Any:

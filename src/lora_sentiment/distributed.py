@@ -6,8 +6,9 @@ lets the rest of the recipe write, print and wait as one run: rank 0 writes and 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 
 def world_size() -> int:

@@ -5,24 +5,29 @@ The result needs neither peft nor this package: `transformers.pipeline("text-cla
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .atomic import fresh_staging_dir, replace_dir
-from .config import LABELS_FILE, METRICS_FILE, RUN_CONFIG_FILE
 from .errors import UserError
+from .model import load_run_model
+from .run import RUN_CONFIG_FILE, Run
+
+EXPORT_CARD_FILE = "README.md"
 
 
-def export_merged(run_dir: str | Path, out_dir: str | Path, *, overwrite: bool = False, log: Callable[[str], None] = print) -> Path:
-    from .prediction import load_run_model
-
+def export_merged(
+    run_dir: str | Path, out_dir: str | Path, *, overwrite: bool = False, log: Callable[[str], None] = print
+) -> Path:
     run_dir, out_dir = Path(run_dir), Path(out_dir).expanduser()
     if out_dir.resolve() == run_dir.resolve():
         raise UserError("OUT_DIR must differ from RUN_DIR: the export is a separate, standalone model")
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not overwrite:
         raise UserError(f"{out_dir} exists and is not empty; pass --overwrite to replace it or choose another OUT_DIR")
+    run = Run.open(run_dir)
+    config, label_names = run.config, run.label_names
     # With the base model's own dropout (not the training override): the export is also a starting point to fine-tune.
-    merged, tokenizer, config, label_names = load_run_model(run_dir)
+    merged, tokenizer = load_run_model(run)
     merged.config.id2label = dict(enumerate(label_names))
     merged.config.label2id = {name: i for i, name in enumerate(label_names)}
     # The pipeline truncates to this when called with truncation=True; reviews longer than it are cut at the end
@@ -33,10 +38,8 @@ def export_merged(run_dir: str | Path, out_dir: str | Path, *, overwrite: bool =
     try:
         merged.save_pretrained(str(staging))  # safetensors
         tokenizer.save_pretrained(str(staging))
-        for name in (RUN_CONFIG_FILE, LABELS_FILE, METRICS_FILE):
-            if (run_dir / name).is_file():
-                shutil.copy2(run_dir / name, staging / name)
-        (staging / "README.md").write_text(_export_card(config.model, label_names, run_dir), encoding="utf-8")
+        run.copy_records(staging)
+        (staging / EXPORT_CARD_FILE).write_text(_export_card(config.model, label_names, run_dir), encoding="utf-8")
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -68,5 +71,5 @@ classify(["A wonderful, moving film."], truncation=True)
 ```
 
 Long texts: `truncation=True` keeps the first tokens; training used this package's truncation
-(see `training_config.yaml`), which `lora-sentiment predict` applies.
+(see `{RUN_CONFIG_FILE}`), which `lora-sentiment predict` applies.
 """

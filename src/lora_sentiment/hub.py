@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 from urllib.parse import urlparse
 
 from .errors import UserError, first_line
@@ -54,7 +55,9 @@ def load_with_fallback(what: str, name: str, flag: str, load: Callable[..., T], 
         try:
             return load()
         except (OSError, ValueError) as exc:
-            raise UserError(f"could not load {what} {name!r} with HF_HUB_OFFLINE=1 (not in the local cache); {hint}") from exc
+            raise UserError(
+                f"could not load {what} {name!r} with HF_HUB_OFFLINE=1 (not in the local cache); {hint}"
+            ) from exc
     if hub_reachable():
         try:
             return load()

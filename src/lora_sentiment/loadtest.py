@@ -6,8 +6,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -101,7 +102,14 @@ async def run_load(
 class ServerProcess:
     """`lora-sentiment serve` in a child process on loopback, up when the context is entered."""
 
-    def __init__(self, run_dir: str, port: int, extra_args: Sequence[str] = (), env: dict[str, str] | None = None, startup_s: float = 180):
+    def __init__(
+        self,
+        run_dir: str,
+        port: int,
+        extra_args: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+        startup_s: float = 180,
+    ):
         self.command = [sys.executable, "-m", "lora_sentiment", "serve", str(run_dir), "--port", str(port), *extra_args]
         self.url = f"http://127.0.0.1:{port}"
         self.env = {**os.environ, **(env or {})}
@@ -111,11 +119,15 @@ class ServerProcess:
     def __enter__(self) -> "ServerProcess":
         import httpx
 
-        self.process = subprocess.Popen(self.command, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(
+            self.command, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
         deadline = time.monotonic() + self.startup_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"the server exited with {self.process.returncode}: {self.process.stderr.read()[-2000:]}")
+                raise RuntimeError(
+                    f"the server exited with {self.process.returncode}: {self.process.stderr.read()[-2000:]}"
+                )
             try:
                 if httpx.get(self.url + "/health", timeout=2).status_code == 200:
                     return self
@@ -155,7 +167,10 @@ def compare_batching(
 ) -> list[LoadResult]:
     """The same load twice, on fresh servers: one forward pass per request, then micro-batching."""
     results = []
-    for label, args in (("one request per forward pass", ["--batch-wait-ms", "0"]), (f"micro-batching ({batch_wait_ms:g} ms window)", ["--batch-wait-ms", str(batch_wait_ms)])):
+    for label, args in (
+        ("one request per forward pass", ["--batch-wait-ms", "0"]),
+        (f"micro-batching ({batch_wait_ms:g} ms window)", ["--batch-wait-ms", str(batch_wait_ms)]),
+    ):
         with ServerProcess(run_dir, free_port(), args) as server:
             import httpx
 
@@ -165,14 +180,21 @@ def compare_batching(
             result = asyncio.run(run_load(server.url, texts, requests=requests, concurrency=concurrency, label=label))
             result.server["forward_passes"] = result.server["batches"] - passes_before
             results.append(result)
-            log(f"  {result.requests_per_second:.1f} req/s, p50 {result.p50_ms:.0f} ms, p99 {result.p99_ms:.0f} ms, errors {result.server_errors}")
+            log(
+                f"  {result.requests_per_second:.1f} req/s, p50 {result.p50_ms:.0f} ms, "
+                f"p99 {result.p99_ms:.0f} ms, errors {result.server_errors}"
+            )
     return results
 
 
 def format_results(results: Sequence[LoadResult]) -> str:
     lines = [f"{'mode':<34} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'5xx+io':>6} {'passes':>7}"]
     for r in results:
-        lines.append(f"{r.label:<34} {r.requests_per_second:>7.1f} {r.p50_ms:>7.0f} {r.p99_ms:>7.0f} {r.max_ms:>7.0f} {r.server_errors:>6} {r.server.get('forward_passes', 0):>7}")
+        lines.append(
+            f"{r.label:<34} {r.requests_per_second:>7.1f} {r.p50_ms:>7.0f} {r.p99_ms:>7.0f} {r.max_ms:>7.0f} "
+            f"{r.server_errors:>6} {r.server.get('forward_passes', 0):>7}"
+        )
     if len(results) == 2 and results[0].requests_per_second:
-        lines.append(f"throughput ratio (micro-batching / one per pass): {results[1].requests_per_second / results[0].requests_per_second:.2f}x")
+        ratio = results[1].requests_per_second / results[0].requests_per_second
+        lines.append(f"throughput ratio (micro-batching / one per pass): {ratio:.2f}x")
     return "\n".join(lines)

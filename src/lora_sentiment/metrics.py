@@ -14,14 +14,20 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
-def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, *, with_confusion: bool = True) -> dict[str, Any]:
+def classification_metrics(
+    labels: np.ndarray, probabilities: np.ndarray, *, with_confusion: bool = True
+) -> dict[str, Any]:
     """accuracy, precision, recall, F1 (binary on class 1, macro for 3+ classes), ROC-AUC (binary), confusion matrix."""
     labels = np.asarray(labels)
     num_labels = probabilities.shape[-1]
     predictions = probabilities.argmax(axis=-1)
     binary = num_labels == 2
     precision, recall, f1, _ = precision_recall_fscore_support(
-        labels, predictions, average="binary" if binary else "macro", labels=None if binary else list(range(num_labels)), zero_division=0
+        labels,
+        predictions,
+        average="binary" if binary else "macro",
+        labels=None if binary else list(range(num_labels)),
+        zero_division=0,
     )
     metrics: dict[str, Any] = {
         "accuracy": float(accuracy_score(labels, predictions)),
@@ -31,8 +37,9 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, *, wit
     }
     if binary:
         # ROC-AUC is undefined when the evaluated rows hold a single class.
-        metrics["roc_auc"] = float(roc_auc_score(labels, probabilities[:, 1])) if len(np.unique(labels)) == 2 else float("nan")
+        metrics["roc_auc"] = (
+            float(roc_auc_score(labels, probabilities[:, 1])) if len(np.unique(labels)) == 2 else float("nan")
+        )
     if with_confusion:
         metrics["confusion_matrix"] = confusion_matrix(labels, predictions, labels=list(range(num_labels))).tolist()
     return metrics
-

@@ -1,12 +1,20 @@
-"""Model stage: tokenizer (with a pad token), a sequence classifier with a fresh head, and LoRA on top."""
+"""Model stage: tokenizer (with a pad token), a sequence classifier with a fresh head, and LoRA on top.
+
+`setup_model` is the one call training makes; the pieces below it are what prediction and export reuse."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
+from peft import LoraConfig, PeftModel, TaskType, get_peft_model
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
+from .config import TrainConfig
+from .data import TextEncoder
+from .device import TORCH_DTYPES, configure_attention_backends, default_device
 from .errors import UserError, first_line
 from .hub import is_local, load_with_fallback
 
@@ -28,8 +36,6 @@ HEAD_MODULES = ("pre_classifier", "pooler", "classifier", "score")
 
 
 def load_tokenizer(name: str, *, trust_remote_code: bool = False) -> Any:
-    from transformers import AutoTokenizer
-
     def load(**kwargs: Any) -> Any:
         return AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code, **kwargs)
 
@@ -94,7 +100,6 @@ def load_classifier_model(
     """AutoModelForSequenceClassification with the run's labels, embeddings sized to the tokenizer.
 
     `base_dropout` replaces the encoder's dropout rates (None keeps the model's own)."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification
 
     def load_config(**kwargs: Any) -> Any:
         return AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code, **kwargs)
@@ -112,35 +117,45 @@ def load_classifier_model(
         )
 
     try:
-        if is_local(name):
-            config = load_config()
-        else:
-            config = load_with_fallback("model", name, "--model", load_config, cache_kwarg="local_files_only")
-        config.num_labels = len(label_names)
-        config.id2label = dict(enumerate(label_names))
-        config.label2id = {n: i for i, n in enumerate(label_names)}
-        if base_dropout is not None:
-            for key, value in base_dropout_overrides(config, base_dropout).items():
-                setattr(config, key, value)
+        config = _from_local_or_hub(name, load_config)
+        _set_labels_and_dropout(config, label_names, base_dropout)
+        extra = {}
         if attention is not None:
-            extra = {"attn_implementation": resolve_attention(attention, config, default_device(), max_length)}
-        else:
-            extra = {}
-        if is_local(name):
-            model = load(config, **extra)
-        else:
-            model = load_with_fallback("model", name, "--model", lambda **kw: load(config, **extra, **kw), cache_kwarg="local_files_only")
+            extra["attn_implementation"] = resolve_attention(attention, config, default_device(), max_length)
+        model = _from_local_or_hub(name, lambda **kw: load(config, **extra, **kw))
     except (OSError, ValueError) as exc:
-        if "custom code" in str(exc) or "trust_remote_code" in str(exc):
-            raise UserError(
-                f"{name} needs its own model code to load; read it, and pass --trust-remote-code only if you trust it"
-            ) from exc
-        if "safetensors" in str(exc).lower():
-            raise UserError(
-                f"{name} has no safetensors weights, and pickled weights are not loaded (they can run code); "
-                "convert the model to safetensors (model.save_pretrained) or pick another --model"
-            ) from exc
-        raise UserError(f"could not load a sequence-classification model from {name}: {first_line(exc)} (check --model)") from exc
+        raise _model_load_error(name, exc) from exc
+    _fit_embeddings_to(model, tokenizer)
+    return model
+
+
+def _from_local_or_hub(name: str, load: Callable[..., Any]) -> Any:
+    return load() if is_local(name) else load_with_fallback("model", name, "--model", load, "local_files_only")
+
+
+def _set_labels_and_dropout(config: Any, label_names: Sequence[str], base_dropout: float | None) -> None:
+    config.num_labels = len(label_names)
+    config.id2label = dict(enumerate(label_names))
+    config.label2id = {n: i for i, n in enumerate(label_names)}
+    if base_dropout is not None:
+        for key, value in base_dropout_overrides(config, base_dropout).items():
+            setattr(config, key, value)
+
+
+def _model_load_error(name: str, exc: Exception) -> UserError:
+    if "custom code" in str(exc) or "trust_remote_code" in str(exc):
+        return UserError(
+            f"{name} needs its own model code to load; read it, and pass --trust-remote-code only if you trust it"
+        )
+    if "safetensors" in str(exc).lower():
+        return UserError(
+            f"{name} has no safetensors weights, and pickled weights are not loaded (they can run code); "
+            "convert the model to safetensors (model.save_pretrained) or pick another --model"
+        )
+    return UserError(f"could not load a sequence-classification model from {name}: {first_line(exc)} (check --model)")
+
+
+def _fit_embeddings_to(model: Any, tokenizer: Any) -> None:
     known = model.get_input_embeddings().num_embeddings
     if len(tokenizer) > known:
         model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
@@ -150,7 +165,6 @@ def load_classifier_model(
             weight[known:] = weight[:known].mean(dim=0)
     if model.config.pad_token_id is None or model.config.pad_token_id >= len(tokenizer):
         model.config.pad_token_id = tokenizer.pad_token_id
-    return model
 
 
 def resolve_attention(requested: str, model_config: Any, device: torch.device, max_length: int = 512) -> str:
@@ -220,8 +234,6 @@ class ParameterCount:
 
 def add_lora(model: torch.nn.Module, *, r: int, alpha: float, dropout: float, targets: list[str]) -> Any:
     """Wrap the classifier in a PeftModel: LoRA on `targets`, the head trained in full."""
-    from peft import LoraConfig, TaskType, get_peft_model
-
     lora_config = LoraConfig(
         task_type=TaskType.SEQ_CLS,
         r=r,
@@ -251,54 +263,77 @@ def count_parameters(model: Any) -> ParameterCount:
     return ParameterCount(int(trainable), int(total))
 
 
-
-def default_device() -> torch.device:
-    if torch.cuda.is_available():
-        from .distributed import local_rank
-
-        return torch.device("cuda", local_rank())  # one GPU per process under torchrun / accelerate launch
-    return torch.device("cpu")
+# ------------------------------------------------------------------------------------------ whole setups
 
 
-def cpu_has_fast_bf16() -> bool:
-    """AMX or AVX512-BF16: bf16 matmuls run several times faster than fp32 on such CPUs."""
+@dataclass
+class ModelSetup:
+    """Everything training needs from the model side, and the config as it will run."""
+
+    model: Any  # PeftModel on the device, frozen weights in the compute dtype
+    tokenizer: Any
+    encoder: TextEncoder
+    config: TrainConfig  # what runs: the model's limits and defaults filled in
+    parameters: ParameterCount
+    added_pad_token: bool
+
+
+def setup_model(
+    requested: TrainConfig, label_names: list[str], precision: str, log: Callable[[str], None]
+) -> ModelSetup:
+    """Tokenizer, classifier, LoRA and the resolved config, ready to train on the default device."""
+    tokenizer = load_tokenizer(requested.model, trust_remote_code=requested.trust_remote_code)
+    added_pad_token = ensure_pad_token(tokenizer)
+    if added_pad_token:
+        log("The tokenizer had no pad token: added [PAD] and resized the model's embeddings.")
+    model = load_classifier_model(
+        requested.model,
+        label_names,
+        tokenizer=tokenizer,
+        trust_remote_code=requested.trust_remote_code,
+        base_dropout=requested.base_dropout,
+        attention=requested.attention,
+        max_length=requested.max_length,
+    )
+    config = resolve_config(requested, model, tokenizer, log)
+    model = add_lora(
+        model, r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout, targets=config.lora_targets
+    )
+    parameters = count_parameters(model)
+    log(f"LoRA on {', '.join(config.lora_targets)}; head trained in full: {', '.join(head_modules(model))}")
+    log(str(parameters))
+    device = default_device()
+    model.to(device)
+    configure_attention_backends(device)
+    if precision in ("bf16", "fp16"):
+        cast_frozen_weights(model, TORCH_DTYPES[precision])
+    encoder = TextEncoder.for_config(tokenizer, config)
+    return ModelSetup(model, tokenizer, encoder, config, parameters, added_pad_token)
+
+
+def resolve_config(requested: TrainConfig, model: Any, tokenizer: Any, log: Callable[[str], None]) -> TrainConfig:
+    """What was asked, completed by what the model says: the one place the settings that run are decided."""
+    updates: dict[str, Any] = {"lora_targets": resolve_lora_targets(model, requested.lora_targets), "resume": False}
+    limit = model_max_length(model.config, tokenizer)
+    if limit is not None and requested.max_length > limit:
+        log(f"--max-length {requested.max_length} is above this model's maximum; using {limit}.")
+        updates["max_length"] = limit
+    return requested.model_copy(update=updates)
+
+
+def load_run_model(run: Any, *, merge: bool = True) -> tuple[Any, Any]:
+    """A finished run's base model with its adapter (the base model's own dropout, fp32, on the CPU) and its
+    tokenizer. `merge` folds LoRA into the base weights, which removes its extra matmuls from every forward
+    pass and leaves a plain transformers model."""
+    config = run.config
+    tokenizer = load_tokenizer(str(run.path))
+    base = load_classifier_model(
+        config.model, run.label_names, tokenizer=tokenizer, trust_remote_code=config.trust_remote_code
+    )
     try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            flags = next((line for line in cpuinfo if line.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
-def resolve_precision(requested: str, device: torch.device) -> str:
-    """auto -> bf16 on GPUs that have it (else fp16) and on CPUs with bf16 units; fp32 elsewhere."""
-    if requested == "fp16" and device.type != "cuda":
-        raise UserError("--precision fp16 needs a CUDA GPU; use --precision bf16 or fp32 on this machine")
-    if requested != "auto":
-        return requested
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if device.type == "cpu" and cpu_has_fast_bf16() else "fp32"
-
-
-def configure_attention_backends(device: torch.device) -> None:
-    """On GPUs, keep SDPA off its cuDNN backend, which plans each new sequence length anew: with length-
-    grouped batches every step brings a new length, and on an H100 that made our training slower than the
-    tutorial's fixed-length batches. The flash and memory-efficient kernels need no per-shape planning."""
-    if device.type == "cuda" and hasattr(torch.backends.cuda, "enable_cudnn_sdp"):
-        torch.backends.cuda.enable_cudnn_sdp(False)
-
-
-def pad_multiple(device: torch.device) -> int | None:
-    """Batch lengths rounded up to a multiple of 16 on GPUs keep SDPA on its fused kernels when a batch needs
-    a padding mask; on CPUs the extra padding would only cost compute."""
-    return 16 if device.type == "cuda" else None
-
-
-def synchronize() -> None:
-    """Wait for queued GPU work, so a wall-clock reading covers it."""
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
-TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+        model = PeftModel.from_pretrained(base, str(run.path))
+    except Exception as exc:  # peft raises ValueError, OSError, safetensors errors, KeyError...
+        raise UserError(
+            f"could not load the LoRA adapter in {run.path}: {first_line(exc)} (is it a finished run directory?)"
+        ) from exc
+    return (model.merge_and_unload() if merge else model), tokenizer

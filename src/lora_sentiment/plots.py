@@ -1,18 +1,13 @@
 """Report stage: the run's learning curves and confusion matrix as PNGs, and a one-screen text summary.
 
-Everything is drawn from metrics.json, so `lora-sentiment report RUN_DIR` can redraw any finished run."""
+Everything is drawn from a run's metrics record (metrics.json), so `lora-sentiment report RUN_DIR` can redraw
+any finished run; where the files go is the run's business (run.py)."""
 
 from __future__ import annotations
 
-import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
-
-from .config import METRICS_FILE
-from .errors import UserError
-
-LEARNING_CURVES_FILE = "learning_curves.png"
-CONFUSION_MATRIX_FILE = "confusion_matrix.png"
+from typing import Any
 
 
 def _pyplot() -> Any:
@@ -24,16 +19,19 @@ def _pyplot() -> Any:
     return plt
 
 
-def plot_learning_curves(metrics: dict[str, Any], path: Path, metric: str = "accuracy") -> Path:
+def plot_learning_curves(metrics: Any, path: Path, metric: str = "accuracy") -> Path:
     """Training loss (every logged step) and evaluation loss per epoch on the left; the eval metric on the right."""
     plt = _pyplot()
-    history = metrics.get("history", [])
-    steps = [(e["epoch"], e["loss"]) for e in metrics.get("log_history", []) if "loss" in e and "eval_loss" not in e]
+    history = metrics.history
+    steps = [(e["epoch"], e["loss"]) for e in metrics.log_history if "loss" in e and "eval_loss" not in e]
     fig, (loss_ax, metric_ax) = plt.subplots(1, 2, figsize=(10, 4))
     if steps:
         loss_ax.plot(*zip(*steps), label="train loss (logged steps)", color="tab:blue", alpha=0.5)
     epochs = [row["epoch"] for row in history]
-    for key, label, color in (("train_loss", "train loss (epoch mean)", "tab:blue"), ("loss", "eval loss", "tab:orange")):
+    for key, label, color in (
+        ("train_loss", "train loss (epoch mean)", "tab:blue"),
+        ("loss", "eval loss", "tab:orange"),
+    ):
         points = [(e, row[key]) for e, row in zip(epochs, history) if row.get(key) is not None]
         if points:
             loss_ax.plot(*zip(*points), marker="o", label=label, color=color)
@@ -43,7 +41,7 @@ def plot_learning_curves(metrics: dict[str, Any], path: Path, metric: str = "acc
     points = [(e, row[metric]) for e, row in zip(epochs, history) if row.get(metric) is not None]
     if points:
         metric_ax.plot(*zip(*points), marker="o", color="tab:green", label=f"eval {metric}")
-    best = metrics.get("final", {}).get("epoch")
+    best = metrics.final.epoch
     if best is not None:
         metric_ax.axvline(best, color="grey", linestyle="--", label=f"kept: epoch {best:g}")
     metric_ax.set(xlabel="epoch", ylabel=metric, title=f"Evaluation {metric}")
@@ -63,7 +61,9 @@ def plot_confusion_matrix(matrix: Sequence[Sequence[int]], label_names: Sequence
 
     size = max(4.0, 1.2 * len(label_names) + 2)
     fig, ax = plt.subplots(figsize=(size, size))
-    ConfusionMatrixDisplay(np.asarray(matrix), display_labels=list(label_names)).plot(ax=ax, cmap="Blues", colorbar=False, values_format="d")
+    ConfusionMatrixDisplay(np.asarray(matrix), display_labels=list(label_names)).plot(
+        ax=ax, cmap="Blues", colorbar=False, values_format="d"
+    )
     ax.set_title("Confusion matrix\n(evaluation set, kept epoch)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -71,49 +71,38 @@ def plot_confusion_matrix(matrix: Sequence[Sequence[int]], label_names: Sequence
     return path
 
 
-def draw_run_plots(run_dir: Path, metrics: dict[str, Any], label_names: Sequence[str]) -> list[Path]:
-    paths = [plot_learning_curves(metrics, run_dir / LEARNING_CURVES_FILE)]
-    matrix = metrics.get("final", {}).get("confusion_matrix")
-    if matrix:
-        paths.append(plot_confusion_matrix(matrix, label_names, run_dir / CONFUSION_MATRIX_FILE))
-    return paths
-
-
-def read_metrics(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / METRICS_FILE
-    if not path.is_file():
-        raise UserError(f"{run_dir} has no {METRICS_FILE}; pass the --output-dir of a finished training run")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise UserError(f"{path} is not valid JSON ({exc}); train the run again") from None
-
-
-def summary(config: Any, label_names: Sequence[str], metrics: dict[str, Any]) -> str:
+def summary(config: Any, label_names: Sequence[str], metrics: Any) -> str:
     """What a user wants to see first: the recipe, the per-epoch curve, the final scores, the examples."""
-    final, train = metrics.get("final", {}), metrics.get("train", {})
+    final, train = metrics.final, metrics.train
     lines = [
-        f"Model      {config.model}  (LoRA r={config.lora_r}, alpha={config.lora_alpha:g} on {', '.join(config.lora_targets or [])})",
-        f"Data       {config.data}  ({train.get('train_samples', '?')} train / {final.get('samples', '?')} eval, max {config.max_length} tokens, labels {', '.join(label_names)})",
-        f"Training   {train.get('epochs', 0):g} epochs in {train.get('precision', '?')}, {_fmt(train.get('runtime_s'), '.0f')} s, "
-        f"{train.get('trainable_parameters', 0):,} of {train.get('total_parameters', 0):,} parameters trained",
+        f"Model      {config.model}  "
+        f"(LoRA r={config.lora_r}, alpha={config.lora_alpha:g} on {', '.join(config.lora_targets or [])})",
+        f"Data       {config.data}  ({train.train_samples or '?'} train / {final.samples or '?'} eval, "
+        f"max {config.max_length} tokens, labels {', '.join(label_names)})",
+        f"Training   {train.epochs:g} epochs in {train.precision or '?'}, {_fmt(train.runtime_s, '.0f')} s, "
+        f"{train.trainable_parameters:,} of {train.total_parameters:,} parameters trained",
         "",
         f"{'epoch':>6} {'train loss':>11} {'eval loss':>10} {'accuracy':>9} {'f1':>7}",
     ]
-    for row in metrics.get("history", []):
-        lines.append(f"{row['epoch']:>6g} {_fmt(row.get('train_loss')):>11} {_fmt(row.get('loss')):>10} {_fmt(row.get('accuracy')):>9} {_fmt(row.get('f1')):>7}")
-    scores = ", ".join(f"{key} {_fmt(final.get(key))}" for key in ("accuracy", "f1", "precision", "recall", "roc_auc") if key in final)
-    lines += ["", f"Kept epoch {_fmt(final.get('epoch'), 'g')}: {scores}"]
-    matrix = final.get("confusion_matrix")
+    for row in metrics.history:
+        cells = (_fmt(row.get(key)) for key in ("train_loss", "loss", "accuracy", "f1"))
+        lines.append(f"{row.epoch:>6g} " + " ".join(f"{c:>{w}}" for c, w in zip(cells, (11, 10, 9, 7))))
+    scores = ", ".join(
+        f"{key} {_fmt(final.get(key))}" for key in ("accuracy", "f1", "precision", "recall", "roc_auc") if key in final
+    )
+    lines += ["", f"Kept epoch {_fmt(final.epoch, 'g')}: {scores}"]
+    matrix = final.confusion_matrix
     if matrix:
         width = max(8, *(len(n) for n in label_names))
         lines.append("Confusion (rows true, columns predicted):")
         lines.append(" " * (width + 2) + " ".join(f"{n:>{width}}" for n in label_names))
-        lines += [f"  {name:<{width}}" + " ".join(f"{v:>{width}}" for v in row) for name, row in zip(label_names, matrix)]
-    examples = metrics.get("examples", {})
-    if examples.get("after"):
+        lines += [
+            f"  {name:<{width}}" + " ".join(f"{v:>{width}}" for v in row) for name, row in zip(label_names, matrix)
+        ]
+    examples = metrics.examples
+    if examples.after:
         lines.append("Examples (before -> after training):")
-        for before, after in zip(examples.get("before", []), examples["after"]):
+        for before, after in zip(examples.before, examples.after):
             lines.append(f"  {before['label']:>8} -> {after['label']:<8} {after['text']}")
     return "\n".join(lines)
 

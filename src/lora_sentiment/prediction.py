@@ -1,29 +1,23 @@
-"""Predict stage: load a saved run (base model + LoRA adapter) and classify or evaluate texts."""
+"""Predict stage: a finished run (base model + LoRA adapter) that classifies and evaluates texts."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from .config import LABELS_FILE, RUN_CONFIG_FILE, TrainConfig
-from .data import TextEncoder
-from .errors import UserError, first_line
+from .data import TextEncoder, drop_empty_texts, encode_labels, load_splits, select_text_label, stratified_sample
+from .device import TORCH_DTYPES, configure_attention_backends, default_device, pad_multiple, resolve_precision
+from .errors import UserError
 from .metrics import classification_metrics
-from .model import pad_multiple
+from .model import load_run_model
+from .outputs import Prediction, predictions
+from .run import Run
 
-
-@dataclass
-class Prediction:
-    text: str
-    label: int
-    label_name: str
-    probability: float
-    probabilities: dict[str, float] = field(default_factory=dict)
+__all__ = ["Classifier", "Prediction", "load_classifier", "predict_probabilities"]
 
 
 def predict_probabilities(
@@ -49,8 +43,9 @@ def predict_probabilities(
     was_training = model.training
     model.eval()
     out = np.empty((len(texts), model.config.num_labels), dtype=np.float32)
+    autocast = torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None)
     try:
-        with torch.inference_mode(), torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        with torch.inference_mode(), autocast:
             for start in range(0, len(texts), batch_size):
                 index = order[start : start + batch_size]
                 features = [{key: encoded[key][i] for key in encoded} for i in index]
@@ -65,24 +60,26 @@ def predict_probabilities(
 class Classifier:
     """A trained run ready to predict: `Classifier.from_run("runs/x").predict(["Great film!"])`."""
 
-    def __init__(self, model: torch.nn.Module, encoder: TextEncoder, label_names: Sequence[str], precision: str = "fp32"):
+    def __init__(
+        self, model: torch.nn.Module, encoder: TextEncoder, label_names: Sequence[str], precision: str = "fp32"
+    ):
         self.model = model
         self.encoder = encoder
         self.label_names = list(label_names)
         self.precision = precision
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, *, precision: str = "auto", device: str | None = None, merge: bool = True) -> "Classifier":
-        from .model import TORCH_DTYPES, configure_attention_backends, default_device, resolve_precision
-
-        model, tokenizer, config, label_names = load_run_model(Path(run_dir), merge=merge)
+    def from_run(
+        cls, run_dir: str | Path | Run, *, precision: str = "auto", device: str | None = None, merge: bool = True
+    ) -> Classifier:
+        run = run_dir if isinstance(run_dir, Run) else Run.open(run_dir)
+        model, tokenizer = load_run_model(run, merge=merge)
         target = torch.device(device) if device else default_device()
         precision = resolve_precision(precision, target)
         # Inference holds no optimizer state: casting the weights beats autocast's per-call casts.
         model.to(device=target, dtype=TORCH_DTYPES[precision]).eval()
         configure_attention_backends(target)
-        encoder = TextEncoder(tokenizer, config.max_length, config.truncation, config.head_token_count, config.strip_html)
-        return cls(model, encoder, label_names, precision)
+        return cls(model, TextEncoder.for_config(tokenizer, run.config), run.label_names, precision)
 
     @property
     def default_batch_size(self) -> int:
@@ -94,17 +91,7 @@ class Classifier:
         return predict_probabilities(self.model, self.encoder, texts, batch_size=size, precision=self.precision)
 
     def predict(self, texts: Sequence[str], batch_size: int | None = None) -> list[Prediction]:
-        probabilities = self.predict_proba(texts, batch_size)
-        return [
-            Prediction(
-                text=text,
-                label=int(row.argmax()),
-                label_name=self.label_names[int(row.argmax())],
-                probability=float(row.max()),
-                probabilities={name: float(p) for name, p in zip(self.label_names, row)},
-            )
-            for text, row in zip(texts, probabilities)
-        ]
+        return predictions(texts, self.predict_proba(texts, batch_size), self.label_names)
 
     def evaluate(
         self,
@@ -118,8 +105,6 @@ class Classifier:
         seed: int = 42,
     ) -> dict[str, Any]:
         """Metrics on any labelled file, folder or hub split; its labels may be ids or the run's label names."""
-        from .data import drop_empty_texts, encode_labels, load_splits, select_text_label, stratified_sample
-
         splits = load_splits(data)
         if split is None:
             split = next((s for s in ("test", "validation", "train") if s in splits), next(iter(splits)))
@@ -133,42 +118,6 @@ class Classifier:
         metrics = classification_metrics(np.asarray(ds["label"]), probabilities)
         metrics.update(samples=len(ds), dropped_empty=dropped)
         return metrics
-
-
-def load_run_model(run_dir: Path, *, merge: bool = True) -> tuple[Any, Any, TrainConfig, list[str]]:
-    """A saved run's base model with its adapter (the base model's own dropout, in fp32 on the CPU), its
-    tokenizer, config and label names. `merge` folds LoRA into the base weights, which removes its extra
-    matmuls from every forward pass and leaves a plain transformers model."""
-    from peft import PeftModel
-
-    from .model import load_classifier_model, load_tokenizer
-
-    config, label_names = read_run(run_dir)
-    tokenizer = load_tokenizer(str(run_dir))
-    base = load_classifier_model(config.model, label_names, tokenizer=tokenizer, trust_remote_code=config.trust_remote_code)
-    try:
-        model = PeftModel.from_pretrained(base, str(run_dir))
-    except Exception as exc:  # peft raises ValueError, OSError, safetensors errors, KeyError...
-        raise UserError(f"could not load the LoRA adapter in {run_dir}: {first_line(exc)} (is it a finished run directory?)") from exc
-    return (model.merge_and_unload() if merge else model), tokenizer, config, label_names
-
-
-def read_run(run_dir: Path) -> tuple[TrainConfig, list[str]]:
-    config_path, labels_path = run_dir / RUN_CONFIG_FILE, run_dir / LABELS_FILE
-    if not run_dir.is_dir():
-        raise UserError(f"run directory not found: {run_dir} (pass the --output-dir of a finished training run)")
-    # Only safetensors weights are loaded: a pickled adapter_model.bin could run code when read.
-    for path in (config_path, labels_path, run_dir / "adapter_config.json", run_dir / "adapter_model.safetensors"):
-        if not path.is_file():
-            raise UserError(f"{run_dir} is not a finished run directory: {path.name} is missing (train again or pick another run)")
-    from .config import build_config
-
-    try:
-        config = build_config(config_file=config_path)
-        label_names = list(json.loads(labels_path.read_text(encoding="utf-8"))["label_names"])
-    except (UserError, ValueError, KeyError) as exc:
-        raise UserError(f"{run_dir} holds a damaged run: {first_line(exc)}") from exc
-    return config, label_names
 
 
 def load_classifier(run_dir: str | Path, **kwargs: Any) -> Classifier:

@@ -9,35 +9,27 @@ and that model is built per app (its limits are settings), inside `create_app`."
 import asyncio
 import os
 import secrets
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from importlib import resources
-from typing import Annotated, Any, Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from typing import Annotated, Any
 
 import numpy as np
+import uvicorn
+from fastapi import Depends, FastAPI, HTTPException, Security
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-API_KEY_ENV = "LORA_SENTIMENT_API_KEY"
+from .config import API_KEY_ENV, ServeSettings
+from .errors import UserError
+from .outputs import PredictionOut
+from .prediction import load_classifier
+from .run import Run
 
-
-class ServeSettings(BaseModel):
-    """Limits and batching of the server; each is a `serve` flag."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    max_texts: int = Field(64, gt=0, description="Most texts in one request")
-    max_chars: int = Field(20_000, gt=0, description="Most characters in one text")
-    max_body_bytes: int = Field(2 * 1024 * 1024, gt=0, description="Largest request body accepted (413 above it)")
-    batch_wait_ms: float = Field(5.0, ge=0, description="How long the first request waits for others to share its forward pass (0: no micro-batching)")
-    max_batch_texts: int = Field(128, gt=0, description="Most texts merged into one forward pass")
-    api_key: str | None = Field(None, description=f"Require this key in the X-API-Key header for /predict [env {API_KEY_ENV}]")
-
-
-class PredictionOut(BaseModel):
-    label: int
-    label_name: str
-    probability: float
-    probabilities: dict[str, float]
+__all__ = ["API_KEY_ENV", "MicroBatcher", "ServeSettings", "api_key_from_env", "create_app", "run_info", "serve"]
 
 
 class PredictResponse(BaseModel):
@@ -93,7 +85,9 @@ class MicroBatcher:
         while count < self.max_texts:
             remaining = deadline - loop.time()
             try:
-                item = self.queue.get_nowait() if remaining <= 0 else await asyncio.wait_for(self.queue.get(), remaining)
+                item = (
+                    self.queue.get_nowait() if remaining <= 0 else await asyncio.wait_for(self.queue.get(), remaining)
+                )
             except (asyncio.QueueEmpty, asyncio.TimeoutError):
                 break
             if count + len(item[0]) > self.max_texts:
@@ -162,27 +156,26 @@ class BodySizeLimit:
         await self.app(scope, replay, send)
 
     async def _too_large(self, send: Callable) -> None:
-        from starlette.responses import JSONResponse
-
-        response = JSONResponse({"detail": f"request body over {self.limit} bytes; send fewer or shorter texts"}, status_code=413)
+        response = JSONResponse(
+            {"detail": f"request body over {self.limit} bytes; send fewer or shorter texts"}, status_code=413
+        )
         await response({"type": "http"}, None, send)
 
 
-def create_app(classifier: Any, settings: ServeSettings | None = None, *, run_info: dict[str, Any] | None = None) -> Any:
-    """The FastAPI app for a loaded `Classifier`. `run_info` is what /info reports about the run."""
-    from fastapi import Depends, FastAPI, HTTPException, Security
-    from fastapi.responses import HTMLResponse
-    from fastapi.security import APIKeyHeader
+class ErrorOut(BaseModel):
+    detail: Any
 
+
+def create_app(
+    classifier: Any, settings: ServeSettings | None = None, *, run_info: dict[str, Any] | None = None
+) -> Any:
+    """The FastAPI app for a loaded `Classifier`. `run_info` is what /info reports about the run."""
     settings = settings or ServeSettings()
     label_names = list(classifier.label_names)
-    batcher = MicroBatcher(classifier.predict_proba, wait_s=settings.batch_wait_ms / 1000, max_texts=settings.max_batch_texts)
-
-    Text = Annotated[str, StringConstraints(min_length=1, max_length=settings.max_chars)]
-
-    class PredictRequest(BaseModel):
-        model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"texts": ["A wonderful, moving film.", "Dull and far too long."]}]})
-        texts: list[Text] = Field(min_length=1, max_length=settings.max_texts, description=f"1 to {settings.max_texts} texts of at most {settings.max_chars} characters")
+    batcher = MicroBatcher(
+        classifier.predict_proba, wait_s=settings.batch_wait_ms / 1000, max_texts=settings.max_batch_texts
+    )
+    PredictRequest = _request_model(settings)
 
     @asynccontextmanager
     async def lifespan(app: Any):
@@ -190,50 +183,31 @@ def create_app(classifier: Any, settings: ServeSettings | None = None, *, run_in
         yield
         await batcher.stop()
 
-    app = FastAPI(title="lora-sentiment", description="Text classification with a LoRA-fine-tuned transformer.", version=_version(), lifespan=lifespan)
+    app = FastAPI(
+        title="lora-sentiment",
+        description="Text classification with a LoRA-fine-tuned transformer.",
+        version=_version(),
+        lifespan=lifespan,
+    )
     app.state.batcher = batcher
-    key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
-
-    def check_key(key: str | None = Security(key_header)) -> None:
-        if settings.api_key and not (key and secrets.compare_digest(key.encode(), settings.api_key.encode())):
-            raise HTTPException(status_code=401, detail="missing or wrong API key: send it in the X-API-Key header")
-
-    class ErrorOut(BaseModel):
-        detail: Any
-
-    errors: dict[int | str, dict[str, Any]] = {
-        400: {"model": ErrorOut, "description": "A body that cannot be decoded"},
-        413: {"model": ErrorOut, "description": f"Body over {settings.max_body_bytes} bytes"},
-        422: {"description": "Malformed JSON, or texts outside the limits"},
-    }
-    if settings.api_key:
-        errors[401] = {"model": ErrorOut, "description": "Missing or wrong X-API-Key"}
 
     # The key check (and its security scheme in the OpenAPI schema) only exists when a key is set.
     @app.post(
         "/predict",
         response_model=PredictResponse,
-        dependencies=[Depends(check_key)] if settings.api_key else [],
-        responses=errors,
+        dependencies=[Depends(_key_check(settings.api_key))] if settings.api_key else [],
+        responses=_documented_errors(settings),
         summary="Classify texts",
     )
-    async def predict(request: PredictRequest) -> PredictResponse:
+    async def predict(request: PredictRequest) -> PredictResponse:  # type: ignore[valid-type]
         probabilities = await batcher.submit(request.texts)
-        return PredictResponse(predictions=[_prediction(row, label_names) for row in probabilities])
+        return PredictResponse(predictions=[PredictionOut.from_row(row, label_names) for row in probabilities])
 
     @app.get("/health", summary="Liveness: the model is loaded")
     async def health() -> dict[str, Any]:
         return {"status": "ok", "batches": batcher.batches, "texts": batcher.texts}
 
-    info = {
-        **(run_info or {}),
-        "label_names": label_names,
-        "precision": classifier.precision,
-        "device": str(next(classifier.model.parameters()).device),
-        "limits": {"max_texts": settings.max_texts, "max_chars": settings.max_chars, "max_body_bytes": settings.max_body_bytes},
-        "batching": {"wait_ms": settings.batch_wait_ms, "max_batch_texts": settings.max_batch_texts},
-        "api_key_required": bool(settings.api_key),
-    }
+    info = _info(classifier, settings, run_info or {})
 
     @app.get("/info", summary="The run: base model, labels, LoRA settings, training metrics, limits")
     async def get_info() -> dict[str, Any]:
@@ -249,35 +223,80 @@ def create_app(classifier: Any, settings: ServeSettings | None = None, *, run_in
     return app
 
 
-def _prediction(row: np.ndarray, label_names: Sequence[str]) -> PredictionOut:
-    best = int(row.argmax())
-    return PredictionOut(
-        label=best,
-        label_name=label_names[best],
-        probability=float(row[best]),
-        probabilities={name: float(p) for name, p in zip(label_names, row)},
-    )
+def _request_model(settings: ServeSettings) -> type[BaseModel]:
+    """The /predict body, with this server's limits in its schema."""
+    Text = Annotated[str, StringConstraints(min_length=1, max_length=settings.max_chars)]
+    examples = [{"texts": ["A wonderful, moving film.", "Dull and far too long."]}]
+
+    class PredictRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": examples})
+        texts: list[Text] = Field(
+            min_length=1,
+            max_length=settings.max_texts,
+            description=f"1 to {settings.max_texts} texts of at most {settings.max_chars} characters",
+        )
+
+    return PredictRequest
+
+
+def _key_check(api_key: str) -> Callable[..., None]:
+    key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
+
+    def check_key(key: str | None = Security(key_header)) -> None:
+        if not (key and secrets.compare_digest(key.encode(), api_key.encode())):
+            raise HTTPException(status_code=401, detail="missing or wrong API key: send it in the X-API-Key header")
+
+    return check_key
+
+
+def _documented_errors(settings: ServeSettings) -> dict[int | str, dict[str, Any]]:
+    errors: dict[int | str, dict[str, Any]] = {
+        400: {"model": ErrorOut, "description": "A body that cannot be decoded"},
+        413: {"model": ErrorOut, "description": f"Body over {settings.max_body_bytes} bytes"},
+        422: {"description": "Malformed JSON, or texts outside the limits"},
+    }
+    if settings.api_key:
+        errors[401] = {"model": ErrorOut, "description": "Missing or wrong X-API-Key"}
+    return errors
+
+
+def _info(classifier: Any, settings: ServeSettings, run_info: dict[str, Any]) -> dict[str, Any]:
+    limits = {
+        "max_texts": settings.max_texts,
+        "max_chars": settings.max_chars,
+        "max_body_bytes": settings.max_body_bytes,
+    }
+    return {
+        **run_info,
+        "label_names": list(classifier.label_names),
+        "precision": classifier.precision,
+        "device": str(next(classifier.model.parameters()).device),
+        "limits": limits,
+        "batching": {"wait_ms": settings.batch_wait_ms, "max_batch_texts": settings.max_batch_texts},
+        "api_key_required": bool(settings.api_key),
+    }
 
 
 def run_info(run_dir: Any) -> dict[str, Any]:
     """What /info tells about a run: its recipe and its final evaluation."""
-    import json
-    from pathlib import Path
-
-    from .config import METRICS_FILE
-    from .prediction import read_run
-
-    run_dir = Path(run_dir)
-    config, _ = read_run(run_dir)
-    metrics_path = run_dir / METRICS_FILE
-    final = json.loads(metrics_path.read_text(encoding="utf-8")).get("final", {}) if metrics_path.is_file() else {}
+    run = Run.open(run_dir)
+    config = run.config
+    try:
+        final = run.metrics.final.model_dump(exclude_unset=True, exclude={"confusion_matrix"})
+    except UserError:  # a run without its metrics still serves; /info just has none to show
+        final = {}
     return {
-        "run": run_dir.name,
+        "run": run.path.name,
         "base_model": config.model,
         "max_length": config.max_length,
         "truncation": config.truncation,
-        "lora": {"r": config.lora_r, "alpha": config.lora_alpha, "dropout": config.lora_dropout, "targets": config.lora_targets},
-        "metrics": {k: v for k, v in final.items() if k != "confusion_matrix"},
+        "lora": {
+            "r": config.lora_r,
+            "alpha": config.lora_alpha,
+            "dropout": config.lora_dropout,
+            "targets": config.lora_targets,
+        },
+        "metrics": final,
         "examples": config.examples,
     }
 
@@ -287,19 +306,22 @@ def api_key_from_env(given: str | None) -> str | None:
 
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version("lora-sentiment")
     except PackageNotFoundError:
         return "0"
 
 
-def serve(run_dir: str, *, host: str = "127.0.0.1", port: int = 8000, settings: "ServeSettings | None" = None, precision: str = "auto", log_level: str = "info") -> None:
-    import uvicorn
-
-    from .prediction import load_classifier
-
+def serve(
+    run_dir: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    settings: "ServeSettings | None" = None,
+    precision: str = "auto",
+    log_level: str = "info",
+) -> None:
+    info = run_info(run_dir)
     classifier = load_classifier(run_dir, precision=precision)
-    app = create_app(classifier, settings, run_info=run_info(run_dir))
+    app = create_app(classifier, settings, run_info=info)
     uvicorn.run(app, host=host, port=port, log_level=log_level)

@@ -1,0 +1,69 @@
+"""Where and in what precision the model runs: device, dtype, and the hardware facts that decide them."""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from .config import Precision
+from .distributed import local_rank
+from .errors import UserError
+
+TORCH_DTYPES: dict[Precision, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def default_device() -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda", local_rank())  # one GPU per process under torchrun / accelerate launch
+    return torch.device("cpu")
+
+
+@functools.cache
+def cpu_info() -> dict[str, object]:
+    """The CPU's model name and flags from /proc/cpuinfo (empty where there is none), read once."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            lines = cpuinfo.read().splitlines()
+    except OSError:
+        return {"model": None, "flags": []}
+    block = lines[: lines.index("")] if "" in lines else lines  # the first processor's block
+    first = {line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip() for line in block if ":" in line}
+    return {"model": first.get("model name"), "flags": first.get("flags", "").split()}
+
+
+def cpu_has_fast_bf16() -> bool:
+    """AMX or AVX512-BF16: bf16 matmuls run several times faster than fp32 on such CPUs."""
+    flags = cpu_info()["flags"]
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_precision(requested: str, device: torch.device) -> Precision:
+    """auto -> bf16 on GPUs that have it (else fp16) and on CPUs with bf16 units; fp32 elsewhere."""
+    if requested == "fp16" and device.type != "cuda":
+        raise UserError("--precision fp16 needs a CUDA GPU; use --precision bf16 or fp32 on this machine")
+    if requested != "auto":
+        return requested  # type: ignore[return-value]
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if device.type == "cpu" and cpu_has_fast_bf16() else "fp32"
+
+
+def configure_attention_backends(device: torch.device) -> None:
+    """On GPUs, keep SDPA off its cuDNN backend, which plans each new sequence length anew: with length-
+    grouped batches every step brings a new length, and on an H100 that made our training slower than the
+    tutorial's fixed-length batches. The flash and memory-efficient kernels need no per-shape planning."""
+    if device.type == "cuda" and hasattr(torch.backends.cuda, "enable_cudnn_sdp"):
+        torch.backends.cuda.enable_cudnn_sdp(False)
+
+
+def pad_multiple(device: torch.device) -> int | None:
+    """Batch lengths rounded up to a multiple of 16 on GPUs keep SDPA on its fused kernels when a batch needs
+    a padding mask; on CPUs the extra padding would only cost compute."""
+    return 16 if device.type == "cuda" else None
+
+
+def synchronize() -> None:
+    """Wait for queued GPU work, so a wall-clock reading covers it."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()

@@ -1,0 +1,298 @@
+"""The run directory: the one module that knows its files, reads and writes them, and keeps them whole.
+
+A finished run (`Run`) is what `predict`, `evaluate`, `serve`, `report` and `export` open; a run in progress
+(`RunWorkspace`) is its future place plus two hidden siblings: `.NAME.checkpoints` (the Trainer's checkpoints
+and the settings `--resume` must match) and `.NAME.partial`, where the finished run is assembled before it
+is swapped into place, so a run appears complete or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from . import card, plots
+from .atomic import fresh_staging_dir, replace_dir
+from .config import TrainConfig, build_config
+from .errors import UserError, first_line
+
+RUN_CONFIG_FILE = "training_config.yaml"  # the resolved config: every setting of the run
+LABELS_FILE = "labels.json"
+METRICS_FILE = "metrics.json"
+CARD_FILE = "README.md"
+ADAPTER_CONFIG_FILE = "adapter_config.json"  # written by peft, like the tokenizer files
+ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors"
+LEARNING_CURVES_FILE = "learning_curves.png"
+CONFUSION_MATRIX_FILE = "confusion_matrix.png"
+TENSORBOARD_DIR = "tensorboard"
+RESUME_CONFIG_FILE = "run_config.yaml"  # in the checkpoints folder: the settings --resume must match
+RECORD_FILES = (RUN_CONFIG_FILE, LABELS_FILE, METRICS_FILE)  # what an export carries along
+
+
+# ------------------------------------------------------------------------------------- metrics.json
+
+
+class _Record(BaseModel):
+    """Typed, but still readable as `record["key"]` (the Python API handed out plain dicts before)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return getattr(self, key)
+        except AttributeError:
+            raise KeyError(key) from None
+
+    def __contains__(self, key: str) -> bool:
+        return self.get(key) is not None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = getattr(self, key, None)
+        return default if value is None else value
+
+
+class Scores(_Record):
+    """Evaluation metrics by name (accuracy, f1, ... as computed for the run's labels), and where they came from."""
+
+    samples: int | None = None
+    epoch: float | None = None
+    loss: float | None = None
+    confusion_matrix: list[list[int]] | None = None
+
+
+class EpochRecord(_Record):
+    """One evaluation during training: its epoch's mean training loss beside its eval metrics."""
+
+    epoch: float
+    step: int
+    train_loss: float | None = None
+
+
+class TrainStats(_Record):
+    runtime_s: float | None = None
+    step_seconds: float = 0.0
+    samples_per_second: float | None = None
+    real_tokens_per_second: float | None = None
+    real_tokens_per_epoch: int = 0
+    squared_lengths_per_epoch: int = 0  # attention cost grows with s²
+    epochs: float = 0.0
+    max_length: int | None = None
+    train_samples: int | None = None
+    dropped_empty: dict[str, int] = Field(default_factory=dict)
+    precision: str | None = None
+    added_pad_token: bool = False
+    trainable_parameters: int = 0
+    total_parameters: int = 0
+
+
+class ExampleRow(_Record):
+    text: str
+    label: str
+    probabilities: dict[str, float]
+
+
+class Examples(_Record):
+    before: list[ExampleRow] = Field(default_factory=list)
+    after: list[ExampleRow] = Field(default_factory=list)
+
+
+class RunMetrics(_Record):
+    """metrics.json: the kept epoch's scores, the per-epoch history, training statistics, the examples."""
+
+    final: Scores
+    history: list[EpochRecord] = Field(default_factory=list)
+    train: TrainStats = Field(default_factory=TrainStats)
+    examples: Examples = Field(default_factory=Examples)
+    log_history: list[dict[str, Any]] = Field(default_factory=list)
+
+    def to_json(self) -> str:
+        # exclude_unset: the file holds the keys the run computed, as it always has.
+        return json.dumps(self.model_dump(exclude_unset=True), indent=2, default=float)
+
+
+# ------------------------------------------------------------------------------------ a finished run
+
+
+class Run:
+    """A finished run directory, validated when opened: `Run.open("runs/x").config`."""
+
+    def __init__(self, path: Path, config: TrainConfig, label_names: list[str]):
+        self.path = path
+        self.config = config
+        self.label_names = label_names
+        self._metrics: RunMetrics | None = None
+
+    @classmethod
+    def open(cls, path: str | Path) -> Run:
+        path = Path(path)
+        if not path.is_dir():
+            raise UserError(f"run directory not found: {path} (pass the --output-dir of a finished training run)")
+        # Only safetensors weights are loaded: a pickled adapter_model.bin could run code when read.
+        for name in (RUN_CONFIG_FILE, LABELS_FILE, ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE):
+            if not (path / name).is_file():
+                raise UserError(
+                    f"{path} is not a finished run directory: {name} is missing (train again or pick another run)"
+                )
+        try:
+            config = build_config(config_file=path / RUN_CONFIG_FILE)
+            label_names = list(json.loads((path / LABELS_FILE).read_text(encoding="utf-8"))["label_names"])
+        except (UserError, ValueError, KeyError, TypeError) as exc:
+            raise UserError(f"{path} holds a damaged run: {first_line(exc)}") from exc
+        return cls(path, config, label_names)
+
+    @property
+    def metrics(self) -> RunMetrics:
+        if self._metrics is None:
+            self._metrics = read_metrics(self.path)
+        return self._metrics
+
+    def draw_plots(self) -> list[Path]:
+        return draw_plots(self.path, self.metrics, self.label_names)
+
+    def copy_records(self, destination: Path) -> None:
+        """The run's config, labels and metrics, beside a model made from it (an export)."""
+        for name in RECORD_FILES:
+            if (self.path / name).is_file():
+                shutil.copy2(self.path / name, destination / name)
+
+
+def read_metrics(run_dir: Path) -> RunMetrics:
+    path = run_dir / METRICS_FILE
+    if not path.is_file():
+        raise UserError(f"{run_dir} has no {METRICS_FILE}; pass the --output-dir of a finished training run")
+    try:
+        return RunMetrics.model_validate_json(path.read_text(encoding="utf-8"))
+    except ValidationError as exc:
+        raise UserError(f"{path} is damaged ({first_line(exc)}); train the run again") from None
+
+
+def draw_plots(run_dir: Path, metrics: RunMetrics, label_names: list[str]) -> list[Path]:
+    paths = [plots.plot_learning_curves(metrics, run_dir / LEARNING_CURVES_FILE)]
+    if metrics.final.confusion_matrix:
+        matrix = metrics.final.confusion_matrix
+        paths.append(plots.plot_confusion_matrix(matrix, label_names, run_dir / CONFUSION_MATRIX_FILE))
+    return paths
+
+
+def write_run(
+    run_dir: Path,
+    *,
+    model: Any,
+    tokenizer: Any,
+    config: TrainConfig,
+    label_names: list[str],
+    metrics: RunMetrics,
+    parameters: Any,
+) -> None:
+    """Every file of a run, into `run_dir` (a staging folder: see RunWorkspace.publish)."""
+    # The embedding matrix is saved only when the user targets it: a resized pad row is re-created identically.
+    model.save_pretrained(str(run_dir), save_embedding_layers=False)
+    tokenizer.save_pretrained(str(run_dir))
+    (run_dir / RUN_CONFIG_FILE).write_text(config.to_yaml(), encoding="utf-8")
+    labels = {"label_names": label_names, "id2label": dict(enumerate(label_names))}
+    (run_dir / LABELS_FILE).write_text(json.dumps(labels, indent=2), encoding="utf-8")
+    (run_dir / METRICS_FILE).write_text(metrics.to_json(), encoding="utf-8")
+    figures = {"Learning curves": LEARNING_CURVES_FILE, "Confusion matrix": CONFUSION_MATRIX_FILE}
+    text = card.model_card(config, label_names, metrics, parameters, figures=figures)
+    (run_dir / CARD_FILE).write_text(text, encoding="utf-8")
+    draw_plots(run_dir, metrics, label_names)
+
+
+# ------------------------------------------------------------------------------------ a run in progress
+
+
+def latest_checkpoint(checkpoints: Path) -> Path | None:
+    """The newest complete Trainer checkpoint: trainer_state.json is the last file a checkpoint gets."""
+    if not checkpoints.is_dir():
+        return None
+    complete = [
+        p
+        for p in checkpoints.glob("checkpoint-*")
+        if (p / "trainer_state.json").is_file() and p.name.split("-")[-1].isdigit()
+    ]
+    return max(complete, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def checkpoint_epoch(checkpoint: Path) -> float:
+    return float(json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8")).get("epoch") or 0)
+
+
+class RunWorkspace:
+    """Where a run is trained: `final` (its --output-dir) and the hidden checkpoints folder beside it."""
+
+    def __init__(self, final: Path):
+        self.final = final
+        self.checkpoints = final.with_name(f".{final.name}.checkpoints")
+        self.tensorboard_dir = self.checkpoints / TENSORBOARD_DIR
+
+    def prepare(self, requested: TrainConfig) -> Path | None:
+        """The checkpoint to resume from (None: start fresh), after refusing what must not be overwritten.
+
+        Everything here runs before any file is written."""
+        checkpoint, saved = self._resume_point(requested)
+        # The interrupted run was allowed to replace the output dir; resuming it is, too.
+        self._check_output_dir(replace=requested.overwrite or bool(saved and saved.overwrite))
+        return checkpoint
+
+    def _resume_point(self, requested: TrainConfig) -> tuple[Path | None, TrainConfig | None]:
+        checkpoint = latest_checkpoint(self.checkpoints)
+        if not requested.resume:
+            if checkpoint is not None and not requested.overwrite:
+                raise UserError(
+                    f"--output-dir {self.final} has an interrupted run (last checkpoint at epoch "
+                    f"{checkpoint_epoch(checkpoint):g}); pass --resume to continue it, or --overwrite to discard it "
+                    "and start over"
+                )
+            return None, None
+        saved_file = self.checkpoints / RESUME_CONFIG_FILE
+        if checkpoint is None or not saved_file.is_file():
+            raise UserError(
+                f"nothing to resume for --output-dir {self.final}: no checkpoint of an interrupted run "
+                "(drop --resume to train anew)"
+            )
+        saved = build_config(config_file=saved_file)
+        changed = _changed_settings(saved, requested)
+        if changed:
+            raise UserError(
+                "--resume continues the interrupted run with its own settings, but these differ: "
+                + "; ".join(changed)
+                + " (give the same flags, or --overwrite without --resume to start over)"
+            )
+        return checkpoint, saved
+
+    def _check_output_dir(self, *, replace: bool) -> None:
+        out = self.final
+        if out.exists() and not out.is_dir():
+            raise UserError(f"--output-dir {out} is a file; choose a directory path")
+        if out.is_dir() and any(out.iterdir()) and not replace:
+            raise UserError(
+                f"--output-dir {out} is not empty; pass --overwrite to replace it or choose another --output-dir"
+            )
+
+    def start_fresh(self, requested: TrainConfig) -> None:
+        """Checkpoints of an older interrupted run (allowed by --overwrite) go; the new run's settings are kept
+        for a later --resume to compare with."""
+        shutil.rmtree(self.checkpoints, ignore_errors=True)
+        self.checkpoints.mkdir(parents=True)
+        (self.checkpoints / RESUME_CONFIG_FILE).write_text(requested.to_yaml(), encoding="utf-8")
+
+    def publish(self, write: Callable[[Path], None]) -> None:
+        """`write(folder)` fills a fresh hidden folder, which is swapped into place. The checkpoints go only
+        once the run is in place, so a crash while saving can still be resumed."""
+        staging = fresh_staging_dir(self.final)
+        write(staging)
+        if self.tensorboard_dir.is_dir():
+            shutil.copytree(self.tensorboard_dir, staging / TENSORBOARD_DIR)
+        replace_dir(staging, self.final)
+        shutil.rmtree(self.checkpoints, ignore_errors=True)
+
+
+def _changed_settings(saved: TrainConfig, now: TrainConfig) -> list[str]:
+    ignored = {"overwrite", "resume"}
+    before, after = saved.model_dump(exclude=ignored), now.model_dump(exclude=ignored)
+    return [f"--{k.replace('_', '-')} (was {before[k]!r}, now {after[k]!r})" for k in after if after[k] != before[k]]
