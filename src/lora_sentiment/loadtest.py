@@ -1,8 +1,11 @@
 """A bounded loopback load on the server: a fixed number of requests from a fixed number of concurrent clients,
-with an overall deadline, so it always stops by itself. Used by `bench-serve` and by the tests."""
+with an overall deadline, so it always stops by itself. Used by `bench-serve` and by the tests.
+
+httpx (the client) is imported where requests are sent: it comes with the test extra, not with the package."""
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -148,8 +151,6 @@ class ServerProcess:
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]

@@ -9,9 +9,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 
 def _pyplot() -> Any:
-    import matplotlib
+    import matplotlib  # loaded only when a figure is drawn: `report --no-plots` and the card need none
 
     matplotlib.use("Agg")  # files only: no display is needed or wanted
     import matplotlib.pyplot as plt
@@ -57,8 +59,6 @@ def plot_confusion_matrix(matrix: Sequence[Sequence[int]], label_names: Sequence
     from sklearn.metrics import ConfusionMatrixDisplay
 
     plt = _pyplot()
-    import numpy as np
-
     size = max(4.0, 1.2 * len(label_names) + 2)
     fig, ax = plt.subplots(figsize=(size, size))
     ConfusionMatrixDisplay(np.asarray(matrix), display_labels=list(label_names)).plot(

@@ -1,0 +1,43 @@
+"""prediction.py: probabilities in input order whatever the batching, and a Classifier from a run."""
+
+import numpy as np
+
+from lora_sentiment.outputs import Prediction
+from lora_sentiment.prediction import Classifier, predict_probabilities
+from lora_sentiment.run import Run
+
+TEXTS = [
+    "Short.",
+    "A much longer review that goes on and on about the plot, the acting and the music.",
+    "Mid length text.",
+]
+
+
+def test_batches_sorted_by_length_give_each_text_its_own_probabilities(trained_classifier):
+    together = predict_probabilities(trained_classifier.model, trained_classifier.encoder, TEXTS, batch_size=2)
+    alone = np.concatenate(
+        [predict_probabilities(trained_classifier.model, trained_classifier.encoder, [t], batch_size=1) for t in TEXTS]
+    )
+    assert together.shape == (3, 2) and np.allclose(together, alone, atol=1e-5)
+    assert np.allclose(together.sum(axis=1), 1, atol=1e-5)
+    empty = predict_probabilities(trained_classifier.model, trained_classifier.encoder, [])
+    assert empty.shape == (0, 2)
+
+
+def test_classifier_from_an_opened_run_predicts_records(trained_run, trained_classifier):
+    classifier = Classifier.from_run(Run.open(trained_run), precision="fp32")
+    made = classifier.predict(TEXTS)
+    assert all(isinstance(p, Prediction) for p in made) and [p.text for p in made] == TEXTS
+    assert np.allclose([p.probability for p in made], trained_classifier.predict_proba(TEXTS).max(axis=1), atol=1e-6)
+    assert classifier.label_names == ["Negative", "Positive"] and classifier.precision == "fp32"
+
+
+def test_evaluate_takes_label_names_or_ids(tmp_path, trained_classifier, small_csv):
+    import pandas as pd
+
+    rows = pd.read_csv(small_csv).head(30)
+    rows.assign(label=rows.label.map({0: "negative", 1: "Positive"})).to_csv(tmp_path / "named.csv", index=False)
+    by_id = trained_classifier.evaluate(str(small_csv), max_samples=30)
+    by_name = trained_classifier.evaluate(str(tmp_path / "named.csv"))
+    assert by_id["samples"] == by_name["samples"] == 30
+    assert set(by_id) >= {"accuracy", "f1", "roc_auc", "confusion_matrix", "dropped_empty"}

@@ -1,0 +1,56 @@
+"""training.py: the pieces of train() — the resolved config, the Trainer's arguments, the history and result."""
+
+from pathlib import Path
+
+import pytest
+
+from lora_sentiment.config import TrainConfig
+from lora_sentiment.model import load_classifier_model, load_tokenizer, resolve_config
+from lora_sentiment.training import epoch_history, train, training_arguments
+
+
+def test_resolve_config_is_the_one_place_what_runs_is_decided(tiny_distilbert):
+    requested = TrainConfig(model=tiny_distilbert, max_length=4096, resume=True)
+    tokenizer = load_tokenizer(tiny_distilbert)
+    model = load_classifier_model(tiny_distilbert, ["a", "b"], tokenizer=tokenizer)
+    messages = []
+    resolved = resolve_config(requested, model, tokenizer, messages.append)
+    assert resolved.max_length == 128 and resolved.lora_targets == ["q_lin", "v_lin"] and resolved.resume is False
+    assert requested.max_length == 4096 and requested.lora_targets is None  # what was asked stays as asked
+    assert messages == ["--max-length 4096 is above this model's maximum; using 128."]
+
+
+def test_training_arguments_follow_the_config(tmp_path):
+    config = TrainConfig(batch_size=8, gradient_accumulation_steps=2, epochs=2, group_by_length=False, seed=3)
+    args = training_arguments(config, train_rows=160, work_dir=tmp_path, precision="bf16")
+    assert args.per_device_train_batch_size == 8 and args.gradient_accumulation_steps == 2
+    assert args.logging_steps == 2  # 10 optimizer steps per epoch, logged 5 times
+    assert args.bf16 and not args.fp16 and args.seed == 3 and args.train_sampling_strategy == "random"
+    assert args.eval_strategy == "epoch" and args.load_best_model_at_end and args.metric_for_best_model == "loss"
+
+
+def test_epoch_history_pairs_each_evaluation_with_its_mean_training_loss():
+    log = [
+        {"loss": 0.8, "epoch": 0.5, "step": 1},
+        {"loss": 0.6, "epoch": 1.0, "step": 2},
+        {"eval_loss": 0.5, "eval_accuracy": 0.7, "eval_runtime": 1.0, "epoch": 1.0, "step": 2},
+        {"eval_loss": 0.4, "eval_accuracy": 0.8, "epoch": 2.0, "step": 4},
+    ]
+    assert epoch_history(log) == [
+        {"epoch": 1.0, "step": 2, "train_loss": pytest.approx(0.7), "loss": 0.5, "accuracy": 0.7},
+        {"epoch": 2.0, "step": 4, "train_loss": None, "loss": 0.4, "accuracy": 0.8},
+    ]
+
+
+def test_train_result_and_the_saved_config(tmp_path, tiny_distilbert, small_csv, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = TrainConfig(
+        model=tiny_distilbert, data=str(small_csv), output_dir="run", max_length=32, epochs=1, batch_size=16,
+        precision="fp32", examples=["Fine."],
+    )  # fmt: skip
+    result = train(config, log=lambda _: None)
+    assert result.output_dir == Path("run") and result.label_names == ["Negative", "Positive"]
+    assert [row["text"] for row in result.before] == [row["text"] for row in result.after] == ["Fine."]
+    assert result.metrics.train.train_samples == 76 and result.metrics.final.samples == 20
+    saved = (tmp_path / "run" / "training_config.yaml").read_text()
+    assert "resume: false" in saved and "lora_targets:\n- q_lin\n- v_lin" in saved
