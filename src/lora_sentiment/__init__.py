@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from .config import PRESETS, TrainConfig, build_config
 from .errors import UserError
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = [
     "PRESETS",
     "TrainConfig",

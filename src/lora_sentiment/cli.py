@@ -184,7 +184,7 @@ def _bench_parser(commands: Any) -> None:
     )
     add = bench.add_argument
     add("--quick", action="store_true", help="a smaller workload that finishes in about 5 minutes")
-    add("--model", required=True, help="local model directory, or a hub name (e.g. distilbert-base-uncased)")
+    add("--model", help="pre-trained encoder: a local directory or a hub name (needed unless --shaped-only --tokenizer)")
     add("--data", required=True, help="folder with train.parquet and validation.parquet (text and label columns)")
     add("--max-length", type=int, default=256, help="tokens per review for both paths [default: 256]")
     add("--train-samples", type=int, help="training reviews [quick: 400, full: 2000]")
