@@ -3,7 +3,7 @@
 import numpy as np
 
 from lora_sentiment.outputs import Prediction
-from lora_sentiment.prediction import Classifier, predict_probabilities
+from lora_sentiment.prediction import Classifier, predict_logits
 from lora_sentiment.run import Run
 
 TEXTS = [
@@ -13,15 +13,13 @@ TEXTS = [
 ]
 
 
-def test_batches_sorted_by_length_give_each_text_its_own_probabilities(trained_classifier):
-    together = predict_probabilities(trained_classifier.model, trained_classifier.encoder, TEXTS, batch_size=2)
-    alone = np.concatenate(
-        [predict_probabilities(trained_classifier.model, trained_classifier.encoder, [t], batch_size=1) for t in TEXTS]
-    )
-    assert together.shape == (3, 2) and np.allclose(together, alone, atol=1e-5)
-    assert np.allclose(together.sum(axis=1), 1, atol=1e-5)
-    empty = predict_probabilities(trained_classifier.model, trained_classifier.encoder, [])
-    assert empty.shape == (0, 2)
+def test_batches_sorted_by_length_give_each_text_its_own_logits(trained_classifier):
+    model, encoder = trained_classifier.model, trained_classifier.encoder
+    together = predict_logits(model, encoder, TEXTS, batch_size=2)
+    alone = np.concatenate([predict_logits(model, encoder, [t], batch_size=1) for t in TEXTS])
+    assert together.shape == (3, 2) and np.allclose(together, alone, atol=1e-4)
+    assert np.allclose(trained_classifier.predict_proba(TEXTS).sum(axis=1), 1, atol=1e-5)
+    assert predict_logits(model, encoder, []).shape == (0, 2)
 
 
 def test_classifier_from_an_opened_run_predicts_records(trained_run, trained_classifier):

@@ -34,9 +34,10 @@ def test_a_finished_run_opens_with_typed_metrics(trained_run):
 def test_metrics_json_round_trips_with_the_keys_it_always_had(trained_run):
     raw = json.loads((trained_run / METRICS_FILE).read_text())
     assert set(raw) == {"final", "history", "train", "examples", "log_history"}
-    assert {"accuracy", "f1", "precision", "recall", "roc_auc", "confusion_matrix", "loss", "epoch", "samples"} == set(
-        raw["final"]
-    )
+    expected = {"accuracy", "f1", "f1_macro", "precision", "recall", "roc_auc", "confusion_matrix", "per_label"}
+    assert set(raw["final"]) == expected | {"loss", "epoch", "samples"}
+    assert set(raw["final"]["per_label"]) == {"Negative", "Positive"}
+    assert set(raw["final"]["per_label"]["Positive"]) == {"precision", "recall", "f1", "support"}
     again = json.loads(RunMetrics.model_validate(raw).to_json())
     assert again == raw
 

@@ -137,10 +137,11 @@ def test_micro_batches_respect_the_text_cap_and_keep_order():
 def test_a_failing_model_gives_500_and_the_server_stays_up(trained_classifier):
     class Broken:
         label_names = trained_classifier.label_names
+        space = trained_classifier.space
         model = trained_classifier.model
         precision = "fp32"
 
-        def predict_proba(self, texts):
+        def predict_scores(self, texts):
             raise RuntimeError("boom")
 
     with TestClient(create_app(Broken()), raise_server_exceptions=False) as client:

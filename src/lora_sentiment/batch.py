@@ -10,6 +10,7 @@ import json
 import multiprocessing
 import os
 import sys
+import warnings
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,7 +24,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from .atomic import staging_path
-from .data import read_error_fix
+from .data import check_field_counts, read_error_fix
 from .errors import UserError, first_line
 from .outputs import best_labels
 
@@ -36,7 +37,7 @@ INPUT_FORMATS = {
     ".txt": "txt",
 }
 OUTPUT_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
-PREDICTION_COLUMNS = ("predicted_label", "predicted_label_name", "probability")
+PREDICTION_COLUMNS = ("predicted_label", "predicted_label_name", "probability", "predicted_labels", "predicted_value")
 STDIO = "-"
 # Characters that str.splitlines() and some JSONL readers take as line ends; json.dumps leaves them raw.
 _LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
@@ -68,11 +69,7 @@ def read_chunks(path: str, fmt: str, chunk_size: int) -> Iterator[pd.DataFrame]:
     if path != STDIO and not Path(path).is_file():
         raise UserError(f"input file not found: {path} (check --input)")
     if fmt in ("csv", "tsv"):
-        reader = pd.read_csv(
-            source, sep="," if fmt == "csv" else "\t", dtype=str, keep_default_na=False, chunksize=chunk_size
-        )
-        with reader:
-            yield from reader
+        yield from _csv_chunks(path, source, "," if fmt == "csv" else "\t", chunk_size)
     elif fmt == "jsonl":
         with pd.read_json(source, lines=True, dtype=False, chunksize=chunk_size) as reader:
             yield from reader
@@ -99,6 +96,24 @@ def read_chunks(path: str, fmt: str, chunk_size: int) -> Iterator[pd.DataFrame]:
         raise UserError(f"unknown input format {fmt!r}; use one of csv, tsv, jsonl, parquet, txt")
 
 
+def _csv_chunks(path: str, source: Any, separator: str, chunk_size: int) -> Iterator[pd.DataFrame]:
+    """CSV/TSV chunks whose values stay strings. A row with more fields than the header is refused: a file is
+    checked up front, naming the line; stdin cannot be read twice, so there pandas' own data-loss warning
+    (with index_col=False, which keeps it from turning the extra field into an index) becomes the error."""
+    if path != STDIO:
+        check_field_counts(Path(path), separator)
+    reader = pd.read_csv(source, sep=separator, dtype=str, keep_default_na=False, chunksize=chunk_size, index_col=False)
+    with reader, warnings.catch_warnings():
+        warnings.simplefilter("error", pd.errors.ParserWarning)
+        try:
+            yield from reader
+        except pd.errors.ParserWarning:
+            raise UserError(
+                f"a row of {path} has more fields than the header: quote the field that contains the separator "
+                '("..."), or use TSV or JSONL'
+            ) from None
+
+
 def total_rows(path: str, fmt: str) -> int | None:
     """Known up front only where the file says so (Parquet metadata); other formats count as they go."""
     if fmt == "parquet" and path != STDIO:
@@ -109,30 +124,47 @@ def total_rows(path: str, fmt: str) -> int | None:
 def with_predictions(
     chunk: pd.DataFrame, text_column: str, classifier: Any, fmt: str, batch_size: int | None
 ) -> tuple[pd.DataFrame, int]:
-    """The chunk with prediction columns added; rows whose text is missing or blank get empty predictions."""
+    """The chunk with prediction columns added; rows whose text is missing or blank get empty predictions.
+
+    Single-label: predicted_label, predicted_label_name, probability. Multi-label: predicted_labels (a list in
+    JSONL, ';'-joined in CSV/TSV). Regression: predicted_value. Classification also gets every label's
+    probability: prob_<label> columns, or one `probabilities` object per JSONL row."""
+    space = classifier.space
     texts = chunk[text_column]
     present = texts.map(lambda t: isinstance(t, str) and bool(t.strip())).to_numpy(dtype=bool)
-    probabilities = np.full((len(chunk), len(classifier.label_names)), np.nan)
+    scores = np.full((len(chunk), space.num_outputs), np.nan)
     if present.any():
-        probabilities[present] = classifier.predict_proba(texts[present].tolist(), batch_size=batch_size)
-    best, confidence_present = best_labels(probabilities[present])
+        scores[present] = classifier.predict_scores(texts[present].tolist(), batch_size=batch_size)
     out = chunk.copy()
-    out["predicted_label"] = pd.array([None] * len(chunk), dtype="Int64")
-    out.loc[present, "predicted_label"] = best
-    out["predicted_label_name"] = pd.Series([None] * len(chunk), dtype=object, index=chunk.index)
-    out.loc[present, "predicted_label_name"] = [classifier.label_names[i] for i in best]
-    confidence = np.full(len(chunk), np.nan)
-    confidence[present] = confidence_present
-    out["probability"] = confidence.round(6)
+    if space.problem_type == "regression":
+        out["predicted_value"] = scores[:, 0]
+        return out, int((~present).sum())
+    if space.problem_type == "multi-label":
+        on = scores >= space.decision_thresholds()
+        tags = [[n for n, hit in zip(space.names, row) if hit] if ok else None for row, ok in zip(on, present)]
+        out["predicted_labels"] = tags if fmt == "jsonl" else [";".join(t) if t is not None else None for t in tags]
+    else:
+        _add_best_label(out, scores, present, space.names)
     if fmt == "jsonl":
         out["probabilities"] = [
-            {name: round(float(p), 6) for name, p in zip(classifier.label_names, row)} if ok else None
-            for row, ok in zip(probabilities, present)
+            {name: round(float(p), 6) for name, p in zip(space.names, row)} if ok else None
+            for row, ok in zip(scores, present)
         ]
     else:
-        for i, name in enumerate(classifier.label_names):
-            out[f"prob_{name}"] = probabilities[:, i]
+        for i, name in enumerate(space.names):
+            out[f"prob_{name}"] = scores[:, i]
     return out, int((~present).sum())
+
+
+def _add_best_label(out: pd.DataFrame, probabilities: np.ndarray, present: np.ndarray, names: list[str]) -> None:
+    best, confidence_present = best_labels(probabilities[present])
+    out["predicted_label"] = pd.array([None] * len(out), dtype="Int64")
+    out.loc[present, "predicted_label"] = best
+    out["predicted_label_name"] = pd.Series([None] * len(out), dtype=object, index=out.index)
+    out.loc[present, "predicted_label_name"] = [names[i] for i in best]
+    confidence = np.full(len(out), np.nan)
+    confidence[present] = confidence_present
+    out["probability"] = confidence.round(6)
 
 
 def write_chunk(frame: pd.DataFrame, handle: IO[str], fmt: str, first: bool) -> None:
@@ -191,10 +223,10 @@ class _WorkerPool:
     """Worker processes that each load the run once and predict whole chunks: on a multi-core CPU each takes an
     equal share of the cores, with GPUs each takes one device (worker i on GPU i mod the device count)."""
 
-    def __init__(self, run_dir: str, precision: str, workers: int, text_column: str, fmt: str, batch_size: int | None):
+    def __init__(self, run_dir: str, options: dict, workers: int, text_column: str, fmt: str, batch_size: int | None):
         threads = max(1, (os.cpu_count() or 1) // workers)
         context = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked torch or tokenizer threads
-        self.pool = context.Pool(workers, initializer=_init_worker, initargs=(run_dir, precision, threads))
+        self.pool = context.Pool(workers, initializer=_init_worker, initargs=(run_dir, options, threads))
         self.args = (text_column, fmt, batch_size)
 
     def submit(self, chunk: pd.DataFrame) -> Any:
@@ -209,7 +241,7 @@ _worker_classifier: Any = None
 _worker_error: BaseException | None = None
 
 
-def _init_worker(run_dir: str, precision: str, threads: int) -> None:
+def _init_worker(run_dir: str, options: dict, threads: int) -> None:
     # A failing initializer would make the pool restart workers forever: keep the error for the first task.
     global _worker_classifier, _worker_error
     try:
@@ -222,7 +254,7 @@ def _init_worker(run_dir: str, precision: str, threads: int) -> None:
         if torch.cuda.is_available():
             index = (multiprocessing.current_process()._identity or (1,))[0] - 1
             device = f"cuda:{index % torch.cuda.device_count()}"
-        _worker_classifier = load_classifier(run_dir, precision=precision, device=device)
+        _worker_classifier = load_classifier(run_dir, device=device, **options)
     except BaseException as exc:  # noqa: BLE001 - re-raised in the main process by the first task
         _worker_error = exc
 
@@ -249,11 +281,14 @@ def predict_file(
     progress: bool = True,
     workers: int = 1,
     precision: str = "auto",
+    long_text: str = "truncate",
+    stride: int | None = None,
 ) -> BatchSummary:
     """Classify every row of `input_path` and write it, with its predictions, to `output_path`.
 
     `classifier` is a loaded Classifier, or a run directory (which `workers` > 1 needs: each worker process
-    loads it). At most 2 x workers chunks are in flight, so memory stays bounded however long the file is."""
+    loads it, with `precision`, `long_text` and `stride`). At most 2 x workers chunks are in flight, so memory
+    stays bounded however long the file is."""
     in_fmt = resolve_format(input_path, input_format, INPUT_FORMATS, "--input-format", "txt")
     out_fmt = resolve_format(output_path, output_format, OUTPUT_FORMATS, "--output-format", "jsonl")
     text_column = "text" if in_fmt == "txt" else text_column
@@ -262,7 +297,8 @@ def predict_file(
         raise UserError("--chunk-size must be at least 1")
     if workers < 1:
         raise UserError("--workers must be at least 1")
-    predictor = _predictor(classifier, workers, precision, (text_column, out_fmt, batch_size))
+    options = {"precision": precision, "long_text": long_text, "stride": stride}
+    predictor = _predictor(classifier, workers, options, (text_column, out_fmt, batch_size))
     bar = tqdm(
         total=total_rows(input_path, in_fmt), unit="rows", desc="Predicting", disable=not progress, file=sys.stderr
     )
@@ -286,15 +322,15 @@ def _checked_output(output_path: str, overwrite: bool) -> Path | None:
     return target
 
 
-def _predictor(classifier: Any, workers: int, precision: str, args: tuple[str, str, int | None]) -> Any:
+def _predictor(classifier: Any, workers: int, options: dict, args: tuple[str, str, int | None]) -> Any:
     if workers > 1:
         if not isinstance(classifier, (str, Path)):
             raise ValueError("workers > 1 needs the run directory, which each worker loads")
-        return _WorkerPool(str(classifier), precision, workers, *args)
+        return _WorkerPool(str(classifier), options, workers, *args)
     if isinstance(classifier, (str, Path)):
         from .prediction import load_classifier  # torch loads only where a model runs in this process
 
-        classifier = load_classifier(classifier, precision=precision)
+        classifier = load_classifier(classifier, **options)
     return _InProcess(classifier, *args)
 
 

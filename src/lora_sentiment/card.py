@@ -7,37 +7,49 @@ from typing import Any
 import yaml
 
 from .config import TrainConfig
+from .problem import LabelSpace
 
 
 def model_card(
-    config: TrainConfig, label_names: list[str], metrics: Any, parameters: Any, *, figures: dict[str, str]
+    config: TrainConfig, space: LabelSpace, metrics: Any, parameters: Any, *, figures: dict[str, str]
 ) -> str:
     """`metrics` is the run's RunMetrics; `figures` maps each plot's title to its file in the run."""
     sections = [
-        _front_matter(config),
-        _recipe(config, label_names, parameters),
-        _results(config, label_names, metrics, figures),
+        _front_matter(config, space),
+        _recipe(config, space, parameters),
+        _results(config, space, metrics, figures),
         _before_and_after(metrics),
-        _use(config, label_names, metrics.train.added_pad_token),
+        _use(config, space, metrics.train.added_pad_token),
         f"## Training settings\n\n```yaml\n{config.to_yaml().strip()}\n```\n",
     ]
     return "\n".join(sections)
 
 
-def _front_matter(config: TrainConfig) -> str:
+HEADLINE_METRICS = {
+    "single-label": ["accuracy", "f1", "f1_macro"],
+    "multi-label": ["f1_macro", "f1_micro", "accuracy", "hamming_loss"],
+    "regression": ["spearman", "pearson", "mae", "rmse"],
+}
+
+
+def _front_matter(config: TrainConfig, space: LabelSpace) -> str:
     metadata = {
         "library_name": "peft",
         "base_model": config.model,
         "pipeline_tag": "text-classification",
-        "tags": ["lora", "peft", "text-classification", "lora-sentiment"],
-        "metrics": ["accuracy", "f1"],
+        "tags": ["lora", "peft", "text-classification", "lora-sentiment", space.problem_type],
+        "metrics": HEADLINE_METRICS[space.problem_type][:2],
     }
     return f"---\n{yaml.safe_dump(metadata, sort_keys=False).strip()}\n---\n"
 
 
-def _recipe(config: TrainConfig, label_names: list[str], parameters: Any) -> str:
+def _recipe(config: TrainConfig, space: LabelSpace, parameters: Any) -> str:
     lora = f"LoRA (r={config.lora_r}, alpha={config.lora_alpha:g}, dropout={config.lora_dropout:g})"
-    labels = ", ".join(f"{i} = {n}" for i, n in enumerate(label_names))
+    labels = ", ".join(f"{i} = {n}" for i, n in enumerate(space.names))
+    if space.problem_type == "regression":
+        labels = f"one number ({space.names[0]}), regression"
+    elif space.problem_type == "multi-label":
+        labels = f"any of {len(space.names)} tags per text (multi-label): {labels}"
     return f"""# LoRA text classifier on {config.model}
 
 Fine-tuned with [lora-sentiment](https://pypi.org/project/lora-sentiment/) on `{config.data}`:
@@ -47,29 +59,56 @@ the classification head trained in full; {parameters.trainable:,} of {parameters
 """
 
 
-def _results(config: TrainConfig, label_names: list[str], metrics: Any, figures: dict[str, str]) -> str:
+def _results(config: TrainConfig, space: LabelSpace, metrics: Any, figures: dict[str, str]) -> str:
     final = metrics.final
-    scores = (
-        f"accuracy **{final['accuracy']:.4f}**, F1 {final['f1']:.4f}, precision {final['precision']:.4f}, "
-        f"recall {final['recall']:.4f}{_auc(final)}"
-    )
+    scores = ", ".join(f"{key} **{final[key]:.4f}**" if i == 0 else f"{key} {final[key]:.4f}" for i, key in
+                       enumerate(HEADLINE_METRICS[space.problem_type]) if key in final)  # fmt: skip
+    if "roc_auc" in final and final["roc_auc"] == final["roc_auc"]:
+        scores += f", ROC-AUC {final['roc_auc']:.4f}"
     images = "\n".join(f"![{title}]({file})" for title, file in figures.items())
     return f"""## Results
 
 On {final.samples} evaluation texts (best epoch {final.epoch:g} by eval {config.metric_for_best_model}):
 {scores}.
 
-| epoch | train loss | eval loss | accuracy | F1 |
-|---|---|---|---|---|
-{_history_rows(metrics)}
+{_history_table(metrics, space)}
+{_per_label_table(final, space)}
+{_confusion_table(final, space.names)}
+{images}
+"""
 
-Confusion matrix (rows: true label, columns: predicted):
+
+def _history_table(metrics: Any, space: LabelSpace) -> str:
+    cells = ["train_loss", "loss", *HEADLINE_METRICS[space.problem_type][:2]]
+    rows = "\n".join(
+        f"| {row.epoch:g} | " + " | ".join(_fmt(row.get(key)) for key in cells) + " |" for row in metrics.history
+    )
+    header = "| epoch | train loss | eval loss | " + " | ".join(cells[2:]) + " |"
+    return f"{header}\n|---|---|---|{'---|' * (len(cells) - 2)}\n{rows}\n"
+
+
+def _per_label_table(final: Any, space: LabelSpace) -> str:
+    table = final.get("per_label")
+    if not table:
+        return ""
+    tags = space.problem_type == "multi-label"
+    header = "| label | precision | recall | F1 | support |" + (" threshold |" if tags else "")
+    rows = [
+        f"| {name} | {row['precision']:.3f} | {row['recall']:.3f} | {row['f1']:.3f} | {row['support']} |"
+        + (f" {row['threshold']:.3f} |" if tags else "")
+        for name, row in table.items()
+    ]
+    return f"Per label:\n\n{header}\n|---|---|---|---|---|{'---|' if tags else ''}\n" + "\n".join(rows) + "\n"
+
+
+def _confusion_table(final: Any, label_names: list[str]) -> str:
+    if not final.confusion_matrix:
+        return ""
+    return f"""Confusion matrix (rows: true label, columns: predicted):
 
 | | {" | ".join(label_names)} |
 |---|{"---|" * len(label_names)}
 {_confusion_rows(final, label_names)}
-
-{images}
 """
 
 
@@ -82,7 +121,7 @@ def _before_and_after(metrics: Any) -> str:
 """
 
 
-def _use(config: TrainConfig, label_names: list[str], added_pad_token: bool) -> str:
+def _use(config: TrainConfig, space: LabelSpace, added_pad_token: bool) -> str:
     resize = "base.resize_token_embeddings(len(tokenizer))  # training added a pad token\n" if added_pad_token else ""
     return f"""## Use
 
@@ -95,17 +134,12 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from peft import PeftModel
 
 tokenizer = AutoTokenizer.from_pretrained("THIS_DIR")
-base = AutoModelForSequenceClassification.from_pretrained("{config.model}", num_labels={len(label_names)})
+base = AutoModelForSequenceClassification.from_pretrained(
+    "{config.model}", num_labels={space.num_outputs}, problem_type="{space.hf_problem_type}"
+)
 {resize}model = PeftModel.from_pretrained(base, "THIS_DIR")
 ```
 """
-
-
-def _history_rows(metrics: Any) -> str:
-    cells = ("train_loss", "loss", "accuracy", "f1")
-    return "\n".join(
-        f"| {row.epoch:g} | " + " | ".join(_fmt(row.get(key)) for key in cells) + " |" for row in metrics.history
-    )
 
 
 def _confusion_rows(final: Any, label_names: list[str]) -> str:
@@ -115,7 +149,7 @@ def _confusion_rows(final: Any, label_names: list[str]) -> str:
 
 def _example_rows(metrics: Any) -> str:
     def cell(row: Any) -> str:
-        return f"{row.label} ({max(row.probabilities.values()):.2f})"
+        return f"{row.label} ({max(row.probabilities.values()):.2f})" if row.probabilities else row.label
 
     pairs = zip(metrics.examples.before, metrics.examples.after)
     return "\n".join(f"| {before.text} | {cell(before)} | {cell(after)} |" for before, after in pairs)
@@ -123,7 +157,3 @@ def _example_rows(metrics: Any) -> str:
 
 def _fmt(value: Any) -> str:
     return "" if value is None else f"{value:.4f}"
-
-
-def _auc(final: dict[str, Any]) -> str:
-    return f", ROC-AUC {final['roc_auc']:.4f}" if "roc_auc" in final and final["roc_auc"] == final["roc_auc"] else ""

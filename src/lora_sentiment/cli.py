@@ -16,6 +16,7 @@ from .config import PRESETS, Precision, ServeSettings, TrainConfig, build_config
 from .errors import UserError
 
 # The file formats of `predict --input/--output` (batch.py owns them; repeated here so --help loads no pandas).
+DEFAULT_LONG_TEXT = "truncate"
 INPUT_FORMAT_NAMES = ["csv", "tsv", "jsonl", "parquet", "txt"]
 OUTPUT_FORMAT_NAMES = ["csv", "tsv", "jsonl"]
 
@@ -114,6 +115,8 @@ def _evaluate_parser(commands: Any) -> None:
     evaluate.add_argument("--split", help="split to evaluate [test, else validation, else train]")
     evaluate.add_argument("--text-column", default="text", help="column holding the text [default: text]")
     evaluate.add_argument("--label-column", default="label", help="column holding the label [default: label]")
+    evaluate.add_argument("--label-columns", nargs="+", help="multi-label: 0/1 columns, one per tag [the run's]")
+    evaluate.add_argument("--label-separator", help="multi-label: split string labels on this [the run's]")
     evaluate.add_argument("--max-samples", type=int, help="stratified, seeded subsample of this many rows")
     _add_inference_flags(evaluate)
 
@@ -133,7 +136,7 @@ def _serve_parser(commands: Any) -> None:
     for name, info in ServeSettings.model_fields.items():
         help_text = f"{info.description} [default: {info.get_default()}]".replace("%", "%%")
         serve.add_argument(_flag(name), dest=name, default=None, metavar=name.upper(), help=help_text)
-    _add_precision_flag(serve)
+    _add_loading_flags(serve)
 
 
 def _report_parser(commands: Any) -> None:
@@ -184,7 +187,9 @@ def _bench_parser(commands: Any) -> None:
     )
     add = bench.add_argument
     add("--quick", action="store_true", help="a smaller workload that finishes in about 5 minutes")
-    add("--model", help="pre-trained encoder: a local directory or a hub name (needed unless --shaped-only --tokenizer)")
+    add(
+        "--model", help="pre-trained encoder: a local directory or a hub name (needed unless --shaped-only --tokenizer)"
+    )
     add("--data", required=True, help="folder with train.parquet and validation.parquet (text and label columns)")
     add("--max-length", type=int, default=256, help="tokens per review for both paths [default: 256]")
     add("--train-samples", type=int, help="training reviews [quick: 400, full: 2000]")
@@ -221,8 +226,22 @@ def _add_precision_flag(parser: argparse.ArgumentParser) -> None:
 
 def _add_inference_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, help="texts per forward pass [default: 32 on CPU, 128 on GPU]")
-    _add_precision_flag(parser)
+    _add_loading_flags(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def _add_loading_flags(parser: argparse.ArgumentParser) -> None:
+    _add_precision_flag(parser)
+    parser.add_argument(
+        "--long-text",
+        choices=["truncate", "chunks"],
+        default=DEFAULT_LONG_TEXT,
+        help="texts longer than the run's max length: truncate (the run's truncation) or chunks (every token, in "
+        f"overlapping windows whose logits are averaged) [default: {DEFAULT_LONG_TEXT}]",
+    )
+    parser.add_argument(
+        "--stride", type=int, help="with --long-text chunks: tokens shared by consecutive windows [a quarter of one]"
+    )
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -244,15 +263,19 @@ def run_predict(args: argparse.Namespace) -> int:
     from .outputs import format_table
     from .prediction import load_classifier
 
-    predictions = load_classifier(args.run_dir, precision=args.precision).predict(
-        args.texts, batch_size=args.batch_size
-    )
+    classifier = load_classifier(args.run_dir, **_loading(args))
+    predictions = classifier.predict(args.texts, batch_size=args.batch_size)
     if args.json:
         for p in predictions:
-            print(json.dumps({"text": p.text, **p.model_dump(exclude={"text"})}))
+            print(json.dumps({"text": p.text, **p.model_dump(exclude={"text"}, exclude_none=True)}))
     else:
         print(format_table(predictions))
     return 0
+
+
+def _loading(args: argparse.Namespace) -> dict[str, Any]:
+    """How a run is loaded for prediction: precision and the reading of long texts."""
+    return {"precision": args.precision, "long_text": args.long_text, "stride": args.stride}
 
 
 def _predict_file(args: argparse.Namespace) -> int:
@@ -263,7 +286,7 @@ def _predict_file(args: argparse.Namespace) -> int:
     summary = predict_file(
         args.run_dir, args.input, args.output or "-", text_column=args.text_column, input_format=args.input_format,
         output_format=args.output_format, chunk_size=args.chunk_size, batch_size=args.batch_size,
-        overwrite=args.overwrite, progress=args.progress, workers=args.workers, precision=args.precision,
+        overwrite=args.overwrite, progress=args.progress, workers=args.workers, **_loading(args),
     )  # fmt: skip
     skipped = f"; {summary.skipped_empty} rows with no text left without a prediction" if summary.skipped_empty else ""
     print(f"Predicted {summary.predicted} of {summary.rows} rows{skipped}.", file=sys.stderr)
@@ -271,22 +294,27 @@ def _predict_file(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    from .metrics import per_label_lines
     from .prediction import load_classifier
 
-    classifier = load_classifier(args.run_dir, precision=args.precision)
+    classifier = load_classifier(args.run_dir, **_loading(args))
     metrics = classifier.evaluate(
         args.data,
         split=args.split,
         text_column=args.text_column,
         label_column=args.label_column,
+        label_columns=args.label_columns,
+        label_separator=args.label_separator,
         max_samples=args.max_samples,
         batch_size=args.batch_size,
     )
     if args.json:
         print(json.dumps(metrics))
-    else:
-        for key, value in metrics.items():
+        return 0
+    for key, value in metrics.items():
+        if key != "per_label":
             print(f"{key:>16}: {value:.4f}" if isinstance(value, float) else f"{key:>16}: {value}")
+    print(per_label_lines(metrics, classifier.space))
     return 0
 
 
@@ -301,7 +329,7 @@ def run_serve(args: argparse.Namespace) -> int:
         settings = ServeSettings(**values)
     except ValidationError as exc:
         raise UserError(format_validation_error(exc)) from None
-    serve(args.run_dir, host=args.host, port=args.port, settings=settings, precision=args.precision)
+    serve(args.run_dir, host=args.host, port=args.port, settings=settings, **_loading(args))
     return 0
 
 
@@ -310,7 +338,7 @@ def run_report(args: argparse.Namespace) -> int:
     from .run import Run
 
     run = Run.open(args.run_dir)
-    print(summary(run.config, run.label_names, run.metrics))
+    print(summary(run.config, run.space, run.metrics))
     if args.plots:
         paths = run.draw_plots()
         print("Plots: " + ", ".join(str(p) for p in paths))

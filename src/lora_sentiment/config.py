@@ -25,7 +25,13 @@ Truncation = Literal["tail", "head", "head+tail"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Attention = Literal["auto", "sdpa", "eager"]
 ReportTo = Literal["none", "tensorboard"]
-BestMetric = Literal["loss", "accuracy", "f1", "precision", "recall", "roc_auc"]
+ProblemTypeChoice = Literal["auto", "single-label", "multi-label", "regression"]
+BestMetric = Literal[
+    "auto", "loss", "accuracy", "f1", "precision", "recall", "roc_auc", "f1_macro", "f1_micro", "hamming_loss",
+    "mae", "rmse", "pearson", "spearman",
+]  # fmt: skip
+# What `--metric-for-best-model auto` picks for each problem type.
+BEST_METRIC_BY_PROBLEM = {"single-label": "loss", "multi-label": "f1_macro", "regression": "loss"}
 
 
 class TrainConfig(BaseModel):
@@ -43,6 +49,28 @@ class TrainConfig(BaseModel):
     )
     text_column: str = Field("text", description="Column holding the text")
     label_column: str = Field("label", description="Column holding the label (integers or strings)")
+    problem_type: ProblemTypeChoice = Field(
+        "auto",
+        description="single-label (one class per text), multi-label (any number of tags) or regression (a number) "
+        "[auto: label lists, --label-separator or --label-columns -> multi-label; fractional numbers -> regression]",
+    )
+    label_separator: Optional[str] = Field(
+        None, description="Split string labels on this into several tags (multi-label), e.g. ','"
+    )
+    label_columns: Optional[list[str]] = Field(
+        None, description="Several 0/1 columns, one per tag (multi-label), instead of --label-column"
+    )
+    threshold: Optional[float] = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Multi-label decision threshold for every tag [tuned per tag on the evaluation split]",
+    )
+    class_weights: str = Field(
+        "none",
+        description="Loss weights: none, balanced (n / (classes x count); multi-label: a positive weight per tag "
+        "from its frequency), or a JSON object / file of {label: weight}",
+    )
     label_names: Optional[list[str]] = Field(
         None, description="Names for integer labels 0..K-1 [binary 0/1: Negative,Positive]"
     )
@@ -106,7 +134,8 @@ class TrainConfig(BaseModel):
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
     warmup_ratio: float = Field(0.06, ge=0, lt=1, description="Share of steps spent warming the learning rate up")
     metric_for_best_model: BestMetric = Field(
-        "loss", description="Eval metric that picks the checkpoint kept at the end"
+        "auto",
+        description="Eval metric that picks the checkpoint kept at the end [auto: loss; f1_macro for multi-label]",
     )
     early_stopping_patience: Optional[int] = Field(
         None, gt=0, description="Stop after this many evaluations without improvement"
@@ -131,7 +160,7 @@ class TrainConfig(BaseModel):
         default_factory=lambda: list(DEFAULT_EXAMPLES), description="Unseen texts predicted before and after training"
     )
 
-    @field_validator("lora_targets", "label_names", mode="before")
+    @field_validator("lora_targets", "label_names", "label_columns", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         # "q_lin,v_lin" and ["q_lin", "v_lin"] both work, from flags and from YAML.

@@ -6,13 +6,13 @@ and turn texts into token ids the same way for training and prediction.
 
 from __future__ import annotations
 
+import csv
 import inspect
 import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,22 +23,25 @@ import pyarrow.compute as pc
 from .config import TrainConfig
 from .errors import UserError, first_line
 from .hub import load_with_fallback
+from .labels import SENTIMENT_NAMES, check_trainable, combine_label_columns, detect_problem_type, encode_targets
+from .problem import LabelSpace
 
 FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 ACLIMDB_LABELS = {"neg": 0, "pos": 1}
-SENTIMENT_NAMES = ["Negative", "Positive"]
-# Hub datasets often call the two sentiment classes neg/pos; users read Negative/Positive.
-_PRETTY_NAMES = {"neg": "Negative", "negative": "Negative", "pos": "Positive", "positive": "Positive"}
 _HTML_TAG = re.compile(r"<[^>]{0,100}>")
 _SPACES = re.compile(r"[ \t]{2,}")
 
 
 @dataclass
 class LabeledData:
-    train: Any  # datasets.Dataset with columns text (str) and label (ClassLabel)
+    train: Any  # datasets.Dataset with columns text (str) and label (class id, multi-hot floats or a number)
     eval: Any
-    label_names: list[str]
+    space: LabelSpace
     dropped_empty: dict[str, int]
+
+    @property
+    def label_names(self) -> list[str]:
+        return self.space.names
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -80,6 +83,8 @@ def _load_file(path: Path) -> Any:
             f"unsupported data file type {suffix or '(none)'!r} for {path}; use one of {', '.join(FILE_BUILDERS)}"
         )
     kwargs: dict[str, Any] = {"sep": "\t"} if suffix == ".tsv" else {}
+    if builder == "csv":
+        check_field_counts(path, "\t" if suffix == ".tsv" else ",")
     try:
         with _quiet_datasets_logger():  # its CSV reader logs a traceback of its own before raising
             loaded = datasets.load_dataset(builder, data_files={"train": str(path)}, split="train", **kwargs)
@@ -102,6 +107,24 @@ def _quiet_datasets_logger() -> Iterator[None]:
         yield
     finally:
         logger.setLevel(level)
+
+
+def check_field_counts(path: Path, separator: str) -> None:
+    """Refuse a row with more fields than the header. pandas would silently take the extra leading field as
+    the row's index ("A wonderful, moving film." read as " moving film."): a misread, not an error."""
+    csv.field_size_limit(2**31 - 1)  # one review can be megabytes long; the default limit is 128 KiB
+    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
+        reader = csv.reader(handle, delimiter=separator)
+        header = next(reader, None)
+        if not header:
+            return
+        for row in reader:
+            if len(row) > len(header):
+                what = "TSV" if separator == "\t" else "CSV"
+                raise UserError(
+                    f"line {reader.line_num} of {path} has {len(row)} fields but the header has {len(header)}: "
+                    f'quote the field that contains the separator ("..."), or use TSV or JSONL instead of {what}'
+                )
 
 
 def read_error_fix(error: BaseException) -> str:
@@ -148,16 +171,25 @@ def _load_aclimdb(root: Path) -> Any:
 # ------------------------------------------------------------------------------------------- cleaning
 
 
-def select_text_label(ds: Any, text_column: str, label_column: str | None, where: str) -> Any:
-    """Keep only the text (and label) columns, renamed to `text` / `label`; name the existing ones if absent."""
-    wanted = [(text_column, "--text-column")] + ([(label_column, "--label-column")] if label_column else [])
+def select_text_label(
+    ds: Any, text_column: str, label_column: str | None, where: str, label_columns: Sequence[str] | None = None
+) -> Any:
+    """Keep only the text and label columns, renamed to `text` / `label` (several --label-columns become one
+    multi-hot `label`); name the existing columns if one is absent."""
+    wanted = [(text_column, "--text-column")]
+    if label_columns:
+        wanted += [(column, "--label-columns") for column in label_columns]
+    elif label_column:
+        wanted.append((label_column, "--label-column"))
     for column, flag in wanted:
         if column not in ds.column_names:
             raise UserError(
                 f"column {column!r} not found in {where}; columns are: {', '.join(ds.column_names)} (set {flag})"
             )
     ds = ds.select_columns([c for c, _ in wanted])
-    renames = {text_column: "text", **({label_column: "label"} if label_column else {})}
+    if label_columns:
+        ds = combine_label_columns(ds, label_columns, where)
+    renames = {text_column: "text", **({label_column: "label"} if label_column and not label_columns else {})}
     renames = {old: new for old, new in renames.items() if old != new}
     if renames:
         # A column already called text/label that we are not using would collide: drop it first.
@@ -191,100 +223,6 @@ def drop_empty_texts(ds: Any, where: str) -> tuple[Any, int]:
     return ds.select(keep), n_empty
 
 
-def encode_labels(ds: Any, where: str, names: Sequence[str] | None = None, given_names: Sequence[str] | None = None):
-    """Turn the `label` column into a ClassLabel; return (dataset, label names).
-
-    With `names` (from the training split or a saved run), labels are matched to those names or ids.
-    Otherwise: ClassLabel names are kept, strings are sorted into ids, integers keep their ids.
-    """
-    import datasets
-
-    feature = ds.features["label"]
-    if isinstance(feature, datasets.ClassLabel):
-        found_names = [_PRETTY_NAMES.get(n.lower(), n) for n in feature.names]
-        if names is None:
-            names = list(given_names) if given_names else found_names
-            return ds.cast_column("label", datasets.ClassLabel(names=list(names))), list(names)
-        ds = ds.cast_column("label", datasets.Value("int64")).map(_ids_to_names(found_names), batched=True)
-        return encode_labels(ds, where, names)
-
-    column = ds.data.column("label")
-    _refuse_missing_labels(column, where)
-    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-        ds, names = _encode_label_names(ds, column, where, names)
-    elif pa.types.is_integer(column.type) or pa.types.is_floating(column.type) or pa.types.is_boolean(column.type):
-        names = _check_label_ids(column, where, names, given_names)
-        ds = ds.cast_column("label", datasets.Value("int64"))
-    else:
-        raise UserError(f"label column in {where} has unsupported type {column.type}; use integers or strings")
-    if given_names is not None and len(given_names) != len(names):
-        raise UserError(f"--label-names gives {len(given_names)} names but the data has {len(names)} labels")
-    return ds.cast_column("label", datasets.ClassLabel(names=list(names))), list(names)
-
-
-def _refuse_missing_labels(column: Any, where: str) -> None:
-    n_missing = column.null_count
-    if pa.types.is_floating(column.type):
-        n_missing += int(pc.sum(pc.is_nan(column)).as_py() or 0)
-    if n_missing:
-        raise UserError(
-            f"{n_missing} rows in {where} have no label (empty or NaN); fill or drop them, or check --label-column"
-        )
-
-
-def _encode_label_names(ds: Any, column: Any, where: str, names: Sequence[str] | None) -> tuple[Any, list[str]]:
-    """String labels to ids: sorted when no names are known yet, else matched to them (case-insensitively)."""
-    values = [str(v) for v in pc.unique(column).to_pylist()]
-    names = list(names) if names is not None else sorted(values)
-    lookup = {n: i for i, n in enumerate(names)}
-    lookup.update({n.lower(): i for i, n in enumerate(names) if n.lower() not in lookup})
-    unknown = sorted(v for v in values if v not in lookup and v.lower() not in lookup)
-    if unknown:
-        raise UserError(
-            f"labels in {where} not seen in training: {', '.join(map(repr, unknown[:5]))}; "
-            f"known labels are: {', '.join(names)}"
-        )
-    return ds.map(_names_to_ids(lookup), batched=True), names
-
-
-def _check_label_ids(
-    column: Any, where: str, names: Sequence[str] | None, given_names: Sequence[str] | None
-) -> list[str]:
-    """Integer labels must be ids 0..K-1; binary ones are named Negative/Positive unless names are given."""
-    as_float = pc.cast(column, pa.float64()).to_numpy()
-    if not np.all(np.equal(np.mod(as_float, 1), 0)) or as_float.min() < 0:
-        raise UserError(
-            f"labels in {where} must be class ids 0, 1, 2, ... or class names; "
-            f"found {as_float.min():g}..{as_float.max():g}"
-        )
-    top = int(as_float.max())
-    if names is None:
-        count = top + 1
-        names = list(given_names) if given_names else SENTIMENT_NAMES if count <= 2 else [str(i) for i in range(count)]
-    if top >= len(names):
-        raise UserError(
-            f"label id {top} in {where} is out of range for {len(names)} labels ({', '.join(names)}); "
-            "set --label-names or check --label-column"
-        )
-    return list(names)
-
-
-def _names_to_ids(lookup: dict[str, int]):
-    return partial(_map_names, lookup=lookup)
-
-
-def _map_names(batch: dict, lookup: dict[str, int]) -> dict:
-    return {"label": [lookup[v] if v in lookup else lookup[v.lower()] for v in batch["label"]]}
-
-
-def _ids_to_names(names: list[str]):
-    return partial(_map_ids, names=names)
-
-
-def _map_ids(batch: dict, names: list[str]) -> dict:
-    return {"label": [names[int(i)] for i in batch["label"]]}
-
-
 def stratified_sample(ds: Any, n: int | None, seed: int) -> Any:
     """A seeded subsample of n rows with the label shares of `ds` (all rows when n >= len)."""
     if n is None or n >= len(ds):
@@ -295,60 +233,73 @@ def stratified_sample(ds: Any, n: int | None, seed: int) -> Any:
         return ds.shuffle(seed=seed).select(range(n))
 
 
-def load_labeled_data(config: TrainConfig, log=print) -> LabeledData:
-    """Train and eval splits with `text` (str) and `label` (ClassLabel), cleaned, subsampled, checked."""
+def load_labeled_data(config: TrainConfig, log: Callable[[str], None] = print) -> LabeledData:
+    """Train and eval splits with `text` and an encoded `label`, cleaned, subsampled, checked."""
     splits = load_splits(config.data, data_config=config.data_config)
     where = config.data
     if config.train_split not in splits:
         raise UserError(
             f"split {config.train_split!r} not in {where}; splits are: {', '.join(splits)} (set --train-split)"
         )
-    train = select_text_label(splits[config.train_split], config.text_column, config.label_column, where)
-    train, dropped_train = drop_empty_texts(train, where)
-    train, names = encode_labels(train, where, given_names=config.label_names)
+    train, dropped_train = _labeled_split(splits[config.train_split], config, where)
+    problem_type = detect_problem_type(
+        train, config.problem_type, separator=config.label_separator, label_columns=config.label_columns
+    )
+    train, space = encode_targets(
+        train, problem_type, where, given_names=config.label_names, separator=config.label_separator
+    )
+    eval_ds, eval_where = _eval_source(splits, config, where)
+    dropped_eval = 0
+    if eval_ds is None:
+        train, eval_ds = _carve_eval(train, space, config, where)
+        kind = "a stratified" if space.problem_type == "single-label" else "a random"
+        log(f"No evaluation split: carved {kind} {config.eval_fraction:.0%} of train ({len(eval_ds)} rows).")
+    else:
+        eval_ds, dropped_eval = _labeled_split(eval_ds, config, eval_where)
+        eval_ds, _ = encode_targets(eval_ds, problem_type, eval_where, space=space, separator=config.label_separator)
+    for dropped, name in ((dropped_train, "training"), (dropped_eval, "evaluation")):
+        if dropped:
+            log(f"Dropped {dropped} {name} rows with an empty or whitespace-only text.")
+    train = stratified_sample(train, config.max_train_samples, config.seed)
+    eval_ds = stratified_sample(eval_ds, config.max_eval_samples, config.seed)
+    check_trainable(train, space, where)
+    return LabeledData(train, eval_ds, space, {"train": dropped_train, "eval": dropped_eval})
 
+
+def _labeled_split(ds: Any, config: TrainConfig, where: str) -> tuple[Any, int]:
+    ds = select_text_label(ds, config.text_column, config.label_column, where, config.label_columns)
+    return drop_empty_texts(ds, where)
+
+
+def _eval_source(splits: Any, config: TrainConfig, where: str) -> tuple[Any, str]:
+    """The evaluation split: --eval-data, --eval-split, the data's own validation/test split, or None."""
     if config.eval_data is not None:
         eval_splits = load_splits(config.eval_data)
-        eval_ds, eval_where = next(iter(eval_splits.values())), config.eval_data
         if "test" in eval_splits and len(eval_splits) > 1:
-            eval_ds = eval_splits["test"]
-    elif config.eval_split is not None:
+            return eval_splits["test"], config.eval_data
+        return next(iter(eval_splits.values())), config.eval_data
+    if config.eval_split is not None:
         if config.eval_split not in splits:
             raise UserError(
                 f"split {config.eval_split!r} not in {where}; splits are: {', '.join(splits)} (set --eval-split)"
             )
-        eval_ds, eval_where = splits[config.eval_split], f"{where} [{config.eval_split}]"
-    else:
-        auto = next((s for s in ("validation", "test") if s in splits and s != config.train_split), None)
-        eval_ds, eval_where = (splits[auto], f"{where} [{auto}]") if auto else (None, where)
+        return splits[config.eval_split], f"{where} [{config.eval_split}]"
+    auto = next((s for s in ("validation", "test") if s in splits and s != config.train_split), None)
+    return (splits[auto], f"{where} [{auto}]") if auto else (None, where)
 
-    dropped_eval = 0
-    if eval_ds is None:
-        counts = np.bincount(np.asarray(train["label"]), minlength=len(names))
+
+def _carve_eval(train: Any, space: LabelSpace, config: TrainConfig, where: str) -> tuple[Any, Any]:
+    """A seeded share of train held out; stratified by class for single-label data."""
+    stratify = None
+    if space.problem_type == "single-label":
+        counts = np.bincount(np.asarray(train["label"]), minlength=len(space.names))
         if (counts[counts > 0] < 2).any():
             raise UserError(
                 f"cannot carve an evaluation split from {where}: a class has a single example; pass --eval-data"
             )
-        parts = train.train_test_split(test_size=config.eval_fraction, stratify_by_column="label", seed=config.seed)
-        train, eval_ds = parts["train"], parts["test"]
-        log(f"No evaluation split: carved a stratified {config.eval_fraction:.0%} of train ({len(eval_ds)} rows).")
-    else:
-        eval_ds = select_text_label(eval_ds, config.text_column, config.label_column, eval_where)
-        eval_ds, dropped_eval = drop_empty_texts(eval_ds, eval_where)
-        eval_ds, _ = encode_labels(eval_ds, eval_where, names=names)
-
-    for dropped, name in ((dropped_train, "training"), (dropped_eval, "evaluation")):
-        if dropped:
-            log(f"Dropped {dropped} {name} rows with an empty or whitespace-only text.")
-
-    train = stratified_sample(train, config.max_train_samples, config.seed)
-    eval_ds = stratified_sample(eval_ds, config.max_eval_samples, config.seed)
-    present = np.unique(np.asarray(train["label"]))
-    if len(present) < 2:
-        raise UserError(
-            f"training data in {where} has a single class ({names[int(present[0])]}); a classifier needs two or more"
-        )
-    return LabeledData(train, eval_ds, names, {"train": dropped_train, "eval": dropped_eval})
+        stratify = "label"
+    parts = train.train_test_split(test_size=config.eval_fraction, stratify_by_column=stratify, seed=config.seed)
+    return parts["train"], parts["test"]
 
 
 # --------------------------------------------------------------------------------------- tokenization
@@ -399,6 +350,25 @@ class TextEncoder:
             prefix + (tokens if len(tokens) <= budget else tokens[:head] + tokens[len(tokens) - tail :]) + suffix
             for tokens in self.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
         ]
+        return self._features(ids)
+
+    def windows(self, texts: Sequence[str], stride: int | None = None) -> tuple[dict[str, list], list[int]]:
+        """Every token of every text, in windows of at most max_length tokens (special tokens included) that
+        overlap by `stride` tokens [a quarter of the window]; also which text each window came from."""
+        texts = [clean_text(t) if self.strip_html else t for t in texts]
+        prefix, suffix = self._special_tokens()
+        budget = self.max_length - len(prefix) - len(suffix)
+        overlap = budget // 4 if stride is None else stride
+        if not 0 <= overlap < budget:
+            raise UserError(f"--stride must be at least 0 and below the window of {budget} tokens")
+        ids, owners = [], []
+        for owner, tokens in enumerate(self.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]):
+            starts = range(0, max(len(tokens) - overlap, 1), budget - overlap)
+            ids += [prefix + tokens[start : start + budget] + suffix for start in starts]
+            owners += [owner] * len(starts)
+        return self._features(ids), owners
+
+    def _features(self, ids: list[list[int]]) -> dict[str, list]:
         encoded: dict[str, list] = {"input_ids": ids, "attention_mask": [[1] * len(row) for row in ids]}
         if "token_type_ids" in self.tokenizer.model_input_names:
             encoded["token_type_ids"] = [[0] * len(row) for row in ids]

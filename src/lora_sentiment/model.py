@@ -12,11 +12,12 @@ import torch
 from peft import LoraConfig, PeftModel, TaskType, get_peft_model
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-from .config import TrainConfig
+from .config import BEST_METRIC_BY_PROBLEM, TrainConfig
 from .data import TextEncoder
 from .device import TORCH_DTYPES, configure_attention_backends, default_device
 from .errors import UserError, first_line
 from .hub import is_local, load_with_fallback
+from .problem import LabelSpace
 
 # The LoRA paper adapts the attention query and value projections; their names differ per architecture.
 DEFAULT_TARGETS: dict[str, list[str]] = {
@@ -89,7 +90,7 @@ def base_dropout_overrides(model_config: Any, dropout: float) -> dict[str, float
 
 def load_classifier_model(
     name: str,
-    label_names: Sequence[str],
+    labels: LabelSpace | Sequence[str],
     *,
     tokenizer: Any,
     trust_remote_code: bool = False,
@@ -99,7 +100,9 @@ def load_classifier_model(
 ) -> Any:
     """AutoModelForSequenceClassification with the run's labels, embeddings sized to the tokenizer.
 
-    `base_dropout` replaces the encoder's dropout rates (None keeps the model's own)."""
+    `labels` is the run's LabelSpace (a list of names means single-label); `base_dropout` replaces the
+    encoder's dropout rates (None keeps the model's own)."""
+    space = labels if isinstance(labels, LabelSpace) else LabelSpace("single-label", list(labels))
 
     def load_config(**kwargs: Any) -> Any:
         return AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code, **kwargs)
@@ -118,7 +121,7 @@ def load_classifier_model(
 
     try:
         config = _from_local_or_hub(name, load_config)
-        _set_labels_and_dropout(config, label_names, base_dropout)
+        _set_labels_and_dropout(config, space, base_dropout)
         extra = {}
         if attention is not None:
             extra["attn_implementation"] = resolve_attention(attention, config, default_device(), max_length)
@@ -133,10 +136,13 @@ def _from_local_or_hub(name: str, load: Callable[..., Any]) -> Any:
     return load() if is_local(name) else load_with_fallback("model", name, "--model", load, "local_files_only")
 
 
-def _set_labels_and_dropout(config: Any, label_names: Sequence[str], base_dropout: float | None) -> None:
-    config.num_labels = len(label_names)
-    config.id2label = dict(enumerate(label_names))
-    config.label2id = {n: i for i, n in enumerate(label_names)}
+def _set_labels_and_dropout(config: Any, space: LabelSpace, base_dropout: float | None) -> None:
+    # problem_type picks the loss (cross-entropy, binary cross-entropy per tag, MSE) and, in an export,
+    # the activation transformers.pipeline applies.
+    config.num_labels = space.num_outputs
+    config.problem_type = space.hf_problem_type
+    config.id2label = dict(enumerate(space.names[: space.num_outputs]))
+    config.label2id = {n: i for i, n in config.id2label.items()}
     if base_dropout is not None:
         for key, value in base_dropout_overrides(config, base_dropout).items():
             setattr(config, key, value)
@@ -278,9 +284,7 @@ class ModelSetup:
     added_pad_token: bool
 
 
-def setup_model(
-    requested: TrainConfig, label_names: list[str], precision: str, log: Callable[[str], None]
-) -> ModelSetup:
+def setup_model(requested: TrainConfig, space: LabelSpace, precision: str, log: Callable[[str], None]) -> ModelSetup:
     """Tokenizer, classifier, LoRA and the resolved config, ready to train on the default device."""
     tokenizer = load_tokenizer(requested.model, trust_remote_code=requested.trust_remote_code)
     added_pad_token = ensure_pad_token(tokenizer)
@@ -288,14 +292,14 @@ def setup_model(
         log("The tokenizer had no pad token: added [PAD] and resized the model's embeddings.")
     model = load_classifier_model(
         requested.model,
-        label_names,
+        space,
         tokenizer=tokenizer,
         trust_remote_code=requested.trust_remote_code,
         base_dropout=requested.base_dropout,
         attention=requested.attention,
         max_length=requested.max_length,
     )
-    config = resolve_config(requested, model, tokenizer, log)
+    config = resolve_config(requested, model, tokenizer, log, space)
     model = add_lora(
         model, r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout, targets=config.lora_targets
     )
@@ -311,9 +315,19 @@ def setup_model(
     return ModelSetup(model, tokenizer, encoder, config, parameters, added_pad_token)
 
 
-def resolve_config(requested: TrainConfig, model: Any, tokenizer: Any, log: Callable[[str], None]) -> TrainConfig:
-    """What was asked, completed by what the model says: the one place the settings that run are decided."""
-    updates: dict[str, Any] = {"lora_targets": resolve_lora_targets(model, requested.lora_targets), "resume": False}
+def resolve_config(
+    requested: TrainConfig, model: Any, tokenizer: Any, log: Callable[[str], None], space: LabelSpace | None = None
+) -> TrainConfig:
+    """What was asked, completed by what the model and the data say: the one place the settings that run are
+    decided (max length, LoRA targets, problem type, the metric that picks the kept epoch)."""
+    space = space or LabelSpace("single-label", [str(n) for n in model.config.id2label.values()])
+    updates: dict[str, Any] = {
+        "lora_targets": resolve_lora_targets(model, requested.lora_targets),
+        "resume": False,
+        "problem_type": space.problem_type,
+    }
+    if requested.metric_for_best_model == "auto":
+        updates["metric_for_best_model"] = BEST_METRIC_BY_PROBLEM[space.problem_type]
     limit = model_max_length(model.config, tokenizer)
     if limit is not None and requested.max_length > limit:
         log(f"--max-length {requested.max_length} is above this model's maximum; using {limit}.")
@@ -328,7 +342,7 @@ def load_run_model(run: Any, *, merge: bool = True) -> tuple[Any, Any]:
     config = run.config
     tokenizer = load_tokenizer(str(run.path))
     base = load_classifier_model(
-        config.model, run.label_names, tokenizer=tokenizer, trust_remote_code=config.trust_remote_code
+        config.model, run.space, tokenizer=tokenizer, trust_remote_code=config.trust_remote_code
     )
     try:
         model = PeftModel.from_pretrained(base, str(run.path))

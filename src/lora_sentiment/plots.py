@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from .metrics import per_label_lines
+
 
 def _pyplot() -> Any:
     import matplotlib  # loaded only when a figure is drawn: `report --no-plots` and the card need none
@@ -71,40 +73,73 @@ def plot_confusion_matrix(matrix: Sequence[Sequence[int]], label_names: Sequence
     return path
 
 
-def summary(config: Any, label_names: Sequence[str], metrics: Any) -> str:
-    """What a user wants to see first: the recipe, the per-epoch curve, the final scores, the examples."""
-    final, train = metrics.final, metrics.train
+SUMMARY_COLUMNS = {
+    "single-label": ("accuracy", "f1"),
+    "multi-label": ("f1_macro", "f1_micro"),
+    "regression": ("spearman", "mae"),
+}
+FINAL_SCORES = {
+    "single-label": ("accuracy", "f1", "f1_macro", "precision", "recall", "roc_auc"),
+    "multi-label": ("f1_macro", "f1_micro", "accuracy", "hamming_loss"),
+    "regression": ("spearman", "pearson", "mae", "rmse"),
+}
+
+
+def summary(config: Any, space: Any, metrics: Any) -> str:
+    """What a user wants to see first: the recipe, the per-epoch curve, the final scores, the examples.
+    `space` is the run's LabelSpace."""
+    final, train, names = metrics.final, metrics.train, space.names
+    columns = SUMMARY_COLUMNS[space.problem_type]
     lines = [
         f"Model      {config.model}  "
         f"(LoRA r={config.lora_r}, alpha={config.lora_alpha:g} on {', '.join(config.lora_targets or [])})",
         f"Data       {config.data}  ({train.train_samples or '?'} train / {final.samples or '?'} eval, "
-        f"max {config.max_length} tokens, labels {', '.join(label_names)})",
+        f"max {config.max_length} tokens, {space.problem_type}, labels {', '.join(names[:12])})",
         f"Training   {train.epochs:g} epochs in {train.precision or '?'}, {_fmt(train.runtime_s, '.0f')} s, "
         f"{train.trainable_parameters:,} of {train.total_parameters:,} parameters trained",
         "",
-        f"{'epoch':>6} {'train loss':>11} {'eval loss':>10} {'accuracy':>9} {'f1':>7}",
+        f"{'epoch':>6} {'train loss':>11} {'eval loss':>10} " + " ".join(f"{c:>9}" for c in columns),
     ]
     for row in metrics.history:
-        cells = (_fmt(row.get(key)) for key in ("train_loss", "loss", "accuracy", "f1"))
-        lines.append(f"{row.epoch:>6g} " + " ".join(f"{c:>{w}}" for c, w in zip(cells, (11, 10, 9, 7))))
-    scores = ", ".join(
-        f"{key} {_fmt(final.get(key))}" for key in ("accuracy", "f1", "precision", "recall", "roc_auc") if key in final
-    )
+        cells = [_fmt(row.get(key)) for key in ("train_loss", "loss", *columns)]
+        lines.append(f"{row.epoch:>6g} {cells[0]:>11} {cells[1]:>10} " + " ".join(f"{c:>9}" for c in cells[2:]))
+    scores = ", ".join(f"{key} {_fmt(final.get(key))}" for key in FINAL_SCORES[space.problem_type] if key in final)
     lines += ["", f"Kept epoch {_fmt(final.epoch, 'g')}: {scores}"]
-    matrix = final.confusion_matrix
-    if matrix:
-        width = max(8, *(len(n) for n in label_names))
-        lines.append("Confusion (rows true, columns predicted):")
-        lines.append(" " * (width + 2) + " ".join(f"{n:>{width}}" for n in label_names))
-        lines += [
-            f"  {name:<{width}}" + " ".join(f"{v:>{width}}" for v in row) for name, row in zip(label_names, matrix)
-        ]
+    lines += _confusion_lines(final.confusion_matrix, names) if final.confusion_matrix else []
+    if final.get("per_label") and space.problem_type == "multi-label":
+        lines += per_label_lines(final, space, limit=12).splitlines()
     examples = metrics.examples
     if examples.after:
         lines.append("Examples (before -> after training):")
         for before, after in zip(examples.before, examples.after):
             lines.append(f"  {before['label']:>8} -> {after['label']:<8} {after['text']}")
     return "\n".join(lines)
+
+
+def _confusion_lines(matrix: Sequence[Sequence[int]], label_names: Sequence[str]) -> list[str]:
+    width = max(8, *(len(n) for n in label_names))
+    lines = [
+        "Confusion (rows true, columns predicted):",
+        " " * (width + 2) + " ".join(f"{n:>{width}}" for n in label_names),
+    ]
+    return lines + [
+        f"  {name:<{width}}" + " ".join(f"{v:>{width}}" for v in row) for name, row in zip(label_names, matrix)
+    ]
+
+
+def plot_per_label_f1(per_label: dict[str, dict[str, float]], path: Path) -> Path:
+    """Multi-label's counterpart of the confusion matrix: F1 of each tag, with its support."""
+    plt = _pyplot()
+    names = sorted(per_label, key=lambda n: per_label[n]["f1"])
+    fig, ax = plt.subplots(figsize=(7, max(3.0, 0.28 * len(names) + 1)))
+    ax.barh(names, [per_label[n]["f1"] for n in names], color="tab:blue")
+    for i, name in enumerate(names):
+        ax.text(per_label[name]["f1"] + 0.01, i, f"{per_label[name]['support']}", va="center", fontsize=7)
+    ax.set(xlim=(0, 1.1), xlabel="F1 (evaluation set, kept epoch; number: support)", title="F1 per label")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def _fmt(value: Any, spec: str = ".4f") -> str:

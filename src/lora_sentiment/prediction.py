@@ -1,57 +1,80 @@
-"""Predict stage: a finished run (base model + LoRA adapter) that classifies and evaluates texts."""
+"""Predict stage: a finished run (base model + LoRA adapter) that classifies, tags or scores texts, and
+evaluates itself on labelled data."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from .data import TextEncoder, drop_empty_texts, encode_labels, load_splits, select_text_label, stratified_sample
+from .data import TextEncoder, drop_empty_texts, load_splits, select_text_label, stratified_sample
 from .device import TORCH_DTYPES, configure_attention_backends, default_device, pad_multiple, resolve_precision
 from .errors import UserError
-from .metrics import classification_metrics
+from .labels import encode_targets
+from .metrics import evaluation_metrics
 from .model import load_run_model
 from .outputs import Prediction, predictions
+from .problem import LabelSpace
 from .run import Run
 
-__all__ = ["Classifier", "Prediction", "load_classifier", "predict_probabilities"]
+__all__ = ["Classifier", "Prediction", "load_classifier", "predict_logits"]
+
+LongText = Literal["truncate", "chunks"]
 
 
-def predict_probabilities(
+def predict_logits(
     model: torch.nn.Module,
     encoder: TextEncoder,
     texts: Sequence[str],
     *,
     batch_size: int = 32,
     precision: str = "fp32",
+    long_text: LongText = "truncate",
+    stride: int | None = None,
 ) -> np.ndarray:
-    """Class probabilities for `texts`, in their order. Batches are formed from length-sorted texts so
-    little compute goes to padding."""
+    """Logits for `texts`, in their order. `truncate` reads each text as the run's truncation cuts it;
+    `chunks` reads every token, in overlapping windows whose logits are averaged per text."""
     if len(texts) == 0:
         return np.zeros((0, model.config.num_labels), dtype=np.float32)
-    encoded = encoder(list(texts))
-    lengths = np.array([len(ids) for ids in encoded["input_ids"]])
-    order = np.argsort(-lengths, kind="stable")
+    if long_text == "chunks":
+        encoded, owners = encoder.windows(texts, stride)
+    else:
+        encoded, owners = encoder(list(texts)), list(range(len(texts)))
+    logits = _forward(model, encoder.tokenizer, encoded, batch_size, precision)
+    if long_text != "chunks":
+        return logits
+    pooled = np.zeros((len(texts), logits.shape[1]), dtype=np.float64)
+    np.add.at(pooled, np.asarray(owners, dtype=int), logits)
+    return (pooled / np.bincount(owners, minlength=len(texts))[:, None]).astype(np.float32)
+
+
+def _forward(
+    model: torch.nn.Module, tokenizer: Any, encoded: dict[str, list], batch_size: int, precision: str
+) -> np.ndarray:
+    """Batches formed from length-sorted inputs, so little compute goes to padding; rows back in input order."""
+    count = len(encoded["input_ids"])
+    out = np.empty((count, model.config.num_labels), dtype=np.float32)
+    if count == 0:
+        return out
+    order = np.argsort(-np.array([len(ids) for ids in encoded["input_ids"]]), kind="stable")
     device = next(model.parameters()).device
     # A model cast to bf16/fp16 throughout runs as it is; one with fp32 weights left (mid-training, where
     # LoRA and the head stay fp32) runs under autocast.
     has_fp32 = any(p.dtype == torch.float32 for p in model.parameters())
     autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision) if has_fp32 else None
+    autocast = torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None)
     was_training = model.training
     model.eval()
-    out = np.empty((len(texts), model.config.num_labels), dtype=np.float32)
-    autocast = torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None)
     try:
         with torch.inference_mode(), autocast:
-            for start in range(0, len(texts), batch_size):
+            for start in range(0, count, batch_size):
                 index = order[start : start + batch_size]
                 features = [{key: encoded[key][i] for key in encoded} for i in index]
-                batch = encoder.tokenizer.pad(features, pad_to_multiple_of=pad_multiple(device), return_tensors="pt")
-                logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
-                out[index] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+                batch = tokenizer.pad(features, pad_to_multiple_of=pad_multiple(device), return_tensors="pt")
+                out[index] = model(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu().numpy()
     finally:
         model.train(was_training)
     return out
@@ -61,16 +84,38 @@ class Classifier:
     """A trained run ready to predict: `Classifier.from_run("runs/x").predict(["Great film!"])`."""
 
     def __init__(
-        self, model: torch.nn.Module, encoder: TextEncoder, label_names: Sequence[str], precision: str = "fp32"
+        self,
+        model: torch.nn.Module,
+        encoder: TextEncoder,
+        labels: LabelSpace | Sequence[str],
+        precision: str = "fp32",
+        *,
+        long_text: LongText = "truncate",
+        stride: int | None = None,
+        run_config: Any = None,
     ):
         self.model = model
         self.encoder = encoder
-        self.label_names = list(label_names)
+        self.space = labels if isinstance(labels, LabelSpace) else LabelSpace("single-label", list(labels))
         self.precision = precision
+        self.long_text = long_text
+        self.stride = stride
+        self.run_config = run_config
+
+    @property
+    def label_names(self) -> list[str]:
+        return self.space.names
 
     @classmethod
     def from_run(
-        cls, run_dir: str | Path | Run, *, precision: str = "auto", device: str | None = None, merge: bool = True
+        cls,
+        run_dir: str | Path | Run,
+        *,
+        precision: str = "auto",
+        device: str | None = None,
+        merge: bool = True,
+        long_text: LongText = "truncate",
+        stride: int | None = None,
     ) -> Classifier:
         run = run_dir if isinstance(run_dir, Run) else Run.open(run_dir)
         model, tokenizer = load_run_model(run, merge=merge)
@@ -79,19 +124,26 @@ class Classifier:
         # Inference holds no optimizer state: casting the weights beats autocast's per-call casts.
         model.to(device=target, dtype=TORCH_DTYPES[precision]).eval()
         configure_attention_backends(target)
-        return cls(model, TextEncoder.for_config(tokenizer, run.config), run.label_names, precision)
+        encoder = TextEncoder.for_config(tokenizer, run.config)
+        return cls(model, encoder, run.space, precision, long_text=long_text, stride=stride, run_config=run.config)
 
     @property
     def default_batch_size(self) -> int:
         # 32 fills a CPU's matmul units; a GPU needs more rows in flight to hide its launch overheads.
         return 128 if next(self.model.parameters()).is_cuda else 32
 
-    def predict_proba(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
-        size = batch_size or self.default_batch_size
-        return predict_probabilities(self.model, self.encoder, texts, batch_size=size, precision=self.precision)
+    def predict_scores(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
+        """Class probabilities (single-label), tag probabilities (multi-label) or values (regression, one column)."""
+        logits = predict_logits(
+            self.model, self.encoder, texts, batch_size=batch_size or self.default_batch_size,
+            precision=self.precision, long_text=self.long_text, stride=self.stride,
+        )  # fmt: skip
+        return self.space.scores(logits)
+
+    predict_proba = predict_scores  # the scikit-learn name, as before
 
     def predict(self, texts: Sequence[str], batch_size: int | None = None) -> list[Prediction]:
-        return predictions(texts, self.predict_proba(texts, batch_size), self.label_names)
+        return predictions(texts, self.predict_scores(texts, batch_size), self.space)
 
     def evaluate(
         self,
@@ -100,24 +152,35 @@ class Classifier:
         split: str | None = None,
         text_column: str = "text",
         label_column: str = "label",
+        label_columns: Sequence[str] | None = None,
+        label_separator: str | None = None,
         max_samples: int | None = None,
         batch_size: int | None = None,
         seed: int = 42,
     ) -> dict[str, Any]:
-        """Metrics on any labelled file, folder or hub split; its labels may be ids or the run's label names."""
-        splits = load_splits(data)
-        if split is None:
-            split = next((s for s in ("test", "validation", "train") if s in splits), next(iter(splits)))
-        if split not in splits:
-            raise UserError(f"split {split!r} not in {data}; splits are: {', '.join(splits)} (set --split)")
-        ds = select_text_label(splits[split], text_column, label_column, data)
+        """Metrics on any labelled file, folder or hub split; its labels may be ids or the run's label names.
+        Multi-label runs read tags the way they were trained (their --label-columns / --label-separator)
+        unless told otherwise."""
+        config = self.run_config
+        label_columns = label_columns or (config.label_columns if config else None)
+        separator = label_separator if label_separator is not None else (config.label_separator if config else None)
+        ds = select_text_label(_split(data, split), text_column, label_column, data, label_columns)
         ds, dropped = drop_empty_texts(ds, data)
-        ds, _ = encode_labels(ds, data, names=self.label_names)
+        ds, _ = encode_targets(ds, self.space.problem_type, data, space=self.space, separator=separator)
         ds = stratified_sample(ds, max_samples, seed)
-        probabilities = self.predict_proba(ds["text"], batch_size)
-        metrics = classification_metrics(np.asarray(ds["label"]), probabilities)
+        scores = self.predict_scores(ds["text"], batch_size)
+        metrics = evaluation_metrics(self.space, np.asarray(ds["label"]), scores, detailed=True)
         metrics.update(samples=len(ds), dropped_empty=dropped)
         return metrics
+
+
+def _split(data: str, split: str | None) -> Any:
+    splits = load_splits(data)
+    if split is None:
+        split = next((s for s in ("test", "validation", "train") if s in splits), next(iter(splits)))
+    if split not in splits:
+        raise UserError(f"split {split!r} not in {data}; splits are: {', '.join(splits)} (set --split)")
+    return splits[split]
 
 
 def load_classifier(run_dir: str | Path, **kwargs: Any) -> Classifier:

@@ -20,6 +20,7 @@ from . import card, plots
 from .atomic import fresh_staging_dir, replace_dir
 from .config import TrainConfig, build_config
 from .errors import UserError, first_line
+from .problem import LabelSpace
 
 RUN_CONFIG_FILE = "training_config.yaml"  # the resolved config: every setting of the run
 LABELS_FILE = "labels.json"
@@ -29,6 +30,7 @@ ADAPTER_CONFIG_FILE = "adapter_config.json"  # written by peft, like the tokeniz
 ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors"
 LEARNING_CURVES_FILE = "learning_curves.png"
 CONFUSION_MATRIX_FILE = "confusion_matrix.png"
+PER_LABEL_F1_FILE = "per_label_f1.png"
 TENSORBOARD_DIR = "tensorboard"
 RESUME_CONFIG_FILE = "run_config.yaml"  # in the checkpoints folder: the settings --resume must match
 RECORD_FILES = (RUN_CONFIG_FILE, LABELS_FILE, METRICS_FILE)  # what an export carries along
@@ -121,11 +123,15 @@ class RunMetrics(_Record):
 class Run:
     """A finished run directory, validated when opened: `Run.open("runs/x").config`."""
 
-    def __init__(self, path: Path, config: TrainConfig, label_names: list[str]):
+    def __init__(self, path: Path, config: TrainConfig, space: LabelSpace):
         self.path = path
         self.config = config
-        self.label_names = label_names
+        self.space = space
         self._metrics: RunMetrics | None = None
+
+    @property
+    def label_names(self) -> list[str]:
+        return self.space.names
 
     @classmethod
     def open(cls, path: str | Path) -> Run:
@@ -140,10 +146,10 @@ class Run:
                 )
         try:
             config = build_config(config_file=path / RUN_CONFIG_FILE)
-            label_names = list(json.loads((path / LABELS_FILE).read_text(encoding="utf-8"))["label_names"])
+            space = LabelSpace.from_json(json.loads((path / LABELS_FILE).read_text(encoding="utf-8")))
         except (UserError, ValueError, KeyError, TypeError) as exc:
             raise UserError(f"{path} holds a damaged run: {first_line(exc)}") from exc
-        return cls(path, config, label_names)
+        return cls(path, config, space)
 
     @property
     def metrics(self) -> RunMetrics:
@@ -152,7 +158,7 @@ class Run:
         return self._metrics
 
     def draw_plots(self) -> list[Path]:
-        return draw_plots(self.path, self.metrics, self.label_names)
+        return draw_plots(self.path, self.metrics, self.space)
 
     def copy_records(self, destination: Path) -> None:
         """The run's config, labels and metrics, beside a model made from it (an export)."""
@@ -171,12 +177,29 @@ def read_metrics(run_dir: Path) -> RunMetrics:
         raise UserError(f"{path} is damaged ({first_line(exc)}); train the run again") from None
 
 
-def draw_plots(run_dir: Path, metrics: RunMetrics, label_names: list[str]) -> list[Path]:
-    paths = [plots.plot_learning_curves(metrics, run_dir / LEARNING_CURVES_FILE)]
+def draw_plots(run_dir: Path, metrics: RunMetrics, space: LabelSpace) -> list[Path]:
+    """Learning curves, and the kept epoch's errors: a confusion matrix, or per-tag F1 for multi-label."""
+    paths = [plots.plot_learning_curves(metrics, run_dir / LEARNING_CURVES_FILE, metric=_curve_metric(space))]
     if metrics.final.confusion_matrix:
         matrix = metrics.final.confusion_matrix
-        paths.append(plots.plot_confusion_matrix(matrix, label_names, run_dir / CONFUSION_MATRIX_FILE))
+        paths.append(plots.plot_confusion_matrix(matrix, space.names, run_dir / CONFUSION_MATRIX_FILE))
+    elif space.problem_type == "multi-label" and metrics.final.get("per_label"):
+        paths.append(plots.plot_per_label_f1(metrics.final["per_label"], run_dir / PER_LABEL_F1_FILE))
     return paths
+
+
+def _curve_metric(space: LabelSpace) -> str:
+    return {"single-label": "accuracy", "multi-label": "f1_macro", "regression": "spearman"}[space.problem_type]
+
+
+def figures(space: LabelSpace) -> dict[str, str]:
+    """The plots a run of this problem type has, by title (the card shows them)."""
+    shown = {"Learning curves": LEARNING_CURVES_FILE}
+    if space.problem_type == "single-label":
+        shown["Confusion matrix"] = CONFUSION_MATRIX_FILE
+    elif space.problem_type == "multi-label":
+        shown["F1 per label"] = PER_LABEL_F1_FILE
+    return shown
 
 
 def write_run(
@@ -185,7 +208,7 @@ def write_run(
     model: Any,
     tokenizer: Any,
     config: TrainConfig,
-    label_names: list[str],
+    space: LabelSpace,
     metrics: RunMetrics,
     parameters: Any,
 ) -> None:
@@ -194,13 +217,11 @@ def write_run(
     model.save_pretrained(str(run_dir), save_embedding_layers=False)
     tokenizer.save_pretrained(str(run_dir))
     (run_dir / RUN_CONFIG_FILE).write_text(config.to_yaml(), encoding="utf-8")
-    labels = {"label_names": label_names, "id2label": dict(enumerate(label_names))}
-    (run_dir / LABELS_FILE).write_text(json.dumps(labels, indent=2), encoding="utf-8")
+    (run_dir / LABELS_FILE).write_text(json.dumps(space.to_json(), indent=2), encoding="utf-8")
     (run_dir / METRICS_FILE).write_text(metrics.to_json(), encoding="utf-8")
-    figures = {"Learning curves": LEARNING_CURVES_FILE, "Confusion matrix": CONFUSION_MATRIX_FILE}
-    text = card.model_card(config, label_names, metrics, parameters, figures=figures)
+    text = card.model_card(config, space, metrics, parameters, figures=figures(space))
     (run_dir / CARD_FILE).write_text(text, encoding="utf-8")
-    draw_plots(run_dir, metrics, label_names)
+    draw_plots(run_dir, metrics, space)
 
 
 # ------------------------------------------------------------------------------------ a run in progress

@@ -171,9 +171,9 @@ def create_app(
 ) -> Any:
     """The FastAPI app for a loaded `Classifier`. `run_info` is what /info reports about the run."""
     settings = settings or ServeSettings()
-    label_names = list(classifier.label_names)
+    space = classifier.space
     batcher = MicroBatcher(
-        classifier.predict_proba, wait_s=settings.batch_wait_ms / 1000, max_texts=settings.max_batch_texts
+        classifier.predict_scores, wait_s=settings.batch_wait_ms / 1000, max_texts=settings.max_batch_texts
     )
     PredictRequest = _request_model(settings)
 
@@ -195,13 +195,14 @@ def create_app(
     @app.post(
         "/predict",
         response_model=PredictResponse,
+        response_model_exclude_none=True,  # each problem type answers with its own fields
         dependencies=[Depends(_key_check(settings.api_key))] if settings.api_key else [],
         responses=_documented_errors(settings),
         summary="Classify texts",
     )
     async def predict(request: PredictRequest) -> PredictResponse:  # type: ignore[valid-type]
         probabilities = await batcher.submit(request.texts)
-        return PredictResponse(predictions=[PredictionOut.from_row(row, label_names) for row in probabilities])
+        return PredictResponse(predictions=[PredictionOut.from_row(row, space) for row in probabilities])
 
     @app.get("/health", summary="Liveness: the model is loaded")
     async def health() -> dict[str, Any]:
@@ -269,6 +270,9 @@ def _info(classifier: Any, settings: ServeSettings, run_info: dict[str, Any]) ->
     return {
         **run_info,
         "label_names": list(classifier.label_names),
+        "problem_type": classifier.space.problem_type,
+        "thresholds": classifier.space.thresholds,
+        "long_text": getattr(classifier, "long_text", "truncate"),
         "precision": classifier.precision,
         "device": str(next(classifier.model.parameters()).device),
         "limits": limits,
@@ -319,9 +323,11 @@ def serve(
     port: int = 8000,
     settings: "ServeSettings | None" = None,
     precision: str = "auto",
+    long_text: str = "truncate",
+    stride: int | None = None,
     log_level: str = "info",
 ) -> None:
     info = run_info(run_dir)
-    classifier = load_classifier(run_dir, precision=precision)
+    classifier = load_classifier(run_dir, precision=precision, long_text=long_text, stride=stride)
     app = create_app(classifier, settings, run_info=info)
     uvicorn.run(app, host=host, port=port, log_level=log_level)

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from transformers import (
     DataCollatorWithPadding,
     EarlyStoppingCallback,
@@ -33,10 +35,11 @@ from .data import LabeledData, load_labeled_data, tokenize_dataset
 from .device import default_device, pad_multiple, resolve_precision, synchronize
 from .errors import UserError
 from .hub import is_local
-from .metrics import classification_metrics, softmax
+from .metrics import LOWER_IS_BETTER, evaluation_metrics, headline, per_label_lines, tune_thresholds
 from .model import ModelSetup, setup_model
 from .outputs import Prediction, format_table, predictions
-from .prediction import predict_probabilities
+from .prediction import predict_logits
+from .problem import LabelSpace, resolve_class_weights
 from .run import RunMetrics, RunWorkspace, checkpoint_epoch, write_run
 
 Log = Callable[[str], None]
@@ -46,7 +49,11 @@ Log = Callable[[str], None]
 class TrainResult:
     output_dir: Path
     metrics: RunMetrics
-    label_names: list[str]
+    space: LabelSpace
+
+    @property
+    def label_names(self) -> list[str]:
+        return self.space.names
 
     @property
     def before(self) -> list[dict[str, Any]]:
@@ -75,23 +82,24 @@ def train(config: TrainConfig, *, log: Log = print) -> TrainResult:
     log(
         f"Data: {len(data.train)} training and {len(data.eval)} evaluation texts; labels: {', '.join(data.label_names)}"
     )
+    weights = resolve_class_weights(requested.class_weights, data.space, np.asarray(data.train["label"]))
     set_seed(requested.seed)  # the fresh classification head is initialised from this seed
-    setup = setup_model(requested, data.label_names, precision, log)
+    setup = setup_model(requested, data.space, precision, log)
     with distributed.main_process_first():
         train_tok = tokenize_dataset(data.train, setup.encoder)
         # Evaluation order does not change its metrics; sorted by length, its batches carry little padding.
         eval_tok = tokenize_dataset(data.eval, setup.encoder).sort("length", reverse=True)
-    before = _predict_examples(setup, precision, data.label_names)
+    before = _predict_examples(setup, precision, data.space)
     log(format_table(before, "Untrained model predictions:"))
 
     if resume_from is None and main_process:
         workspace.start_fresh(requested)
     distributed.barrier()
-    fitted = fit(setup, train_tok, eval_tok, precision, workspace, resume_from, log)
-    after = _predict_examples(setup, precision, data.label_names)
+    fitted = fit(setup, data.space, weights, train_tok, eval_tok, precision, workspace, resume_from, log)
+    final, space = best_epoch_metrics(fitted, eval_tok)
+    after = _predict_examples(setup, precision, space)
     log(format_table(after, "Trained model predictions:"))
-    metrics = report(fitted, setup, data, train_tok, eval_tok, precision, before, after)
-
+    metrics = report(fitted, final, setup, data, train_tok, precision, before, after)
     if main_process:
         workspace.publish(
             lambda folder: write_run(
@@ -99,18 +107,15 @@ def train(config: TrainConfig, *, log: Log = print) -> TrainResult:
                 model=setup.model,
                 tokenizer=setup.tokenizer,
                 config=setup.config,
-                label_names=data.label_names,
+                space=space,
                 metrics=metrics,
                 parameters=setup.parameters,
-            )
+            )  # fmt: skip
         )
-        final = metrics.final
-        log(
-            f"Accuracy {final['accuracy']:.4f}, F1 {final['f1']:.4f} on {len(data.eval)} evaluation texts. "
-            f"Saved to {workspace.final}"
-        )
+        log(f"{headline(final, space)} on {len(data.eval)} evaluation texts. Saved to {workspace.final}")
+        log(per_label_lines(final, space))
     distributed.barrier()  # rank 0 saves; the run is complete for every rank when it is done
-    return TrainResult(workspace.final, metrics, data.label_names)
+    return TrainResult(workspace.final, metrics, space)
 
 
 def _with_absolute_model_path(config: TrainConfig) -> TrainConfig:
@@ -120,11 +125,10 @@ def _with_absolute_model_path(config: TrainConfig) -> TrainConfig:
     return config.model_copy(update={"model": str(Path(config.model).expanduser().resolve())})
 
 
-def _predict_examples(setup: ModelSetup, precision: str, label_names: list[str]) -> list[Prediction]:
+def _predict_examples(setup: ModelSetup, precision: str, space: LabelSpace) -> list[Prediction]:
     texts = setup.config.examples
-    return predictions(
-        texts, predict_probabilities(setup.model, setup.encoder, texts, precision=precision), label_names
-    )
+    logits = predict_logits(setup.model, setup.encoder, texts, precision=precision)
+    return predictions(texts, space.scores(logits), space)
 
 
 def _silent(message: str) -> None:
@@ -144,6 +148,8 @@ class Fitted:
 
 def fit(
     setup: ModelSetup,
+    space: LabelSpace,
+    weights: np.ndarray | None,
     train_tok: Any,
     eval_tok: Any,
     precision: str,
@@ -153,13 +159,16 @@ def fit(
 ) -> Fitted:
     """The Trainer over the tokenized splits, evaluating and checkpointing each epoch."""
     config = setup.config
-    recorder, timer = _EvalRecorder(), StepTimer()
+    recorder, timer = _EvalRecorder(space, config.threshold), StepTimer()
     callbacks: list[Any] = [timer.callback()]
     if config.report_to == "tensorboard" and distributed.is_main_process():
         callbacks.append(tensorboard_callback(workspace.tensorboard_dir))
     trainer = build_trainer(
-        setup.model, setup.tokenizer, train_tok, eval_tok, config, workspace.checkpoints, precision, recorder, callbacks
-    )
+        setup.model, setup.tokenizer, train_tok, eval_tok, config, workspace.checkpoints, precision, recorder,
+        callbacks, loss=weighted_loss(space, weights),
+    )  # fmt: skip
+    if weights is not None:
+        log("Class weights: " + ", ".join(f"{n} {w:.3g}" for n, w in zip(space.names, weights)))
     recorder.trainer = trainer
     if resume_from is not None:
         log(f"Resuming from {resume_from.name} (epoch {checkpoint_epoch(resume_from):g} of {config.epochs:g}).")
@@ -180,8 +189,10 @@ def build_trainer(
     precision: str,
     compute_metrics: Any = None,
     callbacks: Sequence[Any] = (),
+    loss: Callable[..., Any] | None = None,
 ) -> Any:
-    """The one place a Trainer is configured for this project."""
+    """The one place a Trainer is configured for this project. `loss` replaces the model's own loss (the
+    weighted one of --class-weights); training stays the Trainer's own loop either way."""
     callbacks = list(callbacks)
     if config.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(config.early_stopping_patience))
@@ -194,12 +205,16 @@ def build_trainer(
         data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_multiple(default_device())),
         compute_metrics=compute_metrics,
         callbacks=callbacks,
+        compute_loss_func=loss,
     )
     # The Trainer takes any forward(**kwargs) to compute a loss already normalised by the tokens of the whole
     # step, and so multiplies the loss by the process count and skips dividing by the accumulation steps.
     # Sequence-classification heads return a plain per-batch mean: without this, 2 processes would report
     # (and clip) twice the loss, and gradient accumulation would sum gradients instead of averaging them.
+    # The same holds for `loss`: it returns a per-batch mean, which the Trainer must still divide by the
+    # accumulation steps (and, with average_tokens_across_devices off, not multiply by the process count).
     trainer.model_accepts_loss_kwargs = False
+    trainer.loss_is_scaled_for_ga = False
     return trainer
 
 
@@ -220,6 +235,8 @@ def training_arguments(config: TrainConfig, train_rows: int, work_dir: Path, pre
         logging_steps=max(1, steps_per_epoch // 5),
         load_best_model_at_end=True,
         metric_for_best_model=config.metric_for_best_model,
+        greater_is_better=config.metric_for_best_model not in LOWER_IS_BETTER,
+        average_tokens_across_devices=False,
         save_total_limit=2,
         seed=config.seed,
         use_cpu=default_device().type == "cpu",
@@ -234,24 +251,52 @@ def training_arguments(config: TrainConfig, train_rows: int, work_dir: Path, pre
 
 
 class _EvalRecorder:
-    """compute_metrics that also keeps each evaluation's probabilities by training step, so the final report
-    (confusion matrix, ROC-AUC) comes from the best epoch without another pass over the eval set."""
+    """compute_metrics that also keeps each evaluation's scores by training step, so the final report (per-label
+    table, confusion matrix, ROC-AUC, tuned thresholds) comes from the kept epoch without another pass."""
 
-    def __init__(self) -> None:
+    def __init__(self, space: LabelSpace, threshold: float | None) -> None:
+        self.space = space
+        self.threshold = threshold
         self.by_step: dict[int, np.ndarray] = {}
         self.labels: np.ndarray | None = None
         self.trainer: Any = None  # set once the Trainer exists: it knows the step being evaluated
 
     def __call__(self, eval_prediction: Any) -> dict[str, float]:
-        probabilities = _probabilities(eval_prediction.predictions)
-        self.by_step[self.trainer.state.global_step] = probabilities
+        scores = self.space.scores(_logits(eval_prediction.predictions))
+        self.by_step[self.trainer.state.global_step] = scores
         self.labels = np.asarray(eval_prediction.label_ids)
-        return classification_metrics(self.labels, probabilities, with_confusion=False)
+        return evaluation_metrics(self.decided(self.labels, scores), self.labels, scores, detailed=False)
+
+    def decided(self, labels: np.ndarray, scores: np.ndarray) -> LabelSpace:
+        """The label space with its decision thresholds: --threshold for every tag, else each tag's best on
+        these evaluation rows (the same rule each epoch, so the kept epoch is picked by what will be used)."""
+        if self.space.problem_type != "multi-label":
+            return self.space
+        if self.threshold is not None:
+            thresholds = [self.threshold] * len(self.space.names)
+        else:
+            thresholds = tune_thresholds(labels, scores).tolist()
+        return LabelSpace("multi-label", self.space.names, thresholds)
 
 
-def _probabilities(logits: Any) -> np.ndarray:
-    logits = logits[0] if isinstance(logits, tuple) else logits
-    return softmax(np.asarray(logits, dtype=np.float64))
+def _logits(predictions: Any) -> np.ndarray:
+    return np.asarray(predictions[0] if isinstance(predictions, tuple) else predictions, dtype=np.float64)
+
+
+def weighted_loss(space: LabelSpace, weights: np.ndarray | None) -> Callable[..., torch.Tensor] | None:
+    """--class-weights as the Trainer's compute_loss_func: weighted cross-entropy, or BCE with a positive
+    weight per tag. None (the model's own loss) when unweighted."""
+    if weights is None:
+        return None
+    weight = torch.tensor(weights, dtype=torch.float32)
+
+    def loss(outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> torch.Tensor:
+        logits = outputs["logits"].float()
+        if space.problem_type == "multi-label":
+            return F.binary_cross_entropy_with_logits(logits, labels.float(), pos_weight=weight.to(logits.device))
+        return F.cross_entropy(logits, labels.long(), weight=weight.to(logits.device))
+
+    return loss
 
 
 class StepTimer:
@@ -300,10 +345,10 @@ def tensorboard_callback(log_dir: Path) -> Any:
 
 def report(
     fitted: Fitted,
+    final: dict[str, Any],
     setup: ModelSetup,
     data: LabeledData,
     train_tok: Any,
-    eval_tok: Any,
     precision: str,
     before: list[Prediction],
     after: list[Prediction],
@@ -312,7 +357,7 @@ def report(
     state = fitted.trainer.state
     return RunMetrics.model_validate(
         {
-            "final": best_epoch_metrics(fitted.trainer, fitted.recorder, eval_tok),
+            "final": final,
             "history": epoch_history(state.log_history),
             "train": _train_stats(fitted, setup, data, train_tok, precision),
             "examples": {"before": [_example(p) for p in before], "after": [_example(p) for p in after]},
@@ -322,8 +367,8 @@ def report(
 
 
 def _example(prediction: Prediction) -> dict[str, Any]:
-    rounded = {name: round(value, 6) for name, value in prediction.probabilities.items()}
-    return {"text": prediction.text, "label": prediction.label_name, "probabilities": rounded}
+    rounded = {name: round(value, 6) for name, value in (prediction.probabilities or {}).items()}
+    return {"text": prediction.text, "label": prediction.answer, "probabilities": rounded}
 
 
 def _train_stats(fitted: Fitted, setup: ModelSetup, data: LabeledData, train_tok: Any, precision: str) -> dict:
@@ -369,17 +414,19 @@ def epoch_history(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def best_epoch_metrics(trainer: Any, recorder: _EvalRecorder, eval_tok: Any) -> dict[str, Any]:
-    """The final report: the metrics of the best checkpoint, which the Trainer has loaded at the end. Its
-    evaluation's probabilities are reused; one made before an interruption was not kept in memory, so then
-    the loaded best model is evaluated again."""
+def best_epoch_metrics(fitted: Fitted, eval_tok: Any) -> tuple[dict[str, Any], LabelSpace]:
+    """The final report: the metrics of the best checkpoint, which the Trainer has loaded at the end, and the
+    label space as it will predict (multi-label: with the thresholds chosen on that evaluation). Its scores are
+    reused; those of an evaluation made before an interruption were not kept, so then it is evaluated again."""
+    trainer, recorder = fitted.trainer, fitted.recorder
     eval_entries = [e for e in trainer.state.log_history if "eval_loss" in e]
     best_step = trainer.state.best_global_step or eval_entries[-1]["step"]
     best_eval = next(e for e in eval_entries if e["step"] == best_step)
-    probabilities, labels = recorder.by_step.get(best_step), recorder.labels
-    if probabilities is None:
+    scores, labels = recorder.by_step.get(best_step), recorder.labels
+    if scores is None:
         output = trainer.predict(eval_tok)
-        probabilities, labels = _probabilities(output.predictions), np.asarray(output.label_ids)
-    final = classification_metrics(labels, probabilities)
+        scores, labels = recorder.space.scores(_logits(output.predictions)), np.asarray(output.label_ids)
+    space = recorder.decided(labels, scores)
+    final = evaluation_metrics(space, labels, scores, detailed=True)
     final.update(loss=best_eval["eval_loss"], epoch=best_eval["epoch"], samples=len(eval_tok))
-    return final
+    return final, space
