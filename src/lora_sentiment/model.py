@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from peft import LoraConfig, PeftModel, TaskType, get_peft_model
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
@@ -284,8 +285,15 @@ class ModelSetup:
     added_pad_token: bool
 
 
-def setup_model(requested: TrainConfig, space: LabelSpace, precision: str, log: Callable[[str], None]) -> ModelSetup:
-    """Tokenizer, classifier, LoRA and the resolved config, ready to train on the default device."""
+def setup_model(
+    requested: TrainConfig,
+    space: LabelSpace,
+    precision: str,
+    log: Callable[[str], None],
+    tag_rates: np.ndarray | None = None,
+) -> ModelSetup:
+    """Tokenizer, classifier, LoRA and the resolved config, ready to train on the default device.
+    `tag_rates` (multi-label: each tag's share of training texts) sets the output layer's starting bias."""
     tokenizer = load_tokenizer(requested.model, trust_remote_code=requested.trust_remote_code)
     added_pad_token = ensure_pad_token(tokenizer)
     if added_pad_token:
@@ -299,6 +307,8 @@ def setup_model(requested: TrainConfig, space: LabelSpace, precision: str, log: 
         attention=requested.attention,
         max_length=requested.max_length,
     )
+    if tag_rates is not None:
+        start_at_tag_rates(model, tag_rates)
     config = resolve_config(requested, model, tokenizer, log, space)
     model = add_lora(
         model, r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout, targets=config.lora_targets
@@ -313,6 +323,16 @@ def setup_model(requested: TrainConfig, space: LabelSpace, precision: str, log: 
         cast_frozen_weights(model, TORCH_DTYPES[precision])
     encoder = TextEncoder.for_config(tokenizer, config)
     return ModelSetup(model, tokenizer, encoder, config, parameters, added_pad_token)
+
+
+def start_at_tag_rates(model: Any, rates: np.ndarray) -> None:
+    """Start each tag's output at its training frequency (bias = log-odds), as for rare classes in Lin et al.
+    2017: with most tags absent from most texts, a zero bias spends the first epochs learning only how rare
+    each tag is, and the text signal comes late."""
+    output = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.out_features == len(rates)][-1]
+    rates = np.clip(np.asarray(rates, dtype=np.float64), 1e-4, 1 - 1e-4)
+    with torch.no_grad():
+        output.bias.copy_(torch.as_tensor(np.log(rates / (1 - rates)), dtype=output.bias.dtype))
 
 
 def resolve_config(

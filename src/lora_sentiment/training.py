@@ -84,7 +84,8 @@ def train(config: TrainConfig, *, log: Log = print) -> TrainResult:
     )
     weights = resolve_class_weights(requested.class_weights, data.space, np.asarray(data.train["label"]))
     set_seed(requested.seed)  # the fresh classification head is initialised from this seed
-    setup = setup_model(requested, data.space, precision, log)
+    rates = np.asarray(data.train["label"]).mean(axis=0) if data.space.problem_type == "multi-label" else None
+    setup = setup_model(requested, data.space, precision, log, tag_rates=rates)
     with distributed.main_process_first():
         train_tok = tokenize_dataset(data.train, setup.encoder)
         # Evaluation order does not change its metrics; sorted by length, its batches carry little padding.
