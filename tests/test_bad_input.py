@@ -14,6 +14,13 @@ from lora_sentiment.cli import main
 REVIEWS = [f"review number {i}, {'a fine film' if i % 2 else 'a dull film'}" for i in range(40)]
 
 
+TAGS_JSONL = "".join(
+    json.dumps({"text": f"comment {i}", "label": [["joy"], ["anger", "joy"], ["love"]][i % 3]}) + "\n"
+    for i in range(30)
+)
+SCORES_CSV = "text,label\n" + "".join(f"text {i},{i / 3:.2f}\n" for i in range(30))
+
+
 def _rows(extra: str = "") -> str:
     return "text,label\n" + "".join(f"{t!r},{i % 2}\n".replace("'", '"') for i, t in enumerate(REVIEWS)) + extra
 
@@ -59,6 +66,64 @@ TRAIN_ERRORS = [
     ("only empty texts", "data.csv", "text,label\n" + '"",0\n' * 5 + '"   ",1\n' * 5, [], "is empty or whitespace"),
     ("empty file", "data.csv", "", [], "could not read"),
     ("bad flag value", "data.csv", _rows(), ["--max-length", "many"], "--max-length"),
+    # The most common hand-made file: unquoted commas in the text, every row one field too many.
+    (
+        "unquoted commas in a CSV text",
+        "data.csv",
+        "text,label\n" + "".join(f"A wonderful, moving film {i}.,{i % 2}\n" for i in range(30)),
+        [],
+        "line 2 of",
+    ),
+    (
+        "a tag list with a label unseen in training",
+        "tags.jsonl",
+        TAGS_JSONL,
+        ["--eval-data", "EVALTAGS"],
+        "not seen in training: 'sarcasm'",
+    ),
+    (
+        "an empty tag list",
+        "tags.jsonl",
+        TAGS_JSONL + '{"text": "nothing to say", "label": []}\n',
+        [],
+        "empty label list",
+    ),
+    (
+        "a tag string without --label-separator",
+        "tags.csv",
+        "text,label\n" + "".join(f"text {i},{'joy;love' if i % 2 else 'anger'}\n" for i in range(30)),
+        ["--problem-type", "multi-label"],
+        "pass --label-separator",
+    ),
+    (
+        "a non-numeric regression label",
+        "scores.csv",
+        "text,label\n" + "".join(f"text {i},{i / 3:.2f}\n" for i in range(30)) + "one more,seven\n",
+        ["--problem-type", "regression"],
+        "row 31 of",
+    ),
+    ("a threshold outside 0-1", "tags.jsonl", TAGS_JSONL, ["--threshold", "1.5"], "--threshold"),
+    (
+        "class weights naming a missing class",
+        "data.csv",
+        _rows(),
+        ["--class-weights", '{"Positive": 3, "Mixed": 2}'],
+        "names 'Mixed', not a label",
+    ),
+    (
+        "class weights for regression",
+        "scores.csv",
+        SCORES_CSV,
+        ["--class-weights", "balanced"],
+        "applies to classification",
+    ),
+    (
+        "label columns that are not 0/1",
+        "cols.csv",
+        "text,joy,anger\n" + "a,1,2\nb,0,1\n" * 10,
+        ["--label-columns", "joy", "anger"],
+        "only 0 and 1",
+    ),
 ]
 
 
@@ -67,10 +132,11 @@ def test_train_bad_input(tmp_path, tiny_distilbert, capsys, monkeypatch, case, n
     monkeypatch.chdir(tmp_path)
     data = ["--data", str(_write(tmp_path, name, content))] if name else []
     evals = {
-        "EVAL3": "text,label\nokay,0\nfine,1\nhuh,2\n",
-        "EVALNAMES": "text,label\nokay,neg\nfine,pos\nhuh,Neutral\n",
+        "EVAL3": ("eval.csv", "text,label\nokay,0\nfine,1\nhuh,2\n"),
+        "EVALNAMES": ("eval.csv", "text,label\nokay,neg\nfine,pos\nhuh,Neutral\n"),
+        "EVALTAGS": ("eval.jsonl", '{"text": "okay", "label": ["joy"]}\n{"text": "oh sure", "label": ["sarcasm"]}\n'),
     }
-    flags = [str(_write(tmp_path, "eval.csv", evals[f])) if f in evals else f for f in flags]
+    flags = [str(_write(tmp_path, *evals[f])) if f in evals else f for f in flags]
     before = set(tmp_path.iterdir())
     code = main(
         [
@@ -179,6 +245,30 @@ def test_evaluate_with_labels_the_run_does_not_know(tmp_path, trained_run, capsy
     data = _write(tmp_path, "eval.csv", "text,label\ngood,Positive\nbad,Negative\nmeh,Neutral\n")
     assert main(["evaluate", str(trained_run), "--data", str(data)]) == 2
     assert "Neutral" in capsys.readouterr().err
+
+
+HAND_MADE_CSV = "text\nA wonderful, moving film.\nDreadful. Two hours I will never get back.\n"
+
+
+def test_unquoted_commas_are_refused_in_prediction_and_evaluation(tmp_path, trained_run, capsys, monkeypatch):
+    """The issue's reproduction: pandas read row 1's text as " moving film." and left row 2 without one."""
+    reviews = _write(tmp_path, "r.csv", HAND_MADE_CSV)
+    assert main(["predict", str(trained_run), "--input", str(reviews), "--output", str(tmp_path / "p.csv")]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "line 2 of" in last and "has 2 fields but the header has 1" in last and "quote the field" in last
+    assert not (tmp_path / "p.csv").exists() and not (tmp_path / ".p.csv.partial").exists()
+
+    monkeypatch.setattr("sys.stdin", __import__("io").StringIO(HAND_MADE_CSV))
+    assert main(["predict", str(trained_run), "--input", "-", "--input-format", "csv", "--no-progress"]) == 2
+    assert "more fields than the header" in capsys.readouterr().err.strip().splitlines()[-1]
+
+    labelled = _write(tmp_path, "l.csv", "text,label\nA wonderful, moving film.,1\nBad.,0\n")
+    assert main(["evaluate", str(trained_run), "--data", str(labelled)]) == 2
+    assert "line 2 of" in capsys.readouterr().err.strip().splitlines()[-1]
+    quoted = _write(tmp_path, "q.csv", 'text\n"A wonderful, moving film."\nDreadful.\n')
+    out = tmp_path / "q-out.csv"
+    assert main(["predict", str(trained_run), "--input", str(quoted), "--output", str(out), "--no-progress"]) == 0
+    assert pd.read_csv(out)["text"].tolist() == ["A wonderful, moving film.", "Dreadful."]
 
 
 def test_predict_text_edge_cases(trained_classifier):

@@ -245,9 +245,10 @@ def load_labeled_data(config: TrainConfig, log: Callable[[str], None] = print) -
     problem_type = detect_problem_type(
         train, config.problem_type, separator=config.label_separator, label_columns=config.label_columns
     )
-    train, space = encode_targets(
-        train, problem_type, where, given_names=config.label_names, separator=config.label_separator
-    )
+    names = config.label_columns or config.label_names
+    if problem_type == "regression":
+        names = names or [config.label_column]  # the number is named after its column
+    train, space = encode_targets(train, problem_type, where, given_names=names, separator=config.label_separator)
     eval_ds, eval_where = _eval_source(splits, config, where)
     dropped_eval = 0
     if eval_ds is None:

@@ -193,8 +193,9 @@ def encode_tags(
     """Lists of tag names or ids (or `separator`-joined strings) as float multi-hot vectors."""
     datasets = _datasets()
     column = ds.data.column("label")
-    if pa.types.is_list(column.type) and pa.types.is_floating(column.type.value_type) and names is not None:
-        return ds.cast_column("label", datasets.Sequence(datasets.Value("float32"))), list(names)  # already multi-hot
+    if pa.types.is_list(column.type) and pa.types.is_floating(column.type.value_type):
+        # Already multi-hot: --label-columns stacked, named by the columns.
+        return ds.cast_column("label", datasets.Sequence(datasets.Value("float32"))), list(names or given_names or [])
     rows = _tag_lists(column, where, separator)
     found = sorted({tag for row in rows for tag in row}, key=_natural)
     if names is None:
