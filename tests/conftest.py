@@ -4,6 +4,7 @@ Everything here is local: no test touches the network."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -183,9 +184,9 @@ def trained_classifier(trained_run):
     return load_classifier(trained_run, precision="fp32")
 
 
-@pytest.fixture(scope="session")
-def live_server(trained_run, trained_classifier):
-    """The app on a real uvicorn server on loopback, in a background thread; yields its base URL."""
+@contextlib.contextmanager
+def serving(run_dir, classifier):
+    """The app of a loaded run on a real uvicorn server on loopback, in a background thread; yields its URL."""
     import threading
     import time
 
@@ -195,14 +196,8 @@ def live_server(trained_run, trained_classifier):
     from lora_sentiment.serve import create_app, run_info
 
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(trained_classifier, run_info=run_info(trained_run)),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-        )
-    )
+    app = create_app(classifier, run_info=run_info(run_dir))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -213,3 +208,9 @@ def live_server(trained_run, trained_classifier):
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def live_server(trained_run, trained_classifier):
+    with serving(trained_run, trained_classifier) as url:
+        yield url

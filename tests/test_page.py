@@ -67,3 +67,32 @@ def test_an_empty_box_asks_for_text(page):
     page.fill("#text", "   ")
     page.click("#classify")
     assert page.wait_for_selector("#error").inner_text() == "Type a review first."
+
+
+def test_a_multi_label_run_lists_its_tags(page, tmp_path, tiny_distilbert):
+    """The same page for a multi-label run: the tags above their thresholds, and a bar per tag."""
+    import json
+
+    from conftest import serving
+
+    from lora_sentiment import TrainConfig, load_classifier, train
+
+    rows = [
+        {"text": f"comment {i} " + ("happy" if i % 2 else "angry"), "label": [["anger"], ["joy", "love"]][i % 2]}
+        for i in range(40)
+    ]
+    (tmp_path / "tags.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = TrainConfig(
+        model=tiny_distilbert, data=str(tmp_path / "tags.jsonl"), output_dir=str(tmp_path / "run"), max_length=16,
+        epochs=1, precision="fp32", threshold=0.2, examples=["happy"],
+    )  # fmt: skip
+    run = train(config, log=lambda _: None).output_dir
+    with serving(run, load_classifier(run, precision="fp32")) as url:
+        page.goto(url + "/")
+        page.wait_for_function("document.getElementById('model-line').textContent.includes('multi-label')")
+        page.fill("#text", "so happy")
+        page.click("#classify")
+        verdict = page.wait_for_selector("#verdict", timeout=15000).inner_text()
+        expected = _api_prediction(url, "so happy")
+        assert verdict == (" · ".join(expected["labels"]) or "No label above its threshold")
+        assert sorted(b.split("\n")[0] for b in page.locator(".bar").all_inner_texts()) == ["anger", "joy", "love"]
