@@ -247,14 +247,14 @@ def _init_worker(run_dir: str, options: dict, threads: int) -> None:
     try:
         import torch  # in the worker: the parent process that only reads and writes files never loads it
 
-        from .prediction import load_classifier
+        from .exported import open_classifier
 
         torch.set_num_threads(threads)
         device = None
         if torch.cuda.is_available():
             index = (multiprocessing.current_process()._identity or (1,))[0] - 1
             device = f"cuda:{index % torch.cuda.device_count()}"
-        _worker_classifier = load_classifier(run_dir, device=device, **options)
+        _worker_classifier = open_classifier(run_dir, device=device, **options)
     except BaseException as exc:  # noqa: BLE001 - re-raised in the main process by the first task
         _worker_error = exc
 
@@ -328,9 +328,9 @@ def _predictor(classifier: Any, workers: int, options: dict, args: tuple[str, st
             raise ValueError("workers > 1 needs the run directory, which each worker loads")
         return _WorkerPool(str(classifier), options, workers, *args)
     if isinstance(classifier, (str, Path)):
-        from .prediction import load_classifier  # torch loads only where a model runs in this process
+        from .exported import open_classifier  # torch loads only where a run's model runs in this process
 
-        classifier = load_classifier(classifier, **options)
+        classifier = open_classifier(classifier, **options)
     return _InProcess(classifier, *args)
 
 

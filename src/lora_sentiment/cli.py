@@ -155,6 +155,16 @@ def _export_parser(commands: Any) -> None:
     export.add_argument("run_dir", help="the --output-dir of a training run")
     export.add_argument("out_dir", help="folder for the merged model")
     export.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT_DIR")
+    export.add_argument(
+        "--format",
+        choices=["transformers", "onnx"],
+        default="transformers",
+        help="transformers (safetensors, for pipeline()) or onnx (for onnxruntime; predict/serve take the folder "
+        "without loading torch) [default: transformers]",
+    )
+    export.add_argument(
+        "--quantize", choices=["none", "int8"], default="none", help="with --format onnx: int8 weights [default: none]"
+    )
 
 
 def _bench_serve_parser(commands: Any) -> None:
@@ -260,10 +270,10 @@ def run_predict(args: argparse.Namespace) -> int:
         raise UserError("--output needs --input; TEXTS are printed")
     if args.input:
         return _predict_file(args)
+    from .exported import open_classifier
     from .outputs import format_table
-    from .prediction import load_classifier
 
-    classifier = load_classifier(args.run_dir, **_loading(args))
+    classifier = open_classifier(args.run_dir, **_loading(args))
     predictions = classifier.predict(args.texts, batch_size=args.batch_size)
     if args.json:
         for p in predictions:
@@ -280,9 +290,9 @@ def _loading(args: argparse.Namespace) -> dict[str, Any]:
 
 def _predict_file(args: argparse.Namespace) -> int:
     from .batch import predict_file
-    from .run import Run
+    from .exported import check_predictor
 
-    Run.open(args.run_dir)  # a damaged run fails here, once, not in every worker
+    check_predictor(args.run_dir)  # a damaged run or export fails here, once, not in every worker
     summary = predict_file(
         args.run_dir, args.input, args.output or "-", text_column=args.text_column, input_format=args.input_format,
         output_format=args.output_format, chunk_size=args.chunk_size, batch_size=args.batch_size,
@@ -294,10 +304,10 @@ def _predict_file(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    from .exported import open_classifier
     from .metrics import per_label_lines
-    from .prediction import load_classifier
 
-    classifier = load_classifier(args.run_dir, **_loading(args))
+    classifier = open_classifier(args.run_dir, **_loading(args))
     metrics = classifier.evaluate(
         args.data,
         split=args.split,
@@ -346,9 +356,15 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from .export import export_merged
+    from .export import export_merged, export_onnx
 
-    export_merged(args.run_dir, args.out_dir, overwrite=args.overwrite, log=lambda message: print(message, flush=True))
+    log = lambda message: print(message, flush=True)  # noqa: E731
+    if args.format == "onnx":
+        export_onnx(args.run_dir, args.out_dir, quantize=args.quantize, overwrite=args.overwrite, log=log)
+    elif args.quantize != "none":
+        raise UserError("--quantize needs --format onnx")
+    else:
+        export_merged(args.run_dir, args.out_dir, overwrite=args.overwrite, log=log)
     return 0
 
 

@@ -1,30 +1,41 @@
-"""Export stage: fold the LoRA weights into the base model and save a standalone transformers model.
-
-The result needs neither peft nor this package: `transformers.pipeline("text-classification", model=OUT_DIR)`."""
+"""Export stage: fold the LoRA weights into the base model and save it as a standalone transformers model
+(`transformers.pipeline("text-classification", model=OUT_DIR)`, no peft needed) or as ONNX, optionally with
+int8 weights (`onnxruntime.InferenceSession(OUT_DIR / "model.onnx")`, no torch needed; exported.py reads it)."""
 
 from __future__ import annotations
 
+import inspect
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import torch
 
 from .atomic import fresh_staging_dir, replace_dir
 from .errors import UserError
+from .exported import EXPORT_INFO_FILE, ONNX_MODEL_FILE
 from .model import load_run_model
 from .problem import LabelSpace
 from .run import RUN_CONFIG_FILE, Run
 
 EXPORT_CARD_FILE = "README.md"
+ONNX_OPSET = 17
+
+
+def _check_out_dir(run_dir: Path, out_dir: Path, overwrite: bool) -> None:
+    if out_dir.resolve() == run_dir.resolve():
+        raise UserError("OUT_DIR must differ from RUN_DIR: the export is a separate, standalone model")
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not overwrite:
+        raise UserError(f"{out_dir} exists and is not empty; pass --overwrite to replace it or choose another OUT_DIR")
 
 
 def export_merged(
     run_dir: str | Path, out_dir: str | Path, *, overwrite: bool = False, log: Callable[[str], None] = print
 ) -> Path:
     run_dir, out_dir = Path(run_dir), Path(out_dir).expanduser()
-    if out_dir.resolve() == run_dir.resolve():
-        raise UserError("OUT_DIR must differ from RUN_DIR: the export is a separate, standalone model")
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not overwrite:
-        raise UserError(f"{out_dir} exists and is not empty; pass --overwrite to replace it or choose another OUT_DIR")
+    _check_out_dir(run_dir, out_dir, overwrite)
     run = Run.open(run_dir)
     config, space = run.config, run.space
     # With the base model's own dropout (not the training override): the export is also a starting point to fine-tune.
@@ -85,4 +96,105 @@ classify = pipeline("text-classification", model="PATH_TO_THIS_FOLDER")
 
 Long texts: `truncation=True` keeps the first tokens; training used this package's truncation
 (see `{RUN_CONFIG_FILE}`), which `lora-sentiment predict` applies.
+"""
+
+
+class _Logits(torch.nn.Module):
+    """The classifier with plain tensor inputs and one output, the shape an ONNX graph takes."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.model(**dict(zip(self.names, inputs))).logits
+
+
+def export_onnx(
+    run_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    quantize: str = "none",
+    overwrite: bool = False,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """The merged model as ONNX (dynamic batch and sequence axes), with the tokenizer, the labels and the
+    run's truncation settings beside it; `quantize="int8"` stores int8 weights (ONNX Runtime dynamic
+    quantization: activations quantized per batch at run time, no calibration data needed)."""
+    run_dir, out_dir = Path(run_dir), Path(out_dir).expanduser()
+    _check_out_dir(run_dir, out_dir, overwrite)
+    if quantize not in ("none", "int8"):
+        raise UserError(f"--quantize {quantize!r}: choose none or int8")
+    run = Run.open(run_dir)
+    merged, tokenizer = load_run_model(run)
+    merged.eval()
+    staging = fresh_staging_dir(out_dir)
+    try:
+        names = _write_onnx(merged, tokenizer, staging / ONNX_MODEL_FILE, quantize)
+        tokenizer.save_pretrained(str(staging))
+        run.copy_records(staging)
+        info = {"format": "onnx", "quantization": quantize, "opset": ONNX_OPSET, "inputs": names, "run": run_dir.name}
+        (staging / EXPORT_INFO_FILE).write_text(json.dumps(info, indent=2), encoding="utf-8")
+        (staging / EXPORT_CARD_FILE).write_text(_onnx_card(run, quantize), encoding="utf-8")
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    replace_dir(staging, out_dir)
+    log(f"Exported {run_dir} as ONNX ({'int8 weights' if quantize == 'int8' else 'fp32'}) to {out_dir}")
+    return out_dir
+
+
+def _write_onnx(model: torch.nn.Module, tokenizer: Any, path: Path, quantize: str) -> list[str]:
+    accepted = set(inspect.signature(model.forward).parameters)
+    sample = tokenizer(
+        ["A sample review to trace.", "Another, longer sample review to trace the graph."],
+        padding=True,
+        return_tensors="pt",
+    )
+    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample and n in accepted]
+    wrapper = _Logits(model)
+    wrapper.names = names
+    plain = path.with_name("model.fp32.onnx") if quantize == "int8" else path
+    axes = {name: {0: "batch", 1: "sequence"} for name in names} | {"logits": {0: "batch"}}
+    with torch.no_grad():
+        torch.onnx.export(
+            wrapper, tuple(sample[n] for n in names), str(plain), input_names=names, output_names=["logits"],
+            dynamic_axes=axes, opset_version=ONNX_OPSET, dynamo=False,
+        )  # fmt: skip
+    if quantize == "int8":
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(str(plain), str(path), weight_type=QuantType.QInt8)
+        plain.unlink()
+    return names
+
+
+def _onnx_card(run: Run, quantize: str) -> str:
+    return f"""---
+library_name: onnx
+base_model: {run.config.model}
+pipeline_tag: text-classification
+tags: [lora-sentiment, merged-lora, onnx{", int8" if quantize == "int8" else ""}]
+---
+
+# {run.config.model} with a merged LoRA adapter, as ONNX{" (int8 weights)" if quantize == "int8" else ""}
+
+Exported by `lora-sentiment export --format onnx` from the run `{run.path.name}` ({run.space.problem_type};
+labels in `labels.json`, truncation settings in `{RUN_CONFIG_FILE}`).
+
+```bash
+lora-sentiment predict THIS_FOLDER "A wonderful, moving film."   # the run's truncation, no torch needed
+```
+
+```python
+import onnxruntime
+from transformers import AutoTokenizer
+
+session = onnxruntime.InferenceSession("THIS_FOLDER/{ONNX_MODEL_FILE}")
+tokenizer = AutoTokenizer.from_pretrained("THIS_FOLDER")
+texts = ["A wonderful, moving film."]
+inputs = tokenizer(texts, truncation=True, max_length={run.config.max_length}, return_tensors="np")
+feeds = {{n.name: inputs[n.name] for n in session.get_inputs()}}
+logits = session.run(["logits"], feeds)[0]
+```
 """

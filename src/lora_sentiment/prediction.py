@@ -10,11 +10,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from .data import TextEncoder, drop_empty_texts, load_splits, select_text_label, stratified_sample
+from .data import TextEncoder
 from .device import TORCH_DTYPES, configure_attention_backends, default_device, pad_multiple, resolve_precision
-from .errors import UserError
-from .labels import encode_targets
-from .metrics import evaluation_metrics
+from .evaluation import evaluate_on
 from .model import load_run_model
 from .outputs import Prediction, predictions
 from .problem import LabelSpace
@@ -145,42 +143,9 @@ class Classifier:
     def predict(self, texts: Sequence[str], batch_size: int | None = None) -> list[Prediction]:
         return predictions(texts, self.predict_scores(texts, batch_size), self.space)
 
-    def evaluate(
-        self,
-        data: str,
-        *,
-        split: str | None = None,
-        text_column: str = "text",
-        label_column: str = "label",
-        label_columns: Sequence[str] | None = None,
-        label_separator: str | None = None,
-        max_samples: int | None = None,
-        batch_size: int | None = None,
-        seed: int = 42,
-    ) -> dict[str, Any]:
-        """Metrics on any labelled file, folder or hub split; its labels may be ids or the run's label names.
-        Multi-label runs read tags the way they were trained (their --label-columns / --label-separator)
-        unless told otherwise."""
-        config = self.run_config
-        label_columns = label_columns or (config.label_columns if config else None)
-        separator = label_separator if label_separator is not None else (config.label_separator if config else None)
-        ds = select_text_label(_split(data, split), text_column, label_column, data, label_columns)
-        ds, dropped = drop_empty_texts(ds, data)
-        ds, _ = encode_targets(ds, self.space.problem_type, data, space=self.space, separator=separator)
-        ds = stratified_sample(ds, max_samples, seed)
-        scores = self.predict_scores(ds["text"], batch_size)
-        metrics = evaluation_metrics(self.space, np.asarray(ds["label"]), scores, detailed=True)
-        metrics.update(samples=len(ds), dropped_empty=dropped)
-        return metrics
-
-
-def _split(data: str, split: str | None) -> Any:
-    splits = load_splits(data)
-    if split is None:
-        split = next((s for s in ("test", "validation", "train") if s in splits), next(iter(splits)))
-    if split not in splits:
-        raise UserError(f"split {split!r} not in {data}; splits are: {', '.join(splits)} (set --split)")
-    return splits[split]
+    def evaluate(self, data: str, **options: Any) -> dict[str, Any]:
+        """Metrics on any labelled file, folder or hub split (see evaluation.evaluate_on)."""
+        return evaluate_on(self, data, **options)
 
 
 def load_classifier(run_dir: str | Path, **kwargs: Any) -> Classifier:

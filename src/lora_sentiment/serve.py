@@ -25,8 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from .config import API_KEY_ENV, ServeSettings
 from .errors import UserError
+from .exported import export_info, is_onnx_export, open_classifier
 from .outputs import PredictionOut
-from .prediction import load_classifier
 from .run import Run
 
 __all__ = ["API_KEY_ENV", "MicroBatcher", "ServeSettings", "api_key_from_env", "create_app", "run_info", "serve"]
@@ -274,7 +274,7 @@ def _info(classifier: Any, settings: ServeSettings, run_info: dict[str, Any]) ->
         "thresholds": classifier.space.thresholds,
         "long_text": getattr(classifier, "long_text", "truncate"),
         "precision": classifier.precision,
-        "device": str(next(classifier.model.parameters()).device),
+        "device": getattr(classifier, "device", None) or str(next(classifier.model.parameters()).device),
         "limits": limits,
         "batching": {"wait_ms": settings.batch_wait_ms, "max_batch_texts": settings.max_batch_texts},
         "api_key_required": bool(settings.api_key),
@@ -327,7 +327,7 @@ def serve(
     stride: int | None = None,
     log_level: str = "info",
 ) -> None:
-    info = run_info(run_dir)
-    classifier = load_classifier(run_dir, precision=precision, long_text=long_text, stride=stride)
+    info = export_info(run_dir) if is_onnx_export(run_dir) else run_info(run_dir)
+    classifier = open_classifier(run_dir, precision=precision, long_text=long_text, stride=stride)
     app = create_app(classifier, settings, run_info=info)
     uvicorn.run(app, host=host, port=port, log_level=log_level)
