@@ -109,3 +109,18 @@ def test_cli_predict_and_evaluate_on_the_trained_run(minilm_run, imdb_sample, tm
         ).stdout
     )
     assert metrics["samples"] == 200 and metrics["accuracy"] >= 0.70
+
+
+def test_onnx_exports_agree_with_the_torch_model(minilm_run, imdb_frames, tmp_path):
+    """fp32 ONNX gives the torch model's probabilities; int8 weights keep at least 97 % of its labels."""
+    from lora_sentiment.export import export_onnx
+    from lora_sentiment.exported import OnnxClassifier
+
+    result, _ = minilm_run
+    texts = imdb_frames[1].text.tolist()[:300]
+    expected = load_classifier(result.output_dir, precision="fp32").predict_proba(texts)
+    fp32 = OnnxClassifier.open(export_onnx(result.output_dir, tmp_path / "fp32", log=lambda _: None))
+    np.testing.assert_allclose(fp32.predict_scores(texts), expected, atol=2e-4)
+    int8 = OnnxClassifier.open(export_onnx(result.output_dir, tmp_path / "int8", quantize="int8", log=lambda _: None))
+    agreement = (int8.predict_scores(texts).argmax(1) == expected.argmax(1)).mean()
+    assert agreement >= 0.97, agreement
