@@ -85,6 +85,8 @@ def test_multi_label_run_records(tag_run):
     assert set(final["per_label"]) == set(TAGS) and "threshold" in final["per_label"]["joy"]
     assert final.confusion_matrix is None
     assert "Macro-F1" in log and "threshold" in log  # the per-label table is printed
+    assert run.metrics.baseline["model"] == "TF-IDF + one-vs-rest logistic regression"
+    assert "f1_macro" in run.metrics.baseline and "Baseline (TF-IDF + one-vs-rest" in log
     card = (result.output_dir / "README.md").read_text()
     assert "multi-label" in card and "f1_macro" in card and "| joy |" in card and "per_label_f1.png" in card
     assert (result.output_dir / "per_label_f1.png").stat().st_size > 5000
@@ -181,6 +183,7 @@ def test_regression_through_every_path(tmp_path, score_run, capsys):
     run = Run.open(result.output_dir)
     assert run.space.problem_type == "regression" and run.space.names == ["rating"]
     assert {"mae", "rmse", "pearson", "spearman"} <= set(run.metrics.final.model_dump(exclude_unset=True))
+    assert run.metrics.baseline["model"] == "TF-IDF + ridge regression" and "spearman" in run.metrics.baseline
     classifier = load_classifier(result.output_dir, precision="fp32")
     made = classifier.predict(["A great film.", "Awful."])
     assert made[0].value is not None and made[0].label is None and made[0].probabilities is None

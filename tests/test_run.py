@@ -33,7 +33,7 @@ def test_a_finished_run_opens_with_typed_metrics(trained_run):
 
 def test_metrics_json_round_trips_with_the_keys_it_always_had(trained_run):
     raw = json.loads((trained_run / METRICS_FILE).read_text())
-    assert set(raw) == {"final", "history", "train", "examples", "log_history"}
+    assert set(raw) == {"final", "history", "train", "examples", "baseline", "log_history"}
     expected = {"accuracy", "f1", "f1_macro", "precision", "recall", "roc_auc", "confusion_matrix", "per_label"}
     assert set(raw["final"]) == expected | {"loss", "epoch", "samples"}
     assert set(raw["final"]["per_label"]) == {"Negative", "Positive"}

@@ -60,3 +60,20 @@ def test_train_result_and_the_saved_config(tmp_path, tiny_distilbert, small_csv,
     assert result.metrics.train.train_samples == 76 and result.metrics.final.samples == 20
     saved = (tmp_path / "run" / "training_config.yaml").read_text()
     assert "resume: false" in saved and "lora_targets:\n- q_lin\n- v_lin" in saved
+    baseline = result.metrics.baseline
+    assert baseline["model"] == "TF-IDF + logistic regression" and baseline["samples"] == 20
+    assert 0 <= baseline["accuracy"] <= 1 and baseline["train_samples"] == 76 and baseline["seconds"] < 30
+    assert (
+        "The plain baseline on the same split, TF-IDF + logistic regression"
+        in (tmp_path / "run" / "README.md").read_text()
+    )
+
+
+def test_no_baseline_when_asked(tmp_path, tiny_distilbert, small_csv):
+    config = TrainConfig(
+        model=tiny_distilbert, data=str(small_csv), output_dir=str(tmp_path / "run"), max_length=32, epochs=1,
+        precision="fp32", baseline="none", examples=["Fine."],
+    )  # fmt: skip
+    messages = []
+    result = train(config, log=messages.append)
+    assert result.metrics.baseline is None and not any("Baseline" in m for m in messages)

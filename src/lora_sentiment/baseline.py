@@ -20,11 +20,15 @@ from .data import clean_text
 from .metrics import evaluation_metrics, tune_thresholds
 from .problem import LabelSpace
 
-NAME = "tfidf-linear"
+
+def baseline_name(space: LabelSpace) -> str:
+    model = {"single-label": "logistic regression", "multi-label": "one-vs-rest logistic regression"}
+    return f"TF-IDF + {model.get(space.problem_type, 'ridge regression')}"
 
 
 def fit_baseline(texts: Sequence[str], labels: np.ndarray, space: LabelSpace, *, seed: int = 0) -> Pipeline:
-    vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, max_features=200_000, sublinear_tf=True)
+    min_df = 2 if len(texts) >= 100 else 1  # a word seen twice is signal; tiny training sets keep every word
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=min_df, max_features=200_000, sublinear_tf=True)
     if space.problem_type == "regression":
         model: Any = Ridge(alpha=1.0)
     elif space.problem_type == "multi-label":
@@ -75,5 +79,7 @@ def evaluate_baseline(
         chosen = [threshold] * len(space.names) if threshold is not None else tune_thresholds(eval_labels, scores)
         space = LabelSpace("multi-label", space.names, list(map(float, chosen)))
     metrics = evaluation_metrics(space, np.asarray(eval_labels), scores, detailed=False)
-    metrics.update(model=NAME, seconds=round(seconds, 3), train_samples=len(train_texts), samples=len(eval_texts))
+    metrics.update(
+        model=baseline_name(space), seconds=round(seconds, 3), train_samples=len(train_texts), samples=len(eval_texts)
+    )
     return metrics

@@ -70,12 +70,22 @@ def _results(config: TrainConfig, space: LabelSpace, metrics: Any, figures: dict
 
 On {final.samples} evaluation texts (best epoch {final.epoch:g} by eval {config.metric_for_best_model}):
 {scores}.
+{_baseline_line(metrics.baseline, space)}
 
 {_history_table(metrics, space)}
 {_per_label_table(final, space)}
 {_confusion_table(final, space.names)}
 {images}
 """
+
+
+def _baseline_line(baseline: dict[str, Any] | None, space: LabelSpace) -> str:
+    if not baseline:
+        return ""
+    keys = [key for key in HEADLINE_METRICS[space.problem_type] if key in baseline]
+    scores = ", ".join(f"{key} {baseline[key]:.4f}" for key in keys)
+    fitted = f"fitted in {baseline['seconds']:.1f} s"
+    return f"\nThe plain baseline on the same split, {baseline['model']} ({fitted}): {scores}.\n"
 
 
 def _history_table(metrics: Any, space: LabelSpace) -> str:

@@ -305,7 +305,7 @@ def _predict_file(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from .exported import open_classifier
-    from .metrics import per_label_lines
+    from .plots import per_label_lines
 
     classifier = open_classifier(args.run_dir, **_loading(args))
     metrics = classifier.evaluate(

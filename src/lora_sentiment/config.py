@@ -144,6 +144,11 @@ class TrainConfig(BaseModel):
     precision: Precision = Field(
         "auto", description="Compute precision [auto: bf16 where the hardware has it, else fp32]"
     )
+    baseline: Literal["tfidf", "none"] = Field(
+        "tfidf",
+        description="Also fit TF-IDF + a linear model on the same training split and score it on the same "
+        "evaluation split, to show what the transformer adds (seconds on CPU)",
+    )
     report_to: ReportTo = Field(
         "none", description="Also log to TensorBoard (in RUN_DIR/tensorboard; needs the tensorboard package)"
     )

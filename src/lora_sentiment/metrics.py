@@ -131,26 +131,3 @@ def regression_metrics(targets: np.ndarray, predictions: np.ndarray) -> dict[str
         "pearson": float(pearson),
         "spearman": float(spearman),
     }
-
-
-def headline(final: dict[str, Any], space: LabelSpace) -> str:
-    """The scores a user reads first, for the log line at the end of training."""
-    if space.problem_type == "multi-label":
-        return f"Macro-F1 {final['f1_macro']:.4f}, micro-F1 {final['f1_micro']:.4f}"
-    if space.problem_type == "regression":
-        return f"Spearman {final['spearman']:.4f}, MAE {final['mae']:.4f}"
-    return f"Accuracy {final['accuracy']:.4f}, F1 {final['f1']:.4f}"
-
-
-def per_label_lines(final: dict[str, Any], space: LabelSpace, limit: int = 40) -> str:
-    """The per-label table as text (precision, recall, F1, support; and thresholds for tags)."""
-    table = final.get("per_label") or {}
-    if not table:
-        return ""
-    width = max(8, *(len(name) for name in table))
-    tags = space.problem_type == "multi-label"
-    lines = [f"{'label':<{width}} precision  recall      f1  support" + ("  threshold" if tags else "")]
-    for name, row in list(table.items())[:limit]:
-        line = f"{name:<{width}} {row['precision']:>9.3f} {row['recall']:>7.3f} {row['f1']:>7.3f} {row['support']:>8}"
-        lines.append(line + (f" {row['threshold']:>10.3f}" if tags else ""))
-    return "\n".join(lines)

@@ -11,8 +11,6 @@ from typing import Any
 
 import numpy as np
 
-from .metrics import per_label_lines
-
 
 def _pyplot() -> Any:
     import matplotlib  # loaded only when a figure is drawn: `report --no-plots` and the card need none
@@ -105,6 +103,9 @@ def summary(config: Any, space: Any, metrics: Any) -> str:
         lines.append(f"{row.epoch:>6g} {cells[0]:>11} {cells[1]:>10} " + " ".join(f"{c:>9}" for c in cells[2:]))
     scores = ", ".join(f"{key} {_fmt(final.get(key))}" for key in FINAL_SCORES[space.problem_type] if key in final)
     lines += ["", f"Kept epoch {_fmt(final.epoch, 'g')}: {scores}"]
+    if metrics.baseline:
+        keys = [key for key in FINAL_SCORES[space.problem_type] if key in metrics.baseline]
+        lines.append("Baseline (TF-IDF + linear): " + ", ".join(f"{k} {_fmt(metrics.baseline[k])}" for k in keys))
     lines += _confusion_lines(final.confusion_matrix, names) if final.confusion_matrix else []
     if final.get("per_label") and space.problem_type == "multi-label":
         lines += per_label_lines(final, space, limit=12).splitlines()
@@ -144,3 +145,26 @@ def plot_per_label_f1(per_label: dict[str, dict[str, float]], path: Path) -> Pat
 
 def _fmt(value: Any, spec: str = ".4f") -> str:
     return "-" if value is None else format(value, spec)
+
+
+def headline(final: dict[str, Any], space: Any) -> str:
+    """The scores a user reads first, for the log line at the end of training."""
+    if space.problem_type == "multi-label":
+        return f"Macro-F1 {final['f1_macro']:.4f}, micro-F1 {final['f1_micro']:.4f}"
+    if space.problem_type == "regression":
+        return f"Spearman {final['spearman']:.4f}, MAE {final['mae']:.4f}"
+    return f"Accuracy {final['accuracy']:.4f}, F1 {final['f1']:.4f}"
+
+
+def per_label_lines(final: dict[str, Any], space: Any, limit: int = 40) -> str:
+    """The per-label table as text (precision, recall, F1, support; and thresholds for tags)."""
+    table = final.get("per_label") or {}
+    if not table:
+        return ""
+    width = max(8, *(len(name) for name in table))
+    tags = space.problem_type == "multi-label"
+    lines = [f"{'label':<{width}} precision  recall      f1  support" + ("  threshold" if tags else "")]
+    for name, row in list(table.items())[:limit]:
+        line = f"{name:<{width}} {row['precision']:>9.3f} {row['recall']:>7.3f} {row['f1']:>7.3f} {row['support']:>8}"
+        lines.append(line + (f" {row['threshold']:>10.3f}" if tags else ""))
+    return "\n".join(lines)

@@ -110,6 +110,7 @@ class RunMetrics(_Record):
     history: list[EpochRecord] = Field(default_factory=list)
     train: TrainStats = Field(default_factory=TrainStats)
     examples: Examples = Field(default_factory=Examples)
+    baseline: dict[str, Any] | None = None  # the TF-IDF + linear model's scores on the same split (baseline.py)
     log_history: list[dict[str, Any]] = Field(default_factory=list)
 
     def to_json(self) -> str:

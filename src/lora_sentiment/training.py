@@ -30,14 +30,16 @@ from transformers import (
 )
 
 from . import distributed
+from .baseline import baseline_name, evaluate_baseline
 from .config import TrainConfig
 from .data import LabeledData, load_labeled_data, tokenize_dataset
 from .device import default_device, pad_multiple, resolve_precision, synchronize
 from .errors import UserError
 from .hub import is_local
-from .metrics import LOWER_IS_BETTER, evaluation_metrics, headline, per_label_lines, tune_thresholds
+from .metrics import LOWER_IS_BETTER, evaluation_metrics, tune_thresholds
 from .model import ModelSetup, setup_model
 from .outputs import Prediction, format_table, predictions
+from .plots import headline, per_label_lines
 from .prediction import predict_logits
 from .problem import LabelSpace, resolve_class_weights
 from .run import RunMetrics, RunWorkspace, checkpoint_epoch, write_run
@@ -83,6 +85,7 @@ def train(config: TrainConfig, *, log: Log = print) -> TrainResult:
         f"Data: {len(data.train)} training and {len(data.eval)} evaluation texts; labels: {', '.join(data.label_names)}"
     )
     weights = resolve_class_weights(requested.class_weights, data.space, np.asarray(data.train["label"]))
+    baseline = run_baseline(requested, data, log) if main_process else None
     set_seed(requested.seed)  # the fresh classification head is initialised from this seed
     rates = np.asarray(data.train["label"]).mean(axis=0) if data.space.problem_type == "multi-label" else None
     setup = setup_model(requested, data.space, precision, log, tag_rates=rates)
@@ -101,6 +104,7 @@ def train(config: TrainConfig, *, log: Log = print) -> TrainResult:
     after = _predict_examples(setup, precision, space)
     log(format_table(after, "Trained model predictions:"))
     metrics = report(fitted, final, setup, data, train_tok, precision, before, after)
+    metrics.baseline = baseline
     if main_process:
         workspace.publish(
             lambda folder: write_run(
@@ -114,9 +118,28 @@ def train(config: TrainConfig, *, log: Log = print) -> TrainResult:
             )  # fmt: skip
         )
         log(f"{headline(final, space)} on {len(data.eval)} evaluation texts. Saved to {workspace.final}")
+        if baseline:
+            log(f"Baseline ({baseline_name(space)}) on the same texts: {headline(baseline, space)}")
         log(per_label_lines(final, space))
     distributed.barrier()  # rank 0 saves; the run is complete for every rank when it is done
     return TrainResult(workspace.final, metrics, space)
+
+
+def run_baseline(config: TrainConfig, data: LabeledData, log: Log) -> dict[str, Any] | None:
+    """TF-IDF + a linear model on the same splits, scored with the same metrics (--baseline none: skipped)."""
+    if config.baseline == "none":
+        return None
+    train_labels, eval_labels = np.asarray(data.train["label"]), np.asarray(data.eval["label"])
+    try:
+        scores = evaluate_baseline(
+            data.train["text"], train_labels, data.eval["text"], eval_labels, data.space, threshold=config.threshold,
+            seed=config.seed,
+        )  # fmt: skip
+    except ValueError as exc:  # e.g. texts with no word that two of them share: nothing for TF-IDF to learn
+        log(f"Baseline skipped: {exc}")
+        return None
+    log(f"Baseline ({baseline_name(data.space)}): {headline(scores, data.space)} in {scores['seconds']:.1f} s")
+    return scores
 
 
 def _with_absolute_model_path(config: TrainConfig) -> TrainConfig:
