@@ -120,7 +120,7 @@ def export_onnx(
 ) -> Path:
     """The merged model as ONNX (dynamic batch and sequence axes), with the tokenizer, the labels and the
     run's truncation settings beside it; `quantize="int8"` stores int8 weights (ONNX Runtime dynamic
-    quantization: activations quantized per batch at run time, no calibration data needed)."""
+    quantization, per-channel weight scales: activations quantized per batch at run time, no calibration)."""
     run_dir, out_dir = Path(run_dir), Path(out_dir).expanduser()
     _check_out_dir(run_dir, out_dir, overwrite)
     if quantize not in ("none", "int8"):
@@ -164,7 +164,9 @@ def _write_onnx(model: torch.nn.Module, tokenizer: Any, path: Path, quantize: st
     if quantize == "int8":
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        quantize_dynamic(str(plain), str(path), weight_type=QuantType.QInt8)
+        # One scale per output channel: on the MiniLM test run it kept 99.0 % of the fp32 labels where one
+        # scale per tensor kept 96.3 % (BENCHMARKS.md).
+        quantize_dynamic(str(plain), str(path), weight_type=QuantType.QInt8, per_channel=True)
         plain.unlink()
     return names
 
