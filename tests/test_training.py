@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from lora_sentiment.config import TrainConfig
@@ -77,3 +78,19 @@ def test_no_baseline_when_asked(tmp_path, tiny_distilbert, small_csv):
     messages = []
     result = train(config, log=messages.append)
     assert result.metrics.baseline is None and not any("Baseline" in m for m in messages)
+
+
+def test_heads_start_at_the_training_labels(tiny_distilbert):
+    from lora_sentiment.model import output_start, start_output_at
+    from lora_sentiment.problem import LabelSpace
+
+    tags = LabelSpace("multi-label", ["a", "b"])
+    start = output_start(tags, np.array([[1, 0], [0, 0], [0, 0], [1, 1]]))
+    assert np.allclose(start, [0.0, np.log(0.25 / 0.75)])  # tag a on half the texts, b on a quarter
+    value = output_start(LabelSpace("regression", ["rating"]), np.array([2.0, 4.0, 9.0]))
+    assert np.allclose(value, [5.0])
+    assert output_start(LabelSpace("single-label", ["x", "y"]), np.array([0, 1])) is None
+    tokenizer = load_tokenizer(tiny_distilbert)
+    model = load_classifier_model(tiny_distilbert, LabelSpace("regression", ["rating"]), tokenizer=tokenizer)
+    start_output_at(model, value)
+    assert float(model.classifier.bias) == 5.0 and model.config.problem_type == "regression"

@@ -290,10 +290,10 @@ def setup_model(
     space: LabelSpace,
     precision: str,
     log: Callable[[str], None],
-    tag_rates: np.ndarray | None = None,
+    output_start: np.ndarray | None = None,
 ) -> ModelSetup:
     """Tokenizer, classifier, LoRA and the resolved config, ready to train on the default device.
-    `tag_rates` (multi-label: each tag's share of training texts) sets the output layer's starting bias."""
+    `output_start` sets the output layer's starting bias (see start_output_at)."""
     tokenizer = load_tokenizer(requested.model, trust_remote_code=requested.trust_remote_code)
     added_pad_token = ensure_pad_token(tokenizer)
     if added_pad_token:
@@ -307,8 +307,8 @@ def setup_model(
         attention=requested.attention,
         max_length=requested.max_length,
     )
-    if tag_rates is not None:
-        start_at_tag_rates(model, tag_rates)
+    if output_start is not None:
+        start_output_at(model, output_start)
     config = resolve_config(requested, model, tokenizer, log, space)
     model = add_lora(
         model, r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout, targets=config.lora_targets
@@ -325,14 +325,23 @@ def setup_model(
     return ModelSetup(model, tokenizer, encoder, config, parameters, added_pad_token)
 
 
-def start_at_tag_rates(model: Any, rates: np.ndarray) -> None:
-    """Start each tag's output at its training frequency (bias = log-odds), as for rare classes in Lin et al.
-    2017: with most tags absent from most texts, a zero bias spends the first epochs learning only how rare
-    each tag is, and the text signal comes late."""
-    output = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.out_features == len(rates)][-1]
-    rates = np.clip(np.asarray(rates, dtype=np.float64), 1e-4, 1 - 1e-4)
+def output_start(space: LabelSpace, labels: np.ndarray) -> np.ndarray | None:
+    """Where the head's outputs should start, from the training labels: each tag at its frequency (bias =
+    log-odds, as for rare classes in Lin et al. 2017), a number at its mean. From zero, the first epochs
+    learn only how rare each tag is, or where the numbers lie, and the text signal comes late."""
+    labels = np.asarray(labels, dtype=np.float64)
+    if space.problem_type == "multi-label":
+        rates = np.clip(labels.mean(axis=0), 1e-4, 1 - 1e-4)
+        return np.log(rates / (1 - rates))
+    if space.problem_type == "regression":
+        return np.array([labels.mean()])
+    return None
+
+
+def start_output_at(model: Any, bias: np.ndarray) -> None:
+    output = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.out_features == len(bias)][-1]
     with torch.no_grad():
-        output.bias.copy_(torch.as_tensor(np.log(rates / (1 - rates)), dtype=output.bias.dtype))
+        output.bias.copy_(torch.as_tensor(bias, dtype=output.bias.dtype))
 
 
 def resolve_config(

@@ -37,7 +37,7 @@ from .device import default_device, pad_multiple, resolve_precision, synchronize
 from .errors import UserError
 from .hub import is_local
 from .metrics import LOWER_IS_BETTER, evaluation_metrics, tune_thresholds
-from .model import ModelSetup, setup_model
+from .model import ModelSetup, output_start, setup_model
 from .outputs import Prediction, format_table, predictions
 from .plots import headline, per_label_lines
 from .prediction import predict_logits
@@ -87,8 +87,8 @@ def train(config: TrainConfig, *, log: Log = print) -> TrainResult:
     weights = resolve_class_weights(requested.class_weights, data.space, np.asarray(data.train["label"]))
     baseline = run_baseline(requested, data, log) if main_process else None
     set_seed(requested.seed)  # the fresh classification head is initialised from this seed
-    rates = np.asarray(data.train["label"]).mean(axis=0) if data.space.problem_type == "multi-label" else None
-    setup = setup_model(requested, data.space, precision, log, tag_rates=rates)
+    start = output_start(data.space, np.asarray(data.train["label"]))
+    setup = setup_model(requested, data.space, precision, log, output_start=start)
     with distributed.main_process_first():
         train_tok = tokenize_dataset(data.train, setup.encoder)
         # Evaluation order does not change its metrics; sorted by length, its batches carry little padding.
