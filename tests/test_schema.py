@@ -30,7 +30,13 @@ def test_api_conforms_to_its_schema(api_schema, mode):
         @given(case=operation.as_strategy(generation_mode=mode))
         @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
         def check(case):
-            case.call_and_validate()
+            response = case.call()
+            if mode == GenerationMode.NEGATIVE and response.status_code == 413:
+                # Invalid and over --max-body-bytes at once: refused before parsing, with the documented 413,
+                # which schemathesis' negative-data check does not count among the rejections it expects.
+                assert "request body over 16384 bytes" in response.json()["detail"]
+                return
+            case.validate_response(response)
 
         check()
 
