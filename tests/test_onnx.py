@@ -103,3 +103,12 @@ def test_a_damaged_export_is_one_line(tmp_path, onnx_exports, capsys, damage, ne
 def test_export_refusals(tmp_path, trained_run, capsys):
     assert main(["export", str(trained_run), str(tmp_path / "x"), "--quantize", "int8"]) == 2
     assert "--quantize needs --format onnx" in capsys.readouterr().err
+
+
+def test_worker_processes_read_an_export_too(tmp_path, onnx_exports, small_csv):
+    one, two = tmp_path / "one.jsonl", tmp_path / "two.jsonl"
+    base = ["predict", str(onnx_exports[1]), "--input", str(small_csv), "--no-progress", "--chunk-size", "16"]
+    assert main([*base, "--output", str(one)]) == 0
+    assert main([*base, "--output", str(two), "--workers", "2"]) == 0
+    a, b = pd.read_json(one, lines=True), pd.read_json(two, lines=True)
+    assert a.id.tolist() == b.id.tolist() and (a.predicted_label == b.predicted_label).all()
