@@ -353,6 +353,15 @@ class TextEncoder:
         ]
         return self._features(ids)
 
+    def encode(
+        self, texts: Sequence[str], long_text: str = "truncate", stride: int | None = None
+    ) -> tuple[dict[str, list], list[int]]:
+        """Model inputs for `texts` and which text each came from: one per text, cut by the run's truncation
+        (`truncate`), or every window of every text (`chunks`; see `windows` and `mean_by_text`)."""
+        if long_text == "chunks":
+            return self.windows(texts, stride)
+        return self(list(texts)), list(range(len(texts)))
+
     def windows(self, texts: Sequence[str], stride: int | None = None) -> tuple[dict[str, list], list[int]]:
         """Every token of every text, in windows of at most max_length tokens (special tokens included) that
         overlap by `stride` tokens [a quarter of the window]; also which text each window came from."""
@@ -385,6 +394,13 @@ class TextEncoder:
         raise UserError(
             "--truncation head+tail cannot tell this tokenizer's special tokens apart; use --truncation tail or head"
         )
+
+
+def mean_by_text(outputs: np.ndarray, owners: Sequence[int], count: int) -> np.ndarray:
+    """Per text, the mean of its windows' outputs (logits): how `--long-text chunks` reads a long text."""
+    pooled = np.zeros((count, outputs.shape[1]), dtype=np.float64)
+    np.add.at(pooled, np.asarray(owners, dtype=int), outputs)
+    return (pooled / np.bincount(owners, minlength=count)[:, None]).astype(np.float32)
 
 
 def tokenize_dataset(ds: Any, encoder: TextEncoder) -> Any:

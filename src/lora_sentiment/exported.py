@@ -15,14 +15,16 @@ from typing import Any
 import numpy as np
 
 from .config import build_config
+from .data import TextEncoder, mean_by_text
 from .errors import UserError, first_line
 from .outputs import Prediction, predictions
 from .problem import LabelSpace
+from .run import LABELS_FILE, RUN_CONFIG_FILE, Run
 
 EXPORT_INFO_FILE = "export.json"  # what was exported, and how: the marker that tells an export from a run
 ONNX_MODEL_FILE = "model.onnx"
-EXPORT_LABELS_FILE = "labels.json"
-EXPORT_CONFIG_FILE = "training_config.yaml"
+# An export carries the run's records under the run's own names (run.copy_records).
+EXPORT_LABELS_FILE, EXPORT_CONFIG_FILE = LABELS_FILE, RUN_CONFIG_FILE
 
 
 def is_onnx_export(path: str | Path) -> bool:
@@ -70,10 +72,8 @@ class OnnxClassifier:
     def open(
         cls, folder: str | Path, *, long_text: str = "truncate", stride: int | None = None, threads: int | None = None
     ) -> OnnxClassifier:
-        import onnxruntime
+        import onnxruntime  # the optional extra: only an export needs it
         from transformers import PreTrainedTokenizerFast  # the fast tokenizer alone: AutoTokenizer imports torch
-
-        from .data import TextEncoder
 
         folder = Path(folder)
         info, space, config = _read_export(folder)
@@ -96,15 +96,10 @@ class OnnxClassifier:
     def predict_scores(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
         if len(texts) == 0:
             return np.zeros((0, self.space.num_outputs))
-        if self.long_text == "chunks":
-            encoded, owners = self.encoder.windows(texts, self.stride)
-        else:
-            encoded, owners = self.encoder(list(texts)), list(range(len(texts)))
+        encoded, owners = self.encoder.encode(texts, self.long_text, self.stride)
         logits = self._forward(encoded, batch_size or self.default_batch_size)
         if self.long_text == "chunks":
-            pooled = np.zeros((len(texts), logits.shape[1]))
-            np.add.at(pooled, np.asarray(owners), logits)
-            logits = pooled / np.bincount(owners, minlength=len(texts))[:, None]
+            logits = mean_by_text(logits, owners, len(texts))
         return self.space.scores(logits)
 
     predict_proba = predict_scores
@@ -129,7 +124,7 @@ class OnnxClassifier:
         return predictions(texts, self.predict_scores(texts, batch_size), self.space)
 
     def evaluate(self, data: str, **options: Any) -> dict[str, Any]:
-        from .evaluation import evaluate_on
+        from .evaluation import evaluate_on  # scikit-learn and datasets: only when evaluating
 
         return evaluate_on(self, data, **options)
 
@@ -167,8 +162,6 @@ def check_predictor(path: str | Path) -> None:
     if is_onnx_export(path):
         _read_export(Path(path))
     else:
-        from .run import Run
-
         Run.open(path)
 
 

@@ -10,7 +10,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from .data import TextEncoder
+from .data import TextEncoder, mean_by_text
 from .device import TORCH_DTYPES, configure_attention_backends, default_device, pad_multiple, resolve_precision
 from .evaluation import evaluate_on
 from .model import load_run_model
@@ -37,16 +37,9 @@ def predict_logits(
     `chunks` reads every token, in overlapping windows whose logits are averaged per text."""
     if len(texts) == 0:
         return np.zeros((0, model.config.num_labels), dtype=np.float32)
-    if long_text == "chunks":
-        encoded, owners = encoder.windows(texts, stride)
-    else:
-        encoded, owners = encoder(list(texts)), list(range(len(texts)))
+    encoded, owners = encoder.encode(texts, long_text, stride)
     logits = _forward(model, encoder.tokenizer, encoded, batch_size, precision)
-    if long_text != "chunks":
-        return logits
-    pooled = np.zeros((len(texts), logits.shape[1]), dtype=np.float64)
-    np.add.at(pooled, np.asarray(owners, dtype=int), logits)
-    return (pooled / np.bincount(owners, minlength=len(texts))[:, None]).astype(np.float32)
+    return mean_by_text(logits, owners, len(texts)) if long_text == "chunks" else logits
 
 
 def _forward(
