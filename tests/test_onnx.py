@@ -87,8 +87,8 @@ def test_evaluate_and_serve_take_an_export(onnx_exports, small_csv, capsys):
     [
         (lambda f: (f / "tokenizer.json").unlink(), "tokenizer.json is missing"),
         (lambda f: (f / "labels.json").unlink(), "labels.json is missing"),
-        (lambda f: (f / "model.onnx").write_bytes(b"not a model"), "damaged ONNX export"),
-        (lambda f: (f / "export.json").write_text("{broken"), "damaged ONNX export"),
+        (lambda f: (f / "model.onnx").write_bytes(b"not a model"), "damaged export"),
+        (lambda f: (f / "export.json").write_text("{broken"), "damaged export"),
     ],
 )
 def test_a_damaged_export_is_one_line(tmp_path, onnx_exports, capsys, damage, needle):
@@ -102,7 +102,7 @@ def test_a_damaged_export_is_one_line(tmp_path, onnx_exports, capsys, damage, ne
 
 def test_export_refusals(tmp_path, trained_run, capsys):
     assert main(["export", str(trained_run), str(tmp_path / "x"), "--quantize", "int8"]) == 2
-    assert "--quantize needs --format onnx" in capsys.readouterr().err
+    assert "--quantize needs --format onnx or openvino" in capsys.readouterr().err
 
 
 def test_worker_processes_read_an_export_too(tmp_path, onnx_exports, small_csv):

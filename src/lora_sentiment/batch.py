@@ -245,11 +245,10 @@ def _init_worker(run_dir: str, options: dict, threads: int) -> None:
     # A failing initializer would make the pool restart workers forever: keep the error for the first task.
     global _worker_classifier, _worker_error
     try:
-        from .exported import OnnxClassifier, is_onnx_export, open_classifier
+        from .exported import ExportedClassifier, is_export, open_classifier
 
-        if is_onnx_export(run_dir):  # ONNX Runtime takes its share of the cores itself; no torch needed
-            loading = {k: v for k, v in options.items() if k in ("long_text", "stride")}
-            _worker_classifier = OnnxClassifier.open(run_dir, threads=threads, **loading)
+        if is_export(run_dir):  # the runtime takes its share of the cores itself; no torch needed
+            _worker_classifier = ExportedClassifier.open(run_dir, threads=threads, **options)
             return
         import torch  # in a run's worker only: the parent process that reads and writes files never loads it
 

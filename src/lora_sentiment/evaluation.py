@@ -32,7 +32,7 @@ def evaluate_on(
     config, space = classifier.run_config, classifier.space
     label_columns = label_columns or (config.label_columns if config else None)
     separator = label_separator if label_separator is not None else (config.label_separator if config else None)
-    ds = select_text_label(_split(data, split), text_column, label_column, data, label_columns)
+    ds = select_text_label(pick_split(load_splits(data), split, data), text_column, label_column, data, label_columns)
     ds, dropped = drop_empty_texts(ds, data)
     ds, _ = encode_targets(ds, space.problem_type, data, space=space, separator=separator)
     ds = stratified_sample(ds, max_samples, seed)
@@ -42,8 +42,8 @@ def evaluate_on(
     return metrics
 
 
-def _split(data: str, split: str | None) -> Any:
-    splits = load_splits(data)
+def pick_split(splits: Any, split: str | None, data: str) -> Any:
+    """The named split, else the first of test / validation / train that exists."""
     if split is None:
         split = next((s for s in ("test", "validation", "train") if s in splits), next(iter(splits)))
     if split not in splits:

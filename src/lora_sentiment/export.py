@@ -1,6 +1,7 @@
 """Export stage: fold the LoRA weights into the base model and save it as a standalone transformers model
-(`transformers.pipeline("text-classification", model=OUT_DIR)`, no peft needed) or as ONNX, optionally with
-int8 weights (`onnxruntime.InferenceSession(OUT_DIR / "model.onnx")`, no torch needed; exported.py reads it)."""
+(`transformers.pipeline("text-classification", model=OUT_DIR)`, no peft needed), as ONNX
+(`onnxruntime.InferenceSession(OUT_DIR / "model.onnx")`) or as OpenVINO IR, the last two optionally in int8 and
+read without torch by exported.py."""
 
 from __future__ import annotations
 
@@ -14,14 +15,17 @@ from typing import Any
 import torch
 
 from .atomic import fresh_staging_dir, replace_dir
+from .config import TrainConfig
+from .data import TextEncoder, load_splits
 from .errors import UserError
-from .exported import EXPORT_INFO_FILE, ONNX_MODEL_FILE
+from .exported import EXPORT_INFO_FILE, ONNX_MODEL_FILE, OPENVINO_MODEL_FILE, padded_batches
 from .model import load_run_model
 from .problem import LabelSpace
 from .run import RUN_CONFIG_FILE, Run
 
 EXPORT_CARD_FILE = "README.md"
 ONNX_OPSET = 17
+CALIBRATION_BATCH = 16
 
 
 def _check_out_dir(run_dir: Path, out_dir: Path, overwrite: bool) -> None:
@@ -121,6 +125,47 @@ def export_onnx(
     """The merged model as ONNX (dynamic batch and sequence axes), with the tokenizer, the labels and the
     run's truncation settings beside it; `quantize="int8"` stores int8 weights (ONNX Runtime dynamic
     quantization, per-channel weight scales: activations quantized per batch at run time, no calibration)."""
+
+    def write(model: torch.nn.Module, tokenizer: Any, run: Run, staging: Path) -> list[str]:
+        return _write_onnx(model, tokenizer, staging / ONNX_MODEL_FILE, quantize)
+
+    return _export_for_runtime(run_dir, out_dir, "onnx", quantize, write, overwrite, log)
+
+
+def export_openvino(
+    run_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    quantize: str = "none",
+    calibration_data: str | None = None,
+    calibration_samples: int = 256,
+    overwrite: bool = False,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """The merged model as OpenVINO IR (converted from the ONNX graph). `quantize="int8"` is NNCF static
+    quantization: activation ranges measured on `calibration_samples` texts of the run's training split (or of
+    `calibration_data`), so the evaluation split stays a fair test of the quantized model."""
+
+    # Read before the model loads: a bad --calibration-data fails at once.
+    texts = (
+        calibration_texts(Run.open(run_dir).config, calibration_data, calibration_samples) if quantize == "int8" else []
+    )
+
+    def write(model: torch.nn.Module, tokenizer: Any, run: Run, staging: Path) -> list[str]:
+        return _write_openvino(model, tokenizer, run, staging, texts)
+
+    return _export_for_runtime(run_dir, out_dir, "openvino", quantize, write, overwrite, log)
+
+
+def _export_for_runtime(
+    run_dir: str | Path,
+    out_dir: str | Path,
+    fmt: str,
+    quantize: str,
+    write: Callable[[torch.nn.Module, Any, Run, Path], list[str]],
+    overwrite: bool,
+    log: Callable[[str], None],
+) -> Path:
     run_dir, out_dir = Path(run_dir), Path(out_dir).expanduser()
     _check_out_dir(run_dir, out_dir, overwrite)
     if quantize not in ("none", "int8"):
@@ -130,18 +175,45 @@ def export_onnx(
     merged.eval()
     staging = fresh_staging_dir(out_dir)
     try:
-        names = _write_onnx(merged, tokenizer, staging / ONNX_MODEL_FILE, quantize)
+        names = write(merged, tokenizer, run, staging)
         tokenizer.save_pretrained(str(staging))
         run.copy_records(staging)
-        info = {"format": "onnx", "quantization": quantize, "opset": ONNX_OPSET, "inputs": names, "run": run_dir.name}
+        info = {"format": fmt, "quantization": quantize, "opset": ONNX_OPSET, "inputs": names, "run": run_dir.name}
         (staging / EXPORT_INFO_FILE).write_text(json.dumps(info, indent=2), encoding="utf-8")
-        (staging / EXPORT_CARD_FILE).write_text(_onnx_card(run, quantize), encoding="utf-8")
+        (staging / EXPORT_CARD_FILE).write_text(_runtime_card(run, fmt, quantize), encoding="utf-8")
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     replace_dir(staging, out_dir)
-    log(f"Exported {run_dir} as ONNX ({'int8 weights' if quantize == 'int8' else 'fp32'}) to {out_dir}")
+    log(f"Exported {run_dir} as {fmt} ({'int8' if quantize == 'int8' else 'fp32'} weights) to {out_dir}")
     return out_dir
+
+
+def calibration_texts(config: TrainConfig, data: str | None, samples: int, seed: int = 0) -> list[str]:
+    """Up to `samples` non-empty texts, drawn at random from `data` (else the run's training split)."""
+    from .evaluation import pick_split
+
+    source = data or config.data
+    try:
+        ds = pick_split(load_splits(source, data_config=None if data else config.data_config),
+                        None if data else config.train_split, source)  # fmt: skip
+    except UserError as exc:
+        fix = (
+            "check --calibration-data"
+            if data
+            else "int8 calibration reads the run's training data; pass --calibration-data FILE"
+        )
+        raise UserError(f"{str(exc).split(' (')[0]} ({fix})") from exc
+    if config.text_column not in ds.column_names:
+        raise UserError(
+            f"{source} has no column {config.text_column!r} for int8 calibration; columns: "
+            f"{', '.join(ds.column_names)} (pass --calibration-data FILE with that column)"
+        )
+    ds = ds.shuffle(seed=seed).select(range(min(samples, len(ds))))
+    texts = [t for t in ds[config.text_column] if isinstance(t, str) and t.strip()]
+    if not texts:
+        raise UserError(f"{source} has no texts for int8 calibration (pass --calibration-data FILE)")
+    return texts
 
 
 def _write_onnx(model: torch.nn.Module, tokenizer: Any, path: Path, quantize: str) -> list[str]:
@@ -169,6 +241,60 @@ def _write_onnx(model: torch.nn.Module, tokenizer: Any, path: Path, quantize: st
         quantize_dynamic(str(plain), str(path), weight_type=QuantType.QInt8, per_channel=True)
         plain.unlink()
     return names
+
+
+def _write_openvino(model: torch.nn.Module, tokenizer: Any, run: Run, staging: Path, texts: list[str]) -> list[str]:
+    import openvino
+
+    graph = staging / "model.fp32.onnx"
+    names = _write_onnx(model, tokenizer, graph, "none")
+    converted = openvino.convert_model(str(graph))
+    if texts:
+        import nncf
+
+        encoder = TextEncoder.for_config(tokenizer, run.config)
+        feeds = [f for _, f in padded_batches(tokenizer, encoder(texts), names, CALIBRATION_BATCH)]
+        # TRANSFORMER keeps the softmax / layer-norm inputs in floating point, where int8 loses accuracy.
+        converted = nncf.quantize(
+            converted, nncf.Dataset(feeds), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(feeds)
+        )
+    openvino.save_model(converted, str(staging / OPENVINO_MODEL_FILE), compress_to_fp16=False)
+    graph.unlink()
+    return names
+
+
+def _runtime_card(run: Run, fmt: str, quantize: str) -> str:
+    return _onnx_card(run, quantize) if fmt == "onnx" else _openvino_card(run, quantize)
+
+
+def _openvino_card(run: Run, quantize: str) -> str:
+    return f"""---
+library_name: openvino
+base_model: {run.config.model}
+pipeline_tag: text-classification
+tags: [lora-sentiment, merged-lora, openvino{", int8" if quantize == "int8" else ""}]
+---
+
+# {run.config.model} with a merged LoRA adapter, as OpenVINO IR{" (int8, NNCF)" if quantize == "int8" else ""}
+
+Exported by `lora-sentiment export --format openvino` from the run `{run.path.name}` ({run.space.problem_type};
+labels in `labels.json`, truncation settings in `{RUN_CONFIG_FILE}`).
+
+```bash
+lora-sentiment predict THIS_FOLDER "A wonderful, moving film."   # the run's truncation, no torch needed
+```
+
+```python
+import openvino
+from transformers import AutoTokenizer
+
+model = openvino.Core().compile_model("THIS_FOLDER/{OPENVINO_MODEL_FILE}", "CPU")
+tokenizer = AutoTokenizer.from_pretrained("THIS_FOLDER")
+texts = ["A wonderful, moving film."]
+inputs = tokenizer(texts, truncation=True, max_length={run.config.max_length}, return_tensors="np")
+logits = model({{p.get_any_name(): inputs[p.get_any_name()] for p in model.inputs}})[0]
+```
+"""
 
 
 def _onnx_card(run: Run, quantize: str) -> str:

@@ -1,14 +1,14 @@
-"""An exported folder: its files, and the ONNX classifier that predicts from one without importing torch.
+"""An exported folder: its files, and the classifier that predicts from one without importing torch.
 
-`lora-sentiment export RUN OUT --format onnx [--quantize int8]` writes OUT (export.py); `predict`, `evaluate`,
-`serve` and batch files open OUT here wherever they take a run. Start-up counts: this module loads numpy,
-onnxruntime and a fast tokenizer, not torch."""
+`lora-sentiment export RUN OUT --format onnx|openvino [--quantize int8]` writes OUT (export.py); `predict`,
+`evaluate`, `serve` and batch files open OUT here wherever they take a run. Start-up counts: this module loads
+numpy, the runtime (ONNX Runtime or OpenVINO) and a fast tokenizer, not torch."""
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,22 +23,92 @@ from .run import LABELS_FILE, RUN_CONFIG_FILE, Run
 
 EXPORT_INFO_FILE = "export.json"  # what was exported, and how: the marker that tells an export from a run
 ONNX_MODEL_FILE = "model.onnx"
+OPENVINO_MODEL_FILE = "openvino_model.xml"  # and its weights beside it, openvino_model.bin
+MODEL_FILES = {"onnx": ONNX_MODEL_FILE, "openvino": OPENVINO_MODEL_FILE}
+EXTRAS = {"onnx": "onnx", "openvino": "openvino"}
 # An export carries the run's records under the run's own names (run.copy_records).
 EXPORT_LABELS_FILE, EXPORT_CONFIG_FILE = LABELS_FILE, RUN_CONFIG_FILE
 
 
-def is_onnx_export(path: str | Path) -> bool:
+def export_format(path: str | Path) -> str | None:
+    """ "onnx" or "openvino" for an export folder, None for anything else (a run)."""
     info = Path(path) / EXPORT_INFO_FILE
     if not info.is_file():
-        return False
+        return None
     try:
-        return json.loads(info.read_text(encoding="utf-8")).get("format") == "onnx"
+        return str(json.loads(info.read_text(encoding="utf-8")).get("format"))
     except ValueError:
-        return True  # a damaged marker: OnnxClassifier.open says what is wrong
+        return "damaged"  # ExportedClassifier.open says what is wrong
 
 
-class OnnxClassifier:
-    """The predict side of a Classifier over an ONNX Runtime session: `predict`, `predict_scores`, `evaluate`."""
+def is_export(path: str | Path) -> bool:
+    return export_format(path) is not None
+
+
+is_onnx_export = is_export  # the name before OpenVINO exports existed
+
+
+class OnnxRuntimeSession:
+    """ONNX Runtime on the CPU: fp32, or int8 weights with activations quantized per batch."""
+
+    device = "cpu (onnxruntime)"
+
+    def __init__(self, model_file: Path, threads: int, precision: str | None):
+        import onnxruntime  # the optional extra: only an export needs it
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        self.session = onnxruntime.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
+        self.inputs = [i.name for i in self.session.get_inputs()]
+        self.compute = "fp32"
+
+    def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return self.session.run(["logits"], feeds)[0]
+
+
+class OpenVinoSession:
+    """OpenVINO on the CPU. Unquantized layers run in bf16 where the CPU has it (AMX / AVX512-BF16), which
+    `precision="fp32"` turns off; int8 layers (NNCF static quantization) run in int8 either way."""
+
+    device = "cpu (openvino)"
+
+    def __init__(self, model_file: Path, threads: int, precision: str | None):
+        import openvino
+
+        core = openvino.Core()
+        fast_bf16 = "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        self.compute = "bf16" if fast_bf16 and precision in (None, "auto", "bf16") else "fp32"
+        hints = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
+        hints["INFERENCE_PRECISION_HINT"] = "bf16" if self.compute == "bf16" else "f32"
+        self.model = core.compile_model(str(model_file), "CPU", hints)
+        self.inputs = [port.get_any_name() for port in self.model.inputs]
+        self.request = self.model.create_infer_request()
+
+    def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return self.request.infer(feeds)[0].copy()  # the request reuses its output buffer
+
+
+RUNTIMES = {"onnx": OnnxRuntimeSession, "openvino": OpenVinoSession}
+
+
+def padded_batches(
+    tokenizer: Any, encoded: dict[str, list], inputs: Sequence[str], batch_size: int
+) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """Length-sorted batches, as in the torch path, so little compute goes to padding: each batch's row
+    positions in `encoded`, and the graph's inputs for it."""
+    order = np.argsort(-np.array([len(ids) for ids in encoded["input_ids"]]), kind="stable")
+    for start in range(0, len(order), batch_size):
+        index = order[start : start + batch_size]
+        batch = tokenizer.pad([{k: encoded[k][i] for k in encoded} for i in index], return_tensors="np")
+        feeds = {name: np.asarray(batch[name], dtype=np.int64) for name in inputs if name in batch}
+        if "token_type_ids" in inputs and "token_type_ids" not in feeds:
+            feeds["token_type_ids"] = np.zeros_like(feeds["input_ids"])
+        yield index, feeds
+
+
+class ExportedClassifier:
+    """The predict side of a Classifier over an exported model (ONNX Runtime or OpenVINO): `predict`,
+    `predict_scores`, `evaluate`."""
 
     model = None  # no torch module: the server's /info reads `device` instead
 
@@ -58,11 +128,11 @@ class OnnxClassifier:
         self.encoder = encoder
         self.space = space
         self.info = info
-        self.precision = "int8" if info.get("quantization") == "int8" else "fp32"
+        self.precision = "int8" if info.get("quantization") == "int8" else session.compute
         self.long_text = long_text
         self.stride = stride
-        self.inputs = [i.name for i in session.get_inputs()]
-        self.device = "cpu (onnxruntime)"
+        self.inputs = session.inputs
+        self.device = session.device
 
     @property
     def label_names(self) -> list[str]:
@@ -70,22 +140,27 @@ class OnnxClassifier:
 
     @classmethod
     def open(
-        cls, folder: str | Path, *, long_text: str = "truncate", stride: int | None = None, threads: int | None = None
-    ) -> OnnxClassifier:
-        import onnxruntime  # the optional extra: only an export needs it
+        cls,
+        folder: str | Path,
+        *,
+        long_text: str = "truncate",
+        stride: int | None = None,
+        threads: int | None = None,
+        precision: str | None = None,
+    ) -> ExportedClassifier:
         from transformers import PreTrainedTokenizerFast  # the fast tokenizer alone: AutoTokenizer imports torch
 
         folder = Path(folder)
         info, space, config = _read_export(folder)
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        runtime = RUNTIMES[info["format"]]
         try:
-            session = onnxruntime.InferenceSession(
-                str(folder / ONNX_MODEL_FILE), options, providers=["CPUExecutionProvider"]
-            )
+            session = runtime(folder / MODEL_FILES[info["format"]], threads or os.cpu_count() or 1, precision)
             tokenizer = PreTrainedTokenizerFast.from_pretrained(str(folder))
-        except Exception as exc:  # onnxruntime and tokenizers raise their own types
-            raise UserError(f"{folder} holds a damaged ONNX export: {first_line(exc)} (export the run again)") from exc
+        except ImportError as exc:
+            extra = EXTRAS[info["format"]]
+            raise UserError(f"{folder} is a {info['format']} export: pip install 'lora-sentiment[{extra}]'") from exc
+        except Exception as exc:  # the runtimes and tokenizers raise their own types
+            raise UserError(f"{folder} holds a damaged export: {first_line(exc)} (export the run again)") from exc
         encoder = TextEncoder.for_config(tokenizer, config)
         return cls(session, encoder, space, info, config, long_text=long_text, stride=stride)
 
@@ -105,19 +180,9 @@ class OnnxClassifier:
     predict_proba = predict_scores
 
     def _forward(self, encoded: dict[str, list], batch_size: int) -> np.ndarray:
-        """Length-sorted batches, as in the torch path, so little compute goes to padding."""
-        count = len(encoded["input_ids"])
-        order = np.argsort(-np.array([len(ids) for ids in encoded["input_ids"]]), kind="stable")
-        out = np.empty((count, self.space.num_outputs), dtype=np.float32)
-        for start in range(0, count, batch_size):
-            index = order[start : start + batch_size]
-            batch = self.encoder.tokenizer.pad(
-                [{k: encoded[k][i] for k in encoded} for i in index], return_tensors="np"
-            )
-            feeds = {name: np.asarray(batch[name], dtype=np.int64) for name in self.inputs if name in batch}
-            if "token_type_ids" in self.inputs and "token_type_ids" not in feeds:
-                feeds["token_type_ids"] = np.zeros_like(feeds["input_ids"])
-            out[index] = self.session.run(["logits"], feeds)[0]
+        out = np.empty((len(encoded["input_ids"]), self.space.num_outputs), dtype=np.float32)
+        for index, feeds in padded_batches(self.encoder.tokenizer, encoded, self.inputs, batch_size):
+            out[index] = self.session(feeds)
         return out
 
     def predict(self, texts: Sequence[str], batch_size: int | None = None) -> list[Prediction]:
@@ -132,41 +197,48 @@ class OnnxClassifier:
 def _read_export(folder: Path) -> tuple[dict, LabelSpace, Any]:
     if not folder.is_dir():
         raise UserError(f"export folder not found: {folder}")
-    for name in (EXPORT_INFO_FILE, ONNX_MODEL_FILE, EXPORT_LABELS_FILE, EXPORT_CONFIG_FILE, "tokenizer.json"):
-        if not (folder / name).is_file():
-            raise UserError(f"{folder} is not a complete ONNX export: {name} is missing (export the run again)")
+    if not (folder / EXPORT_INFO_FILE).is_file():
+        raise UserError(f"{folder} is not an export: {EXPORT_INFO_FILE} is missing (export the run again)")
     try:
         info = json.loads((folder / EXPORT_INFO_FILE).read_text(encoding="utf-8"))
+        model_file = MODEL_FILES[info["format"]]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UserError(
+            f"{folder} holds a damaged export: {EXPORT_INFO_FILE} is unreadable (export the run again)"
+        ) from exc
+    for name in (model_file, EXPORT_LABELS_FILE, EXPORT_CONFIG_FILE, "tokenizer.json"):
+        if not (folder / name).is_file():
+            raise UserError(
+                f"{folder} is not a complete {info['format']} export: {name} is missing (export the run again)"
+            )
+    try:
         space = LabelSpace.from_json(json.loads((folder / EXPORT_LABELS_FILE).read_text(encoding="utf-8")))
         config = build_config(config_file=folder / EXPORT_CONFIG_FILE)
     except (UserError, ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"{folder} holds a damaged ONNX export: {first_line(exc)} (export the run again)") from exc
-    if info.get("format") != "onnx":
-        raise UserError(f"{folder}: {EXPORT_INFO_FILE} says format {info.get('format')!r}, not onnx")
+        raise UserError(f"{folder} holds a damaged export: {first_line(exc)} (export the run again)") from exc
     return info, space, config
 
 
 def open_classifier(path: str | Path, **options: Any) -> Any:
-    """A run directory or an ONNX export, ready to predict. An export needs no torch; a run loads it."""
-    if is_onnx_export(path):
-        options.pop("precision", None)  # an export runs in the precision it was exported in
-        options.pop("device", None)
-        return OnnxClassifier.open(path, **options)
+    """A run directory or an export, ready to predict. An export needs no torch; a run loads it."""
+    if is_export(path):
+        options.pop("device", None)  # exports run on the CPU
+        return ExportedClassifier.open(path, **options)
     from .prediction import load_classifier
 
     return load_classifier(path, **options)
 
 
 def check_predictor(path: str | Path) -> None:
-    """Fail with the one-line error now if `path` is neither a finished run nor a complete ONNX export."""
-    if is_onnx_export(path):
+    """Fail with the one-line error now if `path` is neither a finished run nor a complete export."""
+    if is_export(path):
         _read_export(Path(path))
     else:
         Run.open(path)
 
 
 def export_info(path: str | Path) -> dict[str, Any]:
-    """What /info tells about an ONNX export: its recipe and the run's final evaluation."""
+    """What /info tells about an export: its recipe and the run's final evaluation."""
     folder = Path(path)
     info, space, config = _read_export(folder)
     metrics_file = folder / "metrics.json"
@@ -180,3 +252,6 @@ def export_info(path: str | Path) -> dict[str, Any]:
         "metrics": {k: v for k, v in final.items() if k not in ("confusion_matrix", "per_label")},
         "examples": config.examples,
     }
+
+
+OnnxClassifier = ExportedClassifier  # the name before OpenVINO exports existed

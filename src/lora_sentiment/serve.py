@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from .config import API_KEY_ENV, ServeSettings
 from .errors import UserError
-from .exported import export_info, is_onnx_export, open_classifier
+from .exported import export_info, is_export, open_classifier
 from .outputs import PredictionOut
 from .run import Run
 
@@ -327,7 +327,7 @@ def serve(
     stride: int | None = None,
     log_level: str = "info",
 ) -> None:
-    info = export_info(run_dir) if is_onnx_export(run_dir) else run_info(run_dir)
+    info = export_info(run_dir) if is_export(run_dir) else run_info(run_dir)
     classifier = open_classifier(run_dir, precision=precision, long_text=long_text, stride=stride)
     app = create_app(classifier, settings, run_info=info)
     uvicorn.run(app, host=host, port=port, log_level=log_level)
