@@ -10,11 +10,12 @@ import json
 import multiprocessing
 import os
 import sys
+import time
 import warnings
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -48,6 +49,17 @@ class BatchSummary:
     rows: int = 0
     predicted: int = 0
     skipped_empty: int = 0
+    # Wall seconds per stage in this process: loading the model, reading input, predicting (or waiting for
+    # the workers), writing output.
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(("load", "read", "predict", "write"), 0.0))
+
+    @contextmanager
+    def timing(self, stage: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] += time.perf_counter() - started
 
 
 def resolve_format(path: str, given: str | None, formats: dict[str, str], flag: str, stdio_default: str) -> str:
@@ -301,14 +313,16 @@ def predict_file(
     if workers < 1:
         raise UserError("--workers must be at least 1")
     options = {"precision": precision, "long_text": long_text, "stride": stride}
-    predictor = _predictor(classifier, workers, options, (text_column, out_fmt, batch_size))
+    summary = BatchSummary()
+    with summary.timing("load"):
+        predictor = _predictor(classifier, workers, options, (text_column, out_fmt, batch_size))
     bar = tqdm(
         total=total_rows(input_path, in_fmt), unit="rows", desc="Predicting", disable=not progress, file=sys.stderr
     )
     try:
         with _atomic_output(target) as handle:
             chunks = _checked_chunks(input_path, in_fmt, chunk_size)
-            return _stream(chunks, predictor, handle, out_fmt, text_column, input_path, bar, window=2 * workers)
+            return _stream(chunks, predictor, handle, out_fmt, (text_column, input_path), bar, 2 * workers, summary)
     finally:
         predictor.close()
         bar.close()
@@ -360,39 +374,50 @@ def _stream(
     predictor: Any,
     handle: IO[str],
     fmt: str,
-    text_column: str,
-    where: str,
+    source: tuple[str, str],
     bar: Any,
     window: int,
+    summary: BatchSummary,
 ) -> BatchSummary:
     """Submit chunks as they are read, write them back in input order, at most `window` in flight."""
-    summary = BatchSummary()
+    text_column, where = source
     in_flight: deque = deque()
 
     def write_oldest() -> None:
-        out, skipped = in_flight.popleft().get()
-        write_chunk(out, handle, fmt, first=summary.rows == 0)
-        handle.flush()
+        with summary.timing("predict"):
+            out, skipped = in_flight.popleft().get()
+        with summary.timing("write"):
+            write_chunk(out, handle, fmt, first=summary.rows == 0)
+            handle.flush()
         summary.rows += len(out)
         summary.skipped_empty += skipped
         summary.predicted += len(out) - skipped
         bar.update(len(out))
 
-    for chunk in chunks:
-        if text_column not in chunk.columns:
-            columns = ", ".join(map(str, chunk.columns))
-            raise UserError(f"no column {text_column!r} in {where}; columns are: {columns} (set --text-column)")
-        taken = [c for c in PREDICTION_COLUMNS if c in chunk.columns]
-        if taken:
-            raise UserError(
-                f"{where} already has a column named {taken[0]!r}, which predictions are written to; rename it first"
-            )
-        in_flight.append(predictor.submit(chunk))
+    while True:
+        with summary.timing("read"):
+            chunk = next(chunks, None)
+        if chunk is None:
+            break
+        _check_columns(chunk, text_column, where)
+        with summary.timing("predict"):
+            in_flight.append(predictor.submit(chunk))
         while len(in_flight) >= window:
             write_oldest()
     while in_flight:
         write_oldest()
     return summary
+
+
+def _check_columns(chunk: pd.DataFrame, text_column: str, where: str) -> None:
+    if text_column not in chunk.columns:
+        columns = ", ".join(map(str, chunk.columns))
+        raise UserError(f"no column {text_column!r} in {where}; columns are: {columns} (set --text-column)")
+    taken = [c for c in PREDICTION_COLUMNS if c in chunk.columns]
+    if taken:
+        raise UserError(
+            f"{where} already has a column named {taken[0]!r}, which predictions are written to; rename it first"
+        )
 
 
 def _checked_chunks(path: str, fmt: str, chunk_size: int) -> Iterator[pd.DataFrame]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import typing
 from collections.abc import Sequence
@@ -313,6 +314,8 @@ def _predict_file(args: argparse.Namespace) -> int:
     )  # fmt: skip
     skipped = f"; {summary.skipped_empty} rows with no text left without a prediction" if summary.skipped_empty else ""
     print(f"Predicted {summary.predicted} of {summary.rows} rows{skipped}.", file=sys.stderr)
+    stages = {"start-up": _STARTUP_SECONDS, **summary.seconds}
+    print("Seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in stages.items() if v is not None), file=sys.stderr)
     return 0
 
 
@@ -472,7 +475,22 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 
+def _seconds_since_process_start() -> float | None:
+    """The interpreter's own start-up and imports, from the kernel's record of when this process began."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as stat, open("/proc/uptime", encoding="ascii") as uptime:
+            started_ticks = int(stat.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime
+            return float(uptime.read().split()[0]) - started_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None  # not Linux
+
+
+_STARTUP_SECONDS: float | None = None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    global _STARTUP_SECONDS
+    _STARTUP_SECONDS = _seconds_since_process_start()
     args = build_parser().parse_args(argv)
     _quiet_libraries()
     try:

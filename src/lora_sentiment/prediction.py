@@ -12,7 +12,6 @@ import torch
 
 from .data import TextEncoder, mean_by_text
 from .device import TORCH_DTYPES, configure_attention_backends, default_device, pad_multiple, resolve_precision
-from .evaluation import evaluate_on
 from .model import load_run_model
 from .outputs import Prediction, predictions
 from .problem import LabelSpace
@@ -138,6 +137,8 @@ class Classifier:
 
     def evaluate(self, data: str, **options: Any) -> dict[str, Any]:
         """Metrics on any labelled file, folder or hub split (see evaluation.evaluate_on)."""
+        from .evaluation import evaluate_on  # scikit-learn: only when evaluating
+
         return evaluate_on(self, data, **options)
 
 
