@@ -1,5 +1,7 @@
 """The benchmark's arithmetic (FLOPs checked against PyTorch's own counter) and a small end-to-end run."""
 
+import json
+
 import pytest
 import torch
 
@@ -47,3 +49,42 @@ def test_bench_runs_side_by_side_on_a_small_workload(tmp_path, tiny_distilbert, 
     assert 0 < entry["mfu"]["predict_ours"] < 1.5 and 0 < entry["mfu"]["train_ours"] < 1.5
     assert 0 <= entry["train_ours"]["accuracy"] <= 1
     assert "ours/baseline" in format_report(report)
+
+
+def test_bench_engines_measures_every_engine_side_by_side(tmp_path, trained_run, small_csv, capsys):
+    """Every installed engine and the tutorial's way: steady loop and whole command, RSS, accuracy, ratios."""
+    from lora_sentiment.cli import main
+
+    out = tmp_path / "engines.json"
+    assert (
+        main(["bench-engines", str(trained_run), "--data", str(small_csv), "--rows", "24", "--output", str(out)]) == 0
+    )
+    report = json.loads(out.read_text())
+    engines = ["the tutorial's way", "torch (default)", "onnx fp32", "onnx int8", "openvino", "openvino int8"]
+    assert [k for k in report if isinstance(report[k], dict) and "steady" in report[k]] == engines
+    for name in engines:
+        entry = report[name]
+        assert entry["steady"]["samples_per_second"] > 0 and entry["whole_command"]["seconds"] > 0
+        assert 0 <= entry["accuracy"] <= 1 and 0 <= entry["label_agreement_with_torch"] <= 1
+        assert entry["whole_command"]["peak_rss_mb"] > 50
+    assert report["the tutorial's way"]["whole_vs_tutorial"] == 1.0
+    assert set(report["onnx int8"]["whole_command"]["stages"]) == {"start-up", "load", "read", "predict", "write"}
+    # Without torch an export's whole command needs far less memory than the tutorial's torch process.
+    assert (
+        report["onnx fp32"]["whole_command"]["peak_rss_mb"]
+        < report["the tutorial's way"]["whole_command"]["peak_rss_mb"]
+    )
+    assert "openvino int8" in capsys.readouterr().out
+
+
+def test_peak_rss_is_this_process_not_the_parent():
+    """ru_maxrss survives fork + exec on Linux; the measurement must not report a big parent's peak."""
+    import subprocess
+    import sys
+
+    ballast = bytearray(300 * 1024 * 1024)
+    ballast[::4096] = b"\x01" * len(ballast[::4096])
+    child = "from lora_sentiment.memory import peak_rss_mb; print(peak_rss_mb())"
+    measured = float(subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True).stdout)
+    assert measured < 250, measured
+    del ballast

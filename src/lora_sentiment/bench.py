@@ -10,7 +10,6 @@ import json
 import multiprocessing
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from transformers import (
 from .config import TrainConfig
 from .device import TORCH_DTYPES, cpu_has_fast_bf16, cpu_info, synchronize
 from .errors import UserError
+from .memory import peak_rss_mb
 from .model import DEFAULT_TARGETS
 from .prediction import load_classifier
 from .training import train
@@ -93,10 +93,6 @@ def peak_matmul_flops(device: str, dtype_name: str, seconds: float = 2.0) -> flo
 # ---------------------------------------------------------------------------------------------- phases
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
-
-
 def _quiet() -> None:
     os.environ.setdefault("TQDM_DISABLE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -141,7 +137,7 @@ def phase_train(config_values: dict[str, Any]) -> dict[str, Any]:
         "accuracy": result.metrics["final"]["accuracy"],
         "step_seconds": stats["step_seconds"],
         "train_flops_per_second": flops_per_epoch * stats["epochs"] / stats["step_seconds"],
-        "peak_rss_mb": _peak_rss_mb(),
+        "peak_rss_mb": peak_rss_mb(),
         "run_dir": str(result.output_dir),
     }
 
@@ -188,7 +184,7 @@ def _predict_stats(model_config: Any, lengths: list[int], seconds: float, precis
         "flops_per_second": forward_flops(model_config, lengths) / seconds,
         "mean_tokens": sum(lengths) / len(lengths),
         "precision": precision,
-        "peak_rss_mb": _peak_rss_mb(),
+        "peak_rss_mb": peak_rss_mb(),
     }
 
 

@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         add(commands)
     _bench_serve_parser(commands)
     _bench_parser(commands)
+    _bench_engines_parser(commands)
     return parser
 
 
@@ -199,6 +200,21 @@ def _bench_serve_parser(commands: Any) -> None:
         "--batch-wait-ms", type=float, default=5.0, help="micro-batching window to compare [default: 5]"
     )
     bench_serve.add_argument("--output", help="also write the results as JSON here")
+
+
+def _bench_engines_parser(commands: Any) -> None:
+    engines = commands.add_parser(
+        "bench-engines",
+        help="time one run's prediction through every engine: the tutorial's way, torch, ONNX, OpenVINO",
+        description="Export RUN_DIR to every installed runtime (ONNX Runtime fp32/int8, OpenVINO bf16/int8) and "
+        "predict the same labelled reviews with each and with the tutorial's way (fp32 PEFT, 4 at a time): the "
+        "steady-state loop and the whole `predict --input` command, each in a fresh process; reports reviews/s, "
+        "peak RSS, accuracy and the ratio to the tutorial's way.",
+    )
+    engines.add_argument("run_dir", help="the --output-dir of a 2-class training run")
+    engines.add_argument("--data", required=True, help="CSV or Parquet file with text and label columns")
+    engines.add_argument("--rows", type=int, default=1000, help="reviews to predict [default: 1000]")
+    engines.add_argument("--output", help="also write the results as JSON here")
 
 
 def _bench_parser(commands: Any) -> None:
@@ -425,6 +441,18 @@ def run_benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_bench_engines(args: argparse.Namespace) -> int:
+    from .enginebench import format_engine_report, run_engine_bench, save_report
+
+    if args.rows < 1:
+        raise UserError("--rows must be at least 1")
+    report = run_engine_bench(args.run_dir, args.data, rows=args.rows, log=lambda m: print(m, flush=True))
+    print(format_engine_report(report))
+    if args.output:
+        save_report(report, args.output)
+    return 0
+
+
 def run_bench_serve(args: argparse.Namespace) -> int:
     from .batch import INPUT_FORMATS, read_chunks, resolve_format
     from .loadtest import compare_batching, format_results
@@ -463,6 +491,7 @@ COMMANDS = {
     "export": run_export,
     "bench-serve": run_bench_serve,
     "bench": run_benchmark,
+    "bench-engines": run_bench_engines,
 }
 
 
