@@ -321,7 +321,7 @@ def predict_file(
     )
     try:
         with _atomic_output(target) as handle:
-            chunks = _checked_chunks(input_path, in_fmt, chunk_size)
+            chunks = checked_chunks(input_path, in_fmt, chunk_size)
             return _stream(chunks, predictor, handle, out_fmt, (text_column, input_path), bar, 2 * workers, summary)
     finally:
         predictor.close()
@@ -420,7 +420,9 @@ def _check_columns(chunk: pd.DataFrame, text_column: str, where: str) -> None:
         )
 
 
-def _checked_chunks(path: str, fmt: str, chunk_size: int) -> Iterator[pd.DataFrame]:
+def checked_chunks(
+    path: str, fmt: str, chunk_size: int, format_fix: str = "or pass --input-format"
+) -> Iterator[pd.DataFrame]:
     """Parser errors become one-line messages naming the file and the likely fix."""
     chunks = read_chunks(path, fmt, chunk_size)
     while True:
@@ -436,6 +438,6 @@ def _checked_chunks(path: str, fmt: str, chunk_size: int) -> Iterator[pd.DataFra
             Exception
         ) as exc:  # pandas and pyarrow raise many types (ParserError, ArrowInvalid, UnicodeDecodeError...)
             raise UserError(
-                f"could not read {path} as {fmt}: {first_line(exc)} ({read_error_fix(exc)}, or pass --input-format)"
+                f"could not read {path} as {fmt}: {first_line(exc)} ({read_error_fix(exc)}, {format_fix})"
             ) from None
         yield chunk

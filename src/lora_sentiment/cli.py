@@ -387,24 +387,20 @@ def run_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _require_extra(extra: str, modules: list[str]) -> None:
-    import importlib.util
-
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
-    if missing:
-        raise UserError(f"--format {extra} needs {', '.join(missing)}: pip install 'lora-sentiment[{extra}]'")
-
-
 def run_export(args: argparse.Namespace) -> int:
     from .export import export_merged, export_onnx, export_openvino
+    from .exported import RUNTIME_MODULES, missing_modules
 
     log = lambda message: print(message, flush=True)  # noqa: E731
     if args.calibration_data and not (args.format == "openvino" and args.quantize == "int8"):
         raise UserError("--calibration-data is for --format openvino --quantize int8")
     if args.calibration_samples < 1:
         raise UserError("--calibration-samples must be at least 1")
-    if args.format in ("onnx", "openvino"):
-        _require_extra(args.format, ["onnx", "onnxruntime"] if args.format == "onnx" else ["onnx", "openvino", "nncf"])
+    missing = missing_modules(args.format) if args.format in RUNTIME_MODULES else []
+    if missing:
+        raise UserError(
+            f"--format {args.format} needs {', '.join(missing)}: pip install 'lora-sentiment[{args.format}]'"
+        )
     if args.format == "onnx":
         export_onnx(args.run_dir, args.out_dir, quantize=args.quantize, overwrite=args.overwrite, log=log)
     elif args.format == "openvino":

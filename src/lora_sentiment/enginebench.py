@@ -9,7 +9,6 @@ the same labelled rows for every engine."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import subprocess
@@ -57,14 +56,17 @@ print("PEAK_RSS_MB", peak_rss_mb(), file=sys.stderr)
 """
 
 
+EXPORTED_ENGINES = {
+    "onnx fp32": ("onnx", "none"), "onnx int8": ("onnx", "int8"),
+    "openvino": ("openvino", "none"), "openvino int8": ("openvino", "int8"),
+}  # fmt: skip
+
+
 def available_exports() -> dict[str, tuple[str, str]]:
     """Engine name -> (format, quantization), for the runtimes installed here."""
-    engines = {}
-    if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnx"):
-        engines |= {"onnx fp32": ("onnx", "none"), "onnx int8": ("onnx", "int8")}
-    if importlib.util.find_spec("openvino") and importlib.util.find_spec("nncf"):
-        engines |= {"openvino": ("openvino", "none"), "openvino int8": ("openvino", "int8")}
-    return engines
+    from .exported import missing_modules
+
+    return {name: how for name, how in EXPORTED_ENGINES.items() if not missing_modules(how[0])}
 
 
 def phase_steady(target: str, texts: list[str]) -> dict[str, Any]:
@@ -124,7 +126,7 @@ def run_engine_bench(
             out = scratch / name.replace(" ", "-")
             targets[name] = str(exporters[fmt](run_dir, out, quantize=quantize, log=lambda _: None))
         log(f"Measuring: {TUTORIAL}...")
-        report[TUTORIAL] = _tutorial(run, texts, source, scratch)
+        report[TUTORIAL] = _tutorial(run, texts, labels, source, scratch)
         for name, target in targets.items():
             log(f"Measuring: {name}...")
             steady = _in_fresh_process(phase_steady, target, texts)
@@ -135,16 +137,15 @@ def run_engine_bench(
     return _with_ratios(report)
 
 
-def _tutorial(run: Any, texts: list[str], source: Path, scratch: Path) -> dict[str, Any]:
+def _tutorial(run: Any, texts: list[str], labels: list[int], source: Path, scratch: Path) -> dict[str, Any]:
     steady = _in_fresh_process(phase_predict_baseline, str(run.path), run.config.model, texts, run.config.max_length)
     out = scratch / "tutorial.csv"
     argv = ["-c", TUTORIAL_CHILD, str(run.path), run.config.model, str(source), str(out), str(run.config.max_length)]
-    whole = whole_command(argv, out)
-    steady["predicted"] = whole["predicted"]  # the same model and batches: the same labels
-    return _entry(steady, whole, pd.read_csv(source)["label"].tolist())
+    return _entry(steady, whole_command(argv, out), labels)
 
 
 def _entry(steady: dict[str, Any], whole: dict[str, Any], labels: list[int]) -> dict[str, Any]:
+    """Accuracy from the labels the whole command wrote (the steady loop's are the same model's)."""
     predicted = whole.pop("predicted")
     steady.pop("predicted", None)
     rows = len(labels)
@@ -159,9 +160,8 @@ def _with_ratios(report: dict[str, Any]) -> dict[str, Any]:
     for _, entry in _engines(report):
         entry["steady_vs_tutorial"] = entry["steady"]["samples_per_second"] / tutorial["steady"]["samples_per_second"]
         entry["whole_vs_tutorial"] = tutorial["whole_command"]["seconds"] / entry["whole_command"]["seconds"]
-        entry["label_agreement_with_torch"] = sum(map(int.__eq__, entry["predicted"], torch_labels)) / len(torch_labels)
-    for _, entry in _engines(report):
-        entry.pop("predicted")
+        predicted = entry.pop("predicted")
+        entry["label_agreement_with_torch"] = sum(map(int.__eq__, predicted, torch_labels)) / len(torch_labels)
     return report
 
 
@@ -170,10 +170,14 @@ def _engines(report: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 
 def _labelled_rows(data: str, rows: int) -> pd.DataFrame:
-    path = Path(data)
-    if not path.is_file():
-        raise UserError(f"--data {data} not found: give a CSV or Parquet file with text and label columns")
-    frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    """The first `rows` rows, read by `predict --input`'s own reader (its formats, its one-line errors)."""
+    from .batch import INPUT_FORMATS, checked_chunks, resolve_format
+
+    if not Path(data).is_file():
+        raise UserError(f"--data {data} not found: give a CSV, TSV, JSONL or Parquet file with text and label columns")
+    fmt = resolve_format(data, None, INPUT_FORMATS, "--data", "csv")
+    chunks = checked_chunks(data, fmt, rows, format_fix="or give --data the extension of its format")
+    frame = next(chunks, pd.DataFrame())
     missing = {"text", "label"} - set(frame.columns)
     if missing:
         raise UserError(

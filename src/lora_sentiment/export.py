@@ -263,66 +263,43 @@ def _write_openvino(model: torch.nn.Module, tokenizer: Any, run: Run, staging: P
     return names
 
 
-def _runtime_card(run: Run, fmt: str, quantize: str) -> str:
-    return _onnx_card(run, quantize) if fmt == "onnx" else _openvino_card(run, quantize)
-
-
-def _openvino_card(run: Run, quantize: str) -> str:
-    return f"""---
-library_name: openvino
-base_model: {run.config.model}
-pipeline_tag: text-classification
-tags: [lora-sentiment, merged-lora, openvino{", int8" if quantize == "int8" else ""}]
----
-
-# {run.config.model} with a merged LoRA adapter, as OpenVINO IR{" (int8, NNCF)" if quantize == "int8" else ""}
-
-Exported by `lora-sentiment export --format openvino` from the run `{run.path.name}` ({run.space.problem_type};
-labels in `labels.json`, truncation settings in `{RUN_CONFIG_FILE}`).
-
-```bash
-lora-sentiment predict THIS_FOLDER "A wonderful, moving film."   # the run's truncation, no torch needed
-```
-
-```python
-import openvino
-from transformers import AutoTokenizer
-
-model = openvino.Core().compile_model("THIS_FOLDER/{OPENVINO_MODEL_FILE}", "CPU")
-tokenizer = AutoTokenizer.from_pretrained("THIS_FOLDER")
-texts = ["A wonderful, moving film."]
-inputs = tokenizer(texts, truncation=True, max_length={run.config.max_length}, return_tensors="np")
-logits = model({{p.get_any_name(): inputs[p.get_any_name()] for p in model.inputs}})[0]
-```
-"""
-
-
-def _onnx_card(run: Run, quantize: str) -> str:
-    return f"""---
-library_name: onnx
-base_model: {run.config.model}
-pipeline_tag: text-classification
-tags: [lora-sentiment, merged-lora, onnx{", int8" if quantize == "int8" else ""}]
----
-
-# {run.config.model} with a merged LoRA adapter, as ONNX{" (int8 weights)" if quantize == "int8" else ""}
-
-Exported by `lora-sentiment export --format onnx` from the run `{run.path.name}` ({run.space.problem_type};
-labels in `labels.json`, truncation settings in `{RUN_CONFIG_FILE}`).
-
-```bash
-lora-sentiment predict THIS_FOLDER "A wonderful, moving film."   # the run's truncation, no torch needed
-```
-
-```python
-import onnxruntime
-from transformers import AutoTokenizer
-
+# Per runtime: the card's library, its title, and the lines that load the model and compute `logits`.
+_RUNTIME_CARDS = {
+    "onnx": ("onnx", "ONNX", "int8 weights", f"""import onnxruntime
 session = onnxruntime.InferenceSession("THIS_FOLDER/{ONNX_MODEL_FILE}")
+feeds = {{n.name: inputs[n.name] for n in session.get_inputs()}}
+logits = session.run(["logits"], feeds)[0]"""),
+    "openvino": ("openvino", "OpenVINO IR", "int8, NNCF", f"""import openvino
+model = openvino.Core().compile_model("THIS_FOLDER/{OPENVINO_MODEL_FILE}", "CPU")
+logits = model({{p.get_any_name(): inputs[p.get_any_name()] for p in model.inputs}})[0]"""),
+}  # fmt: skip
+
+
+def _runtime_card(run: Run, fmt: str, quantize: str) -> str:
+    library, title, int8_note, load = _RUNTIME_CARDS[fmt]
+    int8 = quantize == "int8"
+    return f"""---
+library_name: {library}
+base_model: {run.config.model}
+pipeline_tag: text-classification
+tags: [lora-sentiment, merged-lora, {fmt}{", int8" if int8 else ""}]
+---
+
+# {run.config.model} with a merged LoRA adapter, as {title}{f" ({int8_note})" if int8 else ""}
+
+Exported by `lora-sentiment export --format {fmt}` from the run `{run.path.name}` ({run.space.problem_type};
+labels in `labels.json`, truncation settings in `{RUN_CONFIG_FILE}`).
+
+```bash
+lora-sentiment predict THIS_FOLDER "A wonderful, moving film."   # the run's truncation, no torch needed
+```
+
+```python
+from transformers import AutoTokenizer
+
 tokenizer = AutoTokenizer.from_pretrained("THIS_FOLDER")
 texts = ["A wonderful, moving film."]
 inputs = tokenizer(texts, truncation=True, max_length={run.config.max_length}, return_tensors="np")
-feeds = {{n.name: inputs[n.name] for n in session.get_inputs()}}
-logits = session.run(["logits"], feeds)[0]
+{load}
 ```
 """

@@ -25,7 +25,8 @@ EXPORT_INFO_FILE = "export.json"  # what was exported, and how: the marker that 
 ONNX_MODEL_FILE = "model.onnx"
 OPENVINO_MODEL_FILE = "openvino_model.xml"  # and its weights beside it, openvino_model.bin
 MODEL_FILES = {"onnx": ONNX_MODEL_FILE, "openvino": OPENVINO_MODEL_FILE}
-EXTRAS = {"onnx": "onnx", "openvino": "openvino"}
+# What each export format needs installed; the package extra of the same name brings it.
+RUNTIME_MODULES = {"onnx": ("onnx", "onnxruntime"), "openvino": ("onnx", "openvino", "nncf")}
 # An export carries the run's records under the run's own names (run.copy_records).
 EXPORT_LABELS_FILE, EXPORT_CONFIG_FILE = LABELS_FILE, RUN_CONFIG_FILE
 
@@ -39,6 +40,13 @@ def export_format(path: str | Path) -> str | None:
         return str(json.loads(info.read_text(encoding="utf-8")).get("format"))
     except ValueError:
         return "damaged"  # ExportedClassifier.open says what is wrong
+
+
+def missing_modules(fmt: str) -> list[str]:
+    """The modules exporting to (and running) `fmt` needs that are not installed here."""
+    import importlib.util
+
+    return [name for name in RUNTIME_MODULES[fmt] if importlib.util.find_spec(name) is None]
 
 
 def is_export(path: str | Path) -> bool:
@@ -157,8 +165,9 @@ class ExportedClassifier:
             session = runtime(folder / MODEL_FILES[info["format"]], threads or os.cpu_count() or 1, precision)
             tokenizer = PreTrainedTokenizerFast.from_pretrained(str(folder))
         except ImportError as exc:
-            extra = EXTRAS[info["format"]]
-            raise UserError(f"{folder} is a {info['format']} export: pip install 'lora-sentiment[{extra}]'") from exc
+            raise UserError(
+                f"{folder} is a {info['format']} export: pip install 'lora-sentiment[{info['format']}]'"
+            ) from exc
         except Exception as exc:  # the runtimes and tokenizers raise their own types
             raise UserError(f"{folder} holds a damaged export: {first_line(exc)} (export the run again)") from exc
         encoder = TextEncoder.for_config(tokenizer, config)
