@@ -84,7 +84,7 @@ def test_peak_rss_is_this_process_not_the_parent():
 
     ballast = bytearray(300 * 1024 * 1024)
     ballast[::4096] = b"\x01" * len(ballast[::4096])
-    child = "from lora_sentiment.memory import peak_rss_mb; print(peak_rss_mb())"
+    child = "from lora_sentiment.measure import peak_rss_mb; print(peak_rss_mb())"
     measured = float(subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True).stdout)
     assert measured < 250, measured
     del ballast

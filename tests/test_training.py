@@ -94,3 +94,31 @@ def test_heads_start_at_the_training_labels(tiny_distilbert):
     model = load_classifier_model(tiny_distilbert, LabelSpace("regression", ["rating"]), tokenizer=tokenizer)
     start_output_at(model, value)
     assert float(model.classifier.bias) == 5.0 and model.config.problem_type == "regression"
+
+
+def test_evaluation_inside_training_uses_sdpa_where_training_uses_eager(tmp_path, tiny_bert, small_csv, monkeypatch):
+    """--attention auto trains small-head models on a CPU with eager attention (a faster backward); evaluation
+    has no backward, so it runs with SDPA, and training goes back to eager after it. --attention eager stays."""
+    from transformers import Trainer
+
+    seen, stepped = [], set()
+    original, original_step = Trainer.evaluate, Trainer.training_step
+
+    def spy(self, *args, **kwargs):
+        seen.append(self.model.get_base_model().config._attn_implementation)
+        return original(self, *args, **kwargs)
+
+    def step_spy(self, model, *args, **kwargs):
+        stepped.add(self.model.get_base_model().config._attn_implementation)
+        return original_step(self, model, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "evaluate", spy)
+    monkeypatch.setattr(Trainer, "training_step", step_spy)
+    common = dict(model=tiny_bert, data=str(small_csv), max_length=64, epochs=2, batch_size=16, baseline="none")
+    result = train(TrainConfig(**common, output_dir=str(tmp_path / "auto")), log=lambda _: None)
+    assert seen == ["sdpa", "sdpa"] and stepped == {"eager"}  # epoch 2 trained with eager again
+    assert set(result.seconds) == {"data", "baseline", "model", "train", "evaluate", "report", "save"}
+    assert result.seconds["evaluate"] > 0 and result.seconds["train"] > 0
+    seen.clear()
+    train(TrainConfig(**common, attention="eager", output_dir=str(tmp_path / "eager")), log=lambda _: None)
+    assert seen == ["eager", "eager"] and stepped == {"eager"}

@@ -10,11 +10,10 @@ import json
 import multiprocessing
 import os
 import sys
-import time
 import warnings
 from collections import deque
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -27,6 +26,7 @@ from tqdm.auto import tqdm
 from .atomic import staging_path
 from .data import check_field_counts, read_error_fix
 from .errors import UserError, first_line
+from .measure import Stages
 from .outputs import best_labels
 
 INPUT_FORMATS = {
@@ -51,15 +51,10 @@ class BatchSummary:
     skipped_empty: int = 0
     # Wall seconds per stage in this process: loading the model, reading input, predicting (or waiting for
     # the workers), writing output.
-    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(("load", "read", "predict", "write"), 0.0))
+    stages: Stages = field(default_factory=lambda: Stages("load", "read", "predict", "write"))
 
-    @contextmanager
-    def timing(self, stage: str) -> Iterator[None]:
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[stage] += time.perf_counter() - started
+    def timing(self, stage: str) -> AbstractContextManager[None]:
+        return self.stages.timing(stage)
 
 
 def resolve_format(path: str, given: str | None, formats: dict[str, str], flag: str, stdio_default: str) -> str:

@@ -33,7 +33,7 @@ from transformers import (
 from .config import TrainConfig
 from .device import TORCH_DTYPES, cpu_has_fast_bf16, cpu_info, synchronize
 from .errors import UserError
-from .memory import peak_rss_mb
+from .measure import peak_rss_mb
 from .model import DEFAULT_TARGETS
 from .prediction import load_classifier
 from .training import train

@@ -287,9 +287,14 @@ def _add_loading_flags(parser: argparse.ArgumentParser) -> None:
 def run_train(args: argparse.Namespace) -> int:
     overrides = {name: getattr(args, name) for name in TrainConfig.model_fields if getattr(args, name) is not None}
     config = build_config(overrides, preset=args.preset, config_file=args.config)
-    from .training import train
+    from .measure import Stages, seconds_line
 
-    train(config, log=lambda message: print(message, flush=True))
+    stages = Stages()
+    with stages.timing("imports"):  # torch, transformers, peft, datasets: a fixed cost of every training run
+        from .training import train
+
+    result = train(config, log=lambda message: print(message, flush=True))
+    print(seconds_line({"start-up": _STARTUP_SECONDS, **stages.seconds, **result.seconds}), file=sys.stderr)
     return 0
 
 
@@ -321,6 +326,7 @@ def _loading(args: argparse.Namespace) -> dict[str, Any]:
 def _predict_file(args: argparse.Namespace) -> int:
     from .batch import predict_file
     from .exported import check_predictor
+    from .measure import seconds_line
 
     check_predictor(args.run_dir)  # a damaged run or export fails here, once, not in every worker
     summary = predict_file(
@@ -330,8 +336,7 @@ def _predict_file(args: argparse.Namespace) -> int:
     )  # fmt: skip
     skipped = f"; {summary.skipped_empty} rows with no text left without a prediction" if summary.skipped_empty else ""
     print(f"Predicted {summary.predicted} of {summary.rows} rows{skipped}.", file=sys.stderr)
-    stages = {"start-up": _STARTUP_SECONDS, **summary.seconds}
-    print("Seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in stages.items() if v is not None), file=sys.stderr)
+    print(seconds_line({"start-up": _STARTUP_SECONDS, **summary.stages.seconds}), file=sys.stderr)
     return 0
 
 
@@ -493,21 +498,10 @@ COMMANDS = {
 
 def _quiet_libraries() -> None:
     """Keep the terminal readable: progress bars and our own lines, not every library's load report."""
-    import os
     import warnings
 
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     warnings.filterwarnings("ignore", category=FutureWarning)
-
-
-def _seconds_since_process_start() -> float | None:
-    """The interpreter's own start-up and imports, from the kernel's record of when this process began."""
-    try:
-        with open("/proc/self/stat", encoding="ascii") as stat, open("/proc/uptime", encoding="ascii") as uptime:
-            started_ticks = int(stat.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime
-            return float(uptime.read().split()[0]) - started_ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, AttributeError):
-        return None  # not Linux
 
 
 _STARTUP_SECONDS: float | None = None
@@ -515,7 +509,9 @@ _STARTUP_SECONDS: float | None = None
 
 def main(argv: Sequence[str] | None = None) -> int:
     global _STARTUP_SECONDS
-    _STARTUP_SECONDS = _seconds_since_process_start()
+    from .measure import seconds_since_process_start
+
+    _STARTUP_SECONDS = seconds_since_process_start()
     args = build_parser().parse_args(argv)
     _quiet_libraries()
     try:

@@ -23,12 +23,12 @@ import pandas as pd
 
 from .bench import _in_fresh_process, _quiet, machine_description, phase_predict_baseline
 from .errors import UserError
-from .memory import peak_rss_mb
+from .measure import peak_rss_mb
 
 TUTORIAL = "the tutorial's way"
 # A child that runs the CLI and reports its own peak RSS, so start-up and loading are counted.
 CLI_CHILD = (
-    "import sys; from lora_sentiment.cli import main; from lora_sentiment.memory import peak_rss_mb; "
+    "import sys; from lora_sentiment.cli import main; from lora_sentiment.measure import peak_rss_mb; "
     "code = main(sys.argv[1:]); print('PEAK_RSS_MB', peak_rss_mb(), file=sys.stderr); sys.exit(code)"
 )
 # The tutorial's prediction as a whole script: read the file, load the base model and the adapter in fp32,
@@ -36,7 +36,7 @@ CLI_CHILD = (
 TUTORIAL_CHILD = """
 import sys
 import pandas as pd, torch
-from lora_sentiment.memory import peak_rss_mb
+from lora_sentiment.measure import peak_rss_mb
 from peft import PeftModel
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 run, base, source, target, max_length = sys.argv[1:6]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from .data import LabeledData, load_labeled_data, tokenize_dataset
 from .device import default_device, pad_multiple, resolve_precision, synchronize
 from .errors import UserError
 from .hub import is_local
+from .measure import Stages
 from .metrics import LOWER_IS_BETTER, evaluation_metrics, tune_thresholds
 from .model import ModelSetup, output_start, setup_model
 from .outputs import Prediction, format_table, predictions
@@ -52,6 +53,9 @@ class TrainResult:
     output_dir: Path
     metrics: RunMetrics
     space: LabelSpace
+    # Wall seconds per stage of this call: data, baseline, model, train (the steps), evaluate (inside
+    # training), report, save.
+    seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def label_names(self) -> list[str]:
@@ -78,51 +82,59 @@ def train(config: TrainConfig, *, log: Log = print) -> TrainResult:
         check_tensorboard()
     precision = resolve_precision(requested.precision, default_device())
 
+    stages = Stages("data", "baseline", "model", "train", "evaluate", "report", "save")
     # Everything that can fail on bad input happens before anything is written.
-    with distributed.main_process_first():
+    with stages.timing("data"), distributed.main_process_first():
         data = load_labeled_data(requested, log=log)
     log(
         f"Data: {len(data.train)} training and {len(data.eval)} evaluation texts; labels: {', '.join(data.label_names)}"
     )
     weights = resolve_class_weights(requested.class_weights, data.space, np.asarray(data.train["label"]))
-    baseline = run_baseline(requested, data, log) if main_process else None
+    with stages.timing("baseline"):
+        baseline = run_baseline(requested, data, log) if main_process else None
     set_seed(requested.seed)  # the fresh classification head is initialised from this seed
     start = output_start(data.space, np.asarray(data.train["label"]))
-    setup = setup_model(requested, data.space, precision, log, output_start=start)
-    with distributed.main_process_first():
-        train_tok = tokenize_dataset(data.train, setup.encoder)
-        # Evaluation order does not change its metrics; sorted by length, its batches carry little padding.
-        eval_tok = tokenize_dataset(data.eval, setup.encoder).sort("length", reverse=True)
-    before = _predict_examples(setup, precision, data.space)
+    with stages.timing("model"):
+        setup = setup_model(requested, data.space, precision, log, output_start=start)
+        with distributed.main_process_first():
+            train_tok = tokenize_dataset(data.train, setup.encoder)
+            # Evaluation order does not change its metrics; sorted by length, its batches carry little padding.
+            eval_tok = tokenize_dataset(data.eval, setup.encoder).sort("length", reverse=True)
+        before = _predict_examples(setup, precision, data.space)
     log(format_table(before, "Untrained model predictions:"))
 
     if resume_from is None and main_process:
         workspace.start_fresh(requested)
     distributed.barrier()
-    fitted = fit(setup, data.space, weights, train_tok, eval_tok, precision, workspace, resume_from, log)
-    final, space = best_epoch_metrics(fitted, eval_tok)
-    after = _predict_examples(setup, precision, space)
-    log(format_table(after, "Trained model predictions:"))
-    metrics = report(fitted, final, setup, data, train_tok, precision, before, after)
-    metrics.baseline = baseline
+    with stages.timing("train"):
+        fitted = fit(setup, data.space, weights, train_tok, eval_tok, precision, workspace, resume_from, log)
+    stages.seconds["evaluate"] = fitted.evaluation_seconds
+    stages.seconds["train"] -= fitted.evaluation_seconds
+    with stages.timing("report"):
+        final, space = best_epoch_metrics(fitted, eval_tok)
+        after = _predict_examples(setup, precision, space)
+        log(format_table(after, "Trained model predictions:"))
+        metrics = report(fitted, final, setup, data, train_tok, precision, before, after)
+        metrics.baseline = baseline
     if main_process:
-        workspace.publish(
-            lambda folder: write_run(
-                folder,
-                model=setup.model,
-                tokenizer=setup.tokenizer,
-                config=setup.config,
-                space=space,
-                metrics=metrics,
-                parameters=setup.parameters,
-            )  # fmt: skip
-        )
+        with stages.timing("save"):
+            workspace.publish(
+                lambda folder: write_run(
+                    folder,
+                    model=setup.model,
+                    tokenizer=setup.tokenizer,
+                    config=setup.config,
+                    space=space,
+                    metrics=metrics,
+                    parameters=setup.parameters,
+                )  # fmt: skip
+            )
         log(f"{headline(final, space)} on {len(data.eval)} evaluation texts. Saved to {workspace.final}")
         if baseline:
             log(f"Baseline ({baseline_name(space)}) on the same texts: {headline(baseline, space)}")
         log(per_label_lines(final, space))
     distributed.barrier()  # rank 0 saves; the run is complete for every rank when it is done
-    return TrainResult(workspace.final, metrics, space)
+    return TrainResult(workspace.final, metrics, space, stages.seconds)
 
 
 def run_baseline(config: TrainConfig, data: LabeledData, log: Log) -> dict[str, Any] | None:
@@ -169,6 +181,11 @@ class Fitted:
     timer: StepTimer
     runtime_s: float | None
 
+    @property
+    def evaluation_seconds(self) -> float:
+        """The evaluations inside training, from the Trainer's own record of each."""
+        return sum(entry.get("eval_runtime", 0.0) for entry in self.trainer.state.log_history)
+
 
 def fit(
     setup: ModelSetup,
@@ -203,6 +220,29 @@ def fit(
     return Fitted(trainer, recorder, timer, output.metrics.get("train_runtime"))
 
 
+class _Trainer(Trainer):
+    """The Trainer, evaluating with SDPA attention where `--attention auto` picked eager attention for training.
+
+    Eager attention is chosen only for its faster backward pass (small heads, short inputs on a CPU, see
+    model.resolve_attention); evaluation has no backward pass, and SDPA runs it faster, as prediction does."""
+
+    eval_attention: str | None = None
+
+    def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        training_attention = base.config._attn_implementation
+        if self.eval_attention is None or self.eval_attention == training_attention:
+            return super().evaluate(*args, **kwargs)
+        try:
+            base.set_attn_implementation(self.eval_attention)
+        except (ValueError, ImportError):  # an architecture without it evaluates as it trains
+            return super().evaluate(*args, **kwargs)
+        try:
+            return super().evaluate(*args, **kwargs)
+        finally:
+            base.set_attn_implementation(training_attention)
+
+
 def build_trainer(
     model: Any,
     tokenizer: Any,
@@ -220,7 +260,7 @@ def build_trainer(
     callbacks = list(callbacks)
     if config.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(config.early_stopping_patience))
-    trainer = Trainer(
+    trainer = _Trainer(
         model=model,
         args=training_arguments(config, len(train_ds), work_dir, precision),
         train_dataset=train_ds,
@@ -239,6 +279,7 @@ def build_trainer(
     # accumulation steps (and, with average_tokens_across_devices off, not multiply by the process count).
     trainer.model_accepts_loss_kwargs = False
     trainer.loss_is_scaled_for_ga = False
+    trainer.eval_attention = "sdpa" if config.attention == "auto" else None
     return trainer
 
 

@@ -1,0 +1,90 @@
+"""`train` as a whole command (start-up, data, baseline, model, training steps, evaluation, report, save), the
+tutorial's recipe against this project's defaults, each in a fresh interpreter, one after the other in one run.
+
+    python benchmarks/train_whole.py --model "$MINILM" --data ../shared/data/imdb-sample \
+        --output benchmarks/results/train-whole-cpu-2026-11-27.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# The tutorial's recipe through the same pipeline (bench.baseline_config: fp32, batch 4, r=4 on the query
+# projection, tail truncation, random batches), so the two differ only in the recipe.
+TUTORIAL = """
+import json, sys
+from lora_sentiment import TrainConfig, train
+from lora_sentiment.bench import baseline_config
+from lora_sentiment.measure import peak_rss_mb, seconds_line
+settings = json.loads(sys.argv[1])
+result = train(TrainConfig(**baseline_config(settings, "bert")), log=lambda _: None)
+print(seconds_line(result.seconds), file=sys.stderr)
+print("PEAK_RSS_MB", peak_rss_mb(), file=sys.stderr)
+"""
+OURS = (
+    "import sys; from lora_sentiment.cli import main; from lora_sentiment.measure import peak_rss_mb; "
+    "code = main(sys.argv[1:]); print('PEAK_RSS_MB', peak_rss_mb(), file=sys.stderr); sys.exit(code)"
+)
+
+
+def measure(argv: list[str], out: Path) -> dict:
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, *argv], capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode:
+        raise SystemExit(done.stderr[-3000:])
+    stages = re.findall(r"Seconds: (.*)", done.stderr)[-1]
+    metrics = json.loads((out / "metrics.json").read_text())
+    return {
+        "seconds": round(seconds, 1),
+        "stages": {k: round(float(v), 2) for k, v in (p.rsplit(" ", 1) for p in stages.split(", "))},
+        "peak_rss_mb": round(float(re.findall(r"PEAK_RSS_MB ([\d.]+)", done.stderr)[-1])),
+        "accuracy": round(metrics["final"]["accuracy"], 4),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--data", required=True, type=Path, help="folder with train.parquet, validation.parquet")
+    parser.add_argument("--train-samples", type=int, default=480)
+    parser.add_argument("--eval-samples", type=int, default=200)
+    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--output")
+    args = parser.parse_args()
+    settings = dict(
+        model=args.model, data=str(args.data / "train.parquet"), eval_data=str(args.data / "validation.parquet"),
+        max_train_samples=args.train_samples, max_eval_samples=args.eval_samples, max_length=args.max_length,
+        epochs=1.0,
+    )  # fmt: skip
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in settings.items()]
+    results = {"settings": settings}
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        runs = {
+            "the tutorial's recipe": ["-c", TUTORIAL, json.dumps(settings | {"output_dir": str(scratch / "t")})],
+            "ours (default)": ["-c", OURS, "train", *flags, f"--output-dir={scratch / 'o'}"],
+            "ours, eager attention in evaluation too": [
+                "-c", OURS, "train", *flags, "--attention=eager", f"--output-dir={scratch / 'e'}",
+            ],
+        }  # fmt: skip
+        for (name, argv), folder in zip(runs.items(), ("t", "o", "e")):
+            results[name] = measure(argv, scratch / folder)
+            print(name, results[name], flush=True)
+    tutorial = results["the tutorial's recipe"]["seconds"]
+    for name in runs:
+        results[name]["vs_tutorial"] = round(tutorial / results[name]["seconds"], 2)
+    print(json.dumps(results, indent=2))
+    if args.output:
+        Path(args.output).write_text(json.dumps(results, indent=2), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
