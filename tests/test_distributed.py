@@ -93,6 +93,7 @@ def test_two_ranks_match_one_rank_and_only_rank_0_writes(tmp_path, minilm_path, 
     # One voice: the examples and the summary are printed once, by rank 0, and it says how it ran.
     assert double.stdout.count("Untrained model predictions:") == 1 and double.stdout.count("Saved to") == 1
     assert "Training on 2 processes on cpu (batch size 8 per process)" in double.stdout
+    assert double.stderr.count("Seconds: start-up") == 1 and single.stderr.count("Seconds: start-up") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]  # no leftovers from either rank
 
     one = json.loads((tmp_path / "one" / "metrics.json").read_text())

@@ -293,8 +293,11 @@ def run_train(args: argparse.Namespace) -> int:
     with stages.timing("imports"):  # torch, transformers, peft, datasets: a fixed cost of every training run
         from .training import train
 
+    from .distributed import is_main_process
+
     result = train(config, log=lambda message: print(message, flush=True))
-    print(seconds_line({"start-up": _STARTUP_SECONDS, **stages.seconds, **result.seconds}), file=sys.stderr)
+    if is_main_process():  # one run, one voice, as train's own lines
+        print(seconds_line({"start-up": _STARTUP_SECONDS, **stages.seconds, **result.seconds}), file=sys.stderr)
     return 0
 
 
