@@ -44,7 +44,7 @@ def _adapter(run: Path) -> dict:
 
 
 def test_kill_9_after_the_first_checkpoint_then_resume_gives_the_uninterrupted_result(
-    tmp_path, minilm_path, reviews_240
+    tmp_path, minilm_path, reviews_240, capsys
 ):
     """Real pre-trained MiniLM, bf16 where the CPU has it, dropout on: resuming restores weights, optimizer,
     scheduler, RNG and data order, so every per-epoch metric and every adapter weight is exactly equal."""
@@ -80,7 +80,13 @@ def test_kill_9_after_the_first_checkpoint_then_resume_gives_the_uninterrupted_r
 
     assert main([*args, "--output-dir", str(cut)]) == 2  # never silently discarded or mixed
     assert main([*args, "--output-dir", str(cut), "--resume", "--lora-r", "4"]) == 2  # settings must match
+    capsys.readouterr()
     assert main([*args, "--output-dir", str(cut), "--resume"]) == 0
+    # The resumed call's profile counts its own evaluations only, not those in the restored history.
+    stages = dict(
+        part.rsplit(" ", 1) for part in capsys.readouterr().err.split("Seconds: ")[1].split("\n")[0].split(", ")
+    )
+    assert float(stages["train"]) >= 0 and float(stages["evaluate"]) > 0
 
     a, b = json.loads((whole / "metrics.json").read_text()), json.loads((cut / "metrics.json").read_text())
     assert b["history"] == a["history"] and b["final"] == a["final"]

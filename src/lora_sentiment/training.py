@@ -108,8 +108,8 @@ def train(config: TrainConfig, *, log: Log = print) -> TrainResult:
     distributed.barrier()
     with stages.timing("train"):
         fitted = fit(setup, data.space, weights, train_tok, eval_tok, precision, workspace, resume_from, log)
-    stages.seconds["evaluate"] = fitted.evaluation_seconds
-    stages.seconds["train"] -= fitted.evaluation_seconds
+    stages.seconds["evaluate"] = fitted.timer.evaluation_seconds
+    stages.seconds["train"] -= fitted.timer.evaluation_seconds
     with stages.timing("report"):
         final, space = best_epoch_metrics(fitted, eval_tok)
         after = _predict_examples(setup, precision, space)
@@ -118,23 +118,27 @@ def train(config: TrainConfig, *, log: Log = print) -> TrainResult:
         metrics.baseline = baseline
     if main_process:
         with stages.timing("save"):
-            workspace.publish(
-                lambda folder: write_run(
-                    folder,
-                    model=setup.model,
-                    tokenizer=setup.tokenizer,
-                    config=setup.config,
-                    space=space,
-                    metrics=metrics,
-                    parameters=setup.parameters,
-                )  # fmt: skip
-            )
+            _publish(workspace, setup, space, metrics)
         log(f"{headline(final, space)} on {len(data.eval)} evaluation texts. Saved to {workspace.final}")
         if baseline:
             log(f"Baseline ({baseline_name(space)}) on the same texts: {headline(baseline, space)}")
         log(per_label_lines(final, space))
     distributed.barrier()  # rank 0 saves; the run is complete for every rank when it is done
     return TrainResult(workspace.final, metrics, space, stages.seconds)
+
+
+def _publish(workspace: RunWorkspace, setup: ModelSetup, space: LabelSpace, metrics: RunMetrics) -> None:
+    workspace.publish(
+        lambda folder: write_run(
+            folder,
+            model=setup.model,
+            tokenizer=setup.tokenizer,
+            config=setup.config,
+            space=space,
+            metrics=metrics,
+            parameters=setup.parameters,
+        )  # fmt: skip
+    )
 
 
 def run_baseline(config: TrainConfig, data: LabeledData, log: Log) -> dict[str, Any] | None:
@@ -180,11 +184,6 @@ class Fitted:
     recorder: _EvalRecorder
     timer: StepTimer
     runtime_s: float | None
-
-    @property
-    def evaluation_seconds(self) -> float:
-        """The evaluations inside training, from the Trainer's own record of each."""
-        return sum(entry.get("eval_runtime", 0.0) for entry in self.trainer.state.log_history)
 
 
 def fit(
@@ -370,6 +369,7 @@ class StepTimer:
 
     def __init__(self) -> None:
         self.seconds = 0.0
+        self.evaluation_seconds = 0.0  # the evaluations of this call (a resumed run's history has earlier ones)
         self._mark: float | None = None
 
     def callback(self) -> TrainerCallback:
@@ -384,6 +384,9 @@ class StepTimer:
                 now = time.perf_counter()
                 timer.seconds += now - (timer._mark if timer._mark is not None else now)
                 timer._mark = now
+
+            def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+                timer.evaluation_seconds += (metrics or {}).get("eval_runtime", 0.0)
 
         return _Callback()
 
