@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 
-from lora_sentiment.bench import encoder_dims, format_report, forward_flops, run_bench
+from lora_sentiment.bench import format_report, forward_flops, run_bench
+from lora_sentiment.device import encoder_dims
 
 
 @pytest.mark.parametrize("fixture", ["tiny_bert", "tiny_distilbert"])

@@ -273,3 +273,19 @@ def test_head_tail_is_exact_at_the_token_level(request, fixture):
     inner = ids[1 : 1 + len(ids) - n_special] if n_special == 2 else ids
     assert inner == body[:12] + body[len(body) - (48 - n_special - 12) :]
     assert ids[0] == full[0] and ids[-1] == full[-1]
+
+
+@pytest.mark.parametrize("fixture", ["minilm_path", "tiny_roberta", "tiny_gpt2_no_pad"])
+def test_bare_ids_equal_the_tokenizers_own_call(request, imdb_frames, fixture):
+    """The Rust batch call the encoder uses gives the wrapper's ids: WordPiece (whose tokenizer.json carries
+    a truncation to 128 and a padding of its own), byte-level BPE with and without a pad token."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(request.getfixturevalue(fixture))
+    texts = imdb_frames[1]["text"].head(40).tolist() + ["[CLS] <s> </s> [SEP] <pad>", "", "  émigré naïve 日本 🎬"]
+    encoder = TextEncoder(tokenizer, max_length=64)
+    padding = "max_length" if tokenizer.pad_token else False
+    tokenizer("warm", truncation=True, max_length=8, padding=padding)  # leaves settings on the backend
+    expected = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+    assert encoder.bare_ids(texts) == expected
+    assert max(map(len, expected)) > 128  # not cut by the tokenizer.json's own truncation

@@ -1,6 +1,8 @@
 """prediction.py: probabilities in input order whatever the batching, and a Classifier from a run."""
 
 import numpy as np
+import pytest
+import torch
 
 from lora_sentiment.outputs import Prediction
 from lora_sentiment.prediction import Classifier, predict_logits
@@ -39,3 +41,34 @@ def test_evaluate_takes_label_names_or_ids(tmp_path, trained_classifier, small_c
     by_name = trained_classifier.evaluate(str(tmp_path / "named.csv"))
     assert by_id["samples"] == by_name["samples"] == 30
     assert set(by_id) >= {"accuracy", "f1", "roc_auc", "confusion_matrix", "dropped_empty"}
+
+
+@pytest.mark.parametrize("side, multiple", [("right", None), ("right", 16), ("left", 8)])
+def test_padded_batches_equal_the_tokenizers_own_padding(trained_classifier, side, multiple):
+    from lora_sentiment.data import padded_batch
+
+    tokenizer = trained_classifier.encoder.tokenizer
+    encoded = dict(tokenizer(["short", "a somewhat longer text here", "mid length text"], return_token_type_ids=True))
+    index = np.array([1, 2, 0])
+    previous, tokenizer.padding_side = tokenizer.padding_side, side
+    try:
+        features = [{k: encoded[k][i] for k in encoded} for i in index]
+        expected = tokenizer.pad(features, pad_to_multiple_of=multiple, return_tensors="pt")
+        got = padded_batch(encoded, index, tokenizer.pad_token_id, side == "left", multiple)
+    finally:
+        tokenizer.padding_side = previous
+    assert set(got) == set(expected)
+    for key in expected:
+        assert torch.equal(torch.from_numpy(got[key]), expected[key]), key
+
+
+def test_texts_in_several_tokenizing_blocks_give_the_same_logits(trained_classifier, imdb_frames):
+    """The GPU path tokenizes block k+1 in a thread while block k runs: same logits, same order."""
+    model, encoder = trained_classifier.model, trained_classifier.encoder
+    texts = imdb_frames[1]["text"].head(37).tolist()
+    whole = predict_logits(model, encoder, texts, batch_size=8)
+    for long_text in ("truncate", "chunks"):
+        expected = predict_logits(model, encoder, texts, batch_size=8, long_text=long_text)
+        blocks = predict_logits(model, encoder, texts, batch_size=8, long_text=long_text, tokenize_block=10)
+        np.testing.assert_allclose(blocks, expected, atol=1e-5)
+    assert whole.shape == (37, 2)

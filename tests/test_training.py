@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from lora_sentiment.config import TrainConfig
 from lora_sentiment.model import load_classifier_model, load_tokenizer, resolve_config
@@ -122,3 +123,21 @@ def test_evaluation_inside_training_uses_sdpa_where_training_uses_eager(tmp_path
     seen.clear()
     train(TrainConfig(**common, attention="eager", output_dir=str(tmp_path / "eager")), log=lambda _: None)
     assert seen == ["eager", "eager"] and stepped == {"eager"}
+
+
+@pytest.mark.parametrize("labels", [[1, 0, 1], [0.5, 2.0, -1.0], [[1.0, 0.0], [0.0, 0.0], [1.0, 1.0]]])
+@pytest.mark.parametrize("multiple", [None, 16])
+def test_fast_padding_batches_equal_the_hf_collators(trained_classifier, labels, multiple):
+    """Single-label ids, regression values and multi-label vectors: the same tensors, dtypes included."""
+    from transformers import DataCollatorWithPadding
+
+    from lora_sentiment.training import FastPadding
+
+    tokenizer = trained_classifier.encoder.tokenizer
+    encoded = tokenizer(["short", "a somewhat longer text here", "mid length"], return_token_type_ids=True)
+    features = [{**{k: encoded[k][i] for k in encoded}, "label": labels[i]} for i in range(3)]
+    expected = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=multiple)(features)
+    got = FastPadding(tokenizer, pad_to_multiple_of=multiple)(features)
+    assert set(got) == set(expected)
+    for key in expected:
+        assert got[key].dtype == expected[key].dtype and torch.equal(got[key], expected[key]), key

@@ -31,7 +31,7 @@ from transformers import (
 )
 
 from .config import TrainConfig
-from .device import TORCH_DTYPES, cpu_has_fast_bf16, cpu_info, synchronize
+from .device import TORCH_DTYPES, cpu_has_fast_bf16, cpu_info, encoder_dims, synchronize
 from .errors import UserError
 from .measure import peak_rss_mb
 from .model import DEFAULT_TARGETS
@@ -43,12 +43,6 @@ FULL = dict(train_samples=2000, eval_samples=1000, epochs=1.0, shaped_train_samp
 
 
 # ------------------------------------------------------------------------------------------------ FLOPs
-
-
-def encoder_dims(model_config: Any) -> tuple[int, int, int]:
-    """(layers, hidden size, feed-forward size) for BERT-style and DistilBERT-style configs."""
-    get = lambda *names: next(getattr(model_config, n) for n in names if getattr(model_config, n, None))  # noqa: E731
-    return get("num_hidden_layers", "n_layers"), get("hidden_size", "dim"), get("intermediate_size", "hidden_dim")
 
 
 def forward_flops(model_config: Any, lengths: Sequence[int]) -> float:

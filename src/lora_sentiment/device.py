@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import torch
 
@@ -61,6 +62,23 @@ def pad_multiple(device: torch.device) -> int | None:
     """Batch lengths rounded up to a multiple of 16 on GPUs keep SDPA on its fused kernels when a batch needs
     a padding mask; on CPUs the extra padding would only cost compute."""
     return 16 if device.type == "cuda" else None
+
+
+def encoder_dims(model_config: Any) -> tuple[int, int, int]:
+    """(layers, hidden size, feed-forward size) for BERT-style and DistilBERT-style configs."""
+    get = lambda *names: next(getattr(model_config, n) for n in names if getattr(model_config, n, None))  # noqa: E731
+    return get("num_hidden_layers", "n_layers"), get("hidden_size", "dim"), get("intermediate_size", "hidden_dim")
+
+
+def gpu_inference_batch(model_config: Any, max_length: int, device: torch.device) -> int:
+    """Sequences per forward pass on a GPU, from its free memory: a quarter of it over one layer's live
+    activations per sequence (Q, K, V, attention output, residual, feed-forward; 2 bytes each) with a 4x
+    margin for the allocator, as a multiple of 64 between 64 and 1024. A small encoder leaves a GPU idle
+    between launches at the CPU's batch sizes; beyond ~1024 sequences there is nothing left to gain."""
+    _, hidden, ffn = encoder_dims(model_config)
+    free, _ = torch.cuda.mem_get_info(device)
+    per_sequence = max_length * (5 * hidden + ffn) * 2 * 4
+    return int(min(1024, max(64, free // 4 // per_sequence)) // 64 * 64)
 
 
 def synchronize() -> None:

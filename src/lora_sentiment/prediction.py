@@ -4,14 +4,22 @@ evaluates itself on labelled data."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from .data import TextEncoder, mean_by_text
-from .device import TORCH_DTYPES, configure_attention_backends, default_device, pad_multiple, resolve_precision
+from .data import TextEncoder, mean_by_text, padded_batch
+from .device import (
+    TORCH_DTYPES,
+    configure_attention_backends,
+    default_device,
+    gpu_inference_batch,
+    pad_multiple,
+    resolve_precision,
+)
 from .model import load_run_model
 from .outputs import Prediction, predictions
 from .problem import LabelSpace
@@ -20,6 +28,12 @@ from .run import Run
 __all__ = ["Classifier", "Prediction", "load_classifier", "predict_logits"]
 
 LongText = Literal["truncate", "chunks"]
+
+
+# On a GPU the texts are tokenized a block at a time, the next block in a thread while one runs: tokenization
+# is CPU work the device would otherwise wait for. (More threads tokenizing at once were slower: the Rust
+# tokenizer already spreads a batch over the cores; BENCHMARKS.md, GPU.)
+GPU_TOKENIZE_BLOCK = 4096
 
 
 def predict_logits(
@@ -31,43 +45,69 @@ def predict_logits(
     precision: str = "fp32",
     long_text: LongText = "truncate",
     stride: int | None = None,
+    tokenize_block: int | None = None,
 ) -> np.ndarray:
     """Logits for `texts`, in their order. `truncate` reads each text as the run's truncation cuts it;
-    `chunks` reads every token, in overlapping windows whose logits are averaged per text."""
+    `chunks` reads every token, in overlapping windows whose logits are averaged per text. Texts are
+    tokenized `tokenize_block` at a time, the next block while one runs [GPU: GPU_TOKENIZE_BLOCK; CPU: all]."""
     if len(texts) == 0:
         return np.zeros((0, model.config.num_labels), dtype=np.float32)
-    encoded, owners = encoder.encode(texts, long_text, stride)
-    logits = _forward(model, encoder.tokenizer, encoded, batch_size, precision)
-    return mean_by_text(logits, owners, len(texts)) if long_text == "chunks" else logits
+    on_gpu = next(model.parameters()).device.type == "cuda"
+    size = tokenize_block or (GPU_TOKENIZE_BLOCK if on_gpu else len(texts))
+    blocks = [texts[i : i + size] for i in range(0, len(texts), size)]
+
+    def run(block: Sequence[str], inputs: tuple[dict[str, list], list[int]]) -> np.ndarray:
+        encoded, owners = inputs
+        logits = _forward(model, encoder.tokenizer, encoded, batch_size, precision)
+        return mean_by_text(logits, owners, len(block)) if long_text == "chunks" else logits
+
+    if len(blocks) == 1:
+        return run(texts, encoder.encode(texts, long_text, stride))
+    results = []
+    with ThreadPoolExecutor(1) as ahead:
+        upcoming = ahead.submit(encoder.encode, blocks[0], long_text, stride)
+        for k, block in enumerate(blocks):
+            inputs = upcoming.result()
+            if k + 1 < len(blocks):
+                upcoming = ahead.submit(encoder.encode, blocks[k + 1], long_text, stride)
+            results.append(run(block, inputs))
+    return np.concatenate(results)
 
 
 def _forward(
     model: torch.nn.Module, tokenizer: Any, encoded: dict[str, list], batch_size: int, precision: str
 ) -> np.ndarray:
-    """Batches formed from length-sorted inputs, so little compute goes to padding; rows back in input order."""
+    """Batches formed from length-sorted inputs, so little compute goes to padding; rows back in input order.
+    The logits stay on the device until the last batch: no wait for the device between batches."""
     count = len(encoded["input_ids"])
-    out = np.empty((count, model.config.num_labels), dtype=np.float32)
     if count == 0:
-        return out
+        return np.empty((0, model.config.num_labels), dtype=np.float32)
     order = np.argsort(-np.array([len(ids) for ids in encoded["input_ids"]]), kind="stable")
     device = next(model.parameters()).device
+    out = torch.empty((count, model.config.num_labels), dtype=torch.float32, device=device)
     # A model cast to bf16/fp16 throughout runs as it is; one with fp32 weights left (mid-training, where
     # LoRA and the head stay fp32) runs under autocast.
     has_fp32 = any(p.dtype == torch.float32 for p in model.parameters())
     autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision) if has_fp32 else None
     autocast = torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None)
+    padding = (tokenizer.pad_token_id or 0, tokenizer.padding_side == "left", pad_multiple(device))
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode(), autocast:
             for start in range(0, count, batch_size):
                 index = order[start : start + batch_size]
-                features = [{key: encoded[key][i] for key in encoded} for i in index]
-                batch = tokenizer.pad(features, pad_to_multiple_of=pad_multiple(device), return_tensors="pt")
-                out[index] = model(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu().numpy()
+                batch = {k: _to(torch.from_numpy(v), device) for k, v in padded_batch(encoded, index, *padding).items()}
+                out[torch.as_tensor(index, device=device)] = model(**batch).logits.float()
     finally:
         model.train(was_training)
-    return out
+    return out.cpu().numpy()
+
+
+def _to(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    if device.type != "cuda":
+        return tensor
+    return tensor.pin_memory().to(device, non_blocking=True)  # the copy overlaps the running batch
 
 
 class Classifier:
@@ -119,8 +159,11 @@ class Classifier:
 
     @property
     def default_batch_size(self) -> int:
-        # 32 fills a CPU's matmul units; a GPU needs more rows in flight to hide its launch overheads.
-        return 128 if next(self.model.parameters()).is_cuda else 32
+        # 32 fills a CPU's matmul units; a GPU needs as many rows in flight as its memory allows.
+        device = next(self.model.parameters()).device
+        if device.type != "cuda":
+            return 32
+        return gpu_inference_batch(self.model.config, self.encoder.max_length, device)
 
     def predict_scores(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
         """Class probabilities (single-label), tag probabilities (multi-label) or values (regression, one column)."""

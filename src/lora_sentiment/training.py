@@ -32,7 +32,7 @@ from transformers import (
 from . import distributed
 from .baseline import baseline_name, evaluate_baseline
 from .config import TrainConfig
-from .data import LabeledData, load_labeled_data, tokenize_dataset
+from .data import LabeledData, load_labeled_data, padded_batch, tokenize_dataset
 from .device import default_device, pad_multiple, resolve_precision, synchronize
 from .errors import UserError
 from .hub import is_local
@@ -70,8 +70,9 @@ class TrainResult:
         return [row.model_dump() for row in self.metrics.examples.after]
 
 
-def train(config: TrainConfig, *, log: Log = print) -> TrainResult:
-    """Fine-tune `config.model` with LoRA on `config.data`; write the run to `config.output_dir`."""
+def train(config: TrainConfig, *, log: Log = print, callbacks: Sequence[Any] = ()) -> TrainResult:
+    """Fine-tune `config.model` with LoRA on `config.data`; write the run to `config.output_dir`.
+    `callbacks`: extra TrainerCallbacks (tune's pruning reporter is one)."""
     requested = _with_absolute_model_path(config)  # what was asked, as `--resume` must match it
     distributed.init(cpu=default_device().type == "cpu")
     main_process = distributed.is_main_process()
@@ -107,7 +108,7 @@ def train(config: TrainConfig, *, log: Log = print) -> TrainResult:
         workspace.start_fresh(requested)
     distributed.barrier()
     with stages.timing("train"):
-        fitted = fit(setup, data.space, weights, train_tok, eval_tok, precision, workspace, resume_from, log)
+        fitted = fit(setup, data.space, weights, train_tok, eval_tok, precision, workspace, resume_from, log, callbacks)
     stages.seconds["evaluate"] = fitted.timer.evaluation_seconds
     stages.seconds["train"] -= fitted.timer.evaluation_seconds
     with stages.timing("report"):
@@ -196,11 +197,12 @@ def fit(
     workspace: RunWorkspace,
     resume_from: Path | None,
     log: Log,
+    extra_callbacks: Sequence[Any] = (),
 ) -> Fitted:
     """The Trainer over the tokenized splits, evaluating and checkpointing each epoch."""
     config = setup.config
     recorder, timer = _EvalRecorder(space, config.threshold), StepTimer()
-    callbacks: list[Any] = [timer.callback()]
+    callbacks: list[Any] = [timer.callback(), *extra_callbacks]
     if config.report_to == "tensorboard" and distributed.is_main_process():
         callbacks.append(tensorboard_callback(workspace.tensorboard_dir))
     trainer = build_trainer(
@@ -242,6 +244,28 @@ class _Trainer(Trainer):
             base.set_attn_implementation(training_attention)
 
 
+class FastPadding(DataCollatorWithPadding):
+    """DataCollatorWithPadding's batches, padded with numpy: its tokenizer.pad walks every row in Python, which
+    at a GPU's batch sizes takes as long as a training step and keeps the device waiting."""
+
+    LABEL_KEYS = ("label", "labels", "label_ids")
+    PADDED_KEYS = ("input_ids", "attention_mask", "token_type_ids")
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        keys = [k for k in features[0] if k not in self.LABEL_KEYS]
+        if any(k not in self.PADDED_KEYS for k in keys):
+            return super().__call__(features)  # inputs it knows how to pad and we do not
+        encoded = {k: [f[k] for f in features] for k in keys}
+        left = self.tokenizer.padding_side == "left"
+        arrays = padded_batch(encoded, np.arange(len(features)), self.tokenizer.pad_token_id or 0, left,
+                              self.pad_to_multiple_of)  # fmt: skip
+        batch: dict[str, Any] = {k: torch.from_numpy(v) for k, v in arrays.items()}
+        label_key = next((k for k in self.LABEL_KEYS if k in features[0]), None)
+        if label_key is not None:
+            batch["labels"] = torch.tensor([f[label_key] for f in features])
+        return batch
+
+
 def build_trainer(
     model: Any,
     tokenizer: Any,
@@ -265,7 +289,7 @@ def build_trainer(
         train_dataset=train_ds,
         eval_dataset=eval_ds,
         processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_multiple(default_device())),
+        data_collator=FastPadding(tokenizer, pad_to_multiple_of=pad_multiple(default_device())),
         compute_metrics=compute_metrics,
         callbacks=callbacks,
         compute_loss_func=loss,
@@ -284,6 +308,7 @@ def build_trainer(
 
 def training_arguments(config: TrainConfig, train_rows: int, work_dir: Path, precision: str) -> TrainingArguments:
     steps_per_epoch = max(1, -(-train_rows // (config.batch_size * config.gradient_accumulation_steps)))
+    on_gpu = default_device().type == "cuda"
     return TrainingArguments(
         output_dir=str(work_dir),
         per_device_train_batch_size=config.batch_size,
@@ -303,12 +328,15 @@ def training_arguments(config: TrainConfig, train_rows: int, work_dir: Path, pre
         average_tokens_across_devices=False,
         save_total_limit=2,
         seed=config.seed,
-        use_cpu=default_device().type == "cpu",
+        use_cpu=not on_gpu and default_device().type == "cpu",
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         report_to="none",
         disable_tqdm=False,
-        dataloader_num_workers=0,
+        # On a GPU, batches are prepared by two worker processes while a step runs, so the device does not wait
+        # for them; on a CPU the same cores would be taken from the step itself.
+        dataloader_num_workers=2 if on_gpu else 0,
+        dataloader_persistent_workers=on_gpu,
         ddp_find_unused_parameters=False,  # LoRA and the head are used in every forward pass
         train_sampling_strategy="group_by_length" if config.group_by_length else "random",
     )
