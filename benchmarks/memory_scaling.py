@@ -1,12 +1,14 @@
 """Throughput and peak memory of `lora-sentiment predict --input` and `train` as the input file grows.
 
     python benchmarks/memory_scaling.py predict --run runs/minilm-32 --rows 20000 200000 --workers 1 2
+    python benchmarks/memory_scaling.py predict --run runs/minilm-32 --rows 200000 --engine ray
     python benchmarks/memory_scaling.py train --model "$MINILM" --rows 2000 20000
     python benchmarks/memory_scaling.py train --model "$MINILM" --rows 20000 200000 --max-train-samples 2000
 
 Input files are the shared IMDB sample (train + validation, 3000 reviews) repeated to the asked number of
 rows, as CSV. Each measurement is one `lora-sentiment` command in a child process; its resident memory is
-sampled every 0.1 s over the whole process tree (workers included) and the peak reported with the wall
+sampled every 0.1 s over the whole process tree (workers included; with --engine ray the local Ray's
+raylet, object store and actors, which the command starts) and the peak reported with the wall
 time. Results go to stdout as a table and, with --output, as JSON."""
 
 from __future__ import annotations
@@ -83,8 +85,9 @@ def bench_predict(args: argparse.Namespace, folder: Path) -> list[dict]:
     for rows in args.rows:
         source = build_csv(rows, folder)
         for workers in args.workers:
-            out = folder / f"predictions-{rows}-{workers}.csv"
-            out.unlink(missing_ok=True)
+            suffix = "" if args.engine == "ray" else ".csv"  # Ray writes a folder of files
+            out = folder / f"predictions-{rows}-{workers}-{args.engine}{suffix}"
+            _remove(out)
             command = [
                 sys.executable,
                 "-m",
@@ -98,19 +101,29 @@ def bench_predict(args: argparse.Namespace, folder: Path) -> list[dict]:
                 "--no-progress",
                 "--workers",
                 str(workers),
+                "--engine",
+                args.engine,
             ]
-            result = {"command": "predict", "rows": rows, "workers": workers, **measure(command)}
+            result = {"command": "predict", "engine": args.engine, "rows": rows, "workers": workers}
+            result.update(measure(command))
             result["rows_per_second"] = rows / result["seconds"]
             results.append(result)
             print(
-                f"predict {rows:>7} rows, {workers} worker(s): {result['seconds']:7.1f} s, "
+                f"predict ({args.engine}) {rows:>7} rows, {workers} worker(s): {result['seconds']:7.1f} s, "
                 f"{result['rows_per_second']:7.0f} rows/s, peak RSS {result['peak_rss_mb']:6.0f} MB "
                 f"(largest process {result['peak_rss_largest_process_mb']:.0f} MB), "
                 f"anonymous {result['peak_rss_anon_mb']:.0f} MB",
                 flush=True,
             )
-            out.unlink(missing_ok=True)
+            _remove(out)
     return results
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def bench_train(args: argparse.Namespace, folder: Path) -> list[dict]:
@@ -166,6 +179,7 @@ def main() -> None:
     predict.add_argument("--run", required=True)
     predict.add_argument("--rows", type=int, nargs="+", default=[20_000, 200_000])
     predict.add_argument("--workers", type=int, nargs="+", default=[1])
+    predict.add_argument("--engine", choices=["local", "ray"], default="local")
     train = sub.add_parser("train")
     train.add_argument("--model", required=True)
     train.add_argument("--rows", type=int, nargs="+", default=[2_000, 20_000])

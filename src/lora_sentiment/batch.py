@@ -134,7 +134,7 @@ def with_predictions(
     """The chunk with prediction columns added; rows whose text is missing or blank get empty predictions.
 
     Single-label: predicted_label, predicted_label_name, probability. Multi-label: predicted_labels (a list in
-    JSONL, ';'-joined in CSV/TSV). Regression: predicted_value. Classification also gets every label's
+    JSONL and Parquet, ';'-joined in CSV/TSV). Regression: predicted_value. Classification also gets every label's
     probability: prob_<label> columns, or one `probabilities` object per JSONL row."""
     space = classifier.space
     texts = chunk[text_column]
@@ -149,7 +149,8 @@ def with_predictions(
     if space.problem_type == "multi-label":
         on = scores >= space.decision_thresholds()
         tags = [[n for n, hit in zip(space.names, row) if hit] if ok else None for row, ok in zip(on, present)]
-        out["predicted_labels"] = tags if fmt == "jsonl" else [";".join(t) if t is not None else None for t in tags]
+        joined = [";".join(t) if t is not None else None for t in tags]
+        out["predicted_labels"] = tags if fmt in ("jsonl", "parquet") else joined
     else:
         _add_best_label(out, scores, present, space.names)
     if fmt == "jsonl":
@@ -252,21 +253,25 @@ def _init_worker(run_dir: str, options: dict, threads: int) -> None:
     # A failing initializer would make the pool restart workers forever: keep the error for the first task.
     global _worker_classifier, _worker_error
     try:
-        from .exported import ExportedClassifier, is_export, open_classifier
-
-        if is_export(run_dir):  # the runtime takes its share of the cores itself; no torch needed
-            _worker_classifier = ExportedClassifier.open(run_dir, threads=threads, **options)
-            return
-        import torch  # in a run's worker only: the parent process that reads and writes files never loads it
-
-        torch.set_num_threads(threads)
-        device = None
-        if torch.cuda.is_available():
-            index = (multiprocessing.current_process()._identity or (1,))[0] - 1
-            device = f"cuda:{index % torch.cuda.device_count()}"
-        _worker_classifier = open_classifier(run_dir, device=device, **options)
+        index = (multiprocessing.current_process()._identity or (1,))[0] - 1
+        _worker_classifier = open_in_worker(run_dir, options, threads, gpu_index=index)
     except BaseException as exc:  # noqa: BLE001 - re-raised in the main process by the first task
         _worker_error = exc
+
+
+def open_in_worker(run_dir: str, options: dict, threads: int, gpu_index: int = 0) -> Any:
+    """A run or export loaded in a worker process that owns `threads` cores, or a GPU where there is one."""
+    from .exported import ExportedClassifier, is_export, open_classifier
+
+    if is_export(run_dir):  # the runtime takes its share of the cores itself; no torch needed
+        return ExportedClassifier.open(run_dir, threads=threads, **options)
+    import torch  # in a run's worker only: the parent process that reads and writes files never loads it
+
+    torch.set_num_threads(threads)
+    device = None
+    if torch.cuda.is_available():
+        device = f"cuda:{gpu_index % torch.cuda.device_count()}"
+    return open_classifier(run_dir, device=device, **options)
 
 
 def _predict_in_worker(

@@ -13,13 +13,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import PRESETS, Precision, ServeSettings, TrainConfig, build_config, format_validation_error
+from .config import (
+    PRESETS,
+    Precision,
+    ServeSettings,
+    TrainConfig,
+    build_config,
+    format_validation_error,
+    read_yaml,
+)
 from .errors import UserError
 
 # The file formats of `predict --input/--output` (batch.py owns them; repeated here so --help loads no pandas).
 DEFAULT_LONG_TEXT = "truncate"
 INPUT_FORMAT_NAMES = ["csv", "tsv", "jsonl", "parquet", "txt"]
-OUTPUT_FORMAT_NAMES = ["csv", "tsv", "jsonl"]
+OUTPUT_FORMAT_NAMES = ["csv", "tsv", "jsonl", "parquet"]
 
 
 def _flag(name: str) -> str:
@@ -54,7 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fine-tune transformer encoders for text classification with LoRA (IMDB sentiment by default).",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_train_parser, _predict_parser, _evaluate_parser, _serve_parser, _report_parser, _export_parser):
+    for add in (
+        _train_parser,
+        _tune_parser,
+        _predict_parser,
+        _evaluate_parser,
+        _serve_parser,
+        _report_parser,
+        _export_parser,
+    ):
         add(commands)
     _bench_serve_parser(commands)
     _bench_parser(commands)
@@ -75,6 +91,34 @@ def _train_parser(commands: Any) -> None:
     _add_config_flags(train)
 
 
+def _tune_parser(commands: Any) -> None:
+    tune = commands.add_parser(
+        "tune",
+        help="search training settings with Optuna; each trial is a real train run",
+        description="An Optuna study over the --search space around the train settings given (every train flag "
+        "works). Bad trials are pruned after an epoch; the study lives in --output-dir/study.db (or --storage), so "
+        "the same command again continues it, and several processes can share it. Writes best_config.yaml, "
+        "leaderboard.csv, optimization_history.png and param_importances.png into --output-dir.",
+    )
+    tune.add_argument("--config", help="YAML file with any train option, and a search: block of NAME: SPEC")
+    tune.add_argument("--preset", choices=sorted(PRESETS), help="a named recipe to start from")
+    tune.add_argument(
+        "--search",
+        nargs="+",
+        metavar="NAME=SPEC",
+        help="settings to vary: NAME=LOW:HIGH[:log] (a range) or NAME=A,B,C (choices), e.g. "
+        '"learning_rate=1e-4:3e-3:log" "lora_r=4,8,16" [default: learning_rate, lora_r, lora_alpha, lora_dropout]',
+    )
+    tune.add_argument("--trials", type=int, default=20, help="finished trials the study should hold [default: 20]")
+    tune.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    tune.add_argument("--storage", help="Optuna storage URL shared by several tune processes [OUTPUT_DIR/study.db]")
+    tune.add_argument("--study-name", default="lora-sentiment", help="the study's name in --storage")
+    tune.add_argument(
+        "--keep", choices=["best", "all"], default="best", help="trial runs kept at the end [default: best]"
+    )
+    _add_config_flags(tune)
+
+
 def _predict_parser(commands: Any) -> None:
     predict = commands.add_parser(
         "predict",
@@ -91,7 +135,9 @@ def _predict_parser(commands: Any) -> None:
         "--input-format", choices=INPUT_FORMAT_NAMES, help="format of --input [from its extension; stdin: txt]"
     )
     predict.add_argument(
-        "--output-format", choices=OUTPUT_FORMAT_NAMES, help="format of --output [from its extension; stdout: jsonl]"
+        "--output-format",
+        choices=OUTPUT_FORMAT_NAMES,
+        help="format of --output [from its extension; stdout: jsonl; --engine ray: parquet] (parquet: --engine ray)",
     )
     predict.add_argument(
         "--chunk-size", type=int, default=2048, help="rows read, predicted and written at a time [default: 2048]"
@@ -101,9 +147,18 @@ def _predict_parser(commands: Any) -> None:
     predict.add_argument(
         "--workers",
         type=int,
-        default=1,
-        help="with --input: processes that predict chunks in parallel, each with its share of the CPU cores or one "
-        "GPU each [default: 1]",
+        help="with --input: processes (Ray actors with --engine ray) that predict chunks in parallel, each with its "
+        "share of the CPU cores or one GPU each [default: 1; --engine ray: one per GPU, else one per node]",
+    )
+    predict.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="with --input: local (this machine's processes) or ray (Ray Data: --input may be a folder or glob, "
+        "--output is a folder of files with input_file / input_row columns) [default: local]",
+    )
+    predict.add_argument(
+        "--ray-address", help="with --engine ray: a running Ray cluster (e.g. auto, ray://head:10001) [a local Ray]"
     )
     _add_inference_flags(predict)
 
@@ -265,7 +320,11 @@ def _add_precision_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_inference_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--batch-size", type=int, help="texts per forward pass [default: 32 on CPU, 128 on GPU]")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        help="texts per forward pass [default: 32 on CPU; on a GPU, from its free memory, 64 to 1024]",
+    )
     _add_loading_flags(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
@@ -301,6 +360,26 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_tune(args: argparse.Namespace) -> int:
+    from .tuning import DEFAULT_SEARCH, parse_search, tune
+
+    values = read_yaml(args.config) if args.config else {}
+    search_block = values.pop("search", None)
+    if search_block is not None and not isinstance(search_block, dict):
+        raise UserError(f"the search: block of {args.config} must map settings to specs, e.g. lora_r: 4,8,16")
+    preset = args.preset or values.pop("preset", None)
+    overrides = {name: getattr(args, name) for name in TrainConfig.model_fields if getattr(args, name) is not None}
+    config = build_config({**values, **overrides}, preset=preset)
+    if args.trials < 1:
+        raise UserError("--trials must be at least 1")
+    search = parse_search(args.search or search_block or DEFAULT_SEARCH)
+    tune(
+        config, search, trials=args.trials, timeout=args.timeout, storage=args.storage, study_name=args.study_name,
+        keep=args.keep, log=lambda message: print(message, flush=True),
+    )  # fmt: skip
+    return 0
+
+
 def run_predict(args: argparse.Namespace) -> int:
     if bool(args.texts) == bool(args.input):
         raise UserError("give either TEXTS to classify or --input FILE (not both)")
@@ -331,15 +410,42 @@ def _predict_file(args: argparse.Namespace) -> int:
     from .exported import check_predictor
     from .measure import seconds_line
 
+    if args.engine == "ray":
+        return _predict_on_ray(args)
+    if args.ray_address:
+        raise UserError("--ray-address needs --engine ray")
+    if args.output_format == "parquet":
+        raise UserError("Parquet output is written by --engine ray; here use --output-format csv, tsv or jsonl")
     check_predictor(args.run_dir)  # a damaged run or export fails here, once, not in every worker
     summary = predict_file(
         args.run_dir, args.input, args.output or "-", text_column=args.text_column, input_format=args.input_format,
         output_format=args.output_format, chunk_size=args.chunk_size, batch_size=args.batch_size,
-        overwrite=args.overwrite, progress=args.progress, workers=args.workers, **_loading(args),
+        overwrite=args.overwrite, progress=args.progress, workers=args.workers or 1, **_loading(args),
     )  # fmt: skip
     skipped = f"; {summary.skipped_empty} rows with no text left without a prediction" if summary.skipped_empty else ""
     print(f"Predicted {summary.predicted} of {summary.rows} rows{skipped}.", file=sys.stderr)
     print(seconds_line({"start-up": _STARTUP_SECONDS, **summary.stages.seconds}), file=sys.stderr)
+    return 0
+
+
+def _predict_on_ray(args: argparse.Namespace) -> int:
+    from .exported import check_predictor
+    from .raybatch import predict_on_ray
+
+    if not args.output:
+        raise UserError("--engine ray writes a folder of files: give --output FOLDER")
+    check_predictor(args.run_dir)
+    summary = predict_on_ray(
+        str(Path(args.run_dir).absolute()), args.input, args.output, text_column=args.text_column,
+        input_format=args.input_format, output_format=args.output_format, chunk_size=args.chunk_size,
+        batch_size=args.batch_size, workers=args.workers, ray_address=args.ray_address, overwrite=args.overwrite,
+        progress=args.progress, options=_loading(args),
+    )  # fmt: skip
+    print(
+        f"Predicted {summary.rows} rows of {summary.files_in} files with {summary.workers} Ray workers into "
+        f"{summary.output} ({summary.files_out} files; input order: sort by input_file, input_row).",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -488,6 +594,7 @@ def run_bench_serve(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "train": run_train,
+    "tune": run_tune,
     "predict": run_predict,
     "evaluate": run_evaluate,
     "serve": run_serve,
