@@ -170,42 +170,24 @@ def test_refused_before_ray_starts(tmp_path, trained_run, capsys, monkeypatch, i
     assert code == 2 and all(w in err for w in words), err
 
 
+def _predict_one_file(run, folder, output: str) -> int:
+    (folder / "a.csv").write_text("text\nfine\n")
+    return main(["predict", str(run), "--input", str(folder / "a.csv"), "--output", str(folder / output),
+                 "--engine", "ray"])  # fmt: skip
+
+
 def test_an_existing_output_needs_overwrite(tmp_path, trained_run, capsys):
-    (tmp_path / "a.csv").write_text("text\nfine\n")
     (tmp_path / "out").mkdir()
-    code = main(
-        [
-            "predict",
-            str(trained_run),
-            "--input",
-            str(tmp_path / "a.csv"),
-            "--output",
-            str(tmp_path / "out"),
-            "--engine",
-            "ray",
-        ]
-    )
-    assert code == 2 and "--overwrite" in capsys.readouterr().err
+    assert _predict_one_file(trained_run, tmp_path, "out") == 2
+    assert "--overwrite" in capsys.readouterr().err
 
 
 def test_without_the_extra_the_error_names_it(tmp_path, trained_run, capsys, monkeypatch):
     import lora_sentiment.raybatch as raybatch
 
     monkeypatch.setattr(raybatch.importlib.util, "find_spec", lambda name: None)
-    (tmp_path / "a.csv").write_text("text\nfine\n")
-    code = main(
-        [
-            "predict",
-            str(trained_run),
-            "--input",
-            str(tmp_path / "a.csv"),
-            "--output",
-            str(tmp_path / "o"),
-            "--engine",
-            "ray",
-        ]
-    )
-    assert code == 2 and "pip install 'lora-sentiment[ray]'" in capsys.readouterr().err
+    assert _predict_one_file(trained_run, tmp_path, "o") == 2
+    assert "pip install 'lora-sentiment[ray]'" in capsys.readouterr().err
 
 
 def test_actors_take_one_gpu_each_or_a_nodes_cores():
