@@ -24,7 +24,7 @@ API_KEY_ENV = "LORA_SENTIMENT_API_KEY"
 Truncation = Literal["tail", "head", "head+tail"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Attention = Literal["auto", "sdpa", "eager"]
-ReportTo = Literal["none", "tensorboard"]
+ReportTarget = Literal["tensorboard", "mlflow", "wandb"]
 ProblemTypeChoice = Literal["auto", "single-label", "multi-label", "regression"]
 BestMetric = Literal[
     "auto", "loss", "accuracy", "f1", "precision", "recall", "roc_auc", "f1_macro", "f1_micro", "hamming_loss",
@@ -149,9 +149,12 @@ class TrainConfig(BaseModel):
         description="Also fit TF-IDF + a linear model on the same training split and score it on the same "
         "evaluation split, to show what the transformer adds (seconds on CPU)",
     )
-    report_to: ReportTo = Field(
-        "none", description="Also log to TensorBoard (in RUN_DIR/tensorboard; needs the tensorboard package)"
+    report_to: list[ReportTarget] = Field(
+        default_factory=list,
+        description="Also log to any of: tensorboard (RUN_DIR/tensorboard), mlflow (MLFLOW_TRACKING_URI or "
+        "--mlflow-uri, else sqlite:///mlflow.db here), wandb (offline without WANDB_API_KEY); each an optional extra",
     )
+    mlflow_uri: Optional[str] = Field(None, description="MLflow tracking URI for --report-to mlflow")
 
     # --- output
     output_dir: str = Field("runs/lora-sentiment", description="Where the adapter, tokenizer, metrics and card go")
@@ -164,6 +167,14 @@ class TrainConfig(BaseModel):
     examples: list[str] = Field(
         default_factory=lambda: list(DEFAULT_EXAMPLES), description="Unseen texts predicted before and after training"
     )
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _report_targets(cls, value: Any) -> Any:
+        # "none" (the old default, still in earlier runs' configs), a string, commas or a list.
+        items = [value] if isinstance(value, str) else list(value or [])
+        parts = [part.strip() for item in items for part in str(item).split(",") if part.strip()]
+        return list(dict.fromkeys(p for p in parts if p != "none"))
 
     @field_validator("lora_targets", "label_names", "label_columns", mode="before")
     @classmethod

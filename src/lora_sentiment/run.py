@@ -315,6 +315,6 @@ class RunWorkspace:
 
 
 def _changed_settings(saved: TrainConfig, now: TrainConfig) -> list[str]:
-    ignored = {"overwrite", "resume"}
+    ignored = {"overwrite", "resume", "report_to", "mlflow_uri"}  # where it is logged does not change the run
     before, after = saved.model_dump(exclude=ignored), now.model_dump(exclude=ignored)
     return [f"--{k.replace('_', '-')} (was {before[k]!r}, now {after[k]!r})" for k in after if after[k] != before[k]]

@@ -34,7 +34,6 @@ from .baseline import baseline_name, evaluate_baseline
 from .config import TrainConfig
 from .data import LabeledData, load_labeled_data, padded_batch, tokenize_dataset
 from .device import default_device, pad_multiple, resolve_precision, synchronize
-from .errors import UserError
 from .hub import is_local
 from .measure import Stages
 from .metrics import LOWER_IS_BETTER, evaluation_metrics, tune_thresholds
@@ -44,6 +43,7 @@ from .plots import headline, per_label_lines
 from .prediction import predict_logits
 from .problem import LabelSpace, resolve_class_weights
 from .run import RunMetrics, RunWorkspace, checkpoint_epoch, write_run
+from .tracking import check_trackers, tracked
 
 Log = Callable[[str], None]
 
@@ -79,12 +79,51 @@ def train(config: TrainConfig, *, log: Log = print, callbacks: Sequence[Any] = (
     log = log if main_process else _silent  # one run, one voice: rank 0 prints and writes
     workspace = RunWorkspace(Path(requested.output_dir).expanduser())
     resume_from = workspace.prepare(requested)
-    if requested.report_to == "tensorboard":
-        check_tensorboard()
+    check_trackers(requested)
     precision = resolve_precision(requested.precision, default_device())
-
     stages = Stages("data", "baseline", "model", "train", "evaluate", "report", "save")
-    # Everything that can fail on bad input happens before anything is written.
+    ready = _prepare(requested, precision, stages, log)  # all that can fail on bad input, before any write
+
+    if resume_from is None and main_process:
+        workspace.start_fresh(requested)
+    distributed.barrier()
+    setup, data = ready.setup, ready.data
+    with tracked(setup.config, (workspace.tensorboard_dir, workspace.final), main_process) as trackers:
+        with stages.timing("train"):
+            fitted = fit(
+                setup, data.space, ready.weights, ready.train_tok, ready.eval_tok, precision, workspace, resume_from,
+                log, [*callbacks, *trackers.callbacks],
+            )  # fmt: skip
+        stages.seconds["evaluate"] = fitted.timer.evaluation_seconds
+        stages.seconds["train"] -= fitted.timer.evaluation_seconds
+        with stages.timing("report"):
+            final, space = best_epoch_metrics(fitted, ready.eval_tok)
+            after = _predict_examples(setup, precision, space)
+            log(format_table(after, "Trained model predictions:"))
+            metrics = report(fitted, final, setup, data, ready.train_tok, precision, ready.before, after)
+            metrics.baseline = ready.baseline
+        if main_process:
+            with stages.timing("save"):
+                _publish(workspace, setup, space, metrics)
+            _log_outcome(log, final, ready.baseline, space, len(data.eval), workspace.final)
+            trackers.finish(setup.config, final, ready.baseline, ok=True)
+    distributed.barrier()  # rank 0 saves; the run is complete for every rank when it is done
+    return TrainResult(workspace.final, metrics, space, stages.seconds)
+
+
+@dataclass
+class _Prepared:
+    data: LabeledData
+    weights: np.ndarray | None
+    baseline: dict[str, Any] | None
+    setup: ModelSetup
+    train_tok: Any
+    eval_tok: Any
+    before: list[Prediction]
+
+
+def _prepare(requested: TrainConfig, precision: str, stages: Stages, log: Log) -> _Prepared:
+    """Data, baseline, model and tokenized splits: everything that can fail on bad input."""
     with stages.timing("data"), distributed.main_process_first():
         data = load_labeled_data(requested, log=log)
     log(
@@ -92,7 +131,7 @@ def train(config: TrainConfig, *, log: Log = print, callbacks: Sequence[Any] = (
     )
     weights = resolve_class_weights(requested.class_weights, data.space, np.asarray(data.train["label"]))
     with stages.timing("baseline"):
-        baseline = run_baseline(requested, data, log) if main_process else None
+        baseline = run_baseline(requested, data, log) if distributed.is_main_process() else None
     set_seed(requested.seed)  # the fresh classification head is initialised from this seed
     start = output_start(data.space, np.asarray(data.train["label"]))
     with stages.timing("model"):
@@ -103,29 +142,14 @@ def train(config: TrainConfig, *, log: Log = print, callbacks: Sequence[Any] = (
             eval_tok = tokenize_dataset(data.eval, setup.encoder).sort("length", reverse=True)
         before = _predict_examples(setup, precision, data.space)
     log(format_table(before, "Untrained model predictions:"))
+    return _Prepared(data, weights, baseline, setup, train_tok, eval_tok, before)
 
-    if resume_from is None and main_process:
-        workspace.start_fresh(requested)
-    distributed.barrier()
-    with stages.timing("train"):
-        fitted = fit(setup, data.space, weights, train_tok, eval_tok, precision, workspace, resume_from, log, callbacks)
-    stages.seconds["evaluate"] = fitted.timer.evaluation_seconds
-    stages.seconds["train"] -= fitted.timer.evaluation_seconds
-    with stages.timing("report"):
-        final, space = best_epoch_metrics(fitted, eval_tok)
-        after = _predict_examples(setup, precision, space)
-        log(format_table(after, "Trained model predictions:"))
-        metrics = report(fitted, final, setup, data, train_tok, precision, before, after)
-        metrics.baseline = baseline
-    if main_process:
-        with stages.timing("save"):
-            _publish(workspace, setup, space, metrics)
-        log(f"{headline(final, space)} on {len(data.eval)} evaluation texts. Saved to {workspace.final}")
-        if baseline:
-            log(f"Baseline ({baseline_name(space)}) on the same texts: {headline(baseline, space)}")
-        log(per_label_lines(final, space))
-    distributed.barrier()  # rank 0 saves; the run is complete for every rank when it is done
-    return TrainResult(workspace.final, metrics, space, stages.seconds)
+
+def _log_outcome(log: Log, final: dict, baseline: dict | None, space: LabelSpace, count: int, where: Path) -> None:
+    log(f"{headline(final, space)} on {count} evaluation texts. Saved to {where}")
+    if baseline:
+        log(f"Baseline ({baseline_name(space)}) on the same texts: {headline(baseline, space)}")
+    log(per_label_lines(final, space))
 
 
 def _publish(workspace: RunWorkspace, setup: ModelSetup, space: LabelSpace, metrics: RunMetrics) -> None:
@@ -203,8 +227,6 @@ def fit(
     config = setup.config
     recorder, timer = _EvalRecorder(space, config.threshold), StepTimer()
     callbacks: list[Any] = [timer.callback(), *extra_callbacks]
-    if config.report_to == "tensorboard" and distributed.is_main_process():
-        callbacks.append(tensorboard_callback(workspace.tensorboard_dir))
     trainer = build_trainer(
         setup.model, setup.tokenizer, train_tok, eval_tok, config, workspace.checkpoints, precision, recorder,
         callbacks, loss=weighted_loss(space, weights),
@@ -417,15 +439,6 @@ class StepTimer:
                 timer.evaluation_seconds += (metrics or {}).get("eval_runtime", 0.0)
 
         return _Callback()
-
-
-def check_tensorboard() -> None:
-    try:
-        import tensorboard  # noqa: F401
-    except ImportError:
-        raise UserError(
-            "--report-to tensorboard needs the tensorboard package: pip install 'lora-sentiment[tensorboard]'"
-        ) from None
 
 
 def tensorboard_callback(log_dir: Path) -> Any:

@@ -25,6 +25,7 @@ from transformers import TrainerCallback
 from .config import TrainConfig
 from .errors import UserError
 from .metrics import LOWER_IS_BETTER
+from .tracking import check_trackers, study_run
 
 Log = Callable[[str], None]
 
@@ -153,6 +154,7 @@ def tune(
     """Search `search` around `config` until the study holds `trials` finished trials (counted across every
     process working on it) or `timeout` seconds pass. `config.output_dir` is the study's folder."""
     optuna = _optuna()
+    check_trackers(config)
     folder = Path(config.output_dir).expanduser()
     folder.mkdir(parents=True, exist_ok=True)
     metric = _objective_metric(config, log)  # loads the data once: bad input fails here, before any trial
@@ -169,7 +171,8 @@ def tune(
     if done < trials:
         stop = optuna.study.MaxTrialsCallback(trials, states=_finished_states(optuna))
         objective = _Objective(config, search, metric, folder, log)
-        study.optimize(objective, n_trials=trials - done, timeout=timeout, callbacks=[stop])
+        with study_run(config, study_name):  # --report-to mlflow: the trials' runs nest in the study's
+            study.optimize(objective, n_trials=trials - done, timeout=timeout, callbacks=[stop])
     return _finish(study, config, metric, folder, keep, log)
 
 
@@ -286,7 +289,7 @@ def _check_same_search(study: Any, config: TrainConfig, search: list[Dimension],
 
 
 def _fixed(config: TrainConfig) -> dict[str, Any]:
-    return config.model_dump(exclude={"output_dir", "overwrite", "resume", "report_to"}, mode="json")
+    return config.model_dump(exclude={"output_dir", "overwrite", "resume", "report_to", "mlflow_uri"}, mode="json")
 
 
 # ------------------------------------------------------------------------------------------ the results
