@@ -66,6 +66,7 @@ def test_the_same_command_again_continues_the_study(base):
     search = parse_search(["learning_rate=1e-4:3e-3:log"])
     tune(base, search, trials=2, keep="all")
     first = [(t.number, t.params, t.value) for t in _study(tmp_path_of(base)).trials]
+    assert first[0][1] == {"learning_rate": base.learning_rate}  # the settings given are tried first
     tune(base, search, trials=3, keep="all")
     trials = _study(tmp_path_of(base)).trials
     assert [(t.number, t.params, t.value) for t in trials[:2]] == first  # finished trials are not repeated

@@ -54,6 +54,11 @@ class Dimension:
     log: bool = False
     choices: tuple | None = None
 
+    def contains(self, value: Any) -> bool:
+        if self.choices is not None:
+            return value in self.choices
+        return isinstance(value, (int, float)) and self.low <= value <= self.high
+
     def suggest(self, trial: Any) -> Any:
         if self.choices is not None:
             return trial.suggest_categorical(self.name, list(self.choices))
@@ -165,6 +170,9 @@ def tune(
         pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0),
     )  # fmt: skip
     _check_same_search(study, config, search, metric)
+    if not study.trials:  # the settings given come first, so the leaderboard shows what the search adds
+        start = {d.name: getattr(config, d.name) for d in search if d.contains(getattr(config, d.name))}
+        study.enqueue_trial(start, skip_if_exists=True)
     done = _finished(study)
     direction = study.direction.name.lower()
     log(f"Study {study_name!r}: {done} of {trials} trials finished; objective: {metric} ({direction})")
