@@ -127,3 +127,8 @@ def test_a_search_block_in_the_config_file(tmp_path, small_csv, capsys):
     config.write_text(yaml.safe_dump({"data": str(small_csv), "search": {"lora_r": "4,8", "model": "a,b"}}))
     code = main(["tune", "--config", str(config), "--output-dir", str(tmp_path / "s")])
     assert code == 2 and "cannot vary 'model'" in capsys.readouterr().err
+
+
+def test_a_training_run_folder_is_not_a_study_folder(trained_run, small_csv, capsys):
+    code = main(["tune", "--data", str(small_csv), "--output-dir", str(trained_run), "--trials", "1"])
+    assert code == 2 and "holds a training run" in capsys.readouterr().err

@@ -28,6 +28,7 @@ from .errors import UserError
 DEFAULT_LONG_TEXT = "truncate"
 INPUT_FORMAT_NAMES = ["csv", "tsv", "jsonl", "parquet", "txt"]
 OUTPUT_FORMAT_NAMES = ["csv", "tsv", "jsonl", "parquet"]
+TUNE_DIR = "tune/lora-sentiment"
 
 
 def _flag(name: str) -> str:
@@ -98,7 +99,8 @@ def _tune_parser(commands: Any) -> None:
         description="An Optuna study over the --search space around the train settings given (every train flag "
         "works). Bad trials are pruned after an epoch; the study lives in --output-dir/study.db (or --storage), so "
         "the same command again continues it, and several processes can share it. Writes best_config.yaml, "
-        "leaderboard.csv, optimization_history.png and param_importances.png into --output-dir.",
+        "leaderboard.csv, optimization_history.png and param_importances.png into --output-dir (default here: "
+        f"{TUNE_DIR}).",
     )
     tune.add_argument("--config", help="YAML file with any train option, and a search: block of NAME: SPEC")
     tune.add_argument("--preset", choices=sorted(PRESETS), help="a named recipe to start from")
@@ -369,6 +371,7 @@ def run_tune(args: argparse.Namespace) -> int:
         raise UserError(f"the search: block of {args.config} must map settings to specs, e.g. lora_r: 4,8,16")
     preset = args.preset or values.pop("preset", None)
     overrides = {name: getattr(args, name) for name in TrainConfig.model_fields if getattr(args, name) is not None}
+    overrides.setdefault("output_dir", values.pop("output_dir", TUNE_DIR))  # not train's default run folder
     config = build_config({**values, **overrides}, preset=preset)
     if args.trials < 1:
         raise UserError("--trials must be at least 1")

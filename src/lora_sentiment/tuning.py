@@ -161,6 +161,8 @@ def tune(
     optuna = _optuna()
     check_trackers(config)
     folder = Path(config.output_dir).expanduser()
+    if (folder / "adapter_config.json").exists():
+        raise UserError(f"--output-dir {folder} holds a training run; give tune a folder of its own")
     folder.mkdir(parents=True, exist_ok=True)
     metric = _objective_metric(config, log)  # loads the data once: bad input fails here, before any trial
     study = optuna.create_study(
