@@ -307,7 +307,7 @@ def predict_file(
     in_fmt = resolve_format(input_path, input_format, INPUT_FORMATS, "--input-format", "txt")
     out_fmt = resolve_format(output_path, output_format, OUTPUT_FORMATS, "--output-format", "jsonl")
     text_column = "text" if in_fmt == "txt" else text_column
-    target = _checked_output(output_path, overwrite)
+    target = checked_output(output_path, overwrite)
     if chunk_size < 1:
         raise UserError("--chunk-size must be at least 1")
     if workers < 1:
@@ -328,7 +328,7 @@ def predict_file(
         bar.close()
 
 
-def _checked_output(output_path: str, overwrite: bool) -> Path | None:
+def checked_output(output_path: str, overwrite: bool) -> Path | None:
     if output_path == STDIO:
         return None
     target = Path(output_path)

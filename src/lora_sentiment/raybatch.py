@@ -21,8 +21,16 @@ from typing import Any
 
 import pandas as pd
 
-from .atomic import replace_dir, staging_path
-from .batch import INPUT_FORMATS, STDIO, checked_chunks, open_in_worker, resolve_format, with_predictions
+from .atomic import fresh_staging_dir, replace_dir
+from .batch import (
+    INPUT_FORMATS,
+    STDIO,
+    checked_chunks,
+    checked_output,
+    open_in_worker,
+    resolve_format,
+    with_predictions,
+)
 from .batch import _check_columns as check_prediction_columns
 from .errors import UserError, first_line
 
@@ -164,23 +172,20 @@ def predict_on_ray(
     if chunk_size < 1:
         raise UserError("--chunk-size must be at least 1")
     out_fmt = _output_format(output_path, output_format)
-    target = _checked_target(output_path, overwrite)
+    target = checked_output(output_path, overwrite)  # not stdout: _output_format refused it
     files, fmt = input_files(input_path, input_format)
     text_column = "text" if fmt == "txt" else text_column
     check_inputs(files, fmt, text_column)
-    staging = staging_path(target)
-    if staging.exists():
-        shutil.rmtree(staging)
     with _ray_session(ray_address, progress) as (resources, nodes):
         steps = plan(files, fmt, workers, resources, nodes)
+        staging = fresh_staging_dir(target)  # an input with no rows still gives an (empty) output folder
         try:
             _run(steps, run_dir, staging, out_fmt, (text_column, chunk_size, batch_size), options or {})
         except BaseException as exc:
             shutil.rmtree(staging, ignore_errors=True)
             raise _user_error(exc) from None
-    written = sorted(f for f in staging.iterdir() if f.is_file()) if staging.exists() else []
+    written = sorted(f for f in staging.iterdir() if f.is_file())
     rows = sum(_count_rows(f, out_fmt) for f in written)
-    staging.mkdir(exist_ok=True)  # an input with no rows still gives an (empty) output folder
     _replace(staging, target)
     return RaySummary(len(files), len(written), rows, steps.workers, target)
 
@@ -215,15 +220,6 @@ def _output_format(output_path: str, given: str | None) -> str:
     if fmt not in RAY_OUTPUT_FORMATS:
         raise UserError(f"--engine ray writes {', '.join(RAY_OUTPUT_FORMATS)}; pass --output-format with one of them")
     return fmt
-
-
-def _checked_target(output_path: str, overwrite: bool) -> Path:
-    target = Path(output_path)
-    if target.exists() and not overwrite:
-        raise UserError(f"--output {target} exists; pass --overwrite to replace it or choose another --output")
-    if not target.absolute().parent.is_dir():
-        raise UserError(f"the folder of --output {target} does not exist; create it first")
-    return target
 
 
 def _replace(staging: Path, target: Path) -> None:

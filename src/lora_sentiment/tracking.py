@@ -30,6 +30,10 @@ def check_trackers(config: TrainConfig) -> None:
             raise UserError(f"--report-to {target} needs the {target} package: pip install 'lora-sentiment[{target}]'")
 
 
+def mlflow_uri(config: TrainConfig) -> str:
+    return config.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_MLFLOW_URI
+
+
 class Trackers:
     """The tracked runs of one training run: callbacks for the Trainer, and `finish` once the run is saved."""
 
@@ -55,7 +59,7 @@ class Trackers:
         import mlflow
         from transformers.integrations import MLflowCallback
 
-        mlflow.set_tracking_uri(self.config.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_MLFLOW_URI)
+        mlflow.set_tracking_uri(mlflow_uri(self.config))
         if mlflow.active_run() is None:  # under `tune`, the study's run is active: each trial nests in it
             mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT))
         self.mlflow = mlflow.start_run(run_name=self.run_dir.name, nested=mlflow.active_run() is not None)
@@ -129,7 +133,7 @@ def study_run(config: TrainConfig, study_name: str) -> Iterator[None]:
         return
     import mlflow
 
-    mlflow.set_tracking_uri(config.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_MLFLOW_URI)
+    mlflow.set_tracking_uri(mlflow_uri(config))
     mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT))
     with mlflow.start_run(run_name=study_name):
         yield

@@ -350,7 +350,7 @@ def training_arguments(config: TrainConfig, train_rows: int, work_dir: Path, pre
         average_tokens_across_devices=False,
         save_total_limit=2,
         seed=config.seed,
-        use_cpu=not on_gpu and default_device().type == "cpu",
+        use_cpu=default_device().type == "cpu",
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         report_to="none",
