@@ -102,7 +102,7 @@ def test_two_processes_share_one_study(base):
     assert [p.returncode for p in processes] == [0, 0], [err[-2000:] for _, err in outputs]
     trials = _study(folder).trials
     assert len({t.user_attrs["process"] for t in trials}) == 2  # both worked on it
-    assert len([t for t in trials if t.state.name == "COMPLETE"]) >= 3
+    assert len([t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]) >= 3  # --trials counts finished ones
 
 
 @pytest.mark.parametrize(
