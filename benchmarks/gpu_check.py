@@ -92,15 +92,15 @@ def tokenizer_throughput(tokenizer, texts: list[str], encoder) -> dict:
 
 def forward_only(classifier, texts: list[str], peak: float) -> dict:
     """The same batches with tokenization done beforehand: what the device alone sustains."""
-    from lora_sentiment.prediction import _forward
+    from lora_sentiment.prediction import forward_logits
 
     encoded, _ = classifier.encoder.encode(texts)
     lengths = [len(ids) for ids in encoded["input_ids"]]
     batch = classifier.default_batch_size
-    _forward(classifier.model, classifier.encoder.tokenizer, encoded, batch, classifier.precision)
+    forward_logits(classifier.model, classifier.encoder.tokenizer, encoded, batch, classifier.precision)
     synchronize()
     start = time.perf_counter()
-    _forward(classifier.model, classifier.encoder.tokenizer, encoded, batch, classifier.precision)
+    forward_logits(classifier.model, classifier.encoder.tokenizer, encoded, batch, classifier.precision)
     synchronize()
     seconds = time.perf_counter() - start
     return {

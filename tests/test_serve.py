@@ -92,9 +92,9 @@ def test_api_key_protects_predict_only(trained_classifier):
 
 
 def _recording_predict(calls):
-    def predict(texts):
-        calls.append(list(texts))
-        return np.array([[len(t), 1.0] for t in texts])  # each row identifies its text
+    def predict(requests):
+        calls.append([text for _, texts in requests for text in texts])
+        return [np.array([[len(t), 1.0] for t in texts]) for _, texts in requests]  # each row identifies its text
 
     return predict
 

@@ -131,6 +131,24 @@ def total_rows(path: str, fmt: str) -> int | None:
 def with_predictions(
     chunk: pd.DataFrame, text_column: str, classifier: Any, fmt: str, batch_size: int | None
 ) -> tuple[pd.DataFrame, int]:
+    """The chunk with prediction columns added (see _with_predictions_of); several runs (a ClassifierSet) add
+    one set each, prefixed with the run's name: NAME.predicted_label..."""
+    if not hasattr(classifier, "members"):
+        return _with_predictions_of(chunk, text_column, classifier, fmt, batch_size)
+    out, skipped = chunk, 0
+    for name in classifier.names:
+        own, skipped = _with_predictions_of(chunk[[text_column]], text_column, classifier[name], fmt, batch_size)
+        columns = own.drop(columns=[text_column]).add_prefix(f"{name}.")
+        taken = [c for c in columns if c in out.columns]
+        if taken:
+            raise UserError(f"the input already has a column named {taken[0]!r}, which predictions go to; rename it")
+        out = out.join(columns)
+    return out, skipped
+
+
+def _with_predictions_of(
+    chunk: pd.DataFrame, text_column: str, classifier: Any, fmt: str, batch_size: int | None
+) -> tuple[pd.DataFrame, int]:
     """The chunk with prediction columns added; rows whose text is missing or blank get empty predictions.
 
     Single-label: predicted_label, predicted_label_name, probability. Multi-label: predicted_labels (a list in
@@ -231,7 +249,9 @@ class _WorkerPool:
     """Worker processes that each load the run once and predict whole chunks: on a multi-core CPU each takes an
     equal share of the cores, with GPUs each takes one device (worker i on GPU i mod the device count)."""
 
-    def __init__(self, run_dir: str, options: dict, workers: int, text_column: str, fmt: str, batch_size: int | None):
+    def __init__(
+        self, run_dir: str | dict, options: dict, workers: int, text_column: str, fmt: str, batch_size: int | None
+    ):
         threads = max(1, (os.cpu_count() or 1) // workers)
         context = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked torch or tokenizer threads
         self.pool = context.Pool(workers, initializer=_init_worker, initargs=(run_dir, options, threads))
@@ -249,7 +269,7 @@ _worker_classifier: Any = None
 _worker_error: BaseException | None = None
 
 
-def _init_worker(run_dir: str, options: dict, threads: int) -> None:
+def _init_worker(run_dir: str | dict, options: dict, threads: int) -> None:
     # A failing initializer would make the pool restart workers forever: keep the error for the first task.
     global _worker_classifier, _worker_error
     try:
@@ -259,11 +279,14 @@ def _init_worker(run_dir: str, options: dict, threads: int) -> None:
         _worker_error = exc
 
 
-def open_in_worker(run_dir: str, options: dict, threads: int, gpu_index: int = 0) -> Any:
-    """A run or export loaded in a worker process that owns `threads` cores, or a GPU where there is one."""
-    from .exported import ExportedClassifier, is_export, open_classifier
+def open_in_worker(run_dir: str | dict, options: dict, threads: int, gpu_index: int = 0) -> Any:
+    """A run or export (or several runs, by name) loaded in a worker process that owns `threads` cores, or a
+    GPU where there is one."""
+    from .exported import ExportedClassifier, is_export
 
-    if is_export(run_dir):  # the runtime takes its share of the cores itself; no torch needed
+    if not isinstance(run_dir, dict) and is_export(
+        run_dir
+    ):  # the runtime takes its share of the cores itself; no torch needed
         return ExportedClassifier.open(run_dir, threads=threads, **options)
     import torch  # in a run's worker only: the parent process that reads and writes files never loads it
 
@@ -271,7 +294,17 @@ def open_in_worker(run_dir: str, options: dict, threads: int, gpu_index: int = 0
     device = None
     if torch.cuda.is_available():
         device = f"cuda:{gpu_index % torch.cuda.device_count()}"
-    return open_classifier(run_dir, device=device, **options)
+    return _open(run_dir, device=device, **options)
+
+
+def _open(runs: str | Path | dict, **options: Any) -> Any:
+    if isinstance(runs, dict):
+        from .multi import load_classifiers
+
+        return load_classifiers(runs, **options)
+    from .exported import open_classifier  # torch loads only where a run's model runs in this process
+
+    return open_classifier(runs, **options)
 
 
 def _predict_in_worker(
@@ -301,8 +334,9 @@ def predict_file(
 ) -> BatchSummary:
     """Classify every row of `input_path` and write it, with its predictions, to `output_path`.
 
-    `classifier` is a loaded Classifier, or a run directory (which `workers` > 1 needs: each worker process
-    loads it, with `precision`, `long_text` and `stride`). At most 2 x workers chunks are in flight, so memory
+    `classifier` is a loaded Classifier (or ClassifierSet), a run directory, or several runs by name (a dict:
+    one set of prediction columns each); `workers` > 1 needs the folders, which each worker process loads with
+    `precision`, `long_text` and `stride`. At most 2 x workers chunks are in flight, so memory
     stays bounded however long the file is."""
     in_fmt = resolve_format(input_path, input_format, INPUT_FORMATS, "--input-format", "txt")
     out_fmt = resolve_format(output_path, output_format, OUTPUT_FORMATS, "--output-format", "jsonl")
@@ -341,13 +375,11 @@ def checked_output(output_path: str, overwrite: bool) -> Path | None:
 
 def _predictor(classifier: Any, workers: int, options: dict, args: tuple[str, str, int | None]) -> Any:
     if workers > 1:
-        if not isinstance(classifier, (str, Path)):
+        if not isinstance(classifier, (str, Path, dict)):
             raise ValueError("workers > 1 needs the run directory, which each worker loads")
-        return _WorkerPool(str(classifier), options, workers, *args)
-    if isinstance(classifier, (str, Path)):
-        from .exported import open_classifier  # torch loads only where a run's model runs in this process
-
-        classifier = open_classifier(classifier, **options)
+        return _WorkerPool(classifier if isinstance(classifier, dict) else str(classifier), options, workers, *args)
+    if isinstance(classifier, (str, Path, dict)):
+        classifier = _open(classifier, **options)
     return _InProcess(classifier, *args)
 
 

@@ -128,8 +128,11 @@ def _predict_parser(commands: Any) -> None:
         description="Classify the TEXTS given, or every row of --input (CSV/TSV/JSONL/Parquet, or .txt with one text "
         "per line) into --output (CSV/TSV/JSONL), in chunks, so files larger than memory work. '-' is stdin/stdout.",
     )
-    predict.add_argument("run_dir", help="the --output-dir of a training run")
-    predict.add_argument("texts", nargs="*", help="texts to classify (or use --input)")
+    predict.add_argument("run_dir", help="the --output-dir of a training run (or an export)")
+    predict.add_argument(
+        "texts", nargs="*", help="texts to classify; with --input, more runs instead (NAME=PATH names one): each adds "
+        "its own set of prediction columns, NAME.predicted_label...",
+    )  # fmt: skip
     predict.add_argument("--input", help="file to classify: .csv .tsv .jsonl .parquet .txt, or - for stdin")
     predict.add_argument("--output", help="where predictions go: .csv .tsv .jsonl, or - for stdout [-]")
     predict.add_argument("--text-column", default="text", help="column of --input holding the text [default: text]")
@@ -183,11 +186,19 @@ def _evaluate_parser(commands: Any) -> None:
 def _serve_parser(commands: Any) -> None:
     serve = commands.add_parser(
         "serve",
-        help="serve a saved run over HTTP: POST /predict, a page at /, docs at /docs",
-        description='Serve a run with FastAPI + uvicorn: POST /predict {"texts": [...]}, GET /health, GET /info, '
-        "OpenAPI docs at /docs and a page at /. Concurrent requests share forward passes (micro-batching).",
+        help="serve saved runs over HTTP: POST /predict, a page at /, docs at /docs",
+        description='Serve runs with FastAPI + uvicorn: POST /predict {"model": NAME, "texts": [...]} (model may be '
+        "left out when one is served), GET /models, GET /info?model=NAME, GET /health, OpenAPI docs at /docs and a "
+        "page at /. Concurrent requests share forward passes (micro-batching). Runs on one base model share its "
+        "weights in memory; one run alone is served merged (fastest).",
     )
-    serve.add_argument("run_dir", help="the --output-dir of a training run")
+    serve.add_argument(
+        "runs", nargs="*", metavar="RUN", help="run folders (or one export) to serve, each named after its folder; "
+        "NAME=PATH names it"
+    )  # fmt: skip
+    serve.add_argument(
+        "--runs-dir", help="also serve every finished run under this folder, as they appear, retrain or disappear"
+    )
     serve.add_argument(
         "--host", default="127.0.0.1", help="address to bind; 0.0.0.0 exposes it to the network [default: 127.0.0.1]"
     )
@@ -384,8 +395,8 @@ def run_tune(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    if bool(args.texts) == bool(args.input):
-        raise UserError("give either TEXTS to classify or --input FILE (not both)")
+    if not args.texts and not args.input:
+        raise UserError("give TEXTS to classify or --input FILE")
     if args.output and not args.input:
         raise UserError("--output needs --input; TEXTS are printed")
     if args.input:
@@ -419,9 +430,12 @@ def _predict_file(args: argparse.Namespace) -> int:
         raise UserError("--ray-address needs --engine ray")
     if args.output_format == "parquet":
         raise UserError("Parquet output is written by --engine ray; here use --output-format csv, tsv or jsonl")
-    check_predictor(args.run_dir)  # a damaged run or export fails here, once, not in every worker
+    runs = _runs_of(args)
+    for path in runs.values():
+        check_predictor(path)  # a damaged run or export fails here, once, not in every worker
     summary = predict_file(
-        args.run_dir, args.input, args.output or "-", text_column=args.text_column, input_format=args.input_format,
+        next(iter(runs.values())) if len(runs) == 1 else runs, args.input, args.output or "-",
+        text_column=args.text_column, input_format=args.input_format,
         output_format=args.output_format, chunk_size=args.chunk_size, batch_size=args.batch_size,
         overwrite=args.overwrite, progress=args.progress, workers=args.workers or 1, **_loading(args),
     )  # fmt: skip
@@ -431,12 +445,34 @@ def _predict_file(args: argparse.Namespace) -> int:
     return 0
 
 
+def _runs_of(args: argparse.Namespace) -> dict[str, Any]:
+    """With --input, every positional is a run: one, or several that share their base models' weights."""
+    from .exported import is_export
+    from .multi import parse_named_runs
+
+    if len(args.texts) == 0:
+        return {Path(args.run_dir).name: args.run_dir}
+    runs = parse_named_runs([args.run_dir, *args.texts])
+    missing = [str(p) for p in runs.values() if not Path(p).exists()]
+    if missing:
+        raise UserError(
+            f"{missing[0]!r} is not a run folder: with --input, what follows RUN names more runs; "
+            "give TEXTS or --input FILE, not both"
+        )
+    exports = [str(p) for p in runs.values() if is_export(p)]
+    if exports:
+        raise UserError(f"{exports[0]} is an export: predict several runs (not exports) over one file")
+    return runs
+
+
 def _predict_on_ray(args: argparse.Namespace) -> int:
     from .exported import check_predictor
     from .raybatch import predict_on_ray
 
     if not args.output:
         raise UserError("--engine ray writes a folder of files: give --output FOLDER")
+    if args.texts:
+        raise UserError("--engine ray takes one run; predict several runs over one file with --engine local")
     check_predictor(args.run_dir)
     summary = predict_on_ray(
         str(Path(args.run_dir).absolute()), args.input, args.output, text_column=args.text_column,
@@ -488,7 +524,7 @@ def run_serve(args: argparse.Namespace) -> int:
         settings = ServeSettings(**values)
     except ValidationError as exc:
         raise UserError(format_validation_error(exc)) from None
-    serve(args.run_dir, host=args.host, port=args.port, settings=settings, **_loading(args))
+    serve(args.runs, runs_dir=args.runs_dir, host=args.host, port=args.port, settings=settings, **_loading(args))
     return 0
 
 

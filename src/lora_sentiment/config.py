@@ -229,6 +229,12 @@ class ServeSettings(BaseModel):
     api_key: str | None = Field(
         None, description=f"Require this key in the X-API-Key header for /predict [env {API_KEY_ENV}]"
     )
+    adapter_batching: Literal["mixed", "grouped"] = Field(
+        "mixed",
+        description="Several runs on one base: mixed (one forward pass for all runs' texts, peft's mixed-adapter "
+        "batch) or grouped (one pass per run)",
+    )
+    runs_poll_s: float = Field(10.0, gt=0, description="With --runs-dir: seconds between looks for new or removed runs")
 
 
 PRESETS: dict[str, dict[str, Any]] = {

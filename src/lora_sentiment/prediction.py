@@ -3,7 +3,7 @@ evaluates itself on labelled data."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
@@ -25,7 +25,7 @@ from .outputs import Prediction, predictions
 from .problem import LabelSpace
 from .run import Run
 
-__all__ = ["Classifier", "Prediction", "load_classifier", "predict_logits"]
+__all__ = ["Classifier", "Prediction", "forward_logits", "load_classifier", "predict_logits"]
 
 LongText = Literal["truncate", "chunks"]
 
@@ -58,7 +58,7 @@ def predict_logits(
 
     def run(block: Sequence[str], inputs: tuple[dict[str, list], list[int]]) -> np.ndarray:
         encoded, owners = inputs
-        logits = _forward(model, encoder.tokenizer, encoded, batch_size, precision)
+        logits = forward_logits(model, encoder.tokenizer, encoded, batch_size, precision)
         return mean_by_text(logits, owners, len(block)) if long_text == "chunks" else logits
 
     if len(blocks) == 1:
@@ -74,17 +74,27 @@ def predict_logits(
     return np.concatenate(results)
 
 
-def _forward(
-    model: torch.nn.Module, tokenizer: Any, encoded: dict[str, list], batch_size: int, precision: str
+def forward_logits(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    encoded: dict[str, list],
+    batch_size: int,
+    precision: str,
+    *,
+    width: int | None = None,
+    call: Callable[[dict[str, torch.Tensor], np.ndarray], torch.Tensor] | None = None,
 ) -> np.ndarray:
     """Batches formed from length-sorted inputs, so little compute goes to padding; rows back in input order.
-    The logits stay on the device until the last batch: no wait for the device between batches."""
+    The logits stay on the device until the last batch: no wait for the device between batches. `call` runs
+    one batch (given its rows' indices) [model(**batch).logits]; `width` is its logits' [the model's labels]."""
+    width = width or model.config.num_labels
     count = len(encoded["input_ids"])
     if count == 0:
-        return np.empty((0, model.config.num_labels), dtype=np.float32)
+        return np.empty((0, width), dtype=np.float32)
+    call = call or (lambda batch, index: model(**batch).logits)
     order = np.argsort(-np.array([len(ids) for ids in encoded["input_ids"]]), kind="stable")
     device = next(model.parameters()).device
-    out = torch.empty((count, model.config.num_labels), dtype=torch.float32, device=device)
+    out = torch.empty((count, width), dtype=torch.float32, device=device)
     # A model cast to bf16/fp16 throughout runs as it is; one with fp32 weights left (mid-training, where
     # LoRA and the head stay fp32) runs under autocast.
     has_fp32 = any(p.dtype == torch.float32 for p in model.parameters())
@@ -98,7 +108,7 @@ def _forward(
             for start in range(0, count, batch_size):
                 index = order[start : start + batch_size]
                 batch = {k: _to(torch.from_numpy(v), device) for k, v in padded_batch(encoded, index, *padding).items()}
-                out[torch.as_tensor(index, device=device)] = model(**batch).logits.float()
+                out[torch.as_tensor(index, device=device)] = call(batch, index).float()
     finally:
         model.train(was_training)
     return out.cpu().numpy()

@@ -168,6 +168,46 @@ class Run:
                 shutil.copy2(self.path / name, destination / name)
 
 
+def run_info(run_dir: str | Path) -> dict[str, Any]:
+    """What /info tells about a run: its recipe and its final evaluation."""
+    run = Run.open(run_dir)
+    config = run.config
+    try:
+        final = run.metrics.final.model_dump(exclude_unset=True, exclude={"confusion_matrix"})
+    except UserError:  # a run without its metrics still serves; /info just has none to show
+        final = {}
+    return {
+        "run": run.path.name,
+        "base_model": config.model,
+        "max_length": config.max_length,
+        "truncation": config.truncation,
+        "lora": {
+            "r": config.lora_r,
+            "alpha": config.lora_alpha,
+            "dropout": config.lora_dropout,
+            "targets": config.lora_targets,
+        },
+        "metrics": final,
+        "examples": config.examples,
+    }
+
+
+def find_runs(folder: str | Path) -> dict[str, Path]:
+    """The runs under `folder`, by folder name: every visible subfolder that holds a run's files (a damaged one
+    too, so its loader can say what is wrong). Hidden ones are runs in progress (.NAME.partial, .NAME.checkpoints)."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise UserError(f"--runs-dir {root} is not a folder")
+    return {
+        path.name: path
+        for path in sorted(root.iterdir())
+        if path.is_dir() and not path.name.startswith(".") and any((path / n).is_file() for n in _RUN_MARKERS)
+    }
+
+
+_RUN_MARKERS = (RUN_CONFIG_FILE, ADAPTER_CONFIG_FILE)
+
+
 def read_metrics(run_dir: Path) -> RunMetrics:
     path = run_dir / METRICS_FILE
     if not path.is_file():

@@ -1,0 +1,153 @@
+"""Many runs on one base model: shared weights, mixed-adapter batches, the multi-model server, runs-dir, files."""
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from lora_sentiment import TrainConfig, load_classifier, train
+from lora_sentiment.multi import load_classifiers
+from lora_sentiment.serve import ManyModels, ServeSettings, create_app
+
+TEXTS = [
+    "A wonderful, moving film.",
+    "Dull and far too long.",
+    "Fine.",
+    "The acting was superb but the plot made no sense at all, which is a shame because the score is lovely.",
+    "Worst thing I have seen this year.",
+]
+
+
+def stars(rating: int) -> str:
+    return {1: "1-2", 2: "1-2", 3: "3-4", 4: "3-4", 7: "7-8", 8: "7-8", 9: "9-10", 10: "9-10"}[int(rating)]
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory, tiny_bert, imdb_frames):
+    """Two runs of one tiny BERT (pooler + classifier heads): binary sentiment and 4 star classes."""
+    folder = tmp_path_factory.mktemp("multi")
+    rows = imdb_frames[0].head(64).assign(stars=lambda f: f.rating.map(stars))
+    rows[["text", "label", "stars"]].to_csv(folder / "reviews.csv", index=False)
+    runs = folder / "runs"
+    common = dict(model=tiny_bert, data=str(folder / "reviews.csv"), max_length=48, epochs=1, batch_size=16)
+    for name, label_column in (("sentiment", "label"), ("stars", "stars")):
+        config = TrainConfig(**common, label_column=label_column, output_dir=str(runs / name), precision="fp32")
+        train(config, log=lambda _: None)
+    return runs
+
+
+def own_scores(run, texts):
+    return load_classifier(run, precision="fp32").predict_scores(texts)
+
+
+@pytest.mark.parametrize("mixing", ["mixed", "grouped"])
+def test_a_set_answers_as_each_run_alone_in_mixed_batches(tiny_runs, trained_run, mixing):
+    runs = {"sentiment": tiny_runs / "sentiment", "stars": tiny_runs / "stars", "distil": trained_run}
+    classifiers = load_classifiers(runs, precision="fp32", mixing=mixing)
+    assert classifiers.names == ["sentiment", "stars", "distil"]
+    assert len(classifiers.bases) == 2  # the two BERT runs share one base; DistilBERT has its own
+    requests = [("stars", TEXTS[:2]), ("sentiment", TEXTS), ("distil", TEXTS[1:]), ("stars", TEXTS[2:])]
+    got = classifiers.predict_many(requests)
+    for (name, texts), scores in zip(requests, got):
+        expected = own_scores(runs[name], texts)
+        assert scores.shape == expected.shape
+        np.testing.assert_allclose(scores, expected, atol=1e-5)
+    assert classifiers["stars"].label_names == ["1-2", "3-4", "7-8", "9-10"]
+    assert [p.label_name for p in classifiers.predict(TEXTS[:2], model="stars")] == [
+        classifiers["stars"].label_names[i] for i in got[0].argmax(1)
+    ]
+
+
+def test_removing_and_replacing_runs_keeps_the_others_right(tiny_runs):
+    classifiers = load_classifiers([tiny_runs / "sentiment", f"other={tiny_runs / 'stars'}"], precision="fp32")
+    classifiers.add("other", tiny_runs / "sentiment")  # a name loaded again: the new run replaces the old
+    classifiers.remove("sentiment")
+    np.testing.assert_allclose(
+        classifiers.predict_scores(TEXTS, "other"), own_scores(tiny_runs / "sentiment", TEXTS), atol=1e-5
+    )
+    assert len(classifiers.bases) == 1
+    classifiers.remove("other")
+    assert classifiers.bases == {}  # the last run of a base frees it
+
+
+def test_the_multi_model_server(tiny_runs):
+    classifiers = load_classifiers(tiny_runs.glob("*"), precision="fp32")
+    settings = ServeSettings(max_texts=3, api_key="k")
+    headers = {"X-API-Key": "k"}
+    with TestClient(create_app(ManyModels(classifiers), settings)) as client:
+        models = client.get("/models").json()["models"]
+        assert [(m["name"], m["label_names"]) for m in models] == [
+            ("sentiment", ["Negative", "Positive"]),
+            ("stars", ["1-2", "3-4", "7-8", "9-10"]),
+        ]
+        answer = client.post("/predict", json={"model": "stars", "texts": TEXTS[:2]}, headers=headers).json()
+        assert answer["model"] == "stars" and len(answer["predictions"][0]["probabilities"]) == 4
+        unknown = client.post("/predict", json={"model": "nope", "texts": ["a"]}, headers=headers)
+        assert unknown.status_code == 404 and "sentiment, stars" in unknown.json()["detail"]
+        unnamed = client.post("/predict", json={"texts": ["a"]}, headers=headers)
+        assert unnamed.status_code == 400 and "sentiment, stars" in unnamed.json()["detail"]
+        assert client.post("/predict", json={"model": "stars", "texts": ["a"]}).status_code == 401
+        too_many = client.post("/predict", json={"model": "stars", "texts": ["a"] * 4}, headers=headers)
+        assert too_many.status_code == 422
+        info = client.get("/info", params={"model": "stars"}).json()
+        assert info["model"] == "stars" and info["label_names"][0] == "1-2" and info["lora"]["r"] == 8
+        assert client.get("/info").json()["models"] == ["sentiment", "stars"]
+        assert client.get("/info", params={"model": "nope"}).status_code == 404
+
+
+def test_runs_dir_picks_up_new_runs_skips_damaged_ones_and_drops_removed_ones(tiny_runs, tmp_path):
+    served = tmp_path / "served"
+    served.mkdir()
+    shutil.copytree(tiny_runs / "sentiment", served / "sentiment")
+    damaged = served / "damaged"
+    shutil.copytree(tiny_runs / "stars", damaged)
+    (damaged / "adapter_model.safetensors").write_bytes(b"not safetensors")
+    lines = []
+    models = ManyModels(load_classifiers([], precision="fp32"), str(served), log=lines.append)
+    models.refresh()
+    assert models.names == ["sentiment"] and any("skipped" in line and "damaged" in line for line in lines)
+    with TestClient(create_app(models, ServeSettings(runs_poll_s=3600))) as client:
+        assert client.post("/predict", json={"texts": ["Great."]}).status_code == 200  # one model: name optional
+        shutil.copytree(tiny_runs / "stars", served / "late")  # finished after the server started
+        late = client.post("/predict", json={"model": "late", "texts": TEXTS[:2]})
+        assert late.status_code == 200
+        got = np.array([list(p["probabilities"].values()) for p in late.json()["predictions"]])
+        np.testing.assert_allclose(got, own_scores(tiny_runs / "stars", TEXTS[:2]), atol=1e-5)
+        shutil.rmtree(served / "sentiment")
+        models.refresh()
+        assert [m["name"] for m in client.get("/models").json()["models"]] == ["late"]
+    assert sum("skipped" in line for line in lines) == 1  # a damaged run is reported once, not at every look
+
+
+def test_predict_file_with_several_runs_writes_a_set_of_columns_per_run(tiny_runs, tmp_path):
+    from lora_sentiment.cli import main
+
+    pd.DataFrame({"text": TEXTS, "id": range(5)}).to_csv(tmp_path / "in.csv", index=False)
+    runs = [f"mood={tiny_runs / 'sentiment'}", str(tiny_runs / "stars")]
+    out = tmp_path / "out.jsonl"
+    assert main(["predict", *runs, "--input", str(tmp_path / "in.csv"), "--output", str(out), "--no-progress"]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert list(rows[0]) == [
+        "text", "id", "mood.predicted_label", "mood.predicted_label_name", "mood.probability", "mood.probabilities",
+        "stars.predicted_label", "stars.predicted_label_name", "stars.probability", "stars.probabilities",
+    ]  # fmt: skip
+    stars_expected = own_scores(tiny_runs / "stars", TEXTS)
+    assert [r["stars.predicted_label"] for r in rows] == stars_expected.argmax(1).tolist()
+    mood_expected = own_scores(tiny_runs / "sentiment", TEXTS)
+    assert [r["mood.predicted_label"] for r in rows] == mood_expected.argmax(1).tolist()
+
+
+def test_bad_run_lists_are_refused_in_one_line(tiny_runs, tmp_path, capsys):
+    from lora_sentiment.cli import main
+
+    (tmp_path / "in.csv").write_text("text\nhello\n")
+    twice = [str(tiny_runs / "sentiment"), f"sentiment={tiny_runs / 'stars'}"]
+    assert main(["predict", *twice, "--input", str(tmp_path / "in.csv")]) == 2
+    assert "two runs are named 'sentiment'" in capsys.readouterr().err
+    assert main(["predict", str(tiny_runs / "sentiment"), str(tmp_path), "--input", str(tmp_path / "in.csv")]) == 2
+    assert "not a finished run directory" in capsys.readouterr().err
+    assert main(["serve"]) == 2
+    assert "--runs-dir" in capsys.readouterr().err
