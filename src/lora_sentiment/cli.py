@@ -448,7 +448,7 @@ def _predict_file(args: argparse.Namespace) -> int:
 def _runs_of(args: argparse.Namespace) -> dict[str, Any]:
     """With --input, every positional is a run: one, or several that share their base models' weights."""
     from .exported import is_export
-    from .multi import parse_named_runs
+    from .run import parse_named_runs
 
     if len(args.texts) == 0:
         return {Path(args.run_dir).name: args.run_dir}

@@ -28,7 +28,7 @@ from .errors import UserError, first_line
 from .model import load_classifier_model, load_tokenizer
 from .outputs import Prediction, predictions
 from .prediction import LongText, forward_logits
-from .run import ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, Run, run_info
+from .run import ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, Run, parse_named_runs, run_info
 
 __all__ = ["ClassifierSet", "RunClassifier", "load_classifiers", "parse_named_runs"]
 
@@ -423,21 +423,6 @@ def adapter_signature(path: str | Path) -> tuple[int, int]:
     except OSError:
         return (0, 0)
     return (stat.st_mtime_ns, stat.st_size)
-
-
-def parse_named_runs(specs: Sequence[str]) -> dict[str, Path]:
-    """`PATH` (named after its folder) or `NAME=PATH`, as the command line gives them; names must be unique."""
-    runs: dict[str, Path] = {}
-    for spec in specs:
-        name, sep, path = spec.partition("=")
-        if not sep or Path(spec).exists():
-            name, path = Path(spec).name, spec
-        if not name:
-            raise UserError(f"{spec!r}: a model name cannot be empty (use NAME=PATH)")
-        if name in runs:
-            raise UserError(f"two runs are named {name!r}: rename one with NAME=PATH")
-        runs[name] = Path(path)
-    return runs
 
 
 def load_classifiers(runs: Sequence[str | Path] | dict[str, str | Path], **options: Any) -> ClassifierSet:

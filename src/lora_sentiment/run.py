@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -206,6 +206,21 @@ def find_runs(folder: str | Path) -> dict[str, Path]:
 
 
 _RUN_MARKERS = (RUN_CONFIG_FILE, ADAPTER_CONFIG_FILE)
+
+
+def parse_named_runs(specs: Sequence[str]) -> dict[str, Path]:
+    """`PATH` (named after its folder) or `NAME=PATH`, as the command line gives them; names must be unique."""
+    runs: dict[str, Path] = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or Path(spec).exists():
+            name, path = Path(spec).name, spec
+        if not name:
+            raise UserError(f"{spec!r}: a model name cannot be empty (use NAME=PATH)")
+        if name in runs:
+            raise UserError(f"two runs are named {name!r}: rename one with NAME=PATH")
+        runs[name] = Path(path)
+    return runs
 
 
 def read_metrics(run_dir: Path) -> RunMetrics:

@@ -458,7 +458,8 @@ def open_models(
     specs: list[str], runs_dir: str | None, settings: ServeSettings, precision: str, long_text: str, stride: int | None
 ) -> Any:
     """What `serve` was given, loaded: one run or export on its own keeps the merged fast path."""
-    from .multi import ClassifierSet, parse_named_runs
+    from .multi import ClassifierSet
+    from .run import parse_named_runs
 
     if not specs and not runs_dir:
         raise UserError("give a RUN to serve, several, or --runs-dir DIR")
