@@ -177,6 +177,26 @@ def trained_run(tmp_path_factory, tiny_distilbert, small_csv) -> Path:
     return out
 
 
+def stars(rating: int) -> str:
+    return {1: "1-2", 2: "1-2", 3: "3-4", 4: "3-4", 7: "7-8", 8: "7-8", 9: "9-10", 10: "9-10"}[int(rating)]
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory, tiny_bert, imdb_frames):
+    """Two runs of one tiny BERT (pooler + classifier heads): binary sentiment and 4 star classes."""
+    from lora_sentiment import TrainConfig, train
+
+    folder = tmp_path_factory.mktemp("multi")
+    rows = imdb_frames[0].head(64).assign(stars=lambda f: f.rating.map(stars))
+    rows[["text", "label", "stars"]].to_csv(folder / "reviews.csv", index=False)
+    runs = folder / "runs"
+    common = dict(model=tiny_bert, data=str(folder / "reviews.csv"), max_length=48, epochs=1, batch_size=16)
+    for name, label_column in (("sentiment", "label"), ("stars", "stars")):
+        config = TrainConfig(**common, label_column=label_column, output_dir=str(runs / name), precision="fp32")
+        train(config, log=lambda _: None)
+    return runs
+
+
 @pytest.fixture(scope="session")
 def trained_classifier(trained_run):
     from lora_sentiment import load_classifier
@@ -186,7 +206,8 @@ def trained_classifier(trained_run):
 
 @contextlib.contextmanager
 def serving(run_dir, classifier):
-    """The app of a loaded run on a real uvicorn server on loopback, in a background thread; yields its URL."""
+    """The app of a loaded run (or of `ManyModels`, run_dir None) on a real uvicorn server on loopback, in a
+    background thread; yields its URL."""
     import threading
     import time
 
@@ -196,7 +217,7 @@ def serving(run_dir, classifier):
     from lora_sentiment.serve import create_app, run_info
 
     port = free_port()
-    app = create_app(classifier, run_info=run_info(run_dir))
+    app = create_app(classifier, run_info=run_info(run_dir) if run_dir else None)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

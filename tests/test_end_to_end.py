@@ -148,3 +148,53 @@ def test_openvino_exports_agree_with_the_torch_model(minilm_run, imdb_frames, tm
     agreement = (got.argmax(1) == expected.argmax(1)).mean()
     accuracy, torch_accuracy = (got.argmax(1) == labels).mean(), (expected.argmax(1) == labels).mean()
     assert agreement >= 0.96 and accuracy >= torch_accuracy - 0.02, (agreement, accuracy, torch_accuracy)
+
+
+@pytest.fixture(scope="module")
+def minilm_stars_run(tmp_path_factory, minilm_path, imdb_frames):
+    """A second real MiniLM run on the same base: 4 star classes from the reviews' ratings."""
+    from conftest import stars
+
+    folder = tmp_path_factory.mktemp("stars")
+    train_rows, eval_rows = (f.assign(stars=f.rating.map(stars))[["text", "stars"]] for f in imdb_frames)
+    train_rows.head(320).to_parquet(folder / "train.parquet")
+    eval_rows.head(80).to_parquet(folder / "eval.parquet")
+    config = TrainConfig(
+        model=minilm_path, data=str(folder / "train.parquet"), eval_data=str(folder / "eval.parquet"),
+        label_column="stars", max_length=64, epochs=1, batch_size=16, learning_rate=1e-3,
+        output_dir=str(folder / "stars"),
+    )  # fmt: skip
+    return train(config, log=lambda _: None).output_dir
+
+
+def test_two_real_runs_served_together_answer_as_each_alone(minilm_run, minilm_stars_run, imdb_frames):
+    """`serve RUN RUN` in a real process (bf16, one MiniLM in memory): concurrent requests for both models, mixed
+    into shared forward passes, get what each run's own `predict` gives."""
+    import asyncio
+
+    import httpx
+
+    from lora_sentiment.loadtest import ServerProcess, free_port
+
+    runs = {"sentiment": minilm_run[0].output_dir, "stars": minilm_stars_run}
+    texts = imdb_frames[1].text.tolist()[:40]
+    requests = [("sentiment" if i % 2 else "stars", texts[i * 2 : i * 2 + 2]) for i in range(20)]
+
+    async def send(url):
+        async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+            answers = await asyncio.gather(
+                *(client.post("/predict", json={"model": m, "texts": t}) for m, t in requests)
+            )
+            return [a.json() for a in answers], (await client.get("/health")).json()
+
+    with ServerProcess([f"{name}={path}" for name, path in runs.items()], free_port(), ["--batch-wait-ms", "20"]) as s:
+        answers, health = asyncio.run(send(s.url))
+    assert health["batches"] < len(requests)  # requests for the two models shared forward passes
+    own = {name: load_classifier(path) for name, path in runs.items()}  # merged, bf16 as the server's default
+    for (model, batch), answer in zip(requests, answers):
+        assert answer["model"] == model
+        expected = own[model].predict_scores(batch)
+        got = np.array([list(p["probabilities"].values()) for p in answer["predictions"]])
+        np.testing.assert_allclose(got, expected, atol=0.02)  # bf16: merged weights vs LoRA beside the base
+        clear = np.sort(expected, axis=1)[:, -1] - np.sort(expected, axis=1)[:, -2] > 0.04
+        assert (got.argmax(1) == expected.argmax(1))[clear].all()

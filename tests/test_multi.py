@@ -6,9 +6,10 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import stars
 from fastapi.testclient import TestClient
 
-from lora_sentiment import TrainConfig, load_classifier, train
+from lora_sentiment import load_classifier
 from lora_sentiment.multi import load_classifiers
 from lora_sentiment.serve import ManyModels, ServeSettings, create_app
 
@@ -19,24 +20,6 @@ TEXTS = [
     "The acting was superb but the plot made no sense at all, which is a shame because the score is lovely.",
     "Worst thing I have seen this year.",
 ]
-
-
-def stars(rating: int) -> str:
-    return {1: "1-2", 2: "1-2", 3: "3-4", 4: "3-4", 7: "7-8", 8: "7-8", 9: "9-10", 10: "9-10"}[int(rating)]
-
-
-@pytest.fixture(scope="module")
-def tiny_runs(tmp_path_factory, tiny_bert, imdb_frames):
-    """Two runs of one tiny BERT (pooler + classifier heads): binary sentiment and 4 star classes."""
-    folder = tmp_path_factory.mktemp("multi")
-    rows = imdb_frames[0].head(64).assign(stars=lambda f: f.rating.map(stars))
-    rows[["text", "label", "stars"]].to_csv(folder / "reviews.csv", index=False)
-    runs = folder / "runs"
-    common = dict(model=tiny_bert, data=str(folder / "reviews.csv"), max_length=48, epochs=1, batch_size=16)
-    for name, label_column in (("sentiment", "label"), ("stars", "stars")):
-        config = TrainConfig(**common, label_column=label_column, output_dir=str(runs / name), precision="fp32")
-        train(config, log=lambda _: None)
-    return runs
 
 
 def own_scores(run, texts):
@@ -151,3 +134,26 @@ def test_bad_run_lists_are_refused_in_one_line(tiny_runs, tmp_path, capsys):
     assert "not a finished run directory" in capsys.readouterr().err
     assert main(["serve"]) == 2
     assert "--runs-dir" in capsys.readouterr().err
+
+
+def test_long_texts_in_chunks_and_evaluation_match_each_run_alone(tiny_runs, tmp_path, imdb_frames):
+    runs = {"sentiment": tiny_runs / "sentiment", "stars": tiny_runs / "stars"}
+    classifiers = load_classifiers(runs, precision="fp32", long_text="chunks", stride=8)
+    long = [" ".join(imdb_frames[1].text.tolist()[:3]), "Short."]
+    for name, path in runs.items():
+        alone = load_classifier(path, precision="fp32", long_text="chunks", stride=8)
+        np.testing.assert_allclose(classifiers.predict_scores(long, name), alone.predict_scores(long), atol=1e-5)
+    rows = imdb_frames[1].head(24).assign(stars=lambda f: f.rating.map(stars))
+    rows.to_csv(tmp_path / "held_out.csv", index=False)
+    got = classifiers["stars"].evaluate(str(tmp_path / "held_out.csv"), label_column="stars")
+    alone = load_classifier(runs["stars"], precision="fp32", long_text="chunks", stride=8)
+    assert got["accuracy"] == alone.evaluate(str(tmp_path / "held_out.csv"), label_column="stars")["accuracy"]
+
+
+def test_traffic_mixes_for_the_serving_benchmark():
+    from lora_sentiment.loadtest import traffic_mix
+
+    uniform = traffic_mix(["a", "b", "c", "d"], "uniform", 4000)
+    assert {n: uniform.count(n) for n in "abcd"} == pytest.approx({n: 1000 for n in "abcd"}, rel=0.1)
+    skewed = traffic_mix(["a", "b", "c", "d"], "skewed", 4000)
+    assert skewed.count("a") == pytest.approx(2800, rel=0.05) and skewed == traffic_mix("abcd", "skewed", 4000)

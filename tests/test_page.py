@@ -96,3 +96,30 @@ def test_a_multi_label_run_lists_its_tags(page, tmp_path, tiny_distilbert):
         expected = _api_prediction(url, "so happy")
         assert verdict == (" · ".join(expected["labels"]) or "No label above its threshold")
         assert sorted(b.split("\n")[0] for b in page.locator(".bar").all_inner_texts()) == ["anger", "joy", "love"]
+
+
+def test_the_model_picker_switches_between_served_runs(page, tiny_runs):
+    """Several runs on one server: the page lists them, and each choice shows and classifies with its own labels."""
+    import httpx
+    from conftest import serving
+
+    from lora_sentiment.multi import load_classifiers
+    from lora_sentiment.serve import ManyModels
+
+    models = ManyModels(load_classifiers(sorted(tiny_runs.glob("*")), precision="fp32"))
+    with serving(None, models) as url:
+        page.goto(url + "/")
+        page.wait_for_selector("#model-row", state="visible")
+        assert page.locator("#model option").all_inner_texts() == [
+            "sentiment (Negative, Positive)",
+            "stars (1-2, 3-4, 7-8, 9-10)",
+        ]
+        page.select_option("#model", "stars")
+        page.wait_for_function("document.getElementById('model-line').textContent.includes('1-2')")
+        review = "Three stars at most: the middle drags."
+        page.fill("#text", review)
+        page.click("#classify")
+        verdict = page.wait_for_selector("#verdict", timeout=15000).inner_text()
+        expected = httpx.post(url + "/predict", json={"model": "stars", "texts": [review]}).json()["predictions"][0]
+        assert verdict == f"{expected['label_name']} · {100 * expected['probability']:.1f}%"
+        assert [b.split("\n")[0] for b in page.locator(".bar").all_inner_texts()] == ["1-2", "3-4", "7-8", "9-10"]

@@ -258,7 +258,10 @@ def _bench_serve_parser(commands: Any) -> None:
         "same load of real texts to each: a fixed number of requests from concurrent clients. Reports throughput, "
         "p50/p99 latency, server errors and forward passes.",
     )
-    bench_serve.add_argument("run_dir", help="the --output-dir of a training run")
+    bench_serve.add_argument(
+        "runs", nargs="+", metavar="RUN", help="a training run; with several, the first alone (merged) against all "
+        "in one server (shared base), under each --mix, with mixed and with per-run batches",
+    )  # fmt: skip
     bench_serve.add_argument(
         "--data", required=True, help="CSV/TSV/JSONL/Parquet/.txt file whose text column supplies the requests"
     )
@@ -267,6 +270,10 @@ def _bench_serve_parser(commands: Any) -> None:
     bench_serve.add_argument(
         "--batch-wait-ms", type=float, default=5.0, help="micro-batching window to compare [default: 5]"
     )
+    bench_serve.add_argument(
+        "--mix", choices=["uniform", "skewed", "both"], default="both",
+        help="with several runs: requests spread evenly, or 70%% to the first run [default: both]",
+    )  # fmt: skip
     bench_serve.add_argument("--output", help="also write the results as JSON here")
 
 
@@ -604,10 +611,11 @@ def run_bench_engines(args: argparse.Namespace) -> int:
 
 def run_bench_serve(args: argparse.Namespace) -> int:
     from .batch import INPUT_FORMATS, read_chunks, resolve_format
-    from .loadtest import compare_batching, format_results
+    from .loadtest import MIXES, compare_batching, compare_models, format_results
     from .run import Run
 
-    Run.open(args.run_dir)  # a clear error before any server starts
+    for run in args.runs:
+        Run.open(run)  # a clear error before any server starts
     fmt = resolve_format(args.data, None, INPUT_FORMATS, "--data", "txt")
     texts = [
         t
@@ -617,14 +625,13 @@ def run_bench_serve(args: argparse.Namespace) -> int:
     ]
     if not texts:
         raise UserError(f"no texts in {args.data} (it needs a text column)")
-    results = compare_batching(
-        args.run_dir,
-        texts,
-        requests=args.requests,
-        concurrency=args.concurrency,
-        batch_wait_ms=args.batch_wait_ms,
-        log=lambda m: print(m, flush=True),
-    )
+    load = dict(requests=args.requests, concurrency=args.concurrency, batch_wait_ms=args.batch_wait_ms)
+    log = lambda m: print(m, flush=True)  # noqa: E731
+    if len(args.runs) == 1:
+        results = compare_batching(args.runs[0], texts, **load, log=log)
+    else:
+        mixes = MIXES if args.mix == "both" else (args.mix,)
+        results = compare_models(args.runs, texts, **load, mixes=mixes, log=log)
     print(format_results(results))
     if args.output:
         Path(args.output).write_text(json.dumps([r.as_dict() for r in results], indent=2), encoding="utf-8")

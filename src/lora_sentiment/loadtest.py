@@ -51,8 +51,10 @@ async def run_load(
     deadline_s: float = 600,
     headers: dict[str, str] | None = None,
     label: str = "",
+    models: Sequence[str] | None = None,
 ) -> LoadResult:
-    """`concurrency` clients post `requests` requests in all, each with the next `texts_per_request` texts."""
+    """`concurrency` clients post `requests` requests in all, each with the next `texts_per_request` texts;
+    request i names model `models[i % len(models)]` when models are given (see traffic_mix)."""
     import httpx
 
     latencies: list[float] = []
@@ -66,7 +68,9 @@ async def run_load(
             index = next_request
             next_request += 1
             start = index * texts_per_request
-            body = {"texts": [texts[(start + k) % len(texts)] for k in range(texts_per_request)]}
+            body: dict[str, Any] = {"texts": [texts[(start + k) % len(texts)] for k in range(texts_per_request)]}
+            if models:
+                body["model"] = models[index % len(models)]
             began = time.perf_counter()
             try:
                 response = await client.post("/predict", json=body, headers=headers)
@@ -84,22 +88,13 @@ async def run_load(
     seconds = time.perf_counter() - began
     ms = np.array(latencies) * 1000 if latencies else np.zeros(1)
     ok = statuses.get("200", 0)
+    percentiles = {f"p{q}_ms": float(np.percentile(ms, q)) for q in (50, 90, 99)}
     return LoadResult(
-        label=label,
-        requests=requests,
-        concurrency=concurrency,
-        texts_per_request=texts_per_request,
-        seconds=seconds,
-        status_counts=statuses,
-        transport_errors=transport_errors,
-        p50_ms=float(np.percentile(ms, 50)),
-        p90_ms=float(np.percentile(ms, 90)),
-        p99_ms=float(np.percentile(ms, 99)),
-        max_ms=float(ms.max()),
-        requests_per_second=ok / seconds,
-        texts_per_second=ok * texts_per_request / seconds,
+        label=label, requests=requests, concurrency=concurrency, texts_per_request=texts_per_request,
+        seconds=seconds, status_counts=statuses, transport_errors=transport_errors, **percentiles,
+        max_ms=float(ms.max()), requests_per_second=ok / seconds, texts_per_second=ok * texts_per_request / seconds,
         server=server,
-    )
+    )  # fmt: skip
 
 
 class ServerProcess:
@@ -107,13 +102,14 @@ class ServerProcess:
 
     def __init__(
         self,
-        run_dir: str,
+        run_dir: str | Sequence[str],
         port: int,
         extra_args: Sequence[str] = (),
         env: dict[str, str] | None = None,
         startup_s: float = 180,
     ):
-        self.command = [sys.executable, "-m", "lora_sentiment", "serve", str(run_dir), "--port", str(port), *extra_args]
+        runs = [str(run_dir)] if isinstance(run_dir, (str, os.PathLike)) else [str(r) for r in run_dir]
+        self.command = [sys.executable, "-m", "lora_sentiment", "serve", *runs, "--port", str(port), *extra_args]
         self.url = f"http://127.0.0.1:{port}"
         self.env = {**os.environ, **(env or {})}
         self.startup_s = startup_s
@@ -140,6 +136,11 @@ class ServerProcess:
         self.__exit__()
         raise RuntimeError(f"the server did not answer /health within {self.startup_s:.0f} s")
 
+    def peak_rss_mb(self) -> float:
+        from .measure import peak_rss_mb
+
+        return peak_rss_mb(self.process.pid)
+
     def __exit__(self, *exc: Any) -> None:
         if self.process and self.process.poll() is None:
             self.process.terminate()
@@ -163,29 +164,85 @@ def compare_batching(
     requests: int,
     concurrency: int,
     batch_wait_ms: float,
-    warmup: int = 32,
     log: Callable[[str], None] = print,
 ) -> list[LoadResult]:
     """The same load twice, on fresh servers: one forward pass per request, then micro-batching."""
-    results = []
-    for label, args in (
-        ("one request per forward pass", ["--batch-wait-ms", "0"]),
-        (f"micro-batching ({batch_wait_ms:g} ms window)", ["--batch-wait-ms", str(batch_wait_ms)]),
-    ):
-        with ServerProcess(run_dir, free_port(), args) as server:
-            import httpx
+    return [
+        _measure(label, [run_dir], args, texts, requests, concurrency, None, log)
+        for label, args in (
+            ("one request per forward pass", ["--batch-wait-ms", "0"]),
+            (f"micro-batching ({batch_wait_ms:g} ms window)", ["--batch-wait-ms", str(batch_wait_ms)]),
+        )
+    ]
 
-            asyncio.run(run_load(server.url, texts, requests=warmup, concurrency=min(concurrency, warmup)))
-            passes_before = httpx.get(server.url + "/health").json()["batches"]
-            log(f"{label}: {requests} requests from {concurrency} clients...")
-            result = asyncio.run(run_load(server.url, texts, requests=requests, concurrency=concurrency, label=label))
-            result.server["forward_passes"] = result.server["batches"] - passes_before
-            results.append(result)
-            log(
-                f"  {result.requests_per_second:.1f} req/s, p50 {result.p50_ms:.0f} ms, "
-                f"p99 {result.p99_ms:.0f} ms, errors {result.server_errors}"
-            )
-    return results
+
+MIXES = ("uniform", "skewed")
+
+
+def traffic_mix(names: Sequence[str], mix: str, requests: int, seed: int = 0) -> list[str]:
+    """The model each request names: uniform (each model as often), or skewed (70 % to the first model, the
+    rest shared evenly), in a seeded random order."""
+    weights = np.ones(len(names))
+    if mix == "skewed" and len(names) > 1:
+        weights = np.array([0.7] + [0.3 / (len(names) - 1)] * (len(names) - 1))
+    rng = np.random.default_rng(seed)
+    return [str(n) for n in rng.choice(list(names), size=requests, p=weights / weights.sum())]
+
+
+def compare_models(
+    runs: Sequence[str],
+    texts: Sequence[str],
+    *,
+    requests: int,
+    concurrency: int,
+    batch_wait_ms: float,
+    mixes: Sequence[str] = MIXES,
+    log: Callable[[str], None] = print,
+) -> list[LoadResult]:
+    """The same load on fresh servers: the first run alone (merged), then all runs in one server (shared base)
+    under each traffic mix, with mixed-adapter batches and with one pass per run."""
+    window = ["--batch-wait-ms", str(batch_wait_ms)]
+    names = [f"m{i}" for i in range(len(runs))]
+    named = [f"{name}={run}" for name, run in zip(names, runs)]
+    modes = [("1 run, merged", [runs[0]], window, None)]
+    for mix in mixes:
+        for batching in ("mixed", "grouped"):
+            label = f"{len(runs)} runs, {mix}, {batching}"
+            modes.append((label, named, [*window, "--adapter-batching", batching], traffic_mix(names, mix, requests)))
+    return [
+        _measure(label, served, args, texts, requests, concurrency, models, log)
+        for label, served, args, models in modes
+    ]
+
+
+def _measure(
+    label: str,
+    served: Sequence[str],
+    args: Sequence[str],
+    texts: Sequence[str],
+    requests: int,
+    concurrency: int,
+    models: Sequence[str] | None,
+    log: Callable[[str], None],
+    warmup: int = 32,
+) -> LoadResult:
+    import httpx
+
+    with ServerProcess(served, free_port(), args) as server:
+        warm = list(models[:warmup]) if models else None
+        asyncio.run(run_load(server.url, texts, requests=warmup, concurrency=min(concurrency, warmup), models=warm))
+        passes_before = httpx.get(server.url + "/health").json()["batches"]
+        log(f"{label}: {requests} requests from {concurrency} clients...")
+        result = asyncio.run(
+            run_load(server.url, texts, requests=requests, concurrency=concurrency, label=label, models=models)
+        )
+        result.server["forward_passes"] = result.server["batches"] - passes_before
+        result.server["peak_rss_mb"] = server.peak_rss_mb()
+    log(
+        f"  {result.requests_per_second:.1f} req/s, p50 {result.p50_ms:.0f} ms, "
+        f"p99 {result.p99_ms:.0f} ms, errors {result.server_errors}"
+    )
+    return result
 
 
 def format_results(results: Sequence[LoadResult]) -> str:
@@ -198,4 +255,7 @@ def format_results(results: Sequence[LoadResult]) -> str:
     if len(results) == 2 and results[0].requests_per_second:
         ratio = results[1].requests_per_second / results[0].requests_per_second
         lines.append(f"throughput ratio (micro-batching / one per pass): {ratio:.2f}x")
+    elif len(results) > 2 and results[0].requests_per_second:
+        for r in results[1:]:
+            lines.append(f"{r.label}: {r.requests_per_second / results[0].requests_per_second:.0%} of 1 run, merged")
     return "\n".join(lines)

@@ -9,11 +9,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident memory. Not getrusage's ru_maxrss: Linux carries that over from the parent
-    across fork and exec, so a fresh child started by a big parent reports the parent's peak. VmHWM starts anew."""
+def peak_rss_mb(pid: int | str = "self") -> float:
+    """A process's peak resident memory [this one's]. Not getrusage's ru_maxrss: Linux carries that over from the
+    parent across fork and exec, so a fresh child started by a big parent reports the parent's peak. VmHWM starts
+    anew."""
     try:
-        with open("/proc/self/status", encoding="ascii") as status:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
             for line in status:
                 if line.startswith("VmHWM:"):
                     return int(line.split()[1]) / 1024  # kB

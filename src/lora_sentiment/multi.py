@@ -23,7 +23,13 @@ from peft import LoraConfig, PeftModel, load_peft_weights, set_peft_model_state_
 from transformers import AutoModelForSequenceClassification
 
 from .data import TextEncoder, mean_by_text
-from .device import TORCH_DTYPES, configure_attention_backends, default_device, resolve_precision
+from .device import (
+    TORCH_DTYPES,
+    configure_attention_backends,
+    default_device,
+    gpu_inference_batch,
+    resolve_precision,
+)
 from .errors import UserError, first_line
 from .model import load_classifier_model, load_tokenizer
 from .outputs import Prediction, predictions
@@ -350,7 +356,11 @@ class ClassifierSet:
 
     @property
     def default_batch_size(self) -> int:
-        return 32
+        # As Classifier: 32 fills a CPU's matmul units; a GPU gets as many rows as its free memory allows.
+        if self.device.type != "cuda" or not self.members:
+            return 32
+        longest = max(m.encoder.max_length for m in self.members.values())
+        return gpu_inference_batch(next(iter(self.bases.values())).hf_config, longest, self.device)
 
     def predict_scores(
         self, texts: Sequence[str], model: str | None = None, batch_size: int | None = None
