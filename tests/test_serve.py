@@ -28,6 +28,14 @@ def test_predict_matches_the_python_api(client, trained_classifier):
     assert got == pytest.approx(expected, abs=1e-5)
 
 
+def test_a_single_run_server_answers_to_its_name_too(client, trained_run):
+    named = client.post("/predict", json={"model": trained_run.name, "texts": ["Good."]})
+    assert named.status_code == 200 and named.json()["model"] == trained_run.name
+    other = client.post("/predict", json={"model": "other", "texts": ["Good."]})
+    assert other.status_code == 404 and trained_run.name in other.json()["detail"]
+    assert [m["name"] for m in client.get("/models").json()["models"]] == [trained_run.name]
+
+
 def test_health_info_docs_and_page(client, trained_run):
     assert client.get("/health").json()["status"] == "ok"
     info = client.get("/info").json()

@@ -288,8 +288,10 @@ def create_app(models: Any, settings: ServeSettings | None = None, *, run_info: 
 async def _chosen(models: Any, batcher: MicroBatcher, name: str | None) -> tuple[str, Any]:
     """The model a request names (the only one when it names none), or 400/404 naming those that exist."""
     if name is None:
-        if len(models.names) != 1:
-            served = ", ".join(models.names) or "none yet"
+        if not models.names:
+            raise HTTPException(404, "no model is served yet: no finished run in --runs-dir")
+        if len(models.names) > 1:
+            served = ", ".join(models.names)
             raise HTTPException(400, f"{len(models.names)} models are served; name one in the model field: {served}")
         name = models.names[0]
     classifier = models.get(name)
