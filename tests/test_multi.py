@@ -9,7 +9,7 @@ import pytest
 from conftest import stars
 from fastapi.testclient import TestClient
 
-from lora_sentiment import load_classifier
+from lora_sentiment import UserError, load_classifier
 from lora_sentiment.multi import load_classifiers
 from lora_sentiment.serve import ManyModels, ServeSettings, create_app
 
@@ -42,6 +42,47 @@ def test_a_set_answers_as_each_run_alone_in_mixed_batches(tiny_runs, trained_run
     assert [p.label_name for p in classifiers.predict(TEXTS[:2], model="stars")] == [
         classifiers["stars"].label_names[i] for i in got[0].argmax(1)
     ]
+
+
+@pytest.fixture(scope="module")
+def other_architectures(tmp_path_factory, tiny_roberta, tiny_gpt2_no_pad, small_csv):
+    """RoBERTa (a classification head over every token) and GPT-2 (no pad token: the run adds one, and peft
+    saves the resized embeddings with the adapter)."""
+    from lora_sentiment import TrainConfig, train
+
+    runs = {}
+    for name, model in (("roberta", tiny_roberta), ("gpt2", tiny_gpt2_no_pad)):
+        runs[name] = tmp_path_factory.mktemp(name) / "run"
+        config = TrainConfig(
+            model=model, data=str(small_csv), output_dir=str(runs[name]), max_length=48, epochs=1, batch_size=16,
+            precision="fp32",
+        )  # fmt: skip
+        train(config, log=lambda _: None)
+    return runs
+
+
+def test_other_architectures_share_their_bases_too(other_architectures):
+    runs = {**other_architectures, "gpt2-again": other_architectures["gpt2"]}
+    classifiers = load_classifiers(runs, precision="fp32")
+    assert len(classifiers.bases) == 2
+    got = classifiers.predict_many([(name, TEXTS) for name in runs])
+    for name, scores in zip(runs, got):
+        np.testing.assert_allclose(scores, own_scores(runs[name], TEXTS), atol=1e-5)
+
+
+def test_a_run_that_changed_shared_weights_is_refused(other_architectures, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    changed = tmp_path / "changed"
+    shutil.copytree(other_architectures["gpt2"], changed)
+    weights = load_file(changed / "adapter_model.safetensors")
+    embeddings = next(k for k in weights if k.endswith("wte.weight"))
+    weights[embeddings] = weights[embeddings] + 1
+    save_file(weights, changed / "adapter_model.safetensors")
+    classifiers = load_classifiers([other_architectures["gpt2"]], precision="fp32")
+    with pytest.raises(UserError, match="cannot share its base model"):
+        classifiers.add("changed", changed)
+    assert classifiers.names == ["run"] and len(classifiers.bases[next(iter(classifiers.bases))].adapters) == 1
 
 
 def test_removing_and_replacing_runs_keeps_the_others_right(tiny_runs):
@@ -103,6 +144,8 @@ def test_runs_dir_picks_up_new_runs_skips_damaged_ones_and_drops_removed_ones(ti
         models.refresh()
         assert [m["name"] for m in client.get("/models").json()["models"]] == ["late"]
     assert sum("skipped" in line for line in lines) == 1  # a damaged run is reported once, not at every look
+    answers = models.predict_many([("gone", ["a"]), ("late", ["a"])])  # a request that waited while its run went
+    assert answers[0].status_code == 404 and answers[1].shape == (1, 4)
 
 
 def test_predict_file_with_several_runs_writes_a_set_of_columns_per_run(tiny_runs, tmp_path):
@@ -121,6 +164,24 @@ def test_predict_file_with_several_runs_writes_a_set_of_columns_per_run(tiny_run
     assert [r["stars.predicted_label"] for r in rows] == stars_expected.argmax(1).tolist()
     mood_expected = own_scores(tiny_runs / "sentiment", TEXTS)
     assert [r["mood.predicted_label"] for r in rows] == mood_expected.argmax(1).tolist()
+
+
+def test_evaluate_scores_several_runs_side_by_side(tiny_runs, small_csv, capsys):
+    from lora_sentiment.cli import main
+
+    run = str(tiny_runs / "sentiment")
+    assert main(["evaluate", run, "--data", str(small_csv), "--json", "--precision", "fp32"]) == 0
+    alone = json.loads(capsys.readouterr().out)
+    assert main(["evaluate", run, f"again={run}", "--data", str(small_csv), "--json", "--precision", "fp32"]) == 0
+    both = json.loads(capsys.readouterr().out)
+    assert list(both) == ["sentiment", "again"]
+    assert both["sentiment"]["accuracy"] == both["again"]["accuracy"] == alone["accuracy"]
+    assert main(["evaluate", run, f"again={run}", "--data", str(small_csv), "--precision", "fp32"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[:2] == ["run", "accuracy"] and [line.split()[0] for line in table[1:]] == [
+        "sentiment",
+        "again",
+    ]
 
 
 def test_bad_run_lists_are_refused_in_one_line(tiny_runs, tmp_path, capsys):

@@ -169,8 +169,12 @@ def _predict_parser(commands: Any) -> None:
 
 
 def _evaluate_parser(commands: Any) -> None:
-    evaluate = commands.add_parser("evaluate", help="metrics of a saved run on a labelled file")
-    evaluate.add_argument("run_dir", help="the --output-dir of a training run")
+    evaluate = commands.add_parser("evaluate", help="metrics of saved runs on a labelled file")
+    evaluate.add_argument("run_dir", help="the --output-dir of a training run (or an export)")
+    evaluate.add_argument(
+        "more_runs", nargs="*", metavar="RUN", help="more runs scored on the same data, side by side (NAME=PATH names "
+        "one; runs on one base model share its weights)",
+    )  # fmt: skip
     evaluate.add_argument(
         "--data", required=True, help="labelled CSV/TSV/JSONL/Parquet file, aclImdb folder or hub dataset"
     )
@@ -499,17 +503,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from .exported import open_classifier
     from .plots import per_label_lines
 
-    classifier = open_classifier(args.run_dir, **_loading(args))
-    metrics = classifier.evaluate(
-        args.data,
-        split=args.split,
-        text_column=args.text_column,
-        label_column=args.label_column,
-        label_columns=args.label_columns,
-        label_separator=args.label_separator,
-        max_samples=args.max_samples,
+    options = dict(
+        split=args.split, text_column=args.text_column, label_column=args.label_column,
+        label_columns=args.label_columns, label_separator=args.label_separator, max_samples=args.max_samples,
         batch_size=args.batch_size,
-    )
+    )  # fmt: skip
+    if args.more_runs:
+        return _evaluate_several(args, options)
+    classifier = open_classifier(args.run_dir, **_loading(args))
+    metrics = classifier.evaluate(args.data, **options)
     if args.json:
         print(json.dumps(metrics))
         return 0
@@ -517,6 +519,27 @@ def run_evaluate(args: argparse.Namespace) -> int:
         if key != "per_label":
             print(f"{key:>16}: {value:.4f}" if isinstance(value, float) else f"{key:>16}: {value}")
     print(per_label_lines(metrics, classifier.space))
+    return 0
+
+
+def _evaluate_several(args: argparse.Namespace, options: dict[str, Any]) -> int:
+    """Several runs on one labelled file: one row of metrics per run (JSON: one object per run, by name)."""
+    from .multi import load_classifiers
+    from .run import Run, parse_named_runs
+
+    runs = parse_named_runs([args.run_dir, *args.more_runs])
+    for path in runs.values():
+        Run.open(path)  # exports, missing and damaged runs: the one-line error before anything loads
+    classifiers = load_classifiers(runs, **_loading(args))
+    results = {name: classifiers[name].evaluate(args.data, **options) for name in runs}
+    if args.json:
+        print(json.dumps(results))
+        return 0
+    shown = [k for k, v in next(iter(results.values())).items() if isinstance(v, float)]
+    width = max(8, *(len(name) for name in results))
+    print(f"{'run':<{width}} " + " ".join(f"{k:>12}" for k in shown))
+    for name, metrics in results.items():
+        print(f"{name:<{width}} " + " ".join(f"{metrics.get(k, float('nan')):>12.4f}" for k in shown))
     return 0
 
 

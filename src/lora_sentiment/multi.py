@@ -114,14 +114,23 @@ class SharedBase:
         self.hf_config = base.config
         self.switches: dict[str, HeadSwitch] = {}
         self.originals: dict[str, torch.nn.Module] = {}
-        for path in _head_paths(base, _saved_heads(run)):
-            self.originals[path] = base.get_submodule(path)
-            self.switches[path] = HeadSwitch(self.routing)
-            parent, _, child = path.rpartition(".")
-            setattr(base.get_submodule(parent) if parent else base, child, self.switches[path])
         self.model: PeftModel | None = None
+        self.adapters: list[str] = []
         self._base = base
         self._count = 0
+
+    def _switch(self, path: str) -> HeadSwitch:
+        """The switch at `path`, put in place of the base model's module the first time a run trained it; runs
+        loaded before (which did not) keep using that module."""
+        if path not in self.switches:
+            self.originals[path] = self._base.get_submodule(path)
+            switch = HeadSwitch(self.routing)
+            for adapter in self.adapters:
+                switch.heads[adapter] = self.originals[path]
+            parent, _, child = path.rpartition(".")
+            setattr(self._base.get_submodule(parent) if parent else self._base, child, switch)
+            self.switches[path] = switch
+        return self.switches[path]
 
     def add(self, run: Run) -> str:
         """Load `run`'s LoRA weights as a new adapter and its heads into the switches; its adapter name."""
@@ -150,9 +159,29 @@ class SharedBase:
             raise UserError(
                 f"{run.path} holds LoRA weights for layers its base model lacks: {loaded.unexpected_keys[0]}"
             )
+        heads = _head_paths(self._base, _saved_heads(run))
+        for path in heads:
+            self._switch(path)
+        self.adapters.append(adapter)
         for path, switch in self.switches.items():
             switch.heads[adapter] = self._head(run, path, weights)
+        owned = tuple(f"{_PREFIX}{path}." for path in heads)
+        self._check_shared(run, {k: v for k, v in weights.items() if ".lora_" not in k and not k.startswith(owned)})
         self.model.to(device=self.device, dtype=self.dtype).eval()
+
+    def _check_shared(self, run: Run, saved: dict[str, torch.Tensor]) -> None:
+        """Other base weights a run saved (peft saves the embeddings of a run that added a pad token) must be
+        the shared base's own: a run that changed them cannot share it."""
+        for key, value in saved.items():
+            try:
+                shared = self._base.get_parameter(key[len(_PREFIX) :])
+            except AttributeError:
+                shared = None
+            if shared is None or shared.shape != value.shape or not torch.equal(shared, value.to(shared)):
+                raise UserError(
+                    f"{run.path} has its own {key[len(_PREFIX) :]}, so it cannot share its base model's weights; "
+                    "serve or load it on its own"
+                )
 
     def _head(self, run: Run, path: str, weights: dict[str, torch.Tensor]) -> torch.nn.Module:
         """The run's trained copy of the head module at `path`, shaped for its labels; the base model's own
@@ -172,6 +201,8 @@ class SharedBase:
         return head.to(device=self.device, dtype=self.dtype)
 
     def remove(self, adapter: str) -> None:
+        if adapter in self.adapters:
+            self.adapters.remove(adapter)
         for switch in self.switches.values():
             if adapter in switch.heads:
                 del switch.heads[adapter]

@@ -135,7 +135,11 @@ class MicroBatcher:
             self.batches += 1
             self.texts += sum(len(texts) for _, texts in requests)
             for (_, future), result in zip(items, scores):
-                if not future.done():
+                if future.done():
+                    continue
+                if isinstance(result, Exception):  # this request alone failed (its model was dropped)
+                    future.set_exception(result)
+                else:
                     future.set_result(result)
 
 
@@ -184,8 +188,17 @@ class ManyModels:
     def get(self, name: str) -> Any:
         return self.classifiers[name] if name in self.classifiers else None
 
-    def predict_many(self, requests: list[Request]) -> list[np.ndarray]:
-        return self.classifiers.predict_many(requests)
+    def predict_many(self, requests: list[Request]) -> list[np.ndarray | Exception]:
+        """As ClassifierSet.predict_many; a request for a model dropped while it waited gets its own 404."""
+        known = [i for i, (name, _) in enumerate(requests) if name in self.classifiers]
+        results: list[np.ndarray | Exception] = [
+            HTTPException(404, f"model {name!r} was removed; models: {', '.join(self.names) or 'none'}")
+            for name, _ in requests
+        ]
+        if known:
+            for i, scores in zip(known, self.classifiers.predict_many([requests[i] for i in known])):
+                results[i] = scores
+        return results
 
     def run_info(self, name: str) -> dict[str, Any]:
         return self.classifiers.member(name).info
