@@ -55,7 +55,7 @@ def test_kill_9_after_the_first_checkpoint_then_resume_gives_the_uninterrupted_r
         "--data",
         str(reviews_240),
         "--max-length",
-        "128",
+        "64",
         "--epochs",
         "3",
         "--batch-size",
