@@ -336,7 +336,11 @@ def _add_model_routes(app: Any, models: Any, batcher: MicroBatcher, settings: Se
 
     @app.get("/models", summary="The served models: labels, problem type, base model, training metrics")
     async def list_models() -> dict[str, Any]:
-        return {"models": [_summary(name, models.run_info(name), models.get(name)) for name in list(models.names)]}
+        served = [(name, models.get(name)) for name in list(models.names)]
+        # A model dropped by a --runs-dir look in the models' thread meanwhile is left out, not an error.
+        return {
+            "models": [_summary(n, models.run_info(n), c) for n, c in served if c is not None and n in models.names]
+        }
 
     @app.get(
         "/info",
