@@ -221,3 +221,28 @@ def test_traffic_mixes_for_the_serving_benchmark():
     assert {n: uniform.count(n) for n in "abcd"} == pytest.approx({n: 1000 for n in "abcd"}, rel=0.1)
     skewed = traffic_mix(["a", "b", "c", "d"], "skewed", 4000)
     assert skewed.count("a") == pytest.approx(2800, rel=0.05) and skewed == traffic_mix("abcd", "skewed", 4000)
+
+
+def test_runs_dir_is_looked_at_on_its_own_while_serving(tiny_runs, tmp_path):
+    """No request names the new run: the server's periodic look finds it, and drops it when it goes."""
+    import time
+
+    served = tmp_path / "served"
+    served.mkdir()
+    models = ManyModels(load_classifiers([], precision="fp32"), str(served), log=lambda _: None)
+    with TestClient(create_app(models, ServeSettings(runs_poll_s=0.2))) as client:
+        assert client.get("/models").json() == {"models": []}
+        assert "no model is served yet" in client.post("/predict", json={"texts": ["a"]}).json()["detail"]
+        shutil.copytree(tiny_runs / "stars", served / "stars")
+
+        def listed():
+            return [m["name"] for m in client.get("/models").json()["models"]]
+
+        deadline = time.monotonic() + 30
+        while listed() != ["stars"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert listed() == ["stars"]
+        shutil.rmtree(served / "stars")
+        while listed() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert listed() == []
