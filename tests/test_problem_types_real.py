@@ -60,7 +60,7 @@ def test_balanced_class_weights_lift_the_minority_class(tmp_path, minilm_path, i
     for weights in ("none", "balanced"):
         config = TrainConfig(
             model=minilm_path, data=str(tmp_path / "skewed.parquet"),
-            eval_data=str(imdb_sample / "validation.parquet"), max_eval_samples=300, max_length=128, epochs=2,
+            eval_data=str(imdb_sample / "validation.parquet"), max_eval_samples=200, max_length=96, epochs=2,
             class_weights=weights, output_dir=str(tmp_path / weights),
         )  # fmt: skip
         finals[weights] = train(config, log=lambda _: None).metrics.final
