@@ -198,6 +198,12 @@ def test_bad_run_lists_are_refused_in_one_line(tiny_runs, tmp_path, capsys):
     assert "not a finished run directory" in capsys.readouterr().err
     assert main(["serve"]) == 2
     assert "--runs-dir" in capsys.readouterr().err
+    assert main(["export", str(tiny_runs / "sentiment"), str(tmp_path / "export"), "--format", "onnx"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "out.csv"
+    both = [str(tiny_runs / "sentiment"), str(tmp_path / "export"), "--input", str(tmp_path / "in.csv")]
+    assert main(["predict", *both, "--output", str(out), "--no-progress"]) == 2
+    assert "is an export" in capsys.readouterr().err.strip().splitlines()[-1] and not out.exists()
 
 
 def test_long_texts_in_chunks_and_evaluation_match_each_run_alone(tiny_runs, tmp_path, imdb_frames):

@@ -284,9 +284,8 @@ def open_in_worker(run_dir: str | dict, options: dict, threads: int, gpu_index: 
     GPU where there is one."""
     from .exported import ExportedClassifier, is_export
 
-    if not isinstance(run_dir, dict) and is_export(
-        run_dir
-    ):  # the runtime takes its share of the cores itself; no torch needed
+    # An export's runtime takes its share of the cores itself; no torch needed.
+    if not isinstance(run_dir, dict) and is_export(run_dir):
         return ExportedClassifier.open(run_dir, threads=threads, **options)
     import torch  # in a run's worker only: the parent process that reads and writes files never loads it
 

@@ -458,7 +458,6 @@ def _predict_file(args: argparse.Namespace) -> int:
 
 def _runs_of(args: argparse.Namespace) -> dict[str, Any]:
     """With --input, every positional is a run: one, or several that share their base models' weights."""
-    from .exported import is_export
     from .run import parse_named_runs
 
     if len(args.texts) == 0:
@@ -470,9 +469,6 @@ def _runs_of(args: argparse.Namespace) -> dict[str, Any]:
             f"{missing[0]!r} is not a run folder: with --input, what follows RUN names more runs; "
             "give TEXTS or --input FILE, not both"
         )
-    exports = [str(p) for p in runs.values() if is_export(p)]
-    if exports:
-        raise UserError(f"{exports[0]} is an export: predict several runs (not exports) over one file")
     return runs
 
 
@@ -525,12 +521,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def _evaluate_several(args: argparse.Namespace, options: dict[str, Any]) -> int:
     """Several runs on one labelled file: one row of metrics per run (JSON: one object per run, by name)."""
     from .multi import load_classifiers
-    from .run import Run, parse_named_runs
+    from .run import parse_named_runs
 
     runs = parse_named_runs([args.run_dir, *args.more_runs])
-    for path in runs.values():
-        Run.open(path)  # exports, missing and damaged runs: the one-line error before anything loads
-    classifiers = load_classifiers(runs, **_loading(args))
+    classifiers = load_classifiers(runs, **_loading(args))  # an export, a missing or damaged run: one line
     results = {name: classifiers[name].evaluate(args.data, **options) for name in runs}
     if args.json:
         print(json.dumps(results))

@@ -31,6 +31,7 @@ from .device import (
     resolve_precision,
 )
 from .errors import UserError, first_line
+from .exported import is_export
 from .model import load_classifier_model, load_tokenizer
 from .outputs import Prediction, predictions
 from .prediction import LongText, forward_logits
@@ -300,6 +301,11 @@ class ClassifierSet:
 
     def add(self, name: str, path: str | Path) -> None:
         """Load the run at `path` as model `name` (replacing a model of that name)."""
+        if is_export(path):
+            raise UserError(
+                f"{path} is an export (LoRA merged into its own copy of the weights), which shares no base model: "
+                "serve or predict with it on its own"
+            )
         run = Run.open(path)
         tokenizer = self._tokenizer(run.path)
         key = base_key(run, tokenizer)
@@ -316,7 +322,7 @@ class ClassifierSet:
             raise UserError(f"could not load the LoRA adapter in {run.path}: {first_line(exc)}") from exc
         encoder = TextEncoder.for_config(tokenizer, run.config)
         replaced = self.members.pop(name, None)
-        self.members[name] = Member(name, run, encoder, base, adapter, adapter_signature(run.path), run_info(run.path))
+        self.members[name] = Member(name, run, encoder, base, adapter, adapter_signature(run.path), run_info(run))
         if replaced is not None:
             self._release(replaced)
 

@@ -168,9 +168,9 @@ class Run:
                 shutil.copy2(self.path / name, destination / name)
 
 
-def run_info(run_dir: str | Path) -> dict[str, Any]:
+def run_info(run_dir: str | Path | Run) -> dict[str, Any]:
     """What /info tells about a run: its recipe and its final evaluation."""
-    run = Run.open(run_dir)
+    run = run_dir if isinstance(run_dir, Run) else Run.open(run_dir)
     config = run.config
     try:
         final = run.metrics.final.model_dump(exclude_unset=True, exclude={"confusion_matrix"})

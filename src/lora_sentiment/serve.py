@@ -146,6 +146,8 @@ class MicroBatcher:
 class OneModel:
     """One run (merged, today's fast path) or one export: every request's texts go into one forward pass."""
 
+    runs_dir = None  # it follows no folder: nothing to look for
+
     def __init__(self, classifier: Any, name: str, info: dict[str, Any]):
         self.classifier, self.info = classifier, info
         self.names = [name]
@@ -308,7 +310,7 @@ async def _chosen(models: Any, batcher: MicroBatcher, name: str | None) -> tuple
             raise HTTPException(400, f"{len(models.names)} models are served; name one in the model field: {served}")
         name = models.names[0]
     classifier = models.get(name)
-    if classifier is None and isinstance(models, ManyModels) and models.runs_dir:
+    if classifier is None and models.runs_dir:
         await batcher.in_model_thread(models.refresh)  # a run that finished since the last look
         classifier = models.get(name)
     if classifier is None:
@@ -355,7 +357,7 @@ def _add_model_routes(app: Any, models: Any, batcher: MicroBatcher, settings: Se
 
 
 async def _poll(models: Any, batcher: MicroBatcher, every_s: float) -> None:
-    if not (isinstance(models, ManyModels) and models.runs_dir):
+    if not models.runs_dir:
         return
     while True:
         await asyncio.sleep(every_s)
@@ -488,9 +490,6 @@ def open_models(
         info = export_info(path) if is_export(path) else run_info(path)
         classifier = open_classifier(path, precision=precision, long_text=long_text, stride=stride)
         return OneModel(classifier, name, info)
-    exports = [str(path) for path in named.values() if is_export(path)]
-    if exports:
-        raise UserError(f"{exports[0]} is an export: exports are served one at a time; serve runs to share a base")
     classifiers = ClassifierSet(
         precision=precision, long_text=long_text, stride=stride, mixing=settings.adapter_batching
     )
