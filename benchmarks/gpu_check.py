@@ -21,16 +21,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lora_sentiment.bench import (
-    _quiet,
-    forward_flops,
-    machine_description,
-    make_shaped_model,
-    peak_matmul_flops,
-    phase_train,
-)
-from lora_sentiment.device import synchronize
-from lora_sentiment.prediction import load_classifier, predict_logits
+from lora_sentiment.bench.harness import machine_description, peak_matmul_flops, quiet
+from lora_sentiment.bench.speed import forward_flops, make_shaped_model, phase_train
+from lora_sentiment.inference.classifier import Reading, load_classifier, predict_logits
+from lora_sentiment.modeling.device import synchronize
 
 
 def log(message: str) -> None:
@@ -56,9 +50,9 @@ def time_predict(
 ) -> dict:
     """Raw texts to probabilities; `block`: texts tokenized at a time [the GPU default]."""
     options = {"tokenize_block": block} if block else {}
-    predict = lambda some: classifier.space.scores(predict_logits(  # noqa: E731
-        classifier.model, classifier.encoder, some, batch_size=batch_size or classifier.default_batch_size,
-        precision=classifier.precision, **options))  # fmt: skip
+    reading = Reading(batch_size=batch_size or classifier.default_batch_size, precision=classifier.precision)
+    predict = lambda some: classifier.space.scores(  # noqa: E731
+        predict_logits(classifier.model, classifier.encoder, some, reading, **options))
     predict(texts[:4096])  # warm-up: allocator, kernels, shapes
     synchronize()
     start = time.perf_counter()
@@ -92,15 +86,15 @@ def tokenizer_throughput(tokenizer, texts: list[str], encoder) -> dict:
 
 def forward_only(classifier, texts: list[str], peak: float) -> dict:
     """The same batches with tokenization done beforehand: what the device alone sustains."""
-    from lora_sentiment.prediction import forward_logits
+    from lora_sentiment.inference.classifier import Reading, forward_logits
 
     encoded, _ = classifier.encoder.encode(texts)
     lengths = [len(ids) for ids in encoded["input_ids"]]
-    batch = classifier.default_batch_size
-    forward_logits(classifier.model, classifier.encoder.tokenizer, encoded, batch, classifier.precision)
+    reading = Reading(batch_size=classifier.default_batch_size, precision=classifier.precision)
+    forward_logits(classifier.model, classifier.encoder.tokenizer, encoded, reading)
     synchronize()
     start = time.perf_counter()
-    forward_logits(classifier.model, classifier.encoder.tokenizer, encoded, batch, classifier.precision)
+    forward_logits(classifier.model, classifier.encoder.tokenizer, encoded, reading)
     synchronize()
     seconds = time.perf_counter() - start
     return {
@@ -112,7 +106,7 @@ def forward_only(classifier, texts: list[str], peak: float) -> dict:
 def with_loader_workers(workers: int) -> None:
     """Training batches prepared by `workers` DataLoader processes instead of the training loop (an experiment:
     the product's default is 0)."""
-    import lora_sentiment.training as training
+    import lora_sentiment.training.trainer as training
 
     original = getattr(training, "_original_arguments", training.training_arguments)
     training._original_arguments = original
@@ -152,7 +146,7 @@ def main() -> None:
         help="DataLoader worker processes to try for the largest training batch",
     )
     args = parser.parse_args()
-    _quiet()
+    quiet()
     data = Path(args.data)
     device = "cuda" if torch.cuda.is_available() else "cpu"  # the CPU only to try the script out
     report: dict = {"machine": machine_description(device), "max_length": args.max_length}

@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pandas as pd
 
-from lora_sentiment.loadtest import ServerProcess, free_port, run_load, traffic_mix
+from lora_sentiment.bench.serve_load import ServerProcess, free_port, run_load, traffic_mix
 
 SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "imdb-sample"
 

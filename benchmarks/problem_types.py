@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 
 from lora_sentiment import TrainConfig, load_classifier, train
-from lora_sentiment.baseline import evaluate_baseline
-from lora_sentiment.data import load_labeled_data
-from lora_sentiment.metrics import classification_metrics
+from lora_sentiment.data.splits import load_labeled_data
+from lora_sentiment.problems.metrics import classification_metrics
+from lora_sentiment.training.baseline import evaluate_baseline
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 SCORES = {"multi-label": ("f1_macro", "f1_micro"), "regression": ("spearman", "pearson", "mae", "rmse")}
@@ -37,8 +37,7 @@ def minilm() -> str:
 def lora_and_baseline(config: TrainConfig, label: str) -> dict:
     """The run and the baseline on the same split; scores, and the wall time of each."""
     data = load_labeled_data(config, log=lambda _: None)
-    texts, labels = data.train["text"], np.asarray(data.train["label"])
-    baseline = evaluate_baseline(texts, labels, data.eval["text"], np.asarray(data.eval["label"]), data.space)
+    baseline = evaluate_baseline(data.train, data.eval, data.space)
     started = time.perf_counter()
     result = train(config, log=lambda _: None)
     seconds = time.perf_counter() - started

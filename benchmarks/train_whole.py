@@ -16,15 +16,15 @@ import tempfile
 import time
 from pathlib import Path
 
-# The tutorial's recipe through the same pipeline (bench.baseline_config: fp32, batch 4, r=4 on the query
+# The tutorial's recipe through the same pipeline (bench.tutorial.tutorial_settings: fp32, batch 4, r=4 on the query
 # projection, tail truncation, random batches), so the two differ only in the recipe.
 TUTORIAL = """
 import json, sys
 from lora_sentiment import TrainConfig, train
-from lora_sentiment.bench import baseline_config
+from lora_sentiment.bench.tutorial import tutorial_settings
 from lora_sentiment.measure import peak_rss_mb, seconds_line
 settings = json.loads(sys.argv[1])
-result = train(TrainConfig(**baseline_config(settings, "bert")), log=lambda _: None)
+result = train(TrainConfig(**tutorial_settings(settings, "bert")), log=lambda _: None)
 print(seconds_line(result.seconds), file=sys.stderr)
 print("PEAK_RSS_MB", peak_rss_mb(), file=sys.stderr)
 """

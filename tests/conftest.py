@@ -213,8 +213,8 @@ def serving(run_dir, classifier):
 
     import uvicorn
 
-    from lora_sentiment.loadtest import free_port
-    from lora_sentiment.serve import create_app, run_info
+    from lora_sentiment.bench.serve_load import free_port
+    from lora_sentiment.serving.app import create_app, run_info
 
     port = free_port()
     app = create_app(classifier, run_info=run_info(run_dir) if run_dir else None)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 
 def staging_path(final: Path) -> Path:
@@ -23,10 +27,42 @@ def fresh_staging_dir(final: Path) -> Path:
 def replace_dir(staging: Path, final: Path) -> None:
     """Swap the finished folder into place; an existing one is moved aside first and removed only after."""
     old = final.with_name(f".{final.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
+    _remove(old)
     if final.exists():
-        final.rename(old)
+        final.rename(old)  # a file too: a predictions file replaced by a folder of them (--overwrite)
     staging.rename(final)
-    if old.exists():
-        shutil.rmtree(old)
+    _remove(old)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
+@contextmanager
+def staged(final: Path) -> Iterator[Path]:
+    """A fresh hidden folder to build `final` in: swapped into place when the block ends, removed if it fails."""
+    staging = fresh_staging_dir(final)
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    replace_dir(staging, final)
+
+
+@contextmanager
+def staged_file(target: Path) -> Iterator[IO[str]]:
+    """A text file written beside `target` under a hidden name and renamed over it only when the block ends."""
+    temporary = staging_path(target)
+    handle = open(temporary, "w", encoding="utf-8", newline="")
+    try:
+        yield handle
+    except BaseException:
+        handle.close()
+        temporary.unlink(missing_ok=True)
+        raise
+    handle.close()
+    os.replace(temporary, target)

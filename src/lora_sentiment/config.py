@@ -10,6 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import UserError
+from .problems.base import REGISTRY as PROBLEM_TYPES
 
 DEFAULT_EXAMPLES = [
     "It was good.",
@@ -25,13 +26,8 @@ Truncation = Literal["tail", "head", "head+tail"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Attention = Literal["auto", "sdpa", "eager"]
 ReportTarget = Literal["tensorboard", "mlflow", "wandb"]
-ProblemTypeChoice = Literal["auto", "single-label", "multi-label", "regression"]
-BestMetric = Literal[
-    "auto", "loss", "accuracy", "f1", "precision", "recall", "roc_auc", "f1_macro", "f1_micro", "hamming_loss",
-    "mae", "rmse", "pearson", "spearman",
-]  # fmt: skip
-# What `--metric-for-best-model auto` picks for each problem type.
-BEST_METRIC_BY_PROBLEM = {"single-label": "loss", "multi-label": "f1_macro", "regression": "loss"}
+# The registered problem types (problems/base.py): a new one is a --problem-type choice without an edit here.
+ProblemTypeChoice = Literal[("auto", *PROBLEM_TYPES)]  # type: ignore[valid-type]
 
 
 class TrainConfig(BaseModel):
@@ -133,9 +129,10 @@ class TrainConfig(BaseModel):
     epochs: float = Field(3, gt=0, description="Training epochs")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
     warmup_ratio: float = Field(0.06, ge=0, lt=1, description="Share of steps spent warming the learning rate up")
-    metric_for_best_model: BestMetric = Field(
+    metric_for_best_model: str = Field(
         "auto",
-        description="Eval metric that picks the checkpoint kept at the end [auto: loss; f1_macro for multi-label]",
+        description="Eval metric that picks the checkpoint kept at the end: loss or one of the problem type's "
+        "metrics [auto: the problem type's choice: loss; f1_macro for multi-label]",
     )
     early_stopping_patience: Optional[int] = Field(
         None, gt=0, description="Stop after this many evaluations without improvement"
@@ -184,6 +181,16 @@ class TrainConfig(BaseModel):
             value = [value]
         if isinstance(value, list):
             return [part.strip() for item in value for part in str(item).split(",") if part.strip()] or None
+        return value
+
+    @field_validator("metric_for_best_model")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        from .problems.metrics import all_metric_names  # the problem types' modules: only when a config is built
+
+        known = ["auto", *all_metric_names()]
+        if value not in known:
+            raise ValueError(f"unknown metric {value!r}; choose one of: {', '.join(known)}")
         return value
 
     @field_validator("base_dropout", mode="before")

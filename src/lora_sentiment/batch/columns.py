@@ -1,0 +1,71 @@
+"""Prediction columns: a chunk of a file with each row's prediction added, in the columns its problem type
+names (problems/base.py `columns`), one set per run when several runs predict (NAME.predicted_label...)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..errors import UserError
+from ..inference.base import Predictor, PredictorSet
+from ..problems.base import problem_types
+
+
+@dataclass(frozen=True)
+class ChunkJob:
+    """What every chunk of one file is predicted with (sent to worker processes and Ray actors as it is)."""
+
+    text_column: str
+    fmt: str  # the output format: JSONL and Parquet hold lists and objects, CSV/TSV flat columns
+    batch_size: int | None = None
+
+
+def with_predictions(
+    chunk: pd.DataFrame, predictor: Predictor | PredictorSet, job: ChunkJob
+) -> tuple[pd.DataFrame, int]:
+    """The chunk with prediction columns added; several runs add one set each, prefixed with the run's name."""
+    if not isinstance(predictor, PredictorSet):
+        return _with_predictions_of(chunk, predictor, job)
+    out, skipped = chunk, 0
+    for name in predictor.names:
+        own, skipped = _with_predictions_of(chunk[[job.text_column]], predictor[name], job)
+        columns = own.drop(columns=[job.text_column]).add_prefix(f"{name}.")
+        taken = [c for c in columns if c in out.columns]
+        if taken:
+            raise UserError(f"the input already has a column named {taken[0]!r}, which predictions go to; rename it")
+        out = out.join(columns)
+    return out, skipped
+
+
+def _with_predictions_of(chunk: pd.DataFrame, predictor: Predictor, job: ChunkJob) -> tuple[pd.DataFrame, int]:
+    """The chunk with the problem type's prediction columns (single-label predicted_label, predicted_label_name,
+    probability; multi-label predicted_labels; regression predicted_value; classification also every label's
+    probability); rows whose text is missing or blank get empty predictions."""
+    space = predictor.space
+    texts = chunk[job.text_column]
+    present = texts.map(lambda t: isinstance(t, str) and bool(t.strip())).to_numpy(dtype=bool)
+    scores = np.full((len(chunk), space.num_outputs), np.nan)
+    if present.any():
+        scores[present] = predictor.predict_scores(texts[present].tolist(), batch_size=job.batch_size)
+    out = chunk.copy()
+    for name, values in space.problem.columns(scores, present, space, job.fmt).items():
+        out[name] = values
+    return out, int((~present).sum())
+
+
+def prediction_columns() -> list[str]:
+    """The columns any problem type's predictions go to: an input that has one is refused."""
+    return [c for problem in problem_types() for c in problem.file_columns]
+
+
+def check_columns(chunk: pd.DataFrame, text_column: str, where: str) -> None:
+    if text_column not in chunk.columns:
+        columns = ", ".join(map(str, chunk.columns))
+        raise UserError(f"no column {text_column!r} in {where}; columns are: {columns} (set --text-column)")
+    taken = [c for c in prediction_columns() if c in chunk.columns]
+    if taken:
+        raise UserError(
+            f"{where} already has a column named {taken[0]!r}, which predictions are written to; rename it first"
+        )

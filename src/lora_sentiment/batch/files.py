@@ -1,0 +1,148 @@
+"""Batch prediction on files: read a table in chunks, classify, and write each chunk as it is done.
+
+Memory stays bounded by the chunk size, whatever the file size; `-` reads stdin / writes stdout. Written to a
+temporary file beside the output and renamed at the end, so a failed run never leaves half a predictions file."""
+
+from __future__ import annotations
+
+import sys
+from collections import deque
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import pandas as pd
+from pydantic import ValidationError
+from tqdm.auto import tqdm
+
+from ..atomic import staged_file
+from ..config import format_validation_error
+from ..data.tables import (
+    INPUT_FORMATS,
+    OUTPUT_FORMATS,
+    checked_chunks,
+    checked_output,
+    resolve_format,
+    total_rows,
+    write_chunk,
+)
+from ..errors import UserError
+from ..measure import Stages
+from ..opening import open_predictor
+from ..options import FileOptions, LoadOptions
+from .columns import ChunkJob, check_columns
+from .workers import InProcess, WorkerPool
+
+
+@dataclass
+class BatchSummary:
+    rows: int = 0
+    predicted: int = 0
+    skipped_empty: int = 0
+    # Wall seconds per stage in this process: loading the model, reading input, predicting (or waiting for
+    # the workers), writing output.
+    stages: Stages = field(default_factory=lambda: Stages("load", "read", "predict", "write"))
+
+    def timing(self, stage: str) -> AbstractContextManager[None]:
+        return self.stages.timing(stage)
+
+
+def predict_file(
+    model: Any, input_path: str, output_path: str, options: FileOptions | None = None,
+    load: LoadOptions | None = None, **given: Any,
+) -> BatchSummary:  # fmt: skip
+    """Classify every row of `input_path` and write it, with its predictions, to `output_path`.
+
+    `model` is a loaded Predictor (or PredictorSet), a run or export folder, or several runs by name (a dict: one
+    set of prediction columns each); `options.workers` > 1 needs the folders, which each worker process loads
+    with `load`. `given`: FileOptions' and LoadOptions' fields, as keywords. At most 2 x workers chunks are in
+    flight, so memory stays bounded however long the file is."""
+    options, load = _split_options(options, load, given)
+    in_fmt = resolve_format(input_path, options.input_format, INPUT_FORMATS, "--input-format", "txt")
+    out_fmt = resolve_format(output_path, options.output_format, OUTPUT_FORMATS, "--output-format", "jsonl")
+    job = ChunkJob("text" if in_fmt == "txt" else options.text_column, out_fmt, options.batch_size)
+    target = checked_output(output_path, options.overwrite)
+    workers = options.workers or 1
+    summary = BatchSummary()
+    with summary.timing("load"):
+        predictor = _predictor(model, workers, load, job)
+    bar = tqdm(total=total_rows(input_path, in_fmt), unit="rows", desc="Predicting", disable=not options.progress,
+               file=sys.stderr)  # fmt: skip
+    try:
+        with _output(target) as handle:
+            chunks = checked_chunks(input_path, in_fmt, options.chunk_size)
+            return _stream(chunks, predictor, _Sink(handle, out_fmt, bar, input_path), 2 * workers, summary)
+    finally:
+        predictor.close()
+        bar.close()
+
+
+def _split_options(options: FileOptions | None, load: LoadOptions | None, given: dict[str, Any]) -> tuple:
+    """The keywords of the Python API sorted into the two option models (a misspelt one is refused)."""
+    try:
+        file_given = {k: v for k, v in given.items() if k in FileOptions.model_fields}
+        load_given = {k: v for k, v in given.items() if k not in FileOptions.model_fields}
+        return options or FileOptions(**file_given), load or LoadOptions(**load_given)
+    except ValidationError as exc:
+        raise UserError(format_validation_error(exc)) from None
+
+
+def _predictor(model: Any, workers: int, load: LoadOptions, job: ChunkJob) -> Any:
+    if workers > 1:
+        if not isinstance(model, (str, Path, dict)):
+            raise ValueError("workers > 1 needs the run directory, which each worker loads")
+        return WorkerPool(model if isinstance(model, dict) else str(model), load, workers, job)
+    if isinstance(model, (str, Path, dict)):
+        model = open_predictor(model, load)
+    return InProcess(model, job)
+
+
+@contextmanager
+def _output(target: Path | None) -> Iterator[IO[str]]:
+    """stdout, or a file that appears only when everything was written."""
+    if target is None:
+        yield sys.stdout
+        return
+    with staged_file(target) as handle:
+        yield handle
+
+
+@dataclass
+class _Sink:
+    handle: IO[str]
+    fmt: str
+    bar: Any
+    where: str  # the input, for messages
+
+
+def _stream(chunks: Iterator[pd.DataFrame], predictor: Any, sink: _Sink, window: int, summary: BatchSummary
+            ) -> BatchSummary:  # fmt: skip
+    """Submit chunks as they are read, write them back in input order, at most `window` in flight."""
+    in_flight: deque = deque()
+
+    def write_oldest() -> None:
+        with summary.timing("predict"):
+            out, skipped = in_flight.popleft().get()
+        with summary.timing("write"):
+            write_chunk(out, sink.handle, sink.fmt, first=summary.rows == 0)
+            sink.handle.flush()
+        summary.rows += len(out)
+        summary.skipped_empty += skipped
+        summary.predicted += len(out) - skipped
+        sink.bar.update(len(out))
+
+    while True:
+        with summary.timing("read"):
+            chunk = next(chunks, None)
+        if chunk is None:
+            break
+        check_columns(chunk, predictor.job.text_column, sink.where)
+        with summary.timing("predict"):
+            in_flight.append(predictor.submit(chunk))
+        while len(in_flight) >= window:
+            write_oldest()
+    while in_flight:
+        write_oldest()
+    return summary

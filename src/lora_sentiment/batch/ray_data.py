@@ -1,0 +1,259 @@
+"""Batch prediction on Ray Data: a file, folder or glob of tables in, a folder of prediction files out.
+
+Ray Data streams the work: one read task per input file (our own reader, so rows parse exactly as with
+`predict --input`), a pool of actors that each load the run once and predict whole chunks, and Ray's writers,
+one output file per block. Every output row carries `input_file` and `input_row` (0-based within that file),
+so sorting on the two gives the input order back. The output folder is built hidden beside the target and
+renamed into place only when every file was written: a failed run leaves nothing behind."""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import logging
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..atomic import fresh_staging_dir, replace_dir
+from ..data.tables import INPUT_FORMATS, STDIO, checked_chunks, checked_output, resolve_format
+from ..errors import UserError, first_line
+from ..options import FileOptions, LoadOptions
+from .columns import ChunkJob, with_predictions
+from .columns import check_columns as check_prediction_columns
+from .workers import open_in_worker
+
+ROW_COLUMNS = ("input_file", "input_row")
+RAY_OUTPUT_FORMATS = ("parquet", "jsonl", "csv")
+_MISSING_RAY = "--runner ray needs Ray Data: pip install 'lora-sentiment[ray]'"
+# Scheduling share of a read or write task: they parse and serialise, while the actors hold the cores.
+_IO_TASK_CPUS = 0.25
+
+
+@dataclass
+class RayPlan:
+    files: list[str]
+    fmt: str
+    workers: int
+    cpus_per_worker: float
+    gpus_per_worker: int
+    threads: int
+
+
+def ray_missing() -> str | None:
+    return None if importlib.util.find_spec("ray") else _MISSING_RAY
+
+
+def input_files(path: str, input_format: str | None) -> tuple[list[str], str]:
+    """The files behind --input (a file, a folder of files, or a glob) and their one format."""
+    if path == STDIO:
+        raise UserError("--runner ray reads files, not stdin; give --input a file, folder or glob")
+    if any(c in path for c in "*?["):
+        files = sorted(f for f in glob.glob(path, recursive=True) if Path(f).is_file())
+    elif Path(path).is_dir():
+        files = sorted(str(f) for f in Path(path).iterdir() if f.is_file() and _is_data_file(f, input_format))
+    elif Path(path).is_file():
+        files = [path]
+    else:
+        raise UserError(f"input not found: {path} (check --input)")
+    if not files:
+        raise UserError(f"no input files in {path}: it needs {', '.join(sorted(set(INPUT_FORMATS)))} files")
+    formats = {f: resolve_format(f, input_format, INPUT_FORMATS, "--input-format", "txt") for f in files}
+    kinds = sorted(set(formats.values()))
+    if len(kinds) > 1:
+        raise UserError(
+            f"{path} mixes {' and '.join(kinds)} files; predict one format at a time (a glob such as "
+            f"{Path(path) / '*.parquet'})"
+        )
+    return files, kinds[0]
+
+
+def _is_data_file(path: Path, input_format: str | None) -> bool:
+    # Spark / Ray / Hadoop leave _SUCCESS and .crc files beside their data; a folder means its data files.
+    if path.name.startswith((".", "_")):
+        return False
+    return input_format is not None or path.suffix.lower() in INPUT_FORMATS
+
+
+def check_inputs(files: list[str], fmt: str, text_column: str) -> None:
+    """Every file opens and has the text column, before any work starts: one bad file fails the run now."""
+    column = "text" if fmt == "txt" else text_column
+    for path in files:
+        first = next(checked_chunks(path, fmt, 1), None)
+        if first is None:
+            continue
+        check_prediction_columns(first, column, path)
+        clash = [c for c in ROW_COLUMNS if c in first.columns]
+        if clash:
+            raise UserError(f"{path} already has a column named {clash[0]!r}, which --runner ray writes; rename it")
+
+
+def plan(files: list[str], fmt: str, workers: int | None, resources: dict[str, float], nodes: int) -> RayPlan:
+    """Actors: one per GPU where the cluster has GPUs, else one per node with its cores (or --workers)."""
+    gpus = int(resources.get("GPU", 0))
+    cpus = float(resources.get("CPU", 1))
+    if workers is not None and workers < 1:
+        raise UserError("--workers must be at least 1")
+    if gpus:
+        count = workers or gpus
+        return RayPlan(files, fmt, count, 1.0, 1, 1)
+    count = workers or max(1, nodes)
+    # Each actor leaves room beside it for a read and a write task, on whichever node it lands.
+    share = max(0.5, cpus / count - 2 * _IO_TASK_CPUS)
+    return RayPlan(files, fmt, count, share, 0, max(1, round(cpus / count)))
+
+
+def _read_files(batch: pd.DataFrame, fmt: str, text_column: str, chunk_size: int) -> Iterator[pd.DataFrame]:
+    """A read task: input files as DataFrames of `chunk_size` rows, each row numbered within its file."""
+    for path, name in zip(batch["path"], batch["name"]):
+        start = 0
+        for chunk in checked_chunks(path, fmt, chunk_size):
+            check_prediction_columns(chunk, text_column, name)
+            chunk = chunk.reset_index(drop=True)
+            chunk.insert(0, "input_row", range(start, start + len(chunk)))
+            chunk.insert(0, "input_file", name)
+            start += len(chunk)
+            yield chunk
+
+
+class _Predictor:
+    """An actor: loads the model once, then adds prediction columns to each chunk it is given."""
+
+    def __init__(self, target: str, options: LoadOptions, threads: int, job: ChunkJob):
+        self.predictor = open_in_worker(target, options, threads)  # Ray shows an actor only its own GPU
+        self.job = job
+
+    def __call__(self, chunk: pd.DataFrame) -> pd.DataFrame:
+        return with_predictions(chunk, self.predictor, self.job)[0]
+
+
+@dataclass
+class RaySummary:
+    files_in: int
+    files_out: int
+    rows: int
+    workers: int
+    output: Path
+
+
+def predict_on_ray(
+    model: str, input_path: str, output_path: str, options: FileOptions | None = None,
+    load: LoadOptions | None = None, *, ray_address: str | None = None,
+) -> RaySummary:  # fmt: skip
+    """Classify every row of the files behind `input_path` on Ray (at `ray_address`, else a local Ray started for
+    this call); the predictions go to the folder `output_path`, one file per block, each row with its
+    `input_file` and `input_row`. `model`: a run or export folder, loaded once by each actor."""
+    options, load = options or FileOptions(), load or LoadOptions()
+    missing = ray_missing()
+    if missing:
+        raise UserError(missing)
+    out_fmt = _output_format(output_path, options.output_format)
+    target = checked_output(output_path, options.overwrite)  # not stdout: _output_format refused it
+    files, fmt = input_files(input_path, options.input_format)
+    job = ChunkJob("text" if fmt == "txt" else options.text_column, out_fmt, options.batch_size)
+    check_inputs(files, fmt, job.text_column)
+    with _ray_session(ray_address, options.progress) as (resources, nodes):
+        steps = plan(files, fmt, options.workers, resources, nodes)
+        staging = fresh_staging_dir(target)  # an input with no rows still gives an (empty) output folder
+        try:
+            _run(steps, (model, load), staging, job, options.chunk_size)
+        except BaseException as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise _user_error(exc) from None
+    written = sorted(f for f in staging.iterdir() if f.is_file())
+    rows = sum(_count_rows(f, out_fmt) for f in written)
+    replace_dir(staging, target)
+    return RaySummary(len(files), len(written), rows, steps.workers, target)
+
+
+def _run(steps: RayPlan, model: tuple[str, LoadOptions], staging: Path, job: ChunkJob, chunk_size: int) -> None:
+    import ray.data
+
+    # Workers open files by absolute path (their working directory is not ours); rows keep the name as given.
+    items = [{"path": os.path.abspath(f), "name": f} for f in steps.files]
+    dataset = ray.data.from_items(items, override_num_blocks=len(items))
+    dataset = dataset.map_batches(
+        _read_files, fn_args=(steps.fmt, job.text_column, chunk_size), batch_size=1, batch_format="pandas",
+        num_cpus=_IO_TASK_CPUS,
+    )  # fmt: skip
+    dataset = dataset.map_batches(
+        _Predictor, fn_constructor_args=(*model, steps.threads, job), batch_size=chunk_size, batch_format="pandas",
+        compute=ray.data.ActorPoolStrategy(size=steps.workers), num_cpus=steps.cpus_per_worker,
+        num_gpus=steps.gpus_per_worker,
+    )  # fmt: skip
+    write = {"parquet": dataset.write_parquet, "jsonl": dataset.write_json, "csv": dataset.write_csv}[job.fmt]
+    extra = {"force_ascii": False} if job.fmt == "jsonl" else {}
+    write(str(staging.absolute()), ray_remote_args={"num_cpus": _IO_TASK_CPUS}, **extra)
+
+
+def _output_format(output_path: str, given: str | None) -> str:
+    if output_path == STDIO:
+        raise UserError("--runner ray writes a folder of files, not stdout; give --output a folder")
+    fmt = given or {".parquet": "parquet", ".jsonl": "jsonl", ".csv": "csv"}.get(Path(output_path).suffix.lower())
+    if fmt is None:
+        return "parquet"
+    if fmt not in RAY_OUTPUT_FORMATS:
+        raise UserError(f"--runner ray writes {', '.join(RAY_OUTPUT_FORMATS)}; pass --output-format with one of them")
+    return fmt
+
+
+@contextmanager
+def _ray_session(address: str | None, progress: bool) -> Iterator[tuple[dict[str, float], int]]:
+    """A local Ray started for this command and stopped after it, or a connection to the cluster at `address`."""
+    # Read by Ray Data whenever it (re)configures its loggers, in this process and in its workers.
+    os.environ.setdefault("RAY_DATA_LOGGING_CONFIG", str(Path(__file__).with_name("ray_data_logging.yaml")))
+    import ray
+    from ray.data import DataContext
+
+    if ray.is_initialized():  # a Python caller's own session: use it as it is
+        yield ray.cluster_resources(), _alive_nodes(ray)
+        return
+    # Ray's C++ core logs notes on every actor pool to stderr; failures still reach us as exceptions.
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        raise UserError(f"could not connect to Ray at {address}: {first_line(exc)} (check --ray-address)") from None
+    context = DataContext.get_current()
+    context.enable_progress_bars = progress
+    context.print_on_execution_start = False
+    # A failing task is logged there with Ray's whole stack; it reaches the user as one line from us instead.
+    logging.getLogger("ray.data").setLevel(logging.CRITICAL)
+    try:
+        yield ray.cluster_resources(), _alive_nodes(ray)
+    finally:
+        ray.shutdown()
+
+
+def _alive_nodes(ray: Any) -> int:
+    return sum(1 for node in ray.nodes() if node.get("Alive"))
+
+
+def _user_error(exc: BaseException) -> BaseException:
+    """The first UserError behind a Ray task failure, as its one line; anything else as it is."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, UserError):
+            # Ray appends its retry advice to the message: the first line is ours.
+            return UserError(str(seen.args[0] if seen.args else seen).strip().splitlines()[0])
+        seen = seen.__cause__ or getattr(seen, "cause", None)
+    return exc
+
+
+def _count_rows(path: Path, fmt: str) -> int:
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+    if fmt == "jsonl":
+        with open(path, "rb") as handle:
+            return sum(1 for _ in handle)
+    import pyarrow.csv as pacsv
+
+    return sum(batch.num_rows for batch in pacsv.open_csv(path))

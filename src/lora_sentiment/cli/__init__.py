@@ -1,0 +1,69 @@
+"""`lora-sentiment COMMAND`: one module per command, each an `add_parser` whose flags come from the command's
+typed options (flags.py) and a `run` that calls the public API.
+
+Heavy libraries are imported inside the commands' `run`, so `--help` and bad flags answer at once.
+Adding a command: a module here with HELP, add_parser and run, and its line in COMMANDS (docs/architecture.md)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from importlib import import_module
+
+from ..errors import UserError
+
+# command -> its module in this package. Order = --help's order.
+COMMANDS = {
+    "train": "train",
+    "tune": "tune",
+    "predict": "predict",
+    "evaluate": "evaluate",
+    "serve": "serve",
+    "report": "report",
+    "export": "export",
+    "bench-serve": "bench_serve",
+    "bench": "bench",
+    "bench-engines": "bench_engines",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lora-sentiment",
+        description="Fine-tune transformer encoders for text classification with LoRA (IMDB sentiment by default).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMANDS.values():
+        import_module(f".{module}", __name__).add_parser(commands)
+    return parser
+
+
+def _quiet_libraries() -> None:
+    """Keep the terminal readable: progress bars and our own lines, not every library's load report."""
+    import warnings
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from ..measure import seconds_since_process_start
+
+    startup = seconds_since_process_start()
+    args = build_parser().parse_args(argv)
+    args.startup_seconds = startup
+    _quiet_libraries()
+    try:
+        return import_module(f".{COMMANDS[args.command]}", __name__).run(args)
+    except UserError as exc:
+        print(f"lora-sentiment: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lora-sentiment: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""`lora-sentiment evaluate RUN... --data FILE`: metrics of saved runs on labelled data, side by side."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from ..options import EvalOptions, LoadOptions
+from .flags import add_model_flags, from_args
+
+HELP = "metrics of saved runs on a labelled file"
+
+
+def add_parser(commands: Any) -> None:
+    parser = commands.add_parser("evaluate", help=HELP)
+    parser.add_argument(
+        "runs", nargs="+", metavar="RUN", help="the --output-dir of a training run (or an export); more runs are "
+        "scored on the same data, side by side (NAME=PATH names one; runs on one base model share its weights)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--data", required=True, help="labelled CSV/TSV/JSONL/Parquet file, aclImdb folder or hub dataset"
+    )
+    add_model_flags(parser, EvalOptions)
+    add_model_flags(parser, LoadOptions)
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..opening import open_predictor
+    from ..runs.run import parse_named_runs
+
+    options: EvalOptions = from_args(args, EvalOptions)
+    load: LoadOptions = from_args(args, LoadOptions)
+    if len(args.runs) > 1:
+        runs = parse_named_runs(args.runs)
+        models = open_predictor(runs, load)  # an export, a missing or damaged run: one line
+        return _side_by_side({name: models[name].evaluate(args.data, options) for name in runs}, args.json)
+    predictor = open_predictor(args.runs[0], load)
+    metrics = predictor.evaluate(args.data, options)
+    if args.json:
+        print(json.dumps(metrics))
+        return 0
+    from ..runs.summary import per_label_lines
+
+    for key, value in metrics.items():
+        if key != "per_label":
+            print(f"{key:>16}: {value:.4f}" if isinstance(value, float) else f"{key:>16}: {value}")
+    print(per_label_lines(metrics, predictor.space))
+    return 0
+
+
+def _side_by_side(results: dict[str, dict[str, Any]], as_json: bool) -> int:
+    """One row of metrics per run (JSON: one object per run, by name)."""
+    if as_json:
+        print(json.dumps(results))
+        return 0
+    shown = [k for k, v in next(iter(results.values())).items() if isinstance(v, float)]
+    width = max(8, *(len(name) for name in results))
+    print(f"{'run':<{width}} " + " ".join(f"{k:>12}" for k in shown))
+    for name, metrics in results.items():
+        print(f"{name:<{width}} " + " ".join(f"{metrics.get(k, float('nan')):>12.4f}" for k in shown))
+    return 0

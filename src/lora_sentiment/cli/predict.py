@@ -1,0 +1,142 @@
+"""`lora-sentiment predict RUN... --text TEXT... | --input FILE`: classify texts, or every row of a file, with one
+run or export, or with several runs side by side (runs on one base model share its weights)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+from ..options import FileOptions, LoadOptions
+from .flags import add_model_flags, from_args
+
+HELP = "classify texts, or a whole file, with saved runs"
+
+
+def add_parser(commands: Any) -> None:
+    parser = commands.add_parser(
+        "predict",
+        help=HELP,
+        description="Classify the --text given, or every row of --input (CSV/TSV/JSONL/Parquet, or .txt with one "
+        "text per line) into --output (CSV/TSV/JSONL), in chunks, so files larger than memory work. '-' is "
+        "stdin/stdout. Several runs add one set of prediction columns each, NAME.predicted_label...",
+    )
+    parser.add_argument(
+        "runs", nargs="+", metavar="RUN", help="the --output-dir of a training run, or an export; several runs "
+        "(NAME=PATH names one) predict side by side. (Deprecated: `predict RUN TEXT...` without --text.)",
+    )  # fmt: skip
+    parser.add_argument("--text", nargs="+", metavar="TEXT", help="texts to classify")
+    parser.add_argument("--input", help="file to classify: .csv .tsv .jsonl .parquet .txt, or - for stdin")
+    parser.add_argument("--output", help="where predictions go: .csv .tsv .jsonl, or - for stdout [-]")
+    add_model_flags(parser, FileOptions)
+    parser.add_argument(
+        "--runner", choices=["local", "ray"], default=None,
+        help="with --input: local (this machine's processes) or ray (Ray Data: --input may be a folder or glob, "
+        "--output is a folder of files with input_file / input_row columns) [default: local]",
+    )  # fmt: skip
+    parser.add_argument("--engine", choices=["local", "ray"], dest="engine_alias", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--ray-address", help="with --runner ray: a running Ray cluster (e.g. auto, ray://head:10001) [a local Ray]"
+    )
+    add_model_flags(parser, LoadOptions)
+    parser.add_argument("--json", action="store_true", help="print JSON lines instead of a table (with --text)")
+
+
+def run(args: argparse.Namespace) -> int:
+    runs, texts = _runs_and_texts(args)
+    if args.output and not args.input:
+        raise UserError("--output needs --input; texts given with --text are printed")
+    if texts and args.input:
+        raise UserError("give --text or --input, not both")
+    if args.input:
+        return _predict_file(args, runs)
+    if not texts:
+        raise UserError("give texts with --text TEXT... or a file with --input FILE")
+    return _predict_texts(args, runs, texts)
+
+
+def _runs_and_texts(args: argparse.Namespace) -> tuple[dict[str, str], list[str]]:
+    """With --text or --input every positional is a run; without, the 0.2 form: one RUN, then its texts."""
+    from ..runs.run import parse_named_runs
+
+    if args.text is None and args.input is None and len(args.runs) > 1:
+        print("lora-sentiment: note: `predict RUN TEXT...` is deprecated; use `predict RUN --text TEXT...`",
+              file=sys.stderr)  # fmt: skip
+        return {Path(args.runs[0]).name: args.runs[0]}, args.runs[1:]
+    runs = parse_named_runs(args.runs)
+    missing = [str(p) for p in runs.values() if not Path(p).exists()]
+    if missing and len(runs) > 1:
+        raise UserError(
+            f"{missing[0]!r} is not a run folder: with --text or --input every positional names a run; give texts "
+            "with --text, or a file with --input, not both"
+        )
+    return {name: str(path) for name, path in runs.items()}, args.text or []
+
+
+def _predict_texts(args: argparse.Namespace, runs: dict[str, str], texts: list[str]) -> int:
+    from ..inference.base import PredictorSet
+    from ..opening import open_predictor
+    from ..problems.outputs import format_table
+
+    load: LoadOptions = from_args(args, LoadOptions)
+    model = open_predictor(next(iter(runs.values())) if len(runs) == 1 else runs, load)
+    members = [(name, model[name]) for name in model.names] if isinstance(model, PredictorSet) else [(None, model)]
+    for name, predictor in members:
+        predictions = predictor.predict(texts, batch_size=args.batch_size)
+        if args.json:
+            for p in predictions:
+                print(json.dumps({**({"model": name} if name else {}), "text": p.text,
+                                  **p.model_dump(exclude={"text"}, exclude_none=True)}))  # fmt: skip
+        else:
+            print(format_table(predictions, title=name))
+    return 0
+
+
+def _predict_file(args: argparse.Namespace, runs: dict[str, str]) -> int:
+    from ..measure import seconds_line
+    from ..opening import check_openable
+
+    runner = args.runner or args.engine_alias or "local"
+    if args.engine_alias:
+        print("lora-sentiment: note: --engine local|ray is deprecated; use --runner", file=sys.stderr)
+    options: FileOptions = from_args(args, FileOptions)
+    load: LoadOptions = from_args(args, LoadOptions)
+    if runner == "ray":
+        return _predict_on_ray(args, runs, options, load)
+    if args.ray_address:
+        raise UserError("--ray-address needs --runner ray")
+    if options.output_format == "parquet":
+        raise UserError("Parquet output is written by --runner ray; here use --output-format csv, tsv or jsonl")
+    for path in runs.values():
+        check_openable(path)  # a damaged run or export fails here, once, not in every worker
+    from ..batch.files import predict_file
+
+    target = next(iter(runs.values())) if len(runs) == 1 else runs
+    summary = predict_file(target, args.input, args.output or "-", options, load)
+    skipped = f"; {summary.skipped_empty} rows with no text left without a prediction" if summary.skipped_empty else ""
+    print(f"Predicted {summary.predicted} of {summary.rows} rows{skipped}.", file=sys.stderr)
+    print(seconds_line({"start-up": args.startup_seconds, **summary.stages.seconds}), file=sys.stderr)
+    return 0
+
+
+def _predict_on_ray(args: argparse.Namespace, runs: dict[str, str], options: FileOptions, load: LoadOptions) -> int:
+    from ..batch.ray_data import predict_on_ray
+    from ..opening import check_openable
+
+    if not args.output:
+        raise UserError("--runner ray writes a folder of files: give --output FOLDER")
+    if len(runs) > 1:
+        raise UserError("--runner ray takes one run; predict several runs over one file with --runner local")
+    (path,) = runs.values()
+    check_openable(path)
+    summary = predict_on_ray(str(Path(path).absolute()), args.input, args.output, options, load,
+                             ray_address=args.ray_address)  # fmt: skip
+    print(
+        f"Predicted {summary.rows} rows of {summary.files_in} files with {summary.workers} Ray workers into "
+        f"{summary.output} ({summary.files_out} files; input order: sort by input_file, input_row).",
+        file=sys.stderr,
+    )
+    return 0

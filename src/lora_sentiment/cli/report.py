@@ -1,0 +1,26 @@
+"""`lora-sentiment report RUN`: redraw a run's plots and print a one-screen summary."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+HELP = "redraw a run's plots and print a one-screen summary"
+
+
+def add_parser(commands: Any) -> None:
+    parser = commands.add_parser("report", help=HELP)
+    parser.add_argument("run_dir", help="the --output-dir of a training run")
+    parser.add_argument("--no-plots", dest="plots", action="store_false", help="only print the summary")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..runs.run import Run
+    from ..runs.summary import summary
+
+    run = Run.open(args.run_dir)
+    print(summary(run.config, run.space, run.metrics))
+    if args.plots:
+        paths = run.draw_plots()
+        print("Plots: " + ", ".join(str(p) for p in paths))
+    return 0

@@ -1,0 +1,48 @@
+"""`lora-sentiment tune`: an Optuna search over training settings; each trial is a real train run."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ..config import TrainConfig, build_config, read_yaml
+from ..errors import UserError
+from ..options import TuneOptions
+from .flags import add_model_flags, from_args, given
+from .train import add_config_source_flags
+
+TUNE_DIR = "tune/lora-sentiment"
+HELP = "search training settings with Optuna; each trial is a real train run"
+
+
+def add_parser(commands: Any) -> None:
+    parser = commands.add_parser(
+        "tune",
+        help=HELP,
+        description="An Optuna study over the --search space around the train settings given (every train flag "
+        "works). Bad trials are pruned after an epoch; the study lives in --output-dir/study.db (or --storage), so "
+        "the same command again continues it, and several processes can share it. Writes best_config.yaml, "
+        "leaderboard.csv, optimization_history.png and param_importances.png into --output-dir (default here: "
+        f"{TUNE_DIR}).",
+    )
+    add_config_source_flags(parser, "YAML file with any train option, and a search: block of NAME: SPEC")
+    add_model_flags(parser, TuneOptions)
+    add_model_flags(parser, TrainConfig)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..training.search_space import DEFAULT_SEARCH, parse_search
+    from ..training.tuning import tune
+
+    values = read_yaml(args.config) if args.config else {}
+    search_block = values.pop("search", None)
+    if search_block is not None and not isinstance(search_block, dict):
+        raise UserError(f"the search: block of {args.config} must map settings to specs, e.g. lora_r: 4,8,16")
+    preset = args.preset or values.pop("preset", None)
+    overrides = given(args, TrainConfig)
+    overrides.setdefault("output_dir", values.pop("output_dir", TUNE_DIR))  # not train's default run folder
+    config = build_config({**values, **overrides}, preset=preset)
+    options: TuneOptions = from_args(args, TuneOptions)
+    search = parse_search(options.search or search_block or DEFAULT_SEARCH)
+    tune(config, search, options, log=lambda message: print(message, flush=True))
+    return 0

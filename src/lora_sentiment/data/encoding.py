@@ -1,0 +1,199 @@
+"""Encoding: texts become token ids the same way for training and prediction (HTML stripped, head+tail
+truncation, overlapping windows for long texts), and rows of ids become padded numpy batches. No torch and no
+`datasets` at import: the torch-free export path encodes here too."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import UserError
+
+if TYPE_CHECKING:
+    from ..config import TrainConfig
+
+
+_HTML_TAG = re.compile(r"<[^>]{0,100}>")
+
+
+_SPACES = re.compile(r"[ \t]{2,}")
+
+
+def clean_text(text: str) -> str:
+    return _SPACES.sub(" ", _HTML_TAG.sub(" ", text))
+
+
+@dataclass
+class TextEncoder:
+    """Texts -> token ids, identical at training and prediction time."""
+
+    tokenizer: Any
+    max_length: int
+    truncation: str = "head+tail"
+    head_tokens: int = 128
+    strip_html: bool = True
+
+    @classmethod
+    def for_config(cls, tokenizer: Any, config: TrainConfig) -> TextEncoder:
+        """The encoder a run's settings describe: the same at training and at prediction time."""
+        return cls(tokenizer, config.max_length, config.truncation, config.head_token_count, config.strip_html)
+
+    def __call__(self, texts: Sequence[str]) -> dict[str, list]:
+        texts = [clean_text(t) if self.strip_html else t for t in texts]
+        if self.truncation == "head+tail":
+            return self._head_and_tail(texts)
+        previous, self.tokenizer.truncation_side = (
+            self.tokenizer.truncation_side,
+            "left" if self.truncation == "tail" else "right",
+        )
+        try:
+            return dict(self.tokenizer(texts, truncation=True, max_length=self.max_length))
+        finally:
+            self.tokenizer.truncation_side = previous
+
+    def _head_and_tail(self, texts: list[str]) -> dict[str, list]:
+        """Keep the first `head_tokens` and the last tokens of long texts (Sun et al. 2019).
+
+        Tokenized once, cut at the token level, then wrapped in the tokenizer's own special tokens: a long
+        text comes out at exactly max_length tokens, a short one exactly as the tokenizer encodes it."""
+        prefix, suffix = self._special_tokens()
+        budget = self.max_length - len(prefix) - len(suffix)
+        head = min(self.head_tokens, budget)
+        tail = budget - head
+        ids = [
+            prefix + (tokens if len(tokens) <= budget else tokens[:head] + tokens[len(tokens) - tail :]) + suffix
+            for tokens in self.bare_ids(texts)
+        ]
+        return self._features(ids)
+
+    def bare_ids(self, texts: list[str]) -> list[list[int]]:
+        """Each text's token ids without special tokens or truncation, as tokenizer(texts,
+        add_special_tokens=False) gives them. A fast tokenizer's own batch call without offsets tokenizes
+        twice as fast (BENCHMARKS.md, GPU); the settings the wrapper resets on every call are reset here too
+        (a tokenizer.json may carry a truncation and a padding of its own)."""
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        if backend is None or not hasattr(backend, "encode_batch_fast"):
+            return self.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+        if backend.truncation is not None:
+            backend.no_truncation()
+        if backend.padding is not None:
+            backend.no_padding()
+        return [encoding.ids for encoding in backend.encode_batch_fast(texts, add_special_tokens=False)]
+
+    def encode(
+        self, texts: Sequence[str], long_text: str = "truncate", stride: int | None = None
+    ) -> tuple[dict[str, list], list[int]]:
+        """Model inputs for `texts` and which text each came from: one per text, cut by the run's truncation
+        (`truncate`), or every window of every text (`chunks`; see `windows` and `mean_by_text`)."""
+        if long_text == "chunks":
+            return self.windows(texts, stride)
+        return self(list(texts)), list(range(len(texts)))
+
+    def windows(self, texts: Sequence[str], stride: int | None = None) -> tuple[dict[str, list], list[int]]:
+        """Every token of every text, in windows of at most max_length tokens (special tokens included) that
+        overlap by `stride` tokens [a quarter of the window]; also which text each window came from."""
+        texts = [clean_text(t) if self.strip_html else t for t in texts]
+        prefix, suffix = self._special_tokens()
+        budget = self.max_length - len(prefix) - len(suffix)
+        overlap = budget // 4 if stride is None else stride
+        if not 0 <= overlap < budget:
+            raise UserError(f"--stride must be at least 0 and below the window of {budget} tokens")
+        ids, owners = [], []
+        for owner, tokens in enumerate(self.bare_ids(texts)):
+            starts = range(0, max(len(tokens) - overlap, 1), budget - overlap)
+            ids += [prefix + tokens[start : start + budget] + suffix for start in starts]
+            owners += [owner] * len(starts)
+        return self._features(ids), owners
+
+    def _features(self, ids: list[list[int]]) -> dict[str, list]:
+        encoded: dict[str, list] = {"input_ids": ids, "attention_mask": [[1] * len(row) for row in ids]}
+        if "token_type_ids" in self.tokenizer.model_input_names:
+            encoded["token_type_ids"] = [[0] * len(row) for row in ids]
+        return encoded
+
+    def _special_tokens(self) -> tuple[list[int], list[int]]:
+        """The ids the tokenizer puts before and after a single text ([CLS] / [SEP], <s> / </s>, ...)."""
+        bare = self.tokenizer("a", add_special_tokens=False)["input_ids"]
+        full = self.tokenizer("a")["input_ids"]
+        for start in range(len(full) - len(bare) + 1):
+            if full[start : start + len(bare)] == bare:
+                return full[:start], full[start + len(bare) :]
+        raise UserError(
+            "--truncation head+tail cannot tell this tokenizer's special tokens apart; use --truncation tail or head"
+        )
+
+
+def mean_by_text(outputs: np.ndarray, owners: Sequence[int], count: int) -> np.ndarray:
+    """Per text, the mean of its windows' outputs (logits): how `--long-text chunks` reads a long text."""
+    pooled = np.zeros((count, outputs.shape[1]), dtype=np.float64)
+    np.add.at(pooled, np.asarray(owners, dtype=int), outputs)
+    return (pooled / np.bincount(owners, minlength=count)[:, None]).astype(np.float32)
+
+
+def tokenize_dataset(ds: Any, encoder: TextEncoder) -> Any:
+    """Tokenize once with datasets.map (cached on disk when the dataset is file-backed)."""
+    return ds.map(
+        _encode_batch,
+        fn_kwargs={"encoder": encoder},
+        batched=True,
+        remove_columns=["text"],
+        desc="Tokenizing",
+        new_fingerprint=_tokenized_fingerprint(ds, encoder),
+    )
+
+
+def _tokenized_fingerprint(ds: Any, encoder: TextEncoder) -> str:
+    # datasets hashes an importable function by its name, not its code: an upgraded tokenization would be
+    # served from a stale cache. The source of the code that produces the ids is part of the key instead.
+    from datasets.fingerprint import Hasher
+
+    code = inspect.getsource(TextEncoder) + inspect.getsource(_encode_batch) + inspect.getsource(clean_text)
+    return Hasher.hash([ds._fingerprint, code, encoder])
+
+
+def _encode_batch(batch: dict, encoder: TextEncoder) -> dict:
+    encoded = encoder(batch["text"])
+    # Trainer's length-grouped sampler reads this column instead of measuring every row again.
+    encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
+    return encoded
+
+
+def padded_batch(
+    encoded: dict[str, list], index: np.ndarray, pad_id: int, left: bool, multiple: int | None
+) -> dict[str, np.ndarray]:
+    """Rows `index` of `encoded` as int64 arrays padded to the longest (rounded up to `multiple`): what
+    tokenizer.pad gives, without its per-row Python work (ten times faster at a batch of 256)."""
+    lengths = [len(encoded["input_ids"][i]) for i in index]
+    width = max(lengths)
+    if multiple:
+        width = -(-width // multiple) * multiple
+    batch = {}
+    for key, rows in encoded.items():
+        array = np.full((len(index), width), pad_id if key == "input_ids" else 0, dtype=np.int64)
+        for r, (i, length) in enumerate(zip(index, lengths)):
+            if left:
+                array[r, width - length :] = rows[i]
+            else:
+                array[r, :length] = rows[i]
+        batch[key] = array
+    return batch
+
+
+def padded_batches(
+    tokenizer: Any, encoded: dict[str, list], inputs: Sequence[str], batch_size: int
+) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """Length-sorted numpy batches for a runtime without torch (an export's graph), as in the torch path, so
+    little compute goes to padding: each batch's row positions in `encoded`, and the graph's inputs for it."""
+    order = np.argsort(-np.array([len(ids) for ids in encoded["input_ids"]]), kind="stable")
+    for start in range(0, len(order), batch_size):
+        index = order[start : start + batch_size]
+        batch = padded_batch(encoded, index, tokenizer.pad_token_id or 0, tokenizer.padding_side == "left", None)
+        feeds = {name: batch[name] for name in inputs if name in batch}
+        if "token_type_ids" in inputs and "token_type_ids" not in feeds:
+            feeds["token_type_ids"] = np.zeros_like(feeds["input_ids"])
+        yield index, feeds

@@ -1,0 +1,163 @@
+"""Labelled splits: the text and label columns picked and checked, empty texts dropped, targets encoded for the
+problem type, stratified samples drawn, and an evaluation split found or carved out of train."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..config import TrainConfig
+from ..errors import UserError
+from ..problems.base import problem_type
+from ..problems.space import LabelSpace
+from ..problems.targets import check_trainable, combine_label_columns, detect_problem_type, encode_targets
+from .loading import load_splits
+
+
+@dataclass
+class LabeledData:
+    train: Any  # datasets.Dataset with columns text (str) and label (class id, multi-hot floats or a number)
+    eval: Any
+    space: LabelSpace
+    dropped_empty: dict[str, int]
+
+    @property
+    def label_names(self) -> list[str]:
+        return self.space.names
+
+
+def select_text_label(
+    ds: Any, text_column: str, label_column: str | None, where: str, label_columns: Sequence[str] | None = None
+) -> Any:
+    """Keep only the text and label columns, renamed to `text` / `label` (several --label-columns become one
+    multi-hot `label`); name the existing columns if one is absent."""
+    wanted = [(text_column, "--text-column")]
+    if label_columns:
+        wanted += [(column, "--label-columns") for column in label_columns]
+    elif label_column:
+        wanted.append((label_column, "--label-column"))
+    for column, flag in wanted:
+        if column not in ds.column_names:
+            raise UserError(
+                f"column {column!r} not found in {where}; columns are: {', '.join(ds.column_names)} (set {flag})"
+            )
+    ds = ds.select_columns([c for c, _ in wanted])
+    if label_columns:
+        ds = combine_label_columns(ds, label_columns, where)
+    renames = {text_column: "text", **({label_column: "label"} if label_column and not label_columns else {})}
+    renames = {old: new for old, new in renames.items() if old != new}
+    if renames:
+        # A column already called text/label that we are not using would collide: drop it first.
+        ds = ds.remove_columns([new for new in renames.values() if new in ds.column_names and new not in renames])
+        ds = ds.rename_columns(renames)
+    return ds
+
+
+def drop_empty_texts(ds: Any, where: str) -> tuple[Any, int]:
+    """Drop rows whose text is missing or whitespace-only; return how many went."""
+    import datasets
+
+    column = ds.data.column("text")
+    if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
+        ds = ds.cast_column("text", datasets.Value("string"))
+        column = ds.data.column("text")
+    # Chunk by chunk: trimming the whole memory-mapped column at once would copy all of its text into RAM.
+    empty = np.concatenate(
+        [np.zeros(0, dtype=bool)]
+        + [
+            np.asarray(pc.fill_null(pc.equal(pc.utf8_trim_whitespace(chunk), ""), True), dtype=bool)
+            for chunk in column.chunks
+        ]
+    )
+    n_empty = int(empty.sum())
+    if n_empty == 0:
+        return ds, 0
+    if n_empty == len(ds):
+        raise UserError(f"every text in {where} is empty or whitespace; check --text-column")
+    keep = np.flatnonzero(~empty)
+    return ds.select(keep), n_empty
+
+
+def stratified_sample(ds: Any, n: int | None, seed: int) -> Any:
+    """A seeded subsample of n rows with the label shares of `ds` (all rows when n >= len)."""
+    if n is None or n >= len(ds):
+        return ds
+    try:
+        return ds.train_test_split(train_size=n, stratify_by_column="label", seed=seed)["train"]
+    except ValueError:  # a class too rare to stratify: fall back to a plain seeded sample
+        return ds.shuffle(seed=seed).select(range(n))
+
+
+def load_labeled_data(config: TrainConfig, log: Callable[[str], None] = print) -> LabeledData:
+    """Train and eval splits with `text` and an encoded `label`, cleaned, subsampled, checked."""
+    splits = load_splits(config.data, data_config=config.data_config)
+    where = config.data
+    if config.train_split not in splits:
+        raise UserError(
+            f"split {config.train_split!r} not in {where}; splits are: {', '.join(splits)} (set --train-split)"
+        )
+    train, dropped_train = _labeled_split(splits[config.train_split], config, where)
+    kind = detect_problem_type(
+        train, config.problem_type, separator=config.label_separator, label_columns=config.label_columns
+    )
+    names = config.label_columns or config.label_names
+    if problem_type(kind).named_after_column:
+        names = names or [config.label_column]
+    train, space = encode_targets(train, kind, where, given_names=names, separator=config.label_separator)
+    eval_ds, eval_where = _eval_source(splits, config, where)
+    dropped_eval = 0
+    if eval_ds is None:
+        train, eval_ds = _carve_eval(train, space, config, where)
+        how = "a stratified" if space.problem.stratified else "a random"
+        log(f"No evaluation split: carved {how} {config.eval_fraction:.0%} of train ({len(eval_ds)} rows).")
+    else:
+        eval_ds, dropped_eval = _labeled_split(eval_ds, config, eval_where)
+        eval_ds, _ = encode_targets(eval_ds, kind, eval_where, space=space, separator=config.label_separator)
+    for dropped, name in ((dropped_train, "training"), (dropped_eval, "evaluation")):
+        if dropped:
+            log(f"Dropped {dropped} {name} rows with an empty or whitespace-only text.")
+    train = stratified_sample(train, config.max_train_samples, config.seed)
+    eval_ds = stratified_sample(eval_ds, config.max_eval_samples, config.seed)
+    check_trainable(train, space, where)
+    return LabeledData(train, eval_ds, space, {"train": dropped_train, "eval": dropped_eval})
+
+
+def _labeled_split(ds: Any, config: TrainConfig, where: str) -> tuple[Any, int]:
+    ds = select_text_label(ds, config.text_column, config.label_column, where, config.label_columns)
+    return drop_empty_texts(ds, where)
+
+
+def _eval_source(splits: Any, config: TrainConfig, where: str) -> tuple[Any, str]:
+    """The evaluation split: --eval-data, --eval-split, the data's own validation/test split, or None."""
+    if config.eval_data is not None:
+        eval_splits = load_splits(config.eval_data)
+        if "test" in eval_splits and len(eval_splits) > 1:
+            return eval_splits["test"], config.eval_data
+        return next(iter(eval_splits.values())), config.eval_data
+    if config.eval_split is not None:
+        if config.eval_split not in splits:
+            raise UserError(
+                f"split {config.eval_split!r} not in {where}; splits are: {', '.join(splits)} (set --eval-split)"
+            )
+        return splits[config.eval_split], f"{where} [{config.eval_split}]"
+    auto = next((s for s in ("validation", "test") if s in splits and s != config.train_split), None)
+    return (splits[auto], f"{where} [{auto}]") if auto else (None, where)
+
+
+def _carve_eval(train: Any, space: LabelSpace, config: TrainConfig, where: str) -> tuple[Any, Any]:
+    """A seeded share of train held out; stratified by class for single-label data."""
+    stratify = None
+    if space.problem.stratified:
+        counts = np.bincount(np.asarray(train["label"]), minlength=len(space.names))
+        if (counts[counts > 0] < 2).any():
+            raise UserError(
+                f"cannot carve an evaluation split from {where}: a class has a single example; pass --eval-data"
+            )
+        stratify = "label"
+    parts = train.train_test_split(test_size=config.eval_fraction, stratify_by_column=stratify, seed=config.seed)
+    return parts["train"], parts["test"]

@@ -1,0 +1,201 @@
+"""Tables in files: the formats `predict --input/--output` and the benchmarks read and write — CSV, TSV, JSONL,
+Parquet, plain text — read in chunks so files larger than memory work, with parser errors as one-line messages
+naming the file and the fix. pandas and pyarrow are imported here, so modules that only name formats do not."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from ..errors import UserError, first_line
+
+INPUT_FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".txt": "txt",
+}
+
+
+OUTPUT_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+
+
+STDIO = "-"
+
+
+# Characters that str.splitlines() and some JSONL readers take as line ends; json.dumps leaves them raw.
+_LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def resolve_format(path: str, given: str | None, formats: dict[str, str], flag: str, stdio_default: str) -> str:
+    if given:
+        return given
+    if path == STDIO:
+        return stdio_default
+    suffix = Path(path).suffix.lower()
+    if suffix not in formats:
+        known = ", ".join(sorted(set(formats)))
+        raise UserError(f"cannot tell the format of {path} from its extension; use one of {known} or pass {flag}")
+    return formats[suffix]
+
+
+def read_chunks(path: str, fmt: str, chunk_size: int) -> Iterator[pd.DataFrame]:
+    """The input as DataFrames of at most `chunk_size` rows. CSV/TSV values stay strings so rows are written
+    back exactly as they were read."""
+    source: Any = sys.stdin if path == STDIO else path
+    if path != STDIO and not Path(path).is_file():
+        raise UserError(f"input file not found: {path} (check --input)")
+    if fmt in ("csv", "tsv"):
+        yield from _csv_chunks(path, source, "," if fmt == "csv" else "\t", chunk_size)
+    elif fmt == "jsonl":
+        with pd.read_json(source, lines=True, dtype=False, chunksize=chunk_size) as reader:
+            yield from reader
+    elif fmt == "parquet":
+        # Parquet needs random access: stdin is read whole first.
+        parquet = pq.ParquetFile(io.BytesIO(sys.stdin.buffer.read()) if path == STDIO else path)
+        for batch in parquet.iter_batches(batch_size=chunk_size):
+            yield batch.to_pandas()
+    elif fmt == "txt":
+        handle = sys.stdin if path == STDIO else open(path, encoding="utf-8", errors="replace", newline="")
+        try:
+            lines: list[str] = []
+            for line in handle:
+                lines.append(line.rstrip("\r\n"))
+                if len(lines) == chunk_size:
+                    yield pd.DataFrame({"text": lines})
+                    lines = []
+            if lines:
+                yield pd.DataFrame({"text": lines})
+        finally:
+            if handle is not sys.stdin:
+                handle.close()
+    else:
+        raise UserError(f"unknown input format {fmt!r}; use one of csv, tsv, jsonl, parquet, txt")
+
+
+def _csv_chunks(path: str, source: Any, separator: str, chunk_size: int) -> Iterator[pd.DataFrame]:
+    """CSV/TSV chunks whose values stay strings. A row with more fields than the header is refused: a file is
+    checked up front, naming the line; stdin cannot be read twice, so there pandas' own data-loss warning
+    (with index_col=False, which keeps it from turning the extra field into an index) becomes the error."""
+    if path != STDIO:
+        check_field_counts(Path(path), separator)
+    reader = pd.read_csv(source, sep=separator, dtype=str, keep_default_na=False, chunksize=chunk_size, index_col=False)
+    with reader, warnings.catch_warnings():
+        warnings.simplefilter("error", pd.errors.ParserWarning)
+        try:
+            yield from reader
+        except pd.errors.ParserWarning:
+            raise UserError(
+                f"a row of {path} has more fields than the header: quote the field that contains the separator "
+                '("..."), or use TSV or JSONL'
+            ) from None
+
+
+def total_rows(path: str, fmt: str) -> int | None:
+    """Known up front only where the file says so (Parquet metadata); other formats count as they go."""
+    if fmt == "parquet" and path != STDIO:
+        return pq.ParquetFile(path).metadata.num_rows
+    return None
+
+
+def write_chunk(frame: pd.DataFrame, handle: IO[str], fmt: str, first: bool) -> None:
+    if fmt in ("csv", "tsv"):
+        frame.to_csv(
+            handle,
+            sep="," if fmt == "csv" else "\t",
+            header=first,
+            index=False,
+            float_format="%.6g",
+            lineterminator="\n",
+        )
+    else:
+        frame = frame.astype(object).where(frame.notna(), None)  # JSON has null, not NaN
+        for record in frame.to_dict(orient="records"):
+            line = json.dumps(record, ensure_ascii=False, default=_json_default, allow_nan=False)
+            handle.write(line.translate(_LINE_BREAKS) + "\n")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if value is pd.NA:
+        return None
+    return str(value)
+
+
+def checked_output(output_path: str, overwrite: bool) -> Path | None:
+    if output_path == STDIO:
+        return None
+    target = Path(output_path)
+    if target.exists() and not overwrite:
+        raise UserError(f"--output {target} exists; pass --overwrite to replace it or choose another --output")
+    if not target.parent.is_dir():
+        raise UserError(f"the folder of --output {target} does not exist; create it first")
+    return target
+
+
+def checked_chunks(
+    path: str, fmt: str, chunk_size: int, format_fix: str = "or pass --input-format"
+) -> Iterator[pd.DataFrame]:
+    """Parser errors become one-line messages naming the file and the likely fix."""
+    chunks = read_chunks(path, fmt, chunk_size)
+    while True:
+        try:
+            chunk = next(chunks)
+        except StopIteration:
+            return
+        except UserError:
+            raise
+        except pd.errors.EmptyDataError:
+            return
+        except (
+            Exception
+        ) as exc:  # pandas and pyarrow raise many types (ParserError, ArrowInvalid, UnicodeDecodeError...)
+            raise UserError(
+                f"could not read {path} as {fmt}: {first_line(exc)} ({read_error_fix(exc)}, {format_fix})"
+            ) from None
+        yield chunk
+
+
+def check_field_counts(path: Path, separator: str) -> None:
+    """Refuse a row with more fields than the header. pandas would silently take the extra leading field as
+    the row's index ("A wonderful, moving film." read as " moving film."): a misread, not an error."""
+    csv.field_size_limit(2**31 - 1)  # one review can be megabytes long; the default limit is 128 KiB
+    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
+        reader = csv.reader(handle, delimiter=separator)
+        header = next(reader, None)
+        if not header:
+            return
+        for row in reader:
+            if len(row) > len(header):
+                what = "TSV" if separator == "\t" else "CSV"
+                raise UserError(
+                    f"line {reader.line_num} of {path} has {len(row)} fields but the header has {len(header)}: "
+                    f'quote the field that contains the separator ("..."), or use TSV or JSONL instead of {what}'
+                )
+
+
+def read_error_fix(error: BaseException) -> str:
+    """The likely fix for a file that would not parse, by what went wrong."""
+    if isinstance(error, UnicodeDecodeError):
+        return "the file is not UTF-8 text: re-save it as UTF-8"
+    text = str(error)
+    if "Expected" in text and "fields" in text:
+        return "fix or remove that row; quote fields that contain the separator"
+    return "check that the file is complete and in the format its extension says"

@@ -1,0 +1,124 @@
+"""OpenVINO: the merged model as OpenVINO IR (converted from its ONNX graph), the fastest engine on Intel CPUs.
+int8 is NNCF static quantization: activation ranges measured on texts of the run's training split (or of
+--calibration-data), so the evaluation split stays a fair test of the quantized model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ...errors import UserError
+from .base import Engine
+from .onnx import write_onnx
+from .runtime_card import runtime_card
+
+if TYPE_CHECKING:
+    from ...config import TrainConfig
+    from ...options import ExportOptions
+    from ...runs.run import Run
+
+MODEL_FILE = "openvino_model.xml"  # and its weights beside it, openvino_model.bin
+CALIBRATION_BATCH = 16
+
+
+class OpenVinoSession:
+    """OpenVINO on the CPU. Unquantized layers run in bf16 where the CPU has it (AMX / AVX512-BF16), which
+    `precision="fp32"` turns off; int8 layers (NNCF static quantization) run in int8 either way."""
+
+    device = "cpu (openvino)"
+
+    def __init__(self, model_file: Path, threads: int, precision: str | None):
+        import openvino
+
+        core = openvino.Core()
+        fast_bf16 = "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        self.compute = "bf16" if fast_bf16 and precision in (None, "auto", "bf16") else "fp32"
+        hints = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
+        hints["INFERENCE_PRECISION_HINT"] = "bf16" if self.compute == "bf16" else "f32"
+        self.model = core.compile_model(str(model_file), "CPU", hints)
+        self.inputs = [port.get_any_name() for port in self.model.inputs]
+        self.request = self.model.create_infer_request()
+
+    def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return self.request.infer(feeds)[0].copy()  # the request reuses its output buffer
+
+
+class OpenVino(Engine):
+    name = "openvino"
+    extra = "openvino"
+    modules = ("onnx", "openvino", "nncf")
+    model_file = MODEL_FILE
+    quantizations = ("none", "int8")
+    title = "OpenVINO IR"
+
+    def calibrates(self, options: ExportOptions) -> bool:
+        return options.quantize == "int8"
+
+    def prepare(self, run: Run, options: ExportOptions) -> list[str]:
+        if not self.calibrates(options):
+            return []
+        return calibration_texts(run.config, options.calibration_data, options.calibration_samples)
+
+    def write(
+        self, model: Any, tokenizer: Any, run: Run, staging: Path, options: ExportOptions, prepared: Any
+    ) -> list[str]:
+        import openvino
+
+        graph = staging / "model.fp32.onnx"
+        names = write_onnx(model, tokenizer, graph, "none")
+        converted = openvino.convert_model(str(graph))
+        if prepared:
+            converted = _quantized(converted, tokenizer, run, names, prepared)
+        openvino.save_model(converted, str(staging / MODEL_FILE), compress_to_fp16=False)
+        graph.unlink()
+        return names
+
+    def session(self, model_file: Path, threads: int, precision: str | None) -> OpenVinoSession:
+        return OpenVinoSession(model_file, threads, precision)
+
+    def card(self, run: Run, options: ExportOptions) -> str:
+        load = f"""import openvino
+model = openvino.Core().compile_model("THIS_FOLDER/{MODEL_FILE}", "CPU")
+logits = model({{p.get_any_name(): inputs[p.get_any_name()] for p in model.inputs}})[0]"""
+        return runtime_card(run, self.name, options.quantize, ("openvino", "OpenVINO IR", "int8, NNCF", load))
+
+
+def _quantized(converted: Any, tokenizer: Any, run: Run, names: list[str], texts: list[str]) -> Any:
+    import nncf
+
+    from ...data.encoding import TextEncoder, padded_batches
+
+    encoder = TextEncoder.for_config(tokenizer, run.config)
+    feeds = [f for _, f in padded_batches(tokenizer, encoder(texts), names, CALIBRATION_BATCH)]
+    # TRANSFORMER keeps the softmax / layer-norm inputs in floating point, where int8 loses accuracy.
+    return nncf.quantize(converted, nncf.Dataset(feeds), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(feeds))
+
+
+def calibration_texts(config: TrainConfig, data: str | None, samples: int, seed: int = 0) -> list[str]:
+    """Up to `samples` non-empty texts, drawn at random from `data` (else the run's training split)."""
+    from ...data.loading import load_splits
+    from ...inference.evaluation import pick_split
+
+    source = data or config.data
+    try:
+        ds = pick_split(load_splits(source, data_config=None if data else config.data_config),
+                        None if data else config.train_split, source)  # fmt: skip
+    except UserError as exc:
+        fix = "check --calibration-data" if data else "int8 calibration reads the run's training data; pass " \
+            "--calibration-data FILE"  # fmt: skip
+        raise UserError(f"{str(exc).split(' (')[0]} ({fix})") from exc
+    if config.text_column not in ds.column_names:
+        raise UserError(
+            f"{source} has no column {config.text_column!r} for int8 calibration; columns: "
+            f"{', '.join(ds.column_names)} (pass --calibration-data FILE with that column)"
+        )
+    ds = ds.shuffle(seed=seed).select(range(min(samples, len(ds))))
+    texts = [t for t in ds[config.text_column] if isinstance(t, str) and t.strip()]
+    if not texts:
+        raise UserError(f"{source} has no texts for int8 calibration (pass --calibration-data FILE)")
+    return texts
+
+
+ENGINE = OpenVino()

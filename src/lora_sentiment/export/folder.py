@@ -1,0 +1,143 @@
+"""An exported folder: its files, and the classifier that predicts from one without importing torch.
+
+`lora-sentiment export RUN OUT --format onnx|openvino [--quantize int8]` writes OUT (writing.py); `predict`,
+`evaluate`, `serve` and batch files open OUT here wherever they take a run. Start-up counts: this module loads
+numpy, the runtime (ONNX Runtime or OpenVINO) and a fast tokenizer, not torch."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import build_config
+from ..data.encoding import TextEncoder, mean_by_text, padded_batches
+from ..errors import UserError, first_line
+from ..inference.base import LoadOptions, PredictorBase
+from ..problems.space import LabelSpace
+from ..runs.run import EXPORT_INFO_FILE, LABELS_FILE, METRICS_FILE, RUN_CONFIG_FILE, is_export
+from .engines import ENGINES, engine
+
+# An export carries the run's records under the run's own names (run.copy_records).
+EXPORT_LABELS_FILE, EXPORT_CONFIG_FILE = LABELS_FILE, RUN_CONFIG_FILE
+
+
+is_onnx_export = is_export  # the name before OpenVINO exports existed
+
+
+class ExportedClassifier(PredictorBase):
+    """A Predictor over an exported model (ONNX Runtime or OpenVINO), without torch."""
+
+    def __init__(
+        self, session: Any, encoder: Any, space: LabelSpace, info: dict, config: Any, options: LoadOptions
+    ) -> None:
+        self.session = session
+        self.run_config = config
+        self.encoder = encoder
+        self.space = space
+        self.export = info  # export.json: format, quantization, the run it came from
+        self.precision = "int8" if info.get("quantization") == "int8" else session.compute
+        self.long_text = options.long_text
+        self.stride = options.stride
+        self.inputs = session.inputs
+
+    @property
+    def device(self) -> str:
+        return self.session.device
+
+    @classmethod
+    def open(cls, folder: str | Path, options: LoadOptions | None = None, **given: Any) -> ExportedClassifier:
+        """`given`: LoadOptions' fields; a precision of fp32 keeps OpenVINO off bf16, device is ignored (CPU)."""
+        from transformers import PreTrainedTokenizerFast  # the fast tokenizer alone: AutoTokenizer imports torch
+
+        options = options or LoadOptions(**given)
+        folder = Path(folder)
+        info, space, config = _read_export(folder)
+        runtime = engine(info["format"])
+        try:
+            session = runtime.session(folder / str(runtime.model_file), options.threads or os.cpu_count() or 1,
+                                      options.precision)  # fmt: skip
+            tokenizer = PreTrainedTokenizerFast.from_pretrained(str(folder))
+        except ImportError as exc:
+            raise UserError(
+                f"{folder} is a {info['format']} export: pip install 'lora-sentiment[{info['format']}]'"
+            ) from exc
+        except Exception as exc:  # the runtimes and tokenizers raise their own types
+            raise UserError(f"{folder} holds a damaged export: {first_line(exc)} (export the run again)") from exc
+        encoder = TextEncoder.for_config(tokenizer, config)
+        return cls(session, encoder, space, info, config, options)
+
+    @property
+    def default_batch_size(self) -> int:
+        return 32
+
+    def predict_scores(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
+        if len(texts) == 0:
+            return np.zeros((0, self.space.num_outputs))
+        encoded, owners = self.encoder.encode(texts, self.long_text, self.stride)
+        logits = self._forward(encoded, batch_size or self.default_batch_size)
+        if self.long_text == "chunks":
+            logits = mean_by_text(logits, owners, len(texts))
+        return self.space.scores(logits)
+
+    def _forward(self, encoded: dict[str, list], batch_size: int) -> np.ndarray:
+        out = np.empty((len(encoded["input_ids"]), self.space.num_outputs), dtype=np.float32)
+        for index, feeds in padded_batches(self.encoder.tokenizer, encoded, self.inputs, batch_size):
+            out[index] = self.session(feeds)
+        return out
+
+
+def _read_export(folder: Path) -> tuple[dict, LabelSpace, Any]:
+    if not folder.is_dir():
+        raise UserError(f"export folder not found: {folder}")
+    if not (folder / EXPORT_INFO_FILE).is_file():
+        raise UserError(f"{folder} is not an export: {EXPORT_INFO_FILE} is missing (export the run again)")
+    try:
+        info = json.loads((folder / EXPORT_INFO_FILE).read_text(encoding="utf-8"))
+        if info["format"] not in ENGINES or engine(info["format"]).model_file is None:
+            raise KeyError(info["format"])
+        model_file = engine(info["format"]).model_file
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UserError(
+            f"{folder} holds a damaged export: {EXPORT_INFO_FILE} is unreadable (export the run again)"
+        ) from exc
+    for name in (model_file, EXPORT_LABELS_FILE, EXPORT_CONFIG_FILE, "tokenizer.json"):
+        if not (folder / name).is_file():
+            raise UserError(
+                f"{folder} is not a complete {info['format']} export: {name} is missing (export the run again)"
+            )
+    try:
+        space = LabelSpace.from_json(json.loads((folder / EXPORT_LABELS_FILE).read_text(encoding="utf-8")))
+        config = build_config(config_file=folder / EXPORT_CONFIG_FILE)
+    except (UserError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{folder} holds a damaged export: {first_line(exc)} (export the run again)") from exc
+    return info, space, config
+
+
+def check_export(path: str | Path) -> None:
+    """Fail with the one-line error now if `path` is not a complete export."""
+    _read_export(Path(path))
+
+
+def export_info(path: str | Path) -> dict[str, Any]:
+    """What /info tells about an export: its recipe and the run's final evaluation."""
+    folder = Path(path)
+    info, space, config = _read_export(folder)
+    metrics_file = folder / METRICS_FILE
+    final = json.loads(metrics_file.read_text(encoding="utf-8")).get("final", {}) if metrics_file.is_file() else {}
+    return {
+        "run": info.get("run", folder.name),
+        "export": info,
+        "base_model": config.model,
+        "max_length": config.max_length,
+        "truncation": config.truncation,
+        "metrics": {k: v for k, v in final.items() if k not in ("confusion_matrix", "per_label")},
+        "examples": config.examples,
+    }
+
+
+OnnxClassifier = ExportedClassifier  # the name before OpenVINO exports existed

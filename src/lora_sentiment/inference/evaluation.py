@@ -1,0 +1,47 @@
+"""Evaluate stage: a loaded run or export scored on any labelled file, folder or hub split, with the run's
+own metrics. Shared by the torch Classifier and the ONNX one, so it imports neither torch nor onnxruntime."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..data.loading import load_splits
+from ..data.splits import drop_empty_texts, select_text_label, stratified_sample
+from ..errors import UserError
+from ..options import EvalOptions
+from ..problems.metrics import evaluation_metrics
+from ..problems.targets import encode_targets
+
+if TYPE_CHECKING:
+    from .base import Predictor
+
+
+def evaluate_on(predictor: Predictor, data: str, options: EvalOptions | None = None) -> dict[str, Any]:
+    """Labels may be ids or the run's label names. Multi-label runs read tags the way they were trained
+    (their --label-columns / --label-separator) unless told otherwise."""
+    options = options or EvalOptions()
+    config, space = predictor.run_config, predictor.space
+    label_columns = options.label_columns or (config.label_columns if config else None)
+    separator = options.label_separator
+    if separator is None and config is not None:
+        separator = config.label_separator
+    splits = pick_split(load_splits(data), options.split, data)
+    ds = select_text_label(splits, options.text_column, options.label_column, data, label_columns)
+    ds, dropped = drop_empty_texts(ds, data)
+    ds, _ = encode_targets(ds, space.problem_type, data, space=space, separator=separator)
+    ds = stratified_sample(ds, options.max_samples, options.seed)
+    scores = predictor.predict_scores(ds["text"], options.batch_size)
+    metrics = evaluation_metrics(space, np.asarray(ds["label"]), scores, detailed=True)
+    metrics.update(samples=len(ds), dropped_empty=dropped)
+    return metrics
+
+
+def pick_split(splits: Any, split: str | None, data: str) -> Any:
+    """The named split, else the first of test / validation / train that exists."""
+    if split is None:
+        split = next((s for s in ("test", "validation", "train") if s in splits), next(iter(splits)))
+    if split not in splits:
+        raise UserError(f"split {split!r} not in {data}; splits are: {', '.join(splits)} (set --split)")
+    return splits[split]

@@ -1,0 +1,87 @@
+"""Where and in what precision the model runs: device, dtype, and the hardware facts that decide them."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import torch
+
+from ..config import Precision
+from ..errors import UserError
+from .distributed import local_rank
+
+TORCH_DTYPES: dict[Precision, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def default_device() -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda", local_rank())  # one GPU per process under torchrun / accelerate launch
+    return torch.device("cpu")
+
+
+@functools.cache
+def cpu_info() -> dict[str, object]:
+    """The CPU's model name and flags from /proc/cpuinfo (empty where there is none), read once."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            lines = cpuinfo.read().splitlines()
+    except OSError:
+        return {"model": None, "flags": []}
+    block = lines[: lines.index("")] if "" in lines else lines  # the first processor's block
+    first = {line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip() for line in block if ":" in line}
+    return {"model": first.get("model name"), "flags": first.get("flags", "").split()}
+
+
+def cpu_has_fast_bf16() -> bool:
+    """AMX or AVX512-BF16: bf16 matmuls run several times faster than fp32 on such CPUs."""
+    flags = cpu_info()["flags"]
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_precision(requested: str, device: torch.device) -> Precision:
+    """auto -> bf16 on GPUs that have it (else fp16) and on CPUs with bf16 units; fp32 elsewhere."""
+    if requested == "fp16" and device.type != "cuda":
+        raise UserError("--precision fp16 needs a CUDA GPU; use --precision bf16 or fp32 on this machine")
+    if requested != "auto":
+        return requested  # type: ignore[return-value]
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if device.type == "cpu" and cpu_has_fast_bf16() else "fp32"
+
+
+def configure_attention_backends(device: torch.device) -> None:
+    """On GPUs, keep SDPA off its cuDNN backend, which plans each new sequence length anew: with length-
+    grouped batches every step brings a new length, and on an H100 that made our training slower than the
+    tutorial's fixed-length batches. The flash and memory-efficient kernels need no per-shape planning."""
+    if device.type == "cuda" and hasattr(torch.backends.cuda, "enable_cudnn_sdp"):
+        torch.backends.cuda.enable_cudnn_sdp(False)
+
+
+def pad_multiple(device: torch.device) -> int | None:
+    """Batch lengths rounded up to a multiple of 16 on GPUs keep SDPA on its fused kernels when a batch needs
+    a padding mask; on CPUs the extra padding would only cost compute."""
+    return 16 if device.type == "cuda" else None
+
+
+def encoder_dims(model_config: Any) -> tuple[int, int, int]:
+    """(layers, hidden size, feed-forward size) for BERT-style and DistilBERT-style configs."""
+    get = lambda *names: next(getattr(model_config, n) for n in names if getattr(model_config, n, None))  # noqa: E731
+    return get("num_hidden_layers", "n_layers"), get("hidden_size", "dim"), get("intermediate_size", "hidden_dim")
+
+
+def gpu_inference_batch(model_config: Any, max_length: int, device: torch.device) -> int:
+    """Sequences per forward pass on a GPU, from its free memory: a quarter of it over one layer's live
+    activations per sequence (Q, K, V, attention output, residual, feed-forward; 2 bytes each) with a 4x
+    margin for the allocator, as a multiple of 64 between 64 and 1024. A small encoder leaves a GPU idle
+    between launches at the CPU's batch sizes; beyond ~1024 sequences there is nothing left to gain."""
+    _, hidden, ffn = encoder_dims(model_config)
+    free, _ = torch.cuda.mem_get_info(device)
+    per_sequence = max_length * (5 * hidden + ffn) * 2 * 4
+    return int(min(1024, max(64, free // 4 // per_sequence)) // 64 * 64)
+
+
+def synchronize() -> None:
+    """Wait for queued GPU work, so a wall-clock reading covers it."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()

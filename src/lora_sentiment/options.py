@@ -1,0 +1,116 @@
+"""Typed options of the commands other than `train` (TrainConfig, config.py) and `serve` (ServeSettings): how a
+model is loaded, what `evaluate` reads, how files are predicted, how a run is exported, how `tune` searches.
+Each field is a CLI flag (cli/flags.py builds them), its description the flag's help and its Field bounds the
+checks; the Python API takes the same models, or their fields as keywords."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .config import Precision
+
+LongText = Literal["truncate", "chunks"]
+InputFormat = Literal["csv", "tsv", "jsonl", "parquet", "txt"]
+OutputFormat = Literal["csv", "tsv", "jsonl", "parquet"]
+
+
+class _Options(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class LoadOptions(_Options):
+    """How a run or export is loaded for prediction: `predict`, `evaluate`, `serve` and the workers share them."""
+
+    precision: Precision = Field(
+        "auto", description="Compute precision [auto: bf16 where the hardware has it, else fp32]"
+    )
+    long_text: LongText = Field(
+        "truncate",
+        description="Texts longer than the run's max length: truncate (the run's truncation) or chunks (every token, "
+        "in overlapping windows whose logits are averaged)",
+    )
+    stride: int | None = Field(
+        None, gt=0, description="With --long-text chunks: tokens shared by consecutive windows [a quarter of one]"
+    )
+    device: str | None = Field(None, description="torch device for a run, e.g. cuda:1 [the GPU if any, else cpu]")
+    threads: int | None = Field(None, gt=0, description="CPU threads of an export's runtime [all cores]")
+
+
+class EvalOptions(_Options):
+    """Which labelled rows `evaluate` scores, and how it reads them."""
+
+    split: str | None = Field(None, description="Split to evaluate [test, else validation, else train]")
+    text_column: str = Field("text", description="Column holding the text")
+    label_column: str = Field("label", description="Column holding the label")
+    label_columns: list[str] | None = Field(None, description="Multi-label: 0/1 columns, one per tag [the run's]")
+    label_separator: str | None = Field(None, description="Multi-label: split string labels on this [the run's]")
+    max_samples: int | None = Field(None, gt=0, description="Stratified, seeded subsample of this many rows")
+    batch_size: int | None = Field(
+        None, gt=0, description="Texts per forward pass [32 on CPU; on a GPU, from its free memory, 64 to 1024]"
+    )
+    seed: int = Field(42, description="Seed of the subsample")
+
+
+class FileOptions(_Options):
+    """How `predict --input` reads, predicts and writes a file (or, with the ray runner, a folder of files)."""
+
+    text_column: str = Field("text", description="Column of --input holding the text")
+    input_format: InputFormat | None = Field(None, description="Format of --input [from its extension; stdin: txt]")
+    output_format: OutputFormat | None = Field(
+        None, description="Format of --output [from its extension; stdout: jsonl; --runner ray: parquet] (parquet: "
+        "--runner ray)",
+    )  # fmt: skip
+    chunk_size: int = Field(2048, gt=0, description="Rows read, predicted and written at a time")
+    batch_size: int | None = Field(
+        None, gt=0, description="Texts per forward pass [32 on CPU; on a GPU, from its free memory, 64 to 1024]"
+    )
+    workers: int | None = Field(
+        None,
+        gt=0,
+        description="Processes (Ray actors with --runner ray) that predict chunks in parallel, each with its share "
+        "of the CPU cores or one GPU [1; --runner ray: one per GPU, else one per node]",
+    )
+    overwrite: bool = Field(False, description="Replace an existing --output")
+    progress: bool = Field(True, description="A progress bar on stderr")
+
+
+class ExportOptions(_Options):
+    """What `export` writes: which engine's model file, and whether its weights are int8."""
+
+    format: str = Field(
+        "transformers",
+        description="The engine to export for: transformers (safetensors, for pipeline()), onnx (ONNX Runtime) or "
+        "openvino (OpenVINO IR, the fastest on Intel CPUs); predict/serve/evaluate open onnx and openvino folders "
+        "without torch",
+    )
+    quantize: Literal["none", "int8"] = Field(
+        "none",
+        description="With --format onnx or openvino: int8 (onnx: dynamic, no calibration; openvino: static, "
+        "calibrated on texts)",
+    )
+    calibration_data: str | None = Field(
+        None,
+        description="With --format openvino --quantize int8: a file of texts (the run's --text-column) to calibrate "
+        "on [the run's training data]",
+    )
+    calibration_samples: int = Field(256, gt=0, description="Texts to calibrate int8 on")
+    overwrite: bool = Field(False, description="Replace a non-empty OUT_DIR")
+
+
+class TuneOptions(_Options):
+    """How `tune` searches: the space, the budget, and where the study lives."""
+
+    search: list[str] | None = Field(
+        None,
+        description="Settings to vary: NAME=LOW:HIGH[:log] (a range) or NAME=A,B,C (choices), e.g. "
+        '"learning_rate=1e-4:3e-3:log" "lora_r=4,8,16" [learning_rate, lora_r, lora_alpha, lora_dropout]',
+    )
+    trials: int = Field(20, gt=0, description="Finished trials the study should hold")
+    timeout: float | None = Field(None, gt=0, description="Stop starting trials after this many seconds")
+    storage: str | None = Field(
+        None, description="Optuna storage URL shared by several tune processes [OUTPUT_DIR/study.db]"
+    )
+    study_name: str = Field("lora-sentiment", description="The study's name in --storage")
+    keep: Literal["best", "all"] = Field("best", description="Trial runs kept at the end")

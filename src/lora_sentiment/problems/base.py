@@ -1,0 +1,156 @@
+"""The problem-type interface and its registry: what a run predicts — one class of several, any number of
+tags, a number — decides its targets, loss, metrics, thresholds, answers, file columns, baseline and report.
+Every stage asks `problem_type(name)` for these instead of branching on the name.
+
+Adding a problem type: one module here with a subclass of `ProblemType`, and its line in `REGISTRY`
+(docs/architecture.md has the checklist). Modules load on first use and import numpy alone at the top: the
+registry is read by the settings and the CLI's --help, which must stay fast."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from importlib import import_module
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .space import LabelSpace
+
+# name (the --problem-type value) -> module in this package holding its `PROBLEM`. Order = --help's order.
+REGISTRY: dict[str, str] = {
+    "single-label": "single_label",
+    "multi-label": "multi_label",
+    "regression": "regression",
+}
+_LOADED: dict[str, ProblemType] = {}
+
+
+def problem_type(name: str) -> ProblemType:
+    """The registered problem type called `name` (a --problem-type value)."""
+    if name not in _LOADED:
+        if name not in REGISTRY:
+            raise KeyError(f"unknown problem type {name!r}; registered: {', '.join(REGISTRY)}")
+        _LOADED[name] = import_module(f".{REGISTRY[name]}", __package__).PROBLEM
+    return _LOADED[name]
+
+
+def problem_types() -> list[ProblemType]:
+    return [problem_type(name) for name in REGISTRY]
+
+
+class ProblemType:
+    """One kind of target. Subclasses set the class attributes and implement the methods that raise."""
+
+    name: ClassVar[str]  # the --problem-type value, also recorded in a run's labels.json
+    hf_name: ClassVar[str]  # transformers' config.problem_type: picks the model's own loss and an export's
+    metrics: ClassVar[tuple[str, ...]]  # every metric it computes, the first ones shown first
+    headline: ClassVar[tuple[str, ...]]  # the two scores a user reads first (log line, report columns, card)
+    best_metric: ClassVar[str]  # what --metric-for-best-model auto keeps the checkpoint by
+    curve_metric: ClassVar[str]  # drawn per epoch beside the loss
+    lower_is_better: ClassVar[frozenset[str]] = frozenset()  # among `metrics`; the loss always is
+    detection_order: ClassVar[int] = 99  # --problem-type auto asks each type's `claims` in this order
+    figure: ClassVar[str | None] = None  # the error plot of the kept epoch: "confusion_matrix" or "per_label_f1"
+    file_columns: ClassVar[tuple[str, ...]]  # what `predict --input` adds to each row
+    stratified: ClassVar[bool] = False  # whether splits carved and samples drawn keep the class shares
+    weighted: ClassVar[bool] = True  # whether --class-weights applies
+    named_after_column: ClassVar[bool] = False  # its one output is named after --label-column (a number)
+    # How transformers.pipeline reads a merged export of this problem type (its card shows it).
+    pipeline_call: ClassVar[str] = 'classify(["A wonderful, moving film."], truncation=True)'
+    export_note: ClassVar[str] = ""  # what a merged export's card adds
+
+    # ---- targets
+    def claims(self, column: Any, *, separator: str | None, label_columns: Sequence[str] | None) -> bool:
+        """--problem-type auto: whether a label column (pyarrow) of this shape is this problem type's."""
+        return False
+
+    def encode(self, ds: Any, where: str, *, names: Sequence[str] | None, given_names: Sequence[str] | None,
+               separator: str | None) -> tuple[Any, list[str]]:  # fmt: skip
+        """The `label` column as the model's targets, and the label names (matched to `names` when known)."""
+        raise NotImplementedError
+
+    def check_trainable(self, labels: np.ndarray, names: list[str], where: str) -> None:
+        """Refuse training labels the model cannot learn from."""
+
+    def num_outputs(self, names: Sequence[str]) -> int:
+        return len(names)
+
+    # ---- training
+    def balanced_weights(self, labels: np.ndarray, names: list[str]) -> np.ndarray:
+        """--class-weights balanced."""
+        raise NotImplementedError
+
+    def weighted_loss(self, logits: Any, labels: Any, weight: Any) -> Any:
+        """The loss with --class-weights (torch tensors)."""
+        raise NotImplementedError
+
+    def output_start(self, labels: np.ndarray) -> np.ndarray | None:
+        """Where the head's outputs start, from the training labels (None: where the model put them)."""
+        return None
+
+    # ---- scores and metrics
+    def scores(self, logits: np.ndarray) -> np.ndarray:
+        """Logits to what users read: probabilities, or the value."""
+        raise NotImplementedError
+
+    def evaluate(self, space: LabelSpace, labels: np.ndarray, scores: np.ndarray, *, detailed: bool) -> dict[str, Any]:
+        """The run's metrics; `detailed` adds the per-label table and confusion matrix of the final report."""
+        raise NotImplementedError
+
+    def decided(self, space: LabelSpace, labels: np.ndarray, scores: np.ndarray, threshold: float | None) -> LabelSpace:
+        """The space as it will predict, with any decision rule fitted on these evaluation rows."""
+        return space
+
+    # ---- answers
+    def answer(self, row: np.ndarray, space: LabelSpace) -> dict[str, Any]:
+        """One text's prediction as PredictionOut fields."""
+        raise NotImplementedError
+
+    def columns(self, scores: np.ndarray, present: np.ndarray, space: LabelSpace, fmt: str) -> dict[str, Any]:
+        """Prediction columns for rows of a file (`present`: the rows with a text; the others stay empty)."""
+        raise NotImplementedError
+
+    # ---- baseline and report
+    def baseline_model(self, seed: int) -> Any:
+        """The scikit-learn estimator that goes after TF-IDF in the plain baseline."""
+        raise NotImplementedError
+
+    def baseline_targets(self, labels: np.ndarray) -> np.ndarray:
+        return labels.astype(int)
+
+    def baseline_scores(self, pipeline: Any, texts: list[str], space: LabelSpace) -> np.ndarray:
+        return pipeline.predict_proba(texts)
+
+    baseline_label: ClassVar[str]  # its name in the report: "logistic regression"
+
+    def describe_labels(self, names: Sequence[str]) -> str:
+        """The card's `Labels:` line."""
+        return ", ".join(f"{i} = {n}" for i, n in enumerate(names))
+
+    def headline_text(self, scores: dict[str, Any]) -> str:
+        """The log line's scores."""
+        first, second = self.headline
+        return f"{_pretty(first)} {scores[first]:.4f}, {_pretty(second)} {scores[second]:.4f}"
+
+
+_PRETTY = {"accuracy": "Accuracy", "f1": "F1", "f1_macro": "Macro-F1", "f1_micro": "micro-F1", "mae": "MAE",
+           "spearman": "Spearman"}  # fmt: skip
+
+
+def _pretty(metric: str) -> str:
+    return _PRETTY.get(metric, metric)
+
+
+def per_label_table(labels: np.ndarray, predictions: np.ndarray, names: list[str]) -> dict[str, dict[str, float]]:
+    """Precision, recall, F1 and support of each class (single-label ids) or tag (multi-label 0/1 columns)."""
+    import numpy as np
+    from sklearn.metrics import precision_recall_fscore_support
+
+    multi = np.asarray(labels).ndim == 2
+    precision, recall, f1, support = precision_recall_fscore_support(
+        labels, predictions, average=None, labels=None if multi else list(range(len(names))), zero_division=0
+    )
+    return {
+        name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+        for name, p, r, f, s in zip(names, precision, recall, f1, support)
+    }

@@ -1,0 +1,136 @@
+"""Multi-label: any number of tags per text (GoEmotions' 28 emotions). Sigmoid per tag, binary cross-entropy,
+per-tag decision thresholds tuned on the evaluation split, macro / micro F1, one-vs-rest logistic regression as
+the baseline. Tags come as lists, delimiter-joined strings, or several 0/1 columns."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import UserError
+from .base import ProblemType, per_label_table
+from .single_label import probability_columns
+
+if TYPE_CHECKING:
+    from .space import LabelSpace
+
+THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.025), 3)
+
+
+class MultiLabel(ProblemType):
+    name = "multi-label"
+    hf_name = "multi_label_classification"
+    metrics = ("f1_macro", "f1_micro", "accuracy", "hamming_loss")
+    headline = ("f1_macro", "f1_micro")
+    best_metric = "f1_macro"
+    curve_metric = "f1_macro"
+    lower_is_better = frozenset({"hamming_loss"})
+    detection_order = 0
+    figure = "per_label_f1"
+    file_columns = ("predicted_labels",)
+    baseline_label = "one-vs-rest logistic regression"
+    pipeline_call = 'classify(["A wonderful, moving film."], truncation=True, top_k=None)  # a sigmoid per tag'
+    export_note = (
+        "Each tag's decision threshold (tuned on the evaluation split) is in `labels.json`; a tag is predicted "
+        "when its probability reaches it."
+    )
+
+    def claims(self, column: Any, *, separator: str | None, label_columns: Sequence[str] | None) -> bool:
+        import pyarrow as pa
+
+        return bool(label_columns) or separator is not None or pa.types.is_list(column.type) or \
+            pa.types.is_large_list(column.type)  # fmt: skip
+
+    def encode(self, ds: Any, where: str, *, names: Sequence[str] | None, given_names: Sequence[str] | None,
+               separator: str | None) -> tuple[Any, list[str]]:  # fmt: skip
+        from . import targets  # pyarrow and datasets: only where data is read
+
+        return targets.encode_tags(ds, where, names=names, given_names=given_names, separator=separator)
+
+    def check_trainable(self, labels: np.ndarray, names: list[str], where: str) -> None:
+        if len(names) < 2:
+            raise UserError(f"training data in {where} has a single tag; multi-label needs two or more")
+
+    def balanced_weights(self, labels: np.ndarray, names: list[str]) -> np.ndarray:
+        # BCE's pos_weight: texts without the tag over texts with it
+        positives = labels.sum(axis=0)
+        return (len(labels) - positives) / np.maximum(positives, 1)
+
+    def weighted_loss(self, logits: Any, labels: Any, weight: Any) -> Any:
+        import torch.nn.functional as F
+
+        return F.binary_cross_entropy_with_logits(logits, labels.float(), pos_weight=weight)
+
+    def output_start(self, labels: np.ndarray) -> np.ndarray | None:
+        # Each tag starts at its frequency (bias = log-odds, as for rare classes in Lin et al. 2017): from zero,
+        # the first epochs learn only how rare each tag is, and the text signal comes late.
+        rates = np.clip(np.asarray(labels, dtype=np.float64).mean(axis=0), 1e-4, 1 - 1e-4)
+        return np.log(rates / (1 - rates))
+
+    def scores(self, logits: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-logits))
+
+    def evaluate(self, space: LabelSpace, labels: np.ndarray, scores: np.ndarray, *, detailed: bool) -> dict[str, Any]:
+        from sklearn.metrics import accuracy_score, f1_score, hamming_loss
+
+        thresholds = space.decision_thresholds()
+        labels = np.asarray(labels).astype(int)
+        predictions = (scores >= thresholds).astype(int)
+        metrics: dict[str, Any] = {
+            "f1_micro": float(f1_score(labels, predictions, average="micro", zero_division=0)),
+            "f1_macro": float(f1_score(labels, predictions, average="macro", zero_division=0)),
+            "accuracy": float(accuracy_score(labels, predictions)),  # subset accuracy: every tag right
+            "hamming_loss": float(hamming_loss(labels, predictions)),
+        }
+        if detailed:
+            table = per_label_table(labels, predictions, space.names)
+            for name, threshold in zip(space.names, thresholds):
+                table[name]["threshold"] = float(threshold)
+            metrics["per_label"] = table
+        return metrics
+
+    def decided(self, space: LabelSpace, labels: np.ndarray, scores: np.ndarray, threshold: float | None) -> LabelSpace:
+        """--threshold for every tag, else each tag's best on these evaluation rows (the same rule each epoch, so
+        the kept epoch is picked by what will be used)."""
+        from .space import LabelSpace
+
+        chosen = [threshold] * len(space.names) if threshold is not None else tune_thresholds(labels, scores).tolist()
+        return LabelSpace(self.name, space.names, [float(t) for t in chosen])
+
+    def answer(self, row: np.ndarray, space: LabelSpace) -> dict[str, Any]:
+        on = np.flatnonzero(row >= space.decision_thresholds())
+        tags = [space.names[i] for i in sorted(on, key=lambda i: -row[i])]
+        return dict(labels=tags, probabilities={name: float(p) for name, p in zip(space.names, row)})
+
+    def columns(self, scores: np.ndarray, present: np.ndarray, space: LabelSpace, fmt: str) -> dict[str, Any]:
+        """A list per row in JSONL and Parquet, ';'-joined in CSV/TSV."""
+        on = scores >= space.decision_thresholds()
+        tags = [[n for n, hit in zip(space.names, row) if hit] if ok else None for row, ok in zip(on, present)]
+        if fmt not in ("jsonl", "parquet"):
+            tags = [";".join(t) if t is not None else None for t in tags]  # type: ignore[misc]
+        return {"predicted_labels": tags, **probability_columns(scores, present, space, fmt)}
+
+    def baseline_model(self, seed: int) -> Any:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.multiclass import OneVsRestClassifier
+
+        return OneVsRestClassifier(LogisticRegression(max_iter=1000, C=4.0, random_state=seed))
+
+    def describe_labels(self, names: Sequence[str]) -> str:
+        return f"any of {len(names)} tags per text (multi-label): {super().describe_labels(names)}"
+
+
+def tune_thresholds(labels: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+    """Per tag, the threshold on THRESHOLD_GRID with the best F1 on these rows (ties: the lowest)."""
+    labels = np.asarray(labels).astype(bool)[:, :, None]
+    predicted = probabilities[:, :, None] >= THRESHOLD_GRID[None, None, :]
+    tp = (predicted & labels).sum(axis=0)
+    fp = (predicted & ~labels).sum(axis=0)
+    fn = (~predicted & labels).sum(axis=0)
+    f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+    return THRESHOLD_GRID[f1.argmax(axis=1)]
+
+
+PROBLEM = MultiLabel()

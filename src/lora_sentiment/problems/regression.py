@@ -1,0 +1,108 @@
+"""Regression: one number per text (a 1-10 rating read as a value). MSE, MAE / RMSE / Pearson / Spearman, ridge
+regression as the baseline; the head starts at the training mean."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import UserError
+from .base import ProblemType
+
+if TYPE_CHECKING:
+    from .space import LabelSpace
+
+MANY_VALUES = 10  # auto: fractional labels with more distinct values than this are a regression target
+
+
+class Regression(ProblemType):
+    name = "regression"
+    hf_name = "regression"
+    metrics = ("spearman", "pearson", "mae", "rmse")
+    headline = ("spearman", "mae")
+    best_metric = "loss"
+    curve_metric = "spearman"
+    lower_is_better = frozenset({"mae", "rmse"})
+    detection_order = 1
+    file_columns = ("predicted_value",)
+    baseline_label = "ridge regression"
+    weighted = False
+    named_after_column = True
+    pipeline_call = 'classify(["A wonderful, moving film."], truncation=True, function_to_apply="none")'
+
+    def claims(self, column: Any, *, separator: str | None, label_columns: Sequence[str] | None) -> bool:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if not pa.types.is_floating(column.type):
+            return False
+        values = pc.drop_null(column).to_numpy(zero_copy_only=False)
+        values = values[~np.isnan(values)]
+        fractional = len(values) and not np.all(np.equal(np.mod(values, 1), 0))
+        return bool(fractional and len(np.unique(values)) > MANY_VALUES)
+
+    def encode(self, ds: Any, where: str, *, names: Sequence[str] | None, given_names: Sequence[str] | None,
+               separator: str | None) -> tuple[Any, list[str]]:  # fmt: skip
+        from . import targets  # pyarrow and datasets: only where data is read
+
+        return targets.encode_values(ds, where), list(names or given_names or ["value"])
+
+    def num_outputs(self, names: Sequence[str]) -> int:
+        return 1
+
+    def check_trainable(self, labels: np.ndarray, names: list[str], where: str) -> None:
+        if len(np.unique(labels)) < 2:
+            raise UserError(f"every training label in {where} has the same value; regression needs them to vary")
+
+    def output_start(self, labels: np.ndarray) -> np.ndarray | None:
+        return np.array([np.asarray(labels, dtype=np.float64).mean()])  # from zero, early epochs learn the mean
+
+    def scores(self, logits: np.ndarray) -> np.ndarray:
+        return logits
+
+    def evaluate(self, space: LabelSpace, labels: np.ndarray, scores: np.ndarray, *, detailed: bool) -> dict[str, Any]:
+        return regression_metrics(labels, scores)
+
+    def answer(self, row: np.ndarray, space: LabelSpace) -> dict[str, Any]:
+        return dict(value=float(row[0]))
+
+    def columns(self, scores: np.ndarray, present: np.ndarray, space: LabelSpace, fmt: str) -> dict[str, Any]:
+        return {"predicted_value": scores[:, 0]}
+
+    def baseline_model(self, seed: int) -> Any:
+        from sklearn.linear_model import Ridge
+
+        return Ridge(alpha=1.0)
+
+    def baseline_targets(self, labels: np.ndarray) -> np.ndarray:
+        return np.asarray(labels).astype(float)
+
+    def baseline_scores(self, pipeline: Any, texts: list[str], space: LabelSpace) -> np.ndarray:
+        return pipeline.predict(texts).reshape(-1, 1)
+
+    def describe_labels(self, names: Sequence[str]) -> str:
+        return f"one number ({names[0]}), regression"
+
+
+def regression_metrics(targets_: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
+    from scipy import stats
+    from sklearn.metrics import mean_absolute_error
+
+    targets_ = np.asarray(targets_, dtype=np.float64).reshape(-1)
+    predictions = np.asarray(predictions, dtype=np.float64).reshape(-1)
+    with warnings.catch_warnings():  # constant predictions (an untrained head) have no correlation: NaN
+        warnings.simplefilter("ignore")
+        pearson = stats.pearsonr(targets_, predictions)[0] if len(targets_) > 1 else float("nan")
+        spearman = stats.spearmanr(targets_, predictions)[0] if len(targets_) > 1 else float("nan")
+    return {
+        "mae": float(mean_absolute_error(targets_, predictions)),
+        "rmse": float(np.sqrt(np.mean((targets_ - predictions) ** 2))),
+        "pearson": float(pearson),
+        "spearman": float(spearman),
+    }
+
+
+PROBLEM = Regression()

@@ -1,0 +1,149 @@
+"""Single-label: one class of several per text (IMDB's Negative / Positive). Softmax probabilities, cross-entropy,
+accuracy / F1 / ROC-AUC, the confusion matrix, logistic regression as the baseline."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import UserError
+from .base import ProblemType, per_label_table
+
+if TYPE_CHECKING:
+    from .space import LabelSpace
+
+
+class SingleLabel(ProblemType):
+    name = "single-label"
+    hf_name = "single_label_classification"
+    metrics = ("accuracy", "f1", "f1_macro", "precision", "recall", "roc_auc")
+    headline = ("accuracy", "f1")
+    best_metric = "loss"
+    curve_metric = "accuracy"
+    figure = "confusion_matrix"
+    file_columns = ("predicted_label", "predicted_label_name", "probability")
+    stratified = True
+    baseline_label = "logistic regression"
+
+    def encode(self, ds: Any, where: str, *, names: Sequence[str] | None, given_names: Sequence[str] | None,
+               separator: str | None) -> tuple[Any, list[str]]:  # fmt: skip
+        from . import targets  # pyarrow and datasets: only where data is read
+
+        return targets.encode_labels(ds, where, names=names, given_names=given_names)
+
+    def check_trainable(self, labels: np.ndarray, names: list[str], where: str) -> None:
+        present = np.unique(labels)
+        if len(present) < 2:
+            raise UserError(
+                f"training data in {where} has a single class ({names[int(present[0])]}); "
+                "a classifier needs two or more"
+            )
+
+    def balanced_weights(self, labels: np.ndarray, names: list[str]) -> np.ndarray:
+        # n_samples / (n_classes x count), as scikit-learn's class_weight="balanced"
+        counts = np.bincount(labels.astype(int), minlength=len(names))
+        return len(labels) / (len(names) * np.maximum(counts, 1))
+
+    def weighted_loss(self, logits: Any, labels: Any, weight: Any) -> Any:
+        import torch.nn.functional as F
+
+        return F.cross_entropy(logits, labels.long(), weight=weight)
+
+    def scores(self, logits: np.ndarray) -> np.ndarray:
+        shifted = logits - logits.max(axis=-1, keepdims=True)
+        exp = np.exp(shifted)
+        return exp / exp.sum(axis=-1, keepdims=True)
+
+    def evaluate(self, space: LabelSpace, labels: np.ndarray, scores: np.ndarray, *, detailed: bool) -> dict[str, Any]:
+        metrics = classification_metrics(labels, scores, with_confusion=detailed)
+        if detailed:
+            metrics["per_label"] = per_label_table(labels, scores.argmax(axis=-1), space.names)
+        return metrics
+
+    def answer(self, row: np.ndarray, space: LabelSpace) -> dict[str, Any]:
+        best = int(row.argmax())
+        probabilities = {name: float(p) for name, p in zip(space.names, row)}
+        return dict(label=best, label_name=space.names[best], probability=float(row[best]), probabilities=probabilities)
+
+    def columns(self, scores: np.ndarray, present: np.ndarray, space: LabelSpace, fmt: str) -> dict[str, Any]:
+        import pandas as pd
+
+        best, best_probability = best_labels(scores[present])
+        label = pd.array([None] * len(scores), dtype="Int64")
+        label[present] = best
+        name = np.full(len(scores), None, dtype=object)
+        name[present] = [space.names[i] for i in best]
+        confidence = np.full(len(scores), np.nan)
+        confidence[present] = best_probability
+        return {"predicted_label": label, "predicted_label_name": name, "probability": confidence.round(6),
+                **probability_columns(scores, present, space, fmt)}  # fmt: skip
+
+    def baseline_model(self, seed: int) -> Any:
+        from sklearn.linear_model import LogisticRegression
+
+        return LogisticRegression(max_iter=1000, C=4.0, random_state=seed)
+
+    def baseline_scores(self, pipeline: Any, texts: list[str], space: LabelSpace) -> np.ndarray:
+        full = np.zeros((len(texts), len(space.names)))  # classes absent from the training split get 0
+        full[:, pipeline[-1].classes_.astype(int)] = pipeline.predict_proba(texts)
+        return full
+
+
+def classification_metrics(
+    labels: np.ndarray, probabilities: np.ndarray, *, with_confusion: bool = True
+) -> dict[str, Any]:
+    """accuracy, precision, recall, F1 (binary on class 1, macro for 3+ classes), macro F1, ROC-AUC (binary),
+    confusion matrix."""
+    from sklearn.metrics import (
+        accuracy_score,
+        confusion_matrix,
+        f1_score,
+        precision_recall_fscore_support,
+        roc_auc_score,
+    )
+
+    labels = np.asarray(labels)
+    num_labels = probabilities.shape[-1]
+    predictions = probabilities.argmax(axis=-1)
+    binary = num_labels == 2
+    classes = list(range(num_labels))
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        labels, predictions, average="binary" if binary else "macro", labels=None if binary else classes,
+        zero_division=0,
+    )  # fmt: skip
+    metrics: dict[str, Any] = {
+        "accuracy": float(accuracy_score(labels, predictions)),
+        "f1": float(f1),
+        "precision": float(precision),
+        "recall": float(recall),
+        "f1_macro": float(f1_score(labels, predictions, average="macro", labels=classes, zero_division=0)),
+    }
+    if binary:
+        # ROC-AUC is undefined when the evaluated rows hold a single class.
+        single_class = len(np.unique(labels)) != 2
+        metrics["roc_auc"] = float("nan") if single_class else float(roc_auc_score(labels, probabilities[:, 1]))
+    if with_confusion:
+        metrics["confusion_matrix"] = confusion_matrix(labels, predictions, labels=classes).tolist()
+    return metrics
+
+
+def probability_columns(scores: np.ndarray, present: np.ndarray, space: LabelSpace, fmt: str) -> dict[str, Any]:
+    """Every label's probability: prob_<label> columns, or one `probabilities` object per JSONL row."""
+    if fmt == "jsonl":
+        objects = [
+            {name: round(float(p), 6) for name, p in zip(space.names, row)} if ok else None
+            for row, ok in zip(scores, present)
+        ]
+        return {"probabilities": objects}
+    return {f"prob_{name}": scores[:, i] for i, name in enumerate(space.names)}
+
+
+def best_labels(probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised single-label `from_row` for files of texts: each row's label id and its probability."""
+    best = probabilities.argmax(axis=1)
+    return best, probabilities[np.arange(len(best)), best]
+
+
+PROBLEM = SingleLabel()

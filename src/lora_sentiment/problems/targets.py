@@ -1,0 +1,263 @@
+"""Targets: the label column becomes what the model learns from — class ids, multi-hot tag vectors (lists,
+delimiter-joined strings, or several 0/1 columns) or numbers — and the run's LabelSpace is read off the training
+split. The encoders are shared building blocks; which one a run uses is its problem type's choice (base.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..errors import UserError
+from .base import problem_type, problem_types
+from .space import LabelSpace
+
+SENTIMENT_NAMES = ["Negative", "Positive"]
+# Hub datasets often call the two sentiment classes neg/pos; users read Negative/Positive.
+_PRETTY_NAMES = {"neg": "Negative", "negative": "Negative", "pos": "Positive", "positive": "Positive"}
+LABEL_COLUMNS_NAME = "label"
+
+
+def _datasets() -> Any:
+    import datasets  # see data.py: kept off the prediction path's start-up
+
+    return datasets
+
+
+# ------------------------------------------------------------------------------------- problem type
+
+
+def detect_problem_type(ds: Any, requested: str, *, separator: str | None, label_columns: Sequence[str] | None) -> str:
+    """auto: the first problem type (in detection order) that claims the label column — lists, --label-separator
+    or --label-columns mean multi-label; fractional numbers with many distinct values mean regression — else one
+    class per text (integer ratings too: pass --problem-type regression to predict them as numbers)."""
+    if requested != "auto":
+        return requested
+    column = ds.data.column("label")
+    for problem in sorted(problem_types(), key=lambda p: p.detection_order):
+        if problem.claims(column, separator=separator, label_columns=label_columns):
+            return problem.name
+    return "single-label"
+
+
+def encode_targets(
+    ds: Any,
+    name: str,
+    where: str,
+    *,
+    space: LabelSpace | None = None,
+    given_names: Sequence[str] | None = None,
+    separator: str | None = None,
+) -> tuple[Any, LabelSpace]:
+    """The `label` column encoded for the problem type `name`. With `space` (from the training split or a saved
+    run), labels are matched to its names; without, the names are read off this split."""
+    names = space.names if space is not None else None
+    ds, names = problem_type(name).encode(ds, where, names=names, given_names=given_names, separator=separator)
+    return ds, LabelSpace(name, names, space.thresholds if space is not None else None)
+
+
+def encode_labels(ds: Any, where: str, names: Sequence[str] | None = None, given_names: Sequence[str] | None = None):
+    """Turn the `label` column into a ClassLabel; return (dataset, label names).
+
+    With `names` (from the training split or a saved run), labels are matched to those names or ids.
+    Otherwise: ClassLabel names are kept, strings are sorted into ids, integers keep their ids.
+    """
+    datasets = _datasets()
+    feature = ds.features["label"]
+    if isinstance(feature, datasets.ClassLabel):
+        found_names = [_PRETTY_NAMES.get(n.lower(), n) for n in feature.names]
+        if names is None:
+            names = list(given_names) if given_names else found_names
+            return ds.cast_column("label", datasets.ClassLabel(names=list(names))), list(names)
+        ds = ds.cast_column("label", datasets.Value("int64")).map(_ids_to_names(found_names), batched=True)
+        return encode_labels(ds, where, names)
+
+    column = ds.data.column("label")
+    _refuse_missing_labels(column, where)
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        ds, names = _encode_label_names(ds, column, where, names)
+    elif pa.types.is_integer(column.type) or pa.types.is_floating(column.type) or pa.types.is_boolean(column.type):
+        names = _check_label_ids(column, where, names, given_names)
+        ds = ds.cast_column("label", datasets.Value("int64"))
+    else:
+        raise UserError(f"label column in {where} has unsupported type {column.type}; use integers or strings")
+    if given_names is not None and len(given_names) != len(names):
+        raise UserError(f"--label-names gives {len(given_names)} names but the data has {len(names)} labels")
+    return ds.cast_column("label", datasets.ClassLabel(names=list(names))), list(names)
+
+
+def _refuse_missing_labels(column: Any, where: str) -> None:
+    n_missing = column.null_count
+    if pa.types.is_floating(column.type):
+        n_missing += int(pc.sum(pc.is_nan(column)).as_py() or 0)
+    if n_missing:
+        raise UserError(
+            f"{n_missing} rows in {where} have no label (empty or NaN); fill or drop them, or check --label-column"
+        )
+
+
+def _encode_label_names(ds: Any, column: Any, where: str, names: Sequence[str] | None) -> tuple[Any, list[str]]:
+    """String labels to ids: sorted when no names are known yet, else matched to them (case-insensitively)."""
+    values = [str(v) for v in pc.unique(column).to_pylist()]
+    names = list(names) if names is not None else sorted(values)
+    lookup = {n: i for i, n in enumerate(names)}
+    lookup.update({n.lower(): i for i, n in enumerate(names) if n.lower() not in lookup})
+    unknown = sorted(v for v in values if v not in lookup and v.lower() not in lookup)
+    if unknown:
+        raise UserError(
+            f"labels in {where} not seen in training: {', '.join(map(repr, unknown[:5]))}; "
+            f"known labels are: {', '.join(names)}"
+        )
+    return ds.map(_names_to_ids(lookup), batched=True), names
+
+
+def _check_label_ids(
+    column: Any, where: str, names: Sequence[str] | None, given_names: Sequence[str] | None
+) -> list[str]:
+    """Integer labels must be ids 0..K-1; binary ones are named Negative/Positive unless names are given."""
+    as_float = pc.cast(column, pa.float64()).to_numpy()
+    if not np.all(np.equal(np.mod(as_float, 1), 0)) or as_float.min() < 0:
+        raise UserError(
+            f"labels in {where} must be class ids 0, 1, 2, ... or class names; "
+            f"found {as_float.min():g}..{as_float.max():g} (for a number to predict, pass --problem-type regression)"
+        )
+    top = int(as_float.max())
+    if names is None:
+        count = top + 1
+        names = list(given_names) if given_names else SENTIMENT_NAMES if count <= 2 else [str(i) for i in range(count)]
+    if top >= len(names):
+        raise UserError(
+            f"label id {top} in {where} is out of range for {len(names)} labels ({', '.join(names)}); "
+            "set --label-names or check --label-column"
+        )
+    return list(names)
+
+
+def _names_to_ids(lookup: dict[str, int]):
+    return partial(_map_names, lookup=lookup)
+
+
+def _map_names(batch: dict, lookup: dict[str, int]) -> dict:
+    return {"label": [lookup[v] if v in lookup else lookup[v.lower()] for v in batch["label"]]}
+
+
+def _ids_to_names(names: list[str]):
+    return partial(_map_ids, names=names)
+
+
+def _map_ids(batch: dict, names: list[str]) -> dict:
+    return {"label": [names[int(i)] for i in batch["label"]]}
+
+
+# ---------------------------------------------------------------------------------------- multi-label
+
+
+def combine_label_columns(ds: Any, columns: Sequence[str], where: str) -> Any:
+    """Several 0/1 columns (the Jigsaw layout) as one multi-hot `label` column, named by the columns."""
+    for column in columns:
+        values = pc.cast(ds.data.column(column), pa.float64(), safe=False).to_numpy(zero_copy_only=False)
+        if np.isnan(values).any() or not np.isin(values, (0.0, 1.0)).all():
+            raise UserError(f"--label-columns: column {column!r} in {where} must hold only 0 and 1 in every row")
+    return ds.map(_stack_columns, fn_kwargs={"columns": list(columns)}, batched=True, remove_columns=list(columns))
+
+
+def _stack_columns(batch: dict, columns: list[str]) -> dict:
+    return {LABEL_COLUMNS_NAME: [list(map(float, row)) for row in zip(*(batch[c] for c in columns))]}
+
+
+def encode_tags(
+    ds: Any,
+    where: str,
+    *,
+    names: Sequence[str] | None,
+    given_names: Sequence[str] | None,
+    separator: str | None,
+) -> tuple[Any, list[str]]:
+    """Lists of tag names or ids (or `separator`-joined strings) as float multi-hot vectors."""
+    datasets = _datasets()
+    column = ds.data.column("label")
+    if pa.types.is_list(column.type) and pa.types.is_floating(column.type.value_type):
+        # Already multi-hot: --label-columns stacked, named by the columns.
+        return ds.cast_column("label", datasets.Sequence(datasets.Value("float32"))), list(names or given_names or [])
+    rows = _tag_lists(column, where, separator)
+    found = sorted({tag for row in rows for tag in row}, key=_natural)
+    if names is None:
+        names = list(given_names) if given_names else _tag_names(found)
+    lookup = {name: i for i, name in enumerate(names)}
+    lookup.update({str(i): i for i in range(len(names)) if str(i) not in lookup})  # ids stand for their names
+    unknown = [tag for tag in found if tag not in lookup]
+    if unknown:
+        raise UserError(
+            f"labels in {where} not seen in training: {', '.join(map(repr, unknown[:5]))}; "
+            f"known labels are: {', '.join(names[:30])}"
+        )
+    hot = np.zeros((len(rows), len(names)), dtype=np.float32)
+    for i, row in enumerate(rows):
+        hot[i, [lookup[tag] for tag in row]] = 1.0
+    ds = ds.remove_columns("label").add_column("label", hot.tolist())
+    return ds.cast_column("label", datasets.Sequence(datasets.Value("float32"))), list(names)
+
+
+def _tag_lists(column: Any, where: str, separator: str | None) -> list[list[str]]:
+    is_list = pa.types.is_list(column.type) or pa.types.is_large_list(column.type)
+    if not is_list and not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        raise UserError(
+            f"multi-label data in {where} needs a label column of lists (JSONL / Parquet), strings joined by "
+            "--label-separator, or --label-columns with 0/1 columns"
+        )
+    if not is_list and separator is None:
+        raise UserError(f"the label column in {where} holds strings: pass --label-separator (e.g. ',') to split them")
+    values = column.to_pylist()
+    rows = []
+    for line, value in enumerate(values, start=1):
+        tags = value if is_list else (value.split(separator) if isinstance(value, str) else None)
+        tags = [str(t).strip() for t in tags or [] if t is not None and str(t).strip()]
+        if not tags:
+            raise UserError(
+                f"row {line} of {where} has an empty label list; every text needs at least one label "
+                "(add a 'none' / 'neutral' label, or drop the row)"
+            )
+        rows.append(tags)
+    return rows
+
+
+def _natural(tag: str) -> tuple[int, Any]:
+    return (0, int(tag)) if tag.isdigit() else (1, tag)
+
+
+def _tag_names(found: list[str]) -> list[str]:
+    # Integer tags are ids 0..K-1 (names "0".."K-1"); string tags are sorted names.
+    if found and all(tag.isdigit() for tag in found):
+        return [str(i) for i in range(int(found[-1]) + 1)]
+    return found
+
+
+# ----------------------------------------------------------------------------------------- regression
+
+
+def encode_values(ds: Any, where: str) -> Any:
+    """A numeric label column as float32; anything that is not a number is refused, naming the row."""
+    datasets = _datasets()
+    column = ds.data.column("label")
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        for line, value in enumerate(column.to_pylist(), start=1):
+            try:
+                float(value)
+            except (TypeError, ValueError):
+                raise UserError(
+                    f"row {line} of {where} has the label {value!r}, which is not a number; regression "
+                    "(--problem-type regression) needs a numeric label column"
+                ) from None
+    elif not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
+        raise UserError(f"label column in {where} has type {column.type}; regression needs numbers")
+    _refuse_missing_labels(pc.cast(column, pa.float64()), where)
+    return ds.cast_column("label", datasets.Value("float32"))
+
+
+def check_trainable(ds: Any, space: LabelSpace, where: str) -> None:
+    """Refuse training data the model cannot learn from: one class, no tag ever on, one value."""
+    space.problem.check_trainable(np.asarray(ds["label"]), space.names, where)

@@ -1,0 +1,166 @@
+"""The model card (README.md) of a run: the recipe and its results, with hub-style metadata."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from ..config import TrainConfig
+from ..problems.space import LabelSpace
+
+
+def model_card(
+    config: TrainConfig, space: LabelSpace, metrics: Any, parameters: Any, *, figures: dict[str, str]
+) -> str:
+    """`metrics` is the run's RunMetrics; `figures` maps each plot's title to its file in the run."""
+    sections = [
+        _front_matter(config, space),
+        _recipe(config, space, parameters),
+        _results(config, space, metrics, figures),
+        _before_and_after(metrics),
+        _use(config, space, metrics.train.added_pad_token),
+        f"## Training settings\n\n```yaml\n{config.to_yaml().strip()}\n```\n",
+    ]
+    return "\n".join(sections)
+
+
+
+
+def _card_metrics(space: LabelSpace) -> list[str]:
+    """The scores the card's results line shows: the problem type's own, less precision / recall / ROC-AUC
+    (ROC-AUC has its own clause)."""
+    return [m for m in space.problem.metrics if m not in ("precision", "recall", "roc_auc")]
+
+
+def _front_matter(config: TrainConfig, space: LabelSpace) -> str:
+    metadata = {
+        "library_name": "peft",
+        "base_model": config.model,
+        "pipeline_tag": "text-classification",
+        "tags": ["lora", "peft", "text-classification", "lora-sentiment", space.problem_type],
+        "metrics": list(space.problem.headline),
+    }
+    return f"---\n{yaml.safe_dump(metadata, sort_keys=False).strip()}\n---\n"
+
+
+def _recipe(config: TrainConfig, space: LabelSpace, parameters: Any) -> str:
+    lora = f"LoRA (r={config.lora_r}, alpha={config.lora_alpha:g}, dropout={config.lora_dropout:g})"
+    labels = space.problem.describe_labels(space.names)
+    return f"""# LoRA text classifier on {config.model}
+
+Fine-tuned with [lora-sentiment](https://pypi.org/project/lora-sentiment/) on `{config.data}`:
+{lora} on `{", ".join(config.lora_targets or [])}`,
+the classification head trained in full; {parameters.trainable:,} of {parameters.total:,} parameters trainable
+({parameters.percent:.2f} %). Labels: {labels}.
+"""
+
+
+def _results(config: TrainConfig, space: LabelSpace, metrics: Any, figures: dict[str, str]) -> str:
+    final = metrics.final
+    scores = ", ".join(f"{key} **{final[key]:.4f}**" if i == 0 else f"{key} {final[key]:.4f}" for i, key in
+                       enumerate(_card_metrics(space)) if key in final)  # fmt: skip
+    if "roc_auc" in final and final["roc_auc"] == final["roc_auc"]:
+        scores += f", ROC-AUC {final['roc_auc']:.4f}"
+    images = "\n".join(f"![{title}]({file})" for title, file in figures.items())
+    return f"""## Results
+
+On {final.samples} evaluation texts (best epoch {final.epoch:g} by eval {config.metric_for_best_model}):
+{scores}.
+{_baseline_line(metrics.baseline, space)}
+
+{_history_table(metrics, space)}
+{_per_label_table(final, space)}
+{_confusion_table(final, space.names)}
+{images}
+"""
+
+
+def _baseline_line(baseline: dict[str, Any] | None, space: LabelSpace) -> str:
+    if not baseline:
+        return ""
+    keys = [key for key in _card_metrics(space) if key in baseline]
+    scores = ", ".join(f"{key} {baseline[key]:.4f}" for key in keys)
+    fitted = f"fitted in {baseline['seconds']:.1f} s"
+    return f"\nThe plain baseline on the same split, {baseline['model']} ({fitted}): {scores}.\n"
+
+
+def _history_table(metrics: Any, space: LabelSpace) -> str:
+    cells = ["train_loss", "loss", *space.problem.headline]
+    rows = "\n".join(
+        f"| {row.epoch:g} | " + " | ".join(_fmt(row.get(key)) for key in cells) + " |" for row in metrics.history
+    )
+    header = "| epoch | train loss | eval loss | " + " | ".join(cells[2:]) + " |"
+    return f"{header}\n|---|---|---|{'---|' * (len(cells) - 2)}\n{rows}\n"
+
+
+def _per_label_table(final: Any, space: LabelSpace) -> str:
+    table = final.get("per_label")
+    if not table:
+        return ""
+    tags = "threshold" in next(iter(table.values()))
+    header = "| label | precision | recall | F1 | support |" + (" threshold |" if tags else "")
+    rows = [
+        f"| {name} | {row['precision']:.3f} | {row['recall']:.3f} | {row['f1']:.3f} | {row['support']} |"
+        + (f" {row['threshold']:.3f} |" if tags else "")
+        for name, row in table.items()
+    ]
+    return f"Per label:\n\n{header}\n|---|---|---|---|---|{'---|' if tags else ''}\n" + "\n".join(rows) + "\n"
+
+
+def _confusion_table(final: Any, label_names: list[str]) -> str:
+    if not final.confusion_matrix:
+        return ""
+    return f"""Confusion matrix (rows: true label, columns: predicted):
+
+| | {" | ".join(label_names)} |
+|---|{"---|" * len(label_names)}
+{_confusion_rows(final, label_names)}
+"""
+
+
+def _before_and_after(metrics: Any) -> str:
+    return f"""## Before and after training
+
+| text | untrained | trained |
+|---|---|---|
+{_example_rows(metrics)}
+"""
+
+
+def _use(config: TrainConfig, space: LabelSpace, added_pad_token: bool) -> str:
+    resize = "base.resize_token_embeddings(len(tokenizer))  # training added a pad token\n" if added_pad_token else ""
+    return f"""## Use
+
+```bash
+lora-sentiment predict THIS_DIR "What a wonderful film."
+```
+
+```python
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from peft import PeftModel
+
+tokenizer = AutoTokenizer.from_pretrained("THIS_DIR")
+base = AutoModelForSequenceClassification.from_pretrained(
+    "{config.model}", num_labels={space.num_outputs}, problem_type="{space.hf_problem_type}"
+)
+{resize}model = PeftModel.from_pretrained(base, "THIS_DIR")
+```
+"""
+
+
+def _confusion_rows(final: Any, label_names: list[str]) -> str:
+    matrix = final.confusion_matrix or []
+    return "\n".join(f"| **{label_names[i]}** | " + " | ".join(map(str, row)) + " |" for i, row in enumerate(matrix))
+
+
+def _example_rows(metrics: Any) -> str:
+    def cell(row: Any) -> str:
+        return f"{row.label} ({max(row.probabilities.values()):.2f})" if row.probabilities else row.label
+
+    pairs = zip(metrics.examples.before, metrics.examples.after)
+    return "\n".join(f"| {before.text} | {cell(before)} | {cell(after)} |" for before, after in pairs)
+
+
+def _fmt(value: Any) -> str:
+    return "" if value is None else f"{value:.4f}"

@@ -1,0 +1,113 @@
+"""What a server serves: one run or export on its own (merged, the fast path), or several runs on shared bases,
+with the folder they come from watched for runs that appear, are retrained or disappear."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from fastapi import HTTPException
+
+from ..config import ServeSettings
+from ..errors import UserError
+from ..inference.base import Predictor
+from ..options import LoadOptions
+from .batcher import Request
+
+
+class OneModel:
+    """One run (merged, today's fast path) or one export: every request's texts go into one forward pass."""
+
+    runs_dir = None  # it follows no folder: nothing to look for
+
+    def __init__(self, classifier: Predictor, name: str, info: dict[str, Any]):
+        self.classifier, self.info = classifier, info
+        self.names = [name]
+
+    def get(self, name: str) -> Predictor | None:
+        return self.classifier if name in self.names else None
+
+    def predict_many(self, requests: list[Request]) -> list[np.ndarray]:
+        texts = [text for _, request_texts in requests for text in request_texts]
+        scores = self.classifier.predict_scores(texts)
+        bounds = np.cumsum([0] + [len(request_texts) for _, request_texts in requests])
+        return [scores[start:end] for start, end in zip(bounds[:-1], bounds[1:])]
+
+    def run_info(self, name: str) -> dict[str, Any]:
+        return self.info
+
+    def refresh(self) -> None:
+        pass
+
+
+class ManyModels:
+    """Several runs sharing their base models' weights (a ClassifierSet), and the folder they come from, if any,
+    which `refresh` reads again: runs finished since are loaded, removed ones dropped, damaged ones skipped."""
+
+    def __init__(
+        self,
+        classifiers: Any,  # a ClassifierSet: a PredictorSet that also adds, drops and syncs runs
+        runs_dir: str | None = None,
+        log: Callable[[str], None] = print,
+        fixed: dict[str, Any] | None = None,
+    ):
+        self.classifiers, self.runs_dir, self.log = classifiers, runs_dir, log
+        # Runs named on the command line: kept whatever the folder holds, and they win a name clash with it.
+        self.fixed = dict(fixed or {})
+
+    @property
+    def names(self) -> list[str]:
+        return self.classifiers.names
+
+    def get(self, name: str) -> Predictor | None:
+        return self.classifiers[name] if name in self.classifiers else None
+
+    def predict_many(self, requests: list[Request]) -> list[np.ndarray | Exception]:
+        """As ClassifierSet.predict_many; a request for a model dropped while it waited gets its own 404."""
+        known = [i for i, (name, _) in enumerate(requests) if name in self.classifiers]
+        results: list[np.ndarray | Exception] = [
+            HTTPException(404, f"model {name!r} was removed; models: {', '.join(self.names) or 'none'}")
+            for name, _ in requests
+        ]
+        if known:
+            for i, scores in zip(known, self.classifiers.predict_many([requests[i] for i in known])):
+                results[i] = scores
+        return results
+
+    def run_info(self, name: str) -> dict[str, Any]:
+        return self.classifiers.member(name).info
+
+    def refresh(self) -> None:
+        if self.runs_dir is not None:
+            from ..runs.run import find_runs
+
+            self.classifiers.sync({**find_runs(self.runs_dir), **self.fixed}, self.log)
+
+
+def open_models(
+    specs: list[str], runs_dir: str | None, settings: ServeSettings, options: LoadOptions
+) -> OneModel | ManyModels:
+    """What `serve` was given, loaded: one run or export on its own keeps the merged fast path."""
+    from ..inference.shared_base import ClassifierSet
+    from ..opening import describe, open_predictor
+    from ..runs.run import parse_named_runs
+
+    if not specs and not runs_dir:
+        raise UserError("give a RUN to serve, several, or --runs-dir DIR")
+    named = parse_named_runs(specs)
+    if len(named) == 1 and not runs_dir:
+        ((name, path),) = named.items()
+        info = describe(path)
+        predictor = open_predictor(path, options)
+        assert isinstance(predictor, Predictor)
+        return OneModel(predictor, name, info)
+    classifiers = ClassifierSet(options, mixing=settings.adapter_batching)
+    for name, path in named.items():
+        classifiers.add(name, path)
+    log = lambda line: print(f"lora-sentiment: {line}", flush=True)  # noqa: E731
+    models = ManyModels(classifiers, runs_dir, log=log, fixed=named)
+    models.refresh()
+    if runs_dir and not models.names:
+        print(f"lora-sentiment: no finished run under {runs_dir} yet; serving as they appear", flush=True)
+    return models

@@ -1,0 +1,225 @@
+"""Train stage: the recipe, top to bottom. One `TrainRecipe` object holds the run's state; `train` calls its
+stages in order, in the manner of torchtune's LoRA recipe:
+
+    train(config)
+      ├─ setup      refuse what must not be overwritten, find the checkpoint to resume; the data (data/), the
+      │             TF-IDF baseline, the model with LoRA (modeling/), the tokenized splits: all that can fail
+      │             on bad input, before any file is written
+      ├─ fit        the HF Trainer over the tokenized splits, evaluating and checkpointing each epoch (trainer.py)
+      ├─ report     the kept epoch's metrics, the examples after training, the run's record (report.py)
+      └─ publish    the run written and swapped into place (runs/)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from transformers import set_seed
+
+from ..config import TrainConfig
+from ..data.encoding import tokenize_dataset
+from ..data.splits import LabeledData, load_labeled_data
+from ..hub import is_local
+from ..inference.classifier import Reading, predict_logits
+from ..measure import Stages
+from ..modeling import distributed
+from ..modeling.device import default_device, resolve_precision
+from ..modeling.model import ModelSetup, output_start, setup_model
+from ..problems.outputs import Prediction, format_table, predictions
+from ..problems.space import LabelSpace, resolve_class_weights
+from ..runs.run import RunMetrics, RunWorkspace, checkpoint_epoch, write_run
+from ..runs.summary import headline, per_label_lines
+from .baseline import baseline_name, evaluate_baseline
+from .report import best_epoch_metrics, epoch_history, example_row, train_stats
+from .tracking import check_trackers, tracked
+from .trainer import EvalRecorder, Fitted, Hooks, StepTimer, build_trainer, weighted_loss
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    metrics: RunMetrics
+    space: LabelSpace
+    # Wall seconds per stage of this call: data, baseline, model, train (the steps), evaluate (inside
+    # training), report, save.
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def label_names(self) -> list[str]:
+        return self.space.names
+
+    @property
+    def before(self) -> list[dict[str, Any]]:
+        return [row.model_dump() for row in self.metrics.examples.before]
+
+    @property
+    def after(self) -> list[dict[str, Any]]:
+        return [row.model_dump() for row in self.metrics.examples.after]
+
+
+def train(config: TrainConfig, *, log: Log = print, callbacks: Sequence[Any] = ()) -> TrainResult:
+    """Fine-tune `config.model` with LoRA on `config.data`; write the run to `config.output_dir`.
+    `callbacks`: extra TrainerCallbacks (tune's pruning reporter is one)."""
+    recipe = TrainRecipe(config, log)
+    recipe.setup()
+    folders = (recipe.workspace.tensorboard_dir, recipe.workspace.final)
+    with tracked(recipe.model.config, folders, recipe.main_process) as trackers:
+        recipe.fit([*callbacks, *trackers.callbacks])
+        recipe.report()
+        if recipe.main_process:
+            recipe.publish()
+            trackers.finish(recipe.model.config, recipe.final, recipe.baseline, ok=True)
+    distributed.barrier()  # rank 0 saves; the run is complete for every rank when it is done
+    return TrainResult(recipe.workspace.final, recipe.metrics, recipe.space, recipe.stages.seconds)
+
+
+class TrainRecipe:
+    """One training run's state, filled in stage by stage."""
+
+    # setup
+    resume_from: Path | None
+    precision: str
+    data: LabeledData
+    weights: np.ndarray | None  # --class-weights
+    baseline: dict[str, Any] | None
+    model: ModelSetup
+    train_tok: Any
+    eval_tok: Any
+    before: list[Prediction]
+    # fit, report
+    fitted: Fitted
+    final: dict[str, Any]
+    space: LabelSpace  # as it will predict (multi-label: with the thresholds chosen on the kept epoch)
+    metrics: RunMetrics
+
+    def __init__(self, config: TrainConfig, log: Log = print):
+        self.requested = _with_absolute_model_path(config)  # what was asked, as `--resume` must match it
+        distributed.init(cpu=default_device().type == "cpu")
+        self.main_process = distributed.is_main_process()
+        self.log = log if self.main_process else _silent  # one run, one voice: rank 0 prints and writes
+        self.workspace = RunWorkspace(Path(self.requested.output_dir).expanduser())
+        self.stages = Stages("data", "baseline", "model", "train", "evaluate", "report", "save")
+
+    # ------------------------------------------------------------------------------------------------ setup
+
+    def setup(self) -> None:
+        """Everything that can fail on bad input, before any file is written; then the run's place."""
+        requested = self.requested
+        self.resume_from = self.workspace.prepare(requested)
+        check_trackers(requested)
+        self.precision = resolve_precision(requested.precision, default_device())
+        with self.stages.timing("data"), distributed.main_process_first():
+            self.data = load_labeled_data(requested, log=self.log)
+        data = self.data
+        self.log(f"Data: {len(data.train)} training and {len(data.eval)} evaluation texts; labels: "
+                 f"{', '.join(data.label_names)}")  # fmt: skip
+        self.weights = resolve_class_weights(requested.class_weights, data.space, np.asarray(data.train["label"]))
+        with self.stages.timing("baseline"):
+            self.baseline = self._fit_baseline() if self.main_process else None
+        with self.stages.timing("model"):
+            self._build_model()
+        self.log(format_table(self.before, "Untrained model predictions:"))
+        if self.resume_from is None and self.main_process:
+            self.workspace.start_fresh(requested)
+        distributed.barrier()
+
+    def _fit_baseline(self) -> dict[str, Any] | None:
+        """TF-IDF + a linear model on the same splits, scored with the same metrics (--baseline none: skipped)."""
+        config, data = self.requested, self.data
+        if config.baseline == "none":
+            return None
+        try:
+            scores = evaluate_baseline(data.train, data.eval, data.space, threshold=config.threshold, seed=config.seed)
+        except ValueError as exc:  # e.g. texts with no word that two of them share: nothing for TF-IDF to learn
+            self.log(f"Baseline skipped: {exc}")
+            return None
+        self.log(f"Baseline ({baseline_name(data.space)}): {headline(scores, data.space)} in {scores['seconds']:.1f} s")
+        return scores
+
+    def _build_model(self) -> None:
+        set_seed(self.requested.seed)  # the fresh classification head is initialised from this seed
+        start = output_start(self.data.space, np.asarray(self.data.train["label"]))
+        self.model = setup_model(self.requested, self.data.space, self.precision, self.log, output_start=start)
+        with distributed.main_process_first():
+            self.train_tok = tokenize_dataset(self.data.train, self.model.encoder)
+            # Evaluation order does not change its metrics; sorted by length, its batches carry little padding.
+            self.eval_tok = tokenize_dataset(self.data.eval, self.model.encoder).sort("length", reverse=True)
+        self.before = self._examples(self.data.space)
+
+    # -------------------------------------------------------------------------------------------------- fit
+
+    def fit(self, callbacks: Sequence[Any] = ()) -> None:
+        """The Trainer over the tokenized splits, evaluating and checkpointing each epoch."""
+        config, space, log = self.model.config, self.data.space, self.log
+        recorder, timer = EvalRecorder(space, config.threshold), StepTimer()
+        hooks = Hooks(recorder, [timer.callback(), *callbacks], weighted_loss(space, self.weights))
+        trainer = build_trainer(self.model, (self.train_tok, self.eval_tok), self.workspace.checkpoints,
+                                self.precision, hooks)  # fmt: skip
+        recorder.trainer = trainer
+        if self.weights is not None:
+            log("Class weights: " + ", ".join(f"{n} {w:.3g}" for n, w in zip(space.names, self.weights)))
+        resume = self.resume_from
+        if resume is not None:
+            log(f"Resuming from {resume.name} (epoch {checkpoint_epoch(resume):g} of {config.epochs:g}).")
+        ranks, device = distributed.world_size(), default_device().type
+        where = f"{ranks} processes on {device} (batch size {config.batch_size} per process)" if ranks > 1 else device
+        log(f"Training on {where} in {self.precision} for {config.epochs:g} epochs.")
+        with self.stages.timing("train"):
+            output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        self.fitted = Fitted(trainer, recorder, timer, output.metrics.get("train_runtime"))
+        self.stages.seconds["evaluate"] = timer.evaluation_seconds
+        self.stages.seconds["train"] -= timer.evaluation_seconds
+
+    # ----------------------------------------------------------------------------------------------- report
+
+    def report(self) -> None:
+        """The kept epoch's metrics and the run's record: history, statistics, the examples before and after."""
+        with self.stages.timing("report"):
+            self.final, self.space = best_epoch_metrics(self.fitted, self.eval_tok)
+            after = self._examples(self.space)
+            self.log(format_table(after, "Trained model predictions:"))
+            state = self.fitted.trainer.state
+            self.metrics = RunMetrics.model_validate({
+                "final": self.final,
+                "history": epoch_history(state.log_history),
+                "train": train_stats(self.fitted, self.model, self.data, self.train_tok, self.precision),
+                "examples": {"before": [example_row(p) for p in self.before],
+                             "after": [example_row(p) for p in after]},
+                "log_history": state.log_history,
+            })  # fmt: skip
+            self.metrics.baseline = self.baseline
+
+    # ---------------------------------------------------------------------------------------------- publish
+
+    def publish(self) -> None:
+        """Every file of the run, built aside and swapped into place (rank 0 only)."""
+        model, space, metrics = self.model, self.space, self.metrics
+        with self.stages.timing("save"):
+            self.workspace.publish(lambda folder: write_run(folder, model, space, metrics))
+        final, baseline, log = self.final, self.baseline, self.log
+        log(f"{headline(final, space)} on {len(self.data.eval)} evaluation texts. Saved to {self.workspace.final}")
+        if baseline:
+            log(f"Baseline ({baseline_name(space)}) on the same texts: {headline(baseline, space)}")
+        log(per_label_lines(final, space))
+
+    def _examples(self, space: LabelSpace) -> list[Prediction]:
+        texts = self.model.config.examples
+        logits = predict_logits(self.model.model, self.model.encoder, texts, Reading(precision=self.precision))
+        return predictions(texts, space.scores(logits), space)
+
+
+def _with_absolute_model_path(config: TrainConfig) -> TrainConfig:
+    # A run must still find its base model when loaded from another working directory.
+    if not is_local(config.model):
+        return config
+    return config.model_copy(update={"model": str(Path(config.model).expanduser().resolve())})
+
+
+def _silent(message: str) -> None:
+    pass

@@ -1,0 +1,84 @@
+"""What a finished training run records (metrics.json): the kept epoch's scores from the evaluation the Trainer
+already made, the per-epoch history, throughput statistics, and the example predictions."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..problems.metrics import evaluation_metrics
+from ..problems.outputs import Prediction
+from ..problems.space import LabelSpace
+from .trainer import logits_of
+
+if TYPE_CHECKING:
+    from ..data.splits import LabeledData
+    from ..modeling.model import ModelSetup
+    from .trainer import Fitted
+
+
+def example_row(prediction: Prediction) -> dict[str, Any]:
+    rounded = {name: round(value, 6) for name, value in (prediction.probabilities or {}).items()}
+    return {"text": prediction.text, "label": prediction.answer, "probabilities": rounded}
+
+
+def train_stats(fitted: Fitted, setup: ModelSetup, data: LabeledData, train_tok: Any, precision: str) -> dict:
+    epochs_done, seconds = fitted.trainer.state.epoch or 0.0, fitted.timer.seconds
+    lengths = list(train_tok["length"])
+    real_tokens = int(sum(lengths))
+    return {
+        "runtime_s": fitted.runtime_s,
+        "step_seconds": seconds,
+        "samples_per_second": epochs_done * len(train_tok) / seconds if seconds else None,
+        "real_tokens_per_second": epochs_done * real_tokens / seconds if seconds else None,
+        "real_tokens_per_epoch": real_tokens,
+        "squared_lengths_per_epoch": int(sum(n * n for n in lengths)),
+        "epochs": epochs_done,
+        "max_length": setup.config.max_length,
+        "train_samples": len(data.train),
+        "dropped_empty": data.dropped_empty,
+        "precision": precision,
+        "added_pad_token": setup.added_pad_token,
+        "trainable_parameters": setup.parameters.trainable,
+        "total_parameters": setup.parameters.total,
+    }
+
+
+def epoch_history(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per evaluation: the epoch's mean logged training loss beside its eval metrics."""
+    rows, losses = [], []
+    for entry in log_history:
+        if "loss" in entry and "eval_loss" not in entry:
+            losses.append(entry["loss"])
+        elif "eval_loss" in entry:
+            row = {"epoch": round(entry["epoch"], 4), "step": entry["step"]}
+            row["train_loss"] = float(np.mean(losses)) if losses else None
+            row.update(
+                {
+                    k.removeprefix("eval_"): v
+                    for k, v in entry.items()
+                    if k.startswith("eval_") and not k.endswith(("runtime", "per_second"))
+                }
+            )
+            rows.append(row)
+            losses = []
+    return rows
+
+
+def best_epoch_metrics(fitted: Fitted, eval_tok: Any) -> tuple[dict[str, Any], LabelSpace]:
+    """The final report: the metrics of the best checkpoint, which the Trainer has loaded at the end, and the
+    label space as it will predict (multi-label: with the thresholds chosen on that evaluation). Its scores are
+    reused; those of an evaluation made before an interruption were not kept, so then it is evaluated again."""
+    trainer, recorder = fitted.trainer, fitted.recorder
+    eval_entries = [e for e in trainer.state.log_history if "eval_loss" in e]
+    best_step = trainer.state.best_global_step or eval_entries[-1]["step"]
+    best_eval = next(e for e in eval_entries if e["step"] == best_step)
+    scores, labels = recorder.by_step.get(best_step), recorder.labels
+    if scores is None:
+        output = trainer.predict(eval_tok)
+        scores, labels = recorder.space.scores(logits_of(output.predictions)), np.asarray(output.label_ids)
+    space = recorder.decided(labels, scores)
+    final = evaluation_metrics(space, labels, scores, detailed=True)
+    final.update(loss=best_eval["eval_loss"], epoch=best_eval["epoch"], samples=len(eval_tok))
+    return final, space

@@ -1,0 +1,226 @@
+"""The HF Trainer as this project configures it: training arguments, a numpy padding collator, evaluation with
+SDPA where training runs eager attention, per-epoch metrics kept for the final report, the weighted loss of
+--class-weights, and a timer of the training steps alone."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import (
+    DataCollatorWithPadding,
+    EarlyStoppingCallback,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
+
+from ..config import TrainConfig
+from ..data.encoding import padded_batch
+from ..modeling.device import default_device, pad_multiple, synchronize
+from ..problems.metrics import LOWER_IS_BETTER, evaluation_metrics
+from ..problems.space import LabelSpace
+
+
+class _Trainer(Trainer):
+    """The Trainer, evaluating with SDPA attention where `--attention auto` picked eager attention for training.
+
+    Eager attention is chosen only for its faster backward pass (small heads, short inputs on a CPU, see
+    model.resolve_attention); evaluation has no backward pass, and SDPA runs it faster, as prediction does."""
+
+    eval_attention: str | None = None
+
+    def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        training_attention = base.config._attn_implementation
+        if self.eval_attention is None or self.eval_attention == training_attention:
+            return super().evaluate(*args, **kwargs)
+        try:
+            base.set_attn_implementation(self.eval_attention)
+        except (ValueError, ImportError):  # an architecture without it evaluates as it trains
+            return super().evaluate(*args, **kwargs)
+        try:
+            return super().evaluate(*args, **kwargs)
+        finally:
+            base.set_attn_implementation(training_attention)
+
+
+class FastPadding(DataCollatorWithPadding):
+    """DataCollatorWithPadding's batches, padded with numpy: its tokenizer.pad walks every row in Python, which
+    at a GPU's batch sizes takes as long as a training step and keeps the device waiting."""
+
+    LABEL_KEYS = ("label", "labels", "label_ids")
+    PADDED_KEYS = ("input_ids", "attention_mask", "token_type_ids")
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        keys = [k for k in features[0] if k not in self.LABEL_KEYS]
+        if any(k not in self.PADDED_KEYS for k in keys):
+            return super().__call__(features)  # inputs it knows how to pad and we do not
+        encoded = {k: [f[k] for f in features] for k in keys}
+        left = self.tokenizer.padding_side == "left"
+        arrays = padded_batch(encoded, np.arange(len(features)), self.tokenizer.pad_token_id or 0, left,
+                              self.pad_to_multiple_of)  # fmt: skip
+        batch: dict[str, Any] = {k: torch.from_numpy(v) for k, v in arrays.items()}
+        label_key = next((k for k in self.LABEL_KEYS if k in features[0]), None)
+        if label_key is not None:
+            batch["labels"] = torch.tensor([f[label_key] for f in features])
+        return batch
+
+
+@dataclass
+class Hooks:
+    """What the recipe hooks into the Trainer: the per-epoch metrics, callbacks, and the loss of --class-weights."""
+
+    compute_metrics: Any = None
+    callbacks: Sequence[Any] = ()
+    loss: Callable[..., Any] | None = None
+
+
+@dataclass
+class Fitted:
+    trainer: Any
+    recorder: EvalRecorder
+    timer: StepTimer
+    runtime_s: float | None
+
+
+def build_trainer(setup: Any, splits: tuple[Any, Any], work_dir: Path, precision: str, hooks: Hooks) -> Any:
+    """The one place a Trainer is configured for this project, over `splits` (train, eval) of tokenized rows and
+    a ModelSetup. `hooks.loss` replaces the model's own loss (the weighted one of --class-weights); training stays
+    the Trainer's own loop either way."""
+    model, tokenizer, config = setup.model, setup.tokenizer, setup.config
+    train_ds, eval_ds = splits
+    compute_metrics, callbacks, loss = hooks.compute_metrics, hooks.callbacks, hooks.loss
+    callbacks = list(callbacks)
+    if config.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(config.early_stopping_patience))
+    trainer = _Trainer(
+        model=model,
+        args=training_arguments(config, len(train_ds), work_dir, precision),
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        processing_class=tokenizer,
+        data_collator=FastPadding(tokenizer, pad_to_multiple_of=pad_multiple(default_device())),
+        compute_metrics=compute_metrics,
+        callbacks=callbacks,
+        compute_loss_func=loss,
+    )
+    # The Trainer takes any forward(**kwargs) to compute a loss already normalised by the tokens of the whole
+    # step, and so multiplies the loss by the process count and skips dividing by the accumulation steps.
+    # Sequence-classification heads return a plain per-batch mean: without this, 2 processes would report
+    # (and clip) twice the loss, and gradient accumulation would sum gradients instead of averaging them.
+    # The same holds for `loss`: it returns a per-batch mean, which the Trainer must still divide by the
+    # accumulation steps (and, with average_tokens_across_devices off, not multiply by the process count).
+    trainer.model_accepts_loss_kwargs = False
+    trainer.loss_is_scaled_for_ga = False
+    trainer.eval_attention = "sdpa" if config.attention == "auto" else None
+    return trainer
+
+
+def training_arguments(config: TrainConfig, train_rows: int, work_dir: Path, precision: str) -> TrainingArguments:
+    steps_per_epoch = max(1, -(-train_rows // (config.batch_size * config.gradient_accumulation_steps)))
+    on_gpu = default_device().type == "cuda"
+    return TrainingArguments(
+        output_dir=str(work_dir),
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.eval_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        num_train_epochs=config.epochs,
+        learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay,
+        warmup_steps=config.warmup_ratio,  # a float below 1 is a share of all steps
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        logging_strategy="steps",
+        logging_steps=max(1, steps_per_epoch // 5),
+        load_best_model_at_end=True,
+        metric_for_best_model=config.metric_for_best_model,
+        greater_is_better=config.metric_for_best_model not in LOWER_IS_BETTER,
+        average_tokens_across_devices=False,
+        save_total_limit=2,
+        seed=config.seed,
+        use_cpu=default_device().type == "cpu",
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        report_to="none",
+        disable_tqdm=False,
+        # On a GPU, batches are prepared by two worker processes while a step runs, so the device does not wait
+        # for them; on a CPU the same cores would be taken from the step itself.
+        dataloader_num_workers=2 if on_gpu else 0,
+        dataloader_persistent_workers=on_gpu,
+        ddp_find_unused_parameters=False,  # LoRA and the head are used in every forward pass
+        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
+    )
+
+
+class EvalRecorder:
+    """compute_metrics that also keeps each evaluation's scores by training step, so the final report (per-label
+    table, confusion matrix, ROC-AUC, tuned thresholds) comes from the kept epoch without another pass."""
+
+    def __init__(self, space: LabelSpace, threshold: float | None) -> None:
+        self.space = space
+        self.threshold = threshold
+        self.by_step: dict[int, np.ndarray] = {}
+        self.labels: np.ndarray | None = None
+        self.trainer: Any = None  # set once the Trainer exists: it knows the step being evaluated
+
+    def __call__(self, eval_prediction: Any) -> dict[str, float]:
+        scores = self.space.scores(logits_of(eval_prediction.predictions))
+        self.by_step[self.trainer.state.global_step] = scores
+        self.labels = np.asarray(eval_prediction.label_ids)
+        return evaluation_metrics(self.decided(self.labels, scores), self.labels, scores, detailed=False)
+
+    def decided(self, labels: np.ndarray, scores: np.ndarray) -> LabelSpace:
+        """The label space as it will predict: multi-label's thresholds fitted on these evaluation rows."""
+        return self.space.problem.decided(self.space, labels, scores, self.threshold)
+
+
+def logits_of(predictions: Any) -> np.ndarray:
+    return np.asarray(predictions[0] if isinstance(predictions, tuple) else predictions, dtype=np.float64)
+
+
+def weighted_loss(space: LabelSpace, weights: np.ndarray | None) -> Callable[..., torch.Tensor] | None:
+    """--class-weights as the Trainer's compute_loss_func, the problem type's weighted loss (cross-entropy, or BCE
+    with a positive weight per tag). None (the model's own loss) when unweighted."""
+    if weights is None:
+        return None
+    weight = torch.tensor(weights, dtype=torch.float32)
+
+    def loss(outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> torch.Tensor:
+        logits = outputs["logits"].float()
+        return space.problem.weighted_loss(logits, labels, weight.to(logits.device))
+
+    return loss
+
+
+class StepTimer:
+    """Wall time of the training steps alone (data loading included, evaluation and checkpointing not),
+    so throughput figures are not diluted by the per-epoch evaluation."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.evaluation_seconds = 0.0  # the evaluations of this call (a resumed run's history has earlier ones)
+        self._mark: float | None = None
+
+    def callback(self) -> TrainerCallback:
+        timer = self
+
+        class _Callback(TrainerCallback):
+            def on_epoch_begin(self, args, state, control, **kwargs):
+                timer._mark = time.perf_counter()
+
+            def on_step_end(self, args, state, control, **kwargs):
+                synchronize()
+                now = time.perf_counter()
+                timer.seconds += now - (timer._mark if timer._mark is not None else now)
+                timer._mark = now
+
+            def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+                timer.evaluation_seconds += (metrics or {}).get("eval_runtime", 0.0)
+
+        return _Callback()

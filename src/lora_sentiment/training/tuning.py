@@ -1,0 +1,311 @@
+"""`lora-sentiment tune`: an Optuna search over training settings, each trial a real `train`.
+
+Each trial's per-epoch evaluation is reported to Optuna, whose median pruner stops trials that fall behind
+the others at the same epoch. The study lives in an SQLite file in the output folder unless --storage names
+another database, so running the same command again continues it, and several processes (or machines, on
+a shared database) can work on one study at once. The output folder holds the trials' runs, a
+`best_config.yaml` that `train --config` reproduces, a leaderboard (printed and saved) and plots."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import shutil
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from transformers import TrainerCallback
+
+from ..config import TrainConfig
+from ..errors import UserError
+from ..options import TuneOptions
+from ..problems.metrics import LOWER_IS_BETTER
+from .search_space import Dimension
+from .tracking import check_trackers, study_run
+
+Log = Callable[[str], None]
+
+STUDY_FILE = "study.db"
+TRIALS_DIR = "trials"
+
+
+# ------------------------------------------------------------------------------------------- the study
+
+
+@dataclass
+class TuneResult:
+    output_dir: Path
+    best_config: Path
+    leaderboard: list[dict[str, Any]]
+    metric: str
+    best_value: float | None
+    baseline: tuple[str, float, float] | None  # (metric, TF-IDF baseline, best trial) on the same texts
+
+
+def tune(
+    config: TrainConfig, search: list[Dimension], options: TuneOptions | None = None, *, log: Log = print, **given: Any
+) -> TuneResult:
+    """Search `search` around `config` until the study holds `options.trials` finished trials (counted across
+    every process working on it) or `options.timeout` seconds pass. `config.output_dir` is the study's folder.
+    `given`: TuneOptions' fields, as keywords."""
+    options = options or TuneOptions(**given)
+    trials, study_name = options.trials, options.study_name
+    optuna = _optuna()
+    check_trackers(config)
+    folder = Path(config.output_dir).expanduser()
+    if (folder / "adapter_config.json").exists():
+        raise UserError(f"--output-dir {folder} holds a training run; give tune a folder of its own")
+    folder.mkdir(parents=True, exist_ok=True)
+    metric = _objective_metric(config, log)  # loads the data once: bad input fails here, before any trial
+    study = optuna.create_study(
+        study_name=study_name, storage=_storage(optuna, options.storage, folder), load_if_exists=True,
+        direction="minimize" if metric in LOWER_IS_BETTER else "maximize",
+        sampler=optuna.samplers.TPESampler(seed=config.seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0),
+    )  # fmt: skip
+    _check_same_search(study, config, search, metric)
+    if not study.trials:  # the settings given come first, so the leaderboard shows what the search adds
+        start = {d.name: getattr(config, d.name) for d in search if d.contains(getattr(config, d.name))}
+        study.enqueue_trial(start, skip_if_exists=True)
+    done = _finished(study)
+    direction = study.direction.name.lower()
+    log(f"Study {study_name!r}: {done} of {trials} trials finished; objective: {metric} ({direction})")
+    if done < trials:
+        stop = optuna.study.MaxTrialsCallback(trials, states=_finished_states(optuna))
+        objective = _Objective(config, search, metric, folder, log)
+        with study_run(config, study_name):  # --report-to mlflow: the trials' runs nest in the study's
+            study.optimize(objective, n_trials=trials - done, timeout=options.timeout, callbacks=[stop])
+    return _finish(study, config, metric, folder, options.keep, log)
+
+
+class _Objective:
+    """One trial: the drawn settings on top of `config`, trained for real in OUT/trials/trial-NNNN."""
+
+    def __init__(self, config: TrainConfig, search: list[Dimension], metric: str, folder: Path, log: Log):
+        self.config, self.search, self.metric, self.folder, self.log = config, search, metric, folder, log
+
+    def __call__(self, trial: Any) -> float:
+        from .recipe import train
+
+        drawn = {d.name: d.suggest(trial) for d in self.search}
+        run_dir = self.folder / TRIALS_DIR / f"trial-{trial.number:04d}"
+        trial.set_user_attr("run_dir", str(run_dir))
+        trial.set_user_attr("process", f"{socket.gethostname()}:{os.getpid()}")  # who ran it, in a shared study
+        settings = ", ".join(f"{k}={_short(v)}" for k, v in drawn.items())
+        self.log(f"Trial {trial.number}: {settings}")
+        values = {**self.config.model_dump(), **drawn, "output_dir": str(run_dir), "overwrite": True, "resume": False}
+        reporter = _EpochReporter(trial, self.metric)
+        result = train(TrainConfig(**values), log=_indented(self.log), callbacks=[reporter])
+        if reporter.pruned:
+            self.log(f"Trial {trial.number} pruned after epoch {reporter.last_epoch:g}")
+            import optuna
+
+            raise optuna.TrialPruned()
+        value = float(result.metrics.final[self.metric])
+        if math.isnan(value):
+            raise ValueError(f"trial {trial.number} gave {self.metric} = nan")
+        self.log(f"Trial {trial.number}: {self.metric} {value:.4f}")
+        return value
+
+
+class _EpochReporter(TrainerCallback):
+    """Reports each evaluation to Optuna and stops the training the pruner rejects."""
+
+    def __init__(self, trial: Any, metric: str):
+        self.trial, self.key = trial, f"eval_{metric}"
+        self.pruned, self.last_epoch = False, 0.0
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict | None = None, **_: Any) -> None:
+        if not metrics or self.key not in metrics:
+            return
+        self.last_epoch = float(state.epoch or 0)
+        self.trial.report(float(metrics[self.key]), step=max(1, round(self.last_epoch)))
+        if self.trial.should_prune():
+            self.pruned = True
+            control.should_training_stop = True
+
+
+def _indented(log: Log) -> Log:
+    return lambda message: log("    " + str(message).replace("\n", "\n    "))
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _optuna() -> Any:
+    try:
+        import optuna
+    except ImportError:
+        raise UserError("tune needs Optuna: pip install 'lora-sentiment[tune]'") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+def _storage(optuna: Any, url: str | None, folder: Path) -> Any:
+    """The study's database: an SQLite file in the output folder unless --storage names one. A heartbeat marks
+    trials of a process that died as failed, and each is retried once, so an interrupted study resumes."""
+    url = url or f"sqlite:///{(folder / STUDY_FILE).absolute()}"
+    try:
+        return optuna.storages.RDBStorage(
+            url, heartbeat_interval=30, grace_period=90,
+            failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1),
+        )  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - SQLAlchemy's errors vary by database
+        raise UserError(f"cannot open the study database {url}: {str(exc).splitlines()[0]} (check --storage)") from None
+
+
+def _objective_metric(config: TrainConfig, log: Log) -> str:
+    from ..data.splits import load_labeled_data
+
+    if config.metric_for_best_model != "auto":
+        return config.metric_for_best_model
+    data = load_labeled_data(config, log=lambda _: None)
+    return data.space.problem.best_metric
+
+
+def _finished_states(optuna: Any) -> tuple:
+    return (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+
+
+def _finished(study: Any) -> int:
+    import optuna
+
+    return len(study.get_trials(deepcopy=False, states=_finished_states(optuna)))
+
+
+def _check_same_search(study: Any, config: TrainConfig, search: list[Dimension], metric: str) -> None:
+    """A study continues only with the settings it started with: the same objective, space and fixed settings."""
+    recipe = {"metric": metric, "search": [d.__dict__ for d in search], "fixed": _fixed(config)}
+    recipe = yaml.safe_load(yaml.safe_dump(recipe))  # tuples and lists compare alike once stored
+    stored = study.user_attrs.get("recipe")
+    if stored is None:
+        study.set_user_attr("recipe", recipe)
+    elif stored != recipe:
+        changed = [k for k in recipe if stored.get(k) != recipe[k]]
+        raise UserError(
+            f"the study in this --output-dir was started with other settings ({', '.join(changed)} differ); "
+            "run it with the same flags, or choose another --output-dir or --study-name"
+        )
+
+
+def _fixed(config: TrainConfig) -> dict[str, Any]:
+    return config.model_dump(exclude={"output_dir", "overwrite", "resume", "report_to", "mlflow_uri"}, mode="json")
+
+
+# ------------------------------------------------------------------------------------------ the results
+
+LEADERBOARD_FILE = "leaderboard.csv"
+BEST_CONFIG_FILE = "best_config.yaml"
+
+
+def _finish(study: Any, config: TrainConfig, metric: str, folder: Path, keep: str, log: Log) -> TuneResult:
+    board = leaderboard(study, metric)
+    _write_csv(folder / LEADERBOARD_FILE, board)
+    complete = [t for t in study.trials if t.value is not None and t.state.name == "COMPLETE"]
+    if not complete:
+        raise UserError(f"no trial of the study finished; see the trials' logs under {folder / TRIALS_DIR}")
+    best = study.best_trial
+    best_config = folder / BEST_CONFIG_FILE
+    values = {**_fixed(config), **best.params, "output_dir": str(folder / "best")}
+    best_config.write_text(yaml.safe_dump(values, sort_keys=False), encoding="utf-8")
+    baseline = _baseline(Path(best.user_attrs["run_dir"]), metric)
+    log(format_leaderboard(board, baseline))
+    log(f"Best: trial {best.number}, {metric} {best.value:.4f}; reproduce: lora-sentiment train --config {best_config}")
+    _plots(study, folder, log)
+    if keep == "best":
+        _drop_other_runs(study, best.number)
+    return TuneResult(folder, best_config, board, metric, best.value, baseline)
+
+
+def leaderboard(study: Any, metric: str) -> list[dict[str, Any]]:
+    """Every trial, best first: its number, state, objective, last reported epoch, seconds and settings."""
+    rows = []
+    for t in study.trials:
+        seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else None
+        last = max(t.intermediate_values) if t.intermediate_values else None
+        value = t.value if t.value is not None else (t.intermediate_values.get(last) if last else None)
+        rows.append({"trial": t.number, "state": t.state.name.lower(), metric: value, "epochs_run": last,
+                     "seconds": round(seconds, 1) if seconds else None, **t.params})  # fmt: skip
+    lower = metric in LOWER_IS_BETTER
+    order = {"complete": 0, "pruned": 1}
+    return sorted(rows, key=lambda r: (order.get(r["state"], 2), _rank(r[metric], lower), r["trial"]))
+
+
+def _rank(value: float | None, lower: bool) -> float:
+    if value is None or math.isnan(value):
+        return math.inf
+    return value if lower else -value
+
+
+def format_leaderboard(board: list[dict[str, Any]], baseline: tuple[str, float, float] | None) -> str:
+    columns = list(dict.fromkeys(k for row in board for k in row))
+    cells = [[_short(row.get(c)) if row.get(c) is not None else "-" for c in columns] for row in board]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    line = lambda values: "  ".join(v.rjust(w) for v, w in zip(values, widths))  # noqa: E731
+    text = ["Leaderboard:", line(columns), *(line(r) for r in cells)]
+    if baseline is not None:
+        name, theirs, ours = baseline
+        text.append(f"TF-IDF baseline on the same evaluation texts: {name} {theirs:.4f} (best trial: {ours:.4f})")
+    return "\n".join(text)
+
+
+def _write_csv(path: Path, board: list[dict[str, Any]]) -> None:
+    columns = list(dict.fromkeys(k for row in board for k in row))
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(board)
+
+
+def _baseline(run_dir: Path, metric: str) -> tuple[str, float, float] | None:
+    """(metric, the TF-IDF baseline's score, the best trial's score) on the same evaluation texts: the
+    objective where the baseline has it (it has no loss), else the task's headline metric."""
+    from ..runs.run import Run
+
+    try:
+        metrics = Run.open(run_dir).metrics
+    except (UserError, OSError):
+        return None
+    baseline, final = metrics.baseline or {}, metrics.final
+    for name in (metric, "accuracy", "f1_macro", "spearman", "rmse"):
+        ours = getattr(final, name, None)
+        if isinstance(baseline.get(name), (int, float)) and isinstance(ours, (int, float)):
+            return name, float(baseline[name]), float(ours)
+    return None
+
+
+def _plots(study: Any, folder: Path, log: Log) -> None:
+    """optimization_history.png and, with two finished trials or more, param_importances.png."""
+    import warnings
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as views
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna marks its matplotlib views experimental
+        for name, draw in (("optimization_history", views.plot_optimization_history),
+                           ("param_importances", views.plot_param_importances)):  # fmt: skip
+            try:
+                axes = draw(study)
+            except (ValueError, RuntimeError) as exc:  # importances need two finished trials with varied settings
+                log(f"No {name.replace('_', ' ')} plot: {str(exc).splitlines()[0]}")
+                continue
+            axes.figure.savefig(folder / f"{name}.png", dpi=120, bbox_inches="tight")
+            plt.close(axes.figure)
+
+
+def _drop_other_runs(study: Any, best: int) -> None:
+    """--keep best: the runs of finished trials other than the best go (a trial still running elsewhere stays)."""
+    for t in study.trials:
+        run_dir = t.user_attrs.get("run_dir")
+        if t.number != best and run_dir and t.state.name in ("COMPLETE", "PRUNED", "FAIL"):
+            shutil.rmtree(run_dir, ignore_errors=True)

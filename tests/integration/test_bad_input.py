@@ -1,0 +1,365 @@
+"""The bad-input matrix: every case gives a one-line error that names the fix and exit 2 with nothing written,
+or a documented recovery (dropped rows counted, a clipped length logged) — never a traceback."""
+
+import json
+import math
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lora_sentiment.cli import main
+
+REVIEWS = [f"review number {i}, {'a fine film' if i % 2 else 'a dull film'}" for i in range(40)]
+
+
+TAGS_JSONL = "".join(
+    json.dumps({"text": f"comment {i}", "label": [["joy"], ["anger", "joy"], ["love"]][i % 3]}) + "\n"
+    for i in range(30)
+)
+SCORES_CSV = "text,label\n" + "".join(f"text {i},{i / 3:.2f}\n" for i in range(30))
+
+
+def _rows(extra: str = "") -> str:
+    return "text,label\n" + "".join(f"{t!r},{i % 2}\n".replace("'", '"') for i, t in enumerate(REVIEWS)) + extra
+
+
+def _write(tmp_path, name: str, content: str | bytes):
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif name.endswith("/"):
+        path.mkdir()
+        (path / "readme.txt").write_text(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    return path
+
+
+# (name, file name, file content, extra flags, expected words in the error)
+TRAIN_ERRORS = [
+    ("missing file", None, None, ["--data", "nowhere.csv"], "data file not found"),
+    ("folder without the aclImdb layout", "folder/", "hello", [], "aclImdb layout"),
+    ("unsupported extension", "data.xlsx", "x", [], "use one of .csv"),
+    (
+        "malformed CSV row",
+        "data.csv",
+        _rows('"extra",1,surplus,fields\n'),
+        [],
+        "quote the field that contains the separator",
+    ),
+    ("missing text column", "data.csv", _rows(), ["--text-column", "review"], "columns are: text, label"),
+    ("missing label column", "data.csv", _rows(), ["--label-column", "sentiment"], "columns are: text, label"),
+    ("NaN label", "data.csv", _rows('"no label here",\n'), [], "have no label"),
+    ("a single class", "data.csv", "text,label\n" + "".join(f"good {i},1\n" for i in range(30)), [], "single class"),
+    ("label id unseen in training", "data.csv", _rows(), ["--eval-data", "EVAL3"], "out of range for 2 labels"),
+    (
+        "label name unseen in training",
+        "data.csv",
+        "text,label\n" + "".join(f"r{i},{'pos' if i % 2 else 'neg'}\n" for i in range(30)),
+        ["--eval-data", "EVALNAMES"],
+        "Neutral",
+    ),
+    ("non-UTF-8 bytes", "data.csv", _rows().encode() + "caf\xe9,1\n".encode("latin-1"), [], "re-save it as UTF-8"),
+    ("LoRA targets that match nothing", "data.csv", _rows(), ["--lora-targets", "attention_q"], "match no layer"),
+    ("only empty texts", "data.csv", "text,label\n" + '"",0\n' * 5 + '"   ",1\n' * 5, [], "is empty or whitespace"),
+    ("empty file", "data.csv", "", [], "could not read"),
+    ("bad flag value", "data.csv", _rows(), ["--max-length", "many"], "--max-length"),
+    # The most common hand-made file: unquoted commas in the text, every row one field too many.
+    (
+        "unquoted commas in a CSV text",
+        "data.csv",
+        "text,label\n" + "".join(f"A wonderful, moving film {i}.,{i % 2}\n" for i in range(30)),
+        [],
+        "line 2 of",
+    ),
+    (
+        "a tag list with a label unseen in training",
+        "tags.jsonl",
+        TAGS_JSONL,
+        ["--eval-data", "EVALTAGS"],
+        "not seen in training: 'sarcasm'",
+    ),
+    (
+        "an empty tag list",
+        "tags.jsonl",
+        TAGS_JSONL + '{"text": "nothing to say", "label": []}\n',
+        [],
+        "empty label list",
+    ),
+    (
+        "a tag string without --label-separator",
+        "tags.csv",
+        "text,label\n" + "".join(f"text {i},{'joy;love' if i % 2 else 'anger'}\n" for i in range(30)),
+        ["--problem-type", "multi-label"],
+        "pass --label-separator",
+    ),
+    (
+        "a non-numeric regression label",
+        "scores.csv",
+        "text,label\n" + "".join(f"text {i},{i / 3:.2f}\n" for i in range(30)) + "one more,seven\n",
+        ["--problem-type", "regression"],
+        "row 31 of",
+    ),
+    ("a threshold outside 0-1", "tags.jsonl", TAGS_JSONL, ["--threshold", "1.5"], "--threshold"),
+    (
+        "class weights naming a missing class",
+        "data.csv",
+        _rows(),
+        ["--class-weights", '{"Positive": 3, "Mixed": 2}'],
+        "names 'Mixed', not a label",
+    ),
+    (
+        "class weights for regression",
+        "scores.csv",
+        SCORES_CSV,
+        ["--class-weights", "balanced"],
+        "applies to classification",
+    ),
+    (
+        "label columns that are not 0/1",
+        "cols.csv",
+        "text,joy,anger\n" + "a,1,2\nb,0,1\n" * 10,
+        ["--label-columns", "joy", "anger"],
+        "only 0 and 1",
+    ),
+]
+
+
+@pytest.mark.parametrize("case, name, content, flags, needle", TRAIN_ERRORS, ids=[c[0] for c in TRAIN_ERRORS])
+def test_train_bad_input(tmp_path, tiny_distilbert, capsys, monkeypatch, case, name, content, flags, needle):
+    monkeypatch.chdir(tmp_path)
+    data = ["--data", str(_write(tmp_path, name, content))] if name else []
+    evals = {
+        "EVAL3": ("eval.csv", "text,label\nokay,0\nfine,1\nhuh,2\n"),
+        "EVALNAMES": ("eval.csv", "text,label\nokay,neg\nfine,pos\nhuh,Neutral\n"),
+        "EVALTAGS": ("eval.jsonl", '{"text": "okay", "label": ["joy"]}\n{"text": "oh sure", "label": ["sarcasm"]}\n'),
+    }
+    flags = [str(_write(tmp_path, *evals[f])) if f in evals else f for f in flags]
+    before = set(tmp_path.iterdir())
+    code = main(
+        [
+            "train",
+            "--model",
+            tiny_distilbert,
+            *data,
+            "--output-dir",
+            "out",
+            "--max-length",
+            "32",
+            "--epochs",
+            "1",
+            *flags,
+        ]
+    )
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert "Traceback" not in err
+    last = err.splitlines()[-1]
+    assert last.startswith("lora-sentiment: error:") and needle in last, last
+    assert set(tmp_path.iterdir()) == before  # nothing written
+
+
+# Recoveries: the run goes on, and says what it did.
+RECOVERIES = [
+    (
+        "empty, whitespace and NaN texts are dropped and counted",
+        _rows('"",1\n"   ",0\n,1\n'),
+        [],
+        "Dropped 3 training rows",
+    ),
+    (
+        "a 1 MB review is truncated like any other",
+        _rows('"' + "a truly great movie " * 52_000 + '",1\n'),
+        [],
+        "Saved to",
+    ),
+    ("emoji and HTML are kept and stripped", _rows('"I <b>loved</b> it 😍🎬<br />truly",1\n'), [], "Saved to"),
+    (
+        "--max-length above the model's limit is clipped",
+        _rows(),
+        ["--max-length", "4096"],
+        "is above this model's maximum; using 128",
+    ),
+]
+
+
+@pytest.mark.parametrize("case, content, flags, needle", RECOVERIES, ids=[c[0] for c in RECOVERIES])
+def test_train_recovers(tmp_path, tiny_distilbert, capsys, case, content, flags, needle):
+    data = _write(tmp_path, "data.csv", content)
+    args = [
+        "train",
+        "--model",
+        tiny_distilbert,
+        "--data",
+        str(data),
+        "--output-dir",
+        str(tmp_path / "out"),
+        "--epochs",
+        "1",
+    ]
+    code = main([*args, *(flags or ["--max-length", "32"])])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert needle in out.out
+
+
+def _corrupt_weights(run):
+    (run / "adapter_model.safetensors").write_bytes(b"not safetensors at all")
+
+
+def _corrupt_adapter_config(run):
+    (run / "adapter_config.json").write_text("{ half a json")
+
+
+def _pickle_only(run):
+    (run / "adapter_model.safetensors").rename(run / "adapter_model.bin")
+
+
+def _missing_labels(run):
+    (run / "labels.json").unlink()
+
+
+@pytest.mark.parametrize(
+    "damage, needle",
+    [
+        (_corrupt_weights, "could not load the LoRA adapter"),
+        (_corrupt_adapter_config, "could not load the LoRA adapter"),
+        (_pickle_only, "adapter_model.safetensors is missing"),
+        (_missing_labels, "labels.json is missing"),
+    ],
+)
+def test_predict_on_a_damaged_run(tmp_path, trained_run, capsys, damage, needle):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    damage(run)
+    assert main(["predict", str(run), "Some text."]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and needle in err.splitlines()[-1]
+
+
+def test_evaluate_with_labels_the_run_does_not_know(tmp_path, trained_run, capsys):
+    data = _write(tmp_path, "eval.csv", "text,label\ngood,Positive\nbad,Negative\nmeh,Neutral\n")
+    assert main(["evaluate", str(trained_run), "--data", str(data)]) == 2
+    assert "Neutral" in capsys.readouterr().err
+
+
+HAND_MADE_CSV = "text\nA wonderful, moving film.\nDreadful. Two hours I will never get back.\n"
+
+
+def test_unquoted_commas_are_refused_in_prediction_and_evaluation(tmp_path, trained_run, capsys, monkeypatch):
+    """The issue's reproduction: pandas read row 1's text as " moving film." and left row 2 without one."""
+    reviews = _write(tmp_path, "r.csv", HAND_MADE_CSV)
+    assert main(["predict", str(trained_run), "--input", str(reviews), "--output", str(tmp_path / "p.csv")]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "line 2 of" in last and "has 2 fields but the header has 1" in last and "quote the field" in last
+    assert not (tmp_path / "p.csv").exists() and not (tmp_path / ".p.csv.partial").exists()
+
+    monkeypatch.setattr("sys.stdin", __import__("io").StringIO(HAND_MADE_CSV))
+    assert main(["predict", str(trained_run), "--input", "-", "--input-format", "csv", "--no-progress"]) == 2
+    assert "more fields than the header" in capsys.readouterr().err.strip().splitlines()[-1]
+
+    labelled = _write(tmp_path, "l.csv", "text,label\nA wonderful, moving film.,1\nBad.,0\n")
+    assert main(["evaluate", str(trained_run), "--data", str(labelled)]) == 2
+    assert "line 2 of" in capsys.readouterr().err.strip().splitlines()[-1]
+    quoted = _write(tmp_path, "q.csv", 'text\n"A wonderful, moving film."\nDreadful.\n')
+    out = tmp_path / "q-out.csv"
+    assert main(["predict", str(trained_run), "--input", str(quoted), "--output", str(out), "--no-progress"]) == 0
+    assert pd.read_csv(out)["text"].tolist() == ["A wonderful, moving film.", "Dreadful."]
+
+
+def test_predict_text_edge_cases(trained_classifier):
+    texts = ["😍🎬🍿", "<b>bold</b><br />", "a truly great movie " * 52_000, "\u200b", "ﷺ" * 3000, "\x00\x01"]
+    probabilities = trained_classifier.predict_proba(texts)
+    assert probabilities.shape == (len(texts), 2)
+    assert all(math.isclose(sum(row), 1, abs_tol=1e-5) for row in probabilities)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(texts=st.lists(st.text(min_size=0, max_size=300), min_size=1, max_size=6))
+def test_fuzz_predict_on_arbitrary_unicode(trained_classifier, texts):
+    probabilities = trained_classifier.predict_proba(texts)
+    assert probabilities.shape == (len(texts), 2)
+    assert ((probabilities >= 0) & (probabilities <= 1)).all()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    texts=st.lists(st.one_of(st.none(), st.text(max_size=80)), min_size=0, max_size=12),
+    labels=st.lists(
+        st.one_of(st.none(), st.integers(-1, 3), st.sampled_from(["pos", "neg", ""])), min_size=0, max_size=12
+    ),
+    fmt=st.sampled_from(["csv", "jsonl", "parquet"]),
+)
+def test_fuzz_loaders_answer_with_data_or_a_user_error(tmp_path_factory, texts, labels, fmt):
+    """Whatever the rows, loading gives usable data or a UserError, never another exception."""
+    from lora_sentiment.config import TrainConfig
+    from lora_sentiment.data.splits import load_labeled_data
+    from lora_sentiment.errors import UserError
+
+    n = min(len(texts), len(labels))
+    frame = pd.DataFrame({"text": texts[:n], "label": pd.Series(labels[:n], dtype=object)})
+    path = tmp_path_factory.mktemp("fuzz") / f"data.{fmt}"
+    if fmt == "csv":
+        frame.to_csv(path, index=False)
+    elif fmt == "jsonl":
+        frame.to_json(path, orient="records", lines=True)
+    else:
+        frame.astype({"label": str}).to_parquet(path)
+    try:
+        data = load_labeled_data(TrainConfig(data=str(path)), log=lambda _: None)
+    except UserError as exc:
+        assert str(exc) and "\n" not in str(exc)
+        return
+    assert len(data.train) > 0 and len(data.label_names) >= 2
+    assert all(isinstance(t, str) and t.strip() for t in data.train["text"])
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.one_of(st.none(), st.text(max_size=60)), min_size=0, max_size=10))
+def test_fuzz_batch_prediction_round_trips_every_row(tmp_path_factory, trained_classifier, rows):
+    from lora_sentiment.batch.files import predict_file
+
+    folder = tmp_path_factory.mktemp("fuzzbatch")
+    source, target = folder / "in.jsonl", folder / "out.jsonl"
+    source.write_text("".join(json.dumps({"text": t}) + "\n" for t in rows), encoding="utf-8")
+    summary = predict_file(trained_classifier, str(source), str(target), progress=False)
+    out = [json.loads(line) for line in target.read_text(encoding="utf-8").splitlines()]
+    assert summary.rows == len(rows) == len(out)
+    assert [o["text"] for o in out] == rows
+    assert all((o["predicted_label"] is None) == (t is None or not t.strip()) for o, t in zip(out, rows))
+
+
+def test_pickled_weights_are_refused(tmp_path, tiny_distilbert, small_csv, capsys):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    model = tmp_path / "pickled"
+    shutil.copytree(tiny_distilbert, model)
+    torch.save(load_file(model / "model.safetensors"), model / "pytorch_model.bin")
+    (model / "model.safetensors").unlink()
+    assert main(["train", "--model", str(model), "--data", str(small_csv), "--output-dir", str(tmp_path / "out")]) == 2
+    assert "no safetensors weights" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_model_code_is_not_run_without_trust_remote_code(tmp_path, tiny_distilbert, small_csv, capsys):
+    import shutil
+
+    model = tmp_path / "custom"
+    model.mkdir()
+    for tokenizer_file in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(f"{tiny_distilbert}/{tokenizer_file}", model)
+    auto_map = {"AutoConfig": "configuration_x.XConfig", "AutoModelForSequenceClassification": "modeling_x.XModel"}
+    (model / "config.json").write_text(json.dumps({"model_type": "x-custom", "auto_map": auto_map}))
+    marker = tmp_path / "code-ran"
+    for module in ("configuration_x.py", "modeling_x.py"):
+        (model / module).write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    assert main(["train", "--model", str(model), "--data", str(small_csv), "--output-dir", str(tmp_path / "out")]) == 2
+    assert "--trust-remote-code" in capsys.readouterr().err.splitlines()[-1]
+    assert not marker.exists()

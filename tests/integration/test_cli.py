@@ -1,0 +1,272 @@
+"""The CLI end to end on tiny models: train, predict, evaluate, artifacts, and bad input."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from lora_sentiment.cli import main
+
+FAST = [
+    "--max-length",
+    "64",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "8",
+    "--learning-rate",
+    "1e-3",
+    "--eval-batch-size",
+    "32",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, tiny_distilbert, small_csv) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    code = main(
+        [
+            "train",
+            "--model",
+            tiny_distilbert,
+            "--data",
+            str(small_csv),
+            "--output-dir",
+            str(out),
+            *FAST,
+            "--examples",
+            "Great fun.",
+            "Dull, dull, dull.",
+        ]
+    )
+    assert code == 0
+    return out
+
+
+def test_train_writes_a_standard_run_directory(tiny_run):
+    names = {p.name for p in tiny_run.iterdir()}
+    assert {
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "training_config.yaml",
+        "labels.json",
+        "metrics.json",
+        "README.md",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    } <= names
+    assert not any(n.endswith((".bin", ".pt", ".pkl")) for n in names)
+    assert "checkpoints" not in names and not any(p.name.endswith(".partial") for p in tiny_run.parent.iterdir())
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert [row["epoch"] for row in metrics["history"]] == [1.0, 2.0]
+    final = metrics["final"]
+    assert {"accuracy", "f1", "precision", "recall", "roc_auc", "confusion_matrix", "loss"} <= set(final)
+    assert sum(map(sum, final["confusion_matrix"])) == final["samples"]
+    assert [r["text"] for r in metrics["examples"]["before"]] == ["Great fun.", "Dull, dull, dull."]
+    adapter = json.loads((tiny_run / "adapter_config.json").read_text())
+    assert sorted(adapter["target_modules"]) == ["q_lin", "v_lin"] and adapter["task_type"] == "SEQ_CLS"
+    assert {"pre_classifier", "classifier"} <= set(adapter["modules_to_save"])
+    card = (tiny_run / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: peft") and "Confusion matrix" in card
+    assert json.loads((tiny_run / "labels.json").read_text())["label_names"] == ["Negative", "Positive"]
+
+
+def test_plain_peft_loads_the_adapter_and_agrees(tiny_run, tiny_distilbert):
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from lora_sentiment import load_classifier
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_run)
+    base = AutoModelForSequenceClassification.from_pretrained(tiny_distilbert, num_labels=2)
+    model = PeftModel.from_pretrained(base, tiny_run).eval()
+    texts = ["A wonderful, moving film.", "Terrible acting and a boring plot."]
+    with torch.no_grad():
+        expected = torch.softmax(model(**tokenizer(texts, padding=True, return_tensors="pt")).logits, -1).numpy()
+    ours = load_classifier(tiny_run, precision="fp32").predict_proba(texts)
+    assert ours == pytest.approx(expected, abs=1e-5)
+
+
+def test_predict_and_evaluate_commands(tiny_run, small_csv, capsys):
+    assert main(["predict", str(tiny_run), "Loved it.", "Hated it.", "--json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["text"] for line in lines] == ["Loved it.", "Hated it."]
+    assert all(
+        line["label_name"] in {"Negative", "Positive"} and abs(sum(line["probabilities"].values()) - 1) < 1e-5
+        for line in lines
+    )
+    assert main(["evaluate", str(tiny_run), "--data", str(small_csv), "--json", "--precision", "fp32"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["samples"] == 96 and 0 <= metrics["accuracy"] <= 1
+
+
+def test_refuses_to_overwrite_and_replaces_with_overwrite(tiny_run, tiny_distilbert, small_csv, capsys):
+    before = (tiny_run / "adapter_model.safetensors").read_bytes()
+    args = [
+        "train",
+        "--model",
+        tiny_distilbert,
+        "--data",
+        str(small_csv),
+        "--output-dir",
+        str(tiny_run),
+        *FAST,
+        "--epochs",
+        "1",
+    ]
+    assert main(args) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (tiny_run / "adapter_model.safetensors").read_bytes() == before
+    assert main([*args, "--overwrite", "--seed", "3"]) == 0
+    assert (tiny_run / "adapter_model.safetensors").read_bytes() != before
+    assert len(json.loads((tiny_run / "metrics.json").read_text())["history"]) == 1
+
+
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        (["--data", "missing.csv"], "not found"),
+        (["--text-column", "review"], "columns are: id, text, label"),
+        (["--lora-targets", "query"], "match no layer"),
+        (["--lora-r", "0"], "--lora-r"),
+        (["--config", "nope.yaml"], "config file not found"),
+        (["--model", "/no/such/model"], "--model"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(
+    tmp_path, tiny_distilbert, small_csv, capsys, extra, needle
+):
+    out = tmp_path / "out"
+    code = main(
+        ["train", "--model", tiny_distilbert, "--data", str(small_csv), "--output-dir", str(out), *FAST, *extra]
+    )
+    err = capsys.readouterr().err.strip()
+    last = err.splitlines()[-1]  # progress bars of model loading may come before it
+    assert code == 2
+    assert needle in last and last.startswith("lora-sentiment: error:") and "Traceback" not in err
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_predict_on_a_folder_that_is_not_a_run(tmp_path, capsys):
+    assert main(["predict", str(tmp_path), "text"]) == 2
+    assert "not a finished run directory" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_hub_model_without_network_fails_fast_in_a_real_process(tmp_path, small_csv):
+    """A real subprocess: no traceback, exit 2, within seconds, even without HF_HUB_OFFLINE."""
+    import os
+    import time
+
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"} | {"HF_ENDPOINT": "http://127.0.0.1:9"}
+    start = time.monotonic()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lora_sentiment",
+            "train",
+            "--model",
+            "distilbert-base-uncased",
+            "--data",
+            str(small_csv),
+            "--output-dir",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "cannot reach the Hugging Face Hub" in result.stderr and "--model" in result.stderr
+    assert time.monotonic() - start < 60
+    assert not (tmp_path / "o").exists()
+
+
+def test_pad_token_path_trains_saves_and_reloads(tmp_path, tiny_gpt2_no_pad, small_csv):
+    """A tokenizer without a pad token: [PAD] is added, embeddings resized, and the run reloads identically."""
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from lora_sentiment import TrainConfig, load_classifier, train
+
+    config = TrainConfig(
+        model=tiny_gpt2_no_pad,
+        data=str(small_csv),
+        lora_targets=["c_attn"],
+        output_dir=str(tmp_path / "gpt2"),
+        max_length=64,
+        epochs=1,
+        batch_size=8,
+        precision="fp32",
+    )
+    result = train(config, log=lambda _: None)
+    assert result.metrics["train"]["added_pad_token"]
+    tokenizer = AutoTokenizer.from_pretrained(result.output_dir)
+    assert tokenizer.pad_token == "[PAD]"
+    base = AutoModelForSequenceClassification.from_pretrained(tiny_gpt2_no_pad, num_labels=2)
+    base.resize_token_embeddings(len(tokenizer))
+    base.config.pad_token_id = tokenizer.pad_token_id
+    model = PeftModel.from_pretrained(base, result.output_dir).eval()
+    texts = ["short", "a somewhat longer review of a film"]
+    with torch.no_grad():
+        expected = torch.softmax(model(**tokenizer(texts, padding=True, return_tensors="pt")).logits, -1).numpy()
+    assert load_classifier(result.output_dir, precision="fp32").predict_proba(texts) == pytest.approx(
+        expected, abs=1e-5
+    )
+
+
+def test_roberta_and_multiclass_through_the_api(tmp_path, tiny_roberta, small_csv):
+    import pandas as pd
+
+    from lora_sentiment import TrainConfig, load_classifier, train
+
+    frame = pd.read_csv(small_csv)
+    frame["stars"] = ["low", "mid", "high"] * (len(frame) // 3)
+    data = tmp_path / "three.jsonl"
+    frame[["text", "stars"]].to_json(data, orient="records", lines=True)
+    result = train(
+        TrainConfig(
+            model=tiny_roberta,
+            data=str(data),
+            label_column="stars",
+            output_dir=str(tmp_path / "r"),
+            max_length=512,
+            epochs=1,
+            batch_size=8,
+        ),
+        log=lambda _: None,
+    )
+    assert result.label_names == ["high", "low", "mid"]
+    config = (result.output_dir / "training_config.yaml").read_text()
+    assert "max_length: 126" in config  # clipped to the model's positions
+    assert "- query" in config and "- value" in config
+    predictions = load_classifier(result.output_dir).predict(["Some text."])
+    assert predictions[0].label_name in {"high", "low", "mid"} and len(predictions[0].probabilities) == 3
+
+
+def test_early_stopping_and_best_metric(tmp_path, tiny_distilbert, small_csv):
+    """With a learning rate too small to change anything, accuracy never improves: patience 1 stops after epoch 2."""
+    from lora_sentiment import TrainConfig, train
+
+    config = TrainConfig(
+        model=tiny_distilbert,
+        data=str(small_csv),
+        output_dir=str(tmp_path / "es"),
+        max_length=32,
+        epochs=6,
+        batch_size=16,
+        learning_rate=1e-12,
+        warmup_ratio=0,
+        early_stopping_patience=1,
+        metric_for_best_model="accuracy",
+        precision="fp32",
+    )
+    result = train(config, log=lambda _: None)
+    assert [row["epoch"] for row in result.metrics["history"]] == [1.0, 2.0]
+    assert result.metrics["final"]["epoch"] == 1.0  # the first of equal scores stays the best

@@ -1,0 +1,200 @@
+"""The real thing: LoRA fine-tuning of the pre-trained all-MiniLM-L6-v2 on real IMDB reviews."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from lora_sentiment import TrainConfig, load_classifier, train
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def minilm_run(tmp_path_factory, minilm_path, imdb_sample):
+    config = TrainConfig(
+        model=minilm_path,
+        data=str(imdb_sample / "train.parquet"),
+        eval_data=str(imdb_sample / "validation.parquet"),
+        max_train_samples=800,
+        max_eval_samples=500,
+        max_length=128,
+        epochs=1,
+        batch_size=8,
+        learning_rate=1e-3,
+        output_dir=str(tmp_path_factory.mktemp("e2e") / "minilm-imdb"),
+    )
+    messages = []
+    result = train(config, log=messages.append)
+    return result, "\n".join(messages)
+
+
+def test_fine_tuning_learns_sentiment(minilm_run):
+    result, log = minilm_run
+    final = result.metrics["final"]
+    assert final["samples"] == 500
+    assert final["accuracy"] >= 0.70, final
+    assert final["roc_auc"] >= 0.80, final
+    assert "Untrained model predictions:" in log and "Trained model predictions:" in log
+    assert "trainable params:" in log
+    assert [r["text"] for r in result.before] == [r["text"] for r in result.after] == TrainConfig().examples
+    assert result.before != result.after
+
+
+def test_plain_peft_reload_gives_the_same_predictions(minilm_run, minilm_path, imdb_frames):
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    result, _ = minilm_run
+    texts = imdb_frames[1].text.tolist()[:24]
+    tokenizer = AutoTokenizer.from_pretrained(result.output_dir)
+    base = AutoModelForSequenceClassification.from_pretrained(minilm_path, num_labels=2)
+    model = PeftModel.from_pretrained(base, result.output_dir).eval()
+    classifier = load_classifier(result.output_dir, precision="fp32")
+    encoded = classifier.encoder(texts)  # the run's own cleaning and head+tail truncation
+    with torch.no_grad():
+        expected = torch.softmax(model(**tokenizer.pad(encoded, return_tensors="pt")).logits, -1).numpy()
+    ours = classifier.predict_proba(texts)
+    np.testing.assert_allclose(ours, expected, atol=1e-4)
+    # bf16 (the default on CPUs with AMX) agrees on the labels
+    fast = load_classifier(result.output_dir, precision="bf16").predict_proba(texts)
+    assert (fast.argmax(1) == expected.argmax(1)).mean() >= 0.95
+    assert np.abs(fast - expected).max() < 0.1
+
+
+def test_cli_predict_and_evaluate_on_the_trained_run(minilm_run, imdb_sample, tmp_path):
+    result, _ = minilm_run
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lora_sentiment",
+            "predict",
+            str(result.output_dir),
+            "An absolute masterpiece, I loved every minute.",
+            "Awful. A waste of two hours.",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    ).stdout.splitlines()
+    assert [json.loads(line)["label_name"] for line in out] == ["Positive", "Negative"]
+    frame = pd.read_parquet(imdb_sample / "validation.parquet").tail(200)
+    frame = frame.assign(sentiment=frame.label.map({0: "negative", 1: "positive"}))[["text", "sentiment"]]
+    frame.to_csv(tmp_path / "held_out.csv", index=False)
+    metrics = json.loads(
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "lora_sentiment",
+                "evaluate",
+                str(result.output_dir),
+                "--data",
+                str(tmp_path / "held_out.csv"),
+                "--label-column",
+                "sentiment",
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+        ).stdout
+    )
+    assert metrics["samples"] == 200 and metrics["accuracy"] >= 0.70
+
+
+def test_onnx_exports_agree_with_the_torch_model(minilm_run, imdb_frames, tmp_path):
+    """fp32 ONNX gives the torch model's probabilities; int8 weights keep at least 97 % of its labels."""
+    from lora_sentiment.export.folder import OnnxClassifier
+    from lora_sentiment.export.writing import export_onnx
+
+    result, _ = minilm_run
+    texts = imdb_frames[1].text.tolist()[:300]
+    expected = load_classifier(result.output_dir, precision="fp32").predict_proba(texts)
+    fp32 = OnnxClassifier.open(export_onnx(result.output_dir, tmp_path / "fp32", log=lambda _: None))
+    np.testing.assert_allclose(fp32.predict_scores(texts), expected, atol=2e-4)
+    int8 = OnnxClassifier.open(export_onnx(result.output_dir, tmp_path / "int8", quantize="int8", log=lambda _: None))
+    agreement = (int8.predict_scores(texts).argmax(1) == expected.argmax(1)).mean()
+    assert agreement >= 0.97, agreement
+
+
+def test_openvino_exports_agree_with_the_torch_model(minilm_run, imdb_frames, tmp_path):
+    """OpenVINO fp32 gives the torch model's probabilities; int8 (NNCF, calibrated on 128 training reviews)
+    keeps at least 96 % of its labels and its accuracy within 2 points."""
+    pytest.importorskip("openvino", reason="the openvino extra")
+    from lora_sentiment.export.folder import ExportedClassifier
+    from lora_sentiment.export.writing import export_openvino
+
+    result, _ = minilm_run
+    held_out = imdb_frames[1].head(300)
+    texts, labels = held_out.text.tolist(), held_out.label.to_numpy()
+    expected = load_classifier(result.output_dir, precision="fp32").predict_proba(texts)
+    fp32 = export_openvino(result.output_dir, tmp_path / "fp32", log=lambda _: None)
+    np.testing.assert_allclose(
+        ExportedClassifier.open(fp32, precision="fp32").predict_scores(texts), expected, atol=2e-4
+    )
+    int8 = export_openvino(
+        result.output_dir, tmp_path / "int8", quantize="int8", calibration_samples=128, log=lambda _: None
+    )
+    got = ExportedClassifier.open(int8).predict_scores(texts)
+    agreement = (got.argmax(1) == expected.argmax(1)).mean()
+    accuracy, torch_accuracy = (got.argmax(1) == labels).mean(), (expected.argmax(1) == labels).mean()
+    assert agreement >= 0.96 and accuracy >= torch_accuracy - 0.02, (agreement, accuracy, torch_accuracy)
+
+
+@pytest.fixture(scope="module")
+def minilm_stars_run(tmp_path_factory, minilm_path, imdb_frames):
+    """A second real MiniLM run on the same base: 4 star classes from the reviews' ratings."""
+    from conftest import stars
+
+    folder = tmp_path_factory.mktemp("stars")
+    train_rows, eval_rows = (f.assign(stars=f.rating.map(stars))[["text", "stars"]] for f in imdb_frames)
+    train_rows.head(320).to_parquet(folder / "train.parquet")
+    eval_rows.head(80).to_parquet(folder / "eval.parquet")
+    config = TrainConfig(
+        model=minilm_path, data=str(folder / "train.parquet"), eval_data=str(folder / "eval.parquet"),
+        label_column="stars", max_length=64, epochs=1, batch_size=16, learning_rate=1e-3,
+        output_dir=str(folder / "stars"),
+    )  # fmt: skip
+    return train(config, log=lambda _: None).output_dir
+
+
+def test_two_real_runs_served_together_answer_as_each_alone(minilm_run, minilm_stars_run, imdb_frames):
+    """`serve RUN RUN` in a real process (bf16, one MiniLM in memory): concurrent requests for both models, mixed
+    into shared forward passes, get what each run's own `predict` gives."""
+    import asyncio
+
+    import httpx
+
+    from lora_sentiment.bench.serve_load import ServerProcess, free_port
+
+    runs = {"sentiment": minilm_run[0].output_dir, "stars": minilm_stars_run}
+    texts = imdb_frames[1].text.tolist()[:40]
+    requests = [("sentiment" if i % 2 else "stars", texts[i * 2 : i * 2 + 2]) for i in range(20)]
+
+    async def send(url):
+        async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+            answers = await asyncio.gather(
+                *(client.post("/predict", json={"model": m, "texts": t}) for m, t in requests)
+            )
+            return [a.json() for a in answers], (await client.get("/health")).json()
+
+    with ServerProcess([f"{name}={path}" for name, path in runs.items()], free_port(), ["--batch-wait-ms", "20"]) as s:
+        answers, health = asyncio.run(send(s.url))
+    assert health["batches"] < len(requests)  # requests for the two models shared forward passes
+    own = {name: load_classifier(path) for name, path in runs.items()}  # merged, bf16 as the server's default
+    for (model, batch), answer in zip(requests, answers):
+        assert answer["model"] == model
+        expected = own[model].predict_scores(batch)
+        got = np.array([list(p["probabilities"].values()) for p in answer["predictions"]])
+        np.testing.assert_allclose(got, expected, atol=0.02)  # bf16: merged weights vs LoRA beside the base
+        clear = np.sort(expected, axis=1)[:, -1] - np.sort(expected, axis=1)[:, -2] > 0.04
+        assert (got.argmax(1) == expected.argmax(1))[clear].all()

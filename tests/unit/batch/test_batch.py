@@ -1,0 +1,189 @@
+"""`predict --input/--output`: every row written back with its predictions, chunked, any supported format."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lora_sentiment.batch.files import predict_file
+from lora_sentiment.cli import main
+from lora_sentiment.data.tables import read_chunks
+
+
+@pytest.fixture(scope="module")
+def reviews(imdb_frames) -> pd.DataFrame:
+    frame = imdb_frames[1].head(50)[["id", "rating", "text", "label"]].reset_index(drop=True)
+    return frame.rename(columns={"text": "review"})
+
+
+def test_csv_in_csv_out_keeps_every_row_and_column(tmp_path, reviews, trained_run, trained_classifier, capsys):
+    source, target = tmp_path / "in.csv", tmp_path / "out.csv"
+    reviews.to_csv(source, index=False)
+    code = main(
+        [
+            "predict",
+            str(trained_run),
+            "--input",
+            str(source),
+            "--output",
+            str(target),
+            "--text-column",
+            "review",
+            "--chunk-size",
+            "7",
+            "--precision",
+            "fp32",
+        ]
+    )
+    assert code == 0
+    assert "Predicted 50 of 50 rows." in capsys.readouterr().err
+    out = pd.read_csv(target)
+    assert list(out.columns) == [
+        "id",
+        "rating",
+        "review",
+        "label",
+        "predicted_label",
+        "predicted_label_name",
+        "probability",
+        "prob_Negative",
+        "prob_Positive",
+    ]
+    pd.testing.assert_frame_equal(out[reviews.columns], reviews)  # rows in order, values as they were
+    expected = trained_classifier.predict_proba(reviews.review.tolist())
+    assert out[["prob_Negative", "prob_Positive"]].to_numpy() == pytest.approx(expected, abs=1e-5)
+    assert (out.predicted_label == expected.argmax(1)).all()
+    assert (out.predicted_label_name == np.array(["Negative", "Positive"])[expected.argmax(1)]).all()
+    assert out.probability.to_numpy() == pytest.approx(expected.max(1), abs=1e-5)
+    assert not list(tmp_path.glob(".*partial"))
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_jsonl_and_parquet_inputs_to_jsonl(tmp_path, reviews, trained_classifier, suffix):
+    source, target = tmp_path / f"in{suffix}", tmp_path / "out.jsonl"
+    if suffix == ".jsonl":
+        reviews.to_json(source, orient="records", lines=True)
+    else:
+        reviews.to_parquet(source)
+    summary = predict_file(
+        trained_classifier, str(source), str(target), text_column="review", chunk_size=16, progress=False
+    )
+    assert (summary.rows, summary.predicted, summary.skipped_empty) == (50, 50, 0)
+    rows = [json.loads(line) for line in target.read_text().splitlines()]
+    assert [r["id"] for r in rows] == reviews.id.tolist() and [r["rating"] for r in rows] == reviews.rating.tolist()
+    expected = trained_classifier.predict_proba(reviews.review.tolist())
+    got = np.array([[r["probabilities"]["Negative"], r["probabilities"]["Positive"]] for r in rows])
+    assert got == pytest.approx(expected, abs=1e-5)
+
+
+def test_missing_and_blank_texts_are_written_without_a_prediction(tmp_path, trained_classifier):
+    source, target = tmp_path / "in.jsonl", tmp_path / "out.csv"
+    source.write_text('{"text": "Great."}\n{"text": null}\n{"text": "   "}\n{"text": "Awful."}\n')
+    summary = predict_file(trained_classifier, str(source), str(target), progress=False)
+    assert (summary.rows, summary.predicted, summary.skipped_empty) == (4, 2, 2)
+    out = pd.read_csv(target)
+    assert out.predicted_label.isna().tolist() == [False, True, True, False]
+
+
+@pytest.mark.slow
+def test_txt_lines_through_stdin_and_stdout_in_a_real_process(trained_run):
+    result = subprocess.run(
+        [sys.executable, "-m", "lora_sentiment", "predict", str(trained_run), "--input", "-", "--no-progress"],
+        input="A wonderful film.\nDull, dull, dull.\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["text"] for r in rows] == ["A wonderful film.", "Dull, dull, dull."]
+    assert all(r["predicted_label_name"] in {"Negative", "Positive"} for r in rows)
+    assert "Predicted 2 of 2 rows." in result.stderr
+
+
+def test_reading_is_chunked_so_memory_is_bounded_by_the_chunk(tmp_path, reviews):
+    source = tmp_path / "in.csv"
+    reviews.to_csv(source, index=False)
+    assert [len(chunk) for chunk in read_chunks(str(source), "csv", 16)] == [16, 16, 16, 2]
+    lines = tmp_path / "in.txt"
+    lines.write_text("\n".join(f"review {i}" for i in range(10)) + "\n")
+    assert [len(chunk) for chunk in read_chunks(str(lines), "txt", 4)] == [4, 4, 2]
+
+
+@pytest.mark.parametrize(
+    "setup, args, needle",
+    [
+        (None, ["--input", "nope.csv", "--output", "o.csv"], "input file not found"),
+        (
+            "in.csv",
+            ["--input", "in.csv", "--output", "o.csv", "--text-column", "body"],
+            "columns are: id, rating, review, label",
+        ),
+        ("in.csv", ["--input", "in.csv", "--output", "o.xlsx"], "--output-format"),
+        ("in.xml", ["--input", "in.xml", "--output", "o.csv"], "--input-format"),
+        ("in.csv", ["--input", "in.csv", "--output", "exists.csv"], "--overwrite"),
+        ("in.csv", ["Also a text.", "--input", "in.csv", "--output", "o.csv"], "not both"),
+    ],
+)
+def test_bad_batch_arguments_fail_with_one_line_and_write_nothing(
+    tmp_path, reviews, trained_run, capsys, monkeypatch, setup, args, needle
+):
+    monkeypatch.chdir(tmp_path)
+    if setup:
+        reviews.to_csv(tmp_path / setup, index=False)
+    (tmp_path / "exists.csv").write_text("keep me")
+    assert main(["predict", str(trained_run), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("lora-sentiment: error:") and needle in err
+    assert not (tmp_path / "o.csv").exists() and (tmp_path / "exists.csv").read_text() == "keep me"
+    assert not list(tmp_path.glob(".*partial"))
+
+
+@pytest.mark.slow
+def test_worker_processes_give_the_same_rows_in_the_same_order(tmp_path, reviews, trained_run):
+    source = tmp_path / "in.csv"
+    pd.concat([reviews] * 3, ignore_index=True).to_csv(source, index=False)
+    one, two = tmp_path / "one.csv", tmp_path / "two.csv"
+    predict_file(
+        str(trained_run), str(source), str(one), text_column="review", chunk_size=16, progress=False, precision="fp32"
+    )
+    summary = predict_file(
+        str(trained_run),
+        str(source),
+        str(two),
+        text_column="review",
+        chunk_size=16,
+        progress=False,
+        precision="fp32",
+        workers=2,
+    )
+    assert summary.rows == summary.predicted == 150
+    a, b = pd.read_csv(one), pd.read_csv(two)
+    pd.testing.assert_frame_equal(
+        a.drop(columns=["probability", "prob_Negative", "prob_Positive"]),
+        b.drop(columns=["probability", "prob_Negative", "prob_Positive"]),
+    )
+    assert b[["prob_Negative", "prob_Positive"]].to_numpy() == pytest.approx(
+        a[["prob_Negative", "prob_Positive"]].to_numpy(), abs=1e-5
+    )
+
+
+@pytest.mark.slow
+def test_a_damaged_run_fails_once_in_the_workers_too(tmp_path, reviews, trained_run):
+    import shutil
+
+    from lora_sentiment.errors import UserError
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    (run / "adapter_model.safetensors").write_bytes(b"garbage")
+    source = tmp_path / "in.csv"
+    reviews.to_csv(source, index=False)
+    with pytest.raises(UserError, match="could not load the LoRA adapter"):
+        predict_file(str(run), str(source), str(tmp_path / "out.csv"), text_column="review", progress=False, workers=2)
+    assert not (tmp_path / "out.csv").exists()

@@ -1,0 +1,93 @@
+"""The benchmark's arithmetic (FLOPs checked against PyTorch's own counter) and a small end-to-end run."""
+
+import json
+
+import pytest
+import torch
+
+from lora_sentiment.bench.options import BenchOptions
+from lora_sentiment.bench.speed import format_report, forward_flops, run_bench
+from lora_sentiment.modeling.device import encoder_dims
+
+
+@pytest.mark.parametrize("fixture", ["tiny_bert", "tiny_distilbert"])
+def test_analytic_flops_match_torch_flop_counter(request, fixture):
+    from torch.utils.flop_counter import FlopCounterMode
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(
+        request.getfixturevalue(fixture), attn_implementation="eager"
+    ).eval()
+    lengths = [40, 17, 64]
+    counted = 0
+    for n in lengths:  # one sequence at a time: no padding, so every counted FLOP is a real token's
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model(input_ids=torch.randint(5, 1000, (1, n)))
+        counted += counter.get_total_flops()
+    assert forward_flops(model.config, lengths) == pytest.approx(counted, rel=0.02)
+
+
+def test_encoder_dims_for_both_config_styles():
+    from transformers import AutoConfig
+
+    assert encoder_dims(AutoConfig.for_model("distilbert")) == (6, 768, 3072)
+    assert encoder_dims(AutoConfig.for_model("bert")) == (12, 768, 3072)
+
+
+@pytest.mark.slow
+def test_bench_runs_side_by_side_on_a_small_workload(tmp_path, tiny_distilbert, imdb_frames):
+    train, validation = imdb_frames
+    train.head(48).to_parquet(tmp_path / "train.parquet")
+    validation.head(24).to_parquet(tmp_path / "validation.parquet")
+    options = BenchOptions(model=tiny_distilbert, data=str(tmp_path), max_length=64, distilbert_shaped=False,
+                           train_samples=32, eval_samples=16, epochs=1.0)  # fmt: skip
+    report = run_bench(options, log=lambda _: None)
+    assert report["peak_flops"]["fp32"] > 1e9
+    entry = next(v for k, v in report.items() if isinstance(v, dict) and "ratios" in v)
+    for phase in ("train_baseline", "train_ours", "predict_baseline", "predict_ours"):
+        assert entry[phase]["samples_per_second"] > 0 and entry[phase]["peak_rss_mb"] > 100
+    assert entry["train_baseline"]["precision"] == "fp32" and entry["predict_baseline"]["precision"] == "fp32"
+    assert all(ratio > 0 for ratio in entry["ratios"].values())
+    assert 0 < entry["mfu"]["predict_ours"] < 1.5 and 0 < entry["mfu"]["train_ours"] < 1.5
+    assert 0 <= entry["train_ours"]["accuracy"] <= 1
+    assert "ours/baseline" in format_report(report)
+
+
+@pytest.mark.slow
+def test_bench_engines_measures_every_engine_side_by_side(tmp_path, trained_run, small_csv, capsys):
+    """Every installed engine and the tutorial's way: steady loop and whole command, RSS, accuracy, ratios."""
+    from lora_sentiment.cli import main
+
+    out = tmp_path / "engines.json"
+    assert (
+        main(["bench-engines", str(trained_run), "--data", str(small_csv), "--rows", "24", "--output", str(out)]) == 0
+    )
+    report = json.loads(out.read_text())
+    engines = ["the tutorial's way", "torch (default)", "onnx fp32", "onnx int8", "openvino", "openvino int8"]
+    assert [k for k in report if isinstance(report[k], dict) and "steady" in report[k]] == engines
+    for name in engines:
+        entry = report[name]
+        assert entry["steady"]["samples_per_second"] > 0 and entry["whole_command"]["seconds"] > 0
+        assert 0 <= entry["accuracy"] <= 1 and 0 <= entry["label_agreement_with_torch"] <= 1
+        assert entry["whole_command"]["peak_rss_mb"] > 50
+    assert report["the tutorial's way"]["whole_vs_tutorial"] == 1.0
+    assert set(report["onnx int8"]["whole_command"]["stages"]) == {"start-up", "load", "read", "predict", "write"}
+    # Without torch an export's whole command needs far less memory than the tutorial's torch process.
+    assert (
+        report["onnx fp32"]["whole_command"]["peak_rss_mb"]
+        < report["the tutorial's way"]["whole_command"]["peak_rss_mb"]
+    )
+    assert "openvino int8" in capsys.readouterr().out
+
+
+def test_peak_rss_is_this_process_not_the_parent():
+    """ru_maxrss survives fork + exec on Linux; the measurement must not report a big parent's peak."""
+    import subprocess
+    import sys
+
+    ballast = bytearray(300 * 1024 * 1024)
+    ballast[::4096] = b"\x01" * len(ballast[::4096])
+    child = "from lora_sentiment.measure import peak_rss_mb; print(peak_rss_mb())"
+    measured = float(subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True).stdout)
+    assert measured < 250, measured
+    del ballast

@@ -1,0 +1,293 @@
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lora_sentiment.config import TrainConfig
+from lora_sentiment.data.encoding import TextEncoder, clean_text
+from lora_sentiment.data.loading import load_splits
+from lora_sentiment.data.splits import load_labeled_data
+from lora_sentiment.errors import UserError
+
+
+def _config(data, **kwargs) -> TrainConfig:
+    return TrainConfig(data=str(data), **kwargs)
+
+
+def _quiet(_message):
+    pass
+
+
+def _write(frame: pd.DataFrame, path: Path) -> Path:
+    suffix = path.suffix
+    if suffix == ".csv":
+        frame.to_csv(path, index=False)
+    elif suffix == ".tsv":
+        frame.to_csv(path, index=False, sep="\t")
+    elif suffix == ".jsonl":
+        frame.to_json(path, orient="records", lines=True)
+    elif suffix == ".parquet":
+        frame.to_parquet(path)
+    return path
+
+
+@pytest.fixture()
+def frame(imdb_frames) -> pd.DataFrame:
+    train, _ = imdb_frames
+    return pd.concat([train[train.label == 0].head(30), train[train.label == 1].head(30)]).reset_index(drop=True)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl", ".parquet"])
+def test_every_file_format_loads_the_same_rows(tmp_path, frame, suffix):
+    path = _write(frame[["text", "label"]], tmp_path / f"reviews{suffix}")
+    data = load_labeled_data(_config(path, eval_fraction=0.25), log=_quiet)
+    assert len(data.train) + len(data.eval) == 60
+    assert data.label_names == ["Negative", "Positive"]
+    assert sorted(list(data.train["text"]) + list(data.eval["text"])) == sorted(frame.text)
+    assert set(data.train.column_names) == {"text", "label"}
+
+
+def test_shared_sample_train_and_eval_files(imdb_sample):
+    data = load_labeled_data(
+        _config(
+            imdb_sample / "train.parquet",
+            eval_data=str(imdb_sample / "validation.parquet"),
+            max_train_samples=1000,
+            max_eval_samples=500,
+        ),
+        log=_quiet,
+    )
+    assert (len(data.train), len(data.eval)) == (1000, 500)
+    # stratified: the subsample keeps the 50.8 % / 50.5 % positive shares
+    assert abs(np.mean(data.train["label"]) - 0.508) < 0.01
+    assert abs(np.mean(data.eval["label"]) - 0.505) < 0.01
+
+
+def test_subsample_and_carved_split_are_seeded_and_stratified(tmp_path, imdb_frames):
+    path = _write(imdb_frames[0][["text", "label"]], tmp_path / "train.parquet")
+    first = load_labeled_data(_config(path, max_train_samples=200, eval_fraction=0.1), log=_quiet)
+    again = load_labeled_data(_config(path, max_train_samples=200, eval_fraction=0.1), log=_quiet)
+    other = load_labeled_data(_config(path, max_train_samples=200, eval_fraction=0.1, seed=7), log=_quiet)
+    assert list(first.train["text"]) == list(again.train["text"]) and list(first.eval["text"]) == list(
+        again.eval["text"]
+    )
+    assert list(first.train["text"]) != list(other.train["text"])
+    assert len(first.eval) == 200  # 10 % of 2000
+    assert abs(np.mean(first.eval["label"]) - 0.508) < 0.02
+    assert not set(first.train["text"]) & set(first.eval["text"])
+
+
+def test_string_labels_get_sorted_ids_and_keep_their_names(tmp_path, frame):
+    frame = frame.assign(sentiment=frame.label.map({0: "negative", 1: "positive"}), review=frame.text)[
+        ["review", "sentiment"]
+    ]
+    path = _write(frame, tmp_path / "reviews.csv")
+    data = load_labeled_data(_config(path, text_column="review", label_column="sentiment"), log=_quiet)
+    assert data.label_names == ["negative", "positive"]
+    train = data.train.to_pandas()
+    expected = dict(zip(frame.review, frame.sentiment.map({"negative": 0, "positive": 1})))
+    assert all(expected[t] == label for t, label in zip(train.text, train.label))
+
+
+def test_eval_file_with_string_labels_maps_onto_training_names(tmp_path, frame):
+    train_path = _write(frame[["text", "label"]], tmp_path / "train.csv")
+    eval_frame = frame.assign(label=frame.label.map({0: "negative", 1: "positive"}))
+    eval_path = _write(eval_frame[["text", "label"]], tmp_path / "eval.jsonl")
+    data = load_labeled_data(_config(train_path, eval_data=str(eval_path)), log=_quiet)
+    assert list(data.eval["label"]) == frame.label.tolist()
+
+
+def test_multiclass_labels(tmp_path, frame):
+    frame = frame.assign(label=np.arange(len(frame)) % 3)
+    path = _write(frame[["text", "label"]], tmp_path / "three.csv")
+    data = load_labeled_data(_config(path, label_names=["bad", "ok", "good"]), log=_quiet)
+    assert data.label_names == ["bad", "ok", "good"]
+    assert set(data.train["label"]) == {0, 1, 2}
+    unnamed = load_labeled_data(_config(path), log=_quiet)
+    assert unnamed.label_names == ["0", "1", "2"]
+
+
+def test_empty_texts_are_dropped_with_a_count(tmp_path, frame):
+    frame = frame[["text", "label"]].copy()
+    frame.loc[0, "text"] = "   "
+    frame.loc[1, "text"] = None
+    path = _write(frame, tmp_path / "gaps.parquet")
+    messages = []
+    data = load_labeled_data(_config(path), log=messages.append)
+    assert len(data.train) + len(data.eval) == 58
+    assert any("Dropped 2 training rows" in m for m in messages)
+
+
+def _aclimdb(root: Path, frame: pd.DataFrame) -> Path:
+    for split in ("train", "test"):
+        for i, row in frame.iterrows():
+            folder = root / split / ("pos" if row.label else "neg")
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{i}_{8 if row.label else 2}.txt").write_text(row.text, encoding="utf-8")
+    (root / "train" / "unsup").mkdir()  # ignored, as in the real archive
+    return root
+
+
+def test_aclimdb_folder(tmp_path, frame):
+    root = _aclimdb(tmp_path / "aclImdb", frame)
+    splits = load_splits(str(root))
+    assert set(splits) == {"train", "test"}
+    assert splits["train"].features["label"].names == ["Negative", "Positive"]
+    assert sorted(splits["train"]["rating"]) == sorted([8 if lbl else 2 for lbl in frame.label])
+    data = load_labeled_data(_config(root), log=_quiet)  # test split becomes the eval split
+    assert len(data.train) == len(data.eval) == 60
+
+
+@pytest.mark.parametrize(
+    "make, kwargs, needle",
+    [
+        (lambda d, f: d / "nope.csv", {}, "not found"),
+        (lambda d, f: (d / "notes.txt").write_text("x") and d / "notes.txt", {}, "unsupported data file type"),
+        (lambda d, f: _write(f[["text", "label"]], d / "r.csv"), {"text_column": "review"}, "columns are: text, label"),
+        (lambda d, f: _write(f[["text", "label"]], d / "r.csv"), {"label_column": "stars"}, "--label-column"),
+        (lambda d, f: _write(f[["text"]].assign(label=1), d / "r.csv"), {}, "single class"),
+        (
+            lambda d, f: _write(f[["text"]].assign(label=[np.nan] + [1.0, 0.0] * 29 + [1.0]), d / "r.csv"),
+            {},
+            "have no label",
+        ),
+        (lambda d, f: _write(f[["text"]].assign(label=""), d / "r.csv"), {}, "have no label"),
+        (lambda d, f: _write(f[["text"]].assign(text="  ", label=f.label), d / "r.csv"), {}, "every text"),
+        (lambda d, f: _write(f[["text"]].assign(label=f.label * 0.5), d / "r.csv"), {}, "class ids"),
+        (lambda d, f: (d / "empty").mkdir() or d / "empty", {}, "aclImdb layout"),
+        (
+            lambda d, f: (d / "bad.csv").write_bytes(b'text,label\n"unterminated,1\nx,0\n') and d / "bad.csv",
+            {},
+            "could not read",
+        ),
+        (lambda d, f: _write(f[["text", "label"]], d / "r.csv"), {"label_names": ["only-one"]}, "out of range"),
+    ],
+)
+def test_bad_input_is_one_clear_error(tmp_path, frame, make, kwargs, needle):
+    path = make(tmp_path, frame)
+    with pytest.raises(UserError, match=needle) as info:
+        load_labeled_data(_config(path, **kwargs), log=_quiet)
+    assert "\n" not in str(info.value)
+
+
+def test_unseen_eval_label_is_named(tmp_path, frame):
+    train = _write(frame.assign(label=frame.label.map({0: "neg", 1: "pos"}))[["text", "label"]], tmp_path / "t.csv")
+    other = _write(frame.assign(label="meh")[["text", "label"]], tmp_path / "e.csv")
+    with pytest.raises(UserError, match="'meh'"):
+        load_labeled_data(_config(train, eval_data=str(other)), log=_quiet)
+
+
+def test_unreachable_hub_dataset_fails_fast(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.monotonic()
+    with pytest.raises(UserError, match="--data"):
+        load_splits("stanfordnlp/imdb-does-not-exist-here")
+    assert time.monotonic() - start < 15
+
+
+def test_hub_dataset_without_network_fails_fast(monkeypatch):
+    """Not offline-flagged, but the hub is out of reach: one line within seconds, not a retry loop."""
+    import lora_sentiment.hub as hub
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
+    assert not hub.hub_reachable(timeout=2)
+    start = time.monotonic()
+    with pytest.raises(UserError, match="cannot reach the Hugging Face Hub.*--data"):
+        load_splits("imdb")
+    assert time.monotonic() - start < 15
+
+
+# ------------------------------------------------------------------------------------------- encoding
+
+
+@pytest.fixture(scope="module")
+def tokenizer(minilm_path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(minilm_path)
+
+
+def _words(n: int) -> str:
+    return " ".join(f"w{i}" for i in range(n))
+
+
+def test_truncation_strategies(tokenizer):
+    text = "alpha beta " + "filler " * 300 + "omega end"
+    ids = {}
+    for strategy in ("head", "tail", "head+tail"):
+        encoded = TextEncoder(tokenizer, 64, strategy, head_tokens=16)([text])
+        ids[strategy] = encoded["input_ids"][0]
+        assert len(ids[strategy]) <= 64
+        assert ids[strategy][0] == tokenizer.cls_token_id and ids[strategy][-1] == tokenizer.sep_token_id
+    decoded = {k: tokenizer.decode(v, skip_special_tokens=True) for k, v in ids.items()}
+    assert decoded["head"].startswith("alpha beta") and not decoded["head"].endswith("omega end")
+    assert decoded["tail"].endswith("omega end") and not decoded["tail"].startswith("alpha")
+    assert decoded["head+tail"].startswith("alpha beta") and decoded["head+tail"].endswith("omega end")
+    assert len(ids["head+tail"]) >= 62  # the budget is used, give or take a token at the seam
+
+
+def test_short_texts_are_untouched_and_html_is_stripped(tokenizer):
+    encoder = TextEncoder(tokenizer, 64, "head+tail", head_tokens=16)
+    plain = TextEncoder(tokenizer, 64, "head", head_tokens=16, strip_html=False)
+    assert encoder(["A fine film.<br /><br />Really."])["input_ids"] == plain(["A fine film. Really."])["input_ids"]
+    assert clean_text("a<br />b <i>c</i>") == "a b c "
+
+
+def test_head_tail_on_a_tokenizer_with_other_special_tokens(tiny_roberta):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_roberta)
+    encoded = TextEncoder(tok, 40, "head+tail", head_tokens=10)(["start " + _words(200) + " finish"])["input_ids"][0]
+    assert len(encoded) <= 40 and encoded[0] == tok.bos_token_id and encoded[-1] == tok.eos_token_id
+    assert tok.decode(encoded, skip_special_tokens=True).strip().endswith("finish")
+
+
+def test_tokenization_is_cached_and_keyed_by_settings(tmp_path, frame, tokenizer):
+    from lora_sentiment.data.encoding import tokenize_dataset
+
+    path = _write(frame[["text", "label"]], tmp_path / "cache.parquet")
+    data = load_labeled_data(_config(path), log=_quiet)
+    first = tokenize_dataset(data.train, TextEncoder(tokenizer, 64, "head+tail", 16))
+    again = tokenize_dataset(data.train, TextEncoder(tokenizer, 64, "head+tail", 16))
+    other = tokenize_dataset(data.train, TextEncoder(tokenizer, 32, "head+tail", 8))
+    assert first._fingerprint == again._fingerprint != other._fingerprint
+    assert first.cache_files and first.cache_files == again.cache_files
+    assert max(first["length"]) == 64 and max(other["length"]) == 32
+
+
+@pytest.mark.parametrize("fixture", ["minilm_path", "tiny_roberta"])
+def test_head_tail_is_exact_at_the_token_level(request, fixture):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(request.getfixturevalue(fixture))
+    encoder = TextEncoder(tok, 48, "head+tail", head_tokens=12)
+    short = ["A short review.", "Another one, with <b>html</b>."]
+    assert encoder(short)["input_ids"] == tok([clean_text(t) for t in short])["input_ids"]  # untouched
+    long_text = " ".join(f"word{i}" for i in range(300))
+    ids = encoder([long_text])["input_ids"][0]
+    body = tok(long_text, add_special_tokens=False)["input_ids"]
+    full = tok(long_text)["input_ids"]
+    n_special = len(full) - len(body)
+    assert len(ids) == 48  # a long text fills max_length exactly
+    inner = ids[1 : 1 + len(ids) - n_special] if n_special == 2 else ids
+    assert inner == body[:12] + body[len(body) - (48 - n_special - 12) :]
+    assert ids[0] == full[0] and ids[-1] == full[-1]
+
+
+@pytest.mark.parametrize("fixture", ["minilm_path", "tiny_roberta", "tiny_gpt2_no_pad"])
+def test_bare_ids_equal_the_tokenizers_own_call(request, imdb_frames, fixture):
+    """The Rust batch call the encoder uses gives the wrapper's ids: WordPiece (whose tokenizer.json carries
+    a truncation to 128 and a padding of its own), byte-level BPE with and without a pad token."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(request.getfixturevalue(fixture))
+    texts = imdb_frames[1]["text"].head(40).tolist() + ["[CLS] <s> </s> [SEP] <pad>", "", "  émigré naïve 日本 🎬"]
+    encoder = TextEncoder(tokenizer, max_length=64)
+    padding = "max_length" if tokenizer.pad_token else False
+    tokenizer("warm", truncation=True, max_length=8, padding=padding)  # leaves settings on the backend
+    expected = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+    assert encoder.bare_ids(texts) == expected
+    assert max(map(len, expected)) > 128  # not cut by the tokenizer.json's own truncation

@@ -1,0 +1,38 @@
+"""export.py: the merged model is a separate, complete folder, written atomically, or a one-line error."""
+
+import json
+import shutil
+
+import pytest
+
+from lora_sentiment.errors import UserError
+from lora_sentiment.export.writing import export_merged
+from lora_sentiment.runs.run import RECORD_FILES
+
+
+def test_export_carries_the_run_records_and_a_card(tmp_path, trained_run):
+    out = export_merged(trained_run, tmp_path / "merged", log=lambda _: None)
+    for name in RECORD_FILES:
+        assert (out / name).read_bytes() == (trained_run / name).read_bytes()
+    config = json.loads((out / "config.json").read_text())
+    assert config["id2label"] == {"0": "Negative", "1": "Positive"}
+    assert (out / "model.safetensors").is_file() and not (out / "adapter_config.json").exists()
+    assert "training_config.yaml" in (out / "README.md").read_text()
+    assert not (tmp_path / ".merged.partial").exists()
+
+
+def test_export_refusals(tmp_path, trained_run):
+    with pytest.raises(UserError, match="OUT_DIR must differ from RUN_DIR"):
+        export_merged(trained_run, trained_run)
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "mine.txt").write_text("keep")
+    with pytest.raises(UserError, match="--overwrite"):
+        export_merged(trained_run, taken)
+    assert [p.name for p in taken.iterdir()] == ["mine.txt"]
+    damaged = tmp_path / "damaged"
+    shutil.copytree(trained_run, damaged)
+    (damaged / "adapter_config.json").unlink()
+    with pytest.raises(UserError, match="adapter_config.json is missing"):
+        export_merged(damaged, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,108 @@
+"""OpenVINO export: plain OpenVINO loads it, fp32 agrees with the torch model, int8 is calibrated on texts
+(the run's training data or --calibration-data), and predict/evaluate/serve take the folder without torch."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lora_sentiment.cli import main
+from lora_sentiment.export.folder import ExportedClassifier
+from lora_sentiment.export.writing import export_openvino
+from lora_sentiment.opening import open_predictor
+
+pytest.importorskip("openvino", reason="the openvino extra")  # installed by .ci/run: these tests run in CI
+
+TEXTS = ["A wonderful, moving film.", "Dull and far too long.", "It was fine. " * 60]
+
+
+@pytest.fixture(scope="module")
+def openvino_exports(tmp_path_factory, trained_run):
+    folder = tmp_path_factory.mktemp("openvino")
+    fp32 = export_openvino(trained_run, folder / "fp32", log=lambda _: None)
+    int8 = folder / "int8"
+    # Calibrated on the run's own training data (its --data), 32 texts.
+    assert main(["export", str(trained_run), str(int8), "--format", "openvino", "--quantize", "int8",
+                 "--calibration-samples", "32"]) == 0  # fmt: skip
+    return fp32, int8
+
+
+@pytest.mark.slow
+def test_plain_openvino_loads_it_and_agrees_with_torch(openvino_exports, trained_classifier):
+    import openvino
+
+    fp32, int8 = openvino_exports
+    compiled = openvino.Core().compile_model(str(fp32 / "openvino_model.xml"), "CPU")
+    assert [p.get_any_name() for p in compiled.inputs] == ["input_ids", "attention_mask"]
+    expected = trained_classifier.predict_proba(TEXTS)
+    exact = ExportedClassifier.open(fp32, precision="fp32")
+    assert exact.precision == "fp32" and exact.device == "cpu (openvino)"
+    np.testing.assert_allclose(exact.predict_scores(TEXTS), expected, atol=1e-4)
+    default = ExportedClassifier.open(fp32)  # bf16 where the CPU has it
+    np.testing.assert_allclose(default.predict_scores(TEXTS), expected, atol=0.05)
+    quantized = ExportedClassifier.open(int8)
+    assert quantized.precision == "int8" and quantized.predict_scores(TEXTS).shape == (3, 2)
+    assert (int8 / "openvino_model.bin").stat().st_size < (fp32 / "openvino_model.bin").stat().st_size / 2
+    info = json.loads((int8 / "export.json").read_text())
+    assert info["format"] == "openvino" and info["quantization"] == "int8"
+
+
+def test_predict_evaluate_and_serve_take_it_without_torch(tmp_path, openvino_exports, small_csv, capsys):
+    from fastapi.testclient import TestClient
+
+    from lora_sentiment.export.folder import export_info
+    from lora_sentiment.serving.app import create_app
+
+    fp32, int8 = openvino_exports
+    out = tmp_path / "out.csv"
+    script = (
+        "import sys; from lora_sentiment.cli import main; "
+        f"code = main(['predict', {str(int8)!r}, '--input', {str(small_csv)!r}, '--output', {str(out)!r}, "
+        "'--no-progress']); assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(code)"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    written = pd.read_csv(out)
+    assert {"predicted_label", "predicted_label_name", "probability", "prob_Positive"} <= set(written.columns)
+    assert len(written) == 96
+    assert main(["evaluate", str(fp32), "--data", str(small_csv), "--json", "--precision", "fp32"]) == 0
+    assert json.loads(capsys.readouterr().out)["samples"] == 96
+    with TestClient(create_app(open_predictor(int8), run_info=export_info(int8))) as client:
+        assert client.post("/predict", json={"texts": ["Great."]}).status_code == 200
+        assert client.get("/info").json()["export"]["format"] == "openvino"
+
+
+@pytest.mark.slow
+def test_calibration_data_flag(tmp_path, trained_run, small_csv, capsys):
+    out = tmp_path / "int8"
+    base = ["export", str(trained_run), str(out), "--format", "openvino"]
+    assert main([*base, "--calibration-data", str(small_csv)]) == 2  # only int8 is calibrated
+    assert "--calibration-data is for --format openvino --quantize int8" in capsys.readouterr().err
+    assert main([*base, "--quantize", "int8", "--calibration-data", str(tmp_path / "missing.csv")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "missing.csv" in err and "--calibration-data" in err and len(err.splitlines()) == 1
+    texts_only = tmp_path / "texts.csv"
+    pd.read_csv(small_csv)[["text"]].head(20).to_csv(texts_only, index=False)
+    assert main([*base, "--quantize", "int8", "--calibration-data", str(texts_only)]) == 0
+    assert open_predictor(out).predict(TEXTS)[0].label_name in ("Negative", "Positive")
+
+
+@pytest.mark.parametrize(
+    "damage, needle",
+    [
+        (lambda f: (f / "openvino_model.xml").unlink(), "openvino_model.xml is missing"),
+        (lambda f: (f / "openvino_model.xml").write_text("<net>broken"), "damaged export"),
+        (lambda f: (f / "export.json").write_text('{"format": "tflite"}'), "damaged export"),
+    ],
+)
+def test_a_damaged_openvino_export_is_one_line(tmp_path, openvino_exports, capsys, damage, needle):
+    folder = tmp_path / "export"
+    shutil.copytree(openvino_exports[0], folder)
+    damage(folder)
+    assert main(["predict", str(folder), "Some text."]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and needle in err.splitlines()[-1], err

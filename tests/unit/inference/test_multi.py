@@ -1,0 +1,254 @@
+"""Many runs on one base model: shared weights, mixed-adapter batches, the multi-model server, runs-dir, files."""
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import stars
+from fastapi.testclient import TestClient
+
+from lora_sentiment import UserError, load_classifier
+from lora_sentiment.inference.shared_base import load_classifiers
+from lora_sentiment.serving.app import ManyModels, ServeSettings, create_app
+
+TEXTS = [
+    "A wonderful, moving film.",
+    "Dull and far too long.",
+    "Fine.",
+    "The acting was superb but the plot made no sense at all, which is a shame because the score is lovely.",
+    "Worst thing I have seen this year.",
+]
+
+
+def own_scores(run, texts):
+    return load_classifier(run, precision="fp32").predict_scores(texts)
+
+
+@pytest.mark.parametrize("mixing", ["mixed", "grouped"])
+def test_a_set_answers_as_each_run_alone_in_mixed_batches(tiny_runs, trained_run, mixing):
+    runs = {"sentiment": tiny_runs / "sentiment", "stars": tiny_runs / "stars", "distil": trained_run}
+    classifiers = load_classifiers(runs, precision="fp32", mixing=mixing)
+    assert classifiers.names == ["sentiment", "stars", "distil"]
+    assert len(classifiers.bases) == 2  # the two BERT runs share one base; DistilBERT has its own
+    requests = [("stars", TEXTS[:2]), ("sentiment", TEXTS), ("distil", TEXTS[1:]), ("stars", TEXTS[2:])]
+    got = classifiers.predict_many(requests)
+    for (name, texts), scores in zip(requests, got):
+        expected = own_scores(runs[name], texts)
+        assert scores.shape == expected.shape
+        np.testing.assert_allclose(scores, expected, atol=1e-5)
+    assert classifiers["stars"].label_names == ["1-2", "3-4", "7-8", "9-10"]
+    assert [p.label_name for p in classifiers.predict(TEXTS[:2], model="stars")] == [
+        classifiers["stars"].label_names[i] for i in got[0].argmax(1)
+    ]
+
+
+@pytest.fixture(scope="module")
+def other_architectures(tmp_path_factory, tiny_roberta, tiny_gpt2_no_pad, small_csv):
+    """RoBERTa (a classification head over every token) and GPT-2 (no pad token: the run adds one, and peft
+    saves the resized embeddings with the adapter)."""
+    from lora_sentiment import TrainConfig, train
+
+    runs = {}
+    for name, model, targets in (("roberta", tiny_roberta, None), ("gpt2", tiny_gpt2_no_pad, ["c_attn"])):
+        runs[name] = tmp_path_factory.mktemp(name) / "run"
+        config = TrainConfig(
+            model=model, data=str(small_csv), output_dir=str(runs[name]), max_length=48, epochs=1, batch_size=16,
+            precision="fp32", lora_targets=targets,
+        )  # fmt: skip
+        train(config, log=lambda _: None)
+    return runs
+
+
+def test_other_architectures_share_their_bases_too(other_architectures):
+    runs = {**other_architectures, "gpt2-again": other_architectures["gpt2"]}
+    classifiers = load_classifiers(runs, precision="fp32")
+    assert len(classifiers.bases) == 2
+    got = classifiers.predict_many([(name, TEXTS) for name in runs])
+    for name, scores in zip(runs, got):
+        np.testing.assert_allclose(scores, own_scores(runs[name], TEXTS), atol=1e-5)
+
+
+def test_a_run_that_changed_shared_weights_is_refused(other_architectures, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    """An adapter saved with a base weight of its own (peft does so for trained embeddings, say): the same values
+    as the base's are fine, other values must not be served with the shared ones."""
+    classifiers = load_classifiers([other_architectures["gpt2"]], precision="fp32")
+    for name, scale in (("same", 1.0), ("changed", 2.0)):
+        shutil.copytree(other_architectures["gpt2"], tmp_path / name)
+        weights = load_file(tmp_path / name / "adapter_model.safetensors")
+        weights["base_model.model.transformer.ln_f.weight"] = torch.ones(32) * scale  # the tiny GPT-2's: ones
+        save_file(weights, tmp_path / name / "adapter_model.safetensors")
+    classifiers.add("same", tmp_path / "same")
+    with pytest.raises(UserError, match="has its own transformer.ln_f.weight, so it cannot share"):
+        classifiers.add("changed", tmp_path / "changed")
+    assert classifiers.names == ["run", "same"] and len(next(iter(classifiers.bases.values())).adapters) == 2
+
+
+def test_removing_and_replacing_runs_keeps_the_others_right(tiny_runs):
+    classifiers = load_classifiers([tiny_runs / "sentiment", f"other={tiny_runs / 'stars'}"], precision="fp32")
+    classifiers.add("other", tiny_runs / "sentiment")  # a name loaded again: the new run replaces the old
+    classifiers.remove("sentiment")
+    np.testing.assert_allclose(
+        classifiers.predict_scores(TEXTS, "other"), own_scores(tiny_runs / "sentiment", TEXTS), atol=1e-5
+    )
+    assert len(classifiers.bases) == 1
+    classifiers.remove("other")
+    assert classifiers.bases == {}  # the last run of a base frees it
+
+
+def test_the_multi_model_server(tiny_runs):
+    classifiers = load_classifiers(tiny_runs.glob("*"), precision="fp32")
+    settings = ServeSettings(max_texts=3, api_key="k")
+    headers = {"X-API-Key": "k"}
+    with TestClient(create_app(ManyModels(classifiers), settings)) as client:
+        models = client.get("/models").json()["models"]
+        assert [(m["name"], m["label_names"]) for m in models] == [
+            ("sentiment", ["Negative", "Positive"]),
+            ("stars", ["1-2", "3-4", "7-8", "9-10"]),
+        ]
+        answer = client.post("/predict", json={"model": "stars", "texts": TEXTS[:2]}, headers=headers).json()
+        assert answer["model"] == "stars" and len(answer["predictions"][0]["probabilities"]) == 4
+        unknown = client.post("/predict", json={"model": "nope", "texts": ["a"]}, headers=headers)
+        assert unknown.status_code == 404 and "sentiment, stars" in unknown.json()["detail"]
+        unnamed = client.post("/predict", json={"texts": ["a"]}, headers=headers)
+        assert unnamed.status_code == 400 and "sentiment, stars" in unnamed.json()["detail"]
+        assert client.post("/predict", json={"model": "stars", "texts": ["a"]}).status_code == 401
+        too_many = client.post("/predict", json={"model": "stars", "texts": ["a"] * 4}, headers=headers)
+        assert too_many.status_code == 422
+        info = client.get("/info", params={"model": "stars"}).json()
+        assert info["model"] == "stars" and info["label_names"][0] == "1-2" and info["lora"]["r"] == 8
+        assert client.get("/info").json()["models"] == ["sentiment", "stars"]
+        assert client.get("/info", params={"model": "nope"}).status_code == 404
+
+
+def test_runs_dir_picks_up_new_runs_skips_damaged_ones_and_drops_removed_ones(tiny_runs, tmp_path):
+    served = tmp_path / "served"
+    served.mkdir()
+    shutil.copytree(tiny_runs / "sentiment", served / "sentiment")
+    damaged = served / "damaged"
+    shutil.copytree(tiny_runs / "stars", damaged)
+    (damaged / "adapter_model.safetensors").write_bytes(b"not safetensors")
+    lines = []
+    models = ManyModels(load_classifiers([], precision="fp32"), str(served), log=lines.append)
+    models.refresh()
+    assert models.names == ["sentiment"] and any("skipped" in line and "damaged" in line for line in lines)
+    with TestClient(create_app(models, ServeSettings(runs_poll_s=3600))) as client:
+        assert client.post("/predict", json={"texts": ["Great."]}).status_code == 200  # one model: name optional
+        shutil.copytree(tiny_runs / "stars", served / "late")  # finished after the server started
+        late = client.post("/predict", json={"model": "late", "texts": TEXTS[:2]})
+        assert late.status_code == 200
+        got = np.array([list(p["probabilities"].values()) for p in late.json()["predictions"]])
+        np.testing.assert_allclose(got, own_scores(tiny_runs / "stars", TEXTS[:2]), atol=1e-5)
+        shutil.rmtree(served / "sentiment")
+        models.refresh()
+        assert [m["name"] for m in client.get("/models").json()["models"]] == ["late"]
+    assert sum("skipped" in line for line in lines) == 1  # a damaged run is reported once, not at every look
+    answers = models.predict_many([("gone", ["a"]), ("late", ["a"])])  # a request that waited while its run went
+    assert answers[0].status_code == 404 and answers[1].shape == (1, 4)
+
+
+def test_predict_file_with_several_runs_writes_a_set_of_columns_per_run(tiny_runs, tmp_path):
+    from lora_sentiment.cli import main
+
+    pd.DataFrame({"text": TEXTS, "id": range(5)}).to_csv(tmp_path / "in.csv", index=False)
+    runs = [f"mood={tiny_runs / 'sentiment'}", str(tiny_runs / "stars")]
+    out = tmp_path / "out.jsonl"
+    assert main(["predict", *runs, "--input", str(tmp_path / "in.csv"), "--output", str(out), "--no-progress"]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert list(rows[0]) == [
+        "text", "id", "mood.predicted_label", "mood.predicted_label_name", "mood.probability", "mood.probabilities",
+        "stars.predicted_label", "stars.predicted_label_name", "stars.probability", "stars.probabilities",
+    ]  # fmt: skip
+    stars_expected = own_scores(tiny_runs / "stars", TEXTS)
+    assert [r["stars.predicted_label"] for r in rows] == stars_expected.argmax(1).tolist()
+    mood_expected = own_scores(tiny_runs / "sentiment", TEXTS)
+    assert [r["mood.predicted_label"] for r in rows] == mood_expected.argmax(1).tolist()
+
+
+def test_evaluate_scores_several_runs_side_by_side(tiny_runs, small_csv, capsys):
+    from lora_sentiment.cli import main
+
+    run = str(tiny_runs / "sentiment")
+    assert main(["evaluate", run, "--data", str(small_csv), "--json", "--precision", "fp32"]) == 0
+    alone = json.loads(capsys.readouterr().out)
+    assert main(["evaluate", run, f"again={run}", "--data", str(small_csv), "--json", "--precision", "fp32"]) == 0
+    both = json.loads(capsys.readouterr().out)
+    assert list(both) == ["sentiment", "again"]
+    assert both["sentiment"]["accuracy"] == both["again"]["accuracy"] == alone["accuracy"]
+    assert main(["evaluate", run, f"again={run}", "--data", str(small_csv), "--precision", "fp32"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[:2] == ["run", "accuracy"] and [line.split()[0] for line in table[1:]] == [
+        "sentiment",
+        "again",
+    ]
+
+
+def test_bad_run_lists_are_refused_in_one_line(tiny_runs, tmp_path, capsys):
+    from lora_sentiment.cli import main
+
+    (tmp_path / "in.csv").write_text("text\nhello\n")
+    twice = [str(tiny_runs / "sentiment"), f"sentiment={tiny_runs / 'stars'}"]
+    assert main(["predict", *twice, "--input", str(tmp_path / "in.csv")]) == 2
+    assert "two runs are named 'sentiment'" in capsys.readouterr().err
+    assert main(["predict", str(tiny_runs / "sentiment"), str(tmp_path), "--input", str(tmp_path / "in.csv")]) == 2
+    assert "not a finished run directory" in capsys.readouterr().err
+    assert main(["serve"]) == 2
+    assert "--runs-dir" in capsys.readouterr().err
+    assert main(["export", str(tiny_runs / "sentiment"), str(tmp_path / "export"), "--format", "onnx"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "out.csv"
+    both = [str(tiny_runs / "sentiment"), str(tmp_path / "export"), "--input", str(tmp_path / "in.csv")]
+    assert main(["predict", *both, "--output", str(out), "--no-progress"]) == 2
+    assert "is an export" in capsys.readouterr().err.strip().splitlines()[-1] and not out.exists()
+
+
+def test_long_texts_in_chunks_and_evaluation_match_each_run_alone(tiny_runs, tmp_path, imdb_frames):
+    runs = {"sentiment": tiny_runs / "sentiment", "stars": tiny_runs / "stars"}
+    classifiers = load_classifiers(runs, precision="fp32", long_text="chunks", stride=8)
+    long = [" ".join(imdb_frames[1].text.tolist()[:3]), "Short."]
+    for name, path in runs.items():
+        alone = load_classifier(path, precision="fp32", long_text="chunks", stride=8)
+        np.testing.assert_allclose(classifiers.predict_scores(long, name), alone.predict_scores(long), atol=1e-5)
+    rows = imdb_frames[1].head(24).assign(stars=lambda f: f.rating.map(stars))
+    rows.to_csv(tmp_path / "held_out.csv", index=False)
+    got = classifiers["stars"].evaluate(str(tmp_path / "held_out.csv"), label_column="stars")
+    alone = load_classifier(runs["stars"], precision="fp32", long_text="chunks", stride=8)
+    assert got["accuracy"] == alone.evaluate(str(tmp_path / "held_out.csv"), label_column="stars")["accuracy"]
+
+
+def test_traffic_mixes_for_the_serving_benchmark():
+    from lora_sentiment.bench.serve_load import traffic_mix
+
+    uniform = traffic_mix(["a", "b", "c", "d"], "uniform", 4000)
+    assert {n: uniform.count(n) for n in "abcd"} == pytest.approx({n: 1000 for n in "abcd"}, rel=0.1)
+    skewed = traffic_mix(["a", "b", "c", "d"], "skewed", 4000)
+    assert skewed.count("a") == pytest.approx(2800, rel=0.05) and skewed == traffic_mix("abcd", "skewed", 4000)
+
+
+def test_runs_dir_is_looked_at_on_its_own_while_serving(tiny_runs, tmp_path):
+    """No request names the new run: the server's periodic look finds it, and drops it when it goes."""
+    import time
+
+    served = tmp_path / "served"
+    served.mkdir()
+    models = ManyModels(load_classifiers([], precision="fp32"), str(served), log=lambda _: None)
+    with TestClient(create_app(models, ServeSettings(runs_poll_s=0.2))) as client:
+        assert client.get("/models").json() == {"models": []}
+        assert "no model is served yet" in client.post("/predict", json={"texts": ["a"]}).json()["detail"]
+        shutil.copytree(tiny_runs / "stars", served / "stars")
+
+        def listed():
+            return [m["name"] for m in client.get("/models").json()["models"]]
+
+        deadline = time.monotonic() + 30
+        while listed() != ["stars"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert listed() == ["stars"]
+        shutil.rmtree(served / "stars")
+        while listed() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert listed() == []

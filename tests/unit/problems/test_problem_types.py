@@ -1,0 +1,245 @@
+"""Multi-label and regression through every path a user touches, on a tiny random DistilBERT (fast): the data
+layouts, training, the run's records, predict (texts and files), evaluate, serve + /info, export, report,
+the card and the Python API. The real-data checks with MiniLM are in test_problem_types_real.py."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from lora_sentiment import TrainConfig, load_classifier, train
+from lora_sentiment.cli import main
+from lora_sentiment.data.splits import load_labeled_data
+from lora_sentiment.runs.run import Run
+
+TAGS = ["anger", "joy", "love"]
+
+
+def _tag_rows(n: int = 60) -> pd.DataFrame:
+    words = {"anger": "furious hate", "joy": "happy great", "love": "adore heart"}
+    rows = []
+    for i in range(n):
+        tags = [t for k, t in enumerate(TAGS) if (i >> k) & 1] or ["joy"]
+        rows.append({"text": f"comment {i}: " + " ".join(words[t] for t in tags), "label": tags})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def tag_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tags")
+    rows = _tag_rows()
+    rows.to_json(folder / "tags.jsonl", orient="records", lines=True)
+    rows.to_parquet(folder / "tags.parquet")
+    rows.assign(label=rows.label.map(",".join)).to_csv(folder / "joined.csv", index=False)
+    columns = pd.DataFrame({"text": rows.text, **{t: rows.label.map(lambda tags, t=t: int(t in tags)) for t in TAGS}})
+    columns.to_csv(folder / "columns.csv", index=False)
+    return folder
+
+
+@pytest.mark.parametrize(
+    "file, extra",
+    [
+        ("tags.jsonl", {}),
+        ("tags.parquet", {}),
+        ("joined.csv", {"label_separator": ","}),
+        ("columns.csv", {"label_columns": TAGS}),
+    ],
+)
+def test_every_multi_label_layout_reads_the_same_tags(tag_files, file, extra):
+    config = TrainConfig(data=str(tag_files / file), eval_data=str(tag_files / "tags.jsonl"), **extra)
+    if "label_columns" in extra:
+        config = config.model_copy(update={"eval_data": str(tag_files / file)})
+    data = load_labeled_data(config, log=lambda _: None)
+    assert data.space.problem_type == "multi-label" and data.space.names == TAGS
+    expected = np.array([[float(t in tags) for t in TAGS] for tags in _tag_rows().label])
+    assert np.array_equal(np.asarray(data.train["label"]), expected)
+    assert data.train.features["label"].feature.dtype == "float32"
+
+
+@pytest.fixture(scope="module")
+def tag_run(tmp_path_factory, tiny_distilbert, tag_files):
+    out = tmp_path_factory.mktemp("tag-run") / "run"
+    config = TrainConfig(
+        model=tiny_distilbert, data=str(tag_files / "tags.jsonl"), eval_data=str(tag_files / "tags.jsonl"),
+        output_dir=str(out), max_length=32, epochs=2, batch_size=8, precision="fp32", learning_rate=5e-3,
+        examples=["so happy and great", "furious, I hate it"],
+    )  # fmt: skip
+    messages = []
+    result = train(config, log=messages.append)
+    return result, "\n".join(messages)
+
+
+def test_multi_label_run_records(tag_run):
+    result, log = tag_run
+    run = Run.open(result.output_dir)
+    assert run.space.problem_type == "multi-label" and run.config.problem_type == "multi-label"
+    assert run.config.metric_for_best_model == "f1_macro"  # auto for multi-label
+    assert len(run.space.thresholds) == 3 and all(0 < t < 1 for t in run.space.thresholds)
+    final = run.metrics.final
+    assert {"f1_micro", "f1_macro", "accuracy", "hamming_loss", "per_label"} <= set(
+        final.model_dump(exclude_unset=True)
+    )
+    assert set(final["per_label"]) == set(TAGS) and "threshold" in final["per_label"]["joy"]
+    assert final.confusion_matrix is None
+    assert "Macro-F1" in log and "threshold" in log  # the per-label table is printed
+    assert run.metrics.baseline["model"] == "TF-IDF + one-vs-rest logistic regression"
+    assert "f1_macro" in run.metrics.baseline and "Baseline (TF-IDF + one-vs-rest" in log
+    card = (result.output_dir / "README.md").read_text()
+    assert "multi-label" in card and "f1_macro" in card and "| joy |" in card and "per_label_f1.png" in card
+    assert (result.output_dir / "per_label_f1.png").stat().st_size > 5000
+
+
+def test_multi_label_predictions_everywhere(tmp_path, tag_run, tag_files, capsys):
+    result, _ = tag_run
+    run = str(result.output_dir)
+    classifier = load_classifier(run, precision="fp32")
+    scores = classifier.predict_scores(["so happy", "hate"])
+    assert scores.shape == (2, 3) and ((scores > 0) & (scores < 1)).all()
+    made = classifier.predict(["so happy", "hate"])
+    thresholds = classifier.space.decision_thresholds()
+    assert made[0].labels == [
+        t for t, s, th in sorted(zip(TAGS, scores[0], thresholds), key=lambda x: -x[1]) if s >= th
+    ]
+    assert made[0].label is None and set(made[0].probabilities) == set(TAGS)
+
+    assert main(["predict", run, "so happy", "--json", "--precision", "fp32"]) == 0
+    answer = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert set(answer) == {"text", "labels", "probabilities"}
+
+    for fmt in ("csv", "jsonl"):
+        out = tmp_path / f"p.{fmt}"
+        assert (
+            main(["predict", run, "--input", str(tag_files / "joined.csv"), "--output", str(out), "--no-progress"]) == 0
+        )
+        frame = pd.read_csv(out) if fmt == "csv" else pd.read_json(out, lines=True)
+        assert "predicted_labels" in frame and len(frame) == 60
+        if fmt == "csv":
+            assert {f"prob_{t}" for t in TAGS} <= set(frame.columns)
+        else:
+            assert isinstance(frame.predicted_labels[0], list) and set(frame.probabilities[0]) == set(TAGS)
+
+    assert main(["evaluate", run, "--data", str(tag_files / "tags.jsonl"), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert {"f1_micro", "f1_macro", "hamming_loss", "per_label", "samples"} <= set(metrics) and metrics["samples"] == 60
+
+
+def test_multi_label_serve_export_report(tmp_path, tag_run, capsys):
+    from transformers import pipeline
+
+    from lora_sentiment.export.writing import export_merged
+    from lora_sentiment.serving.app import create_app, run_info
+
+    result, _ = tag_run
+    classifier = load_classifier(result.output_dir, precision="fp32")
+    with TestClient(create_app(classifier, run_info=run_info(result.output_dir))) as client:
+        answer = client.post("/predict", json={"texts": ["so happy"]}).json()["predictions"][0]
+        info = client.get("/info").json()
+    assert set(answer) == {"labels", "probabilities"} and info["problem_type"] == "multi-label"
+    assert len(info["thresholds"]) == 3 and "f1_macro" in info["metrics"]
+
+    out = export_merged(result.output_dir, tmp_path / "export", log=lambda _: None)
+    assert json.loads((out / "config.json").read_text())["problem_type"] == "multi_label_classification"
+    classify = pipeline("text-classification", model=str(out), top_k=None)
+    given = {d["label"]: d["score"] for d in classify(["so happy"])[0]}
+    ours = dict(zip(TAGS, classifier.predict_scores(["so happy"])[0]))
+    assert given.keys() == ours.keys() and all(abs(given[t] - ours[t]) < 1e-4 for t in TAGS)  # sigmoid per tag
+
+    assert main(["report", str(result.output_dir), "--no-plots"]) == 0
+    text = capsys.readouterr().out
+    assert "multi-label" in text and "f1_macro" in text
+
+
+def test_fixed_threshold_is_used_for_every_tag(tmp_path, tiny_distilbert, tag_files):
+    config = TrainConfig(
+        model=tiny_distilbert, data=str(tag_files / "tags.jsonl"), output_dir=str(tmp_path / "run"), max_length=32,
+        epochs=1, precision="fp32", threshold=0.3, examples=["happy"],
+    )  # fmt: skip
+    result = train(config, log=lambda _: None)
+    assert Run.open(result.output_dir).space.thresholds == [0.3, 0.3, 0.3]
+
+
+@pytest.fixture(scope="module")
+def score_run(tmp_path_factory, tiny_distilbert, imdb_frames):
+    folder = tmp_path_factory.mktemp("scores")
+    train_rows, _ = imdb_frames
+    train_rows.head(80)[["text", "rating"]].to_csv(folder / "ratings.csv", index=False)
+    config = TrainConfig(
+        model=tiny_distilbert, data=str(folder / "ratings.csv"), label_column="rating", problem_type="regression",
+        output_dir=str(folder / "run"), max_length=32, epochs=1, batch_size=8, precision="fp32", examples=["Great."],
+    )  # fmt: skip
+    return train(config, log=lambda _: None), folder
+
+
+def test_regression_through_every_path(tmp_path, score_run, capsys):
+    from transformers import pipeline
+
+    from lora_sentiment.export.writing import export_merged
+    from lora_sentiment.serving.app import create_app, run_info
+
+    result, folder = score_run
+    run = Run.open(result.output_dir)
+    assert run.space.problem_type == "regression" and run.space.names == ["rating"]
+    assert {"mae", "rmse", "pearson", "spearman"} <= set(run.metrics.final.model_dump(exclude_unset=True))
+    assert run.metrics.baseline["model"] == "TF-IDF + ridge regression" and "spearman" in run.metrics.baseline
+    classifier = load_classifier(result.output_dir, precision="fp32")
+    made = classifier.predict(["A great film.", "Awful."])
+    assert made[0].value is not None and made[0].label is None and made[0].probabilities is None
+
+    out = tmp_path / "values.csv"
+    assert main(["predict", str(result.output_dir), "--input", str(folder / "ratings.csv"), "--output", str(out)]) == 0
+    frame = pd.read_csv(out)
+    assert "predicted_value" in frame and frame.predicted_value.notna().all() and "prob_rating" not in frame
+    assert (
+        main(
+            [
+                "evaluate",
+                str(result.output_dir),
+                "--data",
+                str(folder / "ratings.csv"),
+                "--label-column",
+                "rating",
+                "--json",
+            ]
+        )
+        == 0
+    )
+    assert {"mae", "rmse", "pearson", "spearman"} <= set(json.loads(capsys.readouterr().out))
+
+    with TestClient(create_app(classifier, run_info=run_info(result.output_dir))) as client:
+        answer = client.post("/predict", json={"texts": ["Great."]}).json()["predictions"][0]
+    assert set(answer) == {"value"}
+
+    exported = export_merged(result.output_dir, tmp_path / "export", log=lambda _: None)
+    given = pipeline("text-classification", model=str(exported), function_to_apply="none")(["Great."])[0]["score"]
+    assert abs(given - classifier.predict_scores(["Great."])[0, 0]) < 1e-4
+    assert "regression" in (result.output_dir / "README.md").read_text()
+
+
+def test_class_weights_reach_the_loss(tmp_path, tiny_distilbert, small_csv, tag_files):
+    from lora_sentiment.problems.space import LabelSpace, resolve_class_weights
+    from lora_sentiment.training.trainer import weighted_loss
+
+    space = LabelSpace("single-label", ["Negative", "Positive"])
+    labels = np.array([0] * 90 + [1] * 10)
+    assert np.allclose(resolve_class_weights("balanced", space, labels), [100 / 180, 100 / 20])
+    assert np.allclose(resolve_class_weights('{"Positive": 4}', space, labels), [1, 4])
+    tags = LabelSpace("multi-label", TAGS)
+    hot = np.array([[1, 0, 0]] * 3 + [[0, 1, 1]])
+    assert np.allclose(resolve_class_weights("balanced", tags, hot), [1 / 3, 3, 3])
+    loss = weighted_loss(space, np.array([1.0, 9.0]))
+    logits = torch.zeros(2, 2)
+    expected = torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1]), weight=torch.tensor([1.0, 9.0]))
+    assert torch.isclose(loss({"logits": logits}, torch.tensor([0, 1])), expected)
+
+    weights_file = tmp_path / "weights.json"
+    weights_file.write_text('{"Positive": 2.5}')
+    messages = []
+    config = TrainConfig(
+        model=tiny_distilbert, data=str(small_csv), output_dir=str(tmp_path / "run"), max_length=32, epochs=1,
+        precision="fp32", class_weights=str(weights_file), examples=["Fine."],
+    )  # fmt: skip
+    train(config, log=messages.append)
+    assert "Class weights: Negative 1, Positive 2.5" in "\n".join(messages)

@@ -1,0 +1,120 @@
+"""run.py: opening, reading and writing a run directory, and the workspace a run is trained in."""
+
+import json
+
+import pytest
+
+from lora_sentiment.config import TrainConfig
+from lora_sentiment.errors import UserError
+from lora_sentiment.runs.run import (
+    LABELS_FILE,
+    METRICS_FILE,
+    RESUME_CONFIG_FILE,
+    RUN_CONFIG_FILE,
+    EpochRecord,
+    Run,
+    RunMetrics,
+    RunWorkspace,
+    latest_checkpoint,
+)
+
+
+def test_a_finished_run_opens_with_typed_metrics(trained_run):
+    run = Run.open(trained_run)
+    assert run.label_names == ["Negative", "Positive"]
+    assert run.config.max_length == 64 and run.config.lora_targets == ["q_lin", "v_lin"]
+    metrics = run.metrics
+    assert isinstance(metrics.history[0], EpochRecord) and [row.epoch for row in metrics.history] == [1.0, 2.0]
+    assert 0 <= metrics.final.accuracy <= 1 and metrics.final.samples == sum(map(sum, metrics.final.confusion_matrix))
+    # Still readable the way the Python API handed it out before the record was typed.
+    assert metrics["final"]["accuracy"] == metrics.final.accuracy and "roc_auc" in metrics["final"]
+    assert [r.text for r in metrics.examples.before] == ["A wonderful, moving film.", "Dull and far too long."]
+
+
+def test_metrics_json_round_trips_with_the_keys_it_always_had(trained_run):
+    raw = json.loads((trained_run / METRICS_FILE).read_text())
+    assert set(raw) == {"final", "history", "train", "examples", "baseline", "log_history"}
+    expected = {"accuracy", "f1", "f1_macro", "precision", "recall", "roc_auc", "confusion_matrix", "per_label"}
+    assert set(raw["final"]) == expected | {"loss", "epoch", "samples"}
+    assert set(raw["final"]["per_label"]) == {"Negative", "Positive"}
+    assert set(raw["final"]["per_label"]["Positive"]) == {"precision", "recall", "f1", "support"}
+    again = json.loads(RunMetrics.model_validate(raw).to_json())
+    assert again == raw
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda run: (run / LABELS_FILE).unlink(), "labels.json is missing"),
+        (lambda run: (run / LABELS_FILE).write_text("{not json"), "damaged run"),
+        (lambda run: (run / RUN_CONFIG_FILE).write_text("lora_r: -3\n"), "damaged run"),
+        (lambda run: (run / "adapter_model.safetensors").unlink(), "adapter_model.safetensors is missing"),
+    ],
+)
+def test_a_damaged_run_is_one_user_error(tmp_path, trained_run, damage, message):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    damage(run)
+    with pytest.raises(UserError, match=message):
+        Run.open(run)
+
+
+def test_damaged_metrics_are_one_user_error(tmp_path, trained_run):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    (run / METRICS_FILE).write_text('{"history": []}')
+    with pytest.raises(UserError, match="metrics.json is damaged"):
+        _ = Run.open(run).metrics
+    with pytest.raises(UserError, match="not found"):
+        Run.open(tmp_path / "nowhere")
+
+
+def _fake_checkpoint(workspace: RunWorkspace, config: TrainConfig, step: int = 6) -> None:
+    checkpoint = workspace.checkpoints / f"checkpoint-{step}"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "trainer_state.json").write_text(json.dumps({"epoch": 1.0}))
+    (workspace.checkpoints / RESUME_CONFIG_FILE).write_text(config.to_yaml())
+
+
+def test_workspace_refuses_what_must_not_be_overwritten(tmp_path):
+    out = tmp_path / "run"
+    workspace = RunWorkspace(out)
+    config = TrainConfig(output_dir=str(out))
+    assert workspace.prepare(config) is None  # nothing there: start fresh
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(UserError, match="--overwrite"):
+        workspace.prepare(config)
+    assert workspace.prepare(config.model_copy(update={"overwrite": True})) is None
+
+    _fake_checkpoint(workspace, config)
+    with pytest.raises(UserError, match="interrupted run .* --resume"):
+        workspace.prepare(config)
+    resumed = config.model_copy(update={"resume": True, "overwrite": True})
+    assert workspace.prepare(resumed) == latest_checkpoint(workspace.checkpoints)
+    with pytest.raises(UserError, match=r"--learning-rate \(was 0.001, now 0.01\)"):
+        workspace.prepare(resumed.model_copy(update={"learning_rate": 0.01}))
+
+
+def test_publish_swaps_in_a_complete_run_or_leaves_the_old_one(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "old.txt").write_text("previous run")
+    workspace = RunWorkspace(out)
+    workspace.start_fresh(TrainConfig(output_dir=str(out)))
+
+    def broken(folder):
+        (folder / "half.txt").write_text("half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        workspace.publish(broken)
+    assert sorted(p.name for p in out.iterdir()) == ["old.txt"] and workspace.checkpoints.is_dir()
+
+    workspace.publish(lambda folder: (folder / "new.txt").write_text("new run"))
+    assert sorted(p.name for p in out.iterdir()) == ["new.txt"]
+    assert not workspace.checkpoints.exists() and not (tmp_path / ".run.partial").exists()

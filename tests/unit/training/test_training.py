@@ -1,0 +1,146 @@
+"""training.py: the pieces of train() — the resolved config, the Trainer's arguments, the history and result."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lora_sentiment.config import TrainConfig
+from lora_sentiment.modeling.model import load_classifier_model, load_tokenizer, resolve_config
+from lora_sentiment.training.recipe import train
+from lora_sentiment.training.report import epoch_history
+from lora_sentiment.training.trainer import training_arguments
+
+
+def test_resolve_config_is_the_one_place_what_runs_is_decided(tiny_distilbert):
+    requested = TrainConfig(model=tiny_distilbert, max_length=4096, resume=True)
+    tokenizer = load_tokenizer(tiny_distilbert)
+    model = load_classifier_model(tiny_distilbert, ["a", "b"], tokenizer=tokenizer)
+    messages = []
+    resolved = resolve_config(requested, model, tokenizer, messages.append)
+    assert resolved.max_length == 128 and resolved.lora_targets == ["q_lin", "v_lin"] and resolved.resume is False
+    assert resolved.problem_type == "single-label" and resolved.metric_for_best_model == "loss"
+    assert requested.max_length == 4096 and requested.lora_targets is None  # what was asked stays as asked
+    assert requested.problem_type == "auto" and requested.metric_for_best_model == "auto"
+    assert messages == ["--max-length 4096 is above this model's maximum; using 128."]
+
+
+def test_training_arguments_follow_the_config(tmp_path):
+    config = TrainConfig(batch_size=8, gradient_accumulation_steps=2, epochs=2, group_by_length=False, seed=3)
+    args = training_arguments(config, train_rows=160, work_dir=tmp_path, precision="bf16")
+    assert args.per_device_train_batch_size == 8 and args.gradient_accumulation_steps == 2
+    assert args.logging_steps == 2  # 10 optimizer steps per epoch, logged 5 times
+    assert args.bf16 and not args.fp16 and args.seed == 3 and args.train_sampling_strategy == "random"
+    assert args.eval_strategy == "epoch" and args.load_best_model_at_end
+    for metric, higher_is_better in (("loss", False), ("f1_macro", True), ("mae", False), ("spearman", True)):
+        resolved = config.model_copy(update={"metric_for_best_model": metric})
+        args = training_arguments(resolved, train_rows=160, work_dir=tmp_path, precision="fp32")
+        assert args.metric_for_best_model == metric and args.greater_is_better is higher_is_better
+
+
+def test_epoch_history_pairs_each_evaluation_with_its_mean_training_loss():
+    log = [
+        {"loss": 0.8, "epoch": 0.5, "step": 1},
+        {"loss": 0.6, "epoch": 1.0, "step": 2},
+        {"eval_loss": 0.5, "eval_accuracy": 0.7, "eval_runtime": 1.0, "epoch": 1.0, "step": 2},
+        {"eval_loss": 0.4, "eval_accuracy": 0.8, "epoch": 2.0, "step": 4},
+    ]
+    assert epoch_history(log) == [
+        {"epoch": 1.0, "step": 2, "train_loss": pytest.approx(0.7), "loss": 0.5, "accuracy": 0.7},
+        {"epoch": 2.0, "step": 4, "train_loss": None, "loss": 0.4, "accuracy": 0.8},
+    ]
+
+
+def test_train_result_and_the_saved_config(tmp_path, tiny_distilbert, small_csv, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = TrainConfig(
+        model=tiny_distilbert, data=str(small_csv), output_dir="run", max_length=32, epochs=1, batch_size=16,
+        precision="fp32", examples=["Fine."],
+    )  # fmt: skip
+    result = train(config, log=lambda _: None)
+    assert result.output_dir == Path("run") and result.label_names == ["Negative", "Positive"]
+    assert [row["text"] for row in result.before] == [row["text"] for row in result.after] == ["Fine."]
+    assert result.metrics.train.train_samples == 76 and result.metrics.final.samples == 20
+    saved = (tmp_path / "run" / "training_config.yaml").read_text()
+    assert "resume: false" in saved and "lora_targets:\n- q_lin\n- v_lin" in saved
+    baseline = result.metrics.baseline
+    assert baseline["model"] == "TF-IDF + logistic regression" and baseline["samples"] == 20
+    assert 0 <= baseline["accuracy"] <= 1 and baseline["train_samples"] == 76 and baseline["seconds"] < 30
+    assert (
+        "The plain baseline on the same split, TF-IDF + logistic regression"
+        in (tmp_path / "run" / "README.md").read_text()
+    )
+
+
+def test_no_baseline_when_asked(tmp_path, tiny_distilbert, small_csv):
+    config = TrainConfig(
+        model=tiny_distilbert, data=str(small_csv), output_dir=str(tmp_path / "run"), max_length=32, epochs=1,
+        precision="fp32", baseline="none", examples=["Fine."],
+    )  # fmt: skip
+    messages = []
+    result = train(config, log=messages.append)
+    assert result.metrics.baseline is None and not any("Baseline" in m for m in messages)
+
+
+def test_heads_start_at_the_training_labels(tiny_distilbert):
+    from lora_sentiment.modeling.model import output_start, start_output_at
+    from lora_sentiment.problems.space import LabelSpace
+
+    tags = LabelSpace("multi-label", ["a", "b"])
+    start = output_start(tags, np.array([[1, 0], [0, 0], [0, 0], [1, 1]]))
+    assert np.allclose(start, [0.0, np.log(0.25 / 0.75)])  # tag a on half the texts, b on a quarter
+    value = output_start(LabelSpace("regression", ["rating"]), np.array([2.0, 4.0, 9.0]))
+    assert np.allclose(value, [5.0])
+    assert output_start(LabelSpace("single-label", ["x", "y"]), np.array([0, 1])) is None
+    tokenizer = load_tokenizer(tiny_distilbert)
+    model = load_classifier_model(tiny_distilbert, LabelSpace("regression", ["rating"]), tokenizer=tokenizer)
+    start_output_at(model, value)
+    assert float(model.classifier.bias) == 5.0 and model.config.problem_type == "regression"
+
+
+@pytest.mark.slow
+def test_evaluation_inside_training_uses_sdpa_where_training_uses_eager(tmp_path, tiny_bert, small_csv, monkeypatch):
+    """--attention auto trains small-head models on a CPU with eager attention (a faster backward); evaluation
+    has no backward, so it runs with SDPA, and training goes back to eager after it. --attention eager stays."""
+    from transformers import Trainer
+
+    seen, stepped = [], set()
+    original, original_step = Trainer.evaluate, Trainer.training_step
+
+    def spy(self, *args, **kwargs):
+        seen.append(self.model.get_base_model().config._attn_implementation)
+        return original(self, *args, **kwargs)
+
+    def step_spy(self, model, *args, **kwargs):
+        stepped.add(self.model.get_base_model().config._attn_implementation)
+        return original_step(self, model, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "evaluate", spy)
+    monkeypatch.setattr(Trainer, "training_step", step_spy)
+    common = dict(model=tiny_bert, data=str(small_csv), max_length=64, epochs=2, batch_size=16, baseline="none")
+    result = train(TrainConfig(**common, output_dir=str(tmp_path / "auto")), log=lambda _: None)
+    assert seen == ["sdpa", "sdpa"] and stepped == {"eager"}  # epoch 2 trained with eager again
+    assert set(result.seconds) == {"data", "baseline", "model", "train", "evaluate", "report", "save"}
+    assert result.seconds["evaluate"] > 0 and result.seconds["train"] > 0
+    seen.clear()
+    train(TrainConfig(**common, attention="eager", output_dir=str(tmp_path / "eager")), log=lambda _: None)
+    assert seen == ["eager", "eager"] and stepped == {"eager"}
+
+
+@pytest.mark.parametrize("labels", [[1, 0, 1], [0.5, 2.0, -1.0], [[1.0, 0.0], [0.0, 0.0], [1.0, 1.0]]])
+@pytest.mark.parametrize("multiple", [None, 16])
+def test_fast_padding_batches_equal_the_hf_collators(trained_classifier, labels, multiple):
+    """Single-label ids, regression values and multi-label vectors: the same tensors, dtypes included."""
+    from transformers import DataCollatorWithPadding
+
+    from lora_sentiment.training.trainer import FastPadding
+
+    tokenizer = trained_classifier.encoder.tokenizer
+    encoded = tokenizer(["short", "a somewhat longer text here", "mid length"], return_token_type_ids=True)
+    features = [{**{k: encoded[k][i] for k in encoded}, "label": labels[i]} for i in range(3)]
+    expected = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=multiple)(features)
+    got = FastPadding(tokenizer, pad_to_multiple_of=multiple)(features)
+    assert set(got) == set(expected)
+    for key in expected:
+        assert got[key].dtype == expected[key].dtype and torch.equal(got[key], expected[key]), key

@@ -1,0 +1,141 @@
+"""`lora-sentiment tune`: a real Optuna study of real training runs — pruning, resuming, sharing one study
+between processes, and a best_config.yaml that `train --config` reproduces."""
+
+import csv
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from lora_sentiment.cli import main
+from lora_sentiment.config import TrainConfig
+from lora_sentiment.errors import UserError
+
+optuna = pytest.importorskip("optuna", reason="the tune extra")  # installed by .ci/run: these tests run in CI
+
+
+@pytest.fixture
+def base(tmp_path, tiny_distilbert, small_csv) -> TrainConfig:
+    return TrainConfig(
+        model=tiny_distilbert, data=str(small_csv), output_dir=str(tmp_path / "study"), max_length=32, epochs=2,
+        batch_size=16, precision="fp32", examples=["Good."], metric_for_best_model="loss",
+    )  # fmt: skip
+
+
+def _study(folder):
+    return optuna.load_study(study_name="lora-sentiment", storage=f"sqlite:///{folder / 'study.db'}")
+
+
+@pytest.mark.slow
+def test_a_search_prunes_a_diverging_trial_and_writes_its_results(base, capsys):
+    """Two sane learning rates first, then one that diverges: the median pruner stops it after one epoch."""
+    from lora_sentiment.training.search_space import parse_search
+    from lora_sentiment.training.tuning import tune
+
+    folder = tmp_path_of(base)
+    folder.mkdir()
+    seeded = optuna.create_study(study_name="lora-sentiment", storage=f"sqlite:///{folder / 'study.db'}")
+    for rate in (1e-3, 2e-3, 80.0):
+        seeded.enqueue_trial({"learning_rate": rate, "lora_r": 4})
+    result = tune(base, parse_search(["learning_rate=1e-4:100:log", "lora_r=4,8"]), trials=4, keep="all")
+    study = _study(folder)
+    states = {t.number: t.state.name for t in study.trials}
+    assert len(states) == 4 and states[2] == "PRUNED", states
+    assert list(study.trials[2].intermediate_values) == [1]  # stopped after its first epoch
+    assert states[0] == states[1] == "COMPLETE"
+    rows = list(csv.DictReader(open(folder / "leaderboard.csv")))
+    assert (
+        len(rows) == 4 and rows[0]["state"] == "complete" and float(rows[0]["loss"]) == pytest.approx(result.best_value)
+    )
+    assert {"learning_rate", "lora_r", "epochs_run", "seconds"} <= set(rows[0])
+    assert (folder / "optimization_history.png").stat().st_size > 1000
+    assert (folder / "param_importances.png").stat().st_size > 1000
+    assert result.baseline is not None  # the TF-IDF line to beat, from the best trial's run
+    out = capsys.readouterr().out
+    assert "Leaderboard:" in out and "pruned" in out and "TF-IDF baseline" in out
+
+
+def tmp_path_of(config: TrainConfig):
+    from pathlib import Path
+
+    return Path(config.output_dir)
+
+
+@pytest.mark.slow
+def test_the_same_command_again_continues_the_study(base):
+    from lora_sentiment.training.search_space import parse_search
+    from lora_sentiment.training.tuning import tune
+
+    search = parse_search(["learning_rate=1e-4:3e-3:log"])
+    tune(base, search, trials=2, keep="all")
+    first = [(t.number, t.params, t.value) for t in _study(tmp_path_of(base)).trials]
+    assert first[0][1] == {"learning_rate": base.learning_rate}  # the settings given are tried first
+    tune(base, search, trials=3, keep="all")
+    trials = _study(tmp_path_of(base)).trials
+    assert [(t.number, t.params, t.value) for t in trials[:2]] == first  # finished trials are not repeated
+    assert len(trials) == 3
+    assert sorted(p.name for p in (tmp_path_of(base) / "trials").iterdir()) == [f"trial-000{i}" for i in range(3)]
+    with pytest.raises(UserError, match="started with other settings"):
+        tune(base, parse_search(["lora_r=4,8"]), trials=4)
+
+
+@pytest.mark.slow
+def test_best_config_reproduces_the_best_trial(base, tmp_path, capsys):
+    from lora_sentiment.runs.run import Run
+    from lora_sentiment.training.search_space import parse_search
+    from lora_sentiment.training.tuning import tune
+
+    result = tune(base, parse_search(["learning_rate=5e-4:3e-3:log", "lora_dropout=0:0.1"]), trials=2)
+    assert len(list((tmp_path_of(base) / "trials").iterdir())) == 1  # --keep best
+    settings = yaml.safe_load(result.best_config.read_text())
+    assert settings["output_dir"] == str(tmp_path_of(base) / "best")
+    assert main(["train", "--config", str(result.best_config)]) == 0
+    again = Run.open(settings["output_dir"]).metrics.final["loss"]
+    assert again == pytest.approx(result.best_value, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_two_processes_share_one_study(base):
+    """Optuna's own distributed mode: two tune processes on the output folder's SQLite study."""
+    folder = tmp_path_of(base)
+    command = [sys.executable, "-m", "lora_sentiment", "tune", "--model", base.model, "--data", base.data,
+               "--output-dir", str(folder), "--max-length", "32", "--epochs", "1", "--precision", "fp32",
+               "--search", "learning_rate=1e-4:3e-3:log", "--trials", "3", "--keep", "all"]  # fmt: skip
+    folder.mkdir()
+    optuna.create_study(study_name="lora-sentiment", storage=f"sqlite:///{folder / 'study.db'}")  # no create race
+    processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in "ab"]
+    outputs = [p.communicate(timeout=300) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], [err[-2000:] for _, err in outputs]
+    trials = _study(folder).trials
+    assert len({t.user_attrs["process"] for t in trials}) == 2  # both worked on it
+    assert len([t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]) >= 3  # --trials counts finished ones
+
+
+@pytest.mark.parametrize(
+    "search, words",
+    [
+        (["lora_r"], ["NAME=LOW:HIGH[:log]"]),
+        (["model=x,y"], ["cannot vary 'model'", "searchable settings"]),
+        (["learning_rate=3e-3:1e-4"], ["LOW must be below HIGH"]),
+        (["lora_dropout=0.1,1.5"], ["lora_dropout", "not a valid value"]),
+        (["lora_r=4,8", "lora_r=16"], ["names a setting twice"]),
+    ],
+)
+def test_bad_search_specs_fail_in_one_line(tmp_path, small_csv, capsys, search, words):
+    code = main(["tune", "--data", str(small_csv), "--output-dir", str(tmp_path / "s"), "--search", *search])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and all(w in err for w in words), err
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_search_block_in_the_config_file(tmp_path, small_csv, capsys):
+    config = tmp_path / "tune.yaml"
+    config.write_text(yaml.safe_dump({"data": str(small_csv), "search": {"lora_r": "4,8", "model": "a,b"}}))
+    code = main(["tune", "--config", str(config), "--output-dir", str(tmp_path / "s")])
+    assert code == 2 and "cannot vary 'model'" in capsys.readouterr().err
+
+
+def test_a_training_run_folder_is_not_a_study_folder(trained_run, small_csv, capsys):
+    code = main(["tune", "--data", str(small_csv), "--output-dir", str(trained_run), "--trials", "1"])
+    assert code == 2 and "holds a training run" in capsys.readouterr().err
