@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check (benchmarks/gpu_check.py), as run on a lent GPU machine; see BENCHMARKS.md.
+# The GPU check (benchmarks/gpu_check.py), as run on a lent GPU machine; see docs/benchmarks/gpu.md.
 # Expects, beside the checkout: .whl/ (wheels of this project's dependencies that the machine's image lacks,
 # for its Python), .device/data/{train,validation}.parquet (the IMDB sample) and .device/minilm/
 # (all-MiniLM-L6-v2; its weights saved in bf16 to fit the carry limit). Writes the JSON report to $OUT.

@@ -52,7 +52,8 @@ def time_predict(
     options = {"tokenize_block": block} if block else {}
     reading = Reading(batch_size=batch_size or classifier.default_batch_size, precision=classifier.precision)
     predict = lambda some: classifier.space.scores(  # noqa: E731
-        predict_logits(classifier.model, classifier.encoder, some, reading, **options))
+        predict_logits(classifier.model, classifier.encoder, some, reading, **options)
+    )
     predict(texts[:4096])  # warm-up: allocator, kernels, shapes
     synchronize()
     start = time.perf_counter()

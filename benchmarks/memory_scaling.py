@@ -1,13 +1,13 @@
 """Throughput and peak memory of `lora-sentiment predict --input` and `train` as the input file grows.
 
     python benchmarks/memory_scaling.py predict --run runs/minilm-32 --rows 20000 200000 --workers 1 2
-    python benchmarks/memory_scaling.py predict --run runs/minilm-32 --rows 200000 --engine ray
+    python benchmarks/memory_scaling.py predict --run runs/minilm-32 --rows 200000 --runner ray
     python benchmarks/memory_scaling.py train --model "$MINILM" --rows 2000 20000
     python benchmarks/memory_scaling.py train --model "$MINILM" --rows 20000 200000 --max-train-samples 2000
 
 Input files are the shared IMDB sample (train + validation, 3000 reviews) repeated to the asked number of
 rows, as CSV. Each measurement is one `lora-sentiment` command in a child process; its resident memory is
-sampled every 0.1 s over the whole process tree (workers included; with --engine ray the local Ray's
+sampled every 0.1 s over the whole process tree (workers included; with --runner ray the local Ray's
 raylet, object store and actors, which the command starts) and the peak reported with the wall
 time. Results go to stdout as a table and, with --output, as JSON."""
 
@@ -85,8 +85,8 @@ def bench_predict(args: argparse.Namespace, folder: Path) -> list[dict]:
     for rows in args.rows:
         source = build_csv(rows, folder)
         for workers in args.workers:
-            suffix = "" if args.engine == "ray" else ".csv"  # Ray writes a folder of files
-            out = folder / f"predictions-{rows}-{workers}-{args.engine}{suffix}"
+            suffix = "" if args.runner == "ray" else ".csv"  # Ray writes a folder of files
+            out = folder / f"predictions-{rows}-{workers}-{args.runner}{suffix}"
             _remove(out)
             command = [
                 sys.executable,
@@ -101,15 +101,15 @@ def bench_predict(args: argparse.Namespace, folder: Path) -> list[dict]:
                 "--no-progress",
                 "--workers",
                 str(workers),
-                "--engine",
-                args.engine,
+                "--runner",
+                args.runner,
             ]
-            result = {"command": "predict", "engine": args.engine, "rows": rows, "workers": workers}
+            result = {"command": "predict", "runner": args.runner, "rows": rows, "workers": workers}
             result.update(measure(command))
             result["rows_per_second"] = rows / result["seconds"]
             results.append(result)
             print(
-                f"predict ({args.engine}) {rows:>7} rows, {workers} worker(s): {result['seconds']:7.1f} s, "
+                f"predict ({args.runner}) {rows:>7} rows, {workers} worker(s): {result['seconds']:7.1f} s, "
                 f"{result['rows_per_second']:7.0f} rows/s, peak RSS {result['peak_rss_mb']:6.0f} MB "
                 f"(largest process {result['peak_rss_largest_process_mb']:.0f} MB), "
                 f"anonymous {result['peak_rss_anon_mb']:.0f} MB",
@@ -179,7 +179,7 @@ def main() -> None:
     predict.add_argument("--run", required=True)
     predict.add_argument("--rows", type=int, nargs="+", default=[20_000, 200_000])
     predict.add_argument("--workers", type=int, nargs="+", default=[1])
-    predict.add_argument("--engine", choices=["local", "ray"], default="local")
+    predict.add_argument("--runner", choices=["local", "ray"], default="local")
     train = sub.add_parser("train")
     train.add_argument("--model", required=True)
     train.add_argument("--rows", type=int, nargs="+", default=[2_000, 20_000])

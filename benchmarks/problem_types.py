@@ -1,4 +1,4 @@
-"""Measurements behind README's "Beyond one label per text" numbers, on the shared data and MiniLM.
+"""Measurements behind docs/problem-types.md's numbers, on the shared data and MiniLM.
 
     python benchmarks/problem_types.py goemotions --train-samples 43410 --epochs 3
     python benchmarks/problem_types.py regression

@@ -220,10 +220,12 @@ class TrainConfig(BaseModel):
 
 
 class ServeSettings(BaseModel):
-    """Limits and batching of the server; each is a `serve` flag."""
+    """Address, limits and batching of the server; each is a `serve` flag."""
 
     model_config = ConfigDict(extra="forbid")
 
+    host: str = Field("127.0.0.1", description="Address to bind; 0.0.0.0 exposes it to the network")
+    port: int = Field(8000, ge=0, le=65535, description="Port")
     max_texts: int = Field(64, gt=0, description="Most texts in one request")
     max_chars: int = Field(20_000, gt=0, description="Most characters in one text")
     max_body_bytes: int = Field(2 * 1024 * 1024, gt=0, description="Largest request body accepted (413 above it)")

@@ -76,6 +76,19 @@ class FileOptions(_Options):
     progress: bool = Field(True, description="A progress bar on stderr")
 
 
+class RunnerOptions(_Options):
+    """Where `predict --input` runs: this machine's processes, or a Ray cluster."""
+
+    runner: Literal["local", "ray"] = Field(
+        "local",
+        description="With --input: local (this machine's processes) or ray (Ray Data: --input may be a folder or "
+        "glob, --output is a folder of files with input_file / input_row columns)",
+    )
+    ray_address: str | None = Field(
+        None, description="With --runner ray: a running Ray cluster (e.g. auto, ray://head:10001) [a local Ray]"
+    )
+
+
 class ExportOptions(_Options):
     """What `export` writes: which engine's model file, and whether its weights are int8."""
 

@@ -1,5 +1,6 @@
 """The CLI end to end on tiny models: train, predict, evaluate, artifacts, and bad input."""
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -91,7 +92,7 @@ def test_plain_peft_loads_the_adapter_and_agrees(tiny_run, tiny_distilbert):
 
 
 def test_predict_and_evaluate_commands(tiny_run, small_csv, capsys):
-    assert main(["predict", str(tiny_run), "Loved it.", "Hated it.", "--json"]) == 0
+    assert main(["predict", str(tiny_run), "--text", "Loved it.", "Hated it.", "--json"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [line["text"] for line in lines] == ["Loved it.", "Hated it."]
     assert all(
@@ -101,6 +102,44 @@ def test_predict_and_evaluate_commands(tiny_run, small_csv, capsys):
     assert main(["evaluate", str(tiny_run), "--data", str(small_csv), "--json", "--precision", "fp32"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["samples"] == 96 and 0 <= metrics["accuracy"] <= 1
+
+
+def test_the_0_2_form_of_predict_still_works_with_a_note(tiny_run, capsys):
+    assert main(["predict", str(tiny_run), "Loved it.", "Hated it.", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert [json.loads(line)["text"] for line in captured.out.splitlines()] == ["Loved it.", "Hated it."]
+    assert "`predict RUN TEXT...` is deprecated; use `predict RUN --text TEXT...`" in captured.err
+
+
+def test_several_runs_predict_the_same_texts_side_by_side(tiny_run, capsys):
+    argv = ["predict", f"a={tiny_run}", f"b={tiny_run}", "--text", "Loved it.", "--precision", "fp32", "--json"]
+    assert main(argv) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["model"] for line in lines] == ["a", "b"]
+    assert lines[0]["probabilities"] == pytest.approx(lines[1]["probabilities"], abs=1e-6)  # one run, twice
+    assert main(["predict", str(tiny_run), "--text", "Loved it.", "--input", "x.csv"]) == 2
+    assert "not both" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--text", "x", "--stride", "0"], "--stride: Input should be greater than 0"),
+        (["--text", "x", "--precision", "fp64"], "invalid choice: 'fp64'"),
+        (["--input", "x.csv", "--chunk-size", "0"], "--chunk-size: Input should be greater than 0"),
+        (["--input", "x.csv", "--ray-address", "auto"], "--ray-address needs --runner ray"),
+    ],
+)
+def test_predict_options_are_checked_before_any_work(tiny_run, capsys, argv, needle):
+    with pytest.raises(SystemExit) if "invalid choice" in needle else contextlib.nullcontext():
+        assert main(["predict", str(tiny_run), *argv]) == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_export_names_the_engines_it_knows(tiny_run, tmp_path, capsys):
+    assert main(["export", str(tiny_run), str(tmp_path / "out"), "--format", "tflite"]) == 2
+    assert "unknown --format 'tflite'; choose one of: transformers, onnx, openvino" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_refuses_to_overwrite_and_replaces_with_overwrite(tiny_run, tiny_distilbert, small_csv, capsys):

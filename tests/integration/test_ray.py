@@ -68,7 +68,8 @@ def test_a_folder_of_parquet_files_on_a_local_ray_matches_predict_input(tmp_path
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "Predicted 90 rows of 3 files with 2 Ray workers" in done.stderr
-    got = pd.read_parquet(out).sort_values(["input_file", "input_row"]).reset_index(drop=True)  # as README says
+    # input order, as docs/prediction.md says
+    got = pd.read_parquet(out).sort_values(["input_file", "input_row"]).reset_index(drop=True)
     assert sorted(set(got["input_file"])) == [str(folder / name) for name in parts]
     assert [len(got[got["input_file"] == str(folder / n)]) for n in parts] == [40, 5, 45]
     assert got["input_row"].tolist() == list(range(40)) + list(range(5)) + list(range(45))

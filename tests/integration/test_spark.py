@@ -1,4 +1,4 @@
-"""The README's Spark recipe, run as written on a local Spark session: pyspark's predict_batch_udf calling
+"""The Spark recipe of docs/prediction.md, run as written on a local Spark session: pyspark's predict_batch_udf calling
 load_classifier in Spark's Python workers gives what `predict` gives."""
 
 import os
@@ -31,11 +31,11 @@ def test_predict_batch_udf_with_load_classifier_matches_predict(spark, trained_r
 
     run = str(trained_run)
 
-    # --- the recipe of README.md ("On Spark") ---
+    # --- the recipe of docs/prediction.md ("On Spark") ---
     def make_predict_fn():
         from lora_sentiment import load_classifier
 
-        classifier = load_classifier(run, precision="fp32")  # the README's, in fp32 to compare to 1e-5
+        classifier = load_classifier(run, precision="fp32")  # the docs', in fp32 to compare to 1e-5
         return lambda texts: classifier.predict_scores(list(texts))
 
     classify = predict_batch_udf(make_predict_fn, return_type=ArrayType(FloatType()), batch_size=64)

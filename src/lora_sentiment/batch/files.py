@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import pandas as pd
 from pydantic import ValidationError
@@ -33,7 +33,10 @@ from ..measure import Stages
 from ..opening import open_predictor
 from ..options import FileOptions, LoadOptions
 from .columns import ChunkJob, check_columns
-from .workers import InProcess, WorkerPool
+from .workers import InProcess, Target, WorkerPool
+
+if TYPE_CHECKING:
+    from ..inference.base import Predictor, PredictorSet
 
 
 @dataclass
@@ -50,7 +53,7 @@ class BatchSummary:
 
 
 def predict_file(
-    model: Any, input_path: str, output_path: str, options: FileOptions | None = None,
+    model: Predictor | PredictorSet | Target, input_path: str, output_path: str, options: FileOptions | None = None,
     load: LoadOptions | None = None, **given: Any,
 ) -> BatchSummary:  # fmt: skip
     """Classify every row of `input_path` and write it, with its predictions, to `output_path`.
@@ -89,7 +92,8 @@ def _split_options(options: FileOptions | None, load: LoadOptions | None, given:
         raise UserError(format_validation_error(exc)) from None
 
 
-def _predictor(model: Any, workers: int, load: LoadOptions, job: ChunkJob) -> Any:
+def _predictor(model: Predictor | PredictorSet | Target, workers: int, load: LoadOptions, job: ChunkJob
+               ) -> InProcess | WorkerPool:  # fmt: skip
     if workers > 1:
         if not isinstance(model, (str, Path, dict)):
             raise ValueError("workers > 1 needs the run directory, which each worker loads")
@@ -117,8 +121,9 @@ class _Sink:
     where: str  # the input, for messages
 
 
-def _stream(chunks: Iterator[pd.DataFrame], predictor: Any, sink: _Sink, window: int, summary: BatchSummary
-            ) -> BatchSummary:  # fmt: skip
+def _stream(
+    chunks: Iterator[pd.DataFrame], predictor: InProcess | WorkerPool, sink: _Sink, window: int, summary: BatchSummary
+) -> BatchSummary:
     """Submit chunks as they are read, write them back in input order, at most `window` in flight."""
     in_flight: deque = deque()
 

@@ -12,7 +12,6 @@ import glob
 import importlib.util
 import logging
 import os
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..atomic import fresh_staging_dir, replace_dir
+from ..atomic import staged
 from ..data.tables import INPUT_FORMATS, STDIO, checked_chunks, checked_output, resolve_format
 from ..errors import UserError, first_line
 from ..options import FileOptions, LoadOptions
@@ -160,15 +159,13 @@ def predict_on_ray(
     check_inputs(files, fmt, job.text_column)
     with _ray_session(ray_address, options.progress) as (resources, nodes):
         steps = plan(files, fmt, options.workers, resources, nodes)
-        staging = fresh_staging_dir(target)  # an input with no rows still gives an (empty) output folder
-        try:
-            _run(steps, (model, load), staging, job, options.chunk_size)
-        except BaseException as exc:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise _user_error(exc) from None
-    written = sorted(f for f in staging.iterdir() if f.is_file())
-    rows = sum(_count_rows(f, out_fmt) for f in written)
-    replace_dir(staging, target)
+        with staged(target) as staging:  # an input with no rows still gives an (empty) output folder
+            try:
+                _run(steps, (model, load), staging, job, options.chunk_size)
+            except BaseException as exc:
+                raise _user_error(exc) from None
+            written = sorted(f for f in staging.iterdir() if f.is_file())
+            rows = sum(_count_rows(f, out_fmt) for f in written)
     return RaySummary(len(files), len(written), rows, steps.workers, target)
 
 

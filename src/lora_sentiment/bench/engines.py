@@ -29,17 +29,20 @@ TUTORIAL = "the tutorial's way"
 # in fp32, predict 4 reviews at a time, write the predictions.
 TUTORIAL_CHILD = ["-m", "lora_sentiment.bench.tutorial"]
 
-EXPORTED_ENGINES = {
-    "onnx fp32": ("onnx", "none"), "onnx int8": ("onnx", "int8"),
-    "openvino": ("openvino", "none"), "openvino int8": ("openvino", "int8"),
-}  # fmt: skip
-
 
 def available_exports() -> dict[str, tuple[str, str]]:
-    """Engine name -> (format, quantization), for the runtimes installed here."""
-    from ..export.engines import engine
+    """Each registered engine that runs without torch and is installed here, in each of its quantizations:
+    its label ("onnx", "onnx int8", ...) -> (format, quantization)."""
+    from ..export.engines import ENGINES, engine
 
-    return {name: how for name, how in EXPORTED_ENGINES.items() if not engine(how[0]).missing_modules()}
+    found = {}
+    for name in ENGINES:
+        chosen = engine(name)
+        if chosen.model_file is None or chosen.missing_modules():
+            continue
+        for quantize in chosen.quantizations:
+            found[name if quantize == "none" else f"{name} {quantize}"] = (name, quantize)
+    return found
 
 
 def phase_steady(target: str, texts: list[str]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..options import FileOptions, LoadOptions
+from ..options import FileOptions, LoadOptions, RunnerOptions
 from .flags import add_model_flags, from_args
 
 HELP = "classify texts, or a whole file, with saved runs"
@@ -32,15 +32,8 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--input", help="file to classify: .csv .tsv .jsonl .parquet .txt, or - for stdin")
     parser.add_argument("--output", help="where predictions go: .csv .tsv .jsonl, or - for stdout [-]")
     add_model_flags(parser, FileOptions)
-    parser.add_argument(
-        "--runner", choices=["local", "ray"], default=None,
-        help="with --input: local (this machine's processes) or ray (Ray Data: --input may be a folder or glob, "
-        "--output is a folder of files with input_file / input_row columns) [default: local]",
-    )  # fmt: skip
+    add_model_flags(parser, RunnerOptions)
     parser.add_argument("--engine", choices=["local", "ray"], dest="engine_alias", help=argparse.SUPPRESS)
-    parser.add_argument(
-        "--ray-address", help="with --runner ray: a running Ray cluster (e.g. auto, ray://head:10001) [a local Ray]"
-    )
     add_model_flags(parser, LoadOptions)
     parser.add_argument("--json", action="store_true", help="print JSON lines instead of a table (with --text)")
 
@@ -99,14 +92,15 @@ def _predict_file(args: argparse.Namespace, runs: dict[str, str]) -> int:
     from ..measure import seconds_line
     from ..opening import check_openable
 
-    runner = args.runner or args.engine_alias or "local"
     if args.engine_alias:
         print("lora-sentiment: note: --engine local|ray is deprecated; use --runner", file=sys.stderr)
+        args.runner = args.runner or args.engine_alias
     options: FileOptions = from_args(args, FileOptions)
     load: LoadOptions = from_args(args, LoadOptions)
-    if runner == "ray":
-        return _predict_on_ray(args, runs, options, load)
-    if args.ray_address:
+    where: RunnerOptions = from_args(args, RunnerOptions)
+    if where.runner == "ray":
+        return _predict_on_ray(args, runs, (options, load), where)
+    if where.ray_address:
         raise UserError("--ray-address needs --runner ray")
     if options.output_format == "parquet":
         raise UserError("Parquet output is written by --runner ray; here use --output-format csv, tsv or jsonl")
@@ -122,7 +116,7 @@ def _predict_file(args: argparse.Namespace, runs: dict[str, str]) -> int:
     return 0
 
 
-def _predict_on_ray(args: argparse.Namespace, runs: dict[str, str], options: FileOptions, load: LoadOptions) -> int:
+def _predict_on_ray(args: argparse.Namespace, runs: dict[str, str], given: tuple, where: RunnerOptions) -> int:
     from ..batch.ray_data import predict_on_ray
     from ..opening import check_openable
 
@@ -132,8 +126,8 @@ def _predict_on_ray(args: argparse.Namespace, runs: dict[str, str], options: Fil
         raise UserError("--runner ray takes one run; predict several runs over one file with --runner local")
     (path,) = runs.values()
     check_openable(path)
-    summary = predict_on_ray(str(Path(path).absolute()), args.input, args.output, options, load,
-                             ray_address=args.ray_address)  # fmt: skip
+    summary = predict_on_ray(str(Path(path).absolute()), args.input, args.output, *given,
+                             ray_address=where.ray_address)  # fmt: skip
     print(
         f"Predicted {summary.rows} rows of {summary.files_in} files with {summary.workers} Ray workers into "
         f"{summary.output} ({summary.files_out} files; input order: sort by input_file, input_row).",

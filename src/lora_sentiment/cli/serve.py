@@ -28,10 +28,6 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--runs-dir", help="also serve every finished run under this folder, as they appear, retrain or disappear"
     )
-    parser.add_argument(
-        "--host", default="127.0.0.1", help="address to bind; 0.0.0.0 exposes it to the network [default: 127.0.0.1]"
-    )
-    parser.add_argument("--port", type=int, default=8000, help="port [default: 8000]")
     add_model_flags(parser, ServeSettings)
     add_model_flags(parser, LoadOptions)
 
@@ -42,6 +38,5 @@ def run(args: argparse.Namespace) -> int:
     values = given(args, ServeSettings)
     values["api_key"] = api_key_from_env(values.get("api_key"))
     settings = build(ServeSettings, values)
-    serve(args.runs, runs_dir=args.runs_dir, host=args.host, port=args.port, settings=settings,
-          options=from_args(args, LoadOptions))  # fmt: skip
+    serve(args.runs, runs_dir=args.runs_dir, settings=settings, options=from_args(args, LoadOptions))
     return 0

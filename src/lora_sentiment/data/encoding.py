@@ -74,7 +74,7 @@ class TextEncoder:
     def bare_ids(self, texts: list[str]) -> list[list[int]]:
         """Each text's token ids without special tokens or truncation, as tokenizer(texts,
         add_special_tokens=False) gives them. A fast tokenizer's own batch call without offsets tokenizes
-        twice as fast (BENCHMARKS.md, GPU); the settings the wrapper resets on every call are reset here too
+        twice as fast (docs/benchmarks/gpu.md); the settings the wrapper resets on every call are reset here too
         (a tokenizer.json may carry a truncation and a padding of its own)."""
         backend = getattr(self.tokenizer, "backend_tokenizer", None)
         if backend is None or not hasattr(backend, "encode_batch_fast"):

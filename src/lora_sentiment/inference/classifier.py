@@ -32,7 +32,7 @@ __all__ = ["Classifier", "Prediction", "Reading", "forward_logits", "load_classi
 
 # On a GPU the texts are tokenized a block at a time, the next block in a thread while one runs: tokenization
 # is CPU work the device would otherwise wait for. (More threads tokenizing at once were slower: the Rust
-# tokenizer already spreads a batch over the cores; BENCHMARKS.md, GPU.)
+# tokenizer already spreads a batch over the cores; docs/benchmarks/gpu.md.)
 GPU_TOKENIZE_BLOCK = 4096
 
 

@@ -9,8 +9,9 @@ registry is read by the settings and the CLI's --help, which must stay fast."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from importlib import import_module
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from .._face import Registry
 
 if TYPE_CHECKING:
     import numpy as np
@@ -23,16 +24,13 @@ REGISTRY: dict[str, str] = {
     "multi-label": "multi_label",
     "regression": "regression",
 }
-_LOADED: dict[str, ProblemType] = {}
 
 
-def problem_type(name: str) -> ProblemType:
-    """The registered problem type called `name` (a --problem-type value)."""
-    if name not in _LOADED:
-        if name not in REGISTRY:
-            raise KeyError(f"unknown problem type {name!r}; registered: {', '.join(REGISTRY)}")
-        _LOADED[name] = import_module(f".{REGISTRY[name]}", __package__).PROBLEM
-    return _LOADED[name]
+def _unknown(name: str) -> KeyError:
+    return KeyError(f"unknown problem type {name!r}; registered: {', '.join(REGISTRY)}")
+
+
+problem_type: Registry[ProblemType] = Registry(__package__, REGISTRY, "PROBLEM", _unknown)  # the type of a name
 
 
 def problem_types() -> list[ProblemType]:

@@ -281,11 +281,12 @@ def _version() -> str:
 
 
 def serve(
-    runs: str | Sequence[str] = (), *, runs_dir: str | None = None, host: str = "127.0.0.1", port: int = 8000,
-    settings: ServeSettings | None = None, options: LoadOptions | None = None,
+    runs: str | Sequence[str] = (), *, runs_dir: str | None = None, settings: ServeSettings | None = None,
+    options: LoadOptions | None = None, **given: Any,
 ) -> None:  # fmt: skip
-    """Serve one run or export (merged), or several runs and/or every run under `runs_dir` (shared bases)."""
-    settings = settings or ServeSettings()
+    """Serve one run or export (merged), or several runs and/or every run under `runs_dir` (shared bases) at
+    `settings.host`:`settings.port`. `given`: ServeSettings' fields (host, port, limits...), as keywords."""
+    settings = settings or ServeSettings(**given)
     specs = [runs] if isinstance(runs, str) else list(runs)
     app = create_app(open_models(specs, runs_dir, settings, options or LoadOptions()), settings)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")

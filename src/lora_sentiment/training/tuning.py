@@ -25,6 +25,7 @@ from ..config import TrainConfig
 from ..errors import UserError
 from ..options import TuneOptions
 from ..problems.metrics import LOWER_IS_BETTER
+from ..runs.run import ADAPTER_CONFIG_FILE
 from .search_space import Dimension
 from .tracking import check_trackers, study_run
 
@@ -58,7 +59,7 @@ def tune(
     optuna = _optuna()
     check_trackers(config)
     folder = Path(config.output_dir).expanduser()
-    if (folder / "adapter_config.json").exists():
+    if (folder / ADAPTER_CONFIG_FILE).exists():
         raise UserError(f"--output-dir {folder} holds a training run; give tune a folder of its own")
     folder.mkdir(parents=True, exist_ok=True)
     metric = _objective_metric(config, log)  # loads the data once: bad input fails here, before any trial

@@ -63,7 +63,7 @@ def test_bench_engines_measures_every_engine_side_by_side(tmp_path, trained_run,
         main(["bench-engines", str(trained_run), "--data", str(small_csv), "--rows", "24", "--output", str(out)]) == 0
     )
     report = json.loads(out.read_text())
-    engines = ["the tutorial's way", "torch (default)", "onnx fp32", "onnx int8", "openvino", "openvino int8"]
+    engines = ["the tutorial's way", "torch (default)", "onnx", "onnx int8", "openvino", "openvino int8"]
     assert [k for k in report if isinstance(report[k], dict) and "steady" in report[k]] == engines
     for name in engines:
         entry = report[name]
@@ -74,7 +74,7 @@ def test_bench_engines_measures_every_engine_side_by_side(tmp_path, trained_run,
     assert set(report["onnx int8"]["whole_command"]["stages"]) == {"start-up", "load", "read", "predict", "write"}
     # Without torch an export's whole command needs far less memory than the tutorial's torch process.
     assert (
-        report["onnx fp32"]["whole_command"]["peak_rss_mb"]
+        report["onnx"]["whole_command"]["peak_rss_mb"]
         < report["the tutorial's way"]["whole_command"]["peak_rss_mb"]
     )
     assert "openvino int8" in capsys.readouterr().out

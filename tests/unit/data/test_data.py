@@ -291,3 +291,14 @@ def test_bare_ids_equal_the_tokenizers_own_call(request, imdb_frames, fixture):
     expected = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
     assert encoder.bare_ids(texts) == expected
     assert max(map(len, expected)) > 128  # not cut by the tokenizer.json's own truncation
+
+
+def test_the_file_formats_named_in_the_options_are_the_ones_read_and_written():
+    import typing
+
+    from lora_sentiment.data.tables import INPUT_FORMATS, OUTPUT_FORMATS
+    from lora_sentiment.options import InputFormat, OutputFormat
+
+    assert set(INPUT_FORMATS.values()) == set(typing.get_args(InputFormat))
+    # parquet is written by the ray runner (Ray's own writer), the others by data.tables
+    assert set(OUTPUT_FORMATS.values()) | {"parquet"} == set(typing.get_args(OutputFormat))

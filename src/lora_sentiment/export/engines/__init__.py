@@ -6,8 +6,9 @@ that brings its runtime (pyproject.toml); docs/architecture.md has the checklist
 
 from __future__ import annotations
 
-from importlib import import_module
 from typing import TYPE_CHECKING
+
+from ..._face import Registry
 
 if TYPE_CHECKING:
     from .base import Engine
@@ -18,14 +19,12 @@ ENGINES: dict[str, str] = {
     "onnx": "onnx",
     "openvino": "openvino",
 }
-_LOADED: dict[str, Engine] = {}
 
 
-def engine(name: str) -> Engine:
-    if name not in _LOADED:
-        if name not in ENGINES:
-            from ...errors import UserError
+def _unknown(name: str) -> Exception:
+    from ...errors import UserError
 
-            raise UserError(f"unknown --format {name!r}; choose one of: {', '.join(ENGINES)}")
-        _LOADED[name] = import_module(f".{ENGINES[name]}", __name__).ENGINE
-    return _LOADED[name]
+    return UserError(f"unknown --format {name!r}; choose one of: {', '.join(ENGINES)}")
+
+
+engine: Registry[Engine] = Registry(__name__, ENGINES, "ENGINE", _unknown)  # the engine of a --format value

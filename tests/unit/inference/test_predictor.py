@@ -1,0 +1,41 @@
+"""One Predictor protocol: a run on torch, an export without torch, and each run of a shared-base set answer the
+same calls with the same information; one door opens each of them."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lora_sentiment import LoadOptions, open_predictor
+from lora_sentiment.export.writing import export_run
+from lora_sentiment.inference.base import Predictor, PredictorSet
+
+TEXTS = ["A wonderful, moving film.", "Dull and far too long."]
+
+
+def test_a_run_an_export_and_a_set_member_are_predictors_that_agree(trained_run, small_csv, tmp_path):
+    fp32 = LoadOptions(precision="fp32")
+    run = open_predictor(trained_run, fp32)
+    export = open_predictor(export_run(trained_run, tmp_path / "onnx", format="onnx", log=lambda _: None), fp32)
+    both = open_predictor({"a": trained_run, "b": str(trained_run)}, fp32)
+    assert isinstance(both, PredictorSet) and not isinstance(both, Predictor) and both.names == ["a", "b"]
+    member = both["b"]
+    for predictor in (run, export, member):
+        assert isinstance(predictor, Predictor)
+        info = predictor.info()
+        assert set(info) == {"label_names", "problem_type", "thresholds", "long_text", "precision", "device"}
+        assert info["label_names"] == ["Negative", "Positive"] and info["precision"] == "fp32"
+        assert np.allclose(predictor.predict_scores(TEXTS), run.predict_scores(TEXTS), atol=1e-4)
+        assert predictor.predict_proba(TEXTS).shape == (2, 2)
+        assert [p.label_name for p in predictor.predict(TEXTS)] == [p.label_name for p in run.predict(TEXTS)]
+        assert predictor.evaluate(str(small_csv), max_samples=20)["samples"] == 20
+    assert export.info()["device"] == "cpu (onnxruntime)" and run.info()["device"] == "cpu"
+
+
+def test_load_options_are_checked_where_they_are_made(trained_run):
+    import pytest
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="stride"):
+        open_predictor(trained_run, stride=0)
+    with pytest.raises(ValidationError, match="long_text"):
+        LoadOptions(long_text="split")
