@@ -190,8 +190,11 @@ def test_load_2000_requests_from_16_clients_against_a_server_process(trained_run
 
 def test_serve_binds_loopback_by_default_and_checks_its_flags(tmp_path, trained_run, capsys):
     from lora_sentiment.cli import build_parser, main
+    from lora_sentiment.cli.flags import from_args
+    from lora_sentiment.config import ServeSettings
 
-    assert build_parser().parse_args(["serve", "run"]).host == "127.0.0.1"
+    settings = from_args(build_parser().parse_args(["serve", "run"]), ServeSettings)  # what `serve run` binds
+    assert (settings.host, settings.port) == ("127.0.0.1", 8000)
     assert main(["serve", str(tmp_path)]) == 2
     assert "not a finished run directory" in capsys.readouterr().err
     assert main(["serve", str(trained_run), "--max-texts", "0"]) == 2
