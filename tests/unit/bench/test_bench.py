@@ -73,10 +73,7 @@ def test_bench_engines_measures_every_engine_side_by_side(tmp_path, trained_run,
     assert report["the tutorial's way"]["whole_vs_tutorial"] == 1.0
     assert set(report["onnx int8"]["whole_command"]["stages"]) == {"start-up", "load", "read", "predict", "write"}
     # Without torch an export's whole command needs far less memory than the tutorial's torch process.
-    assert (
-        report["onnx"]["whole_command"]["peak_rss_mb"]
-        < report["the tutorial's way"]["whole_command"]["peak_rss_mb"]
-    )
+    assert report["onnx"]["whole_command"]["peak_rss_mb"] < report["the tutorial's way"]["whole_command"]["peak_rss_mb"]
     assert "openvino int8" in capsys.readouterr().out
 
 
