@@ -17,6 +17,7 @@ from .errors import UserError
 __version__ = "0.3.0"
 
 # The public API, loaded on first use: torch and transformers stay out of `import lora_sentiment` and --help.
+# (No `serve` here: `lora_sentiment.serve` is the 0.2 module path of serving.app; `serving.serve` starts a server.)
 _LAZY = {
     "train": "training.recipe",
     "TrainResult": "training.recipe",
@@ -31,13 +32,12 @@ _LAZY = {
     "open_predictor": "opening",
     "export_run": "export.writing",
     "predict_file": "batch.files",
-    "serve": "serving.app",
     "LabelSpace": "problems.space",
 }
 __all__ = [
     "PRESETS", "TrainConfig", "UserError", "build_config", "train", "TrainResult", "tune", "load_classifier",
     "Classifier", "load_classifiers", "ClassifierSet", "Prediction", "Predictor", "LoadOptions", "open_predictor",
-    "export_run", "predict_file", "serve", "LabelSpace",
+    "export_run", "predict_file", "LabelSpace",
 ]  # fmt: skip
 
 if TYPE_CHECKING:
@@ -49,7 +49,6 @@ if TYPE_CHECKING:
     from .opening import open_predictor
     from .problems.outputs import Prediction
     from .problems.space import LabelSpace
-    from .serving.app import serve
     from .training.recipe import TrainResult, train
     from .training.tuning import tune
 
