@@ -1,0 +1,75 @@
+"""Report stage, text: what a user reads first about a run — the recipe, the per-epoch curve, the final scores
+beside the baseline, the examples — and the per-label table, all from its metrics record."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+def summary(config: Any, space: Any, metrics: Any) -> str:
+    """What a user wants to see first: the recipe, the per-epoch curve, the final scores, the examples.
+    `space` is the run's LabelSpace."""
+    final, train, names = metrics.final, metrics.train, space.names
+    columns = space.problem.headline
+    lines = [
+        f"Model      {config.model}  "
+        f"(LoRA r={config.lora_r}, alpha={config.lora_alpha:g} on {', '.join(config.lora_targets or [])})",
+        f"Data       {config.data}  ({train.train_samples or '?'} train / {final.samples or '?'} eval, "
+        f"max {config.max_length} tokens, {space.problem_type}, labels {', '.join(names[:12])})",
+        f"Training   {train.epochs:g} epochs in {train.precision or '?'}, {_fmt(train.runtime_s, '.0f')} s, "
+        f"{train.trainable_parameters:,} of {train.total_parameters:,} parameters trained",
+        "",
+        f"{'epoch':>6} {'train loss':>11} {'eval loss':>10} " + " ".join(f"{c:>9}" for c in columns),
+    ]
+    for row in metrics.history:
+        cells = [_fmt(row.get(key)) for key in ("train_loss", "loss", *columns)]
+        lines.append(f"{row.epoch:>6g} {cells[0]:>11} {cells[1]:>10} " + " ".join(f"{c:>9}" for c in cells[2:]))
+    scores = ", ".join(f"{key} {_fmt(final.get(key))}" for key in space.problem.metrics if key in final)
+    lines += ["", f"Kept epoch {_fmt(final.epoch, 'g')}: {scores}"]
+    if metrics.baseline:
+        keys = [key for key in space.problem.metrics if key in metrics.baseline]
+        lines.append("Baseline (TF-IDF + linear): " + ", ".join(f"{k} {_fmt(metrics.baseline[k])}" for k in keys))
+    lines += _confusion_lines(final.confusion_matrix, names) if final.confusion_matrix else []
+    if final.get("per_label") and not final.confusion_matrix:  # tags: their table stands for the matrix
+        lines += per_label_lines(final, space, limit=12).splitlines()
+    examples = metrics.examples
+    if examples.after:
+        lines.append("Examples (before -> after training):")
+        for before, after in zip(examples.before, examples.after):
+            lines.append(f"  {before['label']:>8} -> {after['label']:<8} {after['text']}")
+    return "\n".join(lines)
+
+
+def _confusion_lines(matrix: Sequence[Sequence[int]], label_names: Sequence[str]) -> list[str]:
+    width = max(8, *(len(n) for n in label_names))
+    lines = [
+        "Confusion (rows true, columns predicted):",
+        " " * (width + 2) + " ".join(f"{n:>{width}}" for n in label_names),
+    ]
+    return lines + [
+        f"  {name:<{width}}" + " ".join(f"{v:>{width}}" for v in row) for name, row in zip(label_names, matrix)
+    ]
+
+
+def _fmt(value: Any, spec: str = ".4f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def headline(final: dict[str, Any], space: Any) -> str:
+    """The scores a user reads first, for the log line at the end of training."""
+    return space.problem.headline_text(final)
+
+
+def per_label_lines(final: dict[str, Any], space: Any, limit: int = 40) -> str:
+    """The per-label table as text (precision, recall, F1, support; and thresholds for tags)."""
+    table = final.get("per_label") or {}
+    if not table:
+        return ""
+    width = max(8, *(len(name) for name in table))
+    tags = "threshold" in next(iter(table.values()))
+    lines = [f"{'label':<{width}} precision  recall      f1  support" + ("  threshold" if tags else "")]
+    for name, row in list(table.items())[:limit]:
+        line = f"{name:<{width}} {row['precision']:>9.3f} {row['recall']:>7.3f} {row['f1']:>7.3f} {row['support']:>8}"
+        lines.append(line + (f" {row['threshold']:>10.3f}" if tags else ""))
+    return "\n".join(lines)
