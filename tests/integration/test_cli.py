@@ -111,6 +111,22 @@ def test_the_0_2_form_of_predict_still_works_with_a_note(tiny_run, capsys):
     assert "`predict RUN TEXT...` is deprecated; use `predict RUN --text TEXT...`" in captured.err
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--json", "--text", "A wonderful film.", "Dreadful."],
+        ["--text", "A wonderful film.", "Dreadful.", "--json"],
+        ["--json", "A wonderful film.", "Dreadful."],  # the 0.2 form, flags first: argparse alone refused it
+    ],
+)
+def test_flags_and_texts_in_any_order(tiny_run, capsys, argv):
+    assert main(["predict", str(tiny_run), *argv]) == 0
+    assert [json.loads(line)["text"] for line in capsys.readouterr().out.splitlines()] == [
+        "A wonderful film.",
+        "Dreadful.",
+    ]
+
+
 def test_several_runs_predict_the_same_texts_side_by_side(tiny_run, capsys):
     argv = ["predict", f"a={tiny_run}", f"b={tiny_run}", "--text", "Loved it.", "--precision", "fp32", "--json"]
     assert main(argv) == 0

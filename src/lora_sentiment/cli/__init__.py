@@ -30,6 +30,11 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
+    return _parsers()[0]
+
+
+def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The top-level parser, and each command's own."""
     parser = argparse.ArgumentParser(
         prog="lora-sentiment",
         description="Fine-tune transformer encoders for text classification with LoRA (IMDB sentiment by default).",
@@ -37,7 +42,19 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMANDS.values():
         import_module(f".{module}", __name__).add_parser(commands)
-    return parser
+    return parser, commands.choices
+
+
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command's arguments, options and positionals in any order (`predict RUN --json "A text."` too):
+    argparse's intermixed parsing, which it offers per command (not across subcommands)."""
+    parser, commands = _parsers()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in commands:
+        return parser.parse_args(argv)  # --help, or argparse's own error naming the commands
+    args = commands[argv[0]].parse_intermixed_args(argv[1:])
+    args.command = argv[0]
+    return args
 
 
 def _quiet_libraries() -> None:
@@ -52,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ..measure import seconds_since_process_start
 
     startup = seconds_since_process_start()
-    args = build_parser().parse_args(argv)
+    args = parse(argv)
     args.startup_seconds = startup
     _quiet_libraries()
     try:

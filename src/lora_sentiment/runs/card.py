@@ -25,8 +25,6 @@ def model_card(
     return "\n".join(sections)
 
 
-
-
 def _card_metrics(space: LabelSpace) -> list[str]:
     """The scores the card's results line shows: the problem type's own, less precision / recall / ROC-AUC
     (ROC-AUC has its own clause)."""

@@ -84,5 +84,3 @@ def plot_per_label_f1(per_label: dict[str, dict[str, float]], path: Path) -> Pat
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
-
-

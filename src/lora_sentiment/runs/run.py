@@ -16,13 +16,21 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from . import card
-from . import figures as plots
 from ..atomic import fresh_staging_dir, replace_dir
 from ..config import TrainConfig, build_config
 from ..errors import UserError, first_line
 from ..problems.space import LabelSpace
-from .records import EpochRecord, Examples, ExampleRow, RunMetrics, Scores, TrainStats
+from . import card
+from . import figures as plots
+from .records import EpochRecord, ExampleRow, Examples, RunMetrics, Scores, TrainStats
+
+# The metrics.json records live in records.py; 0.2 imported them from here, so they are re-exported.
+__all__ = [
+    "ADAPTER_CONFIG_FILE", "ADAPTER_WEIGHTS_FILE", "CARD_FILE", "EXPORT_INFO_FILE", "LABELS_FILE", "METRICS_FILE",
+    "RECORD_FILES", "RESUME_CONFIG_FILE", "RUN_CONFIG_FILE", "EpochRecord", "ExampleRow", "Examples", "Run",
+    "RunMetrics", "RunWorkspace", "Scores", "TrainStats", "export_format", "find_runs", "is_export",
+    "parse_named_runs", "read_metrics", "run_info", "write_run",
+]  # fmt: skip
 
 RUN_CONFIG_FILE = "training_config.yaml"  # the resolved config: every setting of the run
 LABELS_FILE = "labels.json"
