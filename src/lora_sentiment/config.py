@@ -48,7 +48,7 @@ class TrainConfig(BaseModel):
     problem_type: ProblemTypeChoice = Field(
         "auto",
         description="single-label (one class per text), multi-label (any number of tags) or regression (a number) "
-        "[auto: label lists, --label-separator or --label-columns -> multi-label; fractional numbers -> regression]",
+        "[auto: label lists, --label-separator or --label-columns -> multi-label; non-integer numbers -> regression]",
     )
     label_separator: Optional[str] = Field(
         None, description="Split string labels on this into several tags (multi-label), e.g. ','"

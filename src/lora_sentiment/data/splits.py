@@ -105,6 +105,8 @@ def load_labeled_data(config: TrainConfig, log: Callable[[str], None] = print) -
     kind = detect_problem_type(
         train, config.problem_type, separator=config.label_separator, label_columns=config.label_columns
     )
+    if config.problem_type == "auto" and problem_type(kind).claimed_because:
+        log(f"Problem type: {kind}, as {problem_type(kind).claimed_because} (--problem-type auto).")
     names = config.label_columns or config.label_names
     if problem_type(kind).named_after_column:
         names = names or [config.label_column]

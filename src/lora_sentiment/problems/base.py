@@ -48,6 +48,7 @@ class ProblemType:
     curve_metric: ClassVar[str]  # drawn per epoch beside the loss
     lower_is_better: ClassVar[frozenset[str]] = frozenset()  # among `metrics`; the loss always is
     detection_order: ClassVar[int] = 99  # --problem-type auto asks each type's `claims` in this order
+    claimed_because: ClassVar[str] = ""  # what the log says when auto picks it
     figure: ClassVar[str | None] = None  # the error plot of the kept epoch: "confusion_matrix" or "per_label_f1"
     file_columns: ClassVar[tuple[str, ...]]  # what `predict --input` adds to each row
     stratified: ClassVar[bool] = False  # whether splits carved and samples drawn keep the class shares

@@ -28,6 +28,7 @@ class MultiLabel(ProblemType):
     curve_metric = "f1_macro"
     lower_is_better = frozenset({"hamming_loss"})
     detection_order = 0
+    claimed_because = "the labels are lists, or --label-separator / --label-columns is set"
     figure = "per_label_f1"
     file_columns = ("predicted_labels",)
     baseline_label = "one-vs-rest logistic regression"

@@ -15,8 +15,6 @@ from .base import ProblemType
 if TYPE_CHECKING:
     from .space import LabelSpace
 
-MANY_VALUES = 10  # auto: fractional labels with more distinct values than this are a regression target
-
 
 class Regression(ProblemType):
     name = "regression"
@@ -27,6 +25,7 @@ class Regression(ProblemType):
     curve_metric = "spearman"
     lower_is_better = frozenset({"mae", "rmse"})
     detection_order = 1
+    claimed_because = "the labels are numbers that are not all integers"
     file_columns = ("predicted_value",)
     baseline_label = "ridge regression"
     weighted = False
@@ -37,12 +36,13 @@ class Regression(ProblemType):
         import pyarrow as pa
         import pyarrow.compute as pc
 
+        # A number that is not an integer can never be a class id, however few the distinct values (ratings
+        # divided by 10 have eight); integer columns stay classes (pass --problem-type regression for them).
         if not pa.types.is_floating(column.type):
             return False
         values = pc.drop_null(column).to_numpy(zero_copy_only=False)
         values = values[~np.isnan(values)]
-        fractional = len(values) and not np.all(np.equal(np.mod(values, 1), 0))
-        return bool(fractional and len(np.unique(values)) > MANY_VALUES)
+        return bool(len(values) and not np.all(np.equal(np.mod(values, 1), 0)))
 
     def encode(self, ds: Any, where: str, *, names: Sequence[str] | None, given_names: Sequence[str] | None,
                separator: str | None) -> tuple[Any, list[str]]:  # fmt: skip

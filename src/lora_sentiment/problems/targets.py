@@ -33,8 +33,8 @@ def _datasets() -> Any:
 
 def detect_problem_type(ds: Any, requested: str, *, separator: str | None, label_columns: Sequence[str] | None) -> str:
     """auto: the first problem type (in detection order) that claims the label column — lists, --label-separator
-    or --label-columns mean multi-label; fractional numbers with many distinct values mean regression — else one
-    class per text (integer ratings too: pass --problem-type regression to predict them as numbers)."""
+    or --label-columns mean multi-label; numbers that are not all integers mean regression — else one class per
+    text (integer ratings too: pass --problem-type regression to predict them as numbers)."""
     if requested != "auto":
         return requested
     column = ds.data.column("label")

@@ -155,7 +155,11 @@ def test_aclimdb_folder(tmp_path, frame):
         ),
         (lambda d, f: _write(f[["text"]].assign(label=""), d / "r.csv"), {}, "have no label"),
         (lambda d, f: _write(f[["text"]].assign(text="  ", label=f.label), d / "r.csv"), {}, "every text"),
-        (lambda d, f: _write(f[["text"]].assign(label=f.label * 0.5), d / "r.csv"), {}, "class ids"),
+        (
+            lambda d, f: _write(f[["text"]].assign(label=f.label * 0.5), d / "r.csv"),
+            {"problem_type": "single-label"},
+            "class ids",
+        ),
         (lambda d, f: (d / "empty").mkdir() or d / "empty", {}, "aclImdb layout"),
         (
             lambda d, f: (d / "bad.csv").write_bytes(b'text,label\n"unterminated,1\nx,0\n') and d / "bad.csv",
@@ -170,6 +174,18 @@ def test_bad_input_is_one_clear_error(tmp_path, frame, make, kwargs, needle):
     with pytest.raises(UserError, match=needle) as info:
         load_labeled_data(_config(path, **kwargs), log=_quiet)
     assert "\n" not in str(info.value)
+
+
+def test_auto_reads_any_non_integer_number_as_a_value_and_says_so(tmp_path, frame):
+    """Ratings divided by 10 have eight distinct values, and none of them can be a class id."""
+    scores = frame.assign(label=(frame.label * 6 + np.arange(len(frame)) % 4 + 1) / 10)[["text", "label"]]
+    assert scores.label.nunique() == 8 and scores.label.max() == 1.0
+    lines = []
+    data = load_labeled_data(_config(_write(scores, tmp_path / "s.csv")), log=lines.append)
+    assert data.space.problem_type == "regression"
+    assert "Problem type: regression, as the labels are numbers that are not all integers" in "\n".join(lines)
+    integers = load_labeled_data(_config(_write(frame[["text", "label"]], tmp_path / "i.csv")), log=lines.append)
+    assert integers.space.problem_type == "single-label"
 
 
 def test_unseen_eval_label_is_named(tmp_path, frame):
