@@ -20,6 +20,7 @@ from transformers import AutoModelForSequenceClassification
 from ..data.encoding import TextEncoder
 from ..errors import UserError
 from ..modeling.model import load_classifier_model
+from ..modeling.quiet import quiet_loading
 from ..runs.run import ADAPTER_CONFIG_FILE, Run
 from .classifier import Reading, forward_logits
 
@@ -121,7 +122,8 @@ class SharedBase:
         adapter = f"run{self._count}"
         self._count += 1
         try:
-            self._load(run, adapter)
+            with quiet_loading():
+                self._load(run, adapter)
         except BaseException:
             self.remove(adapter)
             raise

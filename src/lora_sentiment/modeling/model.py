@@ -19,6 +19,7 @@ from ..errors import UserError, first_line
 from ..hub import is_local, load_with_fallback
 from ..problems.space import LabelSpace
 from .device import TORCH_DTYPES, configure_attention_backends, default_device
+from .quiet import quiet_loading
 
 # The LoRA paper adapts the attention query and value projections; their names differ per architecture.
 DEFAULT_TARGETS: dict[str, list[str]] = {
@@ -132,7 +133,8 @@ def load_classifier_model(
         extra = {}
         if attention is not None:
             extra["attn_implementation"] = resolve_attention(attention, config, default_device(), settings.max_length)
-        model = _from_local_or_hub(name, lambda **kw: load(config, **extra, **kw))
+        with quiet_loading():
+            model = _from_local_or_hub(name, lambda **kw: load(config, **extra, **kw))
     except (OSError, ValueError) as exc:
         raise _model_load_error(name, exc) from exc
     _fit_embeddings_to(model, tokenizer)
@@ -374,7 +376,8 @@ def load_run_model(run: Any, *, merge: bool = True) -> tuple[Any, Any]:
         config.model, run.space, tokenizer=tokenizer, trust_remote_code=config.trust_remote_code
     )
     try:
-        model = PeftModel.from_pretrained(base, str(run.path))
+        with quiet_loading():
+            model = PeftModel.from_pretrained(base, str(run.path))
     except Exception as exc:  # peft raises ValueError, OSError, safetensors errors, KeyError...
         raise UserError(
             f"could not load the LoRA adapter in {run.path}: {first_line(exc)} (is it a finished run directory?)"

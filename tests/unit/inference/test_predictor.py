@@ -39,3 +39,18 @@ def test_load_options_are_checked_where_they_are_made(trained_run):
         open_predictor(trained_run, stride=0)
     with pytest.raises(ValidationError, match="long_text"):
         LoadOptions(long_text="split")
+
+
+def test_loading_a_run_from_python_prints_nothing(trained_run):
+    """No load report of a 'newly initialized' head, no progress bar, no library warning: the head comes from
+    the run a moment later, and a user reading that would think the run lost."""
+    import subprocess
+    import sys
+
+    code = (
+        "from lora_sentiment import load_classifier, load_classifiers, open_predictor; "
+        f"load_classifier({str(trained_run)!r}); load_classifiers([{str(trained_run)!r}]); "
+        f"open_predictor({str(trained_run)!r}).predict(['Fine.'])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and (done.stdout, done.stderr) == ("", ""), done.stderr
