@@ -82,11 +82,11 @@ TRAIN_ERRORS = [
         "not seen in training: 'sarcasm'",
     ),
     (
-        "an empty tag list",
+        "an empty tag inside a tag list",
         "tags.jsonl",
-        TAGS_JSONL + '{"text": "nothing to say", "label": []}\n',
+        TAGS_JSONL + '{"text": "nothing to say", "label": ["joy", ""]}\n',
         [],
-        "empty label list",
+        "has an empty tag in ['joy', '']",
     ),
     (
         "a tag string without --label-separator",
@@ -181,6 +181,12 @@ RECOVERIES = [
         _rows(),
         ["--max-length", "4096"],
         "is above this model's maximum; using 128",
+    ),
+    (
+        "texts with no tag (empty cells of joined tags) are multi-label targets like any other",
+        "text,label\n" + "".join(f"comment {i},{['joy|love', '', 'anger'][i % 3]}\n" for i in range(30)),
+        ["--label-separator", "|", "--max-length", "32"],
+        "labels: anger, joy, love",
     ),
 ]
 

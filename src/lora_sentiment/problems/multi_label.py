@@ -53,6 +53,8 @@ class MultiLabel(ProblemType):
     def check_trainable(self, labels: np.ndarray, names: list[str], where: str) -> None:
         if len(names) < 2:
             raise UserError(f"training data in {where} has a single tag; multi-label needs two or more")
+        if not np.asarray(labels).any():
+            raise UserError(f"no text of the training data in {where} has a tag; multi-label needs texts with tags")
 
     def balanced_weights(self, labels: np.ndarray, names: list[str]) -> np.ndarray:
         # BCE's pos_weight: texts without the tag over texts with it

@@ -211,15 +211,17 @@ def _tag_lists(column: Any, where: str, separator: str | None) -> list[list[str]
         )
     if not is_list and separator is None:
         raise UserError(f"the label column in {where} holds strings: pass --label-separator (e.g. ',') to split them")
-    values = column.to_pylist()
     rows = []
-    for line, value in enumerate(values, start=1):
-        tags = value if is_list else (value.split(separator) if isinstance(value, str) else None)
-        tags = [str(t).strip() for t in tags or [] if t is not None and str(t).strip()]
-        if not tags:
+    for line, value in enumerate(column.to_pylist(), start=1):
+        # No tag at all is a normal multi-label target, in every layout: an empty list, an empty cell, all 0s.
+        if value is None or (isinstance(value, str) and not value.strip()):
+            rows.append([])
+            continue
+        tags = [str(t).strip() if t is not None else "" for t in (value if is_list else value.split(separator))]
+        if not all(tags):
             raise UserError(
-                f"row {line} of {where} has an empty label list; every text needs at least one label "
-                "(add a 'none' / 'neutral' label, or drop the row)"
+                f"row {line} of {where} has an empty tag in {value!r}; remove it (an empty list or an empty cell "
+                "means that no tag applies)"
             )
         rows.append(tags)
     return rows

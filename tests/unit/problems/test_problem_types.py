@@ -243,3 +243,36 @@ def test_class_weights_reach_the_loss(tmp_path, tiny_distilbert, small_csv, tag_
     )  # fmt: skip
     train(config, log=messages.append)
     assert "Class weights: Negative 1, Positive 2.5" in "\n".join(messages)
+
+
+@pytest.mark.parametrize("layout", ["jsonl", "parquet", "joined", "columns"])
+def test_a_text_with_no_tag_is_read_the_same_in_every_layout(tmp_path, layout):
+    """An empty tag set is a normal multi-label target: [] in a list column, an empty cell of joined tags, all
+    0/1 columns at 0."""
+    rows = _tag_rows().assign(label=lambda f: [[] if i % 4 == 0 else tags for i, tags in enumerate(f.label)])
+    path, extra = tmp_path / f"tags.{layout}", {}
+    if layout == "jsonl":
+        rows.to_json(path, orient="records", lines=True)
+    elif layout == "parquet":
+        rows.to_parquet(path)
+    elif layout == "joined":
+        path, extra = tmp_path / "joined.csv", {"label_separator": "|"}
+        rows.assign(label=rows.label.map("|".join)).to_csv(path, index=False)
+    else:
+        path, extra = tmp_path / "columns.csv", {"label_columns": TAGS}
+        columns = {t: rows.label.map(lambda tags, t=t: int(t in tags)) for t in TAGS}
+        pd.DataFrame({"text": rows.text, **columns}).to_csv(path, index=False)
+    data = load_labeled_data(TrainConfig(data=str(path), eval_fraction=0.25, **extra), log=lambda _: None)
+    everything = np.concatenate([np.asarray(data.train["label"]), np.asarray(data.eval["label"])])
+    assert data.space.names == TAGS and everything.shape == (60, 3)
+    assert (everything.sum(axis=1) == 0).sum() == 15  # every 4th of 60 rows: no tag
+
+
+def test_no_tag_predicted_for_a_text_with_no_tag_counts_as_right():
+    from lora_sentiment.problems.space import LabelSpace
+
+    space = LabelSpace("multi-label", TAGS, [0.5, 0.5, 0.5])
+    labels = np.array([[0, 0, 0], [1, 0, 0]])
+    scores = np.array([[0.1, 0.2, 0.3], [0.9, 0.1, 0.1]])
+    metrics = space.problem.evaluate(space, labels, scores, detailed=False)
+    assert metrics["accuracy"] == 1.0 and metrics["hamming_loss"] == 0.0
