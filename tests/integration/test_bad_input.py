@@ -369,3 +369,37 @@ def test_model_code_is_not_run_without_trust_remote_code(tmp_path, tiny_distilbe
     assert main(["train", "--model", str(model), "--data", str(small_csv), "--output-dir", str(tmp_path / "out")]) == 2
     assert "--trust-remote-code" in capsys.readouterr().err.splitlines()[-1]
     assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "command, env, flags, needle",
+    [
+        (
+            "train",
+            {"MLFLOW_TRACKING_URI": "file:/tmp/mlruns"},
+            ["--report-to", "mlflow"],
+            "a file store, which MLflow 3",
+        ),
+        ("train", {}, ["--report-to", "mlflow", "--mlflow-uri", "./mlruns"], "--mlflow-uri ./mlruns is a file store"),
+        ("train", {}, ["--report-to", "mlflow", "--mlflow-uri", "sqlite:///no/such/dir/m.db"], "does not exist"),
+        ("train", {"WANDB_MODE": "sometimes"}, ["--report-to", "wandb"], "WANDB_MODE='sometimes' is not a W&B mode"),
+        ("tune", {}, ["--storage", "not a url", "--trials", "1"], "--storage not a url is not a database URL"),
+        ("tune", {}, ["--storage", "sqlite:////no/such/dir/s.db", "--trials", "1"], "does not exist"),
+    ],
+)
+def test_settings_are_checked_before_any_work(
+    tmp_path, tiny_distilbert, capsys, monkeypatch, command, env, flags, needle
+):
+    """Tracker stores, W&B modes and study databases: refused in one line before the data is read, nothing left."""
+    monkeypatch.chdir(tmp_path)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr("lora_sentiment.training.recipe.load_labeled_data", lambda *a, **k: pytest.fail("data was read"))
+    monkeypatch.setattr("lora_sentiment.training.tuning._objective_metric", lambda *a: pytest.fail("data was read"))
+    data = _write(tmp_path, "data.csv", _rows())
+    before = set(tmp_path.iterdir())
+    argv = [command, "--model", tiny_distilbert, "--data", str(data), "--output-dir", str(tmp_path / "out"), *flags]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err and err.startswith("lora-sentiment: error:"), err
+    assert set(tmp_path.iterdir()) == before

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from ..config import TrainConfig
 from ..errors import UserError
@@ -23,11 +24,42 @@ DEFAULT_MLFLOW_URI = "sqlite:///mlflow.db"
 EXPERIMENT = "lora-sentiment"
 
 
+WANDB_MODES = ("online", "offline", "disabled", "dryrun")
+
+
 def check_trackers(config: TrainConfig) -> None:
-    """Before anything runs: every --report-to target has its package."""
+    """Before anything runs (a failure here writes nothing): every --report-to target has its package, MLflow's
+    store is one MLflow accepts, W&B's mode is one it knows."""
     for target in config.report_to:
         if importlib.util.find_spec(EXTRAS[target]) is None:
             raise UserError(f"--report-to {target} needs the {target} package: pip install 'lora-sentiment[{target}]'")
+    if "mlflow" in config.report_to:
+        _check_mlflow_store(config)
+    mode = os.environ.get("WANDB_MODE")
+    if "wandb" in config.report_to and mode is not None and mode.strip().lower() not in WANDB_MODES:
+        raise UserError(
+            f"WANDB_MODE={mode!r} is not a W&B mode; set it to one of {', '.join(WANDB_MODES)}, or unset it"
+        )
+
+
+def _check_mlflow_store(config: TrainConfig) -> None:
+    """MLflow 3 refuses a plain folder (file store) unless MLFLOW_ALLOW_FILE_STORE is set, and an SQLite file
+    needs its folder: found here, not after the model has loaded and the first epoch has started."""
+    uri = mlflow_uri(config)
+    source = (
+        "--mlflow-uri" if config.mlflow_uri else "MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI") else ""
+    )
+    scheme = urlparse(uri).scheme.lower()
+    allowed = os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").strip().lower() in ("1", "true", "yes")
+    if scheme in ("", "file") and not allowed:
+        raise UserError(
+            f"{source} {uri} is a file store, which MLflow 3 refuses: use a database, e.g. --mlflow-uri "
+            "sqlite:///mlflow.db, or set MLFLOW_ALLOW_FILE_STORE=true to keep the folder"
+        )
+    if scheme == "sqlite":
+        folder = Path(uri.removeprefix("sqlite:///")).expanduser().parent
+        if not folder.is_dir():
+            raise UserError(f"{source or 'MLflow'} {uri}: the folder {folder} does not exist; create it first")
 
 
 def mlflow_uri(config: TrainConfig) -> str:

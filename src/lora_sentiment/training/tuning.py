@@ -61,8 +61,9 @@ def tune(
     folder = Path(config.output_dir).expanduser()
     if (folder / ADAPTER_CONFIG_FILE).exists():
         raise UserError(f"--output-dir {folder} holds a training run; give tune a folder of its own")
-    folder.mkdir(parents=True, exist_ok=True)
+    _check_storage_url(options.storage)
     metric = _objective_metric(config, log)  # loads the data once: bad input fails here, before any trial
+    folder.mkdir(parents=True, exist_ok=True)
     study = optuna.create_study(
         study_name=study_name, storage=_storage(optuna, options.storage, folder), load_if_exists=True,
         direction="minimize" if metric in LOWER_IS_BETTER else "maximize",
@@ -146,6 +147,26 @@ def _optuna() -> Any:
         raise UserError("tune needs Optuna: pip install 'lora-sentiment[tune]'") from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna
+
+
+def _check_storage_url(url: str | None) -> None:
+    """--storage read and its database driver found before any work (SQLAlchemy's URL parser)."""
+    if url is None:
+        return
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+        parsed.get_dialect().import_dbapi()  # the driver module: a missing one fails here, not at the first trial
+    except Exception as exc:  # noqa: BLE001 - ArgumentError, NoSuchModuleError, ImportError of a driver
+        raise UserError(
+            f"--storage {url} is not a database URL that can be opened here ({str(exc).splitlines()[0]}); e.g. "
+            "sqlite:///study.db or postgresql://user@host/db with its driver installed"
+        ) from None
+    if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:"):
+        folder = Path(parsed.database).expanduser().parent
+        if not folder.is_dir():
+            raise UserError(f"--storage {url}: the folder {folder} does not exist; create it first")
 
 
 def _storage(optuna: Any, url: str | None, folder: Path) -> Any:
