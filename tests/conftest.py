@@ -10,6 +10,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import settings
+
+# Property tests: a bounded number of examples in CI; `pytest --hypothesis-profile=long` for a long search.
+settings.register_profile("ci", max_examples=40)
+settings.register_profile("long", max_examples=2000)
+settings.load_profile("ci")
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

@@ -9,3 +9,9 @@ def first_line(exc: BaseException) -> str:
     """The first line of an exception's message, for one-line errors."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def one_line(text: str) -> str:
+    """A message as one printable line: line breaks and other control characters in it (from a column name or a
+    label of the user's data, say) written as escapes."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)

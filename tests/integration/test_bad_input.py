@@ -394,7 +394,9 @@ def test_settings_are_checked_before_any_work(
     monkeypatch.chdir(tmp_path)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr("lora_sentiment.training.recipe.load_labeled_data", lambda *a, **k: pytest.fail("data was read"))
+    monkeypatch.setattr(
+        "lora_sentiment.training.recipe.load_labeled_data", lambda *a, **k: pytest.fail("data was read")
+    )
     monkeypatch.setattr("lora_sentiment.training.tuning._objective_metric", lambda *a: pytest.fail("data was read"))
     data = _write(tmp_path, "data.csv", _rows())
     before = set(tmp_path.iterdir())

@@ -11,8 +11,9 @@ import os
 import sys
 from collections.abc import Sequence
 from importlib import import_module
+from typing import NoReturn
 
-from ..errors import UserError
+from ..errors import UserError, one_line
 
 # command -> its module in this package. Order = --help's order.
 COMMANDS = {
@@ -29,13 +30,21 @@ COMMANDS = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser whose errors are one line that names the command's --help, as our own errors are: not
+    the usage block and then the error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"lora-sentiment: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     return _parsers()[0]
 
 
 def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The top-level parser, and each command's own."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="lora-sentiment",
         description="Fine-tune transformer encoders for text classification with LoRA (IMDB sentiment by default).",
     )
@@ -75,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return import_module(f".{COMMANDS[args.command]}", __name__).run(args)
     except UserError as exc:
-        print(f"lora-sentiment: error: {exc}", file=sys.stderr)
+        print(f"lora-sentiment: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("lora-sentiment: interrupted", file=sys.stderr)
