@@ -5,6 +5,7 @@ temporary file beside the output and renamed at the end, so a failed run never l
 
 from __future__ import annotations
 
+import os
 import sys
 from collections import deque
 from collections.abc import Iterator
@@ -67,7 +68,7 @@ def predict_file(
     out_fmt = resolve_format(output_path, options.output_format, OUTPUT_FORMATS, "--output-format", "jsonl")
     job = ChunkJob("text" if in_fmt == "txt" else options.text_column, out_fmt, options.batch_size)
     target = checked_output(output_path, options.overwrite)
-    workers = options.workers or 1
+    workers = _checked_workers(options.workers or 1)
     summary = BatchSummary()
     with summary.timing("load"):
         predictor = _predictor(model, workers, load, job)
@@ -80,6 +81,18 @@ def predict_file(
     finally:
         predictor.close()
         bar.close()
+
+
+def _checked_workers(workers: int) -> int:
+    """Each worker process loads its own copy of the model: more than the machine's cores only costs memory (a
+    fuzzed --workers 70000 took all of it)."""
+    cores = os.cpu_count() or 1
+    if workers > cores:
+        raise UserError(
+            f"--workers {workers} is more than this machine's {cores} CPU cores, and each worker loads its own copy "
+            f"of the model: use at most {cores}, or --runner ray to spread the work over a cluster"
+        )
+    return workers
 
 
 def _split_options(options: FileOptions | None, load: LoadOptions | None, given: dict[str, Any]) -> tuple:

@@ -99,6 +99,11 @@ def plan(files: list[str], fmt: str, workers: int | None, resources: dict[str, f
     cpus = float(resources.get("CPU", 1))
     if workers is not None and workers < 1:
         raise UserError("--workers must be at least 1")
+    if workers is not None and workers > max(int(cpus), gpus, 1):
+        raise UserError(
+            f"--workers {workers} is more than the cluster's {int(cpus)} CPUs and {gpus} GPUs: each worker is an "
+            "actor with its own copy of the model; use fewer"
+        )
     if gpus:
         count = workers or gpus
         return RayPlan(files, fmt, count, 1.0, 1, 1)

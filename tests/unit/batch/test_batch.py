@@ -187,3 +187,20 @@ def test_a_damaged_run_fails_once_in_the_workers_too(tmp_path, reviews, trained_
     with pytest.raises(UserError, match="could not load the LoRA adapter"):
         predict_file(str(run), str(source), str(tmp_path / "out.csv"), text_column="review", progress=False, workers=2)
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_more_workers_than_cores_is_refused_before_any_starts(trained_run, tmp_path, capsys):
+    """Each worker loads its own copy of the model: a fuzzed --workers 70000 once took all the memory."""
+    import os
+
+    from lora_sentiment.batch.ray_data import plan
+    from lora_sentiment.cli import main
+    from lora_sentiment.errors import UserError
+
+    (tmp_path / "in.csv").write_text("text\nfine\n")
+    argv = ["predict", str(trained_run), "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "o.csv")]
+    assert main([*argv, "--workers", str((os.cpu_count() or 1) + 1)]) == 2
+    assert "CPU cores, and each worker loads its own copy of the model" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+    with pytest.raises(UserError, match="more than the cluster's 48 CPUs"):
+        plan(["a"], "csv", 70_000, {"CPU": 48.0}, nodes=3)
