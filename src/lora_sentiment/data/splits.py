@@ -63,6 +63,8 @@ def drop_empty_texts(ds: Any, where: str) -> tuple[Any, int]:
     import datasets
 
     column = ds.data.column("text")
+    if pa.types.is_nested(column.type):  # lists or objects: no cast makes them a text
+        raise UserError(f"the text column of {where} holds {column.type}, not texts; check --text-column")
     if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
         ds = ds.cast_column("text", datasets.Value("string"))
         column = ds.data.column("text")
@@ -161,5 +163,11 @@ def _carve_eval(train: Any, space: LabelSpace, config: TrainConfig, where: str) 
                 f"cannot carve an evaluation split from {where}: a class has a single example; pass --eval-data"
             )
         stratify = "label"
-    parts = train.train_test_split(test_size=config.eval_fraction, stratify_by_column=stratify, seed=config.seed)
+    try:
+        parts = train.train_test_split(test_size=config.eval_fraction, stratify_by_column=stratify, seed=config.seed)
+    except ValueError:  # too few rows for a split of that share (or for one row of each class in it)
+        raise UserError(
+            f"cannot carve an evaluation split from the {len(train)} training rows of {where} with --eval-fraction "
+            f"{config.eval_fraction:g}; give more rows, another --eval-fraction, or --eval-data"
+        ) from None
     return parts["train"], parts["test"]

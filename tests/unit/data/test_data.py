@@ -1,3 +1,4 @@
+import json
 import time
 from pathlib import Path
 
@@ -318,3 +319,15 @@ def test_the_file_formats_named_in_the_options_are_the_ones_read_and_written():
     assert set(INPUT_FORMATS.values()) == set(typing.get_args(InputFormat))
     # parquet is written by the ray runner (Ray's own writer), the others by data.tables
     assert set(OUTPUT_FORMATS.values()) | {"parquet"} == set(typing.get_args(OutputFormat))
+
+
+def test_what_the_cli_fuzzer_found_in_the_data_is_one_clear_error(tmp_path):
+    """A text column of lists (JSONL), and too few rows to carve an evaluation split from."""
+    lists = tmp_path / "lists.jsonl"
+    lists.write_text("".join(json.dumps({"text": ["a", "b"], "label": i % 2}) + "\n" for i in range(6)))
+    with pytest.raises(UserError, match="holds list<item: string>, not texts; check --text-column"):
+        load_labeled_data(_config(lists), log=_quiet)
+    one = tmp_path / "one.csv"
+    one.write_text("text,label\na single review,0.5\n")
+    with pytest.raises(UserError, match="cannot carve an evaluation split from the 1 training rows"):
+        load_labeled_data(_config(one), log=_quiet)
