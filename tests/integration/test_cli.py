@@ -325,3 +325,14 @@ def test_early_stopping_and_best_metric(tmp_path, tiny_distilbert, small_csv):
     result = train(config, log=lambda _: None)
     assert [row["epoch"] for row in result.metrics["history"]] == [1.0, 2.0]
     assert result.metrics["final"]["epoch"] == 1.0  # the first of equal scores stays the best
+
+
+def test_auto_trains_non_integer_scores_as_regression_and_says_so(tmp_path, tiny_distilbert, capsys):
+    """Ratings divided by 10 (eight distinct values): no class ids, so --problem-type auto reads a number."""
+    rows = "".join(f"review {i} {'great' if i % 2 else 'bad'},{(i % 8 + 3) / 10}\n" for i in range(40))
+    (tmp_path / "scores.csv").write_text("text,label\n" + rows)
+    argv = ["train", "--model", tiny_distilbert, "--data", str(tmp_path / "scores.csv"), "--output-dir",
+            str(tmp_path / "run"), "--max-length", "32", "--epochs", "1"]  # fmt: skip
+    assert main(argv) == 0
+    assert "Problem type: regression, as the labels are numbers that are not all integers" in capsys.readouterr().out
+    assert json.loads((tmp_path / "run" / "labels.json").read_text())["problem_type"] == "regression"
