@@ -5,6 +5,7 @@ every `predict` command's start-up, which needs none of this."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -61,6 +62,8 @@ def _load_file(path: Path) -> Any:
     kwargs: dict[str, Any] = {"sep": "\t"} if suffix == ".tsv" else {}
     if builder == "csv":
         check_field_counts(path, "\t" if suffix == ".tsv" else ",")
+    if builder == "json":
+        return _nonempty(_load_json(path), path)
     try:
         with _quiet_datasets_logger():  # its CSV reader logs a traceback of its own before raising
             loaded = datasets.load_dataset(builder, data_files={"train": str(path)}, split="train", **kwargs)
@@ -69,9 +72,70 @@ def _load_file(path: Path) -> Any:
         raise UserError(
             f"could not read {path} as {suffix[1:]}: {first_line(cause)} ({read_error_fix(cause)})"
         ) from exc
+    return _nonempty(loaded, path)
+
+
+def _nonempty(loaded: Any, path: Path) -> Any:
     if len(loaded) == 0:
         raise UserError(f"data file {path} has no rows")
     return loaded
+
+
+def _load_json(path: Path) -> Any:
+    """JSON Lines (or one JSON array of objects), parsed line by line with Python's json into one Arrow table.
+    Not `datasets`' JSON builder: the pyarrow reader under it crashed the process with a segmentation fault on
+    a generated file in the long fuzz search (docs/reliability.md), and a crash cannot be answered with a
+    one-line error. Columns are the union of every object's keys, missing values null, as that builder made."""
+    import datasets
+    import pyarrow as pa
+
+    records = _json_records(path)
+    names = list(dict.fromkeys(key for record in records for key in record))
+    columns = {}
+    for name in names:
+        try:
+            columns[name] = pa.array([record.get(name) for record in records])
+        except (pa.ArrowException, OverflowError, ValueError, TypeError) as exc:
+            raise UserError(
+                f"column {name!r} of {path} mixes kinds of values ({first_line(exc)}); give every row the same "
+                "kind (all texts, all numbers, all lists)"
+            ) from None
+    return datasets.Dataset(datasets.table.InMemoryTable(pa.table(columns) if columns else pa.table({})))
+
+
+def _json_records(path: Path) -> list[dict[str, Any]]:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"could not read {path}: it is not UTF-8 text ({exc.reason}); save it as UTF-8") from None
+    if text.lstrip().startswith("["):  # one JSON array of objects
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); fix that line") from None
+        return [_object(item, path, f"item {number}") for number, item in enumerate(items, 1)]
+    records = []
+    # "\n" only: str.splitlines() would also split at U+2028 and other characters a JSON string may hold raw.
+    for number, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(
+                f"line {number} of {path} is not valid JSON ({exc.msg}); JSONL needs one object per line"
+            ) from None
+        records.append(_object(item, path, f"line {number}"))
+    return records
+
+
+def _object(item: Any, path: Path, where: str) -> dict[str, Any]:
+    if not isinstance(item, dict):
+        raise UserError(
+            f"{where} of {path} is a JSON {type(item).__name__}, not an object: give one {{\"text\": ..., "
+            "\"label\": ...} object per line"
+        )
+    return item
 
 
 @contextmanager

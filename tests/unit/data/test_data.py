@@ -331,3 +331,33 @@ def test_what_the_cli_fuzzer_found_in_the_data_is_one_clear_error(tmp_path):
     one.write_text("text,label\na single review,0.5\n")
     with pytest.raises(UserError, match="cannot carve an evaluation split from the 1 training rows"):
         load_labeled_data(_config(one), log=_quiet)
+
+
+def test_json_lines_are_read_by_our_own_reader_with_one_line_errors(tmp_path):
+    """JSONL is parsed line by line (not by pyarrow's JSON reader, which once crashed the process): columns are
+    the union of the keys, U+2028 inside a string is not a line end, a BOM and CRLF are fine, a JSON array of
+    objects is read too, and each malformed line is named."""
+    good = tmp_path / "good.jsonl"
+    good.write_bytes(
+        b'\xef\xbb\xbf{"text": "a\\u2028b", "label": 0}\r\n\n{"text": "c", "label": 1, "extra": [1, 2]}\r\n'
+    )
+    train = load_splits(str(good))["train"]
+    assert train["text"] == ["a\u2028b", "c"] and train["label"] == [0, 1] and train["extra"] == [None, [1, 2]]
+    array = tmp_path / "array.json"
+    array.write_text(json.dumps([{"text": "a", "label": 0}, {"text": "b", "label": 1}]))
+    assert load_splits(str(array))["train"]["label"] == [0, 1]
+    cases = {
+        '{"text": "a", "label": 0}\n{"text": "b",\n': "line 2 of .* is not valid JSON",
+        '{"text": "a", "label": 0}\n[1, 2]\n': "line 2 of .* is a JSON list, not an object",
+        '{"text": "a", "label": 0}\n{"text": "b", "label": "x"}\n': "column 'label' of .* mixes kinds of values",
+        "\n\n": "has no rows",
+    }
+    for number, (content, message) in enumerate(cases.items()):
+        bad = tmp_path / f"bad{number}.jsonl"
+        bad.write_text(content)
+        with pytest.raises(UserError, match=message):
+            load_splits(str(bad))
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes('{"text": "caf\xe9", "label": 0}\n'.encode("latin-1"))
+    with pytest.raises(UserError, match="not UTF-8 text"):
+        load_splits(str(latin))
