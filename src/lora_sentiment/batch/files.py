@@ -64,11 +64,8 @@ def predict_file(
     with `load`. `given`: FileOptions' and LoadOptions' fields, as keywords. At most 2 x workers chunks are in
     flight, so memory stays bounded however long the file is."""
     options, load = _split_options(options, load, given)
-    in_fmt = resolve_format(input_path, options.input_format, INPUT_FORMATS, "--input-format", "txt")
-    out_fmt = resolve_format(output_path, options.output_format, OUTPUT_FORMATS, "--output-format", "jsonl")
-    job = ChunkJob("text" if in_fmt == "txt" else options.text_column, out_fmt, options.batch_size)
-    target = checked_output(output_path, options.overwrite)
-    workers = _checked_workers(options.workers or 1)
+    plan = check_file_job(input_path, output_path, options)
+    in_fmt, job, target, workers = plan.input_format, plan.job, plan.target, plan.workers
     summary = BatchSummary()
     with summary.timing("load"):
         predictor = _predictor(model, workers, load, job)
@@ -77,10 +74,31 @@ def predict_file(
     try:
         with _output(target) as handle:
             chunks = checked_chunks(input_path, in_fmt, options.chunk_size)
-            return _stream(chunks, predictor, _Sink(handle, out_fmt, bar, input_path), 2 * workers, summary)
+            return _stream(chunks, predictor, _Sink(handle, job.fmt, bar, input_path), 2 * workers, summary)
     finally:
         predictor.close()
         bar.close()
+
+
+@dataclass(frozen=True)
+class FilePlan:
+    """A file prediction's settings, resolved: formats, columns, where it writes, how many workers."""
+
+    input_format: str
+    job: ChunkJob
+    target: Path | None  # None: stdout
+    workers: int
+
+
+def check_file_job(input_path: str, output_path: str, options: FileOptions) -> FilePlan:
+    """Everything about a file prediction that needs neither the file's rows nor the model, checked: the input
+    exists, the formats are known, the output may be written, the workers fit the machine."""
+    if input_path != "-" and not Path(input_path).is_file():
+        raise UserError(f"input file not found: {input_path} (check --input)")
+    in_fmt = resolve_format(input_path, options.input_format, INPUT_FORMATS, "--input-format", "txt")
+    out_fmt = resolve_format(output_path, options.output_format, OUTPUT_FORMATS, "--output-format", "jsonl")
+    job = ChunkJob("text" if in_fmt == "txt" else options.text_column, out_fmt, options.batch_size)
+    return FilePlan(in_fmt, job, checked_output(output_path, options.overwrite), _checked_workers(options.workers or 1))
 
 
 def _checked_workers(workers: int) -> int:

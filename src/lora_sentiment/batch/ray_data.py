@@ -12,6 +12,7 @@ import glob
 import importlib.util
 import logging
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -47,6 +48,27 @@ class RayPlan:
 
 def ray_missing() -> str | None:
     return None if importlib.util.find_spec("ray") else _MISSING_RAY
+
+
+def check_ray_job(output_path: str, options: FileOptions, ray_address: str | None) -> tuple[str, Path]:
+    """A Ray prediction's settings, before any file is read or Ray starts: Ray is installed, the address reads as
+    one, the output folder may be written. The output format and folder, resolved."""
+    missing = ray_missing()
+    if missing:
+        raise UserError(missing)
+    if ray_address is not None and not _ADDRESS.fullmatch(ray_address.strip()):
+        raise UserError(
+            f"--ray-address {ray_address!r} is not a Ray address: give auto, HOST:PORT or ray://HOST:PORT (or leave "
+            "it out to start Ray on this machine)"
+        )
+    out_fmt = _output_format(output_path, options.output_format)
+    target = checked_output(output_path, options.overwrite)  # not stdout: _output_format refused it
+    assert target is not None
+    return out_fmt, target
+
+
+# What `ray.init(address=...)` takes: "auto", "local", a GCS HOST:PORT or a Ray Client ray://HOST:PORT.
+_ADDRESS = re.compile(r"auto|local|(ray://)?[A-Za-z0-9.\-_\[\]:]+:\d{1,5}")
 
 
 def input_files(path: str, input_format: str | None) -> tuple[list[str], str]:
@@ -154,11 +176,7 @@ def predict_on_ray(
     this call); the predictions go to the folder `output_path`, one file per block, each row with its
     `input_file` and `input_row`. `model`: a run or export folder, loaded once by each actor."""
     options, load = options or FileOptions(), load or LoadOptions()
-    missing = ray_missing()
-    if missing:
-        raise UserError(missing)
-    out_fmt = _output_format(output_path, options.output_format)
-    target = checked_output(output_path, options.overwrite)  # not stdout: _output_format refused it
+    out_fmt, target = check_ray_job(output_path, options, ray_address)
     files, fmt = input_files(input_path, options.input_format)
     job = ChunkJob("text" if fmt == "txt" else options.text_column, out_fmt, options.batch_size)
     check_inputs(files, fmt, job.text_column)

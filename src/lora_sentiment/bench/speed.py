@@ -122,12 +122,8 @@ def make_shaped_model(directory: Path, tokenizer_source: str) -> str:
     return str(path)
 
 
-def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """`options.data` is a folder with train.parquet and validation.parquet; `options.model` a trained-weights
-    encoder (its tokenizer also serves the DistilBERT-shaped model unless `options.tokenizer` names another)."""
-    quiet()
-    given = {k: getattr(options, k) for k in FULL if getattr(options, k) is not None}
-    sizes = dict(QUICK if options.quick else FULL, **given)
+def check_bench(options: BenchOptions) -> tuple[str, tuple[Path, Path]]:
+    """`bench`'s settings, before anything is measured: the model to measure and the two data files."""
     if options.shaped_only and not options.distilbert_shaped:
         raise UserError("nothing to measure: --shaped-only and --no-distilbert-shaped exclude each other")
     model = options.model or options.tokenizer
@@ -138,6 +134,16 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> dict
         raise UserError(
             f"{options.data} needs train.parquet and validation.parquet (text and label columns); set --data"
         )
+    return model, files
+
+
+def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """`options.data` is a folder with train.parquet and validation.parquet; `options.model` a trained-weights
+    encoder (its tokenizer also serves the DistilBERT-shaped model unless `options.tokenizer` names another)."""
+    quiet()
+    given = {k: getattr(options, k) for k in FULL if getattr(options, k) is not None}
+    sizes = dict(QUICK if options.quick else FULL, **given)
+    model, files = check_bench(options)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     report: dict[str, Any] = {"machine": machine_description(device), "sizes": sizes,
                               "max_length": options.max_length, "model": model}  # fmt: skip

@@ -1,8 +1,11 @@
 """`lora-sentiment COMMAND`: one module per command, each an `add_parser` whose flags come from the command's
 typed options (flags.py) and a `run` that calls the public API.
 
-Heavy libraries are imported inside the commands' `run`, so `--help` and bad flags answer at once.
-Adding a command: a module here with HELP, add_parser and run, and its line in COMMANDS (docs/architecture.md)."""
+Every command is `check` then `run`: `check(args)` resolves and validates everything that needs neither the
+data nor the model (options, folders, trackers, URLs, addresses, formats, extras) and returns the settings;
+only then does `run(args, settings)` read data, load a model or write. A failure in `check` writes nothing.
+Heavy libraries are imported inside the commands, so `--help` and bad flags answer at once. Adding a command:
+a module here with HELP, add_parser, check and run, and its line in COMMANDS (docs/architecture.md)."""
 
 from __future__ import annotations
 
@@ -81,8 +84,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     args.startup_seconds = startup
     _quiet_libraries()
+    command = import_module(f".{COMMANDS[args.command]}", __name__)
     try:
-        return import_module(f".{COMMANDS[args.command]}", __name__).run(args)
+        settings = command.check(args)  # before any data is read or file written
+        return command.run(args, settings)
     except UserError as exc:
         print(f"lora-sentiment: error: {one_line(str(exc))}", file=sys.stderr)
         return 2

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..bench.options import BenchOptions
-from .flags import add_model_flags, from_args
+from .flags import add_model_flags, check_report_file, from_args
 
 HELP = "time the tutorial's recipe against this project's defaults, side by side"
 
@@ -24,10 +24,18 @@ def add_parser(commands: Any) -> None:
     add_model_flags(parser, BenchOptions)
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..bench.speed import format_report, run_bench
+def check(args: argparse.Namespace) -> BenchOptions:
+    from ..bench.speed import check_bench
 
     options: BenchOptions = from_args(args, BenchOptions)
+    check_bench(options)
+    check_report_file(options.output)
+    return options
+
+
+def run(args: argparse.Namespace, options: BenchOptions) -> int:
+    from ..bench.speed import format_report, run_bench
+
     report = run_bench(options, log=lambda message: print(message, flush=True))
     print(format_report(report))
     if options.output:

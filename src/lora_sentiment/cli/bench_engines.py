@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from ..bench.options import EngineBenchOptions
-from .flags import add_model_flags, from_args
+from ..errors import UserError
+from .flags import add_model_flags, check_report_file, from_args
 
 HELP = "time one run's prediction through every engine: the tutorial's way, torch, ONNX, OpenVINO"
 
@@ -24,10 +26,22 @@ def add_parser(commands: Any) -> None:
     add_model_flags(parser, EngineBenchOptions)
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..bench.engines import format_engine_report, run_engine_bench, save_report
+def check(args: argparse.Namespace) -> EngineBenchOptions:
+    from ..runs.run import Run
 
     options: EngineBenchOptions = from_args(args, EngineBenchOptions)
+    Run.open(args.run_dir)
+    if not Path(options.data).is_file():
+        raise UserError(
+            f"--data {options.data} not found: give a CSV, TSV, JSONL or Parquet file with text and label columns"
+        )
+    check_report_file(options.output)
+    return options
+
+
+def run(args: argparse.Namespace, options: EngineBenchOptions) -> int:
+    from ..bench.engines import format_engine_report, run_engine_bench, save_report
+
     report = run_engine_bench(args.run_dir, options, log=lambda m: print(m, flush=True))
     print(format_engine_report(report))
     if options.output:

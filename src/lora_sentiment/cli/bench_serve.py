@@ -9,7 +9,7 @@ from typing import Any
 
 from ..bench.options import ServeBenchOptions
 from ..errors import UserError
-from .flags import add_model_flags, from_args
+from .flags import add_model_flags, check_report_file, from_args
 
 HELP = "measure the server under a bounded loopback load, without and with micro-batching"
 
@@ -29,14 +29,24 @@ def add_parser(commands: Any) -> None:
     add_model_flags(parser, ServeBenchOptions)
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..bench.serve_load import compare_batching, compare_models, format_results
-    from ..data.tables import INPUT_FORMATS, read_chunks, resolve_format
+def check(args: argparse.Namespace) -> ServeBenchOptions:
+    from ..data.tables import INPUT_FORMATS, resolve_format
     from ..runs.run import Run
 
     options: ServeBenchOptions = from_args(args, ServeBenchOptions)
     for run in args.runs:
         Run.open(run)  # a clear error before any server starts
+    if not Path(options.data).is_file():
+        raise UserError(f"--data {options.data} not found: give a file whose text column supplies the requests")
+    resolve_format(options.data, None, INPUT_FORMATS, "--data", "txt")
+    check_report_file(options.output)
+    return options
+
+
+def run(args: argparse.Namespace, options: ServeBenchOptions) -> int:
+    from ..bench.serve_load import compare_batching, compare_models, format_results
+    from ..data.tables import INPUT_FORMATS, read_chunks, resolve_format
+
     fmt = resolve_format(options.data, None, INPUT_FORMATS, "--data", "txt")
     texts = [t for chunk in read_chunks(options.data, fmt, 4096) for t in chunk["text"].tolist()
              if isinstance(t, str) and t.strip()]  # fmt: skip

@@ -26,12 +26,24 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..opening import open_predictor
+def check(args: argparse.Namespace) -> tuple[EvalOptions, LoadOptions]:
+    from ..data.loading import check_source
+    from ..opening import check_openable
     from ..runs.run import parse_named_runs
 
     options: EvalOptions = from_args(args, EvalOptions)
     load: LoadOptions = from_args(args, LoadOptions)
+    check_source(args.data, "--data")
+    for path in parse_named_runs(args.runs).values():
+        check_openable(path)
+    return options, load
+
+
+def run(args: argparse.Namespace, settings: tuple[EvalOptions, LoadOptions]) -> int:
+    from ..opening import open_predictor
+    from ..runs.run import parse_named_runs
+
+    options, load = settings
     if len(args.runs) > 1:
         runs = parse_named_runs(args.runs)
         models = open_predictor(runs, load)  # an export, a missing or damaged run: one line

@@ -24,8 +24,16 @@ def add_parser(commands: Any) -> None:
     add_model_flags(parser, ExportOptions)
 
 
-def run(args: argparse.Namespace) -> int:
+def check(args: argparse.Namespace) -> ExportOptions:
+    from ..export.writing import check_export_settings
+
+    options: ExportOptions = from_args(args, ExportOptions)
+    check_export_settings(args.run_dir, args.out_dir, options)
+    return options
+
+
+def run(args: argparse.Namespace, options: ExportOptions) -> int:
     from ..export.writing import export_run
 
-    export_run(args.run_dir, args.out_dir, from_args(args, ExportOptions), log=lambda m: print(m, flush=True))
+    export_run(args.run_dir, args.out_dir, options, log=lambda m: print(m, flush=True))
     return 0

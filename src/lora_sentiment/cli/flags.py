@@ -8,6 +8,7 @@ import argparse
 import types
 import typing
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -59,6 +60,17 @@ def build(model: type[BaseModel], values: dict[str, Any]) -> Any:
 
 def from_args(args: argparse.Namespace, model: type[BaseModel]) -> Any:
     return build(model, given(args, model))
+
+
+def check_report_file(output: str | None) -> None:
+    """A benchmark's --output, checked before the minutes of measuring that it would record."""
+    if output is None:
+        return
+    path = Path(output).expanduser()
+    if path.is_dir():
+        raise UserError(f"--output {output} is a folder; give a file path, e.g. {path / 'report.json'}")
+    if not path.parent.is_dir():
+        raise UserError(f"the folder of --output {output} does not exist; create it first")
 
 
 def _bare(annotation: Any) -> Any:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,17 +39,64 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON lines instead of a table (with --text)")
 
 
-def run(args: argparse.Namespace) -> int:
+@dataclass
+class PredictJob:
+    """What `predict` was asked, checked: the runs (by name), the texts or the file options, where it runs."""
+
+    runs: dict[str, str]
+    texts: list[str]
+    load: LoadOptions
+    file: FileOptions | None = None  # with --input
+    where: RunnerOptions | None = None
+
+
+def check(args: argparse.Namespace) -> PredictJob:
+    from ..opening import check_openable
+
     runs, texts = _runs_and_texts(args)
     if args.output and not args.input:
         raise UserError("--output needs --input; texts given with --text are printed")
     if texts and args.input:
         raise UserError("give --text or --input, not both")
-    if args.input:
-        return _predict_file(args, runs)
-    if not texts:
+    if not texts and not args.input:
         raise UserError("give texts with --text TEXT... or a file with --input FILE")
-    return _predict_texts(args, runs, texts)
+    job = PredictJob(runs, texts, from_args(args, LoadOptions))
+    if args.input:
+        _check_file_job(args, job)
+    for path in runs.values():
+        check_openable(path)  # a damaged run or export fails here, once, not in every worker
+    return job
+
+
+def _check_file_job(args: argparse.Namespace, job: PredictJob) -> None:
+    if args.engine_alias:
+        print("lora-sentiment: note: --engine local|ray is deprecated; use --runner", file=sys.stderr)
+        args.runner = args.runner or args.engine_alias
+    job.file, job.where = from_args(args, FileOptions), from_args(args, RunnerOptions)
+    if job.where.runner == "ray":
+        from ..batch.ray_data import check_ray_job
+
+        if not args.output:
+            raise UserError("--runner ray writes a folder of files: give --output FOLDER")
+        if len(job.runs) > 1:
+            raise UserError("--runner ray takes one run; predict several runs over one file with --runner local")
+        check_ray_job(args.output, job.file, job.where.ray_address)
+        return
+    if job.where.ray_address:
+        raise UserError("--ray-address needs --runner ray")
+    if job.file.output_format == "parquet":
+        raise UserError("Parquet output is written by --runner ray; here use --output-format csv, tsv or jsonl")
+    from ..batch.files import check_file_job
+
+    check_file_job(args.input, args.output or "-", job.file)
+
+
+def run(args: argparse.Namespace, job: PredictJob) -> int:
+    if not args.input:
+        return _predict_texts(args, job)
+    if job.where and job.where.runner == "ray":
+        return _predict_on_ray(args, job)
+    return _predict_file(args, job)
 
 
 def _runs_and_texts(args: argparse.Namespace) -> tuple[dict[str, str], list[str]]:
@@ -69,13 +117,13 @@ def _runs_and_texts(args: argparse.Namespace) -> tuple[dict[str, str], list[str]
     return {name: str(path) for name, path in runs.items()}, args.text or []
 
 
-def _predict_texts(args: argparse.Namespace, runs: dict[str, str], texts: list[str]) -> int:
+def _predict_texts(args: argparse.Namespace, job: PredictJob) -> int:
     from ..inference.base import PredictorSet
     from ..opening import open_predictor
     from ..problems.outputs import format_table
 
-    load: LoadOptions = from_args(args, LoadOptions)
-    model = open_predictor(next(iter(runs.values())) if len(runs) == 1 else runs, load)
+    runs, texts = job.runs, job.texts
+    model = open_predictor(next(iter(runs.values())) if len(runs) == 1 else runs, job.load)
     members = [(name, model[name]) for name in model.names] if isinstance(model, PredictorSet) else [(None, model)]
     for name, predictor in members:
         predictions = predictor.predict(texts, batch_size=args.batch_size)
@@ -88,46 +136,26 @@ def _predict_texts(args: argparse.Namespace, runs: dict[str, str], texts: list[s
     return 0
 
 
-def _predict_file(args: argparse.Namespace, runs: dict[str, str]) -> int:
-    from ..measure import seconds_line
-    from ..opening import check_openable
-
-    if args.engine_alias:
-        print("lora-sentiment: note: --engine local|ray is deprecated; use --runner", file=sys.stderr)
-        args.runner = args.runner or args.engine_alias
-    options: FileOptions = from_args(args, FileOptions)
-    load: LoadOptions = from_args(args, LoadOptions)
-    where: RunnerOptions = from_args(args, RunnerOptions)
-    if where.runner == "ray":
-        return _predict_on_ray(args, runs, (options, load), where)
-    if where.ray_address:
-        raise UserError("--ray-address needs --runner ray")
-    if options.output_format == "parquet":
-        raise UserError("Parquet output is written by --runner ray; here use --output-format csv, tsv or jsonl")
-    for path in runs.values():
-        check_openable(path)  # a damaged run or export fails here, once, not in every worker
+def _predict_file(args: argparse.Namespace, job: PredictJob) -> int:
     from ..batch.files import predict_file
+    from ..measure import seconds_line
 
+    runs = job.runs
     target = next(iter(runs.values())) if len(runs) == 1 else runs
-    summary = predict_file(target, args.input, args.output or "-", options, load)
+    summary = predict_file(target, args.input, args.output or "-", job.file, job.load)
     skipped = f"; {summary.skipped_empty} rows with no text left without a prediction" if summary.skipped_empty else ""
     print(f"Predicted {summary.predicted} of {summary.rows} rows{skipped}.", file=sys.stderr)
     print(seconds_line({"start-up": args.startup_seconds, **summary.stages.seconds}), file=sys.stderr)
     return 0
 
 
-def _predict_on_ray(args: argparse.Namespace, runs: dict[str, str], given: tuple, where: RunnerOptions) -> int:
+def _predict_on_ray(args: argparse.Namespace, job: PredictJob) -> int:
     from ..batch.ray_data import predict_on_ray
-    from ..opening import check_openable
 
-    if not args.output:
-        raise UserError("--runner ray writes a folder of files: give --output FOLDER")
-    if len(runs) > 1:
-        raise UserError("--runner ray takes one run; predict several runs over one file with --runner local")
-    (path,) = runs.values()
-    check_openable(path)
-    summary = predict_on_ray(str(Path(path).absolute()), args.input, args.output, *given,
-                             ray_address=where.ray_address)  # fmt: skip
+    assert job.where is not None
+    (path,) = job.runs.values()
+    summary = predict_on_ray(str(Path(path).absolute()), args.input, args.output, job.file, job.load,
+                             ray_address=job.where.ray_address)  # fmt: skip
     print(
         f"Predicted {summary.rows} rows of {summary.files_in} files with {summary.workers} Ray workers into "
         f"{summary.output} ({summary.files_out} files; input order: sort by input_file, input_row).",

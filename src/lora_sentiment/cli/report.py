@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..runs.run import Run
 
 HELP = "redraw a run's plots and print a one-screen summary"
 
@@ -14,11 +17,15 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--no-plots", dest="plots", action="store_false", help="only print the summary")
 
 
-def run(args: argparse.Namespace) -> int:
+def check(args: argparse.Namespace) -> Run:
     from ..runs.run import Run
+
+    return Run.open(args.run_dir)
+
+
+def run(args: argparse.Namespace, run: Run) -> int:
     from ..runs.summary import summary
 
-    run = Run.open(args.run_dir)
     print(summary(run.config, run.space, run.metrics))
     if args.plots:
         paths = run.draw_plots()

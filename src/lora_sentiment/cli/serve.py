@@ -32,11 +32,19 @@ def add_parser(commands: Any) -> None:
     add_model_flags(parser, LoadOptions)
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..serving.app import api_key_from_env, serve
+def check(args: argparse.Namespace) -> tuple[ServeSettings, LoadOptions]:
+    from ..serving.app import api_key_from_env, check_serve
 
     values = given(args, ServeSettings)
     values["api_key"] = api_key_from_env(values.get("api_key"))
-    settings = build(ServeSettings, values)
-    serve(args.runs, runs_dir=args.runs_dir, settings=settings, options=from_args(args, LoadOptions))
+    settings: ServeSettings = build(ServeSettings, values)
+    check_serve(args.runs, args.runs_dir, settings)
+    return settings, from_args(args, LoadOptions)
+
+
+def run(args: argparse.Namespace, checked: tuple[ServeSettings, LoadOptions]) -> int:
+    from ..serving.app import serve
+
+    settings, load = checked
+    serve(args.runs, runs_dir=args.runs_dir, settings=settings, options=load)
     return 0

@@ -27,8 +27,15 @@ def add_config_source_flags(parser: argparse.ArgumentParser, config_help: str) -
     )
 
 
-def run(args: argparse.Namespace) -> int:
+def check(args: argparse.Namespace) -> TrainConfig:
+    from ..training.checks import check_train
+
     config = build_config(given(args, TrainConfig), preset=args.preset, config_file=args.config)
+    check_train(config)
+    return config
+
+
+def run(args: argparse.Namespace, config: TrainConfig) -> int:
     from ..measure import Stages, seconds_line
 
     stages = Stages()

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..config import TrainConfig, build_config, read_yaml
 from ..errors import UserError
 from ..options import TuneOptions
 from .flags import add_model_flags, from_args, given
 from .train import add_config_source_flags
+
+if TYPE_CHECKING:
+    from ..training.search_space import Dimension
 
 TUNE_DIR = "tune/lora-sentiment"
 HELP = "search training settings with Optuna; each trial is a real train run"
@@ -30,9 +33,15 @@ def add_parser(commands: Any) -> None:
     add_model_flags(parser, TrainConfig)
 
 
-def run(args: argparse.Namespace) -> int:
+class TuneJob(NamedTuple):
+    config: TrainConfig
+    search: list[Dimension]
+    options: TuneOptions
+
+
+def check(args: argparse.Namespace) -> TuneJob:
+    from ..training.checks import check_tune
     from ..training.search_space import DEFAULT_SEARCH, parse_search
-    from ..training.tuning import tune
 
     values = read_yaml(args.config) if args.config else {}
     search_block = values.pop("search", None)
@@ -44,5 +53,12 @@ def run(args: argparse.Namespace) -> int:
     config = build_config({**values, **overrides}, preset=preset)
     options: TuneOptions = from_args(args, TuneOptions)
     search = parse_search(options.search or search_block or DEFAULT_SEARCH)
-    tune(config, search, options, log=lambda message: print(message, flush=True))
+    check_tune(config, options)
+    return TuneJob(config, search, options)
+
+
+def run(args: argparse.Namespace, job: TuneJob) -> int:
+    from ..training.tuning import tune
+
+    tune(*job, log=lambda message: print(message, flush=True))
     return 0

@@ -31,15 +31,9 @@ def load_splits(source: str, *, data_config: str | None = None) -> Any:
     path = Path(source).expanduser()
     if path.is_dir():
         return _load_aclimdb(path)
-    if path.suffix.lower() in FILE_BUILDERS and not path.exists():
-        raise UserError(f"data file not found: {source} (check the --data / --eval-data path)")
+    check_source(source, "--data / --eval-data")
     if path.exists():
         return datasets.DatasetDict({"train": _load_file(path)})
-    if source.startswith((".", "/", "~")) or path.suffix:
-        raise UserError(
-            f"data path not found: {source}; --data takes a {'/'.join(sorted(set(FILE_BUILDERS)))} file, "
-            "an aclImdb folder or a hub dataset name"
-        )
 
     def load_from_hub(**_: Any) -> Any:
         return datasets.load_dataset(source, data_config)
@@ -48,6 +42,28 @@ def load_splits(source: str, *, data_config: str | None = None) -> Any:
         return load_with_fallback("dataset", source, "--data", load_from_hub, cache_kwarg=None)
     except (ValueError, FileNotFoundError) as exc:
         raise UserError(f"could not load dataset {source!r}: {first_line(exc)}") from exc
+
+
+def check_source(source: str, flag: str) -> None:
+    """A local data path that does not exist, or is a file of a type no reader takes, refused before anything
+    is read (a hub name is checked when it loads)."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return
+    if path.suffix.lower() in FILE_BUILDERS and not path.exists():
+        raise UserError(f"data file not found: {source} (check the {flag} path)")
+    if path.exists():
+        if path.suffix.lower() not in FILE_BUILDERS:
+            raise UserError(
+                f"unsupported data file type {path.suffix or '(none)'!r} for {path} ({flag}); use one of "
+                f"{', '.join(FILE_BUILDERS)}"
+            )
+        return
+    if source.startswith((".", "/", "~")) or path.suffix:
+        raise UserError(
+            f"data path not found: {source}; {flag} takes a {'/'.join(sorted(set(FILE_BUILDERS)))} file, "
+            "an aclImdb folder or a hub dataset name"
+        )
 
 
 def _load_file(path: Path) -> Any:
@@ -132,8 +148,8 @@ def _json_records(path: Path) -> list[dict[str, Any]]:
 def _object(item: Any, path: Path, where: str) -> dict[str, Any]:
     if not isinstance(item, dict):
         raise UserError(
-            f"{where} of {path} is a JSON {type(item).__name__}, not an object: give one {{\"text\": ..., "
-            "\"label\": ...} object per line"
+            f'{where} of {path} is a JSON {type(item).__name__}, not an object: give one {{"text": ..., '
+            '"label": ...} object per line'
         )
     return item
 

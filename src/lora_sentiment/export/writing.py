@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from ..atomic import staged
 from ..config import format_validation_error
+from ..data.loading import check_source
 from ..errors import UserError
 from ..options import ExportOptions
 from ..runs.run import EXPORT_INFO_FILE, Run
@@ -31,11 +32,8 @@ def export_run(
         options = options or ExportOptions(**given)
     except ValidationError as exc:
         raise UserError(format_validation_error(exc)) from None
-    chosen = engine(options.format)
+    chosen, run = check_export_settings(run_dir, out_dir, options)
     run_dir, out_dir = Path(run_dir), Path(out_dir).expanduser()
-    _check_out_dir(run_dir, out_dir, options.overwrite)
-    chosen.check(options)
-    run = Run.open(run_dir)
     prepared = chosen.prepare(run, options)  # read before the model loads: a bad file fails at once
     from ..modeling.model import load_run_model  # torch: only once the settings are known to be good
 
@@ -53,6 +51,17 @@ def export_run(
         (staging / EXPORT_CARD_FILE).write_text(chosen.card(run, options), encoding="utf-8")
     log(chosen.done(run, out_dir, options))
     return out_dir
+
+
+def check_export_settings(run_dir: str | Path, out_dir: str | Path, options: ExportOptions) -> tuple[Any, Run]:
+    """The export's settings, before the model loads: the folder may be written, the engine's packages and
+    options are there, the run opens. The engine and the run."""
+    chosen = engine(options.format)
+    _check_out_dir(Path(run_dir), Path(out_dir).expanduser(), options.overwrite)
+    chosen.check(options)
+    if options.calibration_data:
+        check_source(options.calibration_data, "--calibration-data")
+    return chosen, Run.open(run_dir)
 
 
 def _check_out_dir(run_dir: Path, out_dir: Path, overwrite: bool) -> None:

@@ -7,10 +7,12 @@ and that model is built per app (its limits are settings), inside `create_app`."
 import asyncio
 import os
 import secrets
+import socket
 from collections.abc import Callable, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Annotated, Any
 
 import uvicorn
@@ -20,6 +22,7 @@ from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from ..config import API_KEY_ENV, ServeSettings
+from ..errors import UserError
 from ..inference.base import Predictor
 from ..options import LoadOptions
 from ..problems.outputs import PredictionOut
@@ -280,6 +283,40 @@ def _version() -> str:
         return "0"
 
 
+def check_serve(runs: str | Sequence[str], runs_dir: str | None, settings: ServeSettings) -> None:
+    """`serve`'s settings, before any model loads: something to serve, every run named opens, the folder to
+    watch is one, and the address can be listened on (a port in use is found now, not after the models load)."""
+    from ..opening import check_openable
+    from ..runs.run import parse_named_runs
+
+    specs = [runs] if isinstance(runs, str) else list(runs)
+    if not specs and not runs_dir:
+        raise UserError("give a RUN to serve, several, or --runs-dir DIR")
+    for path in parse_named_runs(specs).values():
+        check_openable(path)
+    if runs_dir and not Path(runs_dir).expanduser().is_dir():
+        raise UserError(f"--runs-dir {runs_dir} is not a folder; create it, or give the folder that holds the runs")
+    _check_address(settings.host, settings.port)
+
+
+def _check_address(host: str, port: int) -> None:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise UserError(
+            f"--host {host!r} is not an address of this machine ({exc}); e.g. 127.0.0.1 or 0.0.0.0"
+        ) from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a closing socket is no clash
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise UserError(
+                f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port, or stop what uses it"
+            ) from None
+
+
 def serve(
     runs: str | Sequence[str] = (), *, runs_dir: str | None = None, settings: ServeSettings | None = None,
     options: LoadOptions | None = None, **given: Any,
@@ -287,6 +324,7 @@ def serve(
     """Serve one run or export (merged), or several runs and/or every run under `runs_dir` (shared bases) at
     `settings.host`:`settings.port`. `given`: ServeSettings' fields (host, port, limits...), as keywords."""
     settings = settings or ServeSettings(**given)
+    check_serve(runs, runs_dir, settings)
     specs = [runs] if isinstance(runs, str) else list(runs)
     app = create_app(open_models(specs, runs_dir, settings, options or LoadOptions()), settings)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")

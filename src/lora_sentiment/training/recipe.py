@@ -34,8 +34,9 @@ from ..problems.space import LabelSpace, resolve_class_weights
 from ..runs.run import RunMetrics, RunWorkspace, checkpoint_epoch, write_run
 from ..runs.summary import headline, per_label_lines
 from .baseline import baseline_name, evaluate_baseline
+from .checks import check_train
 from .report import best_epoch_metrics, epoch_history, example_row, train_stats
-from .tracking import check_trackers, tracked
+from .tracking import tracked
 from .trainer import EvalRecorder, Fitted, Hooks, StepTimer, build_trainer, weighted_loss
 
 Log = Callable[[str], None]
@@ -111,8 +112,7 @@ class TrainRecipe:
     def setup(self) -> None:
         """Everything that can fail on bad input, before any file is written; then the run's place."""
         requested = self.requested
-        self.resume_from = self.workspace.prepare(requested)
-        check_trackers(requested)
+        self.resume_from = check_train(requested)
         self.precision = resolve_precision(requested.precision, default_device())
         with self.stages.timing("data"), distributed.main_process_first():
             self.data = load_labeled_data(requested, log=self.log)

@@ -25,9 +25,9 @@ from ..config import TrainConfig
 from ..errors import UserError
 from ..options import TuneOptions
 from ..problems.metrics import LOWER_IS_BETTER
-from ..runs.run import ADAPTER_CONFIG_FILE
+from .checks import check_tune
 from .search_space import Dimension
-from .tracking import check_trackers, study_run
+from .tracking import study_run
 
 Log = Callable[[str], None]
 
@@ -56,12 +56,9 @@ def tune(
     `given`: TuneOptions' fields, as keywords."""
     options = options or TuneOptions(**given)
     trials, study_name = options.trials, options.study_name
+    check_tune(config, options)
     optuna = _optuna()
-    check_trackers(config)
     folder = Path(config.output_dir).expanduser()
-    if (folder / ADAPTER_CONFIG_FILE).exists():
-        raise UserError(f"--output-dir {folder} holds a training run; give tune a folder of its own")
-    _check_storage_url(options.storage)
     metric = _objective_metric(config, log)  # loads the data once: bad input fails here, before any trial
     folder.mkdir(parents=True, exist_ok=True)
     study = optuna.create_study(
@@ -147,26 +144,6 @@ def _optuna() -> Any:
         raise UserError("tune needs Optuna: pip install 'lora-sentiment[tune]'") from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna
-
-
-def _check_storage_url(url: str | None) -> None:
-    """--storage read and its database driver found before any work (SQLAlchemy's URL parser)."""
-    if url is None:
-        return
-    from sqlalchemy.engine import make_url
-
-    try:
-        parsed = make_url(url)
-        parsed.get_dialect().import_dbapi()  # the driver module: a missing one fails here, not at the first trial
-    except Exception as exc:  # noqa: BLE001 - ArgumentError, NoSuchModuleError, ImportError of a driver
-        raise UserError(
-            f"--storage {url} is not a database URL that can be opened here ({str(exc).splitlines()[0]}); e.g. "
-            "sqlite:///study.db or postgresql://user@host/db with its driver installed"
-        ) from None
-    if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:"):
-        folder = Path(parsed.database).expanduser().parent
-        if not folder.is_dir():
-            raise UserError(f"--storage {url}: the folder {folder} does not exist; create it first")
 
 
 def _storage(optuna: Any, url: str | None, folder: Path) -> Any:
