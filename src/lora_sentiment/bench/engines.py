@@ -153,7 +153,7 @@ def _labelled_rows(data: str, rows: int) -> pd.DataFrame:
 
 def format_engine_report(report: dict[str, Any]) -> str:
     lines = [
-        f"{report['rows']} reviews, run {report['run']}",
+        f"{report['rows']} reviews, run {report['run']}; CPU class {report['machine'].get('cpu_class', '?')}",
         f"{'engine':<20} {'steady/s':>9} {'x tut':>6} {'whole s':>8} {'x tut':>6} {'RSS MB':>7} {'acc':>6} "
         f"{'agree':>6}",
     ]

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from ..errors import UserError
+from ..modeling.cpu import this_cpu
 from ..modeling.device import TORCH_DTYPES, cpu_has_fast_bf16, cpu_info, synchronize
 
 # A child that runs the CLI and reports its own peak RSS, so start-up and loading are counted.
@@ -107,8 +108,12 @@ def machine_description(device: str) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "bf16_cpu_units": cpu_has_fast_bf16(),
+        "cpu_class": this_cpu().name,
+        "cpu_class_found": this_cpu().found,
         "date": time.strftime("%Y-%m-%d"),
-        "cpu_flags": sorted(f for f in flags if f.startswith(("avx512", "amx", "avx2", "fma"))),
+        "cpu_flags": sorted(
+            f for f in flags if f.startswith(("avx512", "amx", "avx2", "avx_vnni", "fma", "asimddp", "bf16", "i8mm"))
+        ),  # fmt: skip
     }
     if device == "cuda":
         info["gpu"] = torch.cuda.get_device_name(0)

@@ -235,6 +235,7 @@ def format_report(report: dict[str, Any]) -> str:
     peak, machine = report["peak_flops"], report["machine"]
     lines = [
         f"machine: {machine.get('gpu') or machine['cpu']} ({machine['cores']} cores), torch {machine['torch']}",
+        f"CPU class: {machine.get('cpu_class', '?')} (flags: {' '.join(machine.get('cpu_flags', []))})",
         "peak matmul: " + ", ".join(f"{k} {v / 1e9:,.0f} GFLOP/s" for k, v in peak.items()),
         f"start-up: CLI --help {report['startup']['cli_help_s']:.2f} s, import {report['startup']['import_s']:.2f} s",
         f"max length {report['max_length']} tokens; sizes {json.dumps(report['sizes'])}",

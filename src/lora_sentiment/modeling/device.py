@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import torch
 
 from ..config import Precision
 from ..errors import UserError
+from .cpu import cpu_flags, this_cpu
 from .distributed import local_rank
 
 TORCH_DTYPES: dict[Precision, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -20,23 +20,15 @@ def default_device() -> torch.device:
     return torch.device("cpu")
 
 
-@functools.cache
 def cpu_info() -> dict[str, object]:
-    """The CPU's model name and flags from /proc/cpuinfo (empty where there is none), read once."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            lines = cpuinfo.read().splitlines()
-    except OSError:
-        return {"model": None, "flags": []}
-    block = lines[: lines.index("")] if "" in lines else lines  # the first processor's block
-    first = {line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip() for line in block if ":" in line}
-    return {"model": first.get("model name"), "flags": first.get("flags", "").split()}
+    """The CPU's model name and flags (read once; empty where the system tells none)."""
+    model, flags = cpu_flags()
+    return {"model": model, "flags": list(flags)}
 
 
 def cpu_has_fast_bf16() -> bool:
-    """AMX or AVX512-BF16: bf16 matmuls run several times faster than fp32 on such CPUs."""
-    flags = cpu_info()["flags"]
-    return "amx_bf16" in flags or "avx512_bf16" in flags
+    """bf16 units (AMX, AVX512-BF16, ARM bf16), as torch may use them here: bf16 then beats fp32."""
+    return this_cpu().bf16_units
 
 
 def resolve_precision(requested: str, device: torch.device) -> Precision:

@@ -4,18 +4,61 @@ import pytest
 import torch
 
 from lora_sentiment.errors import UserError
-from lora_sentiment.modeling import device
+from lora_sentiment.modeling import cpu, device
 
 
-def test_cpu_info_is_read_once_and_drives_bf16(monkeypatch):
-    info = device.cpu_info()
-    assert device.cpu_info() is info  # cached: /proc/cpuinfo is parsed once per process
-    assert isinstance(info["flags"], list)
-    monkeypatch.setattr(device, "cpu_info", lambda: {"model": "x", "flags": ["avx2", "amx_bf16"]})
+def test_cpu_flags_are_read_once_and_the_class_drives_bf16(monkeypatch):
+    assert cpu.cpu_flags() is cpu.cpu_flags()  # cached: /proc/cpuinfo is parsed once per process
+    assert isinstance(device.cpu_info()["flags"], list)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: ("x", ("avx2", "avx512f", "amx_bf16", "amx_tile")))
+    monkeypatch.setattr(cpu.platform, "machine", lambda: "x86_64")
     assert device.cpu_has_fast_bf16()
     assert device.resolve_precision("auto", torch.device("cpu")) == "bf16"
-    monkeypatch.setattr(device, "cpu_info", lambda: {"model": "x", "flags": ["avx2"]})
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_VNNI")  # the stand-in for a CPU without bf16 units
     assert device.resolve_precision("auto", torch.device("cpu")) == "fp32"
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: ("x", ("avx2",)))
+    assert device.resolve_precision("auto", torch.device("cpu")) == "fp32"
+
+
+# Flags recorded from real machines (/proc/cpuinfo), trimmed to those that matter, and the class each is.
+RECORDED = [
+    (
+        "x86_64",
+        "fma avx2 avx512f avx512bw avx512_vnni avx512_bf16 amx_bf16 amx_tile amx_int8",
+        "amx",
+    ),  # Sapphire Rapids
+    ("x86_64", "fma avx2 avx512f avx512bw avx512_vnni avx512_bf16 avx512_vbmi2", "avx512-bf16"),  # EPYC Zen 4
+    ("x86_64", "fma avx2 avx512f avx512bw avx512vl avx512_vnni avx512_vbmi2", "avx512-vnni"),  # this project's VMs
+    ("x86_64", "fma avx2 avx512f avx512bw avx512vl", "avx512"),  # Skylake-SP
+    ("x86_64", "fma avx2 avx_vnni", "avx2-vnni"),  # Alder Lake laptop
+    ("x86_64", "fma avx2 f16c", "avx2"),  # Zen 2/3, Haswell..Comet Lake
+    ("x86_64", "sse4_2", "basic"),
+    ("aarch64", "fp asimd asimddp sve i8mm bf16", "arm-bf16"),  # Graviton 3
+    ("arm64", "bf16 asimddp i8mm", "arm-bf16"),  # Apple M2 (from sysctl)
+    ("aarch64", "fp asimd asimddp", "arm-dotprod"),  # Graviton 2
+    ("aarch64", "fp asimd", "arm"),
+]
+
+
+@pytest.mark.parametrize(("machine", "flags", "expected"), RECORDED)
+def test_cpu_classes_from_recorded_flag_sets(machine, flags, expected):
+    found = cpu.classify(flags.split(), machine)
+    assert found == expected
+    assert (found in cpu.BF16_UNITS) == (expected in ("amx", "avx512-bf16", "arm-bf16"))
+    assert expected in cpu.CLASSES
+
+
+def test_isa_caps_lower_the_class_as_torch_sees_it():
+    assert cpu.capped("amx", {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_VNNI"}) == "avx512-vnni"
+    assert cpu.capped("amx", {"ONEDNN_MAX_CPU_ISA": "avx2"}) == "avx2"
+    assert cpu.capped("avx512-vnni", {"ATEN_CPU_CAPABILITY": "avx2"}) == "avx2"
+    assert cpu.capped("avx2", {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_AMX"}) == "avx2"  # a cap never raises
+    assert cpu.capped("avx512-bf16", {}) == "avx512-bf16"
+    kind = cpu.CpuKind("avx2", "amx", "x")
+    assert not kind.bf16_units and not kind.int8_units and "capped from amx" in kind.describe()
 
 
 def test_explicit_precision_and_what_a_cpu_cannot_do():
