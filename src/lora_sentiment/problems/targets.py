@@ -126,6 +126,14 @@ def _check_label_ids(
             f"found {as_float.min():g}..{as_float.max():g} (for a number to predict, pass --problem-type regression)"
         )
     top = int(as_float.max())
+    if names is None and not given_names:
+        distinct = len(np.unique(as_float))
+        if top + 1 > 10 * distinct + 10:  # a head of top + 1 outputs, nearly all of them for no label at all
+            raise UserError(
+                f"labels in {where} look like codes, not class ids 0..K-1: they reach {top} but only {distinct} "
+                "distinct values appear; renumber them 0, 1, 2, ..., give them as names (text), or pass "
+                "--problem-type regression for a number to predict"
+            )
     if names is None:
         count = top + 1
         names = list(given_names) if given_names else SENTIMENT_NAMES if count <= 2 else [str(i) for i in range(count)]

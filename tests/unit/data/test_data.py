@@ -327,6 +327,10 @@ def test_what_the_cli_fuzzer_found_in_the_data_is_one_clear_error(tmp_path):
     lists.write_text("".join(json.dumps({"text": ["a", "b"], "label": i % 2}) + "\n" for i in range(6)))
     with pytest.raises(UserError, match="holds list<item: string>, not texts; check --text-column"):
         load_labeled_data(_config(lists), log=_quiet)
+    codes = tmp_path / "codes.csv"  # a head of a billion outputs took all memory before this was refused
+    codes.write_text("text,label\n" + "".join(f"review {i},{(0, 1000000000, 7)[i % 3]}\n" for i in range(12)))
+    with pytest.raises(UserError, match="look like codes, not class ids 0..K-1: they reach 1000000000 but only 3"):
+        load_labeled_data(_config(codes), log=_quiet)
     one = tmp_path / "one.csv"
     one.write_text("text,label\na single review,0.5\n")
     with pytest.raises(UserError, match="cannot carve an evaluation split from the 1 training rows"):
