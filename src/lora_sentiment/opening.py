@@ -4,10 +4,13 @@ the file workers and Ray open models here and nowhere else. An export opens with
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .errors import UserError
+from .export.engines import engine
 from .export.folder import ExportedClassifier, check_export, export_info
 from .inference.base import LoadOptions
 from .runs.run import is_export
@@ -15,6 +18,8 @@ from .runs.run import is_export
 if TYPE_CHECKING:
     from .inference.base import Predictor, PredictorSet
 
+# The CLI shows its INFO lines on stderr (cli/__init__.py); from Python they show where logging is configured.
+LOG = logging.getLogger("lora_sentiment")
 Target = str | Path | Sequence[str | Path] | Mapping[str, str | Path]
 
 
@@ -23,14 +28,58 @@ def open_predictor(target: Target, options: LoadOptions | None = None, **given: 
     `given`: LoadOptions' fields (precision, device, long_text, stride, threads), as keywords."""
     options = options or LoadOptions(**given)
     if isinstance(target, (str, Path)):
+        target = resolve_engine_target(target, options)
         if is_export(target):
             return ExportedClassifier.open(target, options)  # on the CPU, whatever options.device says
         from .inference.classifier import load_classifier
 
         return load_classifier(target, options)
+    if options.engine not in ("auto", "torch"):
+        raise UserError(f"--engine {options.engine} runs one run at a time; several runs share their base in torch "
+                        "(--engine torch or auto)")  # fmt: skip
     from .inference.shared_base import load_classifiers
 
     return load_classifiers(target if isinstance(target, Mapping) else list(target), options)
+
+
+def choose_engine(options: LoadOptions) -> str:
+    """What runs a run folder's model: `options.engine`, or for `auto` the fastest faithful engine measured on
+    CPUs (OpenVINO, fp32 or bf16 as torch would run: docs/benchmarks/cpu-classes.md), where it is installed;
+    torch on GPUs and wherever OpenVINO is not."""
+    if options.engine != "auto":
+        if options.engine != "torch":
+            missing = engine(options.engine).missing_modules()
+            if missing:
+                raise UserError(f"--engine {options.engine} needs {', '.join(missing)}: pip install "
+                                f"'lora-sentiment[{engine(options.engine).extra}]', or --engine torch")  # fmt: skip
+        return options.engine
+    on_gpu = options.device not in (None, "cpu") or (options.device is None and _has_gpu())
+    if on_gpu or options.precision == "fp16" or engine("openvino").missing_modules():
+        return "torch"
+    return "openvino"
+
+
+def _has_gpu() -> bool:
+    """An NVIDIA GPU is there (without importing torch, which an engine that runs the model does not need)."""
+    return Path("/dev/nvidia0").exists() or Path("/dev/nvidiactl").exists()
+
+
+def resolve_engine_target(target: str | Path, options: LoadOptions, log: Callable[[str], None] | None = None
+                          ) -> str | Path:  # fmt: skip
+    """A run folder, or what it is compiled to for the chosen engine (built once); an export as it is.
+    `predict`'s workers and Ray resolve this once, before they start, so the model is compiled once."""
+    if is_export(target) or not Path(target).is_dir():
+        return target
+    chosen = choose_engine(options)
+    if chosen == "torch":
+        return target
+    from .export.compiled import compiled_export
+
+    try:
+        return compiled_export(target, chosen, log or LOG.info, None if log else LOG.warning)
+    except OSError as exc:  # a read-only run folder: torch still answers
+        LOG.warning(f"cannot keep a compiled model in {target} ({exc.strerror}); predicting with torch")
+        return target
 
 
 def check_openable(path: str | Path) -> None:

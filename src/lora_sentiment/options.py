@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .config import Precision
 
 LongText = Literal["truncate", "chunks"]
+Engine = Literal["auto", "torch", "openvino", "onnx"]
 InputFormat = Literal["csv", "tsv", "jsonl", "parquet", "txt"]
 OutputFormat = Literal["csv", "tsv", "jsonl", "parquet"]
 
@@ -36,6 +37,12 @@ class LoadOptions(_Options):
     )
     device: str | None = Field(None, description="torch device for a run, e.g. cuda:1 [the GPU if any, else cpu]")
     threads: int | None = Field(None, gt=0, description="CPU threads of an export's runtime [all cores]")
+    engine: Engine = Field(
+        "auto",
+        description="What runs a run's model: torch, or the run compiled once for openvino / onnx and kept in the run "
+        "folder [auto: openvino on CPUs where it is installed (the fastest faithful engine measured), else torch; "
+        "torch on GPUs and for several runs on one base]",
+    )
 
 
 class EvalOptions(_Options):

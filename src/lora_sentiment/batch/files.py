@@ -31,7 +31,7 @@ from ..data.tables import (
 )
 from ..errors import UserError
 from ..measure import Stages
-from ..opening import open_predictor
+from ..opening import open_predictor, resolve_engine_target
 from ..options import FileOptions, LoadOptions
 from .columns import ChunkJob, check_columns
 from .workers import InProcess, Target, WorkerPool
@@ -128,6 +128,8 @@ def _predictor(model: Predictor | PredictorSet | Target, workers: int, load: Loa
     if workers > 1:
         if not isinstance(model, (str, Path, dict)):
             raise ValueError("workers > 1 needs the run directory, which each worker loads")
+        if not isinstance(model, dict):  # compiled here, once, not by every worker at the same time
+            model = resolve_engine_target(model, load)
         return WorkerPool(model if isinstance(model, dict) else str(model), load, workers, job)
     if isinstance(model, (str, Path, dict)):
         model = open_predictor(model, load)

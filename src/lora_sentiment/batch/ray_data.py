@@ -180,6 +180,9 @@ def predict_on_ray(
     files, fmt = input_files(input_path, options.input_format)
     job = ChunkJob("text" if fmt == "txt" else options.text_column, out_fmt, options.batch_size)
     check_inputs(files, fmt, job.text_column)
+    from ..opening import resolve_engine_target
+
+    model = str(Path(resolve_engine_target(model, load)).absolute())  # compiled once here, not by every actor
     with _ray_session(ray_address, options.progress) as (resources, nodes):
         steps = plan(files, fmt, options.workers, resources, nodes)
         with staged(target) as staging:  # an input with no rows still gives an (empty) output folder

@@ -10,6 +10,7 @@ a module here with HELP, add_parser, check and run, and its line in COMMANDS (do
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -69,9 +70,22 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+class _OurLines(logging.Handler):
+    """The package's log records as the CLI's own stderr lines (sys.stderr looked up at each line)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"lora-sentiment: {one_line(record.getMessage())}", file=sys.stderr, flush=True)
+
+
 def _quiet_libraries() -> None:
     """Keep the terminal readable: progress bars and our own lines, not every library's load report."""
     import warnings
+
+    ours = logging.getLogger("lora_sentiment")  # what the package logs (e.g. compiling a run once) as our own lines
+    if not any(isinstance(h, _OurLines) for h in ours.handlers):
+        ours.addHandler(_OurLines())
+        ours.setLevel(logging.INFO)
+        ours.propagate = False
 
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     warnings.filterwarnings("ignore", category=FutureWarning)

@@ -15,6 +15,7 @@ from ..options import FileOptions, LoadOptions, RunnerOptions
 from .flags import add_model_flags, from_args
 
 HELP = "classify texts, or a whole file, with saved runs"
+DEPRECATED_ENGINES = ("local", "ray")
 
 
 def add_parser(commands: Any) -> None:
@@ -34,8 +35,11 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--output", help="where predictions go: .csv .tsv .jsonl, or - for stdout [-]")
     add_model_flags(parser, FileOptions)
     add_model_flags(parser, RunnerOptions)
-    parser.add_argument("--engine", choices=["local", "ray"], dest="engine_alias", help=argparse.SUPPRESS)
     add_model_flags(parser, LoadOptions)
+    # 0.2's `--engine local|ray` (now --runner) shares the flag with the engine that runs the model.
+    engine_flag = next(a for a in parser._actions if a.dest == "engine")
+    engine_flag.choices = [*engine_flag.choices, *DEPRECATED_ENGINES]
+    engine_flag.metavar = "{" + ",".join(LoadOptions.model_fields["engine"].annotation.__args__) + "}"
     parser.add_argument("--json", action="store_true", help="print JSON lines instead of a table (with --text)")
 
 
@@ -60,6 +64,9 @@ def check(args: argparse.Namespace) -> PredictJob:
         raise UserError("give --text or --input, not both")
     if not texts and not args.input:
         raise UserError("give texts with --text TEXT... or a file with --input FILE")
+    if args.engine in DEPRECATED_ENGINES:
+        print("lora-sentiment: note: --engine local|ray is deprecated; use --runner", file=sys.stderr)
+        args.runner, args.engine = args.runner or args.engine, None
     job = PredictJob(runs, texts, from_args(args, LoadOptions))
     if args.input:
         _check_file_job(args, job)
@@ -69,9 +76,6 @@ def check(args: argparse.Namespace) -> PredictJob:
 
 
 def _check_file_job(args: argparse.Namespace, job: PredictJob) -> None:
-    if args.engine_alias:
-        print("lora-sentiment: note: --engine local|ray is deprecated; use --runner", file=sys.stderr)
-        args.runner = args.runner or args.engine_alias
     job.file, job.where = from_args(args, FileOptions), from_args(args, RunnerOptions)
     if job.where.runner == "ray":
         from ..batch.ray_data import check_ray_job

@@ -63,7 +63,8 @@ def test_bench_engines_measures_every_engine_side_by_side(tmp_path, trained_run,
         main(["bench-engines", str(trained_run), "--data", str(small_csv), "--rows", "24", "--output", str(out)]) == 0
     )
     report = json.loads(out.read_text())
-    engines = ["the tutorial's way", "torch (default)", "onnx", "onnx int8", "openvino", "openvino int8"]
+    engines = ["the tutorial's way", "torch fp32", "torch", "default (first call)", "default", "onnx", "onnx int8",
+               "openvino", "openvino int8"]  # fmt: skip
     assert [k for k in report if isinstance(report[k], dict) and "steady" in report[k]] == engines
     for name in engines:
         entry = report[name]
@@ -75,6 +76,8 @@ def test_bench_engines_measures_every_engine_side_by_side(tmp_path, trained_run,
     # Without torch an export's whole command needs far less memory than the tutorial's torch process.
     assert report["onnx"]["whole_command"]["peak_rss_mb"] < report["the tutorial's way"]["whole_command"]["peak_rss_mb"]
     assert "openvino int8" in capsys.readouterr().out
+    assert report["torch fp32"]["label_agreement_with_torch"] == 1.0  # the reference of the agreement column
+    assert report["default"]["label_agreement_with_torch"] >= 0.95
 
 
 def test_peak_rss_is_this_process_not_the_parent():

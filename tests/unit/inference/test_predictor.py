@@ -13,7 +13,7 @@ TEXTS = ["A wonderful, moving film.", "Dull and far too long."]
 
 
 def test_a_run_an_export_and_a_set_member_are_predictors_that_agree(trained_run, small_csv, tmp_path):
-    fp32 = LoadOptions(precision="fp32")
+    fp32 = LoadOptions(precision="fp32", engine="torch")
     run = open_predictor(trained_run, fp32)
     export = open_predictor(export_run(trained_run, tmp_path / "onnx", format="onnx", log=lambda _: None), fp32)
     both = open_predictor({"a": trained_run, "b": str(trained_run)}, fp32)
@@ -29,6 +29,9 @@ def test_a_run_an_export_and_a_set_member_are_predictors_that_agree(trained_run,
         assert [p.label_name for p in predictor.predict(TEXTS)] == [p.label_name for p in run.predict(TEXTS)]
         assert predictor.evaluate(str(small_csv), max_samples=20)["samples"] == 20
     assert export.info()["device"] == "cpu (onnxruntime)" and run.info()["device"] == "cpu"
+    compiled = open_predictor(trained_run, LoadOptions(precision="fp32", device="cpu"))  # --engine auto on a CPU
+    assert compiled.info()["device"] == "cpu (openvino)"
+    assert np.allclose(compiled.predict_scores(TEXTS), run.predict_scores(TEXTS), atol=1e-4)
 
 
 def test_load_options_are_checked_where_they_are_made(trained_run):

@@ -1,0 +1,68 @@
+"""A run compiled once for a faster engine and kept in the run folder (`RUN/.compiled/ENGINE-KEY/`), so
+`predict RUN` with `--engine auto` pays the export on its first call only.
+
+The key hashes what the compiled model is made of: the run's adapter, head, labels and settings, the base model
+(its files' sizes and times when it is a local folder), the runtime's version and this format's version. A stale
+entry (retrained run, new runtime) is replaced; a damaged one is rebuilt with a one-line notice. It is written
+through `export_run`, that is into a hidden folder renamed into place, so a crash never leaves half of one and
+two processes building at once each end with a complete one."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from ..errors import UserError, first_line
+from ..runs.run import ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, LABELS_FILE, RUN_CONFIG_FILE, Run
+
+CACHE_DIR = ".compiled"
+LAYOUT = "1"  # bump when what is written changes, so older entries are rebuilt
+_RUNTIME_PACKAGES = {"openvino": "openvino", "onnx": "onnxruntime"}
+Log = Callable[[str], None]
+
+
+def cache_key(run: Run, engine: str) -> str:
+    digest = hashlib.sha256()
+    for name in (ADAPTER_WEIGHTS_FILE, ADAPTER_CONFIG_FILE, LABELS_FILE, RUN_CONFIG_FILE):
+        digest.update(name.encode() + b"\0" + (run.path / name).read_bytes())
+    base = Path(run.config.model).expanduser()
+    if base.is_dir():  # a local base model: its files as they are now (not hashed: gigabytes on every call)
+        for file in sorted(p for p in base.rglob("*") if p.is_file()):
+            stat = file.stat()
+            digest.update(f"{file.relative_to(base)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    else:
+        digest.update(f"hub:{run.config.model}".encode())
+    digest.update(f"{engine}:{_version(_RUNTIME_PACKAGES[engine])}:{_version('lora-sentiment')}:{LAYOUT}".encode())
+    return digest.hexdigest()[:16]
+
+
+def compiled_export(run_dir: str | Path, engine: str, log: Log, warn: Log | None = None) -> Path:
+    """The run compiled for `engine` ("openvino" or "onnx"), built now if it is missing, stale or damaged.
+    `log`: what it is doing; `warn`: that a damaged entry is rebuilt (`log` unless given)."""
+    warn = warn or log
+    from .folder import check_export
+    from .writing import export_run
+
+    run = Run.open(run_dir)
+    folder = run.path / CACHE_DIR / f"{engine}-{cache_key(run, engine)}"
+    if folder.is_dir():
+        try:
+            check_export(folder)
+            return folder
+        except UserError as exc:
+            warn(f"the compiled {engine} model in {folder} is damaged ({first_line(exc)}); building it again")
+    for stale in (run.path / CACHE_DIR).glob(f"{engine}-*"):
+        shutil.rmtree(stale, ignore_errors=True)  # an older run or runtime: never read again
+    log(f"Compiling the run for {engine} once (kept in {folder.parent}; later calls start from it)...")
+    export_run(run.path, folder, format=engine, overwrite=True, log=lambda _: None)
+    return folder
+
+
+def _version(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "none"

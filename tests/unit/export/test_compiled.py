@@ -1,0 +1,101 @@
+"""export/compiled.py and the engine choice (opening.py): a run compiled once for OpenVINO and kept in the run
+folder, reused, rebuilt when the run or the runtime changes, rebuilt with a notice when damaged, never
+half-written; `--engine auto` picks it on CPUs where it is installed and falls back to torch elsewhere."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+from lora_sentiment.errors import UserError
+from lora_sentiment.export import compiled
+from lora_sentiment.export.folder import ExportedClassifier
+from lora_sentiment.inference.classifier import Classifier
+from lora_sentiment.opening import choose_engine, open_predictor, resolve_engine_target
+from lora_sentiment.options import LoadOptions
+
+pytest.importorskip("openvino")
+
+TEXTS = ["A wonderful, moving film.", "Dreadful from start to end.", "It was fine, I suppose."]
+
+
+@pytest.fixture()
+def run(tmp_path, trained_run):
+    copy = tmp_path / "run"
+    shutil.copytree(trained_run, copy, ignore=shutil.ignore_patterns(compiled.CACHE_DIR))
+    return copy
+
+
+def _entries(run):
+    return sorted(p.name for p in (run / compiled.CACHE_DIR).iterdir()) if (run / compiled.CACHE_DIR).exists() else []
+
+
+def test_auto_compiles_once_and_agrees_with_torch(run, monkeypatch):
+    monkeypatch.setattr("lora_sentiment.opening._has_gpu", lambda: False)
+    notices = []
+    first = resolve_engine_target(run, LoadOptions(), log=notices.append)
+    assert first.parent == run / compiled.CACHE_DIR and len(notices) == 1 and "Compiling" in notices[0]
+    built = (first / "openvino_model.xml").stat().st_mtime_ns
+    again = resolve_engine_target(run, LoadOptions(), log=notices.append)
+    assert again == first and len(notices) == 1 and (first / "openvino_model.xml").stat().st_mtime_ns == built
+    predictor = open_predictor(run, LoadOptions(precision="fp32"))
+    assert isinstance(predictor, ExportedClassifier)
+    torch_scores = Classifier.from_run(run, LoadOptions(precision="fp32", engine="torch")).predict_scores(TEXTS)
+    np.testing.assert_allclose(predictor.predict_scores(TEXTS), torch_scores, atol=1e-4)
+    assert [p.name for p in run.iterdir() if p.name.startswith(".") and p.name != compiled.CACHE_DIR] == []
+
+
+@pytest.mark.slow
+def test_a_changed_run_or_runtime_is_compiled_again_and_the_stale_entry_goes(run, monkeypatch):
+    monkeypatch.setattr("lora_sentiment.opening._has_gpu", lambda: False)
+    first = resolve_engine_target(run, LoadOptions(), log=lambda _: None)
+    weights = run / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes())  # same bytes: same key
+    assert resolve_engine_target(run, LoadOptions(), log=lambda _: None) == first
+    labels = run / "labels.json"
+    labels.write_text(labels.read_text() + "\n")  # the run changed
+    second = resolve_engine_target(run, LoadOptions(), log=lambda _: None)
+    assert second != first and _entries(run) == [second.name]
+    monkeypatch.setattr(compiled, "_version", lambda package: "99.0" if package == "openvino" else "1")
+    third = resolve_engine_target(run, LoadOptions(), log=lambda _: None)
+    assert third not in (first, second) and _entries(run) == [third.name]
+
+
+@pytest.mark.slow
+def test_a_damaged_entry_is_rebuilt_with_a_notice(run, monkeypatch):
+    monkeypatch.setattr("lora_sentiment.opening._has_gpu", lambda: False)
+    folder = resolve_engine_target(run, LoadOptions(), log=lambda _: None)
+    (folder / "openvino_model.xml").unlink()
+    notices = []
+    assert resolve_engine_target(run, LoadOptions(), log=notices.append) == folder
+    assert "damaged" in notices[0] and (folder / "openvino_model.xml").is_file()
+
+
+def test_a_failed_build_leaves_nothing_half_written(run, monkeypatch):
+    monkeypatch.setattr("lora_sentiment.opening._has_gpu", lambda: False)
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("killed while writing")
+
+    monkeypatch.setattr("lora_sentiment.export.engines.openvino.OpenVino.write", crash)
+    with pytest.raises(RuntimeError):
+        resolve_engine_target(run, LoadOptions(), log=lambda _: None)
+    assert _entries(run) == []  # neither a partial entry nor its hidden staging folder
+
+
+def test_the_engine_choice(monkeypatch):
+    monkeypatch.setattr("lora_sentiment.opening._has_gpu", lambda: False)
+    assert choose_engine(LoadOptions()) == "openvino"
+    assert choose_engine(LoadOptions(engine="torch")) == "torch"
+    assert choose_engine(LoadOptions(device="cuda:0")) == "torch"
+    monkeypatch.setattr("lora_sentiment.opening._has_gpu", lambda: True)
+    assert choose_engine(LoadOptions()) == "torch" and choose_engine(LoadOptions(device="cpu")) == "openvino"
+    monkeypatch.setattr("lora_sentiment.export.engines.openvino.OpenVino.missing_modules", lambda self: ["openvino"])
+    assert choose_engine(LoadOptions(device="cpu")) == "torch"  # auto falls back where the runtime is missing
+    with pytest.raises(UserError, match=r"--engine openvino needs openvino: pip install 'lora-sentiment\[openvino\]'"):
+        choose_engine(LoadOptions(engine="openvino"))
+
+
+def test_several_runs_stay_on_torch(trained_run):
+    with pytest.raises(UserError, match="--engine openvino runs one run at a time"):
+        open_predictor({"a": trained_run, "b": trained_run}, LoadOptions(engine="openvino"))
