@@ -14,6 +14,17 @@ pytestmark = pytest.mark.slow
 GOEMOTIONS = __import__("pathlib").Path(__file__).resolve().parents[3] / "shared" / "data" / "goemotions"
 
 
+def _auto_and_torch_fp32(run_dir, texts):
+    """The default engine (`--engine auto` on this CPU: the run compiled for OpenVINO) and torch in fp32, the
+    reference of faithfulness, on the same texts."""
+    from lora_sentiment import LoadOptions, open_predictor
+
+    auto = open_predictor(run_dir, LoadOptions(device="cpu"))
+    assert "openvino" in auto.info()["device"], auto.info()
+    exact = open_predictor(run_dir, LoadOptions(engine="torch", precision="fp32"))
+    return auto.predict_scores(texts), exact.predict_scores(texts)
+
+
 def test_goemotions_multi_label_beats_tfidf_on_the_same_comments(tmp_path, minilm_path):
     if not (GOEMOTIONS / "train.parquet").is_file():
         pytest.fail(f"the shared GoEmotions data is missing at {GOEMOTIONS}")
@@ -28,6 +39,11 @@ def test_goemotions_multi_label_beats_tfidf_on_the_same_comments(tmp_path, minil
     final = train(config, log=lambda _: None).metrics.final
     assert final["f1_macro"] > baseline["f1_macro"], (final["f1_macro"], baseline["f1_macro"])
     assert final["f1_micro"] > 0.4 and 0 <= final["hamming_loss"] < 0.1
+    texts = pd.read_parquet(GOEMOTIONS / "validation.parquet")["text"].head(300).tolist()
+    auto, exact = _auto_and_torch_fp32(config.output_dir, texts)
+    thresholds = __import__("lora_sentiment").open_predictor(config.output_dir).space.decision_thresholds()
+    decisions = (auto >= thresholds) == (exact >= thresholds)  # every (text, tag) decision
+    assert decisions.mean() >= 0.995 and abs(auto - exact).max() < 0.02, (decisions.mean(), abs(auto - exact).max())
 
 
 def test_star_ratings_as_regression(tmp_path, minilm_path, imdb_sample):
@@ -43,6 +59,9 @@ def test_star_ratings_as_regression(tmp_path, minilm_path, imdb_sample):
         ["One of the best films ever made, a masterpiece.", "The worst film I have ever seen, utter garbage."]
     )]  # fmt: skip
     assert predicted[0] > predicted[1] + 2
+    texts = pd.read_parquet(imdb_sample / "validation.parquet")["text"].head(300).tolist()
+    auto, exact = _auto_and_torch_fp32(result.output_dir, texts)
+    assert abs(auto - exact).max() < 0.1, abs(auto - exact).max()  # stars, on a 1-10 scale
 
 
 def test_balanced_class_weights_lift_the_minority_class(tmp_path, minilm_path, imdb_frames, imdb_sample):
@@ -60,3 +79,7 @@ def test_balanced_class_weights_lift_the_minority_class(tmp_path, minilm_path, i
     recall = {w: f["per_label"]["Positive"]["recall"] for w, f in finals.items()}
     assert recall["balanced"] > recall["none"] + 0.1, recall
     assert finals["balanced"]["f1_macro"] > finals["none"]["f1_macro"], {w: f["f1_macro"] for w, f in finals.items()}
+    texts = pd.read_parquet(imdb_sample / "validation.parquet")["text"].head(300).tolist()
+    auto, exact = _auto_and_torch_fp32(tmp_path / "balanced", texts)
+    agreement = (auto.argmax(1) == exact.argmax(1)).mean()
+    assert agreement >= 0.995 and abs(auto - exact).max() < 0.02, (agreement, abs(auto - exact).max())

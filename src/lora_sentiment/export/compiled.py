@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import warnings
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -57,7 +58,9 @@ def compiled_export(run_dir: str | Path, engine: str, log: Log, warn: Log | None
     for stale in (run.path / CACHE_DIR).glob(f"{engine}-*"):
         shutil.rmtree(stale, ignore_errors=True)  # an older run or runtime: never read again
     log(f"Compiling the run for {engine} once (kept in {folder.parent}; later calls start from it)...")
-    export_run(run.path, folder, format=engine, overwrite=True, log=lambda _: None)
+    with warnings.catch_warnings():  # the ONNX tracer's notes on the graph: about the export, not the user's data
+        warnings.simplefilter("ignore")
+        export_run(run.path, folder, format=engine, overwrite=True, log=lambda _: None)
     return folder
 
 

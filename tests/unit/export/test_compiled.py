@@ -99,3 +99,19 @@ def test_the_engine_choice(monkeypatch):
 def test_several_runs_stay_on_torch(trained_run):
     with pytest.raises(UserError, match="--engine openvino runs one run at a time"):
         open_predictor({"a": trained_run, "b": trained_run}, LoadOptions(engine="openvino"))
+
+
+def test_the_cli_compiles_once_says_so_on_stderr_and_keeps_stdout_clean(run, capsys, monkeypatch):
+    import json
+
+    from lora_sentiment.cli import main
+
+    monkeypatch.setattr("lora_sentiment.opening._has_gpu", lambda: False)
+    assert main(["predict", str(run), "--json", "--text", *TEXTS]) == 0
+    first = capsys.readouterr()
+    assert [json.loads(line)["text"] for line in first.out.splitlines()] == TEXTS
+    assert first.err.strip().startswith("lora-sentiment: Compiling the run for openvino once")
+    assert "Warning" not in first.err  # the tracer's notes stay out of the user's terminal
+    assert main(["predict", str(run), "--json", "--text", *TEXTS]) == 0
+    second = capsys.readouterr()
+    assert second.out == first.out and second.err == ""
