@@ -78,7 +78,7 @@ def resolve_engine_target(target: str | Path, options: LoadOptions, log: Callabl
     try:
         return compiled_export(target, chosen, log or LOG.info, None if log else LOG.warning)
     except OSError as exc:  # a read-only run folder: torch still answers
-        LOG.warning(f"cannot keep a compiled model in {target} ({exc.strerror}); predicting with torch")
+        LOG.warning(f"note: cannot keep a compiled model in {target} ({exc.strerror}); predicting with torch")
         return target
 
 
@@ -91,6 +91,18 @@ def check_openable(path: str | Path) -> None:
         from .runs.run import Run
 
         Run.open(path)
+
+
+def records(path: str | Path) -> tuple[Any, Any]:
+    """A run's or an export's TrainConfig and LabelSpace, read from its files without loading the model."""
+    if is_export(path):
+        from .export.folder import export_records
+
+        return export_records(path)
+    from .runs.run import Run
+
+    run = Run.open(path)
+    return run.config, run.space
 
 
 def describe(path: str | Path) -> dict[str, Any]:

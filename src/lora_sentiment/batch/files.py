@@ -5,6 +5,7 @@ temporary file beside the output and renamed at the end, so a failed run never l
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 from collections import deque
@@ -67,13 +68,18 @@ def predict_file(
     plan = check_file_job(input_path, output_path, options)
     in_fmt, job, target, workers = plan.input_format, plan.job, plan.target, plan.workers
     summary = BatchSummary()
+    with summary.timing("read"):  # the first chunk before the model: a bad file fails before it loads or compiles
+        chunks = checked_chunks(input_path, in_fmt, options.chunk_size)
+        first = next(chunks, None)
+        if first is not None:
+            check_columns(first, job.text_column, input_path)
+            chunks = itertools.chain([first], chunks)
     with summary.timing("load"):
         predictor = _predictor(model, workers, load, job)
     bar = tqdm(total=total_rows(input_path, in_fmt), unit="rows", desc="Predicting", disable=not options.progress,
                file=sys.stderr)  # fmt: skip
     try:
         with _output(target) as handle:
-            chunks = checked_chunks(input_path, in_fmt, options.chunk_size)
             return _stream(chunks, predictor, _Sink(handle, job.fmt, bar, input_path), 2 * workers, summary)
     finally:
         predictor.close()

@@ -40,16 +40,20 @@ def check(args: argparse.Namespace) -> tuple[EvalOptions, LoadOptions]:
 
 
 def run(args: argparse.Namespace, settings: tuple[EvalOptions, LoadOptions]) -> int:
-    from ..opening import open_predictor
+    from ..inference.evaluation import labelled_rows, score_rows
+    from ..opening import open_predictor, records
     from ..runs.run import parse_named_runs
 
     options, load = settings
-    if len(args.runs) > 1:
-        runs = parse_named_runs(args.runs)
+    runs = parse_named_runs(args.runs)
+    # The data first, read for each run's labels: a bad file fails before any model loads (or is compiled).
+    rows = {name: labelled_rows(args.data, options, *records(path)) for name, path in runs.items()}
+    if len(runs) > 1:
         models = open_predictor(runs, load)  # an export, a missing or damaged run: one line
-        return _side_by_side({name: models[name].evaluate(args.data, options) for name in runs}, args.json)
-    predictor = open_predictor(args.runs[0], load)
-    metrics = predictor.evaluate(args.data, options)
+        return _side_by_side({name: score_rows(models[name], rows[name], options) for name in runs}, args.json)
+    ((name, path),) = runs.items()
+    predictor = open_predictor(path, load)
+    metrics = score_rows(predictor, rows[name], options)
     if args.json:
         print(json.dumps(metrics))
         return 0

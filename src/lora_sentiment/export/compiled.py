@@ -54,10 +54,10 @@ def compiled_export(run_dir: str | Path, engine: str, log: Log, warn: Log | None
             check_export(folder)
             return folder
         except UserError as exc:
-            warn(f"the compiled {engine} model in {folder} is damaged ({first_line(exc)}); building it again")
+            warn(f"note: the compiled {engine} model in {folder} is damaged ({first_line(exc)}); building it again")
     for stale in (run.path / CACHE_DIR).glob(f"{engine}-*"):
         shutil.rmtree(stale, ignore_errors=True)  # an older run or runtime: never read again
-    log(f"Compiling the run for {engine} once (kept in {folder.parent}; later calls start from it)...")
+    log(f"note: compiling the run for {engine} once (kept in {folder.parent}; later calls start from it)...")
     with warnings.catch_warnings():  # the ONNX tracer's notes on the graph: about the export, not the user's data
         warnings.simplefilter("ignore")
         export_run(run.path, folder, format=engine, overwrite=True, log=lambda _: None)

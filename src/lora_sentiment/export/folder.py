@@ -123,6 +123,12 @@ def check_export(path: str | Path) -> None:
     _read_export(Path(path))
 
 
+def export_records(path: str | Path) -> tuple[Any, LabelSpace]:
+    """The TrainConfig and LabelSpace an export carries."""
+    _, space, config = _read_export(Path(path))
+    return config, space
+
+
 def export_info(path: str | Path) -> dict[str, Any]:
     """What /info tells about an export: its recipe and the run's final evaluation."""
     folder = Path(path)

@@ -3,6 +3,7 @@ own metrics. Shared by the torch Classifier and the ONNX one, so it imports neit
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -12,6 +13,7 @@ from ..data.splits import drop_empty_texts, select_text_label, stratified_sample
 from ..errors import UserError
 from ..options import EvalOptions
 from ..problems.metrics import evaluation_metrics
+from ..problems.space import LabelSpace
 from ..problems.targets import encode_targets
 
 if TYPE_CHECKING:
@@ -22,7 +24,20 @@ def evaluate_on(predictor: Predictor, data: str, options: EvalOptions | None = N
     """Labels may be ids or the run's label names. Multi-label runs read tags the way they were trained
     (their --label-columns / --label-separator) unless told otherwise."""
     options = options or EvalOptions()
-    config, space = predictor.run_config, predictor.space
+    return score_rows(predictor, labelled_rows(data, options, predictor.run_config, predictor.space), options)
+
+
+@dataclass
+class LabelledRows:
+    """A labelled file read and encoded for one run's labels, before any model is loaded."""
+
+    dataset: Any
+    dropped_empty: int
+
+
+def labelled_rows(data: str, options: EvalOptions, config: Any, space: LabelSpace) -> LabelledRows:
+    """`data` read with the run's label settings (`config`: its TrainConfig, if known) and encoded to `space`:
+    what `evaluate` reads first, so a bad file fails before a model loads."""
     label_columns = options.label_columns or (config.label_columns if config else None)
     separator = options.label_separator
     if separator is None and config is not None:
@@ -31,10 +46,14 @@ def evaluate_on(predictor: Predictor, data: str, options: EvalOptions | None = N
     ds = select_text_label(splits, options.text_column, options.label_column, data, label_columns)
     ds, dropped = drop_empty_texts(ds, data)
     ds, _ = encode_targets(ds, space.problem_type, data, space=space, separator=separator)
-    ds = stratified_sample(ds, options.max_samples, options.seed)
+    return LabelledRows(stratified_sample(ds, options.max_samples, options.seed), dropped)
+
+
+def score_rows(predictor: Predictor, rows: LabelledRows, options: EvalOptions) -> dict[str, Any]:
+    ds = rows.dataset
     scores = predictor.predict_scores(ds["text"], options.batch_size)
-    metrics = evaluation_metrics(space, np.asarray(ds["label"]), scores, detailed=True)
-    metrics.update(samples=len(ds), dropped_empty=dropped)
+    metrics = evaluation_metrics(predictor.space, np.asarray(ds["label"]), scores, detailed=True)
+    metrics.update(samples=len(ds), dropped_empty=rows.dropped_empty)
     return metrics
 
 

@@ -34,7 +34,11 @@ def test_auto_compiles_once_and_agrees_with_torch(run, monkeypatch):
     monkeypatch.setattr("lora_sentiment.opening._has_gpu", lambda: False)
     notices = []
     first = resolve_engine_target(run, LoadOptions(), log=notices.append)
-    assert first.parent == run / compiled.CACHE_DIR and len(notices) == 1 and "Compiling" in notices[0]
+    assert (
+        first.parent == run / compiled.CACHE_DIR
+        and len(notices) == 1
+        and "compiling the run for openvino once" in notices[0]
+    )
     built = (first / "openvino_model.xml").stat().st_mtime_ns
     again = resolve_engine_target(run, LoadOptions(), log=notices.append)
     assert again == first and len(notices) == 1 and (first / "openvino_model.xml").stat().st_mtime_ns == built
@@ -110,8 +114,22 @@ def test_the_cli_compiles_once_says_so_on_stderr_and_keeps_stdout_clean(run, cap
     assert main(["predict", str(run), "--json", "--text", *TEXTS]) == 0
     first = capsys.readouterr()
     assert [json.loads(line)["text"] for line in first.out.splitlines()] == TEXTS
-    assert first.err.strip().startswith("lora-sentiment: Compiling the run for openvino once")
+    assert first.err.strip().startswith("lora-sentiment: note: compiling the run for openvino once")
     assert "Warning" not in first.err  # the tracer's notes stay out of the user's terminal
     assert main(["predict", str(run), "--json", "--text", *TEXTS]) == 0
     second = capsys.readouterr()
     assert second.out == first.out and second.err == ""
+
+
+def test_a_bad_file_fails_before_the_run_is_compiled(run, tmp_path, capsys, monkeypatch):
+    """evaluate and predict read the data first: a bad file costs no compile and says one line."""
+    from lora_sentiment.cli import main
+
+    monkeypatch.setattr("lora_sentiment.opening._has_gpu", lambda: False)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("review,stars\nGood,1\n")
+    assert main(["evaluate", str(run), "--data", str(bad)]) == 2
+    assert main(["predict", str(run), "--input", str(bad), "--output", str(tmp_path / "o.csv")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith("lora-sentiment: error:") for line in err), err
+    assert _entries(run) == [] and not (tmp_path / "o.csv").exists()
