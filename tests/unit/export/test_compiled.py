@@ -133,3 +133,10 @@ def test_a_bad_file_fails_before_the_run_is_compiled(run, tmp_path, capsys, monk
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(line.startswith("lora-sentiment: error:") for line in err), err
     assert _entries(run) == [] and not (tmp_path / "o.csv").exists()
+
+
+def test_engine_onnx_is_compiled_the_same_way(run):
+    predictor = open_predictor(run, LoadOptions(engine="onnx", precision="fp32"))
+    assert predictor.info()["device"] == "cpu (onnxruntime)" and _entries(run)[0].startswith("onnx-")
+    torch_scores = Classifier.from_run(run, LoadOptions(precision="fp32", engine="torch")).predict_scores(TEXTS)
+    np.testing.assert_allclose(predictor.predict_scores(TEXTS), torch_scores, atol=1e-4)
