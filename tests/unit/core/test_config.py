@@ -10,7 +10,7 @@ def test_defaults_are_the_documented_recipe():
     config = TrainConfig()
     assert config.model == "distilbert-base-uncased"
     assert config.data == "imdb"
-    assert (config.lora_r, config.lora_alpha, config.lora_dropout) == (8, 32, 0.01)
+    assert (config.lora_r, config.lora_alpha, config.lora_dropout) == (8, 32, 0.0)
     assert config.lora_targets is None  # resolved per architecture
     assert config.truncation == "head+tail" and config.max_length == 512 and config.head_token_count == 128
     assert config.examples == DEFAULT_EXAMPLES
