@@ -24,6 +24,7 @@ from ..config import format_validation_error
 from ..data.tables import (
     INPUT_FORMATS,
     OUTPUT_FORMATS,
+    check_input,
     checked_chunks,
     checked_output,
     resolve_format,
@@ -99,8 +100,7 @@ class FilePlan:
 def check_file_job(input_path: str, output_path: str, options: FileOptions) -> FilePlan:
     """Everything about a file prediction that needs neither the file's rows nor the model, checked: the input
     exists, the formats are known, the output may be written, the workers fit the machine."""
-    if input_path != "-" and not Path(input_path).is_file():
-        raise UserError(f"input file not found: {input_path} (check --input)")
+    check_input(input_path)
     in_fmt = resolve_format(input_path, options.input_format, INPUT_FORMATS, "--input-format", "txt")
     out_fmt = resolve_format(output_path, options.output_format, OUTPUT_FORMATS, "--output-format", "jsonl")
     job = ChunkJob("text" if in_fmt == "txt" else options.text_column, out_fmt, options.batch_size)

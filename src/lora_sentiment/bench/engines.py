@@ -147,12 +147,16 @@ def _engines(report: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return [(k, v) for k, v in report.items() if isinstance(v, dict) and "steady" in v]
 
 
+def check_data(data: str) -> None:
+    if not Path(data).is_file():
+        raise UserError(f"--data {data} not found: give a CSV, TSV, JSONL or Parquet file with text and label columns")
+
+
 def _labelled_rows(data: str, rows: int) -> pd.DataFrame:
     """The first `rows` rows, read by `predict --input`'s own reader (its formats, its one-line errors)."""
     from ..data.tables import INPUT_FORMATS, checked_chunks, resolve_format
 
-    if not Path(data).is_file():
-        raise UserError(f"--data {data} not found: give a CSV, TSV, JSONL or Parquet file with text and label columns")
+    check_data(data)
     fmt = resolve_format(data, None, INPUT_FORMATS, "--data", "csv")
     chunks = checked_chunks(data, fmt, rows, format_fix="or give --data the extension of its format")
     frame = next(chunks, pd.DataFrame())

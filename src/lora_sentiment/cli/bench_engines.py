@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from ..bench.options import EngineBenchOptions
-from ..errors import UserError
 from .flags import add_model_flags, check_report_file, from_args
 
 HELP = "time one run's prediction through every engine: the tutorial's way, torch, ONNX, OpenVINO"
@@ -27,14 +25,12 @@ def add_parser(commands: Any) -> None:
 
 
 def check(args: argparse.Namespace) -> EngineBenchOptions:
+    from ..bench.engines import check_data
     from ..runs.run import Run
 
     options: EngineBenchOptions = from_args(args, EngineBenchOptions)
     Run.open(args.run_dir)
-    if not Path(options.data).is_file():
-        raise UserError(
-            f"--data {options.data} not found: give a CSV, TSV, JSONL or Parquet file with text and label columns"
-        )
+    check_data(options.data)
     check_report_file(options.output)
     return options
 

@@ -51,12 +51,16 @@ def resolve_format(path: str, given: str | None, formats: dict[str, str], flag: 
     return formats[suffix]
 
 
+def check_input(path: str) -> None:
+    if path != STDIO and not Path(path).is_file():
+        raise UserError(f"input file not found: {path} (check --input)")
+
+
 def read_chunks(path: str, fmt: str, chunk_size: int) -> Iterator[pd.DataFrame]:
     """The input as DataFrames of at most `chunk_size` rows. CSV/TSV values stay strings so rows are written
     back exactly as they were read."""
     source: Any = sys.stdin if path == STDIO else path
-    if path != STDIO and not Path(path).is_file():
-        raise UserError(f"input file not found: {path} (check --input)")
+    check_input(path)
     if fmt in ("csv", "tsv"):
         yield from _csv_chunks(path, source, "," if fmt == "csv" else "\t", chunk_size)
     elif fmt == "jsonl":
