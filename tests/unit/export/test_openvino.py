@@ -106,3 +106,20 @@ def test_a_damaged_openvino_export_is_one_line(tmp_path, openvino_exports, capsy
     assert main(["predict", str(folder), "Some text."]) == 2
     err = capsys.readouterr().err.strip()
     assert "Traceback" not in err and needle in err.splitlines()[-1], err
+
+
+def test_openvino_precision_follows_the_cpu_class_and_its_caps(openvino_exports, monkeypatch):
+    """OpenVINO ignores ONEDNN_MAX_CPU_ISA; the session asks our classifier too, so a capped machine stands in for
+    a class without bf16 units (f32), and a machine without bf16 units never gets bf16 from `auto`."""
+    from lora_sentiment.export.engines.openvino import OpenVinoSession
+    from lora_sentiment.modeling import cpu
+
+    fp32, _ = openvino_exports
+    model_file = fp32 / "openvino_model.xml"
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: ("recorded", ("avx2", "avx512f", "avx512_vnni", "avx512_bf16")))
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_VNNI")
+    assert OpenVinoSession(model_file, 1, "auto").compute == "fp32"
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: ("recorded", ("avx2", "avx512f", "avx512_vnni")))
+    assert OpenVinoSession(model_file, 1, "auto").compute == "fp32"
+    assert OpenVinoSession(model_file, 1, "fp32").compute == "fp32"

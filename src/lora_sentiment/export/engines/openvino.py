@@ -25,7 +25,10 @@ CALIBRATION_BATCH = 16
 
 class OpenVinoSession:
     """OpenVINO on the CPU. Unquantized layers run in bf16 where the CPU has it (AMX / AVX512-BF16), which
-    `precision="fp32"` turns off; int8 layers (NNCF static quantization) run in int8 either way."""
+    `precision="fp32"` turns off; int8 layers (NNCF static quantization) run in int8 either way.
+
+    "Has it" is asked of both OpenVINO and our CPU classifier: OpenVINO ignores ONEDNN_MAX_CPU_ISA, so a machine
+    capped to stand in for a class without bf16 units runs OpenVINO in f32, as that class would."""
 
     device = "cpu (openvino)"
 
@@ -33,7 +36,9 @@ class OpenVinoSession:
         import openvino
 
         core = openvino.Core()
-        fast_bf16 = "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        from ...modeling.cpu import this_cpu
+
+        fast_bf16 = "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES") and this_cpu().bf16_units
         self.compute = "bf16" if fast_bf16 and precision in (None, "auto", "bf16") else "fp32"
         hints = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
         hints["INFERENCE_PRECISION_HINT"] = "bf16" if self.compute == "bf16" else "f32"

@@ -1,0 +1,96 @@
+"""Which NNCF int8 settings keep a run's labels equal to fp32? Each variant quantizes the run's OpenVINO graph
+(calibrated on 256 of its training texts, as `export --quantize int8` does) and predicts the same validation
+reviews with OpenVINO at f32 (no bf16: the int8 layers are the only change), against the unquantized graph.
+
+    python benchmarks/int8_variants.py RUN ../shared/data/imdb-sample/validation.parquet --rows 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("run")
+    parser.add_argument("data", help="Parquet/CSV with text and label columns")
+    parser.add_argument("--rows", type=int, default=500)
+    args = parser.parse_args()
+
+    import nncf
+    import openvino
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
+    from transformers import AutoTokenizer
+
+    from lora_sentiment.data.encoding import TextEncoder, padded_batches
+    from lora_sentiment.export.engines.openvino import calibration_texts
+    from lora_sentiment.export.writing import export_run
+    from lora_sentiment.runs.run import Run
+
+    read = pd.read_parquet if args.data.endswith(".parquet") else pd.read_csv
+    rows = read(args.data).sample(args.rows, random_state=1)
+    run = Run.open(args.run)
+    with tempfile.TemporaryDirectory() as scratch:
+        export = Path(scratch) / "fp32"
+        export_run(run.path, export, format="openvino", log=lambda _: None)
+        names = json.loads((export / "export.json").read_text())["inputs"]
+        tokenizer = AutoTokenizer.from_pretrained(str(export))
+        encoder = TextEncoder.for_config(tokenizer, run.config)
+        batches = list(padded_batches(tokenizer, encoder(rows.text.tolist()), names, 16))
+        calibration = [f for _, f in padded_batches(tokenizer, encoder(calibration_texts(run.config, None, 256)),
+                                                    names, 16)]  # fmt: skip
+        core = openvino.Core()
+
+        def logits(model):
+            hints = {"INFERENCE_NUM_THREADS": 2, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+            request = core.compile_model(model, "CPU", hints).create_infer_request()
+            out, started = np.zeros((len(rows), 2), np.float32), time.perf_counter()
+            for index, feeds in batches:
+                out[index] = request.infer(feeds)[0]
+            return out, time.perf_counter() - started
+
+        def read_graph():
+            return core.read_model(str(export / "openvino_model.xml"))
+
+        reference, reference_s = logits(read_graph())
+        gold = rows.label.to_numpy()
+        print(f"f32: {reference_s:.1f} s, accuracy {(reference.argmax(1) == gold).mean():.3f}")
+        smooth = AdvancedSmoothQuantParameters
+        variants = {
+            "TRANSFORMER (today's export)": {},
+            "head and pooler in float": {
+                "ignored_scope": nncf.IgnoredScope(patterns=[".*classifier.*", ".*pooler.*"], validate=False)
+            },  # fmt: skip
+            "SmoothQuant alpha 0.5": {
+                "advanced_parameters": AdvancedQuantizationParameters(smooth_quant_alphas=smooth(matmul=0.5))
+            },  # fmt: skip
+            "no SmoothQuant": {
+                "advanced_parameters": AdvancedQuantizationParameters(smooth_quant_alphas=smooth(matmul=-1))
+            },  # fmt: skip
+            "PERFORMANCE preset": {"preset": nncf.QuantizationPreset.PERFORMANCE},
+        }
+        probabilities = np.exp(reference) / np.exp(reference).sum(1, keepdims=True)
+        for name, extra in variants.items():
+            started = time.perf_counter()
+            quantized = nncf.quantize(read_graph(), nncf.Dataset(calibration), model_type=nncf.ModelType.TRANSFORMER,
+                                      subset_size=len(calibration), **extra)  # fmt: skip
+            quantize_s = time.perf_counter() - started
+            out, seconds = logits(quantized)
+            p = np.exp(out) / np.exp(out).sum(1, keepdims=True)
+            print(
+                f"{name}: quantize {quantize_s:.1f} s, {reference_s / seconds:.2f}x f32, labels agree "
+                f"{(out.argmax(1) == reference.argmax(1)).mean():.4f}, largest probability change "
+                f"{np.abs(p - probabilities).max():.3f}, accuracy {(out.argmax(1) == gold).mean():.3f}",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
