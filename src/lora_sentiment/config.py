@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -128,7 +128,19 @@ class TrainConfig(BaseModel):
         True, description="Batch reviews of similar length together so little compute goes to padding"
     )
     eval_batch_size: int = Field(64, gt=0, description="Evaluation batch size per device")
-    epochs: float = Field(3, gt=0, description="Training epochs")
+    epochs: Union[Literal["auto"], float] = Field(
+        "auto",
+        description="Training epochs [auto: at least 100 optimizer steps and 3 epochs; stops early and keeps the "
+        "best epoch when the evaluation split has 200 texts or more, else a fixed schedule keeping the last]",
+    )
+    # random, not probe: on MiniLM with 8-32 reviews per class the probe's start lost 5-8 points to it (the head
+    # reads a pooler that is not pre-trained, and the probe fits the few texts so well that fine-tuning stalls);
+    # docs/benchmarks/small-data.md.
+    head_init: Literal["random", "probe"] = Field(
+        "random",
+        description="How the output layer starts: random (the model's seeded init, biases at the label frequencies) "
+        "or probe (a linear model fitted on the frozen encoder's features of up to 1,000 training texts, LP-FT)",
+    )
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
     warmup_ratio: float = Field(0.06, ge=0, lt=1, description="Share of steps spent warming the learning rate up")
     metric_for_best_model: str = Field(
@@ -200,6 +212,19 @@ class TrainConfig(BaseModel):
     def _keep_means_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and value.strip().lower() == "keep" else value
 
+    @field_validator("epochs", mode="before")
+    @classmethod
+    def _auto_or_positive(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return "auto"
+        try:
+            epochs = float(value)
+        except (TypeError, ValueError):
+            epochs = float("nan")
+        if not epochs > 0 or isinstance(value, bool):
+            raise ValueError(f"must be auto or a positive number of epochs, not {value!r}")
+        return epochs
+
     @field_validator("examples", mode="before")
     @classmethod
     def _one_example(cls, value: Any) -> Any:
@@ -262,6 +287,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         learning_rate=1e-3,
         batch_size=4,
         epochs=10,
+        head_init="random",
         weight_decay=0.01,
         warmup_ratio=0.0,
         truncation="tail",

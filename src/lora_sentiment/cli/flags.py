@@ -74,9 +74,11 @@ def check_report_file(output: str | None) -> None:
 
 
 def _bare(annotation: Any) -> Any:
-    """X from Optional[X] / X | None."""
+    """X from Optional[X] / X | None; a union of several kinds (auto or a number) as a plain value, which the
+    model parses."""
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        return next(a for a in typing.get_args(annotation) if a is not type(None))
+        kinds = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return kinds[0] if len(kinds) == 1 else str
     return annotation
 
 

@@ -299,9 +299,11 @@ def setup_model(
     precision: str,
     log: Callable[[str], None],
     output_start: np.ndarray | None = None,
+    start_head: Callable[[Any, TextEncoder], None] | None = None,
 ) -> ModelSetup:
     """Tokenizer, classifier, LoRA and the resolved config, ready to train on the default device.
-    `output_start` sets the output layer's starting bias (see start_output_at)."""
+    `output_start` sets the output layer's starting bias (see start_output_at); `start_head(model, encoder)`
+    then may set the head from the frozen model, on the device, before LoRA is added (the linear probe)."""
     tokenizer = load_tokenizer(requested.model, trust_remote_code=requested.trust_remote_code)
     added_pad_token = ensure_pad_token(tokenizer)
     if added_pad_token:
@@ -318,18 +320,20 @@ def setup_model(
     if output_start is not None:
         start_output_at(model, output_start)
     config = resolve_config(requested, model, tokenizer, log, space)
+    encoder = TextEncoder.for_config(tokenizer, config)
+    device = default_device()
+    model.to(device)
+    configure_attention_backends(device)
+    if start_head is not None:
+        start_head(model, encoder)
     model = add_lora(
         model, r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout, targets=config.lora_targets
     )
     parameters = count_parameters(model)
     log(f"LoRA on {', '.join(config.lora_targets)}; head trained in full: {', '.join(head_modules(model))}")
     log(str(parameters))
-    device = default_device()
-    model.to(device)
-    configure_attention_backends(device)
     if precision in ("bf16", "fp16"):
         cast_frozen_weights(model, TORCH_DTYPES[precision])
-    encoder = TextEncoder.for_config(tokenizer, config)
     return ModelSetup(model, tokenizer, encoder, config, parameters, added_pad_token)
 
 
@@ -340,8 +344,15 @@ def output_start(space: LabelSpace, labels: np.ndarray) -> np.ndarray | None:
     return space.problem.output_start(np.asarray(labels))
 
 
+def output_layer(model: torch.nn.Module, outputs: int | None = None) -> torch.nn.Linear:
+    """The classifier's last linear layer (with `outputs` outputs, when given)."""
+    return [m for m in model.modules() if isinstance(m, torch.nn.Linear) and outputs in (None, m.out_features)][-1]
+
+
 def start_output_at(model: Any, bias: np.ndarray) -> None:
-    output = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.out_features == len(bias)][-1]
+    output = output_layer(model, len(bias))
+    if output.bias is None:  # GPT-2's score layer: nothing to start (its outputs start near 0)
+        return
     with torch.no_grad():
         output.bias.copy_(torch.as_tensor(bias, dtype=output.bias.dtype))
 

@@ -87,6 +87,14 @@ class ProblemType:
         """Where the head's outputs start, from the training labels (None: where the model put them)."""
         return None
 
+    def probe(
+        self, features: np.ndarray, labels: np.ndarray, n_outputs: int, seed: int, intercept: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A linear model of the targets on the frozen encoder's features (the output layer's inputs), as the
+        output layer's (weight [n_outputs, features], bias [n_outputs]): the head starts where it ends (LP-FT).
+        `intercept` False: the layer has no bias (GPT-2's score), so the model has none either (bias all 0)."""
+        raise NotImplementedError
+
     # ---- scores and metrics
     def scores(self, logits: np.ndarray) -> np.ndarray:
         """Logits to what users read: probabilities, or the value."""

@@ -72,6 +72,21 @@ class MultiLabel(ProblemType):
         rates = np.clip(np.asarray(labels, dtype=np.float64).mean(axis=0), 1e-4, 1 - 1e-4)
         return np.log(rates / (1 - rates))
 
+    def probe(
+        self, features: np.ndarray, labels: np.ndarray, n_outputs: int, seed: int, intercept: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        from .probe import logistic, standardised, unscaled
+
+        scaled, mean, scale = standardised(features, centred=intercept)
+        tags = np.asarray(labels, dtype=np.float64).round().astype(int)
+        weight = np.zeros((n_outputs, scaled.shape[1]))
+        bias = self.output_start(tags).astype(np.float64) if intercept else np.zeros(n_outputs)
+        for tag in range(n_outputs):  # one logistic regression per tag; a tag always or never on keeps its rate
+            if 0 < tags[:, tag].sum() < len(tags):
+                fitted = logistic(scaled, tags[:, tag], seed, intercept)
+                weight[tag], bias[tag] = fitted.coef_[0], np.atleast_1d(fitted.intercept_)[0]
+        return unscaled(weight, bias, mean, scale)
+
     def scores(self, logits: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-logits))
 

@@ -60,6 +60,17 @@ class Regression(ProblemType):
     def output_start(self, labels: np.ndarray) -> np.ndarray | None:
         return np.array([np.asarray(labels, dtype=np.float64).mean()])  # from zero, early epochs learn the mean
 
+    def probe(
+        self, features: np.ndarray, labels: np.ndarray, n_outputs: int, seed: int, intercept: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        from sklearn.linear_model import Ridge
+
+        from .probe import standardised, unscaled
+
+        scaled, mean, scale = standardised(features, centred=intercept)
+        fitted = Ridge(alpha=1.0, fit_intercept=intercept).fit(scaled, np.asarray(labels, dtype=np.float64))
+        return unscaled(fitted.coef_.reshape(1, -1), np.atleast_1d(fitted.intercept_).reshape(1), mean, scale)
+
     def scores(self, logits: np.ndarray) -> np.ndarray:
         return logits
 

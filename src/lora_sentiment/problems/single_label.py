@@ -51,6 +51,26 @@ class SingleLabel(ProblemType):
 
         return F.cross_entropy(logits, labels.long(), weight=weight)
 
+    def probe(
+        self, features: np.ndarray, labels: np.ndarray, n_outputs: int, seed: int, intercept: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        from .probe import logistic, standardised, unscaled
+
+        scaled, mean, scale = standardised(features, centred=intercept)
+        fitted = logistic(scaled, np.asarray(labels).astype(int), seed, intercept)
+        classes = fitted.classes_.astype(int)
+        intercepts = np.atleast_1d(fitted.intercept_) * np.ones(len(fitted.coef_))
+        if len(classes) == 2:  # one logit difference, split evenly: softmax([-z/2, z/2]) == sigmoid(z)
+            coef = np.stack([-fitted.coef_[0], fitted.coef_[0]]) / 2
+            starts = np.array([-intercepts[0], intercepts[0]]) / 2
+        else:
+            coef, starts = fitted.coef_, intercepts
+        weight = np.zeros((n_outputs, scaled.shape[1]))
+        # A class the training split lacks starts unlikely (with a bias; without one, at logit 0).
+        bias = np.full(n_outputs, starts.min() - 10.0 if intercept else 0.0)
+        weight[classes], bias[classes] = coef, starts
+        return unscaled(weight, bias, mean, scale)
+
     def scores(self, logits: np.ndarray) -> np.ndarray:
         shifted = logits - logits.max(axis=-1, keepdims=True)
         exp = np.exp(shifted)

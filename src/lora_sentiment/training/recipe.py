@@ -3,7 +3,8 @@ stages in order, in the manner of torchtune's LoRA recipe:
 
     train(config)
       ├─ setup      refuse what must not be overwritten, find the checkpoint to resume; the data (data/), the
-      │             TF-IDF baseline, the model with LoRA (modeling/), the tokenized splits: all that can fail
+      │             TF-IDF baseline, the model with its head started from a linear probe and LoRA (modeling/),
+      │             the schedule for this data's size (schedule.py), the tokenized splits: all that can fail
       │             on bad input, before any file is written
       ├─ fit        the HF Trainer over the tokenized splits, evaluating and checkpointing each epoch (trainer.py)
       ├─ report     the kept epoch's metrics, the examples after training, the run's record (report.py)
@@ -12,6 +13,7 @@ stages in order, in the manner of torchtune's LoRA recipe:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +37,9 @@ from ..runs.run import RunMetrics, RunWorkspace, checkpoint_epoch, write_run
 from ..runs.summary import headline, per_label_lines
 from .baseline import baseline_name, evaluate_baseline
 from .checks import check_train
+from .probe import start_head_at_probe
 from .report import best_epoch_metrics, epoch_history, example_row, train_stats
+from .schedule import EVAL_TO_DECIDE, Schedule, plan, wilson
 from .tracking import tracked
 from .trainer import EvalRecorder, Fitted, Hooks, StepTimer, build_trainer, weighted_loss
 
@@ -90,6 +94,7 @@ class TrainRecipe:
     weights: np.ndarray | None  # --class-weights
     baseline: dict[str, Any] | None
     model: ModelSetup
+    schedule: Schedule
     train_tok: Any
     eval_tok: Any
     before: list[Prediction]
@@ -143,14 +148,36 @@ class TrainRecipe:
         return scores
 
     def _build_model(self) -> None:
-        set_seed(self.requested.seed)  # the fresh classification head is initialised from this seed
-        start = output_start(self.data.space, np.asarray(self.data.train["label"]))
-        self.model = setup_model(self.requested, self.data.space, self.precision, self.log, output_start=start)
+        requested, data = self.requested, self.data
+        set_seed(requested.seed)  # the fresh classification head is initialised from this seed
+        start = output_start(data.space, np.asarray(data.train["label"]))
+        probe = self._probe if requested.head_init == "probe" and self.resume_from is None else None
+        self.model = setup_model(requested, data.space, self.precision, self.log, output_start=start, start_head=probe)
+        self.schedule = plan(self.model.config, len(data.train), len(data.eval), distributed.world_size())
+        self.log(f"Schedule: {self.schedule.describe()}.")
+        if len(data.eval) < EVAL_TO_DECIDE:
+            self.log(self._small_eval_note())
         with distributed.main_process_first():
             self.train_tok = tokenize_dataset(self.data.train, self.model.encoder)
             # Evaluation order does not change its metrics; sorted by length, its batches carry little padding.
             self.eval_tok = tokenize_dataset(self.data.eval, self.model.encoder).sort("length", reverse=True)
         self.before = self._examples(self.data.space)
+
+    def _probe(self, model: Any, encoder: Any) -> None:
+        """LP-FT's first step (training/probe.py): the output layer set to a linear probe of the frozen encoder."""
+        data, started = self.data, time.perf_counter()
+        examples = (list(data.train["text"]), np.asarray(data.train["label"]))
+        read = start_head_at_probe(model, encoder, examples, data.space.problem, self.precision, self.requested.seed)
+        self.log(f"Head started from a linear probe on {read} training texts ({time.perf_counter() - started:.1f} s).")
+
+    def _small_eval_note(self) -> str:
+        n = len(self.data.eval)
+        low, high = wilson(0.8 * n, n)
+        choice = ("so the schedule is fixed and the last state kept" if self.schedule.keep == "last" else
+                  "so keeping the best of its evaluations picks on noise (--epochs auto keeps the last)")  # fmt: skip
+        return (f"Note: the evaluation split has {n} texts; an accuracy of 0.80 on it means {low:.2f}-{high:.2f} "
+                f"(95 %), too wide to tell epochs apart, {choice}. For scores to trust, give --eval-data with "
+                f"{EVAL_TO_DECIDE} or more labelled texts.")  # fmt: skip
 
     # -------------------------------------------------------------------------------------------------- fit
 
@@ -160,19 +187,19 @@ class TrainRecipe:
         recorder, timer = EvalRecorder(space, config.threshold), StepTimer()
         hooks = Hooks(recorder, [timer.callback(), *callbacks], weighted_loss(space, self.weights))
         trainer = build_trainer(self.model, (self.train_tok, self.eval_tok), self.workspace.checkpoints,
-                                self.precision, hooks)  # fmt: skip
+                                self.precision, hooks, self.schedule)  # fmt: skip
         recorder.trainer = trainer
         if self.weights is not None:
             log("Class weights: " + ", ".join(f"{n} {w:.3g}" for n, w in zip(space.names, self.weights)))
         resume = self.resume_from
         if resume is not None:
-            log(f"Resuming from {resume.name} (epoch {checkpoint_epoch(resume):g} of {config.epochs:g}).")
+            log(f"Resuming from {resume.name} (epoch {checkpoint_epoch(resume):g} of {self.schedule.epochs:g}).")
         ranks, device = distributed.world_size(), default_device().type
         where = f"{ranks} processes on {device} (batch size {config.batch_size} per process)" if ranks > 1 else device
-        log(f"Training on {where} in {self.precision} for {config.epochs:g} epochs.")
+        log(f"Training on {where} in {self.precision} for {self.schedule.epochs:g} epochs.")
         with self.stages.timing("train"):
             output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-        self.fitted = Fitted(trainer, recorder, timer, output.metrics.get("train_runtime"))
+        self.fitted = Fitted(trainer, recorder, timer, output.metrics.get("train_runtime"), self.schedule.keep)
         self.stages.seconds["evaluate"] = timer.evaluation_seconds
         self.stages.seconds["train"] -= timer.evaluation_seconds
 

@@ -67,12 +67,14 @@ def epoch_history(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def best_epoch_metrics(fitted: Fitted, eval_tok: Any) -> tuple[dict[str, Any], LabelSpace]:
-    """The final report: the metrics of the best checkpoint, which the Trainer has loaded at the end, and the
+    """The final report: the metrics of the kept state (the best checkpoint, which the Trainer has loaded at the
+    end, or with a fixed schedule the last), and the
     label space as it will predict (multi-label: with the thresholds chosen on that evaluation). Its scores are
     reused; those of an evaluation made before an interruption were not kept, so then it is evaluated again."""
     trainer, recorder = fitted.trainer, fitted.recorder
     eval_entries = [e for e in trainer.state.log_history if "eval_loss" in e]
-    best_step = trainer.state.best_global_step or eval_entries[-1]["step"]
+    last_step = eval_entries[-1]["step"]
+    best_step = last_step if fitted.keep == "last" else trainer.state.best_global_step or last_step
     best_eval = next(e for e in eval_entries if e["step"] == best_step)
     scores, labels = recorder.by_step.get(best_step), recorder.labels
     if scores is None:

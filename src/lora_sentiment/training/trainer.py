@@ -25,6 +25,7 @@ from ..data.encoding import padded_batch
 from ..modeling.device import default_device, pad_multiple, synchronize
 from ..problems.metrics import LOWER_IS_BETTER, evaluation_metrics
 from ..problems.space import LabelSpace
+from .schedule import Schedule, plan
 
 
 class _Trainer(Trainer):
@@ -87,21 +88,25 @@ class Fitted:
     recorder: EvalRecorder
     timer: StepTimer
     runtime_s: float | None
+    keep: str = "best"  # the schedule's: the best evaluation's state, or the last
 
 
-def build_trainer(setup: Any, splits: tuple[Any, Any], work_dir: Path, precision: str, hooks: Hooks) -> Any:
+def build_trainer(
+    setup: Any, splits: tuple[Any, Any], work_dir: Path, precision: str, hooks: Hooks, schedule: Schedule | None = None
+) -> Any:
     """The one place a Trainer is configured for this project, over `splits` (train, eval) of tokenized rows and
     a ModelSetup. `hooks.loss` replaces the model's own loss (the weighted one of --class-weights); training stays
-    the Trainer's own loop either way."""
+    the Trainer's own loop either way. `schedule`: epochs, evaluations and what is kept [planned from the splits]."""
     model, tokenizer, config = setup.model, setup.tokenizer, setup.config
     train_ds, eval_ds = splits
+    schedule = schedule or plan(config, len(train_ds), len(eval_ds))
     compute_metrics, callbacks, loss = hooks.compute_metrics, hooks.callbacks, hooks.loss
     callbacks = list(callbacks)
-    if config.early_stopping_patience:
-        callbacks.append(EarlyStoppingCallback(config.early_stopping_patience))
+    if schedule.patience:
+        callbacks.append(EarlyStoppingCallback(schedule.patience))
     trainer = _Trainer(
         model=model,
-        args=training_arguments(config, len(train_ds), work_dir, precision),
+        args=training_arguments(config, schedule, work_dir, precision),
         train_dataset=train_ds,
         eval_dataset=eval_ds,
         processing_class=tokenizer,
@@ -122,23 +127,27 @@ def build_trainer(setup: Any, splits: tuple[Any, Any], work_dir: Path, precision
     return trainer
 
 
-def training_arguments(config: TrainConfig, train_rows: int, work_dir: Path, precision: str) -> TrainingArguments:
-    steps_per_epoch = max(1, -(-train_rows // (config.batch_size * config.gradient_accumulation_steps)))
+def training_arguments(config: TrainConfig, schedule: Schedule, work_dir: Path, precision: str) -> TrainingArguments:
     on_gpu = default_device().type == "cuda"
+    # Every few epochs (many short epochs of a small set): by steps, a whole number of epochs apart.
+    by_steps = schedule.eval_every > 1
+    every = schedule.eval_every * schedule.steps_per_epoch
     return TrainingArguments(
         output_dir=str(work_dir),
         per_device_train_batch_size=config.batch_size,
         per_device_eval_batch_size=config.eval_batch_size,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
-        num_train_epochs=config.epochs,
+        num_train_epochs=schedule.epochs,
         learning_rate=config.learning_rate,
         weight_decay=config.weight_decay,
         warmup_steps=config.warmup_ratio,  # a float below 1 is a share of all steps
-        eval_strategy="epoch",
-        save_strategy="epoch",
+        eval_strategy="steps" if by_steps else "epoch",
+        save_strategy="steps" if by_steps else "epoch",
+        eval_steps=every if by_steps else None,
+        save_steps=every if by_steps else None,
         logging_strategy="steps",
-        logging_steps=max(1, steps_per_epoch // 5),
-        load_best_model_at_end=True,
+        logging_steps=max(1, min(every, schedule.steps_per_epoch) // 5),
+        load_best_model_at_end=schedule.keep == "best",
         metric_for_best_model=config.metric_for_best_model,
         greater_is_better=config.metric_for_best_model not in LOWER_IS_BETTER,
         average_tokens_across_devices=False,

@@ -14,6 +14,7 @@ def test_defaults_are_the_documented_recipe():
     assert config.lora_targets is None  # resolved per architecture
     assert config.truncation == "head+tail" and config.max_length == 512 and config.head_token_count == 128
     assert config.examples == DEFAULT_EXAMPLES
+    assert config.epochs == "auto" and config.head_init == "random"
 
 
 def test_preset_reproduces_the_tutorial():
@@ -21,7 +22,7 @@ def test_preset_reproduces_the_tutorial():
     assert (config.max_train_samples, config.max_eval_samples) == (1000, 1000)
     assert (config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_targets) == (4, 32, 0.01, ["q_lin"])
     assert (config.learning_rate, config.batch_size, config.epochs, config.weight_decay) == (1e-3, 4, 10, 0.01)
-    assert config.truncation == "tail" and config.max_length == 512
+    assert config.truncation == "tail" and config.max_length == 512 and config.head_init == "random"
 
 
 def test_precedence_defaults_preset_file_flags(tmp_path: Path):
@@ -72,3 +73,16 @@ def test_base_dropout_keep():
     assert build_config({"base_dropout": "keep"}).base_dropout is None
     assert build_config({"base_dropout": "0.05"}).base_dropout == 0.05
     assert build_config(preset="imdb-truncated").base_dropout is None  # the tutorial kept the model's dropout
+
+
+def test_epochs_flag_takes_auto_or_a_number_on_the_command_line():
+    """A union field (auto or a number) is a plain flag: argparse must not turn it into the literal's choices."""
+    from lora_sentiment.cli import build_parser
+    from lora_sentiment.cli.flags import from_args
+
+    parser = build_parser()
+    for given, expected in (("1", 1.0), ("2.5", 2.5), ("auto", "auto")):
+        args = parser.parse_args(["train", "--epochs", given])
+        assert from_args(args, TrainConfig).epochs == expected
+    with pytest.raises(UserError, match="--epochs: must be auto or a positive number"):
+        from_args(parser.parse_args(["train", "--epochs", "none"]), TrainConfig)

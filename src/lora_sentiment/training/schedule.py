@@ -1,0 +1,77 @@
+"""How long to train and how to pick what is kept, from the data's size (`--epochs auto`, the default).
+
+A fixed number of epochs means a number of optimizer steps that grows with the data: 3 epochs of 16 reviews at
+batch 16 are 3 steps, too few for anything to be learned. So `auto` counts steps: at least MIN_STEPS, and never
+fewer than MIN_EPOCHS epochs (the 3 epochs the defaults were tuned with on 2,000 reviews, unchanged from about
+1,000 texts up). Large sets stop early instead of running epochs that no longer help: with an evaluation split
+big enough to tell epochs apart (EVAL_TO_DECIDE texts), training stops after an evaluation that does not improve
+and keeps the best one. Below that size the scores rest on too few texts to choose between epochs (their 95 %
+interval is wider than the differences between epochs), so the schedule is fixed and the last state is kept.
+Many short epochs are evaluated every few epochs (at most EVALUATIONS times), not after each."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..config import TrainConfig
+
+MIN_STEPS = 100  # measured at 8-32 reviews per class: docs/benchmarks/small-data.md
+MIN_EPOCHS = 3
+EVAL_TO_DECIDE = 200  # texts: a 95 % interval on accuracy near 0.8 is then about ±5.5 points
+EVALUATIONS = 10
+PATIENCE = 1  # evaluations without improvement before stopping (`auto` with a large evaluation split)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    epochs: float
+    steps_per_epoch: int
+    eval_every: int  # epochs between evaluations (and checkpoints)
+    keep: str  # "best": the best evaluation's state; "last": the final state
+    patience: int | None  # early stopping, in evaluations
+    eval_rows: int
+
+    @property
+    def evaluations(self) -> int:
+        return max(1, int(self.epochs // self.eval_every))
+
+    def describe(self) -> str:
+        steps = math.ceil(self.epochs * self.steps_per_epoch)
+        what = f"{self.epochs:g} epochs ({steps} optimizer steps)"
+        every = f"evaluating every {self.eval_every} epochs" if self.eval_every > 1 else "evaluating each epoch"
+        if self.keep == "last":
+            return f"{what}, {every}, keeping the last state"
+        stop = f", stopping after {self.patience} evaluation without improvement" if self.patience else ""
+        return f"{what}, {every}{stop}, keeping the best"
+
+
+def steps_per_epoch(train_rows: int, batch_size: int, accumulation: int, processes: int = 1) -> int:
+    """Optimizer steps in one epoch, as the Trainer counts them."""
+    batches = math.ceil(train_rows / max(1, batch_size * processes))
+    return max(1, math.ceil(batches / accumulation))
+
+
+def plan(config: TrainConfig, train_rows: int, eval_rows: int, processes: int = 1) -> Schedule:
+    """The schedule for `config` on splits of these sizes: `--epochs auto` by the rule above, a given number of
+    epochs as given (each evaluated; the best kept, stopping early only with --early-stopping-patience)."""
+    per_epoch = steps_per_epoch(train_rows, config.batch_size, config.gradient_accumulation_steps, processes)
+    patience = config.early_stopping_patience
+    if config.epochs != "auto":
+        return Schedule(float(config.epochs), per_epoch, 1, "best", patience, eval_rows)
+    epochs = max(MIN_EPOCHS, math.ceil(MIN_STEPS / per_epoch))
+    every = math.ceil(epochs / EVALUATIONS)
+    epochs = every * math.ceil(epochs / every)  # the last epoch is evaluated: it may be the one kept
+    if eval_rows < EVAL_TO_DECIDE:
+        return Schedule(float(epochs), per_epoch, every, "last", None, eval_rows)
+    return Schedule(float(epochs), per_epoch, every, "best", patience or PATIENCE, eval_rows)
+
+
+def wilson(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson's 95 % interval for a proportion (accuracy) of `successes` in `n`."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)

@@ -1,0 +1,86 @@
+"""--epochs auto: optimizer steps, not epochs; evaluations spread over many short epochs; the kept state chosen
+on an evaluation split only when it is large enough to tell epochs apart."""
+
+import pytest
+
+from lora_sentiment.config import TrainConfig, build_config
+from lora_sentiment.errors import UserError
+from lora_sentiment.training.schedule import EVAL_TO_DECIDE, MIN_STEPS, plan, steps_per_epoch, wilson
+from lora_sentiment.training.trainer import training_arguments
+
+
+def test_a_tiny_set_trains_enough_steps_on_a_fixed_schedule_and_keeps_the_last(tmp_path):
+    schedule = plan(TrainConfig(), train_rows=13, eval_rows=3)  # 8 reviews per class, a fifth carved out
+    assert schedule.steps_per_epoch == 1 and schedule.epochs * schedule.steps_per_epoch >= MIN_STEPS
+    assert schedule.keep == "last" and schedule.patience is None
+    assert schedule.evaluations <= 10 and schedule.epochs % schedule.eval_every == 0  # the last epoch is evaluated
+    args = training_arguments(TrainConfig(), schedule, tmp_path, "fp32")
+    assert args.num_train_epochs == schedule.epochs and not args.load_best_model_at_end
+    assert args.eval_strategy == "steps" and args.eval_steps == args.save_steps == schedule.eval_every
+
+
+def test_a_mid_sized_set_keeps_todays_three_epochs_and_a_large_one_stops_early(tmp_path):
+    mid = plan(TrainConfig(), train_rows=1600, eval_rows=400)  # the shared sample's 2,000 reviews
+    assert mid.epochs == 3 and mid.eval_every == 1 and mid.keep == "best" and mid.patience == 1
+    args = training_arguments(TrainConfig(), mid, tmp_path, "fp32")
+    assert args.eval_strategy == "epoch" and args.load_best_model_at_end
+    large = plan(TrainConfig(), train_rows=40_000, eval_rows=10_000)
+    assert large.epochs == 3 and large.patience == 1
+    small_eval = plan(TrainConfig(), train_rows=1600, eval_rows=EVAL_TO_DECIDE - 1)
+    assert small_eval.keep == "last" and small_eval.patience is None
+
+
+def test_given_epochs_run_as_given():
+    schedule = plan(TrainConfig(epochs=2, early_stopping_patience=2), train_rows=13, eval_rows=3)
+    assert (schedule.epochs, schedule.eval_every, schedule.keep, schedule.patience) == (2.0, 1, "best", 2)
+
+
+def test_steps_per_epoch_counts_as_the_trainer_does():
+    assert steps_per_epoch(160, 8, 2) == 10 and steps_per_epoch(161, 8, 2) == 11 and steps_per_epoch(5, 16, 4) == 1
+    assert steps_per_epoch(160, 8, 1, processes=2) == 10
+
+
+def test_epochs_flag_takes_auto_or_a_positive_number():
+    assert build_config({"epochs": "AUTO"}).epochs == "auto" and build_config({"epochs": "2.5"}).epochs == 2.5
+    for bad in ("many", "0", -1):
+        with pytest.raises(UserError, match="--epochs: must be auto or a positive number"):
+            build_config({"epochs": bad})
+
+
+def test_wilson_interval():
+    low, high = wilson(80, 100)
+    assert low == pytest.approx(0.711, abs=0.002) and high == pytest.approx(0.867, abs=0.002)
+    assert wilson(0, 0) == (0.0, 1.0)
+
+
+def test_train_with_few_labels_runs_the_step_schedule_and_keeps_the_last_state(tmp_path, tiny_distilbert, small_csv):
+    """16 labelled reviews, --epochs auto: 13 train in one step per epoch, so 100 epochs; 3 evaluation texts are too
+    few to choose on, so the log says so (with the interval) and the run keeps its last state."""
+    import pandas as pd
+
+    from lora_sentiment.training.recipe import train
+
+    few = tmp_path / "few.csv"
+    rows = pd.read_csv(small_csv)
+    pd.concat([rows[rows.label == 0].head(8), rows[rows.label == 1].head(8)]).to_csv(few, index=False)
+    messages = []
+    config = TrainConfig(model=tiny_distilbert, data=str(few), output_dir=str(tmp_path / "run"), max_length=32,
+                         precision="fp32", examples=["Fine."])  # fmt: skip
+    result = train(config, log=messages.append)
+    assert result.metrics.train.epochs == 100 and result.metrics.final.epoch == 100
+    history = result.metrics.history
+    assert len(history) == 10 and [row["epoch"] for row in history][-1] == 100  # every 10th epoch evaluated
+    assert any(m.startswith("Schedule: 100 epochs (100 optimizer steps), evaluating every 10 epochs, keeping the "
+                            "last state") for m in messages)  # fmt: skip
+    assert any("the evaluation split has 4 texts" in m and "(95 %)" in m for m in messages)
+    assert not any("linear probe" in m for m in messages)  # --head-init random, the default
+
+
+def test_head_init_probe_starts_the_head_from_the_training_texts(tmp_path, tiny_distilbert, small_csv):
+    from lora_sentiment.training.recipe import train
+
+    messages = []
+    config = TrainConfig(model=tiny_distilbert, data=str(small_csv), output_dir=str(tmp_path / "run"), max_length=32,
+                         precision="fp32", examples=["Fine."], epochs=1, head_init="probe")  # fmt: skip
+    train(config, log=messages.append)
+    assert any(m.startswith("Head started from a linear probe on 76 training texts") for m in messages)
