@@ -90,12 +90,14 @@ def run_setfit(model: str, drawn: pd.DataFrame, val: pd.DataFrame, seed: int) ->
 
     setfit_model = SetFitModel.from_pretrained(model)
     setfit_model.model_body.max_seq_length = MAX_LENGTH
-    # The documented defaults, capped for the larger draws; report_to: its default ("all") starts W&B if installed.
-    args = TrainingArguments(seed=seed, max_steps=500, report_to="none")
-    trainer = Trainer(model=setfit_model, args=args, train_dataset=Dataset.from_pandas(drawn[["text", "label"]]))
-    started = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - started
+    # The documented defaults, capped for the larger draws; report_to: its default ("all") starts every tracker
+    # installed (W&B, MLflow), and its checkpoints would land in the working directory.
+    with tempfile.TemporaryDirectory() as scratch:
+        args = TrainingArguments(output_dir=scratch, seed=seed, max_steps=500, report_to="none")
+        trainer = Trainer(model=setfit_model, args=args, train_dataset=Dataset.from_pandas(drawn[["text", "label"]]))
+        started = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - started
     predicted = np.asarray(setfit_model.predict(val.text.tolist()))
     return {"accuracy": float((predicted == val.label.to_numpy()).mean()), "train_seconds": seconds}
 

@@ -102,6 +102,21 @@ def test_predict_and_evaluate_commands(tiny_run, small_csv, capsys):
     assert main(["evaluate", str(tiny_run), "--data", str(small_csv), "--json", "--precision", "fp32"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["samples"] == 96 and 0 <= metrics["accuracy"] <= 1
+    low, high = metrics["intervals"]["accuracy"]
+    assert low <= metrics["accuracy"] <= high and set(metrics["intervals"]) == {"accuracy", "f1"}
+    assert main(["evaluate", str(tiny_run), "--data", str(small_csv), "--precision", "fp32"]) == 0
+    table = capsys.readouterr().out
+    assert f"accuracy: {metrics['accuracy']:.4f} ({low:.4f}-{high:.4f})" in table and "95 % intervals" in table
+
+
+def test_evaluate_two_runs_says_whether_their_difference_is_beyond_the_noise(tiny_run, small_csv, capsys):
+    argv = ["evaluate", f"a={tiny_run}", f"b={tiny_run}", "--data", str(small_csv), "--precision", "fp32"]
+    assert main([*argv, "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    comparison = results["b"]["comparison_with_a"]  # one run twice: no difference, within the noise
+    assert comparison["difference"] == 0 and not comparison["beyond_noise"] and comparison["texts"] == 96
+    assert main(argv) == 0
+    assert "b vs a on the same 96 texts: accuracy +0.0000" in capsys.readouterr().out
 
 
 def test_the_0_2_form_of_predict_still_works_with_a_note(tiny_run, capsys):

@@ -40,7 +40,7 @@ def check(args: argparse.Namespace) -> tuple[EvalOptions, LoadOptions]:
 
 
 def run(args: argparse.Namespace, settings: tuple[EvalOptions, LoadOptions]) -> int:
-    from ..inference.evaluation import labelled_rows, score_rows
+    from ..inference.evaluation import labelled_rows, score_rows, scored_rows
     from ..opening import open_predictor, records
     from ..runs.run import parse_named_runs
 
@@ -50,30 +50,56 @@ def run(args: argparse.Namespace, settings: tuple[EvalOptions, LoadOptions]) -> 
     rows = {name: labelled_rows(args.data, options, *records(path)) for name, path in runs.items()}
     if len(runs) > 1:
         models = open_predictor(runs, load)  # an export, a missing or damaged run: one line
-        return _side_by_side({name: score_rows(models[name], rows[name], options) for name in runs}, args.json)
+        scored = {name: scored_rows(models[name], rows[name], options) for name in runs}
+        return _side_by_side(scored, {name: (models[name].space, rows[name]) for name in runs}, args.json)
     ((name, path),) = runs.items()
     predictor = open_predictor(path, load)
     metrics = score_rows(predictor, rows[name], options)
     if args.json:
         print(json.dumps(metrics))
         return 0
+    from ..problems.intervals import with_interval
     from ..runs.summary import per_label_lines
 
+    intervals = metrics.get("intervals") or {}
     for key, value in metrics.items():
-        if key != "per_label":
-            print(f"{key:>16}: {value:.4f}" if isinstance(value, float) else f"{key:>16}: {value}")
+        if key not in ("per_label", "intervals"):
+            shown = with_interval(value, intervals.get(key)) if isinstance(value, float) else value
+            print(f"{key:>16}: {shown}")
+    if intervals:
+        print("(95 % intervals: bootstrap over the texts)")
     print(per_label_lines(metrics, predictor.space))
     return 0
 
 
-def _side_by_side(results: dict[str, dict[str, Any]], as_json: bool) -> int:
-    """One row of metrics per run (JSON: one object per run, by name)."""
+def _side_by_side(
+    scored: dict[str, tuple[dict[str, Any], Any]], read: dict[str, tuple[Any, Any]], as_json: bool
+) -> int:
+    """One row of metrics per run (JSON: one object per run, by name), and each run against the first on the
+    same texts (paired bootstrap), where both read the file's labels the same way."""
+    import numpy as np
+
+    from ..problems.intervals import comparison_text, paired_comparison
+
+    results = {name: metrics for name, (metrics, _) in scored.items()}
+    first, *others = scored
+    (first_space, first_rows), first_scores = read[first], scored[first][1]
+    labels = np.asarray(first_rows.dataset["label"])
+    comparisons = {}
+    for name in others:
+        space, rows = read[name]
+        if space.names == first_space.names and np.array_equal(np.asarray(rows.dataset["label"]), labels):
+            comparisons[name] = paired_comparison(space, labels, scored[name][1], first_scores, first_space)
+            results[name]["comparison_with_" + first] = comparisons[name]
     if as_json:
         print(json.dumps(results))
         return 0
-    shown = [k for k, v in next(iter(results.values())).items() if isinstance(v, float)]
+    shown = [k for k, v in results[first].items() if isinstance(v, float)]
     width = max(8, *(len(name) for name in results))
     print(f"{'run':<{width}} " + " ".join(f"{k:>12}" for k in shown))
     for name, metrics in results.items():
         print(f"{name:<{width}} " + " ".join(f"{metrics.get(k, float('nan')):>12.4f}" for k in shown))
+    for name, comparison in comparisons.items():
+        if comparison:
+            print(comparison_text(comparison, name, first))
     return 0

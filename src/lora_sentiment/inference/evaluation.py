@@ -12,6 +12,7 @@ from ..data.loading import load_splits
 from ..data.splits import drop_empty_texts, select_text_label, stratified_sample
 from ..errors import UserError
 from ..options import EvalOptions
+from ..problems.intervals import metric_intervals
 from ..problems.metrics import evaluation_metrics
 from ..problems.space import LabelSpace
 from ..problems.targets import encode_targets
@@ -50,11 +51,18 @@ def labelled_rows(data: str, options: EvalOptions, config: Any, space: LabelSpac
 
 
 def score_rows(predictor: Predictor, rows: LabelledRows, options: EvalOptions) -> dict[str, Any]:
+    return scored_rows(predictor, rows, options)[0]
+
+
+def scored_rows(predictor: Predictor, rows: LabelledRows, options: EvalOptions) -> tuple[dict[str, Any], np.ndarray]:
+    """The metrics (with 95 % intervals on the headline ones) and the scores per row."""
     ds = rows.dataset
     scores = predictor.predict_scores(ds["text"], options.batch_size)
-    metrics = evaluation_metrics(predictor.space, np.asarray(ds["label"]), scores, detailed=True)
-    metrics.update(samples=len(ds), dropped_empty=rows.dropped_empty)
-    return metrics
+    labels = np.asarray(ds["label"])
+    metrics = evaluation_metrics(predictor.space, labels, scores, detailed=True)
+    metrics.update(samples=len(ds), dropped_empty=rows.dropped_empty,
+                   intervals=metric_intervals(predictor.space, labels, scores))  # fmt: skip
+    return metrics, scores
 
 
 def pick_split(splits: Any, split: str | None, data: str) -> Any:

@@ -134,10 +134,20 @@ class ProblemType:
         """The card's `Labels:` line."""
         return ", ".join(f"{i} = {n}" for i, n in enumerate(names))
 
+    def resampled_headline(
+        self, space: LabelSpace, labels: np.ndarray, scores: np.ndarray, index: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """The headline metrics on each row of `index` ([rounds, n] text indices): {metric: [rounds]} (intervals.py)."""
+        raise NotImplementedError
+
     def headline_text(self, scores: dict[str, Any]) -> str:
-        """The log line's scores."""
-        first, second = self.headline
-        return f"{_pretty(first)} {scores[first]:.4f}, {_pretty(second)} {scores[second]:.4f}"
+        """The log line's scores, each with its 95 % interval and the texts it rests on when known."""
+        from .intervals import with_interval
+
+        intervals, n = scores.get("intervals") or {}, scores.get("samples")
+        parts = [f"{_pretty(m)} {with_interval(scores[m], intervals.get(m), n if i == 0 else None)}"
+                 for i, m in enumerate(self.headline)]  # fmt: skip
+        return ", ".join(parts)
 
 
 _PRETTY = {"accuracy": "Accuracy", "f1": "F1", "f1_macro": "Macro-F1", "f1_micro": "micro-F1", "mae": "MAE",

@@ -109,6 +109,16 @@ class MultiLabel(ProblemType):
             metrics["per_label"] = table
         return metrics
 
+    def resampled_headline(
+        self, space: LabelSpace, labels: np.ndarray, scores: np.ndarray, index: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        from .intervals import confusion_counts, f1_from_counts
+
+        predicted = scores >= space.decision_thresholds()
+        tp, fp, fn = confusion_counts(np.asarray(labels).round().astype(bool), predicted, index)
+        micro = f1_from_counts(tp.sum(axis=1), fp.sum(axis=1), fn.sum(axis=1))
+        return {"f1_macro": f1_from_counts(tp, fp, fn).mean(axis=1), "f1_micro": micro}
+
     def decided(self, space: LabelSpace, labels: np.ndarray, scores: np.ndarray, threshold: float | None) -> LabelSpace:
         """--threshold for every tag, else each tag's best on these evaluation rows (the same rule each epoch, so
         the kept epoch is picked by what will be used)."""

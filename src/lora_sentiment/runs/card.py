@@ -56,7 +56,9 @@ the classification head trained in full; {parameters.trainable:,} of {parameters
 
 def _results(config: TrainConfig, space: LabelSpace, metrics: Any, figures: dict[str, str]) -> str:
     final = metrics.final
-    scores = ", ".join(f"{key} **{final[key]:.4f}**" if i == 0 else f"{key} {final[key]:.4f}" for i, key in
+    intervals = final.get("intervals") or {}
+    scores = ", ".join(f"{key} **{final[key]:.4f}**{_interval(intervals.get(key))}" if i == 0 else
+                       f"{key} {final[key]:.4f}{_interval(intervals.get(key))}" for i, key in
                        enumerate(_card_metrics(space)) if key in final)  # fmt: skip
     if "roc_auc" in final and final["roc_auc"] == final["roc_auc"]:
         scores += f", ROC-AUC {final['roc_auc']:.4f}"
@@ -64,8 +66,8 @@ def _results(config: TrainConfig, space: LabelSpace, metrics: Any, figures: dict
     return f"""## Results
 
 On {final.samples} evaluation texts (best epoch {final.epoch:g} by eval {config.metric_for_best_model}):
-{scores}.
-{_baseline_line(metrics.baseline, space)}
+{scores}{" (95 % intervals, bootstrap over the texts)" if intervals else ""}.
+{_baseline_line(metrics.baseline, space)}{_comparison_line(metrics)}
 
 {_history_table(metrics, space)}
 {_per_label_table(final, space)}
@@ -81,6 +83,17 @@ def _baseline_line(baseline: dict[str, Any] | None, space: LabelSpace) -> str:
     scores = ", ".join(f"{key} {baseline[key]:.4f}" for key in keys)
     fitted = f"fitted in {baseline['seconds']:.1f} s"
     return f"\nThe plain baseline on the same split, {baseline['model']} ({fitted}): {scores}.\n"
+
+
+def _interval(bounds: list[float] | None) -> str:
+    return f" ({bounds[0]:.4f}-{bounds[1]:.4f})" if bounds else ""
+
+
+def _comparison_line(metrics: Any) -> str:
+    from ..problems.intervals import comparison_text
+
+    comparison = getattr(metrics, "comparison", None)
+    return f"\n{comparison_text(comparison, 'This run', 'the baseline')}\n" if comparison else ""
 
 
 def _history_table(metrics: Any, space: LabelSpace) -> str:

@@ -81,6 +81,9 @@ class RunMetrics(_Record):
     train: TrainStats = Field(default_factory=TrainStats)
     examples: Examples = Field(default_factory=Examples)
     baseline: dict[str, Any] | None = None  # the TF-IDF + linear model's scores on the same split (baseline.py)
+    # The run against the baseline on the same texts: the difference in the first headline metric, its 95 %
+    # paired-bootstrap interval, and whether it is beyond the noise (problems/intervals.py).
+    comparison: dict[str, Any] | None = None
     log_history: list[dict[str, Any]] = Field(default_factory=list)
 
     def to_json(self) -> str:

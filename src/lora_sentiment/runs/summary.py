@@ -25,11 +25,13 @@ def summary(config: Any, space: Any, metrics: Any) -> str:
     for row in metrics.history:
         cells = [_fmt(row.get(key)) for key in ("train_loss", "loss", *columns)]
         lines.append(f"{row.epoch:>6g} {cells[0]:>11} {cells[1]:>10} " + " ".join(f"{c:>9}" for c in cells[2:]))
-    scores = ", ".join(f"{key} {_fmt(final.get(key))}" for key in space.problem.metrics if key in final)
-    lines += ["", f"Kept epoch {_fmt(final.epoch, 'g')}: {scores}"]
+    lines += ["", f"Kept epoch {_fmt(final.epoch, 'g')}: {_scores(final, space)}"]
     if metrics.baseline:
-        keys = [key for key in space.problem.metrics if key in metrics.baseline]
-        lines.append("Baseline (TF-IDF + linear): " + ", ".join(f"{k} {_fmt(metrics.baseline[k])}" for k in keys))
+        lines.append(f"Baseline (TF-IDF + linear): {_scores(metrics.baseline, space)}")
+    if getattr(metrics, "comparison", None):
+        from ..problems.intervals import comparison_text
+
+        lines.append(comparison_text(metrics.comparison, "The run", "the baseline"))
     lines += _confusion_lines(final.confusion_matrix, names) if final.confusion_matrix else []
     if final.get("per_label") and not final.confusion_matrix:  # tags: their table stands for the matrix
         lines += per_label_lines(final, space, limit=12).splitlines()
@@ -39,6 +41,15 @@ def summary(config: Any, space: Any, metrics: Any) -> str:
         for before, after in zip(examples.before, examples.after):
             lines.append(f"  {before['label']:>8} -> {after['label']:<8} {after['text']}")
     return "\n".join(lines)
+
+
+def _scores(scores: Any, space: Any) -> str:
+    """Every metric the run has, the headline ones with their 95 % interval when recorded."""
+    from ..problems.intervals import with_interval
+
+    intervals = scores.get("intervals") or {}
+    return ", ".join(f"{key} {with_interval(scores[key], intervals.get(key)) if scores[key] is not None else '-'}"
+                     for key in space.problem.metrics if key in scores)  # fmt: skip
 
 
 def _confusion_lines(matrix: Sequence[Sequence[int]], label_names: Sequence[str]) -> list[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import Pipeline, make_pipeline
 
 from ..data.encoding import clean_text
+from ..problems.intervals import metric_intervals
 from ..problems.metrics import evaluation_metrics
 from ..problems.space import LabelSpace
 
@@ -40,16 +42,30 @@ def evaluate_baseline(
     train: Any, evaluation: Any, space: LabelSpace, *, threshold: float | None = None, seed: int = 0
 ) -> dict[str, Any]:
     """Fit on the training split, score on the evaluation split (each with `text` and an encoded `label`, as
-    data.splits gives them): the run's metrics, plus the fit time."""
+    data.splits gives them): the run's metrics with their 95 % intervals, plus the fit time."""
+    return score_baseline(train, evaluation, space, threshold=threshold, seed=seed).metrics
+
+
+@dataclass
+class BaselineScores:
+    metrics: dict[str, Any]
+    scores: np.ndarray  # per evaluation text, in the split's order: what the run is compared with, text by text
+    space: LabelSpace  # as it decided (multi-label: its own thresholds)
+
+
+def score_baseline(
+    train: Any, evaluation: Any, space: LabelSpace, *, threshold: float | None = None, seed: int = 0
+) -> BaselineScores:
     train_texts, train_labels = train["text"], np.asarray(train["label"])
     eval_texts, eval_labels = evaluation["text"], np.asarray(evaluation["label"])
     started = time.perf_counter()
     pipeline = fit_baseline(train_texts, train_labels, space, seed=seed)
     scores = baseline_scores(pipeline, eval_texts, space)
     seconds = time.perf_counter() - started
-    space = space.problem.decided(space, np.asarray(eval_labels), scores, threshold)  # as for the transformer
-    metrics = evaluation_metrics(space, np.asarray(eval_labels), scores, detailed=False)
+    space = space.problem.decided(space, eval_labels, scores, threshold)  # as for the transformer
+    metrics = evaluation_metrics(space, eval_labels, scores, detailed=False)
     metrics.update(
-        model=baseline_name(space), seconds=round(seconds, 3), train_samples=len(train_texts), samples=len(eval_texts)
-    )
-    return metrics
+        model=baseline_name(space), seconds=round(seconds, 3), train_samples=len(train_texts), samples=len(eval_texts),
+        intervals=metric_intervals(space, eval_labels, scores),
+    )  # fmt: skip
+    return BaselineScores(metrics, scores, space)

@@ -31,11 +31,12 @@ from ..measure import Stages
 from ..modeling import distributed
 from ..modeling.device import default_device, resolve_precision
 from ..modeling.model import ModelSetup, output_start, setup_model
+from ..problems.intervals import comparison_text, paired_comparison
 from ..problems.outputs import Prediction, format_table, predictions
 from ..problems.space import LabelSpace, resolve_class_weights
 from ..runs.run import RunMetrics, RunWorkspace, checkpoint_epoch, write_run
 from ..runs.summary import headline, per_label_lines
-from .baseline import baseline_name, evaluate_baseline
+from .baseline import BaselineScores, baseline_name, score_baseline
 from .checks import check_train
 from .probe import start_head_at_probe
 from .report import best_epoch_metrics, epoch_history, example_row, train_stats
@@ -93,6 +94,7 @@ class TrainRecipe:
     data: LabeledData
     weights: np.ndarray | None  # --class-weights
     baseline: dict[str, Any] | None
+    baseline_scores: BaselineScores | None  # per text, for the paired comparison with the run
     model: ModelSetup
     schedule: Schedule
     train_tok: Any
@@ -137,13 +139,15 @@ class TrainRecipe:
     def _fit_baseline(self) -> dict[str, Any] | None:
         """TF-IDF + a linear model on the same splits, scored with the same metrics (--baseline none: skipped)."""
         config, data = self.requested, self.data
+        self.baseline_scores = None
         if config.baseline == "none":
             return None
         try:
-            scores = evaluate_baseline(data.train, data.eval, data.space, threshold=config.threshold, seed=config.seed)
+            fitted = score_baseline(data.train, data.eval, data.space, threshold=config.threshold, seed=config.seed)
         except ValueError as exc:  # e.g. texts with no word that two of them share: nothing for TF-IDF to learn
             self.log(f"Baseline skipped: {exc}")
             return None
+        self.baseline_scores, scores = fitted, fitted.metrics
         self.log(f"Baseline ({baseline_name(data.space)}): {headline(scores, data.space)} in {scores['seconds']:.1f} s")
         return scores
 
@@ -160,7 +164,11 @@ class TrainRecipe:
         with distributed.main_process_first():
             self.train_tok = tokenize_dataset(self.data.train, self.model.encoder)
             # Evaluation order does not change its metrics; sorted by length, its batches carry little padding.
-            self.eval_tok = tokenize_dataset(self.data.eval, self.model.encoder).sort("length", reverse=True)
+            # `row`: each text's place in the split, to pair the run's scores with the baseline's.
+            self.eval_tok = tokenize_dataset(self.data.eval, self.model.encoder)
+            self.eval_tok = self.eval_tok.add_column("row", list(range(len(self.eval_tok)))).sort(
+                "length", reverse=True
+            )
         self.before = self._examples(self.data.space)
 
     def _probe(self, model: Any, encoder: Any) -> None:
@@ -208,7 +216,8 @@ class TrainRecipe:
     def report(self) -> None:
         """The kept epoch's metrics and the run's record: history, statistics, the examples before and after."""
         with self.stages.timing("report"):
-            self.final, self.space = best_epoch_metrics(self.fitted, self.eval_tok)
+            kept = best_epoch_metrics(self.fitted, self.eval_tok)
+            self.final, self.space = kept.final, kept.space
             after = self._examples(self.space)
             self.log(format_table(after, "Trained model predictions:"))
             state = self.fitted.trainer.state
@@ -221,6 +230,11 @@ class TrainRecipe:
                 "log_history": state.log_history,
             })  # fmt: skip
             self.metrics.baseline = self.baseline
+            if self.baseline_scores is not None:  # the same texts, the baseline's rows put in the run's order
+                theirs = self.baseline_scores
+                rows = np.asarray(self.eval_tok["row"])
+                self.metrics.comparison = paired_comparison(kept.space, kept.labels, kept.scores,
+                                                            theirs.scores[rows], theirs.space)  # fmt: skip
 
     # ---------------------------------------------------------------------------------------------- publish
 
@@ -233,6 +247,8 @@ class TrainRecipe:
         log(f"{headline(final, space)} on {len(self.data.eval)} evaluation texts. Saved to {self.workspace.final}")
         if baseline:
             log(f"Baseline ({baseline_name(space)}) on the same texts: {headline(baseline, space)}")
+        if metrics.comparison:
+            log(comparison_text(metrics.comparison, "The run", "the baseline"))
         log(per_label_lines(final, space))
 
     def _examples(self, space: LabelSpace) -> list[Prediction]:

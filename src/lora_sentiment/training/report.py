@@ -3,10 +3,12 @@ already made, the per-epoch history, throughput statistics, and the example pred
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..problems.intervals import metric_intervals
 from ..problems.metrics import evaluation_metrics
 from ..problems.outputs import Prediction
 from ..problems.space import LabelSpace
@@ -66,7 +68,18 @@ def epoch_history(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def best_epoch_metrics(fitted: Fitted, eval_tok: Any) -> tuple[dict[str, Any], LabelSpace]:
+@dataclass
+class Kept:
+    """The kept state's evaluation: its metrics (with 95 % intervals), the label space as it will predict, and
+    the labels and scores they came from (rows in the tokenized evaluation split's order)."""
+
+    final: dict[str, Any]
+    space: LabelSpace
+    labels: np.ndarray
+    scores: np.ndarray
+
+
+def best_epoch_metrics(fitted: Fitted, eval_tok: Any) -> Kept:
     """The final report: the metrics of the kept state (the best checkpoint, which the Trainer has loaded at the
     end, or with a fixed schedule the last), and the
     label space as it will predict (multi-label: with the thresholds chosen on that evaluation). Its scores are
@@ -82,5 +95,6 @@ def best_epoch_metrics(fitted: Fitted, eval_tok: Any) -> tuple[dict[str, Any], L
         scores, labels = recorder.space.scores(logits_of(output.predictions)), np.asarray(output.label_ids)
     space = recorder.decided(labels, scores)
     final = evaluation_metrics(space, labels, scores, detailed=True)
-    final.update(loss=best_eval["eval_loss"], epoch=best_eval["epoch"], samples=len(eval_tok))
-    return final, space
+    final.update(loss=best_eval["eval_loss"], epoch=best_eval["epoch"], samples=len(eval_tok),
+                 intervals=metric_intervals(space, labels, scores))  # fmt: skip
+    return Kept(final, space, labels, scores)

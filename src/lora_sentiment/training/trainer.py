@@ -36,6 +36,14 @@ class _Trainer(Trainer):
 
     eval_attention: str | None = None
 
+    def _get_eval_sampler(self, eval_dataset: Any) -> Any:
+        # In the split's order, not in the length-grouped shuffle the Trainer takes from --group-by-length: the
+        # split comes sorted by length already (little padding), and its scores must stay paired with its rows
+        # (the run is compared with the baseline text by text).
+        if eval_dataset is None or self.args.world_size > 1:
+            return None
+        return torch.utils.data.SequentialSampler(eval_dataset)
+
     def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
         base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
         training_attention = base.config._attn_implementation

@@ -181,10 +181,11 @@ def test_evaluate_scores_several_runs_side_by_side(tiny_runs, small_csv, capsys)
     assert both["sentiment"]["accuracy"] == both["again"]["accuracy"] == alone["accuracy"]
     assert main(["evaluate", run, f"again={run}", "--data", str(small_csv), "--precision", "fp32"]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0].split()[:2] == ["run", "accuracy"] and [line.split()[0] for line in table[1:]] == [
+    assert table[0].split()[:2] == ["run", "accuracy"] and [line.split()[0] for line in table[1:3]] == [
         "sentiment",
         "again",
     ]
+    assert table[3].startswith("again vs sentiment on the same 96 texts: accuracy +0.0000")  # the paired bootstrap
 
 
 def test_bad_run_lists_are_refused_in_one_line(tiny_runs, tmp_path, capsys):

@@ -33,9 +33,15 @@ def test_a_finished_run_opens_with_typed_metrics(trained_run):
 
 def test_metrics_json_round_trips_with_the_keys_it_always_had(trained_run):
     raw = json.loads((trained_run / METRICS_FILE).read_text())
-    assert set(raw) == {"final", "history", "train", "examples", "baseline", "log_history"}
+    assert set(raw) == {"final", "history", "train", "examples", "baseline", "comparison", "log_history"}
     expected = {"accuracy", "f1", "f1_macro", "precision", "recall", "roc_auc", "confusion_matrix", "per_label"}
-    assert set(raw["final"]) == expected | {"loss", "epoch", "samples"}
+    assert set(raw["final"]) == expected | {"loss", "epoch", "samples", "intervals"}
+    assert set(raw["final"]["intervals"]) == set(raw["baseline"]["intervals"]) == {"accuracy", "f1"}
+    low, high = raw["final"]["intervals"]["accuracy"]
+    assert low <= raw["final"]["accuracy"] <= high
+    comparison = raw["comparison"]
+    assert comparison["metric"] == "accuracy" and comparison["texts"] == raw["final"]["samples"]
+    assert comparison["difference"] == pytest.approx(raw["final"]["accuracy"] - raw["baseline"]["accuracy"])
     assert set(raw["final"]["per_label"]) == {"Negative", "Positive"}
     assert set(raw["final"]["per_label"]["Positive"]) == {"precision", "recall", "f1", "support"}
     again = json.loads(RunMetrics.model_validate(raw).to_json())

@@ -68,10 +68,10 @@ def test_train_result_and_the_saved_config(tmp_path, tiny_distilbert, small_csv,
     baseline = result.metrics.baseline
     assert baseline["model"] == "TF-IDF + logistic regression" and baseline["samples"] == 20
     assert 0 <= baseline["accuracy"] <= 1 and baseline["train_samples"] == 76 and baseline["seconds"] < 30
-    assert (
-        "The plain baseline on the same split, TF-IDF + logistic regression"
-        in (tmp_path / "run" / "README.md").read_text()
-    )
+    card = (tmp_path / "run" / "README.md").read_text()
+    assert "The plain baseline on the same split, TF-IDF + logistic regression" in card
+    assert "This run vs the baseline on the same 20 texts: accuracy" in card and "(paired bootstrap)" in card
+    assert "(95 % intervals, bootstrap over the texts)" in card
 
 
 def test_no_baseline_when_asked(tmp_path, tiny_distilbert, small_csv):

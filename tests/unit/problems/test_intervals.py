@@ -1,0 +1,98 @@
+"""Intervals on the headline scores: each problem type's resampled metrics equal scikit-learn's on the whole
+evaluation split, the 95 % interval holds the score and narrows with more texts, and the paired comparison tells
+a better model from an equal one."""
+
+import numpy as np
+import pytest
+
+from lora_sentiment.problems.intervals import comparison_text, metric_intervals, paired_comparison, with_interval
+from lora_sentiment.problems.metrics import evaluation_metrics
+from lora_sentiment.problems.space import LabelSpace
+
+RNG = np.random.default_rng(0)
+
+
+def _single(n, classes=2, skill=0.8):
+    labels = RNG.integers(0, classes, n)
+    right = RNG.random(n) < skill
+    predicted = np.where(right, labels, (labels + 1) % classes)
+    scores = np.full((n, classes), 0.1 / max(classes - 1, 1))
+    scores[np.arange(n), predicted] = 0.9
+    return labels, scores
+
+
+def _multi(n, tags=4):
+    labels = (RNG.random((n, tags)) < 0.3).astype(float)
+    scores = np.clip(labels * 0.6 + RNG.random((n, tags)) * 0.5, 0, 1)
+    return labels, scores
+
+
+def _regression(n):
+    labels = RNG.uniform(1, 10, n)
+    return labels, (labels + RNG.normal(0, 2, n)).reshape(-1, 1)
+
+
+CASES = {
+    "single-label": (LabelSpace("single-label", ["a", "b"]), _single),
+    "single-label, 3 classes": (LabelSpace("single-label", ["a", "b", "c"]), lambda n: _single(n, 3)),
+    "multi-label": (LabelSpace("multi-label", list("wxyz"), [0.5, 0.4, 0.6, 0.5]), _multi),
+    "regression": (LabelSpace("regression", ["rating"]), _regression),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_resampled_headline_on_the_whole_split_equals_scikit_learns_metrics(case):
+    space, make = CASES[case]
+    labels, scores = make(300)
+    whole = space.problem.resampled_headline(space, labels, scores, np.arange(300)[None, :])
+    expected = evaluation_metrics(space, labels, scores, detailed=False)
+    for metric in space.problem.headline:
+        assert whole[metric][0] == pytest.approx(expected[metric], abs=1e-9), metric
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_the_interval_holds_the_score_and_narrows_with_more_texts(case):
+    space, make = CASES[case]
+    widths = []
+    for n in (100, 2000):
+        labels, scores = make(n)
+        expected = evaluation_metrics(space, labels, scores, detailed=False)
+        intervals = metric_intervals(space, labels, scores)
+        assert set(intervals) == set(space.problem.headline)
+        for metric, (low, high) in intervals.items():
+            assert low <= expected[metric] <= high, (metric, low, expected[metric], high)
+        widths.append(intervals[space.problem.headline[0]][1] - intervals[space.problem.headline[0]][0])
+    assert widths[1] < widths[0] / 3  # about 1 / sqrt(20) as wide
+
+
+def test_intervals_are_seeded_and_accuracy_matches_the_binomial_width():
+    space = LabelSpace("single-label", ["a", "b"])
+    labels, scores = _single(1000, skill=0.8)
+    first, again = metric_intervals(space, labels, scores), metric_intervals(space, labels, scores)
+    assert first == again
+    low, high = first["accuracy"]
+    assert high - low == pytest.approx(2 * 1.96 * (0.8 * 0.2 / 1000) ** 0.5, rel=0.15)  # ±2.5 points
+    assert metric_intervals(space, labels[:1], scores[:1]) == {}
+
+
+def test_paired_comparison_tells_a_better_model_from_an_equal_one():
+    space = LabelSpace("single-label", ["a", "b"])
+    labels, good = _single(1000, skill=0.85)
+    worse = good.copy()
+    flip = np.flatnonzero(RNG.random(1000) < 0.15)  # 15 % of the answers made wrong or right at random
+    worse[flip] = worse[flip][:, ::-1]
+    verdict = paired_comparison(space, labels, good, worse)
+    assert verdict["beyond_noise"] and verdict["better"] and verdict["difference"] > 0
+    assert "better, beyond the noise" in comparison_text(verdict, "the run", "the baseline")
+    same = paired_comparison(space, labels, good, good)
+    assert same["difference"] == 0 and not same["beyond_noise"] and same["better"] is None
+    assert "within the noise of 1000 texts" in comparison_text(same, "the run", "the baseline")
+
+
+def test_the_log_line_carries_the_interval():
+    assert with_interval(0.868, [0.846, 0.888], 1000) == "0.8680 (0.8460-0.8880, n = 1000)"
+    space = LabelSpace("single-label", ["a", "b"])
+    line = space.problem.headline_text({"accuracy": 0.868, "f1": 0.87, "samples": 1000,
+                                        "intervals": {"accuracy": [0.846, 0.888], "f1": [0.85, 0.89]}})  # fmt: skip
+    assert line == "Accuracy 0.8680 (0.8460-0.8880, n = 1000), F1 0.8700 (0.8500-0.8900)"
+    assert space.problem.headline_text({"accuracy": 0.5, "f1": 0.4}) == "Accuracy 0.5000, F1 0.4000"
