@@ -127,6 +127,7 @@ class TrainRecipe:
         self.log(f"Data: {len(data.train)} training and {len(data.eval)} evaluation texts; labels: "
                  f"{', '.join(data.label_names)}")  # fmt: skip
         self.weights = resolve_class_weights(requested.class_weights, data.space, np.asarray(data.train["label"]))
+        self.baseline_scores = None  # rank 0 fits the baseline; the other ranks have none to compare with
         with self.stages.timing("baseline"):
             self.baseline = self._fit_baseline() if self.main_process else None
         with self.stages.timing("model"):
@@ -139,7 +140,6 @@ class TrainRecipe:
     def _fit_baseline(self) -> dict[str, Any] | None:
         """TF-IDF + a linear model on the same splits, scored with the same metrics (--baseline none: skipped)."""
         config, data = self.requested, self.data
-        self.baseline_scores = None
         if config.baseline == "none":
             return None
         try:
