@@ -6,6 +6,7 @@ for MT systems), so what they share cancels and the interval is on their differe
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,6 +24,16 @@ def resamples(n: int, seed: int = SEED) -> np.ndarray:
     """[rounds, n] indices, each row n texts drawn with replacement."""
     rounds = max(200, min(ROUNDS, _MAX_CELLS // max(n, 1)))
     return np.random.default_rng(seed).integers(0, n, size=(rounds, n), dtype=np.int32 if n < 2**31 else np.int64)
+
+
+def wilson(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson's 95 % interval for a proportion (accuracy) of `successes` in `n`."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def resampled_sums(per_text: np.ndarray, index: np.ndarray) -> np.ndarray:

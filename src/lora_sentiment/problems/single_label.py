@@ -85,15 +85,14 @@ class SingleLabel(ProblemType):
     def resampled_headline(
         self, space: LabelSpace, labels: np.ndarray, scores: np.ndarray, index: np.ndarray
     ) -> dict[str, np.ndarray]:
-        from .intervals import confusion_counts, f1_from_counts, resampled_sums
+        from .intervals import confusion_counts, f1_from_counts
 
         labels, predicted = np.asarray(labels).astype(int), scores.argmax(axis=-1)
         n, classes = index.shape[1], scores.shape[-1]
-        accuracy = resampled_sums((predicted == labels)[:, None], index)[:, 0] / n
         onehot = np.eye(classes, dtype=bool)
         tp, fp, fn = confusion_counts(onehot[labels], onehot[predicted], index)
         f1 = f1_from_counts(tp, fp, fn)  # per class; "f1" is class 1's for two classes, else their mean
-        return {"accuracy": accuracy, "f1": f1[:, 1] if classes == 2 else f1.mean(axis=1)}
+        return {"accuracy": tp.sum(axis=1) / n, "f1": f1[:, 1] if classes == 2 else f1.mean(axis=1)}
 
     def answer(self, row: np.ndarray, space: LabelSpace) -> dict[str, Any]:
         best = int(row.argmax())

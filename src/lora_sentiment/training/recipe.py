@@ -31,7 +31,7 @@ from ..measure import Stages
 from ..modeling import distributed
 from ..modeling.device import default_device, resolve_precision
 from ..modeling.model import ModelSetup, output_start, setup_model
-from ..problems.intervals import comparison_text, paired_comparison
+from ..problems.intervals import comparison_text, paired_comparison, wilson
 from ..problems.outputs import Prediction, format_table, predictions
 from ..problems.space import LabelSpace, resolve_class_weights
 from ..runs.run import RunMetrics, RunWorkspace, checkpoint_epoch, write_run
@@ -40,7 +40,7 @@ from .baseline import BaselineScores, baseline_name, score_baseline
 from .checks import check_train
 from .probe import start_head_at_probe
 from .report import best_epoch_metrics, epoch_history, example_row, train_stats
-from .schedule import EVAL_TO_DECIDE, Schedule, plan, wilson
+from .schedule import EVAL_TO_DECIDE, Schedule, plan
 from .tracking import tracked
 from .trainer import EvalRecorder, Fitted, Hooks, StepTimer, build_trainer, weighted_loss
 

@@ -65,13 +65,3 @@ def plan(config: TrainConfig, train_rows: int, eval_rows: int, processes: int = 
     if eval_rows < EVAL_TO_DECIDE:
         return Schedule(float(epochs), per_epoch, every, "last", None, eval_rows)
     return Schedule(float(epochs), per_epoch, every, "best", patience or PATIENCE, eval_rows)
-
-
-def wilson(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson's 95 % interval for a proportion (accuracy) of `successes` in `n`."""
-    if n <= 0:
-        return 0.0, 1.0
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)

@@ -5,7 +5,8 @@ import pytest
 
 from lora_sentiment.config import TrainConfig, build_config
 from lora_sentiment.errors import UserError
-from lora_sentiment.training.schedule import EVAL_TO_DECIDE, MIN_STEPS, plan, steps_per_epoch, wilson
+from lora_sentiment.problems.intervals import wilson
+from lora_sentiment.training.schedule import EVAL_TO_DECIDE, MIN_STEPS, plan, steps_per_epoch
 from lora_sentiment.training.trainer import training_arguments
 
 
