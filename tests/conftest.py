@@ -164,14 +164,19 @@ def tiny_gpt2_no_pad(tmp_path_factory, imdb_frames) -> str:
 
 
 @pytest.fixture(scope="session")
-def trained_run(tmp_path_factory, tiny_distilbert, small_csv) -> Path:
+def trained_run(tmp_path_factory, tiny_distilbert, small_csv, imdb_frames) -> Path:
     """A finished run of the tiny DistilBERT, shared read-only by the prediction, serving and export tests."""
     from lora_sentiment import TrainConfig, train
 
-    out = tmp_path_factory.mktemp("shared-run") / "run"
+    folder = tmp_path_factory.mktemp("shared-run")
+    out = folder / "run"
+    # 60 evaluation reviews, over calibration's 50: every path that opens this run applies a temperature.
+    evaluation = imdb_frames[1].groupby("label").head(30)[["text", "label"]]
+    evaluation.to_csv(folder / "eval.csv", index=False)
     config = TrainConfig(
         model=tiny_distilbert,
         data=str(small_csv),
+        eval_data=str(folder / "eval.csv"),
         output_dir=str(out),
         max_length=64,
         epochs=2,

@@ -160,6 +160,15 @@ class TrainConfig(BaseModel):
         description="Also fit TF-IDF + a linear model on the same training split and score it on the same "
         "evaluation split, to show what the transformer adds (seconds on CPU)",
     )
+    calibration: Literal["auto", "none"] = Field(
+        "auto",
+        description="After training, calibrate the outputs on the evaluation split (with 50 texts or more): "
+        "temperature scaling (single-label), a temperature per tag (multi-label), a split-conformal interval "
+        "(regression); none keeps the raw outputs",
+    )
+    interval_coverage: float = Field(
+        0.9, gt=0, lt=1, description="Regression: the share of true values each predicted interval is fitted to hold"
+    )
     report_to: list[ReportTarget] = Field(
         default_factory=list,
         description="Also log to any of: tensorboard (RUN_DIR/tensorboard), mlflow (MLFLOW_TRACKING_URI or "

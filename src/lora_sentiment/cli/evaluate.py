@@ -63,11 +63,21 @@ def run(args: argparse.Namespace, settings: tuple[EvalOptions, LoadOptions]) -> 
 
     intervals = metrics.get("intervals") or {}
     for key, value in metrics.items():
-        if key not in ("per_label", "intervals"):
+        if key not in ("per_label", "intervals", "calibration"):
             shown = with_interval(value, intervals.get(key)) if isinstance(value, float) else value
             print(f"{key:>16}: {shown}")
     if intervals:
         print("(95 % intervals: bootstrap over the texts)")
+    quality = metrics.get("calibration")
+    if quality and "ece" in quality:
+        state = "calibrated" if quality["calibrated"] else "not calibrated"
+        print(
+            f"Probabilities ({state}): ECE {quality['ece']:.4f}, Brier {quality['brier']:.4f}, NLL {quality['nll']:.4f}"
+        )
+    elif quality:
+        print(
+            f"Intervals: held {quality['coverage']:.1%} of true values (fitted for {quality['coverage_nominal']:.0%})"
+        )
     print(per_label_lines(metrics, predictor.space))
     return 0
 

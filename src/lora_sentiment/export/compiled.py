@@ -20,7 +20,8 @@ from ..errors import UserError, first_line
 from ..runs.run import ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, LABELS_FILE, RUN_CONFIG_FILE, Run
 
 CACHE_DIR = ".compiled"
-LAYOUT = "1"  # bump when what is written changes, so older entries are rebuilt
+# Bump when what is written changes, so older entries are rebuilt (2: calibration folded into the output layer).
+LAYOUT = "2"
 _RUNTIME_PACKAGES = {"openvino": "openvino", "onnx": "onnxruntime"}
 Log = Callable[[str], None]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from ..config import format_validation_error
 from ..data.loading import check_source
 from ..errors import UserError
 from ..options import ExportOptions
+from ..problems.space import LabelSpace
 from ..runs.run import EXPORT_INFO_FILE, Run
 from .engines import engine
 from .engines.onnx import OPSET
@@ -40,10 +42,11 @@ def export_run(
     # With the base model's own dropout (not the training override): the export is also a starting point to tune.
     merged, tokenizer = load_run_model(run)
     merged.eval()
+    space = _calibration_in_weights(merged, run.space)
     with staged(out_dir) as staging:
         names = chosen.write(merged, tokenizer, run, staging, options, prepared)
         tokenizer.save_pretrained(str(staging))
-        run.copy_records(staging)
+        run.copy_records(staging, space)
         if chosen.model_file is not None:  # the marker that predict / serve open it with the engine's runtime
             info = {"format": chosen.name, "quantization": options.quantize, "opset": OPSET, "inputs": names,
                     "run": run_dir.name}  # fmt: skip
@@ -51,6 +54,18 @@ def export_run(
         (staging / EXPORT_CARD_FILE).write_text(chosen.card(run, options), encoding="utf-8")
     log(chosen.done(run, out_dir, options))
     return out_dir
+
+
+def _calibration_in_weights(merged: Any, space: LabelSpace) -> LabelSpace:
+    """A calibrated run's temperatures folded into the merged output layer, and the space the export records
+    (which says so, so that nothing applies them twice)."""
+    calibration = space.calibration
+    if calibration is None or calibration.temperatures is None or calibration.in_weights:
+        return space
+    from ..modeling.model import fold_temperatures
+
+    fold_temperatures(merged, calibration.temperatures)
+    return replace(space, calibration=replace(calibration, in_weights=True))
 
 
 def check_export_settings(run_dir: str | Path, out_dir: str | Path, options: ExportOptions) -> tuple[Any, Run]:

@@ -12,6 +12,7 @@ from ..data.loading import load_splits
 from ..data.splits import drop_empty_texts, select_text_label, stratified_sample
 from ..errors import UserError
 from ..options import EvalOptions
+from ..problems.calibration import quality_on
 from ..problems.intervals import metric_intervals
 from ..problems.metrics import evaluation_metrics
 from ..problems.space import LabelSpace
@@ -62,6 +63,9 @@ def scored_rows(predictor: Predictor, rows: LabelledRows, options: EvalOptions) 
     metrics = evaluation_metrics(predictor.space, labels, scores, detailed=True)
     metrics.update(samples=len(ds), dropped_empty=rows.dropped_empty,
                    intervals=metric_intervals(predictor.space, labels, scores))  # fmt: skip
+    quality = quality_on(predictor.space, labels, scores)
+    if quality:
+        metrics["calibration"] = quality
     return metrics, scores
 
 

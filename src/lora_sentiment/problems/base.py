@@ -16,6 +16,7 @@ from .._face import Registry
 if TYPE_CHECKING:
     import numpy as np
 
+    from .calibration import Calibration
     from .space import LabelSpace
 
 # name (the --problem-type value) -> module in this package holding its `PROBLEM`. Order = --help's order.
@@ -107,6 +108,17 @@ class ProblemType:
     def decided(self, space: LabelSpace, labels: np.ndarray, scores: np.ndarray, threshold: float | None) -> LabelSpace:
         """The space as it will predict, with any decision rule fitted on these evaluation rows."""
         return space
+
+    # ---- calibration (calibration.py)
+    def calibrate(self, labels: np.ndarray, logits: np.ndarray, coverage: float) -> Calibration:
+        """Fitted on these evaluation rows: what turns the model's outputs into calibrated ones."""
+        raise NotImplementedError
+
+    def calibration_quality(self, labels: np.ndarray, logits: np.ndarray, fitted: Calibration,
+                            halves: list[tuple[np.ndarray, Calibration]]) -> dict[str, Any]:  # fmt: skip
+        """metrics.json's figures: what was fitted, and the quality before and after, each half of the rows
+        (`halves`: [rows mask, the calibration fitted on the other rows]) scored by the other's fit."""
+        raise NotImplementedError
 
     # ---- answers
     def answer(self, row: np.ndarray, space: LabelSpace) -> dict[str, Any]:

@@ -125,7 +125,28 @@ class MultiLabel(ProblemType):
         from .space import LabelSpace
 
         chosen = [threshold] * len(space.names) if threshold is not None else tune_thresholds(labels, scores).tolist()
-        return LabelSpace(self.name, space.names, [float(t) for t in chosen])
+        return LabelSpace(self.name, space.names, [float(t) for t in chosen], space.calibration)
+
+    def calibrate(self, labels: np.ndarray, logits: np.ndarray, coverage: float) -> Any:
+        from .calibration import Calibration, fit_temperature, sigmoid_nll
+
+        tags = np.asarray(labels, dtype=np.float64).round()
+        temperatures = [  # a tag always or never on in these rows has nothing to fit: it keeps its outputs
+            fit_temperature(logits[:, k], lambda scaled, y=tags[:, k]: sigmoid_nll(scaled, y))
+            if 0 < tags[:, k].sum() < len(tags)
+            else 1.0
+            for k in range(tags.shape[1])
+        ]
+        return Calibration("tag-temperature", len(tags), temperatures=temperatures)
+
+    def calibration_quality(self, labels: np.ndarray, logits: np.ndarray, fitted: Any, halves: list) -> dict[str, Any]:
+        from .calibration import temperature_quality
+
+        temperatures = np.asarray(fitted.temperatures)
+        return {"temperatures": {"min": round(float(temperatures.min()), 4),
+                                 "median": round(float(np.median(temperatures)), 4),
+                                 "max": round(float(temperatures.max()), 4)},
+                **temperature_quality(self, labels, logits, halves)}  # fmt: skip
 
     def answer(self, row: np.ndarray, space: LabelSpace) -> dict[str, Any]:
         on = np.flatnonzero(row >= space.decision_thresholds())

@@ -3,7 +3,8 @@ every consumer: the Python API, the CLI, files of texts, the server, and the exa
 
 Each problem type fills its own fields (its `answer`): single-label `label`, `label_name`, `probability`,
 `probabilities`; multi-label `labels` (the tags at or above their thresholds) and every tag's `probabilities`;
-regression `value`. Fields a problem type does not have are None and left out of JSON answers.
+regression `value` (and `interval`, low and high, when the run is calibrated). Fields a problem type does not
+have are None and left out of JSON answers.
 
 Light on purpose (numpy and pydantic only): the server's schema and the CLI's tables import it."""
 
@@ -31,6 +32,7 @@ class PredictionOut(BaseModel):
     probabilities: dict[str, float] | None = None
     labels: list[str] | None = None
     value: float | None = None
+    interval: list[float] | None = None  # regression with a calibrated run: [low, high] around the value
 
     @classmethod
     def from_row(cls, row: np.ndarray, labels: LabelSpace | Sequence[str], **extra: str) -> PredictionOut:

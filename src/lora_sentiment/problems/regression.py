@@ -26,7 +26,7 @@ class Regression(ProblemType):
     lower_is_better = frozenset({"mae", "rmse"})
     detection_order = 1
     claimed_because = "the labels are numbers that are not all integers"
-    file_columns = ("predicted_value",)
+    file_columns = ("predicted_value", "predicted_low", "predicted_high")
     baseline_label = "ridge regression"
     weighted = False
     named_after_column = True
@@ -89,11 +89,31 @@ class Regression(ProblemType):
         spearman = np.array([regression_metrics(targets_[row], predictions[row])["spearman"] for row in index])
         return {"spearman": spearman, "mae": mae}
 
+    def calibrate(self, labels: np.ndarray, logits: np.ndarray, coverage: float) -> Any:
+        from .calibration import Calibration, conformal_quantile
+
+        residuals = np.asarray(labels, dtype=np.float64).reshape(-1) - logits.reshape(-1)
+        return Calibration("conformal", len(residuals), interval=conformal_quantile(residuals, coverage),
+                           coverage=coverage)  # fmt: skip
+
+    def calibration_quality(self, labels: np.ndarray, logits: np.ndarray, fitted: Any, halves: list) -> dict[str, Any]:
+        errors = np.abs(np.asarray(labels, dtype=np.float64).reshape(-1) - logits.reshape(-1))
+        covered = np.zeros(len(errors), dtype=bool)
+        for rows, other in halves:
+            covered[rows] = errors[rows] <= other.interval
+        return {"coverage_nominal": fitted.coverage, "interval_half_width": round(fitted.interval, 6),
+                "coverage": round(float(covered.mean()), 4)}  # fmt: skip
+
     def answer(self, row: np.ndarray, space: LabelSpace) -> dict[str, Any]:
-        return dict(value=float(row[0]))
+        value, half = float(row[0]), _half_width(space)
+        return dict(value=value, interval=None if half is None else [value - half, value + half])
 
     def columns(self, scores: np.ndarray, present: np.ndarray, space: LabelSpace, fmt: str) -> dict[str, Any]:
-        return {"predicted_value": scores[:, 0]}
+        half = _half_width(space)
+        if half is None:
+            return {"predicted_value": scores[:, 0]}
+        return {"predicted_value": scores[:, 0], "predicted_low": scores[:, 0] - half,
+                "predicted_high": scores[:, 0] + half}  # fmt: skip
 
     def baseline_model(self, seed: int) -> Any:
         from sklearn.linear_model import Ridge
@@ -108,6 +128,11 @@ class Regression(ProblemType):
 
     def describe_labels(self, names: Sequence[str]) -> str:
         return f"one number ({names[0]}), regression"
+
+
+def _half_width(space: LabelSpace) -> float | None:
+    calibration = space.calibration
+    return calibration.interval if calibration is not None else None
 
 
 def regression_metrics(targets_: np.ndarray, predictions: np.ndarray) -> dict[str, float]:

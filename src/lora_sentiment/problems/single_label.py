@@ -94,6 +94,18 @@ class SingleLabel(ProblemType):
         f1 = f1_from_counts(tp, fp, fn)  # per class; "f1" is class 1's for two classes, else their mean
         return {"accuracy": tp.sum(axis=1) / n, "f1": f1[:, 1] if classes == 2 else f1.mean(axis=1)}
 
+    def calibrate(self, labels: np.ndarray, logits: np.ndarray, coverage: float) -> Any:
+        from .calibration import Calibration, fit_temperature, softmax_nll
+
+        classes = np.asarray(labels).astype(int)
+        temperature = fit_temperature(logits, lambda scaled: softmax_nll(scaled, classes))
+        return Calibration("temperature", len(classes), temperatures=[temperature])
+
+    def calibration_quality(self, labels: np.ndarray, logits: np.ndarray, fitted: Any, halves: list) -> dict[str, Any]:
+        from .calibration import temperature_quality
+
+        return {"temperature": round(fitted.temperatures[0], 4), **temperature_quality(self, labels, logits, halves)}
+
     def answer(self, row: np.ndarray, space: LabelSpace) -> dict[str, Any]:
         best = int(row.argmax())
         probabilities = {name: float(p) for name, p in zip(space.names, row)}

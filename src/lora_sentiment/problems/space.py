@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import UserError, first_line
 from .base import REGISTRY, ProblemType, problem_type
+from .calibration import Calibration
 
 DEFAULT_THRESHOLD = 0.5
 
@@ -21,6 +22,7 @@ class LabelSpace:
     problem_type: str  # a name in problems.base.REGISTRY
     names: list[str]  # class or tag names; for regression, the one target's name
     thresholds: list[float] | None = field(default=None)  # multi-label: one decision threshold per tag
+    calibration: Calibration | None = field(default=None)  # fitted after training (calibration.py)
 
     @property
     def problem(self) -> ProblemType:
@@ -36,7 +38,11 @@ class LabelSpace:
 
     def scores(self, logits: np.ndarray) -> np.ndarray:
         """Logits to what users read: class probabilities, tag probabilities, or the predicted value."""
-        return self.problem.scores(np.asarray(logits, dtype=np.float64))
+        logits = np.asarray(logits, dtype=np.float64)
+        return self.problem.scores(self.calibration.apply(logits) if self.calibration else logits)
+
+    def uncalibrated(self) -> LabelSpace:
+        return LabelSpace(self.problem_type, self.names, self.thresholds)
 
     def decision_thresholds(self) -> np.ndarray:
         if self.thresholds is not None:
@@ -51,6 +57,8 @@ class LabelSpace:
         }
         if self.thresholds is not None:
             record["thresholds"] = dict(zip(self.names, (round(float(t), 6) for t in self.thresholds)))
+        if self.calibration is not None:
+            record["calibration"] = self.calibration.to_json()
         return record
 
     @classmethod
@@ -63,7 +71,8 @@ class LabelSpace:
         name = record.get("problem_type", "single-label")
         if name not in REGISTRY:
             raise ValueError(f"problem type {name!r} is not one this version knows ({', '.join(REGISTRY)})")
-        return cls(name, names, thresholds)
+        calibration = record.get("calibration")
+        return cls(name, names, thresholds, Calibration.from_json(calibration) if calibration else None)
 
 
 def resolve_class_weights(spec: str, space: LabelSpace, labels: np.ndarray) -> np.ndarray | None:

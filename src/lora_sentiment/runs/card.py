@@ -67,7 +67,7 @@ def _results(config: TrainConfig, space: LabelSpace, metrics: Any, figures: dict
 
 On {final.samples} evaluation texts (best epoch {final.epoch:g} by eval {config.metric_for_best_model}):
 {scores}{" (95 % intervals, bootstrap over the texts)" if intervals else ""}.
-{_baseline_line(metrics.baseline, space)}{_comparison_line(metrics)}
+{_baseline_line(metrics.baseline, space)}{_comparison_line(metrics)}{_calibration_line(final)}
 
 {_history_table(metrics, space)}
 {_per_label_table(final, space)}
@@ -94,6 +94,18 @@ def _comparison_line(metrics: Any) -> str:
 
     comparison = getattr(metrics, "comparison", None)
     return f"\n{comparison_text(comparison, 'This run', 'the baseline')}\n" if comparison else ""
+
+
+def _calibration_line(final: Any) -> str:
+    from .summary import calibration_text
+
+    report = final.get("calibration")
+    if not report:
+        return ""
+    how = ("Calibration quality is cross-fitted: fitted on one half of the evaluation split and scored on the "
+           "other, and back, since the kept epoch was chosen on the same split; the saved calibration is fitted "
+           "on all of it and applied by every engine (`labels.json`).")  # fmt: skip
+    return f"\n{calibration_text(report)} {how}\n"
 
 
 def _history_table(metrics: Any, space: LabelSpace) -> str:

@@ -84,3 +84,24 @@ def plot_per_label_f1(per_label: dict[str, dict[str, float]], path: Path) -> Pat
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def plot_reliability(calibration: dict[str, Any], path: Path) -> Path:
+    """The reliability diagram: each equal-mass bin's mean confidence against how often it was right, before
+    and after calibration (cross-fitted), beside the diagonal a calibrated model sits on."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="calibrated")
+    for key, color in (("before", "tab:orange"), ("after", "tab:blue")):
+        quality = calibration[key]
+        confidence, observed, _ = zip(*quality["reliability"])
+        ax.plot(confidence, observed, marker="o", color=color, label=f"{key} (ECE {quality['ece']:.3f})")
+    what = "tag probabilities" if calibration["method"] == "tag-temperature" else "confidence of the predicted class"
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel=f"{what} (bin mean)", ylabel="observed frequency",
+           title="Reliability (evaluation set, cross-fitted)")  # fmt: skip
+    ax.legend(loc="upper left")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -41,6 +41,7 @@ ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors"
 LEARNING_CURVES_FILE = "learning_curves.png"
 CONFUSION_MATRIX_FILE = "confusion_matrix.png"
 PER_LABEL_F1_FILE = "per_label_f1.png"
+RELIABILITY_FILE = "reliability.png"
 TENSORBOARD_DIR = "tensorboard"
 FIGURES = {  # a problem type's `figure` -> its title and file
     "confusion_matrix": ("Confusion matrix", CONFUSION_MATRIX_FILE),
@@ -112,11 +113,14 @@ class Run:
     def draw_plots(self) -> list[Path]:
         return draw_plots(self.path, self.metrics, self.space)
 
-    def copy_records(self, destination: Path) -> None:
-        """The run's config, labels and metrics, beside a model made from it (an export)."""
+    def copy_records(self, destination: Path, space: LabelSpace | None = None) -> None:
+        """The run's config, labels and metrics, beside a model made from it (an export); `space`: the labels
+        as that model predicts them, when they differ from the run's (calibration folded into its weights)."""
         for name in RECORD_FILES:
             if (self.path / name).is_file():
                 shutil.copy2(self.path / name, destination / name)
+        if space is not None and space != self.space:
+            (destination / LABELS_FILE).write_text(json.dumps(space.to_json(), indent=2), encoding="utf-8")
 
 
 def run_info(run_dir: str | Path | Run) -> dict[str, Any]:
@@ -192,6 +196,9 @@ def draw_plots(run_dir: Path, metrics: RunMetrics, space: LabelSpace) -> list[Pa
         paths.append(plots.plot_confusion_matrix(matrix, space.names, run_dir / CONFUSION_MATRIX_FILE))
     elif space.problem.figure == "per_label_f1" and metrics.final.get("per_label"):
         paths.append(plots.plot_per_label_f1(metrics.final["per_label"], run_dir / PER_LABEL_F1_FILE))
+    calibration = metrics.final.get("calibration")
+    if calibration and "reliability" in calibration.get("after", {}):
+        paths.append(plots.plot_reliability(calibration, run_dir / RELIABILITY_FILE))
     return paths
 
 
@@ -199,6 +206,8 @@ def figures(space: LabelSpace) -> dict[str, str]:
     """The plots a run of this problem type has, by title (the card shows them)."""
     shown = {"Learning curves": LEARNING_CURVES_FILE}
     shown.update({title: file for kind, (title, file) in FIGURES.items() if kind == space.problem.figure})
+    if space.calibration is not None and space.calibration.temperatures is not None:
+        shown["Reliability before and after calibration"] = RELIABILITY_FILE
     return shown
 
 

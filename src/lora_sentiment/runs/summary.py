@@ -32,6 +32,8 @@ def summary(config: Any, space: Any, metrics: Any) -> str:
         from ..problems.intervals import comparison_text
 
         lines.append(comparison_text(metrics.comparison, "The run", "the baseline"))
+    if final.get("calibration"):
+        lines.append(calibration_text(final["calibration"]))
     lines += _confusion_lines(final.confusion_matrix, names) if final.confusion_matrix else []
     if final.get("per_label") and not final.confusion_matrix:  # tags: their table stands for the matrix
         lines += per_label_lines(final, space, limit=12).splitlines()
@@ -84,3 +86,23 @@ def per_label_lines(final: dict[str, Any], space: Any, limit: int = 40) -> str:
         line = f"{name:<{width}} {row['precision']:>9.3f} {row['recall']:>7.3f} {row['f1']:>7.3f} {row['support']:>8}"
         lines.append(line + (f" {row['threshold']:>10.3f}" if tags else ""))
     return "\n".join(lines)
+
+
+def calibration_text(report: dict[str, Any]) -> str:
+    """One line on what calibration fitted and how much it helped, out of sample (problems/calibration.py)."""
+    n = report["fitted_on"]
+    if report["method"] == "conformal":
+        nominal = report["coverage_nominal"]
+        return (
+            f"Calibration: a {nominal:.0%} interval of ±{report['interval_half_width']:.4g} around each value, "
+            f"fitted on {n} evaluation texts; it held {report['coverage']:.1%} of true values (cross-fitted)."
+        )
+    before, after = report["before"], report["after"]
+    if report["method"] == "temperature":
+        fitted = f"temperature {report['temperature']:.3g}"
+    else:
+        t = report["temperatures"]
+        fitted = f"a temperature per tag ({t['min']:.3g}-{t['max']:.3g}, median {t['median']:.3g})"
+    changes = ", ".join(f"{name} {before[key]:.4f} -> {after[key]:.4f}" for key, name in
+                        (("ece", "ECE"), ("brier", "Brier"), ("nll", "NLL")))  # fmt: skip
+    return f"Calibration: {fitted}, fitted on {n} evaluation texts; cross-fitted {changes}."

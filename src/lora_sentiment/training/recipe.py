@@ -7,7 +7,8 @@ stages in order, in the manner of torchtune's LoRA recipe:
       │             the schedule for this data's size (schedule.py), the tokenized splits: all that can fail
       │             on bad input, before any file is written
       ├─ fit        the HF Trainer over the tokenized splits, evaluating and checkpointing each epoch (trainer.py)
-      ├─ report     the kept epoch's metrics, the examples after training, the run's record (report.py)
+      ├─ report     the kept epoch's metrics, its outputs calibrated on the evaluation split, the examples after
+      │             training, the run's record (report.py)
       └─ publish    the run written and swapped into place (runs/)
 """
 
@@ -39,7 +40,7 @@ from ..runs.summary import headline, per_label_lines
 from .baseline import BaselineScores, baseline_name, score_baseline
 from .checks import check_train
 from .probe import start_head_at_probe
-from .report import best_epoch_metrics, epoch_history, example_row, train_stats
+from .report import best_epoch_metrics, calibrated, epoch_history, example_row, train_stats
 from .schedule import EVAL_TO_DECIDE, Schedule, plan
 from .tracking import tracked
 from .trainer import EvalRecorder, Fitted, Hooks, StepTimer, build_trainer, weighted_loss
@@ -216,7 +217,8 @@ class TrainRecipe:
     def report(self) -> None:
         """The kept epoch's metrics and the run's record: history, statistics, the examples before and after."""
         with self.stages.timing("report"):
-            kept = best_epoch_metrics(self.fitted, self.eval_tok)
+            kept, calibration = calibrated(best_epoch_metrics(self.fitted, self.eval_tok), self.model.config)
+            self.log(calibration)
             self.final, self.space = kept.final, kept.space
             after = self._examples(self.space)
             self.log(format_table(after, "Trained model predictions:"))

@@ -3,11 +3,12 @@ already made, the per-epoch history, throughput statistics, and the example pred
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..problems.calibration import MIN_TEXTS, calibrate, logits_from_scores
 from ..problems.intervals import metric_intervals
 from ..problems.metrics import evaluation_metrics
 from ..problems.outputs import Prediction
@@ -98,3 +99,24 @@ def best_epoch_metrics(fitted: Fitted, eval_tok: Any) -> Kept:
     final.update(loss=best_eval["eval_loss"], epoch=best_eval["epoch"], samples=len(eval_tok),
                  intervals=metric_intervals(space, labels, scores))  # fmt: skip
     return Kept(final, space, labels, scores)
+
+
+def calibrated(kept: Kept, config: Any) -> tuple[Kept, str]:
+    """The kept state with its outputs calibrated on the evaluation split (problems/calibration.py), its metrics
+    computed again on the calibrated scores (multi-label: thresholds tuned again on them), and the log's line."""
+    from ..runs.summary import calibration_text
+
+    n = len(kept.labels)
+    if config.calibration == "none":
+        return kept, "Calibration: none (--calibration none): outputs are the model's own."
+    if n < MIN_TEXTS:
+        return kept, (f"Calibration: none; the evaluation split has {n} texts and a calibration needs {MIN_TEXTS} "
+                      "or more (give --eval-data).")  # fmt: skip
+    fitted, report = calibrate(kept.space, kept.labels, kept.scores, config.interval_coverage)
+    space = replace(kept.space, calibration=fitted)
+    scores = space.scores(logits_from_scores(kept.space, kept.scores))
+    space = space.problem.decided(space, kept.labels, scores, config.threshold)
+    final = evaluation_metrics(space, kept.labels, scores, detailed=True)
+    final.update({key: kept.final[key] for key in ("loss", "epoch", "samples")},
+                 intervals=metric_intervals(space, kept.labels, scores), calibration=report)  # fmt: skip
+    return Kept(final, space, kept.labels, scores), calibration_text(report)

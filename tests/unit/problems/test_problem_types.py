@@ -85,6 +85,11 @@ def test_multi_label_run_records(tag_run):
     assert set(final["per_label"]) == set(TAGS) and "threshold" in final["per_label"]["joy"]
     assert final.confusion_matrix is None
     assert "Macro-F1" in log and "threshold" in log  # the per-label table is printed
+    # 60 evaluation texts: a temperature per tag, the thresholds tuned again on the calibrated probabilities
+    assert run.space.calibration.method == "tag-temperature" and len(run.space.calibration.temperatures) == 3
+    report = final["calibration"]
+    assert report["fitted_on"] == 60 and {"ece", "brier", "nll"} <= set(report["before"]) & set(report["after"])
+    assert "Calibration: a temperature per tag" in log
     assert run.metrics.baseline["model"] == "TF-IDF + one-vs-rest logistic regression"
     assert "f1_macro" in run.metrics.baseline and "Baseline (TF-IDF + one-vs-rest" in log
     card = (result.output_dir / "README.md").read_text()
@@ -166,8 +171,10 @@ def score_run(tmp_path_factory, tiny_distilbert, imdb_frames):
     folder = tmp_path_factory.mktemp("scores")
     train_rows, _ = imdb_frames
     train_rows.head(80)[["text", "rating"]].to_csv(folder / "ratings.csv", index=False)
+    imdb_frames[1].head(60)[["text", "rating"]].to_csv(folder / "eval.csv", index=False)  # 60: an interval is fitted
     config = TrainConfig(
-        model=tiny_distilbert, data=str(folder / "ratings.csv"), label_column="rating", problem_type="regression",
+        model=tiny_distilbert, data=str(folder / "ratings.csv"), eval_data=str(folder / "eval.csv"),
+        label_column="rating", problem_type="regression", interval_coverage=0.8,
         output_dir=str(folder / "run"), max_length=32, epochs=1, batch_size=8, precision="fp32", examples=["Great."],
     )  # fmt: skip
     return train(config, log=lambda _: None), folder
@@ -187,11 +194,18 @@ def test_regression_through_every_path(tmp_path, score_run, capsys):
     classifier = load_classifier(result.output_dir, precision="fp32")
     made = classifier.predict(["A great film.", "Awful."])
     assert made[0].value is not None and made[0].label is None and made[0].probabilities is None
+    # The split-conformal interval: fitted to hold 80 % of the 60 evaluation values, around every prediction
+    half = run.space.calibration.interval
+    assert run.space.calibration.coverage == 0.8 and half > 0
+    assert made[0].interval == pytest.approx([made[0].value - half, made[0].value + half])
+    report = run.metrics.final["calibration"]
+    assert report["method"] == "conformal" and 0 <= report["coverage"] <= 1 and report["coverage_nominal"] == 0.8
 
     out = tmp_path / "values.csv"
     assert main(["predict", str(result.output_dir), "--input", str(folder / "ratings.csv"), "--output", str(out)]) == 0
     frame = pd.read_csv(out)
     assert "predicted_value" in frame and frame.predicted_value.notna().all() and "prob_rating" not in frame
+    assert np.allclose(frame.predicted_high - frame.predicted_low, 2 * half)
     assert (
         main(
             [
@@ -210,7 +224,9 @@ def test_regression_through_every_path(tmp_path, score_run, capsys):
 
     with TestClient(create_app(classifier, run_info=run_info(result.output_dir))) as client:
         answer = client.post("/predict", json={"texts": ["Great."]}).json()["predictions"][0]
-    assert set(answer) == {"value"}
+    assert set(answer) == {"value", "interval"} and answer["interval"][1] - answer["interval"][0] == pytest.approx(
+        2 * half
+    )
 
     exported = export_merged(result.output_dir, tmp_path / "export", log=lambda _: None)
     given = pipeline("text-classification", model=str(exported), function_to_apply="none")(["Great."])[0]["score"]

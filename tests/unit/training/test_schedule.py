@@ -75,6 +75,9 @@ def test_train_with_few_labels_runs_the_step_schedule_and_keeps_the_last_state(t
                             "last state") for m in messages)  # fmt: skip
     assert any("the evaluation split has 4 texts" in m and "(95 %)" in m for m in messages)
     assert not any("linear probe" in m for m in messages)  # --head-init random, the default
+    # 4 evaluation texts: no calibration is fitted on them, and the log says why
+    assert result.space.calibration is None and "calibration" not in result.metrics.final.model_dump()
+    assert any(m.startswith("Calibration: none; the evaluation split has 4 texts") for m in messages)
 
 
 def test_head_init_probe_starts_the_head_from_the_training_texts(tmp_path, tiny_distilbert, small_csv):

@@ -1,0 +1,199 @@
+"""Calibration: outputs whose confidence means what it says, fitted after training on the evaluation split.
+
+- single-label: temperature scaling (Guo et al. 2017), one scalar T dividing the logits, fitted by NLL; the
+  argmax, so accuracy, cannot change.
+- multi-label: one temperature per tag, fitted by each tag's binary cross-entropy; the tag thresholds are then
+  tuned again on the calibrated probabilities.
+- regression: split-conformal prediction (Lei et al. 2018): the absolute residual's finite-sample quantile gives an
+  interval, prediction ± q, that holds the stated share of true values.
+
+Model selection used the same split, so the quality figures are cross-fitted: fitted on one half of it and scored
+on the other, and back; the saved calibration is then fitted on all of it. Each problem type says how it fits and
+how it is judged (its `calibrate`, `calibration_quality`); this module holds the shared pieces."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .space import LabelSpace
+
+ECE_BINS = 15  # equal-mass bins: every bin holds as many outputs, so no bin's figure rests on a handful
+MIN_TEXTS = 50  # fewer evaluation texts than this: a temperature fitted on them is noise, none is fitted
+COVERAGE = 0.9  # regression intervals' nominal share of true values, unless --interval-coverage says otherwise
+_LOG_T_BOUNDS = (-3.0, 3.0)  # T in [0.05, 20]: past these a split is separable and the NLL has no minimum
+SEED = 0
+
+
+@dataclass
+class Calibration:
+    """What a run applies to its outputs; recorded in labels.json so every engine and export applies it."""
+
+    method: str  # "temperature", "tag-temperature" or "conformal"
+    fitted_on: int  # evaluation texts
+    temperatures: list[float] | None = None  # one (single-label) or one per tag (multi-label)
+    interval: float | None = None  # regression: half-width of the interval around each predicted value
+    coverage: float | None = None  # regression: the share of true values the interval is fitted to hold
+    # An export's: the temperatures are folded into its output layer (export/writing.py), so any runtime that
+    # reads its weights, a plain transformers pipeline or onnxruntime included, gives calibrated outputs.
+    in_weights: bool = False
+
+    def apply(self, logits: np.ndarray) -> np.ndarray:
+        if self.temperatures is None or self.in_weights:
+            return logits
+        return logits / np.asarray(self.temperatures, dtype=np.float64)
+
+    def to_json(self) -> dict[str, Any]:
+        record = {"method": self.method, "fitted_on": self.fitted_on}
+        for key in ("temperatures", "interval", "coverage"):
+            value = getattr(self, key)
+            if value is not None:
+                record[key] = [round(float(t), 6) for t in value] if isinstance(value, list) else round(value, 6)
+        if self.in_weights:
+            record["in_weights"] = True
+        return record
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> Calibration:
+        temperatures = record.get("temperatures")
+        return cls(
+            method=str(record["method"]),
+            fitted_on=int(record.get("fitted_on", 0)),
+            temperatures=[float(t) for t in temperatures] if temperatures is not None else None,
+            interval=float(record["interval"]) if record.get("interval") is not None else None,
+            coverage=float(record["coverage"]) if record.get("coverage") is not None else None,
+            in_weights=bool(record.get("in_weights", False)),
+        )
+
+
+# ----------------------------------------------------------------------------------------- fitting
+
+
+def fit_temperature(logits: np.ndarray, loss: Any) -> float:
+    """The T minimising `loss(logits / T)`, searched on log T (bounded: see _LOG_T_BOUNDS)."""
+    from scipy.optimize import minimize_scalar
+
+    fitted = minimize_scalar(lambda log_t: loss(logits / np.exp(log_t)), bounds=_LOG_T_BOUNDS, method="bounded",
+                             options={"xatol": 1e-4})  # fmt: skip
+    return float(np.exp(fitted.x))
+
+
+def softmax_nll(logits: np.ndarray, labels: np.ndarray) -> float:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    log_probabilities = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    return float(-log_probabilities[np.arange(len(labels)), labels].mean())
+
+
+def sigmoid_nll(logits: np.ndarray, targets: np.ndarray) -> float:
+    # log(1 + e^-z) for y = 1 and log(1 + e^z) for y = 0, without overflow
+    return float(np.mean(np.logaddexp(0.0, -logits) * targets + np.logaddexp(0.0, logits) * (1 - targets)))
+
+
+def conformal_quantile(residuals: np.ndarray, coverage: float) -> float:
+    """Split-conformal half-width: the ceil((n + 1) * coverage)-th smallest absolute residual (the largest when
+    n is too small for the coverage asked)."""
+    ordered = np.sort(np.abs(np.asarray(residuals, dtype=np.float64)))
+    rank = int(np.ceil((len(ordered) + 1) * coverage))
+    return float(ordered[min(rank, len(ordered)) - 1])
+
+
+def logits_from_scores(space: LabelSpace, scores: np.ndarray) -> np.ndarray:
+    """Back from what users read to logits (up to a per-row constant for softmax, which temperature keeps)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if space.problem_type == "single-label":
+        return np.log(np.clip(scores, 1e-300, None))
+    if space.problem_type == "multi-label":
+        clipped = np.clip(scores, 1e-15, 1 - 1e-15)
+        return np.log(clipped) - np.log1p(-clipped)
+    return scores
+
+
+# ----------------------------------------------------------------------------------------- judging
+
+
+def expected_calibration_error(confidence: np.ndarray, outcome: np.ndarray, bins: int = ECE_BINS) -> float:
+    """ECE over equal-mass bins: the mean |confidence - observed frequency| per bin, weighted by its size."""
+    return float(sum(len(c) * abs(c.mean() - o.mean()) for c, o in _binned(confidence, outcome, bins)) /
+                 max(len(confidence), 1))  # fmt: skip
+
+
+def reliability(confidence: np.ndarray, outcome: np.ndarray, bins: int = ECE_BINS) -> list[list[float]]:
+    """[mean confidence, observed frequency, outputs] per equal-mass bin: the reliability diagram's points."""
+    return [
+        [round(float(c.mean()), 4), round(float(o.mean()), 4), len(c)] for c, o in _binned(confidence, outcome, bins)
+    ]
+
+
+def _binned(confidence: np.ndarray, outcome: np.ndarray, bins: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Bins between the confidence's quantiles: equal mass, with equal confidences kept in one bin (a split of
+    ties would be judged on the order they were sorted in)."""
+    confidence, outcome = np.asarray(confidence, dtype=np.float64), np.asarray(outcome, dtype=np.float64)
+    edges = np.quantile(confidence, np.linspace(0, 1, bins + 1)[1:-1]) if len(confidence) else np.array([])
+    which = np.searchsorted(edges, confidence, side="right")
+    return [(confidence[which == b], outcome[which == b]) for b in np.unique(which)]
+
+
+def calibrate(space: LabelSpace, labels: np.ndarray, scores: np.ndarray, coverage: float = COVERAGE) -> tuple[
+        Calibration, dict[str, Any]]:  # fmt: skip
+    """The calibration fitted on all these evaluation rows, and its report for metrics.json: the method, what it
+    fitted, and the quality before and after, cross-fitted over two seeded halves of the rows (a run's file is
+    reproducible)."""
+    problem, labels = space.problem, np.asarray(labels)
+    logits = logits_from_scores(space, scores)
+    fitted = problem.calibrate(labels, logits, coverage)
+    second = np.zeros(len(logits), dtype=bool)
+    second[np.random.default_rng(SEED).permutation(len(logits))[len(logits) // 2 :]] = True
+    halves = [(rows, problem.calibrate(labels[~rows], logits[~rows], coverage)) for rows in (~second, second)]
+    report = {"method": fitted.method, "fitted_on": fitted.fitted_on,
+              "checked_by": "cross-fitted: fitted on one half of the evaluation split, scored on the other, and back",
+              **problem.calibration_quality(labels, logits, fitted, halves)}  # fmt: skip
+    return fitted, report
+
+
+def probability_quality(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """ECE, Brier score and NLL of class probabilities ([n, classes], labels [n] ids) or of tag probabilities
+    ([n, tags], labels [n, tags] 0/1: every tag's probability an output of its own)."""
+    probabilities = np.clip(np.asarray(probabilities, dtype=np.float64), 1e-15, 1 - 1e-15)
+    labels = np.asarray(labels)
+    if labels.ndim == 1:  # single-label: the predicted class's probability against whether it was right
+        truth = np.eye(probabilities.shape[1])[labels.astype(int)]
+        confidence, outcome = probabilities.max(axis=1), probabilities.argmax(axis=1) == labels
+        brier = float(((probabilities - truth) ** 2).sum(axis=1).mean())
+        nll = float(-np.log(probabilities[np.arange(len(labels)), labels.astype(int)]).mean())
+    else:
+        confidence, outcome = probabilities.reshape(-1), labels.reshape(-1).round()
+        brier = float(((probabilities - labels) ** 2).mean())
+        nll = float(-(outcome * np.log(confidence) + (1 - outcome) * np.log1p(-confidence)).mean())
+    return {"ece": round(expected_calibration_error(confidence, outcome), 6), "brier": round(brier, 6),
+            "nll": round(nll, 6), "reliability": reliability(confidence, outcome)}  # fmt: skip
+
+
+def temperature_quality(problem: Any, labels: np.ndarray, logits: np.ndarray,
+                        halves: list[tuple[np.ndarray, Calibration]]) -> dict[str, Any]:  # fmt: skip
+    """Classification's quality before and after: raw probabilities against those calibrated out of half."""
+    calibrated = np.empty_like(logits)
+    for rows, fitted in halves:
+        calibrated[rows] = fitted.apply(logits[rows])
+    return {"before": probability_quality(problem.scores(logits), labels),
+            "after": probability_quality(problem.scores(calibrated), labels)}  # fmt: skip
+
+
+def quality_on(space: LabelSpace, labels: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
+    """How well a model's outputs (`scores`, as users read them) state their own certainty on labelled texts, for
+    `evaluate`: ECE, Brier and NLL of probabilities; a calibrated regression run's interval coverage."""
+    calibration = space.calibration
+    if space.problem_type == "regression":
+        if calibration is None or calibration.interval is None:
+            return {}
+        errors = np.abs(np.asarray(labels, dtype=np.float64).reshape(-1) - np.asarray(scores).reshape(-1))
+        return {
+            "coverage": round(float((errors <= calibration.interval).mean()), 4),
+            "coverage_nominal": calibration.coverage,
+            "interval_half_width": round(calibration.interval, 6),
+        }
+    quality = probability_quality(scores, labels)
+    del quality["reliability"]
+    return {**quality, "calibrated": calibration is not None}

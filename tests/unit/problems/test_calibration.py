@@ -1,0 +1,98 @@
+"""Calibration's mechanics on constructed outputs whose true probabilities are known: temperature scaling finds
+the temperature that made them overconfident, a temperature per tag likewise, the conformal interval holds its
+share, the figures (ECE, Brier, NLL) say what they should, and a LabelSpace carries and applies it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lora_sentiment.problems.calibration import (
+    Calibration,
+    calibrate,
+    conformal_quantile,
+    expected_calibration_error,
+    probability_quality,
+)
+from lora_sentiment.problems.space import LabelSpace
+
+
+def _overconfident(n: int, temperature: float, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Binary logits T times too sure: the true probability of class 1 is sigmoid(z / T)."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0, 3, size=n)
+    labels = (rng.random(n) < 1 / (1 + np.exp(-z / temperature))).astype(int)
+    return np.stack([-z / 2, z / 2], axis=1), labels
+
+
+def test_temperature_scaling_finds_the_temperature_and_keeps_every_answer():
+    logits, labels = _overconfident(4000, 2.5)
+    space = LabelSpace("single-label", ["neg", "pos"])
+    raw = space.scores(logits)
+    fitted, report = calibrate(space, labels, raw)
+    assert fitted.method == "temperature" and fitted.temperatures[0] == pytest.approx(2.5, abs=0.2)
+    assert report["before"]["ece"] > 0.1 and report["after"]["ece"] < 0.03  # cross-fitted
+    assert report["after"]["nll"] < report["before"]["nll"] and report["after"]["brier"] < report["before"]["brier"]
+    calibrated = LabelSpace("single-label", ["neg", "pos"], calibration=fitted).scores(logits)
+    assert (calibrated.argmax(1) == raw.argmax(1)).all() and np.allclose(calibrated.sum(1), 1)
+    assert calibrated.max(1).mean() < raw.max(1).mean()  # less sure, as the data is
+
+
+def test_a_temperature_per_tag_and_a_tag_never_on_keeps_its_outputs():
+    rng = np.random.default_rng(2)
+    z = rng.normal(0, 3, size=(3000, 3))
+    truth = 1 / (1 + np.exp(-z / np.array([1.0, 2.0, 1.0])))
+    tags = (rng.random(z.shape) < truth).astype(int)
+    tags[:, 2] = 0  # never on in these rows: nothing to fit
+    space = LabelSpace("multi-label", ["a", "b", "c"])
+    fitted, report = calibrate(space, tags, space.scores(z))
+    a, b, c = fitted.temperatures
+    assert a == pytest.approx(1.0, abs=0.15) and b == pytest.approx(2.0, abs=0.25) and c == 1.0
+    assert report["temperatures"]["max"] == pytest.approx(b, abs=1e-3)
+
+
+def test_the_conformal_interval_holds_its_share():
+    # n = 9, 90 %: the ceil(10 * 0.9) = 9th smallest residual; 99 %: past n, the largest
+    assert conformal_quantile(np.arange(1, 10), 0.9) == 9 and conformal_quantile(np.arange(1, 10), 0.99) == 9
+    assert conformal_quantile(-np.arange(1, 20), 0.5) == 10  # absolute values; ceil(20 * 0.5) = 10th
+    rng = np.random.default_rng(3)
+    predicted = rng.normal(5, 2, size=4000)
+    values = predicted + rng.normal(0, 1, size=4000)
+    space = LabelSpace("regression", ["rating"])
+    fitted, report = calibrate(space, values, predicted.reshape(-1, 1), coverage=0.9)
+    assert fitted.interval == pytest.approx(1.645, abs=0.1) and report["coverage"] == pytest.approx(0.9, abs=0.02)
+    calibrated = LabelSpace("regression", ["rating"], calibration=fitted)
+    assert np.array_equal(calibrated.scores(predicted.reshape(-1, 1)), predicted.reshape(-1, 1))  # values unchanged
+    answer = calibrated.problem.answer(np.array([4.0]), calibrated)
+    assert answer["interval"] == pytest.approx([4.0 - fitted.interval, 4.0 + fitted.interval])
+
+
+def test_ece_brier_and_nll_on_known_outputs():
+    # Every output says 0.8 and 80 % are right: calibrated, whatever the bins
+    outcome = np.array([1] * 80 + [0] * 20)
+    assert expected_calibration_error(np.full(100, 0.8), outcome) == pytest.approx(0.0, abs=1e-12)
+    # Every output says 0.9 and half are right: off by 0.4
+    assert expected_calibration_error(np.full(100, 0.9), np.array([1, 0] * 50)) == pytest.approx(0.4)
+    probabilities = np.array([[0.9, 0.1], [0.2, 0.8]])
+    quality = probability_quality(probabilities, np.array([0, 0]))
+    assert quality["brier"] == pytest.approx(((0.1**2 + 0.1**2) + (0.8**2 + 0.8**2)) / 2)
+    assert quality["nll"] == pytest.approx(-(np.log(0.9) + np.log(0.2)) / 2)
+    assert sum(count for _, _, count in quality["reliability"]) == 2
+
+
+def test_a_label_space_records_and_applies_its_calibration():
+    calibration = Calibration("temperature", 100, temperatures=[2.0])
+    space = LabelSpace("single-label", ["neg", "pos"], calibration=calibration)
+    again = LabelSpace.from_json(space.to_json())
+    assert again == space and again.uncalibrated().calibration is None
+    logits = np.array([[0.0, 2.0]])
+    assert again.scores(logits) == pytest.approx(LabelSpace("single-label", ["neg", "pos"]).scores(logits / 2))
+    # An export's: the temperature is in its weights, so its outputs are left as they are
+    folded = LabelSpace(
+        "single-label", ["neg", "pos"], calibration=Calibration("temperature", 100, [2.0], in_weights=True)
+    )
+    assert LabelSpace.from_json(folded.to_json()).scores(logits) == pytest.approx(
+        LabelSpace("single-label", ["neg", "pos"]).scores(logits)
+    )
+    # Runs made before calibration existed read as uncalibrated
+    assert LabelSpace.from_json({"label_names": ["a", "b"]}).calibration is None
