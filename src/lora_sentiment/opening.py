@@ -13,6 +13,7 @@ from .errors import UserError
 from .export.engines import engine
 from .export.folder import ExportedClassifier, check_export, export_info
 from .inference.base import LoadOptions
+from .problems.abstention import Abstention, check_abstention
 from .runs.run import is_export
 
 if TYPE_CHECKING:
@@ -82,15 +83,18 @@ def resolve_engine_target(target: str | Path, options: LoadOptions, log: Callabl
         return target
 
 
-def check_openable(path: str | Path) -> None:
-    """Fail with the one-line error now if `path` is neither a finished run nor a complete export: before a
-    worker pool, a Ray cluster or a server starts."""
+def check_openable(path: str | Path, options: LoadOptions | None = None) -> None:
+    """Fail with the one-line error now if `path` is neither a finished run nor a complete export, or cannot follow
+    the abstention asked in `options`: before a worker pool, a Ray cluster or a server starts."""
     if is_export(path):
         check_export(path)
     else:
         from .runs.run import Run
 
         Run.open(path)
+    rule = Abstention.of(options)
+    if rule.active:
+        check_abstention(records(path)[1], rule, str(path))
 
 
 def records(path: str | Path) -> tuple[Any, Any]:

@@ -43,6 +43,16 @@ class LoadOptions(_Options):
         "folder [auto: openvino on CPUs where it is installed (the fastest faithful engine measured), else torch; "
         "torch on GPUs and for several runs on one base]",
     )
+    min_confidence: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="Mark answers under this probability abstained (best guess kept beside the mark); multi-label: "
+        "tags between 1-P and P are uncertain [answer everything]",
+    )
+    max_interval: float | None = Field(
+        None, gt=0, description="Regression: mark answers whose interval is wider than this abstained"
+    )
 
 
 class EvalOptions(_Options):

@@ -10,7 +10,10 @@ import pandas as pd
 
 from ..errors import UserError
 from ..inference.base import Predictor, PredictorSet
+from ..problems.abstention import abstained
 from ..problems.base import problem_types
+
+ABSTENTION_COLUMNS = ("abstained", "uncertain_labels")  # with --min-confidence / --max-interval
 
 
 @dataclass(frozen=True)
@@ -52,12 +55,19 @@ def _with_predictions_of(chunk: pd.DataFrame, predictor: Predictor, job: ChunkJo
     out = chunk.copy()
     for name, values in space.problem.columns(scores, present, space, job.fmt).items():
         out[name] = values
+    if predictor.abstention.active:  # a mark beside the best guess, never a dropped row
+        held, uncertain = abstained(space, np.nan_to_num(scores, nan=0.5), predictor.abstention)
+        out["abstained"] = pd.array(np.where(present, held, None), dtype="boolean")
+        if uncertain is not None:
+            tags = [[n for n, u in zip(space.names, row) if u] if ok else None for row, ok in zip(uncertain, present)]
+            out["uncertain_labels"] = tags if job.fmt in ("jsonl", "parquet") else \
+                [";".join(t) if t is not None else None for t in tags]  # fmt: skip
     return out, int((~present).sum())
 
 
 def prediction_columns() -> list[str]:
     """The columns any problem type's predictions go to: an input that has one is refused."""
-    return [c for problem in problem_types() for c in problem.file_columns]
+    return [c for problem in problem_types() for c in problem.file_columns] + list(ABSTENTION_COLUMNS)
 
 
 def check_columns(chunk: pd.DataFrame, text_column: str, where: str) -> None:

@@ -63,7 +63,7 @@ def run(args: argparse.Namespace, settings: tuple[EvalOptions, LoadOptions]) -> 
 
     intervals = metrics.get("intervals") or {}
     for key, value in metrics.items():
-        if key not in ("per_label", "intervals", "calibration"):
+        if key not in ("per_label", "intervals", "calibration", "abstention"):
             shown = with_interval(value, intervals.get(key)) if isinstance(value, float) else value
             print(f"{key:>16}: {shown}")
     if intervals:
@@ -78,6 +78,10 @@ def run(args: argparse.Namespace, settings: tuple[EvalOptions, LoadOptions]) -> 
         print(
             f"Intervals: held {quality['coverage']:.1%} of true values (fitted for {quality['coverage_nominal']:.0%})"
         )
+    selective = metrics.get("abstention")
+    if selective:
+        given = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in selective.items())
+        print(f"Abstention: {given}")
     print(per_label_lines(metrics, predictor.space))
     return 0
 

@@ -71,7 +71,7 @@ def check(args: argparse.Namespace) -> PredictJob:
     if args.input:
         _check_file_job(args, job)
     for path in runs.values():
-        check_openable(path)  # a damaged run or export fails here, once, not in every worker
+        check_openable(path, job.load)  # a damaged run or export fails here, once, not in every worker
     return job
 
 

@@ -38,8 +38,9 @@ def check(args: argparse.Namespace) -> tuple[ServeSettings, LoadOptions]:
     values = given(args, ServeSettings)
     values["api_key"] = api_key_from_env(values.get("api_key"))
     settings: ServeSettings = build(ServeSettings, values)
-    check_serve(args.runs, args.runs_dir, settings)
-    return settings, from_args(args, LoadOptions)
+    load = from_args(args, LoadOptions)
+    check_serve(args.runs, args.runs_dir, settings, load)
+    return settings, load
 
 
 def run(args: argparse.Namespace, checked: tuple[ServeSettings, LoadOptions]) -> int:

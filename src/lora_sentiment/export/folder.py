@@ -18,6 +18,7 @@ from ..config import build_config
 from ..data.encoding import TextEncoder, mean_by_text, padded_batches
 from ..errors import UserError, first_line
 from ..inference.base import LoadOptions, PredictorBase
+from ..problems.abstention import Abstention
 from ..problems.space import LabelSpace
 from ..runs.run import EXPORT_INFO_FILE, LABELS_FILE, METRICS_FILE, RUN_CONFIG_FILE, is_export
 from .engines import ENGINES, engine
@@ -43,6 +44,7 @@ class ExportedClassifier(PredictorBase):
         self.precision = "int8" if info.get("quantization") == "int8" else session.compute
         self.long_text = options.long_text
         self.stride = options.stride
+        self.abstention = Abstention.of(options)
         self.inputs = session.inputs
 
     @property

@@ -62,10 +62,23 @@ def _calibration_in_weights(merged: Any, space: LabelSpace) -> LabelSpace:
     calibration = space.calibration
     if calibration is None or calibration.temperatures is None or calibration.in_weights:
         return space
-    from ..modeling.model import fold_temperatures
-
     fold_temperatures(merged, calibration.temperatures)
     return replace(space, calibration=replace(calibration, in_weights=True))
+
+
+def fold_temperatures(model: Any, temperatures: list[float]) -> None:
+    """Each output's weights (and bias) divided by its temperature (one for all, or one each): the layer then
+    gives logits / T itself."""
+    import torch
+
+    from ..modeling.model import output_layer
+
+    output = output_layer(model, None if len(temperatures) == 1 else len(temperatures))
+    scale = torch.as_tensor(temperatures, dtype=output.weight.dtype).reshape(-1, 1).expand(output.out_features, 1)
+    with torch.no_grad():
+        output.weight.div_(scale)
+        if output.bias is not None:
+            output.bias.div_(scale.reshape(-1))
 
 
 def check_export_settings(run_dir: str | Path, out_dir: str | Path, options: ExportOptions) -> tuple[Any, Run]:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 
 from ..options import EvalOptions, LoadOptions, LongText
+from ..problems.abstention import Abstention
 from ..problems.outputs import Prediction, predictions
 
 if TYPE_CHECKING:
@@ -67,6 +68,7 @@ class PredictorBase:
     space: LabelSpace
     precision: str
     long_text: str = "truncate"
+    abstention: Abstention = Abstention()  # --min-confidence / --max-interval (problems/abstention.py)
 
     @property
     def label_names(self) -> list[str]:
@@ -84,7 +86,7 @@ class PredictorBase:
         return self.predict_scores(texts, batch_size)
 
     def predict(self, texts: Sequence[str], batch_size: int | None = None) -> list[Prediction]:
-        return predictions(texts, self.predict_scores(texts, batch_size), self.space)
+        return predictions(texts, self.predict_scores(texts, batch_size), self.space, self.abstention)
 
     def evaluate(self, data: str, options: EvalOptions | None = None, **given: Any) -> dict[str, Any]:
         """Metrics on any labelled file, folder or hub split (`given`: EvalOptions' fields)."""

@@ -22,6 +22,7 @@ from ..modeling.device import (
     resolve_precision,
 )
 from ..modeling.model import load_run_model
+from ..problems.abstention import Abstention, check_abstention
 from ..problems.outputs import Prediction
 from ..problems.space import LabelSpace
 from ..runs.run import Run
@@ -145,6 +146,7 @@ class Classifier(PredictorBase):
         self.long_text = options.long_text
         self.stride = options.stride
         self.run_config = run_config
+        self.abstention = Abstention.of(options)
 
     @classmethod
     def from_run(
@@ -153,6 +155,7 @@ class Classifier(PredictorBase):
         """`given`: LoadOptions' fields (precision, device, long_text, stride), as keywords."""
         options = options or LoadOptions(**given)
         run = run_dir if isinstance(run_dir, Run) else Run.open(run_dir)
+        check_abstention(run.space, Abstention.of(options), str(run.path))
         model, tokenizer = load_run_model(run, merge=merge)
         target = torch.device(options.device) if options.device else default_device()
         precision = resolve_precision(options.precision, target)

@@ -12,6 +12,7 @@ from ..data.loading import load_splits
 from ..data.splits import drop_empty_texts, select_text_label, stratified_sample
 from ..errors import UserError
 from ..options import EvalOptions
+from ..problems.abstention import selective_metrics
 from ..problems.calibration import quality_on
 from ..problems.intervals import metric_intervals
 from ..problems.metrics import evaluation_metrics
@@ -66,6 +67,9 @@ def scored_rows(predictor: Predictor, rows: LabelledRows, options: EvalOptions) 
     quality = quality_on(predictor.space, labels, scores)
     if quality:
         metrics["calibration"] = quality
+    rule = getattr(predictor, "abstention", None)
+    if rule is not None and rule.active:
+        metrics["abstention"] = selective_metrics(predictor.space, labels, scores, rule)
     return metrics, scores
 
 

@@ -23,6 +23,7 @@ from ..modeling.device import (
     resolve_precision,
 )
 from ..modeling.model import load_tokenizer
+from ..problems.abstention import Abstention
 from ..problems.outputs import Prediction, predictions
 from ..runs.run import ADAPTER_WEIGHTS_FILE, Run, is_export, parse_named_runs, run_info
 from .base import LoadOptions, PredictorBase
@@ -44,6 +45,7 @@ class ClassifierSet:
         self.device = torch.device(options.device) if options.device else default_device()
         self.precision = resolve_precision(options.precision, self.device)
         self.long_text, self.stride, self.mixing = options.long_text, options.stride, mixing
+        self.abstention = Abstention.of(options)
         self.members: dict[str, Member] = {}
         self.bases: dict[tuple, SharedBase] = {}
         self._tokenizers: dict[str, Any] = {}
@@ -185,7 +187,8 @@ class ClassifierSet:
     def predict(
         self, texts: Sequence[str], model: str | None = None, batch_size: int | None = None
     ) -> list[Prediction]:
-        return predictions(texts, self.predict_scores(texts, model, batch_size), self.member(model).run.space)
+        space = self.member(model).run.space
+        return predictions(texts, self.predict_scores(texts, model, batch_size), space, self.abstention)
 
 
 def _by_member(indices: list[int], members: list[Member]) -> list[list[int]]:
@@ -221,6 +224,7 @@ class RunClassifier(PredictorBase):
     long_text = property(lambda self: self.owner.long_text)
     device = property(lambda self: str(self.owner.device))
     default_batch_size = property(lambda self: self.owner.default_batch_size)
+    abstention = property(lambda self: self.owner.abstention)  # type: ignore[assignment]
 
     def predict_scores(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
         return self.owner.predict_scores(texts, self.name, batch_size)

@@ -357,17 +357,6 @@ def start_output_at(model: Any, bias: np.ndarray) -> None:
         output.bias.copy_(torch.as_tensor(bias, dtype=output.bias.dtype))
 
 
-def fold_temperatures(model: Any, temperatures: Sequence[float]) -> None:
-    """Each output's weights (and bias) divided by its temperature (one for all, or one each): the layer then
-    gives logits / T itself."""
-    output = output_layer(model, None if len(temperatures) == 1 else len(temperatures))
-    scale = torch.as_tensor(temperatures, dtype=output.weight.dtype).reshape(-1, 1).expand(output.out_features, 1)
-    with torch.no_grad():
-        output.weight.div_(scale)
-        if output.bias is not None:
-            output.bias.div_(scale.reshape(-1))
-
-
 def resolve_config(
     requested: TrainConfig, model: Any, tokenizer: Any, log: Callable[[str], None], space: LabelSpace | None = None
 ) -> TrainConfig:

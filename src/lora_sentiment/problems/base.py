@@ -16,6 +16,7 @@ from .._face import Registry
 if TYPE_CHECKING:
     import numpy as np
 
+    from .abstention import Abstention
     from .calibration import Calibration
     from .space import LabelSpace
 
@@ -118,6 +119,21 @@ class ProblemType:
                             halves: list[tuple[np.ndarray, Calibration]]) -> dict[str, Any]:  # fmt: skip
         """metrics.json's figures: what was fitted, and the quality before and after, each half of the rows
         (`halves`: [rows mask, the calibration fitted on the other rows]) scored by the other's fit."""
+        raise NotImplementedError
+
+    # ---- abstention (abstention.py)
+    selective_metric: ClassVar[str]  # what `evaluate --min-confidence` (and the risk-coverage curve) scores
+    confident: ClassVar[bool] = True  # whether each answer has a confidence of its own (for the curve)
+
+    def confidence(self, scores: np.ndarray, space: LabelSpace) -> np.ndarray | None:
+        """[n] how sure each answer is, for the risk-coverage curve (None where not `confident`)."""
+        return None
+
+    def selective_score(self, space: LabelSpace, labels: np.ndarray, scores: np.ndarray) -> float:
+        raise NotImplementedError
+
+    def abstains(self, scores: np.ndarray, space: LabelSpace, rule: Abstention) -> tuple[np.ndarray, Any]:
+        """[n] abstained, and the per-tag uncertain mask where the problem type has tags (else None)."""
         raise NotImplementedError
 
     # ---- answers

@@ -148,6 +148,23 @@ class MultiLabel(ProblemType):
                                  "max": round(float(temperatures.max()), 4)},
                 **temperature_quality(self, labels, logits, halves)}  # fmt: skip
 
+    selective_metric = "f1_micro"
+
+    def confidence(self, scores: np.ndarray, space: LabelSpace) -> np.ndarray | None:
+        return np.maximum(scores, 1 - scores).min(axis=1)  # the least sure of its tags: on or off
+
+    def selective_score(self, space: LabelSpace, labels: np.ndarray, scores: np.ndarray) -> float:
+        from sklearn.metrics import f1_score
+
+        predicted = (scores >= space.decision_thresholds()).astype(int)
+        return float(f1_score(np.asarray(labels).astype(int), predicted, average="micro", zero_division=0))
+
+    def abstains(self, scores: np.ndarray, space: LabelSpace, rule: Any) -> tuple[np.ndarray, Any]:
+        if rule.min_confidence is None:
+            return np.zeros(len(scores), dtype=bool), None
+        uncertain = (scores > 1 - rule.min_confidence) & (scores < rule.min_confidence)
+        return uncertain.any(axis=1), uncertain
+
     def answer(self, row: np.ndarray, space: LabelSpace) -> dict[str, Any]:
         on = np.flatnonzero(row >= space.decision_thresholds())
         tags = [space.names[i] for i in sorted(on, key=lambda i: -row[i])]

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import BaseModel
 
+from .abstention import Abstention, abstained
 from .space import LabelSpace
 
 
@@ -33,15 +34,33 @@ class PredictionOut(BaseModel):
     labels: list[str] | None = None
     value: float | None = None
     interval: list[float] | None = None  # regression with a calibrated run: [low, high] around the value
+    # With --min-confidence / --max-interval: whether the model was too unsure to answer (the best guess stays);
+    # multi-label: the tags it is unsure of either way.
+    abstained: bool | None = None
+    uncertain: list[str] | None = None
 
     @classmethod
-    def from_row(cls, row: np.ndarray, labels: LabelSpace | Sequence[str], **extra: str) -> PredictionOut:
+    def from_row(
+        cls, row: np.ndarray, labels: LabelSpace | Sequence[str], rule: Abstention | None = None, **extra: str
+    ) -> PredictionOut:
         space = as_space(labels)
-        return cls(**space.problem.answer(row, space), **extra)
+        answer = space.problem.answer(row, space)
+        if rule is not None and rule.active:
+            held, uncertain = abstained(space, row[None, :], rule)
+            answer["abstained"] = bool(held[0])
+            if uncertain is not None:
+                answer["uncertain"] = [name for name, unsure in zip(space.names, uncertain[0]) if unsure]
+        return cls(**answer, **extra)
 
     @property
     def answer(self) -> str:
-        """The prediction in a few words: the class, the tags, or the number."""
+        """The prediction in a few words: the class, the tags, or the number (marked when abstained)."""
+        if self.abstained:
+            return f"abstained ({self._guess})"
+        return self._guess
+
+    @property
+    def _guess(self) -> str:
         if self.value is not None:
             return f"{self.value:.3f}"
         if self.labels is not None:
@@ -55,9 +74,11 @@ class Prediction(PredictionOut):
     text: str
 
 
-def predictions(texts: Sequence[str], scores: np.ndarray, labels: LabelSpace | Sequence[str]) -> list[Prediction]:
+def predictions(
+    texts: Sequence[str], scores: np.ndarray, labels: LabelSpace | Sequence[str], rule: Abstention | None = None
+) -> list[Prediction]:
     space = as_space(labels)
-    return [Prediction.from_row(row, space, text=text) for text, row in zip(texts, scores)]
+    return [Prediction.from_row(row, space, rule, text=text) for text, row in zip(texts, scores)]
 
 
 def format_table(predictions: Sequence[Prediction], title: str | None = None) -> str:
@@ -67,6 +88,6 @@ def format_table(predictions: Sequence[Prediction], title: str | None = None) ->
     if predictions and predictions[0].label_name is None:  # tags or numbers: the answer says it all
         width = max(len(p.answer) for p in predictions)
         return "\n".join(lines + [f"{indent}{p.answer:<{width}}  {p.text}" for p in predictions])
-    width = max((len(name) for p in predictions for name in p.probabilities or {}), default=0)
-    lines += [f"{indent}{p.label_name:<{width}}  {p.probability:.3f}  {p.text}" for p in predictions]
+    width = max((len(p.answer) for p in predictions), default=0)
+    lines += [f"{indent}{p.answer:<{width}}  {p.probability:.3f}  {p.text}" for p in predictions]
     return "\n".join(lines)

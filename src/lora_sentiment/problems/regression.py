@@ -104,6 +104,18 @@ class Regression(ProblemType):
         return {"coverage_nominal": fitted.coverage, "interval_half_width": round(fitted.interval, 6),
                 "coverage": round(float(covered.mean()), 4)}  # fmt: skip
 
+    selective_metric = "mae"
+    confident = False  # one interval for every text: answered all or none
+
+    def selective_score(self, space: LabelSpace, labels: np.ndarray, scores: np.ndarray) -> float:
+        return float(np.abs(np.asarray(labels, dtype=np.float64).reshape(-1) - scores.reshape(-1)).mean())
+
+    def abstains(self, scores: np.ndarray, space: LabelSpace, rule: Any) -> tuple[np.ndarray, Any]:
+        half = _half_width(space)
+        if rule.max_interval is None or half is None:
+            return np.zeros(len(scores), dtype=bool), None
+        return np.full(len(scores), 2 * half > rule.max_interval), None
+
     def answer(self, row: np.ndarray, space: LabelSpace) -> dict[str, Any]:
         value, half = float(row[0]), _half_width(space)
         return dict(value=value, interval=None if half is None else [value - half, value + half])

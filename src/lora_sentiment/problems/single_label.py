@@ -106,6 +106,19 @@ class SingleLabel(ProblemType):
 
         return {"temperature": round(fitted.temperatures[0], 4), **temperature_quality(self, labels, logits, halves)}
 
+    selective_metric = "accuracy"
+
+    def confidence(self, scores: np.ndarray, space: LabelSpace) -> np.ndarray | None:
+        return scores.max(axis=1)
+
+    def selective_score(self, space: LabelSpace, labels: np.ndarray, scores: np.ndarray) -> float:
+        return float((scores.argmax(axis=1) == np.asarray(labels).astype(int)).mean())
+
+    def abstains(self, scores: np.ndarray, space: LabelSpace, rule: Any) -> tuple[np.ndarray, Any]:
+        if rule.min_confidence is None:
+            return np.zeros(len(scores), dtype=bool), None
+        return scores.max(axis=1) < rule.min_confidence, None
+
     def answer(self, row: np.ndarray, space: LabelSpace) -> dict[str, Any]:
         best = int(row.argmax())
         probabilities = {name: float(p) for name, p in zip(space.names, row)}

@@ -67,7 +67,7 @@ def _results(config: TrainConfig, space: LabelSpace, metrics: Any, figures: dict
 
 On {final.samples} evaluation texts (best epoch {final.epoch:g} by eval {config.metric_for_best_model}):
 {scores}{" (95 % intervals, bootstrap over the texts)" if intervals else ""}.
-{_baseline_line(metrics.baseline, space)}{_comparison_line(metrics)}{_calibration_line(final)}
+{_baseline_line(metrics.baseline, space)}{_comparison_line(metrics)}{_calibration_line(final)}{_abstention_table(final)}
 
 {_history_table(metrics, space)}
 {_per_label_table(final, space)}
@@ -106,6 +106,20 @@ def _calibration_line(final: Any) -> str:
            "other, and back, since the kept epoch was chosen on the same split; the saved calibration is fitted "
            "on all of it and applied by every engine (`labels.json`).")  # fmt: skip
     return f"\n{calibration_text(report)} {how}\n"
+
+
+def _abstention_table(final: Any) -> str:
+    curve = final.get("risk_coverage")
+    if not curve:
+        return ""
+    metric = curve["metric"]
+    rows = "\n".join(
+        f"| {row['coverage']:.0%} | {row[metric]:.4f} | {row['min_confidence']:.3f} |" for row in curve["table"]
+    )
+    return (
+        f"\nAnswering only the texts it is surest of (`predict --min-confidence P`; the rest are marked "
+        f"`abstained`), on the evaluation split:\n\n| answered | {metric} | P |\n|---:|---:|---:|\n{rows}\n"
+    )
 
 
 def _history_table(metrics: Any, space: LabelSpace) -> str:

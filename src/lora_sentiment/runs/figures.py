@@ -105,3 +105,23 @@ def plot_reliability(calibration: dict[str, Any], path: Path) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def plot_risk_coverage(curve: dict[str, Any], path: Path) -> Path:
+    """The selective metric of the answers given against the share of texts answered, the least sure left out
+    first: where to set --min-confidence for the accuracy a user needs."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 4))
+    coverage, score = zip(*curve["curve"])
+    ax.plot(coverage, score, color="tab:blue")
+    for row in curve["table"]:
+        ax.annotate(f"P {row['min_confidence']:.2f}", (row["coverage"], row[curve["metric"]]), fontsize=7,
+                    textcoords="offset points", xytext=(-10, 6))  # fmt: skip
+        ax.plot(row["coverage"], row[curve["metric"]], marker="o", color="tab:blue")
+    ax.set(xlim=(0, 1.02), xlabel="share of texts answered (the least sure left out first)",
+           ylabel=f"{curve['metric']} of the answers given", title="Risk-coverage (evaluation set)")  # fmt: skip
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -42,6 +42,7 @@ LEARNING_CURVES_FILE = "learning_curves.png"
 CONFUSION_MATRIX_FILE = "confusion_matrix.png"
 PER_LABEL_F1_FILE = "per_label_f1.png"
 RELIABILITY_FILE = "reliability.png"
+RISK_COVERAGE_FILE = "risk_coverage.png"
 TENSORBOARD_DIR = "tensorboard"
 FIGURES = {  # a problem type's `figure` -> its title and file
     "confusion_matrix": ("Confusion matrix", CONFUSION_MATRIX_FILE),
@@ -199,6 +200,8 @@ def draw_plots(run_dir: Path, metrics: RunMetrics, space: LabelSpace) -> list[Pa
     calibration = metrics.final.get("calibration")
     if calibration and "reliability" in calibration.get("after", {}):
         paths.append(plots.plot_reliability(calibration, run_dir / RELIABILITY_FILE))
+    if metrics.final.get("risk_coverage"):
+        paths.append(plots.plot_risk_coverage(metrics.final["risk_coverage"], run_dir / RISK_COVERAGE_FILE))
     return paths
 
 
@@ -208,6 +211,8 @@ def figures(space: LabelSpace) -> dict[str, str]:
     shown.update({title: file for kind, (title, file) in FIGURES.items() if kind == space.problem.figure})
     if space.calibration is not None and space.calibration.temperatures is not None:
         shown["Reliability before and after calibration"] = RELIABILITY_FILE
+    if space.problem.confident:
+        shown["Risk-coverage"] = RISK_COVERAGE_FILE
     return shown
 
 

@@ -34,6 +34,8 @@ def summary(config: Any, space: Any, metrics: Any) -> str:
         lines.append(comparison_text(metrics.comparison, "The run", "the baseline"))
     if final.get("calibration"):
         lines.append(calibration_text(final["calibration"]))
+    if final.get("risk_coverage"):
+        lines.append(risk_coverage_text(final["risk_coverage"]))
     lines += _confusion_lines(final.confusion_matrix, names) if final.confusion_matrix else []
     if final.get("per_label") and not final.confusion_matrix:  # tags: their table stands for the matrix
         lines += per_label_lines(final, space, limit=12).splitlines()
@@ -106,3 +108,12 @@ def calibration_text(report: dict[str, Any]) -> str:
     changes = ", ".join(f"{name} {before[key]:.4f} -> {after[key]:.4f}" for key, name in
                         (("ece", "ECE"), ("brier", "Brier"), ("nll", "NLL")))  # fmt: skip
     return f"Calibration: {fitted}, fitted on {n} evaluation texts; cross-fitted {changes}."
+
+
+def risk_coverage_text(curve: dict[str, Any]) -> str:
+    """One line: the selective metric at each share of texts answered, and the --min-confidence that gives it."""
+    metric = curve["metric"]
+    cells = "; ".join(f"{row['coverage']:.0%} answered: {row[metric]:.4f}" +
+                      (f" (--min-confidence {row['min_confidence']:.3f})" if row["coverage"] < 1 else "")
+                      for row in curve["table"])  # fmt: skip
+    return f"Abstention ({metric} of the answers given): {cells}."

@@ -19,12 +19,13 @@ import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Security
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import APIKeyHeader
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 
 from ..config import API_KEY_ENV, ServeSettings
 from ..errors import UserError
 from ..inference.base import Predictor
 from ..options import LoadOptions
+from ..problems.abstention import Abstention, check_abstention
 from ..problems.outputs import PredictionOut
 from ..runs.run import run_info
 from .batcher import MicroBatcher
@@ -159,7 +160,7 @@ async def _chosen(models: OneModel | ManyModels, batcher: MicroBatcher, name: st
 
 
 def _add_model_routes(app: Any, models: OneModel | ManyModels, batcher: MicroBatcher, settings: ServeSettings) -> None:
-    PredictRequest = _request_model(settings)
+    PredictRequest = _request_model(settings, _served_kinds(models))
 
     # The key check (and its security scheme in the OpenAPI schema) only exists when a key is set.
     @app.post(
@@ -172,9 +173,10 @@ def _add_model_routes(app: Any, models: OneModel | ManyModels, batcher: MicroBat
     )
     async def predict(request: PredictRequest) -> PredictResponse:  # type: ignore[valid-type]
         name, classifier = await _chosen(models, batcher, request.model)
+        rule = _abstention(request, classifier)
         scores = await batcher.submit(request.texts, name)
         space = classifier.space
-        return PredictResponse(model=name, predictions=[PredictionOut.from_row(row, space) for row in scores])
+        return PredictResponse(model=name, predictions=[PredictionOut.from_row(row, space, rule) for row in scores])
 
     @app.get("/models", summary="The served models: labels, problem type, base model, training metrics")
     async def list_models() -> dict[str, Any]:
@@ -207,8 +209,21 @@ async def _poll(models: OneModel | ManyModels, batcher: MicroBatcher, every_s: f
             print(f"lora-sentiment: could not read --runs-dir: {exc}", flush=True)
 
 
-def _request_model(settings: ServeSettings) -> type[BaseModel]:
-    """The /predict body, with this server's limits in its schema."""
+def _served_kinds(models: OneModel | ManyModels) -> set[str] | None:
+    """Whether the served models are classifiers, regressions or both (None: runs may come and go)."""
+    if models.runs_dir:
+        return None
+    kinds = set()
+    for name in models.names:
+        served = models.get(name)
+        if served is not None:
+            kinds.add("regression" if served.space.problem_type == "regression" else "classifier")
+    return kinds
+
+
+def _request_model(settings: ServeSettings, kinds: set[str] | None = None) -> type[BaseModel]:
+    """The /predict body, with this server's limits in its schema, and the abstention field of the kinds of model
+    it serves (`kinds`: classifier, regression; None: both)."""
     Text = Annotated[str, StringConstraints(min_length=1, max_length=settings.max_chars)]
     examples = [{"texts": ["A wonderful, moving film.", "Dull and far too long."]}]
 
@@ -221,7 +236,31 @@ def _request_model(settings: ServeSettings) -> type[BaseModel]:
             description=f"1 to {settings.max_texts} texts of at most {settings.max_chars} characters",
         )
 
-    return PredictRequest
+    abstention: dict[str, Any] = {}
+    if kinds is None or "classifier" in kinds:
+        abstention["min_confidence"] = (float | None, Field(
+            None, gt=0, le=1, description="mark answers under this probability abstained [the server's]"
+        ))  # fmt: skip
+    if kinds is None or "regression" in kinds:
+        abstention["max_interval"] = (float | None, Field(
+            None, gt=0, description="regression: mark answers with a wider interval abstained [the server's]"
+        ))  # fmt: skip
+    return create_model("PredictRequest", __base__=PredictRequest, **abstention)
+
+
+def _abstention(request: Any, classifier: Any) -> Abstention:
+    """The request's rule over the server's (serve --min-confidence / --max-interval); one the model cannot follow
+    is the client's error (400)."""
+    default = classifier.abstention
+    asked = (getattr(request, "min_confidence", None), getattr(request, "max_interval", None))
+    rule = Abstention(asked[0] if asked[0] is not None else default.min_confidence,
+                      asked[1] if asked[1] is not None else default.max_interval)  # fmt: skip
+    try:
+        check_abstention(classifier.space, rule, "this model")
+    except UserError as exc:
+        raise HTTPException(status_code=400, detail=str(exc).replace("--min-confidence", "min_confidence")
+                            .replace("--max-interval", "max_interval")) from None  # fmt: skip
+    return rule
 
 
 def _key_check(api_key: str) -> Callable[..., None]:
@@ -283,7 +322,9 @@ def _version() -> str:
         return "0"
 
 
-def check_serve(runs: str | Sequence[str], runs_dir: str | None, settings: ServeSettings) -> None:
+def check_serve(
+    runs: str | Sequence[str], runs_dir: str | None, settings: ServeSettings, options: LoadOptions | None = None
+) -> None:
     """`serve`'s settings, before any model loads: something to serve, every run named opens, the folder to
     watch is one, and the address can be listened on (a port in use is found now, not after the models load)."""
     from ..opening import check_openable
@@ -293,7 +334,7 @@ def check_serve(runs: str | Sequence[str], runs_dir: str | None, settings: Serve
     if not specs and not runs_dir:
         raise UserError("give a RUN to serve, several, or --runs-dir DIR")
     for path in parse_named_runs(specs).values():
-        check_openable(path)
+        check_openable(path, options)
     if runs_dir and not Path(runs_dir).expanduser().is_dir():
         raise UserError(f"--runs-dir {runs_dir} is not a folder; create it, or give the folder that holds the runs")
     _check_address(settings.host, settings.port)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..problems.abstention import risk_coverage
 from ..problems.calibration import MIN_TEXTS, calibrate, logits_from_scores
 from ..problems.intervals import metric_intervals
 from ..problems.metrics import evaluation_metrics
@@ -98,7 +99,14 @@ def best_epoch_metrics(fitted: Fitted, eval_tok: Any) -> Kept:
     final = evaluation_metrics(space, labels, scores, detailed=True)
     final.update(loss=best_eval["eval_loss"], epoch=best_eval["epoch"], samples=len(eval_tok),
                  intervals=metric_intervals(space, labels, scores))  # fmt: skip
+    _with_risk_coverage(final, space, labels, scores)
     return Kept(final, space, labels, scores)
+
+
+def _with_risk_coverage(final: dict[str, Any], space: LabelSpace, labels: np.ndarray, scores: np.ndarray) -> None:
+    curve = risk_coverage(space, labels, scores)
+    if curve is not None:
+        final["risk_coverage"] = curve
 
 
 def calibrated(kept: Kept, config: Any) -> tuple[Kept, str]:
@@ -119,4 +127,5 @@ def calibrated(kept: Kept, config: Any) -> tuple[Kept, str]:
     final = evaluation_metrics(space, kept.labels, scores, detailed=True)
     final.update({key: kept.final[key] for key in ("loss", "epoch", "samples")},
                  intervals=metric_intervals(space, kept.labels, scores), calibration=report)  # fmt: skip
+    _with_risk_coverage(final, space, kept.labels, scores)
     return Kept(final, space, kept.labels, scores), calibration_text(report)

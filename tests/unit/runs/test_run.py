@@ -35,7 +35,7 @@ def test_metrics_json_round_trips_with_the_keys_it_always_had(trained_run):
     raw = json.loads((trained_run / METRICS_FILE).read_text())
     assert set(raw) == {"final", "history", "train", "examples", "baseline", "comparison", "log_history"}
     expected = {"accuracy", "f1", "f1_macro", "precision", "recall", "roc_auc", "confusion_matrix", "per_label"}
-    assert set(raw["final"]) == expected | {"loss", "epoch", "samples", "intervals", "calibration"}
+    assert set(raw["final"]) == expected | {"loss", "epoch", "samples", "intervals", "calibration", "risk_coverage"}
     assert set(raw["final"]["intervals"]) == set(raw["baseline"]["intervals"]) == {"accuracy", "f1"}
     low, high = raw["final"]["intervals"]["accuracy"]
     assert low <= raw["final"]["accuracy"] <= high

@@ -1,0 +1,93 @@
+"""Calibration measured on real data: `lora-sentiment train` with its defaults on all-MiniLM-L6-v2, the run's
+cross-fitted calibration report (ECE, Brier, NLL before and after; coverage for regression) and the headline
+metric, per task and seed. Tasks:
+
+- imdb: the shared IMDB sample, N training reviews, the 1,000 validation reviews as the evaluation split;
+- imdb-rating: the same reviews' 1-10 rating as regression (the 90 % interval's coverage);
+- goemotions: a seeded draw of N training comments (28 tags), 1,000 validation comments.
+
+    python benchmarks/calibration.py --model "$MINILM" --tasks imdb goemotions --train 800 --seeds 0 1 \
+        --output benchmarks/results/calibration-cpu-2026-12-02.jsonl
+
+One JSON line per (task, seed), appended as it finishes; a call again with the same --output runs only what is
+missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def task_files(task: str, train_n: int, seed: int, folder: Path) -> dict:
+    if task in ("imdb", "imdb-rating"):
+        train = pd.read_parquet(SHARED / "imdb-sample" / "train.parquet").sample(train_n, random_state=seed)
+        val = pd.read_parquet(SHARED / "imdb-sample" / "validation.parquet")
+        label = "label" if task == "imdb" else "rating"
+        if task == "imdb-rating":
+            train, val = train.assign(rating=train.rating.astype(float)), val.assign(rating=val.rating.astype(float))
+        train[["text", label]].to_parquet(folder / "train.parquet")
+        val[["text", label]].to_parquet(folder / "val.parquet")
+        extra = {"label_column": label, "max_length": 256}
+        if task == "imdb-rating":
+            extra["problem_type"] = "regression"
+        return extra
+    train = pd.read_parquet(SHARED / "goemotions" / "train.parquet").sample(train_n, random_state=seed)
+    val = pd.read_parquet(SHARED / "goemotions" / "validation.parquet").sample(1000, random_state=0)
+    train[["text", "labels"]].to_parquet(folder / "train.parquet")
+    val[["text", "labels"]].to_parquet(folder / "val.parquet")
+    return {"label_column": "labels", "max_length": 64}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--tasks", nargs="+", default=["imdb"], choices=["imdb", "imdb-rating", "goemotions"])
+    parser.add_argument("--train", type=int, default=800, help="training texts per run")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--epochs", default="auto")
+    parser.add_argument("--output", required=True)
+    args = parser.parse_args()
+
+    from lora_sentiment import TrainConfig, train
+    from lora_sentiment.modeling.cpu import this_cpu
+
+    done = set()
+    if Path(args.output).is_file():
+        done = {(r["task"], r["seed"], r["train"]) for r in map(json.loads, Path(args.output).read_text().splitlines())}
+    for task in args.tasks:
+        for seed in args.seeds:
+            if (task, seed, args.train) in done:
+                continue
+            with tempfile.TemporaryDirectory() as scratch:
+                folder = Path(scratch)
+                extra = task_files(task, args.train, seed, folder)
+                config = TrainConfig(model=args.model, data=str(folder / "train.parquet"),
+                                     eval_data=str(folder / "val.parquet"), output_dir=str(folder / "run"),
+                                     seed=seed, epochs=args.epochs, baseline="none", examples=["fine"], **extra)  # fmt: skip
+                started = time.perf_counter()
+                result = train(config, log=lambda m: print(m, file=sys.stderr) if m.startswith("Calib") else None)
+                final = result.metrics.final.model_dump()
+                report = final["calibration"]
+                for side in ("before", "after"):
+                    report.get(side, {}).pop("reliability", None)
+                headline = result.space.problem.headline[0]
+                row = {"task": task, "seed": seed, "train": args.train, "eval": final["samples"],
+                       "epochs": result.metrics.train.epochs, headline: round(final[headline], 4),
+                       "calibration": report, "seconds": round(time.perf_counter() - started, 1),
+                       "cpu_class": this_cpu().name, "date": time.strftime("%Y-%m-%d")}  # fmt: skip
+            print(json.dumps(row), flush=True)
+            with open(args.output, "a") as out:
+                out.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
