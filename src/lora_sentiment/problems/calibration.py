@@ -153,7 +153,7 @@ def calibrate(space: LabelSpace, labels: np.ndarray, scores: np.ndarray, coverag
     return fitted, report
 
 
-def probability_quality(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+def probability_quality(probabilities: np.ndarray, labels: np.ndarray, *, floor: bool = False) -> dict[str, Any]:
     """ECE, Brier score and NLL of class probabilities ([n, classes], labels [n] ids) or of tag probabilities
     ([n, tags], labels [n, tags] 0/1: every tag's probability an output of its own)."""
     probabilities = np.clip(np.asarray(probabilities, dtype=np.float64), 1e-15, 1 - 1e-15)
@@ -167,8 +167,21 @@ def probability_quality(probabilities: np.ndarray, labels: np.ndarray) -> dict[s
         confidence, outcome = probabilities.reshape(-1), labels.reshape(-1).round()
         brier = float(((probabilities - labels) ** 2).mean())
         nll = float(-(outcome * np.log(confidence) + (1 - outcome) * np.log1p(-confidence)).mean())
-    return {"ece": round(expected_calibration_error(confidence, outcome), 6), "brier": round(brier, 6),
-            "nll": round(nll, 6), "reliability": reliability(confidence, outcome)}  # fmt: skip
+    quality = {"ece": round(expected_calibration_error(confidence, outcome), 6), "brier": round(brier, 6),
+               "nll": round(nll, 6), "reliability": reliability(confidence, outcome)}  # fmt: skip
+    if floor:
+        quality["ece_floor"] = ece_floor(confidence)
+    return quality
+
+
+def ece_floor(confidence: np.ndarray, draws: int = 200) -> float:
+    """The ECE a perfectly calibrated model with these confidences would show on this many texts (the median
+    over outcomes drawn as Bernoulli(confidence)): binned ECE is biased upwards by sampling noise, so an ECE
+    near this floor is as calibrated as this evaluation split can tell."""
+    rng = np.random.default_rng(SEED)
+    confidence = np.asarray(confidence, dtype=np.float64)
+    values = [expected_calibration_error(confidence, rng.random(len(confidence)) < confidence) for _ in range(draws)]
+    return round(float(np.median(values)), 6)
 
 
 def temperature_quality(problem: Any, labels: np.ndarray, logits: np.ndarray,
@@ -178,7 +191,7 @@ def temperature_quality(problem: Any, labels: np.ndarray, logits: np.ndarray,
     for rows, fitted in halves:
         calibrated[rows] = fitted.apply(logits[rows])
     return {"before": probability_quality(problem.scores(logits), labels),
-            "after": probability_quality(problem.scores(calibrated), labels)}  # fmt: skip
+            "after": probability_quality(problem.scores(calibrated), labels, floor=True)}  # fmt: skip
 
 
 def quality_on(space: LabelSpace, labels: np.ndarray, scores: np.ndarray) -> dict[str, Any]:

@@ -107,7 +107,9 @@ def calibration_text(report: dict[str, Any]) -> str:
         fitted = f"a temperature per tag ({t['min']:.3g}-{t['max']:.3g}, median {t['median']:.3g})"
     changes = ", ".join(f"{name} {before[key]:.4f} -> {after[key]:.4f}" for key, name in
                         (("ece", "ECE"), ("brier", "Brier"), ("nll", "NLL")))  # fmt: skip
-    return f"Calibration: {fitted}, fitted on {n} evaluation texts; cross-fitted {changes}."
+    floor = f" (a perfectly calibrated model would show ECE {after['ece_floor']:.4f} on these texts)" if \
+        "ece_floor" in after else ""  # fmt: skip
+    return f"Calibration: {fitted}, fitted on {n} evaluation texts; cross-fitted {changes}{floor}."
 
 
 def risk_coverage_text(curve: dict[str, Any]) -> str:

@@ -96,3 +96,18 @@ def test_a_label_space_records_and_applies_its_calibration():
     )
     # Runs made before calibration existed read as uncalibrated
     assert LabelSpace.from_json({"label_names": ["a", "b"]}).calibration is None
+
+
+def test_the_ece_floor_is_what_a_calibrated_model_shows_on_as_many_texts():
+    from lora_sentiment.problems.calibration import ece_floor
+
+    rng = np.random.default_rng(4)
+    confidence = rng.uniform(0.5, 1.0, 1000)
+    floor = ece_floor(confidence)
+    drawn = [expected_calibration_error(confidence, rng.random(1000) < confidence) for _ in range(50)]
+    assert 0.01 < floor < 0.06 and abs(floor - np.median(drawn)) < 0.006  # binned ECE is biased up by sampling
+    assert ece_floor(np.tile(confidence, 20)) < floor / 3  # more texts, a lower floor
+    logits, labels = _overconfident(1000, 2.5)
+    space = LabelSpace("single-label", ["neg", "pos"])
+    report = calibrate(space, labels, space.scores(logits))[1]
+    assert "ece_floor" in report["after"] and "ece_floor" not in report["before"]
