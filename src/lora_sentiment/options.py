@@ -106,6 +106,19 @@ class RunnerOptions(_Options):
     )
 
 
+class ExplainOptions(_Options):
+    """Which words drove each answer (inference/explain.py): `predict --explain`, the server's /explain."""
+
+    explain: bool = Field(False, description="Also say which words pushed each answer up or down (needs Captum)")
+    explain_method: Literal["integrated-gradients", "occlusion"] = Field(
+        "integrated-gradients",
+        description="integrated-gradients (Captum, 32 steps) or occlusion (one forward pass per word)",
+    )
+    explain_label: str | None = Field(
+        None, description="The label or tag to explain [the predicted one; regression: the value]"
+    )
+
+
 class ExportOptions(_Options):
     """What `export` writes: which engine's model file, and whether its weights are int8."""
 

@@ -63,6 +63,29 @@ def test_examples_are_one_click_away(page, live_server):
     assert "accuracy" in page.inner_text("#model-line")
 
 
+def test_why_highlights_the_words_that_pushed_the_answer(page, live_server):
+    """The Why? button: the text's words shaded green (towards the answer) or red (against), as POST /explain
+    scores them."""
+    import httpx
+
+    review = "A wonderful cast, but the plot was dull."
+    page.fill("#text", review)
+    page.click("#explain")
+    page.wait_for_selector("#why-words .word", timeout=30000)
+    expected = httpx.post(live_server + "/explain", json={"texts": [review]}).json()["predictions"][0]
+    words = page.locator("#why-words .word")
+    shown = [(w.inner_text(), float(w.get_attribute("data-score"))) for w in words.all()]
+    assert [w for w, _ in shown] == [w["word"] for w in expected["explanation"]["words"]]
+    assert [s for _, s in shown] == [w["score"] for w in expected["explanation"]["words"]]
+    colours = words.evaluate_all("spans => spans.map(s => getComputedStyle(s).backgroundColor)")
+    for (_, score), colour in zip(shown, colours):
+        if abs(score) > 0.2:  # a visible shade, green for a push towards the answer and red against it
+            red, green = (int(v) for v in colour[colour.index("(") + 1 :].split(",")[:2])
+            assert (green > red) == (score > 0), (score, colour)
+    assert "up (green) or down (red)" in page.inner_text("#why")
+    assert page.inner_text("#verdict").startswith(expected["label_name"])
+
+
 def test_an_empty_box_asks_for_text(page):
     page.fill("#text", "   ")
     page.click("#classify")

@@ -4,6 +4,7 @@ names (problems/base.py `columns`), one set per run when several runs predict (N
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -13,7 +14,8 @@ from ..inference.base import Predictor, PredictorSet
 from ..problems.abstention import abstained
 from ..problems.base import problem_types
 
-ABSTENTION_COLUMNS = ("abstained", "uncertain_labels")  # with --min-confidence / --max-interval
+# With --min-confidence / --max-interval, and with --explain.
+OPTIONAL_COLUMNS = ("abstained", "uncertain_labels", "explanation")
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,7 @@ class ChunkJob:
     text_column: str
     fmt: str  # the output format: JSONL and Parquet hold lists and objects, CSV/TSV flat columns
     batch_size: int | None = None
+    explain: Any = None  # ExplainOptions: an `explanation` column (the run's torch model)
 
 
 def with_predictions(
@@ -62,12 +65,30 @@ def _with_predictions_of(chunk: pd.DataFrame, predictor: Predictor, job: ChunkJo
             tags = [[n for n, u in zip(space.names, row) if u] if ok else None for row, ok in zip(uncertain, present)]
             out["uncertain_labels"] = tags if job.fmt in ("jsonl", "parquet") else \
                 [";".join(t) if t is not None else None for t in tags]  # fmt: skip
+    if job.explain is not None:
+        out["explanation"] = _explanations(predictor, texts, present, scores, job)
     return out, int((~present).sum())
+
+
+def _explanations(
+    predictor: Predictor, texts: pd.Series, present: np.ndarray, scores: np.ndarray, job: ChunkJob
+) -> list:
+    """Each row's explanation: an object in JSONL and Parquet, its JSON text in CSV/TSV; none for empty rows."""
+    import json
+
+    from ..inference.explain import explain
+
+    made = iter(explain(predictor, texts[present].tolist(), method=job.explain.explain_method,  # type: ignore[arg-type]
+                        target=job.explain.explain_label, scores=scores[present]))  # fmt: skip
+    records = [next(made).to_json() if ok else None for ok in present]
+    if job.fmt in ("jsonl", "parquet"):
+        return records
+    return [json.dumps(r) if r is not None else None for r in records]
 
 
 def prediction_columns() -> list[str]:
     """The columns any problem type's predictions go to: an input that has one is refused."""
-    return [c for problem in problem_types() for c in problem.file_columns] + list(ABSTENTION_COLUMNS)
+    return [c for problem in problem_types() for c in problem.file_columns] + list(OPTIONAL_COLUMNS)
 
 
 def check_columns(chunk: pd.DataFrame, text_column: str, where: str) -> None:

@@ -34,7 +34,7 @@ from ..data.tables import (
 from ..errors import UserError
 from ..measure import Stages
 from ..opening import open_predictor, resolve_engine_target
-from ..options import FileOptions, LoadOptions
+from ..options import ExplainOptions, FileOptions, LoadOptions
 from .columns import ChunkJob, check_columns
 from .workers import InProcess, Target, WorkerPool
 
@@ -57,16 +57,17 @@ class BatchSummary:
 
 def predict_file(
     model: Predictor | PredictorSet | Target, input_path: str, output_path: str, options: FileOptions | None = None,
-    load: LoadOptions | None = None, **given: Any,
+    load: LoadOptions | None = None, explain: ExplainOptions | None = None, **given: Any,
 ) -> BatchSummary:  # fmt: skip
     """Classify every row of `input_path` and write it, with its predictions, to `output_path`.
 
     `model` is a loaded Predictor (or PredictorSet), a run or export folder, or several runs by name (a dict: one
     set of prediction columns each); `options.workers` > 1 needs the folders, which each worker process loads
-    with `load`. `given`: FileOptions' and LoadOptions' fields, as keywords. At most 2 x workers chunks are in
+    with `load`. `explain`: an explanation column (a run only). `given`: FileOptions' and LoadOptions' fields, as
+    keywords. At most 2 x workers chunks are in
     flight, so memory stays bounded however long the file is."""
     options, load = _split_options(options, load, given)
-    plan = check_file_job(input_path, output_path, options)
+    plan = check_file_job(input_path, output_path, options, explain)
     in_fmt, job, target, workers = plan.input_format, plan.job, plan.target, plan.workers
     summary = BatchSummary()
     with summary.timing("read"):  # the first chunk before the model: a bad file fails before it loads or compiles
@@ -97,13 +98,16 @@ class FilePlan:
     workers: int
 
 
-def check_file_job(input_path: str, output_path: str, options: FileOptions) -> FilePlan:
+def check_file_job(
+    input_path: str, output_path: str, options: FileOptions, explain: ExplainOptions | None = None
+) -> FilePlan:
     """Everything about a file prediction that needs neither the file's rows nor the model, checked: the input
     exists, the formats are known, the output may be written, the workers fit the machine."""
     check_input(input_path)
     in_fmt = resolve_format(input_path, options.input_format, INPUT_FORMATS, "--input-format", "txt")
     out_fmt = resolve_format(output_path, options.output_format, OUTPUT_FORMATS, "--output-format", "jsonl")
-    job = ChunkJob("text" if in_fmt == "txt" else options.text_column, out_fmt, options.batch_size)
+    explain = explain if explain is not None and explain.explain else None
+    job = ChunkJob("text" if in_fmt == "txt" else options.text_column, out_fmt, options.batch_size, explain)
     return FilePlan(in_fmt, job, checked_output(output_path, options.overwrite), _checked_workers(options.workers or 1))
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..options import FileOptions, LoadOptions, RunnerOptions
+from ..options import ExplainOptions, FileOptions, LoadOptions, RunnerOptions
 from .flags import add_model_flags, from_args
 
 HELP = "classify texts, or a whole file, with saved runs"
@@ -36,6 +36,7 @@ def add_parser(commands: Any) -> None:
     add_model_flags(parser, FileOptions)
     add_model_flags(parser, RunnerOptions)
     add_model_flags(parser, LoadOptions)
+    add_model_flags(parser, ExplainOptions)
     # 0.2's `--engine local|ray` (now --runner) shares the flag with the engine that runs the model.
     engine_flag = next(a for a in parser._actions if a.dest == "engine")
     engine_flag.choices = [*engine_flag.choices, *DEPRECATED_ENGINES]
@@ -52,6 +53,7 @@ class PredictJob:
     load: LoadOptions
     file: FileOptions | None = None  # with --input
     where: RunnerOptions | None = None
+    explain: ExplainOptions | None = None  # with --explain
 
 
 def check(args: argparse.Namespace) -> PredictJob:
@@ -68,11 +70,44 @@ def check(args: argparse.Namespace) -> PredictJob:
         print("lora-sentiment: note: --engine local|ray is deprecated; use --runner", file=sys.stderr)
         args.runner, args.engine = args.runner or args.engine, None
     job = PredictJob(runs, texts, from_args(args, LoadOptions))
+    _check_explain(args, job)
     if args.input:
         _check_file_job(args, job)
     for path in runs.values():
         check_openable(path, job.load)  # a damaged run or export fails here, once, not in every worker
     return job
+
+
+def _check_explain(args: argparse.Namespace, job: PredictJob) -> None:
+    """--explain: one run, read by torch (the gradients and the word pieces are the run's model's own)."""
+    from ..runs.run import is_export
+
+    explain = from_args(args, ExplainOptions)
+    if not explain.explain:
+        if explain.explain_label is not None or args.explain_method is not None:
+            raise UserError("--explain-method and --explain-label go with --explain")
+        return
+    if len(job.runs) > 1 or any(is_export(p) for p in job.runs.values()):
+        raise UserError("--explain takes one run folder (explanations need its torch model, not an export or a set)")
+    if job.load.engine not in ("auto", "torch"):
+        raise UserError(f"--explain runs the run's torch model: drop --engine {job.load.engine} (or give torch)")
+    if args.runner == "ray":
+        raise UserError("--explain runs with --runner local (the default); Ray workers do not explain")
+    from ..inference.explain import captum
+    from ..opening import records
+
+    captum()
+    space = records(next(iter(job.runs.values())))[1]
+    if (
+        explain.explain_label is not None
+        and space.problem_type != "regression"
+        and explain.explain_label not in space.names
+    ):
+        raise UserError(
+            f"--explain-label {explain.explain_label!r} is not a label of this run: {', '.join(space.names)}"
+        )
+    job.load = job.load.model_copy(update={"engine": "torch"})
+    job.explain = explain
 
 
 def _check_file_job(args: argparse.Namespace, job: PredictJob) -> None:
@@ -129,14 +164,23 @@ def _predict_texts(args: argparse.Namespace, job: PredictJob) -> int:
     runs, texts = job.runs, job.texts
     model = open_predictor(next(iter(runs.values())) if len(runs) == 1 else runs, job.load)
     members = [(name, model[name]) for name in model.names] if isinstance(model, PredictorSet) else [(None, model)]
+    explain = job.explain
     for name, predictor in members:
-        predictions = predictor.predict(texts, batch_size=args.batch_size)
+        if explain is not None:
+            predictions = predictor.explain(texts, explain.explain_method, explain.explain_label)
+        else:
+            predictions = predictor.predict(texts, batch_size=args.batch_size)
         if args.json:
             for p in predictions:
                 print(json.dumps({**({"model": name} if name else {}), "text": p.text,
                                   **p.model_dump(exclude={"text"}, exclude_none=True)}))  # fmt: skip
         else:
             print(format_table(predictions, title=name))
+            if explain is not None:
+                from ..inference.explain import strongest_words
+
+                for p in predictions:
+                    print(f"  why {p.text[:40]!r}: {strongest_words(p.explanation)}")
     return 0
 
 
@@ -146,7 +190,7 @@ def _predict_file(args: argparse.Namespace, job: PredictJob) -> int:
 
     runs = job.runs
     target = next(iter(runs.values())) if len(runs) == 1 else runs
-    summary = predict_file(target, args.input, args.output or "-", job.file, job.load)
+    summary = predict_file(target, args.input, args.output or "-", job.file, job.load, job.explain)
     skipped = f"; {summary.skipped_empty} rows with no text left without a prediction" if summary.skipped_empty else ""
     print(f"Predicted {summary.predicted} of {summary.rows} rows{skipped}.", file=sys.stderr)
     print(seconds_line({"start-up": args.startup_seconds, **summary.stages.seconds}), file=sys.stderr)

@@ -23,7 +23,7 @@ from ..modeling.device import (
 )
 from ..modeling.model import load_run_model
 from ..problems.abstention import Abstention, check_abstention
-from ..problems.outputs import Prediction
+from ..problems.outputs import Prediction, predictions
 from ..problems.space import LabelSpace
 from ..runs.run import Run
 from .base import LoadOptions, LongText, PredictorBase
@@ -182,6 +182,17 @@ class Classifier(PredictorBase):
         """Class probabilities (single-label), tag probabilities (multi-label) or values (regression, one column)."""
         reading = Reading(self.long_text, self.stride, batch_size or self.default_batch_size, self.precision)
         return self.space.scores(predict_logits(self.model, self.encoder, texts, reading))
+
+    def explain(self, texts: Sequence[str], method: str = "integrated-gradients", label: str | None = None,
+                steps: int | None = None, *, abstention: Abstention | None = None) -> list[Prediction]:  # fmt: skip
+        """Predictions with, in each one's `explanation`, the words that pushed it up or down (Captum).
+        `abstention`: the rule to mark answers by [the classifier's]."""
+        from .explain import STEPS, explain
+
+        scores = self.predict_scores(texts)
+        made = predictions(texts, scores, self.space, abstention or self.abstention)
+        why = explain(self, texts, method=method, target=label, steps=steps or STEPS, scores=scores)
+        return [p.model_copy(update={"explanation": e.to_json()}) for p, e in zip(made, why)]
 
 
 def load_classifier(run_dir: str | Path, options: LoadOptions | None = None, **given: Any) -> Classifier:

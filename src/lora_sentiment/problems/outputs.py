@@ -11,6 +11,7 @@ Light on purpose (numpy and pydantic only): the server's schema and the CLI's ta
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel
@@ -38,6 +39,7 @@ class PredictionOut(BaseModel):
     # multi-label: the tags it is unsure of either way.
     abstained: bool | None = None
     uncertain: list[str] | None = None
+    explanation: dict[str, Any] | None = None  # with --explain: the target and each word's score (explain.py)
 
     @classmethod
     def from_row(

@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from importlib import resources
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Security
@@ -178,6 +178,35 @@ def _add_model_routes(app: Any, models: OneModel | ManyModels, batcher: MicroBat
         space = classifier.space
         return PredictResponse(model=name, predictions=[PredictionOut.from_row(row, space, rule) for row in scores])
 
+    ExplainRequest = _explain_model(PredictRequest)
+
+    @app.post(
+        "/explain",
+        response_model=PredictResponse,
+        response_model_exclude_none=True,
+        dependencies=[Depends(_key_check(settings.api_key))] if settings.api_key else [],
+        responses=_documented_errors(settings),
+        summary="Classify texts and say which words pushed each answer up or down (Captum)",
+    )
+    async def explain(request: ExplainRequest) -> PredictResponse:  # type: ignore[valid-type]
+        name, classifier = await _chosen(models, batcher, request.model)
+        rule = _abstention(request, classifier)
+
+        def work() -> list[Any]:
+            from ..inference.explain import check_explainable
+
+            explainer = models.explainer(name)
+            try:
+                check_explainable(explainer, request.method, request.label)
+            except UserError as exc:
+                raise HTTPException(400, str(exc).replace("--explain-label", "label")) from None
+            return explainer.explain(request.texts, request.method, request.label, abstention=rule)
+
+        answers = await batcher.in_model_thread(work)
+        return PredictResponse(
+            model=name, predictions=[PredictionOut(**a.model_dump(exclude={"text"})) for a in answers]
+        )
+
     @app.get("/models", summary="The served models: labels, problem type, base model, training metrics")
     async def list_models() -> dict[str, Any]:
         served = [(name, models.get(name)) for name in list(models.names)]
@@ -246,6 +275,15 @@ def _request_model(settings: ServeSettings, kinds: set[str] | None = None) -> ty
             None, gt=0, description="regression: mark answers with a wider interval abstained [the server's]"
         ))  # fmt: skip
     return create_model("PredictRequest", __base__=PredictRequest, **abstention)
+
+
+def _explain_model(predict_request: type[BaseModel]) -> type[BaseModel]:
+    """/explain's body: /predict's, with the method and the label or tag to explain."""
+    return create_model(
+        "ExplainRequest", __base__=predict_request,
+        method=(Literal["integrated-gradients", "occlusion"], Field("integrated-gradients", description="how")),
+        label=(str | None, Field(None, description="the label or tag to explain [the predicted one]")),
+    )  # fmt: skip
 
 
 def _abstention(request: Any, classifier: Any) -> Abstention:

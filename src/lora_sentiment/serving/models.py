@@ -21,9 +21,16 @@ class OneModel:
 
     runs_dir = None  # it follows no folder: nothing to look for
 
-    def __init__(self, classifier: Predictor, name: str, info: dict[str, Any]):
-        self.classifier, self.info = classifier, info
+    def __init__(self, classifier: Predictor, name: str, info: dict[str, Any], path: str | None = None):
+        self.classifier, self.info, self.path = classifier, info, path
         self.names = [name]
+        self.explainers: dict[str, Any] = {}
+
+    def explainer(self, name: str) -> Any:
+        """The run's torch model for /explain: the served one when it is that, else loaded on the first call."""
+        if hasattr(self.classifier, "model"):
+            return self.classifier
+        return _explainer(self.explainers, name, self.path)
 
     def get(self, name: str) -> Predictor | None:
         return self.classifier if name in self.names else None
@@ -78,11 +85,29 @@ class ManyModels:
     def run_info(self, name: str) -> dict[str, Any]:
         return self.classifiers.member(name).info
 
+    def explainer(self, name: str) -> Any:
+        """A run of a shared base, on its own and merged for /explain, loaded on the first call for it."""
+        explainers = self.__dict__.setdefault("explainers", {})
+        return _explainer(explainers, name, str(self.classifiers.member(name).run.path))
+
     def refresh(self) -> None:
         if self.runs_dir is not None:
             from ..runs.run import find_runs
 
             self.classifiers.sync({**find_runs(self.runs_dir), **self.fixed}, self.log)
+
+
+def _explainer(cache: dict[str, Any], name: str, path: str | None) -> Any:
+    """A run's own torch Classifier (fp32: gradients), kept for later calls; an export has none (400)."""
+    from ..runs.run import is_export
+
+    if name not in cache:
+        if path is None or is_export(path):
+            raise HTTPException(400, "explanations need a run's torch model; this server serves an export")
+        from ..inference.classifier import load_classifier
+
+        cache[name] = load_classifier(path, engine="torch", precision="fp32")
+    return cache[name]
 
 
 def open_models(
@@ -101,7 +126,7 @@ def open_models(
         info = describe(path)
         predictor = open_predictor(path, options)
         assert isinstance(predictor, Predictor)
-        return OneModel(predictor, name, info)
+        return OneModel(predictor, name, info, str(path))
     classifiers = ClassifierSet(options, mixing=settings.adapter_batching)
     for name, path in named.items():
         classifiers.add(name, path)

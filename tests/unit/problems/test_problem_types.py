@@ -109,6 +109,9 @@ def test_multi_label_predictions_everywhere(tmp_path, tag_run, tag_files, capsys
         t for t, s, th in sorted(zip(TAGS, scores[0], thresholds), key=lambda x: -x[1]) if s >= th
     ]
     assert made[0].label is None and set(made[0].probabilities) == set(TAGS)
+    why = classifier.explain(["so happy"])[0].explanation  # the likeliest tag, or the one named
+    assert why["target"] == TAGS[int(np.argmax(scores[0]))] and [w["word"] for w in why["words"]] == ["so", "happy"]
+    assert classifier.explain(["so happy"], label="anger")[0].explanation["target"] == "anger"
 
     assert main(["predict", run, "so happy", "--json", "--precision", "fp32"]) == 0
     answer = json.loads(capsys.readouterr().out.splitlines()[0])
@@ -198,6 +201,8 @@ def test_regression_through_every_path(tmp_path, score_run, capsys):
     half = run.space.calibration.interval
     assert run.space.calibration.coverage == 0.8 and half > 0
     assert made[0].interval == pytest.approx([made[0].value - half, made[0].value + half])
+    why = classifier.explain(["A great film."], method="occlusion")[0]
+    assert why.explanation["target"] == "rating" and len(why.explanation["words"]) == 4 and why.value == made[0].value
     report = run.metrics.final["calibration"]
     assert report["method"] == "conformal" and 0 <= report["coverage"] <= 1 and report["coverage_nominal"] == 0.8
 
