@@ -188,6 +188,24 @@ def trained_run(tmp_path_factory, tiny_distilbert, small_csv, imdb_frames) -> Pa
     return out
 
 
+@pytest.fixture(scope="session")
+def calibrated_run(tmp_path_factory, trained_run) -> Path:
+    """The shared run with a temperature of 2 in its labels.json, as a run whose calibration helped records it:
+    the tiny model's outputs carry no signal to calibrate, and every engine must apply what a run records."""
+    import json
+    import shutil
+
+    from lora_sentiment.problems.calibration import Calibration
+    from lora_sentiment.problems.space import LabelSpace
+
+    out = tmp_path_factory.mktemp("calibrated") / "run"
+    shutil.copytree(trained_run, out)
+    space = LabelSpace.from_json(json.loads((out / "labels.json").read_text()))
+    space.calibration = Calibration("temperature", 60, temperatures=[2.0])
+    (out / "labels.json").write_text(json.dumps(space.to_json(), indent=2))
+    return out
+
+
 def stars(rating: int) -> str:
     return {1: "1-2", 2: "1-2", 3: "3-4", 4: "3-4", 7: "7-8", 8: "7-8", 9: "9-10", 10: "9-10"}[int(rating)]
 

@@ -137,10 +137,12 @@ def _binned(confidence: np.ndarray, outcome: np.ndarray, bins: int) -> list[tupl
 
 
 def calibrate(space: LabelSpace, labels: np.ndarray, scores: np.ndarray, coverage: float = COVERAGE) -> tuple[
-        Calibration, dict[str, Any]]:  # fmt: skip
+        Calibration | None, dict[str, Any]]:  # fmt: skip
     """The calibration fitted on all these evaluation rows, and its report for metrics.json: the method, what it
     fitted, and the quality before and after, cross-fitted over two seeded halves of the rows (a run's file is
-    reproducible)."""
+    reproducible). None when temperatures fitted on one half made the other's NLL worse: the raw outputs were
+    already as calibrated as these rows can tell (a run near its ECE floor), and a calibration would only add
+    noise; the report says so (`applied`)."""
     problem, labels = space.problem, np.asarray(labels)
     logits = logits_from_scores(space, scores)
     fitted = problem.calibrate(labels, logits, coverage)
@@ -150,7 +152,8 @@ def calibrate(space: LabelSpace, labels: np.ndarray, scores: np.ndarray, coverag
     report = {"method": fitted.method, "fitted_on": fitted.fitted_on,
               "checked_by": "cross-fitted: fitted on one half of the evaluation split, scored on the other, and back",
               **problem.calibration_quality(labels, logits, fitted, halves)}  # fmt: skip
-    return fitted, report
+    report["applied"] = "before" not in report or report["after"]["nll"] < report["before"]["nll"]
+    return (fitted if report["applied"] else None), report
 
 
 def probability_quality(probabilities: np.ndarray, labels: np.ndarray, *, floor: bool = False) -> dict[str, Any]:

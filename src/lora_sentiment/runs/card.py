@@ -103,8 +103,9 @@ def _calibration_line(final: Any) -> str:
     if not report:
         return ""
     how = ("Calibration quality is cross-fitted: fitted on one half of the evaluation split and scored on the "
-           "other, and back, since the kept epoch was chosen on the same split; the saved calibration is fitted "
-           "on all of it and applied by every engine (`labels.json`).")  # fmt: skip
+           "other, and back, since the kept epoch was chosen on the same split.")  # fmt: skip
+    if report.get("applied", True):
+        how += " The saved calibration is fitted on all of it and applied by every engine (`labels.json`)."
     return f"\n{calibration_text(report)} {how}\n"
 
 

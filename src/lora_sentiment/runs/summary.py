@@ -109,6 +109,9 @@ def calibration_text(report: dict[str, Any]) -> str:
                         (("ece", "ECE"), ("brier", "Brier"), ("nll", "NLL")))  # fmt: skip
     floor = f" (a perfectly calibrated model would show ECE {after['ece_floor']:.4f} on these texts)" if \
         "ece_floor" in after else ""  # fmt: skip
+    if not report.get("applied", True):
+        return (f"Calibration: not applied; {fitted} fitted on half of the {n} evaluation texts did not help the "
+                f"other half ({changes}{floor}), so the raw outputs are kept.")  # fmt: skip
     return f"Calibration: {fitted}, fitted on {n} evaluation texts; cross-fitted {changes}{floor}."
 
 

@@ -121,6 +121,9 @@ def calibrated(kept: Kept, config: Any) -> tuple[Kept, str]:
         return kept, (f"Calibration: none; the evaluation split has {n} texts and a calibration needs {MIN_TEXTS} "
                       "or more (give --eval-data).")  # fmt: skip
     fitted, report = calibrate(kept.space, kept.labels, kept.scores, config.interval_coverage)
+    if fitted is None:  # the raw outputs did as well out of sample: kept as they are, and the record says why
+        kept.final["calibration"] = report
+        return kept, calibration_text(report)
     space = replace(kept.space, calibration=fitted)
     scores = space.scores(logits_from_scores(kept.space, kept.scores))
     space = space.problem.decided(space, kept.labels, scores, config.threshold)

@@ -31,6 +31,7 @@ def test_temperature_scaling_finds_the_temperature_and_keeps_every_answer():
     raw = space.scores(logits)
     fitted, report = calibrate(space, labels, raw)
     assert fitted.method == "temperature" and fitted.temperatures[0] == pytest.approx(2.5, abs=0.2)
+    assert report["applied"] is True
     assert report["before"]["ece"] > 0.1 and report["after"]["ece"] < 0.03  # cross-fitted
     assert report["after"]["nll"] < report["before"]["nll"] and report["after"]["brier"] < report["before"]["brier"]
     calibrated = LabelSpace("single-label", ["neg", "pos"], calibration=fitted).scores(logits)
@@ -111,3 +112,16 @@ def test_the_ece_floor_is_what_a_calibrated_model_shows_on_as_many_texts():
     space = LabelSpace("single-label", ["neg", "pos"])
     report = calibrate(space, labels, space.scores(logits))[1]
     assert "ece_floor" in report["after"] and "ece_floor" not in report["before"]
+
+
+def test_outputs_already_calibrated_are_kept_as_they_are():
+    """Temperatures fitted on one half that do not help the other half are not applied: the report says so."""
+    logits, labels = _overconfident(400, 1.0, seed=5)  # calibrated as they are (seeded: a half's fit does not help)
+    space = LabelSpace("single-label", ["neg", "pos"])
+    fitted, report = calibrate(space, labels, space.scores(logits))
+    assert fitted is None and report["applied"] is False and report["after"]["nll"] >= report["before"]["nll"]
+    assert report["temperature"] == pytest.approx(1.0, abs=0.1)
+    from lora_sentiment.runs.summary import calibration_text
+
+    text = calibration_text(report)
+    assert text.startswith("Calibration: not applied;") and "raw outputs are kept" in text

@@ -85,11 +85,14 @@ def test_multi_label_run_records(tag_run):
     assert set(final["per_label"]) == set(TAGS) and "threshold" in final["per_label"]["joy"]
     assert final.confusion_matrix is None
     assert "Macro-F1" in log and "threshold" in log  # the per-label table is printed
-    # 60 evaluation texts: a temperature per tag, the thresholds tuned again on the calibrated probabilities
-    assert run.space.calibration.method == "tag-temperature" and len(run.space.calibration.temperatures) == 3
+    # 60 evaluation texts: a temperature per tag, kept where it helped the other half of them
     report = final["calibration"]
-    assert report["fitted_on"] == 60 and {"ece", "brier", "nll"} <= set(report["before"]) & set(report["after"])
-    assert "Calibration: a temperature per tag" in log
+    assert report["method"] == "tag-temperature" and report["fitted_on"] == 60
+    assert {"ece", "brier", "nll"} <= set(report["before"]) & set(report["after"])
+    assert (
+        (run.space.calibration is not None) == report["applied"] == (report["after"]["nll"] < report["before"]["nll"])
+    )
+    assert "Calibration: " in log and "a temperature per tag" in log
     assert run.metrics.baseline["model"] == "TF-IDF + one-vs-rest logistic regression"
     assert "f1_macro" in run.metrics.baseline and "Baseline (TF-IDF + one-vs-rest" in log
     card = (result.output_dir / "README.md").read_text()
