@@ -13,23 +13,23 @@ from contextlib import asynccontextmanager
 from importlib import resources
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Security
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import APIKeyHeader
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
+from pydantic import BaseModel
 
 from ..config import API_KEY_ENV, ServeSettings
 from ..errors import UserError
 from ..inference.base import Predictor
 from ..options import LoadOptions
-from ..problems.abstention import Abstention, check_abstention
 from ..problems.outputs import PredictionOut
 from ..runs.run import run_info
 from .batcher import MicroBatcher
 from .models import ManyModels, OneModel, open_models
+from .requests import abstention_of, explain_model, request_model, served_kinds, served_labels
 
 __all__ = [
     "API_KEY_ENV",
@@ -160,7 +160,7 @@ async def _chosen(models: OneModel | ManyModels, batcher: MicroBatcher, name: st
 
 
 def _add_model_routes(app: Any, models: OneModel | ManyModels, batcher: MicroBatcher, settings: ServeSettings) -> None:
-    PredictRequest = _request_model(settings, _served_kinds(models))
+    PredictRequest = request_model(settings, served_kinds(models))
 
     # The key check (and its security scheme in the OpenAPI schema) only exists when a key is set.
     @app.post(
@@ -173,39 +173,12 @@ def _add_model_routes(app: Any, models: OneModel | ManyModels, batcher: MicroBat
     )
     async def predict(request: PredictRequest) -> PredictResponse:  # type: ignore[valid-type]
         name, classifier = await _chosen(models, batcher, request.model)
-        rule = _abstention(request, classifier)
+        rule = abstention_of(request, classifier)
         scores = await batcher.submit(request.texts, name)
         space = classifier.space
         return PredictResponse(model=name, predictions=[PredictionOut.from_row(row, space, rule) for row in scores])
 
-    ExplainRequest = _explain_model(PredictRequest)
-
-    @app.post(
-        "/explain",
-        response_model=PredictResponse,
-        response_model_exclude_none=True,
-        dependencies=[Depends(_key_check(settings.api_key))] if settings.api_key else [],
-        responses=_documented_errors(settings),
-        summary="Classify texts and say which words pushed each answer up or down (Captum)",
-    )
-    async def explain(request: ExplainRequest) -> PredictResponse:  # type: ignore[valid-type]
-        name, classifier = await _chosen(models, batcher, request.model)
-        rule = _abstention(request, classifier)
-
-        def work() -> list[Any]:
-            from ..inference.explain import check_explainable
-
-            explainer = models.explainer(name)
-            try:
-                check_explainable(explainer, request.method, request.label)
-            except UserError as exc:
-                raise HTTPException(400, str(exc).replace("--explain-label", "label")) from None
-            return explainer.explain(request.texts, request.method, request.label, abstention=rule)
-
-        answers = await batcher.in_model_thread(work)
-        return PredictResponse(
-            model=name, predictions=[PredictionOut(**a.model_dump(exclude={"text"})) for a in answers]
-        )
+    _add_explain_route(app, models, batcher, settings, PredictRequest)
 
     @app.get("/models", summary="The served models: labels, problem type, base model, training metrics")
     async def list_models() -> dict[str, Any]:
@@ -238,67 +211,39 @@ async def _poll(models: OneModel | ManyModels, batcher: MicroBatcher, every_s: f
             print(f"lora-sentiment: could not read --runs-dir: {exc}", flush=True)
 
 
-def _served_kinds(models: OneModel | ManyModels) -> set[str] | None:
-    """Whether the served models are classifiers, regressions or both (None: runs may come and go)."""
-    if models.runs_dir:
-        return None
-    kinds = set()
-    for name in models.names:
-        served = models.get(name)
-        if served is not None:
-            kinds.add("regression" if served.space.problem_type == "regression" else "classifier")
-    return kinds
+def _add_explain_route(
+    app: Any, models: OneModel | ManyModels, batcher: MicroBatcher, settings: ServeSettings,
+    predict_request: type[BaseModel],
+) -> None:  # fmt: skip
+    """POST /explain: /predict's answers with the words that drove each one (inference/explain.py)."""
+    ExplainRequest = explain_model(predict_request, served_labels(models))
 
+    @app.post(
+        "/explain",
+        response_model=PredictResponse,
+        response_model_exclude_none=True,
+        dependencies=[Depends(_key_check(settings.api_key))] if settings.api_key else [],
+        responses=_documented_errors(settings),
+        summary="Classify texts and say which words pushed each answer up or down (Captum)",
+    )
+    async def explain(request: ExplainRequest) -> PredictResponse:  # type: ignore[valid-type]
+        name, classifier = await _chosen(models, batcher, request.model)
+        rule = abstention_of(request, classifier)
 
-def _request_model(settings: ServeSettings, kinds: set[str] | None = None) -> type[BaseModel]:
-    """The /predict body, with this server's limits in its schema, and the abstention field of the kinds of model
-    it serves (`kinds`: classifier, regression; None: both)."""
-    Text = Annotated[str, StringConstraints(min_length=1, max_length=settings.max_chars)]
-    examples = [{"texts": ["A wonderful, moving film.", "Dull and far too long."]}]
+        def work() -> list[Any]:
+            from ..inference.explain import check_explainable
 
-    class PredictRequest(BaseModel):
-        model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": examples}, protected_namespaces=())
-        model: str | None = Field(None, description="which served model (GET /models) [the only one]")
-        texts: list[Text] = Field(
-            min_length=1,
-            max_length=settings.max_texts,
-            description=f"1 to {settings.max_texts} texts of at most {settings.max_chars} characters",
+            explainer = models.explainer(name)
+            try:
+                check_explainable(explainer, request.method, request.label)
+            except UserError as exc:
+                raise HTTPException(400, str(exc).replace("--explain-label", "label")) from None
+            return explainer.explain(request.texts, request.method, request.label, abstention=rule)
+
+        answers = await batcher.in_model_thread(work)
+        return PredictResponse(
+            model=name, predictions=[PredictionOut(**a.model_dump(exclude={"text"})) for a in answers]
         )
-
-    abstention: dict[str, Any] = {}
-    if kinds is None or "classifier" in kinds:
-        abstention["min_confidence"] = (float | None, Field(
-            None, gt=0, le=1, description="mark answers under this probability abstained [the server's]"
-        ))  # fmt: skip
-    if kinds is None or "regression" in kinds:
-        abstention["max_interval"] = (float | None, Field(
-            None, gt=0, description="regression: mark answers with a wider interval abstained [the server's]"
-        ))  # fmt: skip
-    return create_model("PredictRequest", __base__=PredictRequest, **abstention)
-
-
-def _explain_model(predict_request: type[BaseModel]) -> type[BaseModel]:
-    """/explain's body: /predict's, with the method and the label or tag to explain."""
-    return create_model(
-        "ExplainRequest", __base__=predict_request,
-        method=(Literal["integrated-gradients", "occlusion"], Field("integrated-gradients", description="how")),
-        label=(str | None, Field(None, description="the label or tag to explain [the predicted one]")),
-    )  # fmt: skip
-
-
-def _abstention(request: Any, classifier: Any) -> Abstention:
-    """The request's rule over the server's (serve --min-confidence / --max-interval); one the model cannot follow
-    is the client's error (400)."""
-    default = classifier.abstention
-    asked = (getattr(request, "min_confidence", None), getattr(request, "max_interval", None))
-    rule = Abstention(asked[0] if asked[0] is not None else default.min_confidence,
-                      asked[1] if asked[1] is not None else default.max_interval)  # fmt: skip
-    try:
-        check_abstention(classifier.space, rule, "this model")
-    except UserError as exc:
-        raise HTTPException(status_code=400, detail=str(exc).replace("--min-confidence", "min_confidence")
-                            .replace("--max-interval", "max_interval")) from None  # fmt: skip
-    return rule
 
 
 def _key_check(api_key: str) -> Callable[..., None]:

@@ -1,0 +1,88 @@
+"""The bodies the server takes: /predict's and /explain's, their limits and fields in the OpenAPI schema made
+from what is served (an abstention field of the kinds of model served, the label names an explanation may name),
+and a request's abstention rule over the server's."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import HTTPException
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
+
+from ..config import ServeSettings
+from ..errors import UserError
+from ..problems.abstention import Abstention, check_abstention
+from .models import ManyModels, OneModel
+
+
+def served_kinds(models: OneModel | ManyModels) -> set[str] | None:
+    """Whether the served models are classifiers, regressions or both (None: runs may come and go)."""
+    if models.runs_dir:
+        return None
+    kinds = set()
+    for name in models.names:
+        served = models.get(name)
+        if served is not None:
+            kinds.add("regression" if served.space.problem_type == "regression" else "classifier")
+    return kinds
+
+
+def request_model(settings: ServeSettings, kinds: set[str] | None = None) -> type[BaseModel]:
+    """The /predict body, with this server's limits in its schema, and the abstention field of the kinds of model
+    it serves (`kinds`: classifier, regression; None: both)."""
+    Text = Annotated[str, StringConstraints(min_length=1, max_length=settings.max_chars)]
+    examples = [{"texts": ["A wonderful, moving film.", "Dull and far too long."]}]
+
+    class PredictRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": examples}, protected_namespaces=())
+        model: str | None = Field(None, description="which served model (GET /models) [the only one]")
+        texts: list[Text] = Field(
+            min_length=1,
+            max_length=settings.max_texts,
+            description=f"1 to {settings.max_texts} texts of at most {settings.max_chars} characters",
+        )
+
+    abstention: dict[str, Any] = {}
+    if kinds is None or "classifier" in kinds:
+        abstention["min_confidence"] = (float | None, Field(
+            None, gt=0, le=1, description="mark answers under this probability abstained [the server's]"
+        ))  # fmt: skip
+    if kinds is None or "regression" in kinds:
+        abstention["max_interval"] = (float | None, Field(
+            None, gt=0, description="regression: mark answers with a wider interval abstained [the server's]"
+        ))  # fmt: skip
+    return create_model("PredictRequest", __base__=PredictRequest, **abstention)
+
+
+def served_labels(models: OneModel | ManyModels) -> list[str] | None:
+    """Every label or tag name of the served models (None: runs may come and go)."""
+    if models.runs_dir:
+        return None
+    served = [models.get(name) for name in models.names]
+    return sorted({label for model in served if model is not None for label in model.space.names})
+
+
+def explain_model(predict_request: type[BaseModel], labels: list[str] | None) -> type[BaseModel]:
+    """/explain's body: /predict's, with the method and the label or tag to explain (one of the served models'
+    when they are known, so the schema names them)."""
+    label_type = Literal[tuple(labels)] | None if labels else str | None  # type: ignore[valid-type]
+    return create_model(
+        "ExplainRequest", __base__=predict_request,
+        method=(Literal["integrated-gradients", "occlusion"], Field("integrated-gradients", description="how")),
+        label=(label_type, Field(None, description="the label or tag to explain [the predicted one]")),
+    )  # fmt: skip
+
+
+def abstention_of(request: Any, classifier: Any) -> Abstention:
+    """The request's rule over the server's (serve --min-confidence / --max-interval); one the model cannot follow
+    is the client's error (400)."""
+    default = classifier.abstention
+    asked = (getattr(request, "min_confidence", None), getattr(request, "max_interval", None))
+    rule = Abstention(asked[0] if asked[0] is not None else default.min_confidence,
+                      asked[1] if asked[1] is not None else default.max_interval)  # fmt: skip
+    try:
+        check_abstention(classifier.space, rule, "this model")
+    except UserError as exc:
+        raise HTTPException(status_code=400, detail=str(exc).replace("--min-confidence", "min_confidence")
+                            .replace("--max-interval", "max_interval")) from None  # fmt: skip
+    return rule
