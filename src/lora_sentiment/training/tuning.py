@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 from transformers import TrainerCallback
 
@@ -46,6 +47,7 @@ class TuneResult:
     metric: str
     best_value: float | None
     baseline: tuple[str, float, float] | None  # (metric, TF-IDF baseline, best trial) on the same texts
+    against_first: dict[str, Any] | None = None  # the best trial against trial 0 (the settings given), paired
 
 
 def tune(
@@ -105,7 +107,12 @@ class _Objective:
             import optuna
 
             raise optuna.TrialPruned()
-        value = float(result.metrics.final[self.metric])
+        final = result.metrics.final
+        headline = final.get("intervals") or {}
+        if headline:  # the trial's first headline score with its 95 % interval, for the leaderboard
+            name = next(iter(headline))
+            trial.set_user_attr("interval", [name, float(final[name]), *map(float, headline[name])])
+        value = float(final[self.metric])
         if math.isnan(value):
             raise ValueError(f"trial {trial.number} gave {self.metric} = nan")
         self.log(f"Trial {trial.number}: {self.metric} {value:.4f}")
@@ -216,10 +223,35 @@ def _finish(study: Any, config: TrainConfig, metric: str, folder: Path, keep: st
     baseline = _baseline(Path(best.user_attrs["run_dir"]), metric)
     log(format_leaderboard(board, baseline))
     log(f"Best: trial {best.number}, {metric} {best.value:.4f}; reproduce: lora-sentiment train --config {best_config}")
+    against_first = _best_against_first(study, best, log)
     _plots(study, folder, log)
     if keep == "best":
         _drop_other_runs(study, best.number)
-    return TuneResult(folder, best_config, board, metric, best.value, baseline)
+    return TuneResult(folder, best_config, board, metric, best.value, baseline, against_first)
+
+
+def _best_against_first(study: Any, best: Any, log: Log) -> dict[str, Any] | None:
+    """Is the search's best beyond the noise of the settings given (trial 0)? Both runs predict the same
+    evaluation texts and are compared by the paired bootstrap (problems/intervals.py)."""
+    first = next((t for t in study.trials if t.number == 0 and t.state.name == "COMPLETE"), None)
+    if first is None or best.number == 0:
+        return None
+    from ..data.splits import load_labeled_data
+    from ..inference.classifier import load_classifier
+    from ..problems.intervals import comparison_text, paired_comparison
+    from ..runs.run import Run
+
+    try:
+        runs = [Run.open(t.user_attrs["run_dir"]) for t in (best, first)]
+    except (UserError, KeyError):
+        return None  # a run removed by another process's --keep best: nothing to compare
+    data = load_labeled_data(runs[0].config, log=lambda _: None)
+    texts, labels = list(data.eval["text"]), np.asarray(data.eval["label"])
+    scores = [load_classifier(run.path, engine="torch").predict_scores(texts) for run in runs]
+    comparison = paired_comparison(runs[0].space, labels, scores[0], scores[1], runs[1].space)
+    if comparison is not None:
+        log(comparison_text(comparison, f"The best trial ({best.number})", "trial 0 (the settings given)"))
+    return comparison
 
 
 def leaderboard(study: Any, metric: str) -> list[dict[str, Any]]:
@@ -229,8 +261,10 @@ def leaderboard(study: Any, metric: str) -> list[dict[str, Any]]:
         seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else None
         last = max(t.intermediate_values) if t.intermediate_values else None
         value = t.value if t.value is not None else (t.intermediate_values.get(last) if last else None)
-        rows.append({"trial": t.number, "state": t.state.name.lower(), metric: value, "epochs_run": last,
-                     "seconds": round(seconds, 1) if seconds else None, **t.params})  # fmt: skip
+        interval = t.user_attrs.get("interval")
+        shown = f"{interval[0]} {interval[1]:.4f} ({interval[2]:.4f}-{interval[3]:.4f})" if interval else None
+        rows.append({"trial": t.number, "state": t.state.name.lower(), metric: value, "interval": shown,
+                     "epochs_run": last, "seconds": round(seconds, 1) if seconds else None, **t.params})  # fmt: skip
     lower = metric in LOWER_IS_BETTER
     order = {"complete": 0, "pruned": 1}
     return sorted(rows, key=lambda r: (order.get(r["state"], 2), _rank(r[metric], lower), r["trial"]))
@@ -243,6 +277,7 @@ def _rank(value: float | None, lower: bool) -> float:
 
 
 def format_leaderboard(board: list[dict[str, Any]], baseline: tuple[str, float, float] | None) -> str:
+    """The leaderboard as text; each finished trial's headline score with its 95 % interval (`interval`)."""
     columns = list(dict.fromkeys(k for row in board for k in row))
     cells = [[_short(row.get(c)) if row.get(c) is not None else "-" for c in columns] for row in board]
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]

@@ -52,8 +52,16 @@ def test_a_search_prunes_a_diverging_trial_and_writes_its_results(base, capsys):
     assert (folder / "optimization_history.png").stat().st_size > 1000
     assert (folder / "param_importances.png").stat().st_size > 1000
     assert result.baseline is not None  # the TF-IDF line to beat, from the best trial's run
+    complete = [row for row in rows if row["state"] == "complete"]
+    assert all(row["interval"].startswith("accuracy ") and "-" in row["interval"] for row in complete)
     out = capsys.readouterr().out
     assert "Leaderboard:" in out and "pruned" in out and "TF-IDF baseline" in out
+    if study.best_trial.number == 0:  # the settings given won: nothing to compare them with
+        assert result.against_first is None
+    else:  # the search's best against the settings given, on the same texts
+        comparison = result.against_first
+        assert comparison["metric"] == "accuracy" and comparison["texts"] == 20
+        assert "vs trial 0 (the settings given) on the same 20 texts" in out
 
 
 def tmp_path_of(config: TrainConfig):
@@ -139,3 +147,21 @@ def test_a_search_block_in_the_config_file(tmp_path, small_csv, capsys):
 def test_a_training_run_folder_is_not_a_study_folder(trained_run, small_csv, capsys):
     code = main(["tune", "--data", str(small_csv), "--output-dir", str(trained_run), "--trials", "1"])
     assert code == 2 and "holds a training run" in capsys.readouterr().err
+
+
+def test_the_best_trial_is_compared_with_trial_0_on_the_same_texts(trained_run, calibrated_run):
+    """The search's best against the settings given: both runs predict the same evaluation texts and the paired
+    bootstrap says whether the difference is beyond the noise (here two runs that answer alike: within it)."""
+    from types import SimpleNamespace
+
+    from lora_sentiment.training.tuning import _best_against_first
+
+    def trial(number, run):
+        return SimpleNamespace(number=number, state=SimpleNamespace(name="COMPLETE"), user_attrs={"run_dir": str(run)})
+
+    first, best = trial(0, trained_run), trial(1, calibrated_run)
+    said = []
+    comparison = _best_against_first(SimpleNamespace(trials=[first, best]), best, said.append)
+    assert comparison["metric"] == "accuracy" and comparison["texts"] == 60 and comparison["difference"] == 0
+    assert comparison["beyond_noise"] is False and "The best trial (1) vs trial 0 (the settings given)" in said[0]
+    assert _best_against_first(SimpleNamespace(trials=[first]), first, said.append) is None  # trial 0 won
