@@ -108,3 +108,17 @@ def test_a_wrong_abstention_flag_is_one_line_and_exit_2(trained_run, capsys):
     assert main(["predict", str(trained_run), "--text", "Fine.", "--max-interval", "2"]) == 2
     err = capsys.readouterr().err
     assert "--max-interval is for regression" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_worker_processes_mark_the_same_rows(tmp_path, trained_run, small_csv):
+    """--workers 2: each worker process loads the run with the same --min-confidence and marks the same rows."""
+    frames = []
+    for workers in ("1", "2"):
+        out = tmp_path / f"p{workers}.csv"
+        argv = ["predict", str(trained_run), "--input", str(small_csv), "--output", str(out), "--min-confidence",
+                "0.5001", "--workers", workers, "--chunk-size", "16", "--no-progress"]  # fmt: skip
+        assert main(argv) == 0
+        frames.append(pd.read_csv(out))
+    assert frames[0].abstained.tolist() == frames[1].abstained.tolist()
+    assert (frames[0].abstained == (frames[0].probability < 0.5001)).all()
