@@ -162,10 +162,11 @@ class ProblemType:
         """The card's `Labels:` line."""
         return ", ".join(f"{i} = {n}" for i, n in enumerate(names))
 
-    def resampled_headline(
+    def resampled_metrics(
         self, space: LabelSpace, labels: np.ndarray, scores: np.ndarray, index: np.ndarray
     ) -> dict[str, np.ndarray]:
-        """The headline metrics on each row of `index` ([rounds, n] text indices): {metric: [rounds]} (intervals.py)."""
+        """Every metric on each row of `index` ([rounds, n] text indices): {metric: [rounds]} (intervals.py);
+        Pearson, which is no sum over texts and no headline metric, on the first OTHER_ROUNDS rows only."""
         raise NotImplementedError
 
     def headline_text(self, scores: dict[str, Any]) -> str:

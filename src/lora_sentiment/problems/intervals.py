@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from .space import LabelSpace
 
 ROUNDS = 1000
+OTHER_ROUNDS = 200  # for a metric that is no sum over texts nor a headline one (Pearson), computed per resample
 SEED = 0
 LEVEL = 0.95
 _MAX_CELLS = 20_000_000  # resample indices held at once (80 MB): fewer rounds for very large evaluation splits
@@ -66,13 +67,11 @@ def _bounds(draws: np.ndarray) -> list[float]:
 
 
 def metric_intervals(space: LabelSpace, labels: np.ndarray, scores: np.ndarray, seed: int = SEED) -> dict[str, Any]:
-    """{metric: [low, high]} for the problem type's headline metrics (empty for fewer than 2 texts)."""
+    """{metric: [low, high]} for every metric of the problem type (empty for fewer than 2 texts)."""
     if len(labels) < 2:
         return {}
-    draws = space.problem.resampled_headline(
-        space, np.asarray(labels), np.asarray(scores), resamples(len(labels), seed)
-    )
-    return {metric: _bounds(values) for metric, values in draws.items()}
+    draws = space.problem.resampled_metrics(space, np.asarray(labels), np.asarray(scores), resamples(len(labels), seed))
+    return {metric: _bounds(values) for metric, values in draws.items() if np.isfinite(values).any()}
 
 
 def paired_comparison(
@@ -89,8 +88,8 @@ def paired_comparison(
     metric, problem = space.problem.headline[0], space.problem
 
     def difference(index: np.ndarray) -> np.ndarray:
-        return problem.resampled_headline(space, labels, ours, index)[metric] - \
-            problem.resampled_headline(their_space, labels, theirs, index)[metric]  # fmt: skip
+        return problem.resampled_metrics(space, labels, ours, index)[metric] - \
+            problem.resampled_metrics(their_space, labels, theirs, index)[metric]  # fmt: skip
 
     point = difference(np.arange(len(labels))[None, :])[0]
     low, high = _bounds(difference(resamples(len(labels), seed)))

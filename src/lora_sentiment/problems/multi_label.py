@@ -109,15 +109,19 @@ class MultiLabel(ProblemType):
             metrics["per_label"] = table
         return metrics
 
-    def resampled_headline(
+    def resampled_metrics(
         self, space: LabelSpace, labels: np.ndarray, scores: np.ndarray, index: np.ndarray
     ) -> dict[str, np.ndarray]:
-        from .intervals import confusion_counts, f1_from_counts
+        from .intervals import confusion_counts, f1_from_counts, resampled_sums
 
-        predicted = scores >= space.decision_thresholds()
-        tp, fp, fn = confusion_counts(np.asarray(labels).round().astype(bool), predicted, index)
+        predicted, truth = scores >= space.decision_thresholds(), np.asarray(labels).round().astype(bool)
+        tp, fp, fn = confusion_counts(truth, predicted, index)
         micro = f1_from_counts(tp.sum(axis=1), fp.sum(axis=1), fn.sum(axis=1))
-        return {"f1_macro": f1_from_counts(tp, fp, fn).mean(axis=1), "f1_micro": micro}
+        wrong = predicted != truth  # subset accuracy: every tag right; Hamming loss: the share of tags wrong
+        per_text = np.stack([~wrong.any(axis=1), wrong.mean(axis=1)], axis=1)
+        sums = resampled_sums(per_text, index) / index.shape[1]
+        return {"f1_macro": f1_from_counts(tp, fp, fn).mean(axis=1), "f1_micro": micro, "accuracy": sums[:, 0],
+                "hamming_loss": sums[:, 1]}  # fmt: skip
 
     def decided(self, space: LabelSpace, labels: np.ndarray, scores: np.ndarray, threshold: float | None) -> LabelSpace:
         """--threshold for every tag, else each tag's best on these evaluation rows (the same rule each epoch, so

@@ -82,7 +82,7 @@ class SingleLabel(ProblemType):
             metrics["per_label"] = per_label_table(labels, scores.argmax(axis=-1), space.names)
         return metrics
 
-    def resampled_headline(
+    def resampled_metrics(
         self, space: LabelSpace, labels: np.ndarray, scores: np.ndarray, index: np.ndarray
     ) -> dict[str, np.ndarray]:
         from .intervals import confusion_counts, f1_from_counts
@@ -92,7 +92,15 @@ class SingleLabel(ProblemType):
         onehot = np.eye(classes, dtype=bool)
         tp, fp, fn = confusion_counts(onehot[labels], onehot[predicted], index)
         f1 = f1_from_counts(tp, fp, fn)  # per class; "f1" is class 1's for two classes, else their mean
-        return {"accuracy": tp.sum(axis=1) / n, "f1": f1[:, 1] if classes == 2 else f1.mean(axis=1)}
+        precision, recall = (
+            np.divide(tp, tp + other, out=np.zeros_like(tp), where=tp + other > 0) for other in (fp, fn)
+        )
+        one = (lambda per_class: per_class[:, 1]) if classes == 2 else (lambda per_class: per_class.mean(axis=1))
+        draws = {"accuracy": tp.sum(axis=1) / n, "f1": one(f1), "f1_macro": f1.mean(axis=1),
+                 "precision": one(precision), "recall": one(recall)}  # fmt: skip
+        if classes == 2:
+            draws["roc_auc"] = _resampled_auc(labels, scores[:, 1], index)
+        return draws
 
     def calibrate(self, labels: np.ndarray, logits: np.ndarray, coverage: float) -> Any:
         from .calibration import Calibration, fit_temperature, softmax_nll
@@ -146,6 +154,22 @@ class SingleLabel(ProblemType):
         full = np.zeros((len(texts), len(space.names)))  # classes absent from the training split get 0
         full[:, pipeline[-1].classes_.astype(int)] = pipeline.predict_proba(texts)
         return full
+
+
+def _resampled_auc(labels: np.ndarray, positive: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """ROC-AUC on every resample at once, as Mann-Whitney's U with each text weighted by how often it was drawn:
+    the share of (positive, negative) pairs ordered right, ties counting half. NaN where one class is missing."""
+    n, order = len(labels), np.argsort(positive, kind="stable")
+    weights = np.stack([np.bincount(row, minlength=n) for row in index]).astype(np.float64)[:, order]
+    ordered = positive[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])  # equal scores are one group: ties
+    is_positive = labels[order] == 1
+    pos = np.add.reduceat(weights * is_positive, starts, axis=1)  # [rounds, scores]: positives drawn at each
+    neg = np.add.reduceat(weights * ~is_positive, starts, axis=1)
+    below = np.cumsum(neg, axis=1) - neg
+    pairs = pos.sum(axis=1) * neg.sum(axis=1)
+    right = (pos * (below + 0.5 * neg)).sum(axis=1)
+    return np.divide(right, pairs, out=np.full(len(index), np.nan), where=pairs > 0)
 
 
 def classification_metrics(

@@ -80,7 +80,8 @@ def _baseline_line(baseline: dict[str, Any] | None, space: LabelSpace) -> str:
     if not baseline:
         return ""
     keys = [key for key in _card_metrics(space) if key in baseline]
-    scores = ", ".join(f"{key} {baseline[key]:.4f}" for key in keys)
+    intervals = baseline.get("intervals") or {}
+    scores = ", ".join(f"{key} {baseline[key]:.4f}{_interval(intervals.get(key))}" for key in keys)
     fitted = f"fitted in {baseline['seconds']:.1f} s"
     return f"\nThe plain baseline on the same split, {baseline['model']} ({fitted}): {scores}.\n"
 
