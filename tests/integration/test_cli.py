@@ -103,7 +103,8 @@ def test_predict_and_evaluate_commands(tiny_run, small_csv, capsys):
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["samples"] == 96 and 0 <= metrics["accuracy"] <= 1
     low, high = metrics["intervals"]["accuracy"]
-    assert low <= metrics["accuracy"] <= high and set(metrics["intervals"]) == {"accuracy", "f1"}
+    assert low <= metrics["accuracy"] <= high
+    assert set(metrics["intervals"]) == {"accuracy", "f1", "f1_macro", "precision", "recall", "roc_auc"}
     assert main(["evaluate", str(tiny_run), "--data", str(small_csv), "--precision", "fp32"]) == 0
     table = capsys.readouterr().out
     assert f"accuracy: {metrics['accuracy']:.4f} ({low:.4f}-{high:.4f})" in table and "95 % intervals" in table

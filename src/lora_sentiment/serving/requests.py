@@ -45,11 +45,13 @@ def request_model(settings: ServeSettings, kinds: set[str] | None = None) -> typ
     abstention: dict[str, Any] = {}
     if kinds is None or "classifier" in kinds:
         abstention["min_confidence"] = (float | None, Field(
-            None, gt=0, le=1, description="mark answers under this probability abstained [the server's]"
+            None, gt=0, le=1, strict=True,  # strict: JSON true is no probability
+            description="mark answers under this probability abstained [the server's]",
         ))  # fmt: skip
     if kinds is None or "regression" in kinds:
         abstention["max_interval"] = (float | None, Field(
-            None, gt=0, description="regression: mark answers with a wider interval abstained [the server's]"
+            None, gt=0, strict=True,
+            description="regression: mark answers with a wider interval abstained [the server's]",
         ))  # fmt: skip
     return create_model("PredictRequest", __base__=PredictRequest, **abstention)
 

@@ -36,7 +36,8 @@ def test_metrics_json_round_trips_with_the_keys_it_always_had(trained_run):
     assert set(raw) == {"final", "history", "train", "examples", "baseline", "comparison", "log_history"}
     expected = {"accuracy", "f1", "f1_macro", "precision", "recall", "roc_auc", "confusion_matrix", "per_label"}
     assert set(raw["final"]) == expected | {"loss", "epoch", "samples", "intervals", "calibration", "risk_coverage"}
-    assert set(raw["final"]["intervals"]) == set(raw["baseline"]["intervals"]) == {"accuracy", "f1"}
+    every = {"accuracy", "f1", "f1_macro", "precision", "recall", "roc_auc"}
+    assert set(raw["final"]["intervals"]) == set(raw["baseline"]["intervals"]) == every
     low, high = raw["final"]["intervals"]["accuracy"]
     assert low <= raw["final"]["accuracy"] <= high
     comparison = raw["comparison"]
