@@ -82,7 +82,8 @@ def main() -> None:
                 headline = result.space.problem.headline[0]
                 row = {"task": task, "seed": seed, "train": args.train, "eval": final["samples"],
                        "epochs": result.metrics.train.epochs, headline: round(final[headline], 4),
-                       "calibration": report, "seconds": round(time.perf_counter() - started, 1),
+                       "calibration": report, "risk_coverage": (final.get("risk_coverage") or {}).get("table"),
+                       "seconds": round(time.perf_counter() - started, 1),
                        "cpu_class": this_cpu().name, "date": time.strftime("%Y-%m-%d")}  # fmt: skip
             print(json.dumps(row), flush=True)
             with open(args.output, "a") as out:
