@@ -70,9 +70,10 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as scratch:
                 folder = Path(scratch)
                 extra = task_files(task, args.train, seed, folder)
-                config = TrainConfig(model=args.model, data=str(folder / "train.parquet"),
-                                     eval_data=str(folder / "val.parquet"), output_dir=str(folder / "run"),
-                                     seed=seed, epochs=args.epochs, baseline="none", examples=["fine"], **extra)  # fmt: skip
+                files = {"data": str(folder / "train.parquet"), "eval_data": str(folder / "val.parquet"),
+                         "output_dir": str(folder / "run")}  # fmt: skip
+                config = TrainConfig(model=args.model, seed=seed, epochs=args.epochs, baseline="none",
+                                     examples=["fine"], **files, **extra)  # fmt: skip
                 started = time.perf_counter()
                 result = train(config, log=lambda m: print(m, file=sys.stderr) if m.startswith("Calib") else None)
                 final = result.metrics.final.model_dump()
