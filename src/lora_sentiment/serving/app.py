@@ -159,18 +159,18 @@ async def _chosen(models: OneModel | ManyModels, batcher: MicroBatcher, name: st
     return name, classifier
 
 
+def _answering(settings: ServeSettings) -> dict[str, Any]:
+    """What /predict and /explain share: the answer's model, each problem type's own fields only, the key check
+    (and its security scheme in the OpenAPI schema, only when a key is set) and the documented errors."""
+    return {"response_model": PredictResponse, "response_model_exclude_none": True,
+            "dependencies": [Depends(_key_check(settings.api_key))] if settings.api_key else [],
+            "responses": _documented_errors(settings)}  # fmt: skip
+
+
 def _add_model_routes(app: Any, models: OneModel | ManyModels, batcher: MicroBatcher, settings: ServeSettings) -> None:
     PredictRequest = request_model(settings, served_kinds(models))
 
-    # The key check (and its security scheme in the OpenAPI schema) only exists when a key is set.
-    @app.post(
-        "/predict",
-        response_model=PredictResponse,
-        response_model_exclude_none=True,  # each problem type answers with its own fields
-        dependencies=[Depends(_key_check(settings.api_key))] if settings.api_key else [],
-        responses=_documented_errors(settings),
-        summary="Classify texts with one of the served models",
-    )
+    @app.post("/predict", **_answering(settings), summary="Classify texts with one of the served models")
     async def predict(request: PredictRequest) -> PredictResponse:  # type: ignore[valid-type]
         name, classifier = await _chosen(models, batcher, request.model)
         rule = abstention_of(request, classifier)
@@ -218,14 +218,9 @@ def _add_explain_route(
     """POST /explain: /predict's answers with the words that drove each one (inference/explain.py)."""
     ExplainRequest = explain_model(predict_request, served_labels(models))
 
-    @app.post(
-        "/explain",
-        response_model=PredictResponse,
-        response_model_exclude_none=True,
-        dependencies=[Depends(_key_check(settings.api_key))] if settings.api_key else [],
-        responses=_documented_errors(settings),
-        summary="Classify texts and say which words pushed each answer up or down (Captum)",
-    )
+    summary = "Classify texts and say which words pushed each answer up or down (Captum)"
+
+    @app.post("/explain", **_answering(settings), summary=summary)
     async def explain(request: ExplainRequest) -> PredictResponse:  # type: ignore[valid-type]
         name, classifier = await _chosen(models, batcher, request.model)
         rule = abstention_of(request, classifier)
