@@ -106,7 +106,9 @@ def _check_explain(args: argparse.Namespace, job: PredictJob) -> None:
         raise UserError(
             f"--explain-label {explain.explain_label!r} is not a label of this run: {', '.join(space.names)}"
         )
-    job.load = job.load.model_copy(update={"engine": "torch"})
+    # fp32 unless asked otherwise: integrated gradients interpolate the embeddings, which bf16 would coarsen.
+    precision = "fp32" if job.load.precision == "auto" else job.load.precision
+    job.load = job.load.model_copy(update={"engine": "torch", "precision": precision})
     job.explain = explain
 
 
