@@ -66,6 +66,9 @@ def check_explainable(predictor: Any, method: str, target: str | None) -> None:
     if not hasattr(predictor, "model") or not hasattr(predictor, "encoder"):
         raise UserError("explanations need a run's torch model: give the run folder (not an export, nor several "
                         "runs at once) with --engine torch")  # fmt: skip
+    if not getattr(predictor.encoder.tokenizer, "is_fast", False):  # words come from a fast tokenizer's offsets
+        raise UserError("explanations need the run's fast tokenizer (tokenizer.json); save one into the run folder "
+                        "with AutoTokenizer.from_pretrained(BASE).save_pretrained(RUN)")  # fmt: skip
     space = predictor.space
     if target is not None and space.problem_type != "regression" and target not in space.names:
         raise UserError(f"--explain-label {target!r} is not a label of this run: {', '.join(space.names)}")

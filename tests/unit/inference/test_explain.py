@@ -99,3 +99,17 @@ def test_where_explanations_cannot_come_from_is_one_line(tmp_path, trained_run, 
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_slow_tokenizer_is_named_in_one_line(classifier):
+    """Words come from a fast tokenizer's offsets: a run with a slow one is told how to get one."""
+    from types import SimpleNamespace
+
+    from lora_sentiment.errors import UserError
+    from lora_sentiment.inference.explain import check_explainable
+
+    slow = SimpleNamespace(model=classifier.model, space=classifier.space,
+                           encoder=SimpleNamespace(tokenizer=SimpleNamespace(is_fast=False)))  # fmt: skip
+    with pytest.raises(UserError, match="fast tokenizer"):
+        check_explainable(slow, "integrated-gradients", None)
+    check_explainable(classifier, "occlusion", "Positive")  # the run's own: fine
