@@ -102,6 +102,10 @@ class ProblemType:
         """Logits to what users read: probabilities, or the value."""
         raise NotImplementedError
 
+    def logits(self, scores: np.ndarray) -> np.ndarray:
+        """`scores`' inverse: logits again (for calibration fitted on the scores a run kept)."""
+        raise NotImplementedError
+
     def evaluate(self, space: LabelSpace, labels: np.ndarray, scores: np.ndarray, *, detailed: bool) -> dict[str, Any]:
         """The run's metrics; `detailed` adds the per-label table and confusion matrix of the final report."""
         raise NotImplementedError

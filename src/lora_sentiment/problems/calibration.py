@@ -101,14 +101,8 @@ def conformal_quantile(residuals: np.ndarray, coverage: float) -> float:
 
 
 def logits_from_scores(space: LabelSpace, scores: np.ndarray) -> np.ndarray:
-    """Back from what users read to logits (up to a per-row constant for softmax, which temperature keeps)."""
-    scores = np.asarray(scores, dtype=np.float64)
-    if space.problem_type == "single-label":
-        return np.log(np.clip(scores, 1e-300, None))
-    if space.problem_type == "multi-label":
-        clipped = np.clip(scores, 1e-15, 1 - 1e-15)
-        return np.log(clipped) - np.log1p(-clipped)
-    return scores
+    """Back from what users read to logits (each problem type's inverse of its `scores`)."""
+    return space.problem.logits(np.asarray(scores, dtype=np.float64))
 
 
 # ----------------------------------------------------------------------------------------- judging

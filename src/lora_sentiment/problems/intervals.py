@@ -40,8 +40,12 @@ def wilson(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
 def resampled_sums(per_text: np.ndarray, index: np.ndarray) -> np.ndarray:
     """[rounds, k] sums of per-text counts ([n, k]: correct, true positives, ...) over each resample."""
     n = per_text.shape[0]
-    weights = np.stack([np.bincount(row, minlength=n) for row in index]).astype(np.float64)
-    return weights @ np.asarray(per_text, dtype=np.float64).reshape(n, -1)
+    return resample_weights(index, n) @ np.asarray(per_text, dtype=np.float64).reshape(n, -1)
+
+
+def resample_weights(index: np.ndarray, n: int) -> np.ndarray:
+    """[rounds, n]: how often each text was drawn in each resample."""
+    return np.stack([np.bincount(row, minlength=n) for row in index]).astype(np.float64)
 
 
 def f1_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:

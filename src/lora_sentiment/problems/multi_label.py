@@ -90,6 +90,10 @@ class MultiLabel(ProblemType):
     def scores(self, logits: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-logits))
 
+    def logits(self, scores: np.ndarray) -> np.ndarray:
+        clipped = np.clip(scores, 1e-15, 1 - 1e-15)
+        return np.log(clipped) - np.log1p(-clipped)
+
     def evaluate(self, space: LabelSpace, labels: np.ndarray, scores: np.ndarray, *, detailed: bool) -> dict[str, Any]:
         from sklearn.metrics import accuracy_score, f1_score, hamming_loss
 

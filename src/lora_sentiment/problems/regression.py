@@ -74,6 +74,9 @@ class Regression(ProblemType):
     def scores(self, logits: np.ndarray) -> np.ndarray:
         return logits
 
+    def logits(self, scores: np.ndarray) -> np.ndarray:
+        return scores
+
     def evaluate(self, space: LabelSpace, labels: np.ndarray, scores: np.ndarray, *, detailed: bool) -> dict[str, Any]:
         return regression_metrics(labels, scores)
 

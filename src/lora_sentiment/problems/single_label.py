@@ -76,6 +76,9 @@ class SingleLabel(ProblemType):
         exp = np.exp(shifted)
         return exp / exp.sum(axis=-1, keepdims=True)
 
+    def logits(self, scores: np.ndarray) -> np.ndarray:
+        return np.log(np.clip(scores, 1e-300, None))  # up to a per-row constant, which softmax and T ignore
+
     def evaluate(self, space: LabelSpace, labels: np.ndarray, scores: np.ndarray, *, detailed: bool) -> dict[str, Any]:
         metrics = classification_metrics(labels, scores, with_confusion=detailed)
         if detailed:
@@ -159,8 +162,10 @@ class SingleLabel(ProblemType):
 def _resampled_auc(labels: np.ndarray, positive: np.ndarray, index: np.ndarray) -> np.ndarray:
     """ROC-AUC on every resample at once, as Mann-Whitney's U with each text weighted by how often it was drawn:
     the share of (positive, negative) pairs ordered right, ties counting half. NaN where one class is missing."""
-    n, order = len(labels), np.argsort(positive, kind="stable")
-    weights = np.stack([np.bincount(row, minlength=n) for row in index]).astype(np.float64)[:, order]
+    from .intervals import resample_weights
+
+    order = np.argsort(positive, kind="stable")
+    weights = resample_weights(index, len(labels))[:, order]
     ordered = positive[order]
     starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])  # equal scores are one group: ties
     is_positive = labels[order] == 1
