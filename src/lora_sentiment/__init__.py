@@ -22,6 +22,8 @@ _LAZY = {
     "train": "training.recipe",
     "TrainResult": "training.recipe",
     "tune": "training.tuning",
+    "audit": "auditing.recipe",
+    "AuditOptions": "options",
     "load_classifier": "inference.classifier",
     "Classifier": "inference.classifier",
     "load_classifiers": "inference.shared_base",
@@ -35,18 +37,20 @@ _LAZY = {
     "LabelSpace": "problems.space",
 }
 __all__ = [
-    "PRESETS", "TrainConfig", "UserError", "build_config", "train", "TrainResult", "tune", "load_classifier",
-    "Classifier", "load_classifiers", "ClassifierSet", "Prediction", "Predictor", "LoadOptions", "open_predictor",
-    "export_run", "predict_file", "LabelSpace",
+    "PRESETS", "TrainConfig", "UserError", "build_config", "train", "TrainResult", "tune", "audit", "AuditOptions",
+    "load_classifier", "Classifier", "load_classifiers", "ClassifierSet", "Prediction", "Predictor", "LoadOptions",
+    "open_predictor", "export_run", "predict_file", "LabelSpace",
 ]  # fmt: skip
 
 if TYPE_CHECKING:
+    from .auditing.recipe import audit
     from .batch.files import predict_file
     from .export.writing import export_run
     from .inference.base import LoadOptions, Predictor
     from .inference.classifier import Classifier, load_classifier
     from .inference.shared_base import ClassifierSet, load_classifiers
     from .opening import open_predictor
+    from .options import AuditOptions
     from .problems.outputs import Prediction
     from .problems.space import LabelSpace
     from .training.recipe import TrainResult, train

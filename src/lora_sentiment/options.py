@@ -157,3 +157,33 @@ class TuneOptions(_Options):
     )
     study_name: str = Field("lora-sentiment", description="The study's name in --storage")
     keep: Literal["best", "all"] = Field("best", description="Trial runs kept at the end")
+
+
+class AuditOptions(_Options):
+    """How `audit` scores the training texts out of sample and what it writes besides its report."""
+
+    folds: int = Field(5, ge=2, le=20, description="Folds of the cross-fitting: each text is scored by a model trained "
+                       "on the others")  # fmt: skip
+    scorer: Literal["lora", "tfidf"] = Field(
+        "lora",
+        description="What scores each fold: lora (a real train run per fold, with the train flags given) or tfidf "
+        "(the TF-IDF baseline: seconds, a cheap first pass)",
+    )
+    workers: int = Field(
+        1, gt=0, description="Folds trained at once in worker processes (each a share of the cores, or a GPU each)"
+    )
+    near_duplicates: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="Jaccard similarity of word shingles from which two texts count as near-duplicates (1: exact "
+        "duplicates only)",
+    )
+    write_clean: str | None = Field(
+        None,
+        description="Also write the audited training rows without the flagged ones here (.csv, .tsv, .jsonl or "
+        ".parquet), for a second train",
+    )
+    relabel: bool = Field(
+        False, description="With --write-clean: give label issues the suggested label instead of dropping them"
+    )

@@ -23,6 +23,7 @@ from ..errors import UserError, one_line
 COMMANDS = {
     "train": "train",
     "tune": "tune",
+    "audit": "audit",
     "predict": "predict",
     "evaluate": "evaluate",
     "serve": "serve",

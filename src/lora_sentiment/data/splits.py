@@ -97,13 +97,45 @@ def stratified_sample(ds: Any, n: int | None, seed: int) -> Any:
 
 def load_labeled_data(config: TrainConfig, log: Callable[[str], None] = print) -> LabeledData:
     """Train and eval splits with `text` and an encoded `label`, cleaned, subsampled, checked."""
+    splits, where = _read(config)
+    train, space, dropped_train = _encoded_train(splits, config, where, log)
+    eval_ds, dropped_eval = _encoded_eval(splits, config, space, where)
+    if eval_ds is None:
+        train, eval_ds = _carve_eval(train, space, config, where)
+        how = "a stratified" if space.problem.stratified else "a random"
+        log(f"No evaluation split: carved {how} {config.eval_fraction:.0%} of train ({len(eval_ds)} rows).")
+    _log_dropped(dropped_train, dropped_eval, log)
+    train = stratified_sample(train, config.max_train_samples, config.seed)
+    eval_ds = stratified_sample(eval_ds, config.max_eval_samples, config.seed)
+    check_trainable(train, space, where)
+    return LabeledData(train, eval_ds, space, {"train": dropped_train, "eval": dropped_eval})
+
+
+def load_audited_data(config: TrainConfig, log: Callable[[str], None] = print) -> LabeledData:
+    """What `audit` reads: the training split whole (nothing carved out of it), each row with `row`, its position
+    in the training file; the evaluation split where the data has one (None otherwise), for leaks."""
+    splits, where = _read(config)
+    train, space, dropped_train = _encoded_train(splits, config, where, log, row_ids=True)
+    eval_ds, dropped_eval = _encoded_eval(splits, config, space, where)
+    _log_dropped(dropped_train, dropped_eval, log)
+    train = stratified_sample(train, config.max_train_samples, config.seed)
+    check_trainable(train, space, where)
+    return LabeledData(train, eval_ds, space, {"train": dropped_train, "eval": dropped_eval})
+
+
+def _read(config: TrainConfig) -> tuple[Any, str]:
     splits = load_splits(config.data, data_config=config.data_config)
-    where = config.data
     if config.train_split not in splits:
         raise UserError(
-            f"split {config.train_split!r} not in {where}; splits are: {', '.join(splits)} (set --train-split)"
+            f"split {config.train_split!r} not in {config.data}; splits are: {', '.join(splits)} (set --train-split)"
         )
-    train, dropped_train = _labeled_split(splits[config.train_split], config, where)
+    return splits, config.data
+
+
+def _encoded_train(
+    splits: Any, config: TrainConfig, where: str, log: Callable[[str], None], row_ids: bool = False
+) -> tuple[Any, LabelSpace, int]:
+    train, dropped = _labeled_split(splits[config.train_split], config, where, row_ids)
     kind = detect_problem_type(
         train, config.problem_type, separator=config.label_separator, label_columns=config.label_columns
     )
@@ -113,26 +145,28 @@ def load_labeled_data(config: TrainConfig, log: Callable[[str], None] = print) -
     if problem_type(kind).named_after_column:
         names = names or [config.label_column]
     train, space = encode_targets(train, kind, where, given_names=names, separator=config.label_separator)
+    return train, space, dropped
+
+
+def _encoded_eval(splits: Any, config: TrainConfig, space: LabelSpace, where: str) -> tuple[Any, int]:
     eval_ds, eval_where = _eval_source(splits, config, where)
-    dropped_eval = 0
     if eval_ds is None:
-        train, eval_ds = _carve_eval(train, space, config, where)
-        how = "a stratified" if space.problem.stratified else "a random"
-        log(f"No evaluation split: carved {how} {config.eval_fraction:.0%} of train ({len(eval_ds)} rows).")
-    else:
-        eval_ds, dropped_eval = _labeled_split(eval_ds, config, eval_where)
-        eval_ds, _ = encode_targets(eval_ds, kind, eval_where, space=space, separator=config.label_separator)
+        return None, 0
+    eval_ds, dropped = _labeled_split(eval_ds, config, eval_where)
+    eval_ds, _ = encode_targets(eval_ds, space.problem_type, eval_where, space=space, separator=config.label_separator)
+    return eval_ds, dropped
+
+
+def _log_dropped(dropped_train: int, dropped_eval: int, log: Callable[[str], None]) -> None:
     for dropped, name in ((dropped_train, "training"), (dropped_eval, "evaluation")):
         if dropped:
             log(f"Dropped {dropped} {name} rows with an empty or whitespace-only text.")
-    train = stratified_sample(train, config.max_train_samples, config.seed)
-    eval_ds = stratified_sample(eval_ds, config.max_eval_samples, config.seed)
-    check_trainable(train, space, where)
-    return LabeledData(train, eval_ds, space, {"train": dropped_train, "eval": dropped_eval})
 
 
-def _labeled_split(ds: Any, config: TrainConfig, where: str) -> tuple[Any, int]:
+def _labeled_split(ds: Any, config: TrainConfig, where: str, row_ids: bool = False) -> tuple[Any, int]:
     ds = select_text_label(ds, config.text_column, config.label_column, where, config.label_columns)
+    if row_ids:
+        ds = ds.add_column("row", np.arange(len(ds), dtype=np.int64))
     return drop_empty_texts(ds, where)
 
 

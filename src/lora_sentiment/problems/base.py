@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from .abstention import Abstention
     from .calibration import Calibration
+    from .confident import LabelIssues
     from .space import LabelSpace
 
 # name (the --problem-type value) -> module in this package holding its `PROBLEM`. Order = --help's order.
@@ -139,6 +140,19 @@ class ProblemType:
     def abstains(self, scores: np.ndarray, space: LabelSpace, rule: Abstention) -> tuple[np.ndarray, Any]:
         """[n] abstained, and the per-tag uncertain mask where the problem type has tags (else None)."""
         raise NotImplementedError
+
+    # ---- audit (confident.py): which given labels out-of-sample scores contradict
+    def label_issues(self, space: LabelSpace, labels: np.ndarray, scores: np.ndarray) -> LabelIssues:
+        """Flags, ranking and suggestions from cross-fitted `scores` of the texts whose given targets are `labels`."""
+        raise NotImplementedError
+
+    def label_text(self, label: Any, space: LabelSpace) -> str:
+        """One encoded target as a person reads it (issues.csv's given and suggested columns)."""
+        raise NotImplementedError
+
+    def label_key(self, label: Any) -> Any:
+        """A hashable form of one encoded target: duplicates whose keys differ conflict."""
+        return int(label)
 
     # ---- answers
     def answer(self, row: np.ndarray, space: LabelSpace) -> dict[str, Any]:

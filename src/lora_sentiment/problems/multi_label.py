@@ -173,6 +173,17 @@ class MultiLabel(ProblemType):
         uncertain = (scores > 1 - rule.min_confidence) & (scores < rule.min_confidence)
         return uncertain.any(axis=1), uncertain
 
+    def label_issues(self, space: LabelSpace, labels: np.ndarray, scores: np.ndarray) -> Any:
+        from .confident import tag_issues
+
+        return tag_issues(scores, np.asarray(labels), space.names)
+
+    def label_text(self, label: Any, space: LabelSpace) -> str:
+        return ", ".join(name for name, on in zip(space.names, np.asarray(label) > 0.5) if on)
+
+    def label_key(self, label: Any) -> Any:
+        return tuple(np.flatnonzero(np.asarray(label) > 0.5).tolist())
+
     def answer(self, row: np.ndarray, space: LabelSpace) -> dict[str, Any]:
         on = np.flatnonzero(row >= space.decision_thresholds())
         tags = [space.names[i] for i in sorted(on, key=lambda i: -row[i])]

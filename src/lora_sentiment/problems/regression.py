@@ -124,6 +124,17 @@ class Regression(ProblemType):
             return np.zeros(len(scores), dtype=bool), None
         return np.full(len(scores), 2 * half > rule.max_interval), None
 
+    def label_issues(self, space: LabelSpace, labels: np.ndarray, scores: np.ndarray) -> Any:
+        from .confident import residual_issues
+
+        return residual_issues(scores[:, 0], np.asarray(labels, dtype=float))
+
+    def label_text(self, label: Any, space: LabelSpace) -> str:
+        return f"{float(label):.4g}"
+
+    def label_key(self, label: Any) -> Any:
+        return round(float(label), 6)
+
     def answer(self, row: np.ndarray, space: LabelSpace) -> dict[str, Any]:
         value, half = float(row[0]), _half_width(space)
         return dict(value=value, interval=None if half is None else [value - half, value + half])

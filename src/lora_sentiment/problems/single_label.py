@@ -130,6 +130,14 @@ class SingleLabel(ProblemType):
             return np.zeros(len(scores), dtype=bool), None
         return scores.max(axis=1) < rule.min_confidence, None
 
+    def label_issues(self, space: LabelSpace, labels: np.ndarray, scores: np.ndarray) -> Any:
+        from .confident import class_issues
+
+        return class_issues(scores, np.asarray(labels), space.names)
+
+    def label_text(self, label: Any, space: LabelSpace) -> str:
+        return space.names[int(label)]
+
     def answer(self, row: np.ndarray, space: LabelSpace) -> dict[str, Any]:
         best = int(row.argmax())
         probabilities = {name: float(p) for name, p in zip(space.names, row)}

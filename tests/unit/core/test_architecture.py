@@ -22,7 +22,7 @@ FLOORS = [
     {"modeling"},
     {"inference"},
     {"export", "training"},
-    {"opening"},
+    {"opening", "auditing"},
     {"batch", "serving"},
     {"bench"},
     {"cli"},

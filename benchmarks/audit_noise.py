@@ -1,0 +1,100 @@
+"""`audit` against known noise: the labels of 10 % of the shared IMDB training sample flipped (seeded), audited with
+each scorer (5 folds), the flagged set's precision and recall against the flipped rows; then `train` on the clean,
+the noisy and the audit's cleaned file, each scored on the shared validation split, per seed.
+
+    python benchmarks/audit_noise.py --model "$MINILM" --work /tmp/audit-noise \
+        --output benchmarks/results/audit-noise-cpu-2026-12-02.jsonl
+
+One JSON line per step, appended as it finishes; a call again with the same --output and --work runs only what is
+missing (an audit resumes from its finished folds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "imdb-sample"
+
+
+def noisy_file(work: Path, rate: float, seed: int) -> Path:
+    path = work / f"noisy-{seed}.parquet"
+    if not path.exists():
+        frame = pd.read_parquet(SHARED / "train.parquet")
+        flipped = np.random.default_rng(seed).choice(len(frame), size=round(rate * len(frame)), replace=False)
+        frame["flipped"] = False
+        frame.loc[flipped, "flipped"] = True
+        frame.loc[flipped, "label"] = 1 - frame.loc[flipped, "label"]
+        frame.to_parquet(path)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--work", required=True)
+    parser.add_argument("--output", required=True)
+    parser.add_argument("--rate", type=float, default=0.10)
+    parser.add_argument("--noise-seed", type=int, default=0)
+    parser.add_argument("--scorers", nargs="+", default=["tfidf", "lora"])
+    parser.add_argument("--train-seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--epochs", default="2")
+    parser.add_argument("--max-eval-samples", type=int, default=500)
+    args = parser.parse_args()
+
+    from lora_sentiment import TrainConfig, audit, train
+
+    work, output = Path(args.work), Path(args.output)
+    work.mkdir(parents=True, exist_ok=True)
+    done = {json.loads(line)["step"] for line in output.read_text().splitlines()} if output.exists() else set()
+    noisy = noisy_file(work, args.rate, args.noise_seed)
+    flipped = set(np.flatnonzero(pd.read_parquet(noisy)["flipped"].to_numpy()))
+    common = dict(model=args.model, max_length=args.max_length, epochs=args.epochs,
+                  eval_data=str(SHARED / "validation.parquet"), max_eval_samples=args.max_eval_samples)  # fmt: skip
+
+    def record(step: str, **values: object) -> None:
+        with output.open("a") as handle:
+            handle.write(json.dumps({"step": step, "date": time.strftime("%Y-%m-%d"), **values}) + "\n")
+
+    for scorer in args.scorers:
+        step = f"audit-{scorer}"
+        clean = work / f"cleaned-{scorer}.parquet"
+        if step in done:
+            continue
+        started = time.perf_counter()
+        config = TrainConfig(data=str(noisy), output_dir=str(work / step), seed=0, **common)
+        result = audit(config, folds=5, scorer=scorer, write_clean=str(clean))
+        flagged = {r["row"] for r in result.issues if r["kind"] == "label"}
+        hits = len(flagged & flipped)
+        record(step, scorer=scorer, flagged=len(flagged), flipped=len(flipped), true_positives=hits,
+               precision=hits / max(len(flagged), 1), recall=hits / len(flipped),
+               seconds=round(time.perf_counter() - started, 1), fold_seconds=result.summary["seconds"],
+               estimated_noise_rate=result.summary["labels"]["estimated_noise_rate"])  # fmt: skip
+
+    clean_file = work / "clean.parquet"
+    pd.read_parquet(SHARED / "train.parquet").to_parquet(clean_file)
+    sources = {"clean": clean_file, "noisy": noisy}
+    sources.update({f"cleaned-{s}": work / f"cleaned-{s}.parquet" for s in args.scorers})
+    for seed in args.train_seeds:
+        for name, path in sources.items():
+            step = f"train-{name}-{seed}"
+            if step in done or not path.exists():
+                continue
+            started = time.perf_counter()
+            config = TrainConfig(data=str(path), output_dir=str(work / step), seed=seed, overwrite=True,
+                                 baseline="none", examples=[], **{**common, "max_eval_samples": None})  # fmt: skip
+            result = train(config, log=lambda _: None)
+            final = result.metrics.final
+            record(step, data=name, seed=seed, rows=len(pd.read_parquet(path)), accuracy=final["accuracy"],
+                   interval=final.get("intervals", {}).get("accuracy"),
+                   seconds=round(time.perf_counter() - started, 1))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

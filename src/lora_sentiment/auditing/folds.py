@@ -1,0 +1,183 @@
+"""Out-of-sample scores for every training text by k-fold cross-fitting: the texts of fold k are scored by a model
+fitted on the other folds only (the TF-IDF baseline, or a real `train` run with the audit's train settings).
+
+A fold is finished when its scores file exists: written last and atomically, so a crash leaves either a finished
+fold or one that is trained again, never half of one."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import TrainConfig
+from ..problems.space import LabelSpace
+
+Log = Callable[[str], None]
+
+FOLDS_DIR = "folds"
+SCORES_FILE = "scores.npy"
+EVAL_FILE = "evaluation.parquet"
+
+
+@dataclass
+class FoldJob:
+    """What every fold shares."""
+
+    train: Any  # datasets.Dataset: text, label (encoded), row
+    evaluation: Any | None  # the evaluation split (lora: early stopping and calibration of each fold's run)
+    space: LabelSpace
+    config: TrainConfig  # the audit's train settings
+    folder: Path  # the audit's folder
+    scorer: str
+
+
+def assign_folds(labels: np.ndarray, space: LabelSpace, k: int, seed: int) -> np.ndarray:
+    """[n] the fold of each text; stratified by class for single-label data, so each fold's model sees every class."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    n = len(labels)
+    splitter = (StratifiedKFold if space.problem.stratified else KFold)(n_splits=k, shuffle=True, random_state=seed)
+    target = np.asarray(labels).astype(int) if space.problem.stratified else np.zeros(n)
+    fold = np.empty(n, dtype=np.int64)
+    for index, (_, held_out) in enumerate(splitter.split(np.zeros(n), target)):
+        fold[held_out] = index
+    return fold
+
+
+def _scores_path(job: FoldJob, index: int) -> Path:
+    return job.folder / FOLDS_DIR / f"fold-{index + 1}" / SCORES_FILE
+
+
+def cross_fitted_scores(
+    job: FoldJob, fold: np.ndarray, log: Log, workers: int = 1
+) -> tuple[np.ndarray, dict[str, float]]:
+    """Scores of every text from the model of the fold it was held out of, and each fold's seconds. `workers` > 1:
+    the unfinished folds run in that many processes at once."""
+    scores: np.ndarray | None = None
+    seconds: dict[str, float] = {}
+    k = int(fold.max()) + 1
+    pending = [index for index in range(k) if not _scores_path(job, index).exists()]
+    if workers > 1 and len(pending) > 1:
+        seconds.update(_in_workers(job, fold, pending, workers, log))
+    for index in range(k):
+        held_out = np.flatnonzero(fold == index)
+        path = _scores_path(job, index)
+        started = time.perf_counter()
+        if f"fold-{index + 1}" in seconds:
+            fold_scores = np.load(path, allow_pickle=False)
+        elif path.exists():
+            fold_scores = np.load(path, allow_pickle=False)
+            log(f"Fold {index + 1} of {k}: finished earlier, scores read from {path}")
+        else:
+            log(f"Fold {index + 1} of {k}: {job.scorer} on {len(fold) - len(held_out)} texts, scoring {len(held_out)}")
+            fold_scores = _score_fold(job, np.flatnonzero(fold != index), held_out, path.parent, log)
+            _save(path, fold_scores)
+        seconds.setdefault(f"fold-{index + 1}", round(time.perf_counter() - started, 2))
+        if scores is None:
+            scores = np.zeros((len(fold), fold_scores.shape[1]), dtype=np.float64)
+        scores[held_out] = fold_scores
+    assert scores is not None
+    return scores, seconds
+
+
+def _in_workers(job: FoldJob, fold: np.ndarray, pending: list[int], workers: int, log: Log) -> dict[str, float]:
+    """The pending folds in worker processes (spawned: no forked torch threads), each saving its own scores. On a
+    CPU each takes an equal share of the cores; with GPUs, worker i gets GPU i mod the device count."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    import torch
+
+    workers = min(workers, len(pending))
+    context = multiprocessing.get_context("spawn")
+    slots = context.Queue()
+    gpus = torch.cuda.device_count()
+    for worker in range(workers):
+        slots.put(str(worker % gpus) if gpus else None)
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    log(f"Folds {', '.join(str(i + 1) for i in pending)}: {job.scorer} in {workers} worker processes")
+    seconds = {}
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(slots, threads)) as pool:
+        futures = {pool.submit(_fold_in_worker, job, fold, index): index for index in pending}
+        for future in as_completed(futures):
+            index = futures[future]
+            seconds[f"fold-{index + 1}"] = future.result()  # a fold's error is raised here, as in one process
+            log(f"Fold {index + 1}: finished in {seconds[f'fold-{index + 1}']:.0f} s")
+    return seconds
+
+
+def _init_worker(slots: Any, threads: int) -> None:
+    device = slots.get()
+    if device is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = device  # before the worker's first torch import
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
+def _fold_in_worker(job: FoldJob, fold: np.ndarray, index: int) -> float:
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    started = time.perf_counter()
+    folder = _scores_path(job, index).parent
+    scores = _score_fold(job, np.flatnonzero(fold != index), np.flatnonzero(fold == index), folder, lambda _: None)
+    _save(_scores_path(job, index), scores)
+    return round(time.perf_counter() - started, 2)
+
+
+def _score_fold(job: FoldJob, fit_rows: np.ndarray, held_out: np.ndarray, folder: Path, log: Log) -> np.ndarray:
+    texts = job.train["text"]
+    labels = np.asarray(job.train["label"])
+    if job.scorer == "tfidf":
+        from ..training.baseline import baseline_scores, fit_baseline
+
+        pipeline = fit_baseline([texts[i] for i in fit_rows], labels[fit_rows], job.space, seed=job.config.seed)
+        return np.asarray(baseline_scores(pipeline, [texts[i] for i in held_out], job.space), dtype=np.float64)
+    return _lora_fold(job, fit_rows, [texts[i] for i in held_out], folder, log)
+
+
+def _lora_fold(job: FoldJob, fit_rows: np.ndarray, held_out: list[str], folder: Path, log: Log) -> np.ndarray:
+    """A real train run on the other folds (the audit's settings; no baseline, no example predictions), then its
+    scores on the held-out texts."""
+    from ..inference.classifier import load_classifier
+    from ..training.recipe import train
+
+    folder.mkdir(parents=True, exist_ok=True)
+    data = folder / "train.parquet"
+    job.train.select(fit_rows).select_columns(["text", "label"]).to_parquet(str(data))
+    values = {
+        **job.config.model_dump(),
+        "data": str(data), "data_config": None, "train_split": "train", "eval_split": None,
+        "eval_data": str(job.folder / FOLDS_DIR / EVAL_FILE) if job.evaluation is not None else None,
+        "text_column": "text", "label_column": "label", "label_columns": None, "label_separator": None,
+        "problem_type": job.space.problem_type, "label_names": job.space.names, "max_train_samples": None,
+        "output_dir": str(folder / "run"), "overwrite": True, "resume": False, "examples": [], "baseline": "none",
+    }  # fmt: skip
+    train(TrainConfig(**values), log=lambda message: log("    " + str(message).replace("\n", "\n    ")))
+    classifier = load_classifier(folder / "run", engine="torch")
+    scores = classifier.predict_scores(held_out)
+    data.unlink()  # the fold's texts are the audit's own; its run and scores stay
+    return np.asarray(scores, dtype=np.float64)
+
+
+def write_evaluation(job: FoldJob) -> None:
+    """The evaluation split, encoded, where every fold's run reads it (lora only)."""
+    if job.scorer != "lora" or job.evaluation is None:
+        return
+    path = job.folder / FOLDS_DIR / EVAL_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    job.evaluation.select_columns(["text", "label"]).to_parquet(str(partial))
+    os.replace(partial, path)
+
+
+def _save(path: Path, scores: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.stem}.partial.npy")
+    np.save(partial, scores, allow_pickle=False)
+    os.replace(partial, path)

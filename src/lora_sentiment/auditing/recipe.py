@@ -1,0 +1,249 @@
+"""`lora-sentiment audit`: which training labels are likely wrong, which texts are duplicated with conflicting
+labels, which leak into the evaluation split. Reads top to bottom: check, load, score every text out of sample
+(k folds), find, write.
+
+The folder keeps audit.json (the settings and a fingerprint of the data), each fold's scores, and the outputs. The
+same command again resumes: finished folds are read, not trained again; other settings or other data are refused
+unless --overwrite starts over."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import TrainConfig
+from ..data.duplicates import few_words
+from ..errors import UserError
+from ..options import AuditOptions
+from . import folds as fold_stage
+from .findings import Finding, duplicate_findings, issue_rows, label_findings, leak_findings
+from .outputs import (
+    CLEAN_FORMATS,
+    ISSUES_FILE,
+    PLOT_FILES,
+    SUMMARY_FILE,
+    screen,
+    write_clean,
+    write_issues,
+    write_plot,
+    write_summary,
+)
+
+Log = Callable[[str], None]
+
+STATE_FILE = "audit.json"
+SCORER_NAMES = {"lora": "LoRA fine-tuning", "tfidf": "the TF-IDF baseline"}
+# What decides the folds' scores: a change to any other setting (the output folder, trackers) keeps the folds.
+_NOT_SCORING = {"output_dir", "overwrite", "resume", "report_to", "mlflow_uri", "examples"}
+
+
+@dataclass
+class AuditResult:
+    output_dir: Path
+    summary: dict[str, Any]
+    issues: list[dict[str, Any]]  # issues.csv's rows
+    clean_file: Path | None
+    rows: list[int]  # each audited text's row in the training file
+    scores: np.ndarray  # [texts, outputs] each text's out-of-sample scores (probabilities, or the value)
+    label_scores: np.ndarray  # [texts] how likely each given label is wrong (issues.csv's score for kind label)
+
+
+def check_audit(config: TrainConfig, options: AuditOptions) -> None:
+    """Everything that needs neither the data nor a model: the folder, the clean file's path and format."""
+    from ..data.loading import check_source
+    from ..runs.run import ADAPTER_CONFIG_FILE
+
+    folder = Path(config.output_dir).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"--output-dir {folder} is a file; give audit a folder")
+    if (folder / ADAPTER_CONFIG_FILE).exists():
+        raise UserError(f"--output-dir {folder} holds a training run; give audit a folder of its own")
+    if folder.is_dir() and any(folder.iterdir()) and not (folder / STATE_FILE).exists() and not config.overwrite:
+        raise UserError(f"--output-dir {folder} holds other files; choose an empty folder or pass --overwrite")
+    check_source(config.data, "--data")
+    if config.eval_data:
+        check_source(config.eval_data, "--eval-data")
+    if options.relabel and not options.write_clean:
+        raise UserError("--relabel says how --write-clean treats label issues; add --write-clean FILE")
+    if options.write_clean:
+        clean = Path(options.write_clean).expanduser()
+        if clean.suffix.lower() not in CLEAN_FORMATS:
+            raise UserError(f"--write-clean {clean}: name a {', '.join(CLEAN_FORMATS)} file")
+        if not clean.parent.is_dir():
+            raise UserError(f"the folder of --write-clean {clean} does not exist; create it first")
+        if clean.exists() and not config.overwrite:
+            raise UserError(f"--write-clean {clean} exists; pass --overwrite to replace it or choose another file")
+    if options.scorer == "lora":
+        from ..modeling.device import default_device, resolve_precision
+
+        resolve_precision(config.precision, default_device())
+
+
+def audit(config: TrainConfig, options: AuditOptions | None = None, *, log: Log = print, **given: Any) -> AuditResult:
+    """Audit `config.data`'s training split with `config`'s train settings; write into `config.output_dir`.
+    `given`: AuditOptions' fields, as keywords."""
+    options = options or AuditOptions(**given)
+    check_audit(config, options)
+    return AuditRecipe(config, options, log).run()
+
+
+class AuditRecipe:
+    def __init__(self, config: TrainConfig, options: AuditOptions, log: Log):
+        self.config, self.options, self.log = config, options, log
+        self.folder = Path(config.output_dir).expanduser()
+        self.seconds: dict[str, float] = {}
+
+    def run(self) -> AuditResult:
+        started = time.perf_counter()
+        self.load()
+        self.open_folder()
+        self.score()
+        findings = self.find()
+        result = self.write(findings)
+        self.log(f"Audit finished in {time.perf_counter() - started:.0f} s; wrote {self.folder}")
+        return result
+
+    def load(self) -> None:
+        from ..data.splits import load_audited_data
+
+        data = load_audited_data(self.config, log=self.log)
+        self.data, self.evaluation, self.space = data.train, data.eval, data.space
+        self.labels = np.asarray(self.data["label"])
+        problem = self.space.problem
+        if problem.stratified:  # each fold's model must see every class
+            counts = np.bincount(self.labels.astype(int), minlength=len(self.space.names))
+            rare = [f"{n} ({c})" for n, c in zip(self.space.names, counts) if c < self.options.folds]
+            if rare:
+                raise UserError(f"classes with fewer texts than --folds {self.options.folds}: {', '.join(rare[:5])}; "
+                                "lower --folds or drop those classes")  # fmt: skip
+        elif len(self.labels) < 2 * self.options.folds:
+            raise UserError(f"{len(self.labels)} training texts are too few for --folds {self.options.folds}")
+
+    def open_folder(self) -> None:
+        """A fresh folder, or the same audit resumed: refused when the settings or the data differ."""
+        state = {"settings": self._settings(), "data": self._data_fingerprint()}
+        path = self.folder / STATE_FILE
+        if path.exists() and not self.config.overwrite:
+            stored = json.loads(path.read_text(encoding="utf-8"))
+            changed = [k for k in ("settings", "data") if stored.get(k) != state[k]]
+            if changed:
+                what = " and ".join("the data" if k == "data" else "other settings" for k in changed)
+                raise UserError(
+                    f"--output-dir {self.folder} holds an audit of {what}; run it with the same flags "
+                    "and data to resume, pass --overwrite to start over, or choose another --output-dir"
+                )
+        elif self.folder.exists() and self.config.overwrite:
+            shutil.rmtree(self.folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with (self.folder / f".{STATE_FILE}.partial").open("w", encoding="utf-8") as handle:
+            json.dump(state, handle, indent=2, default=str)
+        (self.folder / f".{STATE_FILE}.partial").replace(path)
+
+    def _settings(self) -> dict[str, Any]:
+        train = {k: v for k, v in self.config.model_dump(mode="json").items() if k not in _NOT_SCORING}
+        return {"train": train, "folds": self.options.folds, "scorer": self.options.scorer}
+
+    def _data_fingerprint(self) -> str:
+        digest = hashlib.blake2b(digest_size=16)
+        for text, label in zip(self.data["text"], self.labels.tolist()):
+            digest.update(f"{text}\x00{label}\x01".encode())
+        return digest.hexdigest()
+
+    def score(self) -> None:
+        started = time.perf_counter()
+        self.fold = fold_stage.assign_folds(self.labels, self.space, self.options.folds, self.config.seed)
+        job = fold_stage.FoldJob(self.data, self.evaluation, self.space, self.config, self.folder, self.options.scorer)
+        fold_stage.write_evaluation(job)
+        self.scores, self.seconds_per_fold = fold_stage.cross_fitted_scores(
+            job, self.fold, self.log, self.options.workers
+        )
+        self.seconds["scoring"] = round(time.perf_counter() - started, 2)
+        self.quality = self.scorer_quality()
+
+    def scorer_quality(self) -> dict[str, Any]:
+        """The cross-fitted scores' headline metric against the given labels, beside a constant guess (class shares,
+        tag rates, the mean): flags from scores no better than that guess say nothing, and the log says so."""
+        from ..problems.metrics import evaluation_metrics
+
+        problem, n = self.space.problem, len(self.labels)
+        if self.space.problem_type == "single-label":
+            constant = np.bincount(self.labels.astype(int), minlength=len(self.space.names)) / n
+        elif self.space.problem_type == "multi-label":
+            constant = self.labels.astype(float).mean(axis=0)
+        else:
+            constant = np.array([self.labels.astype(float).mean()])
+        scored = evaluation_metrics(self.space, self.labels, self.scores, detailed=False)
+        guessed = evaluation_metrics(self.space, self.labels, np.tile(constant, (n, 1)), detailed=False)
+        # The first headline metric a constant has (a rank correlation has none).
+        metric = next((m for m in problem.headline if np.isfinite(guessed.get(m, np.nan))), problem.headline[-1])
+        value, guess = float(scored[metric]), float(guessed[metric])
+        better = value < guess if metric in problem.lower_is_better else value > guess
+        if not better:
+            self.log(
+                f"Warning: the folds' models score {metric} {value:.3f} out of sample, no better than a constant "
+                f"guess ({guess:.3f}): their flags are not to be trusted; train longer (--epochs) or on more data"
+            )
+        return {"metric": metric, "value": round(float(value), 4), "constant_guess": round(float(guess), 4),
+                "better_than_guess": bool(better)}  # fmt: skip
+
+    def find(self) -> list[Finding]:
+        started = time.perf_counter()
+        self.issues = self.space.problem.label_issues(self.space, self.labels, self.scores)
+        findings = label_findings(self.issues, self.space)
+        texts, rows = list(self.data["text"]), list(self.data["row"])
+        threshold = self.options.near_duplicates
+        self.duplicates = duplicate_findings(texts, self.labels, rows, self.space, threshold)
+        findings += self.duplicates.findings
+        self.leaks = None
+        if self.evaluation is not None:
+            self.leaks, leaked = leak_findings(texts, list(self.evaluation["text"]), threshold)
+            findings += leaked
+        self.seconds["findings"] = round(time.perf_counter() - started, 2)
+        return findings
+
+    def write(self, findings: list[Finding]) -> AuditResult:
+        rows = issue_rows(findings, self.data, self.space)
+        summary = self.summary(findings)
+        write_issues(self.folder / ISSUES_FILE, rows)
+        residuals = self.labels.astype(float) - self.scores[:, 0] if self.space.problem_type == "regression" else None
+        write_plot(self.folder / PLOT_FILES[self.space.problem_type], self.space, summary, residuals)
+        clean = None
+        if self.options.write_clean:
+            clean = Path(self.options.write_clean).expanduser()
+            kept, dropped, relabelled = write_clean(clean, self.config, self.data, findings, self.options.relabel,
+                                                    self.space)  # fmt: skip
+            summary["clean_file"] = {"path": str(clean), "rows": kept, "dropped": dropped, "relabelled": relabelled}
+            self.log(f"Wrote {clean}: {kept} rows ({dropped} dropped, {relabelled} relabelled)")
+        write_summary(self.folder / SUMMARY_FILE, summary)
+        self.log(screen(summary, rows))
+        return AuditResult(self.folder, summary, rows, clean, list(self.data["row"]), self.scores, self.issues.score)
+
+    def summary(self, findings: list[Finding]) -> dict[str, Any]:
+        counts = {kind: sum(f.kind == kind for f in findings) for kind in ("label", "duplicate", "leak")}
+        pairs = self.duplicates.pairs
+        leaks = None
+        if self.leaks is not None:
+            exact = sum(p.exact for p in self.leaks)
+            leaks = {"exact_pairs": exact, "near_pairs": len(self.leaks) - exact, "training_rows": counts["leak"],
+                     "evaluation_rows": len({p.second for p in self.leaks}),
+                     "short_text_pairs": sum(few_words(self.data["text"][p.first]) for p in self.leaks)}  # fmt: skip
+        return {
+            "texts": len(self.labels), "problem_type": self.space.problem_type, "labels_names": self.space.names,
+            "scorer": self.options.scorer, "scorer_name": SCORER_NAMES[self.options.scorer],
+            "folds": self.options.folds, "near_duplicate_threshold": self.options.near_duplicates,
+            "scorer_quality": self.quality, "counts": counts, "labels": self.issues.summary,
+            "duplicates": {"exact_pairs": sum(p.exact for p in pairs), "near_pairs": sum(not p.exact for p in pairs),
+                           "groups": len(self.duplicates.groups),
+                           "conflicting_groups": len(self.duplicates.conflicting),
+                           "short_text_pairs": sum(few_words(self.data["text"][p.first]) for p in pairs)},
+            "leaks": leaks, "seconds": {**self.seconds, **self.seconds_per_fold},
+            "model": self.config.model if self.options.scorer == "lora" else None,
+        }  # fmt: skip

@@ -1,0 +1,166 @@
+"""Which given labels out-of-sample scores contradict: confident learning (Northcutt, Jiang & Chuang, "Confident
+Learning: Estimating Uncertainty in Dataset Labels", JAIR 70, 2021), written from the paper, and the residual rule
+for numbers. (cleanlab implements the same paper but is AGPL-licensed; nothing here comes from it.)
+
+Confident learning, in the paper's steps: each class j gets a threshold t_j, the mean probability of j over the texts
+labelled j (its self-confidence); a text counts towards the confident joint C[given, j] for the likeliest class j
+whose probability reaches t_j. C calibrated to the class counts and normalised is the estimated joint Q of given and
+true labels, whose rows give each class's noise rate. Flagged ("C+NR", the paper's combination of the confident
+joint's off-diagonal and pruning by noise rate): texts that the confident joint places off the diagonal and that
+are among the n * Q[i, j] texts given i with the largest margin p_j - p_i, for every pair i != j."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+# A residual this many robust standard deviations (1.4826 x the median absolute deviation) from the median is
+# "far outside" the cross-fitted residuals: Iglewicz & Hoaglin's cut-off for the modified z-score.
+OUTLIER_Z = 3.5
+
+
+@dataclass
+class LabelIssues:
+    """What confident learning (or the residual rule) says of each text's given label."""
+
+    flagged: np.ndarray  # [n] bool: the given label is likely wrong
+    score: np.ndarray  # [n] how likely wrong, higher first (1 - self-confidence; regression: |robust z|)
+    suggested: list[Any]  # [n] the label the scores point to, encoded like the given labels
+    summary: dict[str, Any] = field(default_factory=dict)  # per class / tag: texts, flagged, estimated noise rate
+
+
+@dataclass
+class ConfidentJoint:
+    thresholds: np.ndarray  # [K] per-class mean self-confidence
+    joint: np.ndarray  # [K, K] counts: given label (rows) x confidently-true label (columns)
+    true_label: np.ndarray  # [n] the confident class per text, -1 where no class reached its threshold
+    estimated: np.ndarray  # [K, K] Q: the calibrated joint, sums to 1
+
+
+def confident_joint(probs: np.ndarray, labels: np.ndarray) -> ConfidentJoint:
+    n, k = probs.shape
+    labels = labels.astype(int)
+    counts = np.bincount(labels, minlength=k)
+    sums = np.bincount(labels, weights=probs[np.arange(n), labels], minlength=k)
+    # A class no text is given has no self-confidence: nothing can be confidently counted as it.
+    thresholds = np.where(counts > 0, sums / np.maximum(counts, 1), np.inf)
+    above = probs >= thresholds[None, :] - 1e-12
+    true_label = np.where(above.any(axis=1), np.where(above, probs, -np.inf).argmax(axis=1), -1)
+    joint = np.zeros((k, k), dtype=np.int64)
+    counted = true_label >= 0
+    np.add.at(joint, (labels[counted], true_label[counted]), 1)
+    return ConfidentJoint(thresholds, joint, true_label, calibrated_joint(joint, counts))
+
+
+def calibrated_joint(joint: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Each row scaled to its class's count (the paper's eq. 2), then the whole normalised to sum to 1."""
+    rows = joint.sum(axis=1, keepdims=True).astype(float)
+    scaled = np.where(rows > 0, joint / np.maximum(rows, 1) * counts[:, None], 0.0)
+    total = scaled.sum()
+    return scaled / total if total > 0 else scaled
+
+
+def noise_rates(estimated: np.ndarray) -> np.ndarray:
+    """[K] the share of texts given each class whose true class is another (nan for a class never given)."""
+    rows = estimated.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(rows > 0, 1 - np.diag(estimated) / rows, np.nan)
+
+
+def prune_by_noise_rate(probs: np.ndarray, labels: np.ndarray, estimated: np.ndarray) -> np.ndarray:
+    """[n] bool: for each pair given i / true j, the round(n * Q[i, j]) texts given i with the largest p_j - p_i."""
+    n, k = probs.shape
+    flagged = np.zeros(n, dtype=bool)
+    for i in range(k):
+        rows = np.flatnonzero(labels == i)
+        for j in range(k):
+            m = int(round(n * estimated[i, j]))
+            if i == j or m == 0 or len(rows) == 0:
+                continue
+            margin = probs[rows, j] - probs[rows, i]
+            flagged[rows[np.argsort(-margin, kind="stable")[:m]]] = True
+    return flagged
+
+
+def find_label_issues(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, ConfidentJoint]:
+    """[n] flagged by C+NR, and the confident joint it rests on."""
+    labels = labels.astype(int)
+    cj = confident_joint(probs, labels)
+    off_diagonal = (cj.true_label >= 0) & (cj.true_label != labels)
+    return off_diagonal & prune_by_noise_rate(probs, labels, cj.estimated), cj
+
+
+def self_confidence(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    return probs[np.arange(len(labels)), labels.astype(int)]
+
+
+def normalized_margin(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """p_given - the largest other probability: below 0 where another class is likelier."""
+    given = self_confidence(probs, labels)
+    others = probs.copy()
+    others[np.arange(len(labels)), labels.astype(int)] = -np.inf
+    return given - others.max(axis=1)
+
+
+def class_issues(probs: np.ndarray, labels: np.ndarray, names: list[str]) -> LabelIssues:
+    """Single-label: C+NR flags, ranked by self-confidence; the suggestion is the confident (else likeliest) class."""
+    labels = labels.astype(int)
+    flagged, cj = find_label_issues(probs, labels)
+    suggested = np.where(cj.true_label >= 0, cj.true_label, probs.argmax(axis=1))
+    rates = noise_rates(cj.estimated)
+    counts = np.bincount(labels, minlength=len(names))
+    per_class = {
+        name: {"texts": int(counts[i]), "flagged": int((flagged & (labels == i)).sum()),
+               "noise_rate": None if np.isnan(rates[i]) else round(float(rates[i]), 4),
+               "threshold": None if np.isinf(cj.thresholds[i]) else round(float(cj.thresholds[i]), 4)}
+        for i, name in enumerate(names)
+    }  # fmt: skip
+    summary = {
+        "per_class": per_class,
+        "confident_joint": {"given": names, "true": names, "counts": cj.joint.tolist()},
+        "estimated_joint": np.round(cj.estimated, 5).tolist(),
+        "estimated_noise_rate": round(float(1 - np.trace(cj.estimated)), 4),
+    }
+    return LabelIssues(flagged, 1 - self_confidence(probs, labels), suggested.tolist(), summary)
+
+
+def tag_issues(probs: np.ndarray, labels: np.ndarray, names: list[str]) -> LabelIssues:
+    """Multi-label: each tag a two-class problem (absent / present) of its own; a text is flagged where any of its
+    tags is, and the suggestion flips the flagged tags."""
+    labels = (labels > 0.5).astype(int)
+    flags = np.zeros_like(labels, dtype=bool)
+    wrongness = np.zeros(labels.shape, dtype=float)
+    per_tag = {}
+    for t, name in enumerate(names):
+        pair = np.stack([1 - probs[:, t], probs[:, t]], axis=1)
+        flags[:, t], cj = find_label_issues(pair, labels[:, t])
+        wrongness[:, t] = 1 - self_confidence(pair, labels[:, t])
+        rates = noise_rates(cj.estimated)
+        per_tag[name] = {
+            "texts": int(labels[:, t].sum()),
+            "flagged_missing": int((flags[:, t] & (labels[:, t] == 0)).sum()),  # likely present, not given
+            "flagged_extra": int((flags[:, t] & (labels[:, t] == 1)).sum()),  # given, likely absent
+            "noise_rate_given": None if np.isnan(rates[1]) else round(float(rates[1]), 4),
+            "noise_rate_not_given": None if np.isnan(rates[0]) else round(float(rates[0]), 4),
+        }
+    suggested = np.where(flags, 1 - labels, labels).astype(np.float32)
+    score = np.where(flags, wrongness, 0).max(axis=1)
+    score = np.where(flags.any(axis=1), score, wrongness.max(axis=1) * 0.5)  # unflagged rows rank below flagged
+    return LabelIssues(flags.any(axis=1), score, list(suggested), {"per_tag": per_tag})
+
+
+def residual_issues(predicted: np.ndarray, values: np.ndarray, z: float = OUTLIER_Z) -> LabelIssues:
+    """Regression: given values whose cross-fitted residual lies more than `z` robust standard deviations from
+    the residuals' median; the suggestion is the out-of-sample prediction."""
+    residual = values - predicted
+    centre = np.median(residual)
+    spread = 1.4826 * np.median(np.abs(residual - centre))
+    robust_z = np.abs(residual - centre) / spread if spread > 0 else np.zeros_like(residual)
+    flagged = robust_z > z
+    summary = {
+        "residuals": {"median": round(float(centre), 4), "robust_sd": round(float(spread), 4), "cutoff_z": z},
+        "estimated_noise_rate": round(float(flagged.mean()), 4),
+    }
+    return LabelIssues(flagged, robust_z, [float(p) for p in predicted], summary)

@@ -1,0 +1,212 @@
+"""`lora-sentiment audit` through the command and the Python API: label issues, duplicates and leaks on built files
+of real IMDB and GoEmotions texts, the three problem types, --write-clean / --relabel, resume after a crash, and bad
+input answered in one line with nothing written."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lora_sentiment import AuditOptions, TrainConfig, audit
+from lora_sentiment.cli import main
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
+@pytest.fixture(scope="module")
+def noisy_imdb(tmp_path_factory, imdb_frames) -> tuple[Path, Path, set[int], dict[str, int]]:
+    """600 training reviews with 10 % of the labels flipped, one conflicting duplicate and one review copied from
+    the evaluation file; the evaluation file itself."""
+    folder = tmp_path_factory.mktemp("audit-data")
+    train = imdb_frames[0].groupby("label").head(300).reset_index(drop=True)[["id", "text", "label"]].copy()
+    train["label"] = train["label"].map({0: "negative", 1: "positive"})
+    flipped = set(np.random.default_rng(0).choice(len(train), 60, replace=False).tolist())
+    for i in flipped:
+        train.loc[i, "label"] = "positive" if train.loc[i, "label"] == "negative" else "negative"
+    evaluation = imdb_frames[1].head(200)[["text", "label"]]
+    leaked = {"id": "leak", "text": evaluation.text.iloc[5], "label": "positive"}
+    copy_of = 1 if 1 not in flipped else 2
+    conflict = {"id": "dup", "text": train.text.iloc[copy_of].replace(".", " ."), "label": "other"}
+    conflict["label"] = "positive" if train.loc[copy_of, "label"] == "negative" else "negative"
+    train = pd.concat([train, pd.DataFrame([leaked, conflict])], ignore_index=True)
+    train.to_csv(folder / "train.csv", index=False)
+    evaluation.to_csv(folder / "eval.csv", index=False)
+    return folder / "train.csv", folder / "eval.csv", flipped, {"leak": 600, "duplicate": 601, "copy_of": copy_of}
+
+
+def _read_issues(folder: Path) -> list[dict[str, str]]:
+    with (folder / "issues.csv").open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _flipped_rank_higher(result, flipped) -> None:
+    is_flipped = np.isin(result.rows, list(flipped))
+    assert result.label_scores[is_flipped].mean() > result.label_scores[~is_flipped].mean() + 0.1
+
+
+def test_single_label_audit_finds_flips_duplicates_and_leaks(tmp_path, noisy_imdb, capsys):
+    train, evaluation, flipped, built = noisy_imdb
+    out, clean = tmp_path / "audit", tmp_path / "clean.csv"
+    code = main(["audit", "--data", str(train), "--eval-data", str(evaluation), "--scorer", "tfidf",
+                 "--output-dir", str(out), "--write-clean", str(clean)])  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "scored out of sample by the TF-IDF baseline over 5 folds" in printed
+    assert "Top 10 label issues" in printed
+    rows = _read_issues(out)
+    assert list(rows[0]) == ["row", "kind", "score", "given", "suggested", "detail", "text"]
+    labels = [r for r in rows if r["kind"] == "label"]
+    assert all(r["given"] != r["suggested"] and r["suggested"] in ("negative", "positive") for r in labels)
+    flagged = {int(r["row"]) for r in labels}
+    assert len(flagged & flipped) / len(flagged) > 0.4  # 10 % of the rows were flipped: 4x that rate at least
+    leak = [r for r in rows if r["kind"] == "leak"]
+    assert [int(r["row"]) for r in leak] == [built["leak"]] and "evaluation row 5" in leak[0]["detail"]
+    duplicate = {int(r["row"]) for r in rows if r["kind"] == "duplicate"}
+    assert duplicate & {built["duplicate"], built["copy_of"]}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"]["leak"] == 1 and summary["leaks"]["exact_pairs"] == 1
+    assert summary["duplicates"]["conflicting_groups"] == 1
+    assert summary["labels"]["confident_joint"]["given"] == ["negative", "positive"]
+    assert 0.05 < summary["labels"]["estimated_noise_rate"] < 0.4
+    assert summary["scorer_quality"]["better_than_guess"]
+    assert (out / "noise_matrix.png").stat().st_size > 1000
+    cleaned = pd.read_csv(clean)
+    assert list(cleaned.columns) == ["id", "text", "label"]  # the file's own columns
+    assert len(cleaned) == 602 - len({int(r["row"]) for r in rows})
+    assert "leak" not in set(cleaned.id)
+
+
+def test_relabel_keeps_label_issues_under_the_suggested_label(tmp_path, noisy_imdb):
+    train, evaluation, _, _ = noisy_imdb
+    out, clean = tmp_path / "audit", tmp_path / "clean.jsonl"
+    result = audit(TrainConfig(data=str(train), eval_data=str(evaluation), output_dir=str(out)),
+                   AuditOptions(scorer="tfidf", write_clean=str(clean), relabel=True), log=lambda _: None)  # fmt: skip
+    cleaned = pd.read_json(clean, lines=True).set_index("id")
+    original = pd.read_csv(train)
+    for issue in (r for r in result.issues if r["kind"] == "label"):
+        row_id = original.id.iloc[issue["row"]]
+        if row_id in cleaned.index:
+            assert cleaned.loc[row_id, "label"] == issue["suggested"]
+    assert "leak" not in cleaned.index  # leaks are dropped, never relabelled
+    assert result.summary["clean_file"]["relabelled"] > 0
+    _flipped_rank_higher(result, noisy_imdb[2])
+
+
+def test_multi_label_and_regression_through_the_command(tmp_path, imdb_frames):
+    emotions = pd.read_parquet(SHARED / "goemotions" / "train.parquet").head(800)[["text", "labels"]]
+    emotions.to_parquet(tmp_path / "emotions.parquet")
+    out = tmp_path / "emotions"
+    assert main(["audit", "--data", str(tmp_path / "emotions.parquet"), "--label-column", "labels", "--scorer",
+                 "tfidf", "--folds", "3", "--output-dir", str(out), "--write-clean", str(tmp_path / "e.parquet"),
+                 "--relabel"]) == 0  # fmt: skip
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["problem_type"] == "multi-label" and "neutral" in summary["labels"]["per_tag"]
+    assert summary["leaks"] is None  # no evaluation split to compare with
+    cleaned = pd.read_parquet(tmp_path / "e.parquet")
+    assert all(isinstance(v, str) for tags in cleaned["labels"] for v in tags)
+
+    ratings = imdb_frames[0].head(400)[["text", "rating"]].astype({"rating": float}).reset_index(drop=True)
+    ratings.loc[[3, 30], "rating"] = [1.0 if ratings.rating[3] > 5 else 10.0, 1.0 if ratings.rating[30] > 5 else 10.0]
+    ratings.to_csv(tmp_path / "ratings.csv", index=False)
+    out = tmp_path / "ratings"
+    assert main(["audit", "--data", str(tmp_path / "ratings.csv"), "--label-column", "rating", "--problem-type",
+                 "regression", "--scorer", "tfidf", "--output-dir", str(out)]) == 0  # fmt: skip
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["labels"]["residuals"]["cutoff_z"] == 3.5
+    assert (out / "residuals.png").exists()
+    rows = _read_issues(out)
+    assert all(r["kind"] == "label" and "robust SDs" in r["detail"] for r in rows)
+
+
+def test_resume_after_a_crash_trains_only_the_unfinished_folds(tmp_path, tiny_distilbert, small_csv):
+    config = TrainConfig(model=tiny_distilbert, data=str(small_csv), output_dir=str(tmp_path / "audit"),
+                         max_length=32, epochs=1, batch_size=16, precision="fp32", max_train_samples=90)  # fmt: skip
+    lines: list[str] = []
+
+    def crash_in_fold_two(message: str) -> None:
+        lines.append(message)
+        if message.startswith("Fold 2 of 3"):
+            raise KeyboardInterrupt  # as a kill after fold 1 was saved
+
+    with pytest.raises(KeyboardInterrupt):
+        audit(config, folds=3, log=crash_in_fold_two)
+    assert (tmp_path / "audit" / "folds" / "fold-1" / "scores.npy").exists()
+    assert not (tmp_path / "audit" / "issues.csv").exists()  # nothing of the report until every fold is scored
+    lines.clear()
+    result = audit(config, folds=3, log=lines.append)
+    assert any(line.startswith("Fold 1 of 3: finished earlier") for line in lines)
+    assert any(line.startswith("Fold 2 of 3: lora") for line in lines)
+    assert result.summary["texts"] == 90 and (tmp_path / "audit" / "issues.csv").exists()
+    assert not list((tmp_path / "audit").rglob(".*partial*"))
+    # Other settings on the same folder: refused in one line; --overwrite starts over.
+    with pytest.raises(Exception, match="holds an audit of other settings"):
+        audit(config.model_copy(update={"lora_r": 4}), folds=3, log=lambda _: None)
+    lines.clear()
+    audit(config.model_copy(update={"lora_r": 4, "overwrite": True}), folds=3, log=lines.append)
+    assert not any("finished earlier" in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--relabel"], "--relabel says how --write-clean"),
+        (["--write-clean", "clean.xlsx"], "--write-clean clean.xlsx: name a"),
+        (["--folds", "1"], "--folds"),
+        (["--scorer", "bert"], "--scorer"),
+        (["--folds", "20"], "classes with fewer texts than --folds 20"),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys, flags, message):
+    monkeypatch.chdir(tmp_path)
+    pd.DataFrame({"text": [f"text number {i}" for i in range(30)], "label": ["a"] * 25 + ["b"] * 5}).to_csv(
+        "data.csv", index=False
+    )
+    try:
+        code = main(["audit", "--data", "data.csv", "--scorer", "tfidf", "--output-dir", "out", *flags])
+    except SystemExit as exc:  # argparse's own refusals (choices, types) exit from the parser
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not Path("clean.xlsx").exists()
+    assert not Path("out").exists()
+
+
+def test_a_run_folder_is_not_an_audit_folder(trained_run, capsys, small_csv):
+    assert main(["audit", "--data", str(small_csv), "--scorer", "tfidf", "--output-dir", str(trained_run)]) == 2
+    assert "holds a training run" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_flipped_labels_rank_higher_with_a_real_lora_run(tmp_path, minilm_path, imdb_frames):
+    """The noise-injection property on a small real run: MiniLM, 240 reviews, 10 % flipped, 3 folds."""
+    train = imdb_frames[0].groupby("label").head(120).reset_index(drop=True)[["text", "label"]].copy()
+    flipped = np.random.default_rng(1).choice(len(train), 24, replace=False)
+    train.loc[flipped, "label"] = 1 - train.loc[flipped, "label"]
+    train.to_parquet(tmp_path / "noisy.parquet")
+    evaluation = imdb_frames[1].head(100)[["text", "label"]]
+    evaluation.to_parquet(tmp_path / "eval.parquet")
+    config = TrainConfig(model=minilm_path, data=str(tmp_path / "noisy.parquet"),
+                         eval_data=str(tmp_path / "eval.parquet"), output_dir=str(tmp_path / "audit"), max_length=128,
+                         epochs=3, precision="fp32")  # fmt: skip
+    result = audit(config, folds=3, log=lambda _: None)
+    assert result.summary["scorer"] == "lora" and result.summary["scorer_quality"]["better_than_guess"]
+    assert result.scores.shape == (240, 2)
+    for fold in (1, 2, 3):
+        assert (tmp_path / "audit" / "folds" / f"fold-{fold}" / "run" / "adapter_config.json").exists()
+    _flipped_rank_higher(result, set(flipped.tolist()))
+    flagged = {r["row"] for r in result.issues if r["kind"] == "label"}
+    assert len(flagged & set(flipped.tolist())) >= 0.5 * len(flagged) > 0
+
+
+def test_folds_in_worker_processes(tmp_path, tiny_distilbert, small_csv):
+    config = TrainConfig(model=tiny_distilbert, data=str(small_csv), output_dir=str(tmp_path / "audit"),
+                         max_length=32, epochs=1, batch_size=16, precision="fp32", max_train_samples=60)  # fmt: skip
+    lines: list[str] = []
+    result = audit(config, folds=2, workers=2, log=lines.append)
+    assert any("in 2 worker processes" in line for line in lines)
+    assert result.scores.shape == (60, 2) and np.allclose(result.scores.sum(axis=1), 1, atol=1e-4)
+    for fold in (1, 2):
+        assert (tmp_path / "audit" / "folds" / f"fold-{fold}" / "run" / "adapter_config.json").exists()

@@ -1,0 +1,41 @@
+"""Exact and near duplicates within a split and across two, on built texts."""
+
+from lora_sentiment.data.duplicates import duplicate_pairs, groups_of, leak_pairs, normalised
+
+REVIEW = ("The acting was wooden and the plot made no sense at all, but the soundtrack carried the film further "
+          "than it deserved to go, and I left the cinema humming every song of it.")  # fmt: skip
+
+
+def test_normalising_ignores_case_html_punctuation_and_spacing():
+    assert normalised("Great  film!<br /><br />Loved it.") == normalised("great film loved it")
+
+
+def test_exact_and_near_pairs_within_a_split():
+    texts = [
+        REVIEW,
+        "Something else entirely, about a dog.",
+        REVIEW.upper().replace(",", " ,"),  # exact once normalised
+        REVIEW.replace("humming", "whistling"),  # one word changed: near
+        "A short comment.",
+    ]
+    pairs = duplicate_pairs(texts, threshold=0.8)
+    found = {(p.first, p.second): p for p in pairs}
+    assert found[(0, 2)].exact and found[(0, 2)].similarity == 1.0
+    assert not found[(0, 3)].exact and 0.8 <= found[(0, 3)].similarity < 1
+    assert (2, 3) in found  # the near text pairs with every member of the exact group
+    assert all(1 not in key and 4 not in key for key in found)
+    assert {(p.first, p.second) for p in duplicate_pairs(texts, threshold=1.0)} == {(0, 2)}
+    assert groups_of(pairs, len(texts)) == [[0, 2, 3]]
+
+
+def test_short_texts_compare_by_their_words():
+    pairs = duplicate_pairs(["this made me so happy today thanks", "this made me so very happy today thanks"], 0.8)
+    assert len(pairs) == 1 and pairs[0].similarity == 7 / 8
+
+
+def test_leaks_between_splits():
+    train = [REVIEW, "Nothing alike here.", REVIEW.replace("wooden", "stiff")]
+    evaluation = ["Unrelated evaluation text.", REVIEW + " "]
+    pairs = leak_pairs(train, evaluation, threshold=0.8)
+    assert [(p.first, p.second, p.exact) for p in pairs] == [(0, 1, True), (2, 1, False)]
+    assert leak_pairs(train, evaluation, threshold=1.0)[0].first == 0

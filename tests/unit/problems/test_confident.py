@@ -1,0 +1,98 @@
+"""Confident learning on constructed probabilities: a known joint gives known thresholds, counts, noise rates and
+flags; the multi-label and regression rules."""
+
+import numpy as np
+import pytest
+
+from lora_sentiment.problems.confident import (
+    class_issues,
+    confident_joint,
+    find_label_issues,
+    noise_rates,
+    normalized_margin,
+    residual_issues,
+    tag_issues,
+)
+
+
+def test_thresholds_joint_and_flags_of_a_built_example():
+    # Class 0: four texts, one of which (row 3) the scores call class 1; class 1: four texts, all clean.
+    probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.7, 0.3], [0.2, 0.8], [0.1, 0.9], [0.3, 0.7], [0.2, 0.8], [0.4, 0.6]])
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    cj = confident_joint(probs, labels)
+    assert cj.thresholds == pytest.approx([(0.9 + 0.8 + 0.7 + 0.2) / 4, (0.9 + 0.7 + 0.8 + 0.6) / 4])
+    # t0 = 0.65, t1 = 0.75: row 3 counts as 1 (0.8 >= 0.75), row 5 (0.7) and row 7 (0.6) reach no threshold.
+    assert cj.true_label.tolist() == [0, 0, 0, 1, 1, -1, 1, -1]
+    assert cj.joint.tolist() == [[3, 1], [0, 2]]
+    # Calibrated: row 0 -> [3, 1] scaled to 4 texts, row 1 -> [0, 2] scaled to 4 texts; normalised by 8.
+    assert cj.estimated == pytest.approx(np.array([[3, 1], [0, 4]]) / 8)
+    assert noise_rates(cj.estimated) == pytest.approx([0.25, 0.0])
+    flagged, _ = find_label_issues(probs, labels)
+    assert flagged.tolist() == [False, False, False, True, False, False, False, False]
+
+
+def test_prune_by_noise_rate_caps_the_flags_at_the_estimated_count():
+    rng = np.random.default_rng(0)
+    n = 2000
+    truth = rng.integers(0, 3, n)
+    probs = np.full((n, 3), 0.05)
+    probs[np.arange(n), truth] = 0.9  # confident, correct scores of the true class
+    given = truth.copy()
+    flip = rng.choice(n, 200, replace=False)
+    given[flip] = (truth[flip] + 1) % 3
+    flagged, cj = find_label_issues(probs, given)
+    assert set(np.flatnonzero(flagged)) == set(flip)  # every flip found, nothing else
+    assert 1 - np.trace(cj.estimated) == pytest.approx(0.1, abs=0.01)
+
+
+def test_class_issues_rank_suggest_and_summarise():
+    # t0 = (0.95 + 0.9 + 0.2) / 3, t1 = (0.7 + 0.75) / 2 = 0.725: row 4 (0.8) is confidently positive, row 2 is
+    # confidently nothing; Q = [[2, 1], [0, 2]] / 5, so round(5 * 0.2) = 1 text given neg is pruned: row 4.
+    probs = np.array([[0.95, 0.05], [0.9, 0.1], [0.3, 0.7], [0.25, 0.75], [0.2, 0.8]])
+    labels = np.array([0, 0, 1, 1, 0])
+    issues = class_issues(probs, labels, ["neg", "pos"])
+    assert issues.flagged.tolist() == [False, False, False, False, True]
+    assert issues.suggested[4] == 1
+    assert issues.score[4] == pytest.approx(0.8)
+    assert issues.summary["per_class"]["neg"]["flagged"] == 1
+    assert issues.summary["confident_joint"]["counts"] == [[2, 1], [0, 1]]
+    assert normalized_margin(probs, labels)[4] == pytest.approx(-0.6)
+
+
+def test_a_class_never_given_is_never_the_confident_label():
+    probs = np.array([[0.5, 0.1, 0.4], [0.6, 0.1, 0.3], [0.1, 0.2, 0.7], [0.1, 0.1, 0.8]])
+    labels = np.array([0, 0, 2, 2])
+    cj = confident_joint(probs, labels)
+    assert np.isinf(cj.thresholds[1]) and (cj.true_label != 1).all()
+    assert np.isnan(noise_rates(cj.estimated)[1])
+
+
+def test_tag_issues_flip_the_flagged_tags_only():
+    rng = np.random.default_rng(1)
+    n = 400
+    truth = (rng.random((n, 3)) < 0.3).astype(float)
+    probs = np.where(truth > 0, 0.9, 0.08) + rng.normal(0, 0.02, (n, 3))
+    given = truth.copy()
+    wrong = rng.choice(n, 20, replace=False)
+    given[wrong, 1] = 1 - given[wrong, 1]
+    issues = tag_issues(np.clip(probs, 0, 1), given, ["a", "b", "c"])
+    flagged = set(np.flatnonzero(issues.flagged))
+    # C+NR is conservative: it prunes the estimated count, which the calibrated joint puts near the truth.
+    assert flagged <= set(wrong) and len(flagged) >= 16
+    for i in flagged:
+        assert issues.suggested[i].tolist() == truth[i].tolist()
+    assert issues.score[wrong].min() > np.delete(issues.score, wrong).max()  # every flip ranks above every clean row
+    per_tag = issues.summary["per_tag"]["b"]
+    assert per_tag["flagged_missing"] + per_tag["flagged_extra"] == len(flagged)
+    assert issues.summary["per_tag"]["a"]["flagged_missing"] == 0
+
+
+def test_residual_issues_flag_values_far_outside_the_residuals():
+    rng = np.random.default_rng(2)
+    predicted = rng.uniform(1, 10, 500)
+    values = predicted + rng.normal(0, 0.5, 500)
+    values[[7, 70]] += [6.0, -7.0]  # 12+ robust SDs away
+    issues = residual_issues(predicted, values)
+    assert set(np.flatnonzero(issues.flagged)) == {7, 70}
+    assert issues.suggested[7] == pytest.approx(predicted[7])
+    assert issues.summary["residuals"]["robust_sd"] == pytest.approx(0.5, abs=0.06)
