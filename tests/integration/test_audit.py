@@ -80,6 +80,7 @@ def test_single_label_audit_finds_flips_duplicates_and_leaks(tmp_path, noisy_imd
 
 
 def test_relabel_keeps_label_issues_under_the_suggested_label(tmp_path, noisy_imdb):
+    """Also the noise-injection property on real reviews: the flipped rows rank higher than the others."""
     train, evaluation, _, _ = noisy_imdb
     out, clean = tmp_path / "audit", tmp_path / "clean.jsonl"
     result = audit(TrainConfig(data=str(train), eval_data=str(evaluation), output_dir=str(out)),
@@ -123,29 +124,29 @@ def test_multi_label_and_regression_through_the_command(tmp_path, imdb_frames):
 
 def test_resume_after_a_crash_trains_only_the_unfinished_folds(tmp_path, tiny_distilbert, small_csv):
     config = TrainConfig(model=tiny_distilbert, data=str(small_csv), output_dir=str(tmp_path / "audit"),
-                         max_length=32, epochs=1, batch_size=16, precision="fp32", max_train_samples=90)  # fmt: skip
+                         max_length=32, epochs=1, batch_size=16, precision="fp32", max_train_samples=60)  # fmt: skip
     lines: list[str] = []
 
     def crash_in_fold_two(message: str) -> None:
         lines.append(message)
-        if message.startswith("Fold 2 of 3"):
+        if message.startswith("Fold 2 of 2"):
             raise KeyboardInterrupt  # as a kill after fold 1 was saved
 
     with pytest.raises(KeyboardInterrupt):
-        audit(config, folds=3, log=crash_in_fold_two)
+        audit(config, folds=2, log=crash_in_fold_two)
     assert (tmp_path / "audit" / "folds" / "fold-1" / "scores.npy").exists()
     assert not (tmp_path / "audit" / "issues.csv").exists()  # nothing of the report until every fold is scored
     lines.clear()
-    result = audit(config, folds=3, log=lines.append)
-    assert any(line.startswith("Fold 1 of 3: finished earlier") for line in lines)
-    assert any(line.startswith("Fold 2 of 3: lora") for line in lines)
-    assert result.summary["texts"] == 90 and (tmp_path / "audit" / "issues.csv").exists()
+    result = audit(config, folds=2, log=lines.append)
+    assert any(line.startswith("Fold 1 of 2: finished earlier") for line in lines)
+    assert any(line.startswith("Fold 2 of 2: lora") for line in lines)
+    assert result.summary["texts"] == 60 and (tmp_path / "audit" / "issues.csv").exists()
     assert not list((tmp_path / "audit").rglob(".*partial*"))
     # Other settings on the same folder: refused in one line; --overwrite starts over.
     with pytest.raises(Exception, match="holds an audit of other settings"):
-        audit(config.model_copy(update={"lora_r": 4}), folds=3, log=lambda _: None)
+        audit(config.model_copy(update={"lora_r": 4}), folds=2, log=lambda _: None)
     lines.clear()
-    audit(config.model_copy(update={"lora_r": 4, "overwrite": True}), folds=3, log=lines.append)
+    audit(config.model_copy(update={"lora_r": 4, "overwrite": True}), folds=2, log=lines.append)
     assert not any("finished earlier" in line for line in lines)
 
 
@@ -179,28 +180,7 @@ def test_a_run_folder_is_not_an_audit_folder(trained_run, capsys, small_csv):
     assert "holds a training run" in capsys.readouterr().err
 
 
-@pytest.mark.slow
-def test_flipped_labels_rank_higher_with_a_real_lora_run(tmp_path, minilm_path, imdb_frames):
-    """The noise-injection property on a small real run: MiniLM, 240 reviews, 10 % flipped, 3 folds."""
-    train = imdb_frames[0].groupby("label").head(120).reset_index(drop=True)[["text", "label"]].copy()
-    flipped = np.random.default_rng(1).choice(len(train), 24, replace=False)
-    train.loc[flipped, "label"] = 1 - train.loc[flipped, "label"]
-    train.to_parquet(tmp_path / "noisy.parquet")
-    evaluation = imdb_frames[1].head(100)[["text", "label"]]
-    evaluation.to_parquet(tmp_path / "eval.parquet")
-    config = TrainConfig(model=minilm_path, data=str(tmp_path / "noisy.parquet"),
-                         eval_data=str(tmp_path / "eval.parquet"), output_dir=str(tmp_path / "audit"), max_length=128,
-                         epochs=3, precision="fp32")  # fmt: skip
-    result = audit(config, folds=3, log=lambda _: None)
-    assert result.summary["scorer"] == "lora" and result.summary["scorer_quality"]["better_than_guess"]
-    assert result.scores.shape == (240, 2)
-    for fold in (1, 2, 3):
-        assert (tmp_path / "audit" / "folds" / f"fold-{fold}" / "run" / "adapter_config.json").exists()
-    _flipped_rank_higher(result, set(flipped.tolist()))
-    flagged = {r["row"] for r in result.issues if r["kind"] == "label"}
-    assert len(flagged & set(flipped.tolist())) >= 0.5 * len(flagged) > 0
-
-
+@pytest.mark.slow  # starts two worker processes
 def test_folds_in_worker_processes(tmp_path, tiny_distilbert, small_csv):
     config = TrainConfig(model=tiny_distilbert, data=str(small_csv), output_dir=str(tmp_path / "audit"),
                          max_length=32, epochs=1, batch_size=16, precision="fp32", max_train_samples=60)  # fmt: skip

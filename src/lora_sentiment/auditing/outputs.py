@@ -107,11 +107,17 @@ def screen(summary: dict[str, Any], rows: list[dict[str, Any]], top: int = 10) -
         f"Audit of {summary['texts']} training texts ({summary['problem_type']}) scored out of sample by "
         f"{summary['scorer_name']} over {summary['folds']} folds ({_quality(summary['scorer_quality'])})",
         f"Label issues: {counts['label']} ({counts['label'] / max(summary['texts'], 1):.1%} of the texts); "
-        f"estimated noise rate {_percent(labels.get('estimated_noise_rate'))}",
+        f"estimated noise rate {_percent(labels.get('estimated_noise_rate'))}"
+        + (" of the tag decisions (present / absent)" if summary["problem_type"] == "multi-label" else ""),
     ]
     for name, entry in list((labels.get("per_class") or {}).items())[:8]:
         rate = _percent(entry["noise_rate"])
         lines.append(f"  {name}: {entry['flagged']} of {entry['texts']} flagged, noise rate {rate}")
+    tags = labels.get("per_tag") or {}
+    for name in sorted(tags, key=lambda n: -(tags[n]["flagged_missing"] + tags[n]["flagged_extra"]))[:8]:
+        entry = tags[name]
+        lines.append(f"  {name}: given on {entry['texts']}; flagged {entry['flagged_extra']} given but likely absent, "
+                     f"{entry['flagged_missing']} likely present but not given")  # fmt: skip
     duplicates, leaks = summary["duplicates"], summary["leaks"]
     lines.append(
         f"Duplicates in training: {duplicates['exact_pairs']} exact and {duplicates['near_pairs']} near pairs; "

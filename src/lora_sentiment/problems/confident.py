@@ -133,11 +133,13 @@ def tag_issues(probs: np.ndarray, labels: np.ndarray, names: list[str]) -> Label
     flags = np.zeros_like(labels, dtype=bool)
     wrongness = np.zeros(labels.shape, dtype=float)
     per_tag = {}
+    wrong_share = 0.0
     for t, name in enumerate(names):
         pair = np.stack([1 - probs[:, t], probs[:, t]], axis=1)
         flags[:, t], cj = find_label_issues(pair, labels[:, t])
         wrongness[:, t] = 1 - self_confidence(pair, labels[:, t])
         rates = noise_rates(cj.estimated)
+        wrong_share += float(1 - np.trace(cj.estimated)) / len(names)
         per_tag[name] = {
             "texts": int(labels[:, t].sum()),
             "flagged_missing": int((flags[:, t] & (labels[:, t] == 0)).sum()),  # likely present, not given
@@ -148,7 +150,9 @@ def tag_issues(probs: np.ndarray, labels: np.ndarray, names: list[str]) -> Label
     suggested = np.where(flags, 1 - labels, labels).astype(np.float32)
     score = np.where(flags, wrongness, 0).max(axis=1)
     score = np.where(flags.any(axis=1), score, wrongness.max(axis=1) * 0.5)  # unflagged rows rank below flagged
-    return LabelIssues(flags.any(axis=1), score, list(suggested), {"per_tag": per_tag})
+    # The share of (text, tag) decisions, present or absent, estimated wrong.
+    summary = {"per_tag": per_tag, "estimated_noise_rate": round(wrong_share, 4)}
+    return LabelIssues(flags.any(axis=1), score, list(suggested), summary)
 
 
 def residual_issues(predicted: np.ndarray, values: np.ndarray, z: float = OUTLIER_Z) -> LabelIssues:
