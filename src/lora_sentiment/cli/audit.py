@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any, NamedTuple
 
-from ..config import TrainConfig, build_config, read_yaml
+from ..config import TrainConfig, read_yaml
 from ..options import AuditOptions
-from .flags import add_model_flags, from_args, given
-from .train import add_config_source_flags
+from .flags import add_model_flags, from_args
+from .train import add_config_source_flags, config_in_folder
 
 AUDIT_DIR = "audit/lora-sentiment"
 HELP = "find likely label errors, duplicates and leaks in the training data"
@@ -38,11 +38,7 @@ class AuditJob(NamedTuple):
 def check(args: argparse.Namespace) -> AuditJob:
     from ..auditing.recipe import check_audit
 
-    values = read_yaml(args.config) if args.config else {}
-    preset = args.preset or values.pop("preset", None)
-    overrides = given(args, TrainConfig)
-    overrides.setdefault("output_dir", values.pop("output_dir", AUDIT_DIR))  # not train's default run folder
-    config = build_config({**values, **overrides}, preset=preset)
+    config = config_in_folder(args, read_yaml(args.config) if args.config else {}, AUDIT_DIR)
     options: AuditOptions = from_args(args, AuditOptions)
     check_audit(config, options)
     return AuditJob(config, options)

@@ -27,6 +27,15 @@ def add_config_source_flags(parser: argparse.ArgumentParser, config_help: str) -
     )
 
 
+def config_in_folder(args: argparse.Namespace, values: dict[str, Any], default_dir: str) -> TrainConfig:
+    """train's settings from --config's `values`, --preset and the flags, for a command whose --output-dir is a
+    folder of its own (tune's study, audit's folds) with `default_dir` as its default, not train's run folder."""
+    preset = args.preset or values.pop("preset", None)
+    overrides = given(args, TrainConfig)
+    overrides.setdefault("output_dir", values.pop("output_dir", default_dir))
+    return build_config({**values, **overrides}, preset=preset)
+
+
 def check(args: argparse.Namespace) -> TrainConfig:
     from ..training.checks import check_train
 

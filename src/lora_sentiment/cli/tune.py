@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ..config import TrainConfig, build_config, read_yaml
+from ..config import TrainConfig, read_yaml
 from ..errors import UserError
 from ..options import TuneOptions
-from .flags import add_model_flags, from_args, given
-from .train import add_config_source_flags
+from .flags import add_model_flags, from_args
+from .train import add_config_source_flags, config_in_folder
 
 if TYPE_CHECKING:
     from ..training.search_space import Dimension
@@ -47,10 +47,7 @@ def check(args: argparse.Namespace) -> TuneJob:
     search_block = values.pop("search", None)
     if search_block is not None and not isinstance(search_block, dict):
         raise UserError(f"the search: block of {args.config} must map settings to specs, e.g. lora_r: 4,8,16")
-    preset = args.preset or values.pop("preset", None)
-    overrides = given(args, TrainConfig)
-    overrides.setdefault("output_dir", values.pop("output_dir", TUNE_DIR))  # not train's default run folder
-    config = build_config({**values, **overrides}, preset=preset)
+    config = config_in_folder(args, values, TUNE_DIR)
     options: TuneOptions = from_args(args, TuneOptions)
     search = parse_search(options.search or search_block or DEFAULT_SEARCH)
     check_tune(config, options)
