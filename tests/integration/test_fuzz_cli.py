@@ -119,6 +119,9 @@ FLAGS = {
     "serve": {"--port": number, "--max-texts": number, "--max-chars": number, "--batch-wait-ms": number,
               "--adapter-batching": st.sampled_from(["mixed", "split"]), "--runs-dir": st.just("DATA"),
               "--precision": st.sampled_from(["bf16", "fp8"]), "--runs-poll-s": number},
+    "audit": {"--folds": number, "--near-duplicates": number, "--write-clean": st.sampled_from(["c.csv", "c.xlsx"]),
+              "--relabel": st.just(None), "--label-column": st.sampled_from(["label", "labels", "nope"]),
+              "--problem-type": st.sampled_from(["auto", "multi-label", "regression"]), "--overwrite": st.just(None)},
     "tune": {"--search": st.sampled_from(["lora_r=4,8", "lora_r=0:9", "nope=1,2", "learning_rate=1:0:log", "x"]),
              "--trials": number, "--timeout": number, "--storage": st.sampled_from(["sqlite:///s.db", "bad url"]),
              "--keep": st.sampled_from(["best", "none"]), "--max-length": number, "--epochs": number},
@@ -221,6 +224,17 @@ def test_tune_starts_or_refuses(tmp_path_factory, tiny_distilbert, capsys, stop_
     folder = tmp_path_factory.mktemp("fuzz-tune")
     argv = ["tune", "--model", tiny_distilbert, "--data", str(_write(folder, *file)), "--output-dir", str(folder / "t")]
     _answer(argv + data.draw(flags("tune")), folder, capsys)
+
+
+@seed(20261201)
+@settings(**SETTINGS)
+@given(file=a_file(), data=st.data())
+def test_audit_answers_any_file_and_flags(tmp_path_factory, capsys, file, data):
+    """The TF-IDF scorer runs the whole audit (seconds), so every file here goes through it to the end."""
+    folder = tmp_path_factory.mktemp("fuzz-audit")
+    given = [a.replace("c.", str(folder / "c.")) if a.startswith("c.") else a for a in data.draw(flags("audit"))]
+    argv = ["audit", "--scorer", "tfidf", "--data", str(_write(folder, *file)), "--output-dir", str(folder / "a")]
+    _answer(argv + given, folder, capsys)
 
 
 @seed(20261201)

@@ -32,6 +32,10 @@ def _cases(run: str, data: str, busy_port: int) -> list[tuple[str, list[str], st
         ("train", ["--data", data, "--output-dir", data], f"--output-dir {data} is a file"),
         ("tune", ["--data", data, "--storage", "sqlite:////no/such/dir/s.db"], "does not exist"),
         ("tune", ["--data", data, "--precision", "fp16"], "--precision fp16 needs a CUDA GPU"),
+        ("audit", ["--data", "missing.csv"], "data file not found: missing.csv"),
+        ("audit", ["--data", data, "--output-dir", run], "holds a training run"),
+        ("audit", ["--data", data, "--write-clean", "no/such/dir/c.csv"], "does not exist"),
+        ("audit", ["--data", data, "--precision", "fp16"], "--precision fp16 needs a CUDA GPU"),
         ("predict", [run, "--input", "missing.csv"], "input file not found: missing.csv"),
         ("predict", [run, "--input", data, "--output", "no/such/dir/o.csv"], "does not exist"),
         ("predict", [run, "--input", data, "--workers", "4096"], "is more than this machine's"),
@@ -69,7 +73,7 @@ def test_bad_settings_are_refused_by_check_before_any_work(tmp_path, trained_run
         for command, flags, needle in cases:
             monkeypatch.setattr(_module(command), "run", lambda *a, c=command: pytest.fail(f"{c}: the work started"))
             argv = [command, *flags]
-            if command == "train" or command == "tune":
+            if command in ("train", "tune", "audit"):
                 argv += ["--model", "any-model"] if "--output-dir" in flags else ["--model", "any-model",
                                                                                  "--output-dir", "out"]  # fmt: skip
             assert main(argv) == 2, argv

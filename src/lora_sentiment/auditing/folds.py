@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..config import TrainConfig
+from ..errors import UserError, first_line
 from ..problems.space import LabelSpace
 
 Log = Callable[[str], None]
@@ -136,7 +137,12 @@ def _score_fold(job: FoldJob, fit_rows: np.ndarray, held_out: np.ndarray, folder
     if job.scorer == "tfidf":
         from ..training.baseline import baseline_scores, fit_baseline
 
-        pipeline = fit_baseline([texts[i] for i in fit_rows], labels[fit_rows], job.space, seed=job.config.seed)
+        try:
+            pipeline = fit_baseline([texts[i] for i in fit_rows], labels[fit_rows], job.space, seed=job.config.seed)
+        except ValueError as exc:  # e.g. no word that two texts share: nothing for TF-IDF to learn
+            raise UserError(
+                f"--scorer tfidf cannot learn from these texts ({first_line(exc)}); use --scorer lora"
+            ) from None
         return np.asarray(baseline_scores(pipeline, [texts[i] for i in held_out], job.space), dtype=np.float64)
     return _lora_fold(job, fit_rows, [texts[i] for i in held_out], folder, log)
 

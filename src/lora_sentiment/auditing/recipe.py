@@ -104,8 +104,14 @@ class AuditRecipe:
     def run(self) -> AuditResult:
         started = time.perf_counter()
         self.load()
+        created = not self.folder.exists()
         self.open_folder()
-        self.score()
+        try:
+            self.score()
+        except BaseException:
+            if created and not list(self.folder.glob(f"{fold_stage.FOLDS_DIR}/*/{fold_stage.SCORES_FILE}")):
+                shutil.rmtree(self.folder, ignore_errors=True)  # nothing finished to resume from: leave no trace
+            raise
         findings = self.find()
         result = self.write(findings)
         self.log(f"Audit finished in {time.perf_counter() - started:.0f} s; wrote {self.folder}")
