@@ -190,3 +190,23 @@ def test_folds_in_worker_processes(tmp_path, tiny_distilbert, small_csv):
     assert result.scores.shape == (60, 2) and np.allclose(result.scores.sum(axis=1), 1, atol=1e-4)
     for fold in (1, 2):
         assert (tmp_path / "audit" / "folds" / f"fold-{fold}" / "run" / "adapter_config.json").exists()
+
+
+@pytest.mark.parametrize("kind", ["multi-label", "regression"])
+def test_lora_folds_for_tags_and_numbers(tmp_path, tiny_distilbert, imdb_frames, kind):
+    """Each fold's train run reads its fold file as the audit's problem type: tag lists and numbers."""
+    frame = imdb_frames[0].head(40)[["text", "rating"]].reset_index(drop=True)
+    if kind == "multi-label":
+        tags = [["good"] if r >= 7 else ["bad", "long"] if i % 2 else ["bad"] for i, r in enumerate(frame.rating)]
+        frame["labels"] = tags
+        frame = frame.drop(columns="rating")
+    else:
+        frame["rating"] = frame.rating.astype(float)
+    frame.to_parquet(tmp_path / "data.parquet")
+    config = TrainConfig(model=tiny_distilbert, data=str(tmp_path / "data.parquet"), output_dir=str(tmp_path / "a"),
+                         label_column="labels" if kind == "multi-label" else "rating", problem_type=kind,
+                         max_length=16, epochs=1, batch_size=8, precision="fp32", eval_fraction=0.25)  # fmt: skip
+    result = audit(config, folds=2, log=lambda _: None)
+    assert result.summary["problem_type"] == kind and result.summary["scorer"] == "lora"
+    assert result.scores.shape == ((40, 3) if kind == "multi-label" else (40, 1))
+    assert (tmp_path / "a" / ("noise_matrix.png" if kind == "multi-label" else "residuals.png")).exists()
