@@ -175,6 +175,19 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys,
     assert not Path("out").exists()
 
 
+def test_overwrite_replaces_the_audit_and_keeps_other_files(tmp_path, noisy_imdb, capsys):
+    train, evaluation, _, _ = noisy_imdb
+    out = tmp_path / "audit"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    argv = ["audit", "--data", str(train), "--scorer", "tfidf", "--folds", "2", "--output-dir", str(out)]
+    assert main(argv) == 2 and "holds other files" in capsys.readouterr().err
+    assert main([*argv, "--overwrite"]) == 0 and (out / "issues.csv").exists()
+    assert main([*argv, "--folds", "3"]) == 2 and "other settings" in capsys.readouterr().err
+    assert main([*argv, "--folds", "3", "--overwrite"]) == 0
+    assert (out / "notes.txt").read_text() == "mine" and (out / "folds" / "fold-3").exists()
+
+
 def test_a_run_folder_is_not_an_audit_folder(trained_run, capsys, small_csv):
     assert main(["audit", "--data", str(small_csv), "--scorer", "tfidf", "--output-dir", str(trained_run)]) == 2
     assert "holds a training run" in capsys.readouterr().err

@@ -83,7 +83,9 @@ def _similarity(pairs: list[Pair], i: int) -> float:
     return max((p.similarity for p in pairs if i in (p.first, p.second)), default=1.0)
 
 
-def leak_findings(train_texts: list[str], eval_texts: list[str], threshold: float) -> tuple[list[Pair], list[Finding]]:
+def leak_findings(
+    train_texts: list[str], eval_texts: list[str], eval_rows: list[int], threshold: float
+) -> tuple[list[Pair], list[Finding]]:
     """Training rows whose text is (nearly) one of the evaluation split's: they inflate every score measured on it."""
     pairs = leak_pairs(train_texts, eval_texts, threshold)
     best: dict[int, Pair] = {}
@@ -91,7 +93,7 @@ def leak_findings(train_texts: list[str], eval_texts: list[str], threshold: floa
         if pair.first not in best or pair.similarity > best[pair.first].similarity:
             best[pair.first] = pair
     findings = [
-        Finding(i, "leak", p.similarity, None, f"{_how(p.similarity)} evaluation row {p.second}")
+        Finding(i, "leak", p.similarity, None, f"{_how(p.similarity)} evaluation row {eval_rows[p.second]}")
         for i, p in sorted(best.items(), key=lambda item: -item[1].similarity)
     ]
     return pairs, findings

@@ -146,8 +146,13 @@ class AuditRecipe:
                     f"--output-dir {self.folder} holds an audit of {what}; run it with the same flags "
                     "and data to resume, pass --overwrite to start over, or choose another --output-dir"
                 )
-        elif self.folder.exists() and self.config.overwrite:
-            shutil.rmtree(self.folder)
+        elif self.folder.exists() and self.config.overwrite:  # what an audit writes, not the folder's other files
+            for name in (STATE_FILE, fold_stage.FOLDS_DIR, ISSUES_FILE, SUMMARY_FILE, *set(PLOT_FILES.values())):
+                written = self.folder / name
+                if written.is_dir():
+                    shutil.rmtree(written)
+                else:
+                    written.unlink(missing_ok=True)
         self.folder.mkdir(parents=True, exist_ok=True)
         with (self.folder / f".{STATE_FILE}.partial").open("w", encoding="utf-8") as handle:
             json.dump(state, handle, indent=2, default=str)
@@ -210,7 +215,8 @@ class AuditRecipe:
         findings += self.duplicates.findings
         self.leaks = None
         if self.evaluation is not None:
-            self.leaks, leaked = leak_findings(texts, list(self.evaluation["text"]), threshold)
+            evaluation = self.evaluation
+            self.leaks, leaked = leak_findings(texts, list(evaluation["text"]), list(evaluation["row"]), threshold)
             findings += leaked
         self.seconds["findings"] = round(time.perf_counter() - started, 2)
         return findings

@@ -116,7 +116,7 @@ def load_audited_data(config: TrainConfig, log: Callable[[str], None] = print) -
     in the training file; the evaluation split where the data has one (None otherwise), for leaks."""
     splits, where = _read(config)
     train, space, dropped_train = _encoded_train(splits, config, where, log, row_ids=True)
-    eval_ds, dropped_eval = _encoded_eval(splits, config, space, where)
+    eval_ds, dropped_eval = _encoded_eval(splits, config, space, where, row_ids=True)
     _log_dropped(dropped_train, dropped_eval, log)
     train = stratified_sample(train, config.max_train_samples, config.seed)
     check_trainable(train, space, where)
@@ -148,11 +148,13 @@ def _encoded_train(
     return train, space, dropped
 
 
-def _encoded_eval(splits: Any, config: TrainConfig, space: LabelSpace, where: str) -> tuple[Any, int]:
+def _encoded_eval(
+    splits: Any, config: TrainConfig, space: LabelSpace, where: str, row_ids: bool = False
+) -> tuple[Any, int]:
     eval_ds, eval_where = _eval_source(splits, config, where)
     if eval_ds is None:
         return None, 0
-    eval_ds, dropped = _labeled_split(eval_ds, config, eval_where)
+    eval_ds, dropped = _labeled_split(eval_ds, config, eval_where, row_ids)
     eval_ds, _ = encode_targets(eval_ds, space.problem_type, eval_where, space=space, separator=config.label_separator)
     return eval_ds, dropped
 
