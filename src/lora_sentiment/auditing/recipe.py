@@ -248,7 +248,7 @@ class AuditRecipe:
                      "evaluation_rows": len({p.second for p in self.leaks}),
                      "short_text_pairs": sum(few_words(self.data["text"][p.first]) for p in self.leaks)}  # fmt: skip
         return {
-            "texts": len(self.labels), "problem_type": self.space.problem_type, "labels_names": self.space.names,
+            "texts": len(self.labels), "problem_type": self.space.problem_type, "label_names": self.space.names,
             "scorer": self.options.scorer, "scorer_name": SCORER_NAMES[self.options.scorer],
             "folds": self.options.folds, "near_duplicate_threshold": self.options.near_duplicates,
             "scorer_quality": self.quality, "counts": counts, "labels": self.issues.summary,
