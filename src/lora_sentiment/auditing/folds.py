@@ -70,11 +70,10 @@ def cross_fitted_scores(
         held_out = np.flatnonzero(fold == index)
         path = _scores_path(job, index)
         started = time.perf_counter()
-        if f"fold-{index + 1}" in seconds:
+        if path.exists():  # finished by an earlier call, or just now by a worker
             fold_scores = np.load(path, allow_pickle=False)
-        elif path.exists():
-            fold_scores = np.load(path, allow_pickle=False)
-            log(f"Fold {index + 1} of {k}: finished earlier, scores read from {path}")
+            if f"fold-{index + 1}" not in seconds:
+                log(f"Fold {index + 1} of {k}: finished earlier, scores read from {path}")
         else:
             log(f"Fold {index + 1} of {k}: {job.scorer} on {len(fold) - len(held_out)} texts, scoring {len(held_out)}")
             fold_scores = _score_fold(job, np.flatnonzero(fold != index), held_out, path.parent, log)
