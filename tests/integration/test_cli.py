@@ -133,6 +133,7 @@ def test_the_0_2_form_of_predict_still_works_with_a_note(tiny_run, capsys):
         ["--json", "--text", "A wonderful film.", "Dreadful."],
         ["--text", "A wonderful film.", "Dreadful.", "--json"],
         ["--json", "A wonderful film.", "Dreadful."],  # the 0.2 form, flags first: argparse alone refused it
+        ["--text", "A wonderful film.", "--json", "--text", "Dreadful."],  # each --text adds (it kept the last)
     ],
 )
 def test_flags_and_texts_in_any_order(tiny_run, capsys, argv):

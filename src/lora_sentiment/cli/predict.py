@@ -30,7 +30,8 @@ def add_parser(commands: Any) -> None:
         "runs", nargs="+", metavar="RUN", help="the --output-dir of a training run, or an export; several runs "
         "(NAME=PATH names one) predict side by side. (Deprecated: `predict RUN TEXT...` without --text.)",
     )  # fmt: skip
-    parser.add_argument("--text", nargs="+", metavar="TEXT", help="texts to classify")
+    # extend: `--text A --text B` predicts both (store kept only the last, silently)
+    parser.add_argument("--text", nargs="+", action="extend", metavar="TEXT", help="texts to classify")
     parser.add_argument("--input", help="file to classify: .csv .tsv .jsonl .parquet .txt, or - for stdin")
     parser.add_argument("--output", help="where predictions go: .csv .tsv .jsonl, or - for stdout [-]")
     add_model_flags(parser, FileOptions)
