@@ -25,6 +25,14 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 IMDB_SAMPLE = REPO_ROOT.parent / "shared" / "data" / "imdb-sample"
 
 
+@pytest.fixture(autouse=True)
+def _int8_default_off(request, monkeypatch):
+    """`--engine auto` checks int8 only on CPUs with int8 units (export/int8_gate.py): off in this process unless a
+    test is marked int8_default, so that the same test sees the same engine on every CPU class."""
+    if request.node.get_closest_marker("int8_default") is None:
+        monkeypatch.setattr("lora_sentiment.opening.tries_int8", lambda options: False)
+
+
 @pytest.fixture(scope="session")
 def imdb_sample() -> Path:
     if not (IMDB_SAMPLE / "train.parquet").is_file():

@@ -60,6 +60,14 @@ def choose_engine(options: LoadOptions) -> str:
     return "openvino"
 
 
+def tries_int8(options: LoadOptions) -> bool:
+    """Whether `--engine auto` checks an int8 model of the run (export/int8_gate.py): on CPUs with int8
+    dot-product units, unless a precision was asked for."""
+    from .modeling.cpu import this_cpu
+
+    return options.engine == "auto" and options.precision == "auto" and this_cpu().int8_units
+
+
 def _has_gpu() -> bool:
     """An NVIDIA GPU is there (without importing torch, which an engine that runs the model does not need)."""
     return Path("/dev/nvidia0").exists() or Path("/dev/nvidiactl").exists()
@@ -77,7 +85,7 @@ def resolve_engine_target(target: str | Path, options: LoadOptions, log: Callabl
     from .export.compiled import compiled_export
 
     try:
-        return compiled_export(target, chosen, log or LOG.info, None if log else LOG.warning)
+        return compiled_export(target, chosen, log or LOG.info, None if log else LOG.warning, int8=tries_int8(options))
     except OSError as exc:  # a read-only run folder: torch still answers
         LOG.warning(f"note: cannot keep a compiled model in {target} ({exc.strerror}); predicting with torch")
         return target

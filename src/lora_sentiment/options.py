@@ -139,6 +139,12 @@ class ExportOptions(_Options):
         "on [the run's training data]",
     )
     calibration_samples: int = Field(256, gt=0, description="Texts to calibrate int8 on")
+    int8_scope: Literal["all", "no-output-projections"] = Field(
+        "all",
+        description="With --format openvino --quantize int8: which matmuls go int8: all, or all but each layer's "
+        "attention and feed-forward output projections (kept in float: closer to fp32, slower; "
+        "docs/benchmarks/cpu-classes.md)",
+    )
     overwrite: bool = Field(False, description="Replace a non-empty OUT_DIR")
 
 

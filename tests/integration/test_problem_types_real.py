@@ -2,6 +2,9 @@
 short max length): multi-label GoEmotions against TF-IDF on the same comments, IMDB star ratings as
 regression, and class weights on a skewed IMDB subset, scored on held-out reviews."""
 
+import json
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -9,20 +12,30 @@ from lora_sentiment import TrainConfig, train
 from lora_sentiment.data.splits import load_labeled_data
 from lora_sentiment.training.baseline import evaluate_baseline
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.int8_default]
 
-GOEMOTIONS = __import__("pathlib").Path(__file__).resolve().parents[3] / "shared" / "data" / "goemotions"
+GOEMOTIONS = Path(__file__).resolve().parents[3] / "shared" / "data" / "goemotions"
 
 
 def _auto_and_torch_fp32(run_dir, texts):
-    """The default engine (`--engine auto` on this CPU: the run compiled for OpenVINO) and torch in fp32, the
-    reference of faithfulness, on the same texts."""
+    """The default engine (`--engine auto` on this CPU: the run compiled for OpenVINO, int8 where this CPU has int8
+    units and the run's check kept it) and torch in fp32, the reference of faithfulness, on the same texts; and
+    whether the default is int8 (whose promise is the check's: 99.5 % of answers on the run's own evaluation
+    texts; on 300 other texts, 98 % keeps a chance failure under 1 in 1,000, and the largest change its check saw,
+    with room)."""
     from lora_sentiment import LoadOptions, open_predictor
+    from lora_sentiment.export.int8_gate import INT8_SUFFIX, VERDICT_FILE
 
     auto = open_predictor(run_dir, LoadOptions(device="cpu"))
     assert "openvino" in auto.info()["device"], auto.info()
     exact = open_predictor(run_dir, LoadOptions(engine="torch", precision="fp32"))
-    return auto.predict_scores(texts), exact.predict_scores(texts)
+    limits = (0.995, 0.02)
+    if auto.precision == "int8":
+        compiled = next(p for p in (run_dir / ".compiled").iterdir() if not p.name.endswith(INT8_SUFFIX))
+        verdict = json.loads((compiled / VERDICT_FILE).read_text())
+        assert verdict["kept"] and verdict["agreement"] >= 0.995, verdict
+        limits = (0.98, 2 * verdict["largest_change"] + 0.02)
+    return auto.predict_scores(texts), exact.predict_scores(texts), limits
 
 
 def test_goemotions_multi_label_beats_tfidf_on_the_same_comments(tmp_path, minilm_path):
@@ -40,10 +53,10 @@ def test_goemotions_multi_label_beats_tfidf_on_the_same_comments(tmp_path, minil
     assert final["f1_macro"] > baseline["f1_macro"], (final["f1_macro"], baseline["f1_macro"])
     assert final["f1_micro"] > 0.4 and 0 <= final["hamming_loss"] < 0.1
     texts = pd.read_parquet(GOEMOTIONS / "validation.parquet")["text"].head(300).tolist()
-    auto, exact = _auto_and_torch_fp32(config.output_dir, texts)
+    auto, exact, (agree, close) = _auto_and_torch_fp32(Path(config.output_dir), texts)
     thresholds = __import__("lora_sentiment").open_predictor(config.output_dir).space.decision_thresholds()
     decisions = (auto >= thresholds) == (exact >= thresholds)  # every (text, tag) decision
-    assert decisions.mean() >= 0.995 and abs(auto - exact).max() < 0.02, (decisions.mean(), abs(auto - exact).max())
+    assert decisions.mean() >= agree and abs(auto - exact).max() < close, (decisions.mean(), abs(auto - exact).max())
 
 
 def test_star_ratings_as_regression(tmp_path, minilm_path, imdb_sample):
@@ -60,8 +73,8 @@ def test_star_ratings_as_regression(tmp_path, minilm_path, imdb_sample):
     )]  # fmt: skip
     assert predicted[0] > predicted[1] + 2
     texts = pd.read_parquet(imdb_sample / "validation.parquet")["text"].head(300).tolist()
-    auto, exact = _auto_and_torch_fp32(result.output_dir, texts)
-    assert abs(auto - exact).max() < 0.1, abs(auto - exact).max()  # stars, on a 1-10 scale
+    auto, exact, (_, close) = _auto_and_torch_fp32(Path(result.output_dir), texts)
+    assert abs(auto - exact).max() < max(0.1, close), abs(auto - exact).max()  # stars, on a 1-10 scale
 
 
 def test_balanced_class_weights_lift_the_minority_class(tmp_path, minilm_path, imdb_frames, imdb_sample):
@@ -80,6 +93,6 @@ def test_balanced_class_weights_lift_the_minority_class(tmp_path, minilm_path, i
     assert recall["balanced"] > recall["none"] + 0.1, recall
     assert finals["balanced"]["f1_macro"] > finals["none"]["f1_macro"], {w: f["f1_macro"] for w, f in finals.items()}
     texts = pd.read_parquet(imdb_sample / "validation.parquet")["text"].head(300).tolist()
-    auto, exact = _auto_and_torch_fp32(tmp_path / "balanced", texts)
+    auto, exact, (agree, close) = _auto_and_torch_fp32(tmp_path / "balanced", texts)
     agreement = (auto.argmax(1) == exact.argmax(1)).mean()
-    assert agreement >= 0.995 and abs(auto - exact).max() < 0.02, (agreement, abs(auto - exact).max())
+    assert agreement >= agree and abs(auto - exact).max() < close, (agreement, abs(auto - exact).max())

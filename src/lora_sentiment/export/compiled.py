@@ -41,14 +41,25 @@ def cache_key(run: Run, engine: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def compiled_export(run_dir: str | Path, engine: str, log: Log, warn: Log | None = None) -> Path:
+def compiled_export(run_dir: str | Path, engine: str, log: Log, warn: Log | None = None, *, int8: bool = False
+                    ) -> Path:  # fmt: skip
     """The run compiled for `engine` ("openvino" or "onnx"), built now if it is missing, stale or damaged.
-    `log`: what it is doing; `warn`: that a damaged entry is rebuilt (`log` unless given)."""
+    `log`: what it is doing; `warn`: that a damaged entry is rebuilt (`log` unless given). `int8` (openvino):
+    its int8 model instead where that keeps the run's answers (int8_gate.py)."""
     warn = warn or log
+    run = Run.open(run_dir)
+    folder = _compiled(run, engine, log, warn)
+    if int8 and engine == "openvino":
+        from .int8_gate import int8_or_f32
+
+        return int8_or_f32(run, folder, log, warn)
+    return folder
+
+
+def _compiled(run: Run, engine: str, log: Log, warn: Log) -> Path:
     from .folder import check_export
     from .writing import export_run
 
-    run = Run.open(run_dir)
     folder = run.path / CACHE_DIR / f"{engine}-{cache_key(run, engine)}"
     if folder.is_dir():
         try:

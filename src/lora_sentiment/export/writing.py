@@ -50,6 +50,8 @@ def export_run(
         if chosen.model_file is not None:  # the marker that predict / serve open it with the engine's runtime
             info = {"format": chosen.name, "quantization": options.quantize, "opset": OPSET, "inputs": names,
                     "run": run_dir.name}  # fmt: skip
+            if chosen.calibrates(options):
+                info["int8_scope"] = options.int8_scope
             (staging / EXPORT_INFO_FILE).write_text(json.dumps(info, indent=2), encoding="utf-8")
         (staging / EXPORT_CARD_FILE).write_text(chosen.card(run, options), encoding="utf-8")
     log(chosen.done(run, out_dir, options))

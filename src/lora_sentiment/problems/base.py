@@ -115,6 +115,13 @@ class ProblemType:
         """The space as it will predict, with any decision rule fitted on these evaluation rows."""
         return space
 
+    def same_answers(
+        self, space: LabelSpace, reference: np.ndarray, other: np.ndarray, labels: np.ndarray
+    ) -> np.ndarray:
+        """[n] whether `other`'s scores give each text the answer `reference`'s give (an engine or int8 against
+        fp32); `labels`: the texts' targets, for a tolerance in their units."""
+        raise NotImplementedError
+
     # ---- calibration (calibration.py)
     def calibrate(self, labels: np.ndarray, logits: np.ndarray, coverage: float) -> Calibration:
         """Fitted on these evaluation rows: what turns the model's outputs into calibrated ones."""

@@ -87,6 +87,12 @@ class MultiLabel(ProblemType):
                 weight[tag], bias[tag] = fitted.coef_[0], np.atleast_1d(fitted.intercept_)[0]
         return unscaled(weight, bias, mean, scale)
 
+    def same_answers(
+        self, space: LabelSpace, reference: np.ndarray, other: np.ndarray, labels: np.ndarray
+    ) -> np.ndarray:
+        thresholds = space.decision_thresholds()
+        return ((reference >= thresholds) == (other >= thresholds)).all(axis=1)
+
     def scores(self, logits: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-logits))
 

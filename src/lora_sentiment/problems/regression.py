@@ -16,6 +16,10 @@ if TYPE_CHECKING:
     from .space import LabelSpace
 
 
+# What moves a predicted value "not at all" when an engine or int8 replaces fp32: a share of the targets' SD.
+ANSWER_TOLERANCE = 0.05
+
+
 class Regression(ProblemType):
     name = "regression"
     hf_name = "regression"
@@ -70,6 +74,13 @@ class Regression(ProblemType):
         scaled, mean, scale = standardised(features, centred=intercept)
         fitted = Ridge(alpha=1.0, fit_intercept=intercept).fit(scaled, np.asarray(labels, dtype=np.float64))
         return unscaled(fitted.coef_.reshape(1, -1), np.atleast_1d(fitted.intercept_).reshape(1), mean, scale)
+
+    def same_answers(
+        self, space: LabelSpace, reference: np.ndarray, other: np.ndarray, labels: np.ndarray
+    ) -> np.ndarray:
+        # A value has no label to flip: "the same" is within a twentieth of the targets' own spread.
+        tolerance = ANSWER_TOLERANCE * float(np.std(np.asarray(labels, dtype=float)))
+        return np.abs(reference.reshape(len(reference), -1) - other.reshape(len(other), -1)).max(axis=1) <= tolerance
 
     def scores(self, logits: np.ndarray) -> np.ndarray:
         return logits

@@ -91,6 +91,35 @@ def test_calibration_data_flag(tmp_path, trained_run, small_csv, capsys):
     assert open_predictor(out).predict(TEXTS)[0].label_name in ("Negative", "Positive")
 
 
+def test_int8_scope_flag(tmp_path, trained_run, capsys):
+    """`--int8-scope no-output-projections` keeps each layer's output projections in float (NNCF's ignored scope);
+    it means nothing without OpenVINO int8 and is refused there in one line."""
+    import openvino
+
+    out = tmp_path / "int8"
+    base = ["export", str(trained_run), str(out), "--format", "openvino", "--int8-scope", "no-output-projections"]
+    onnx = ["export", str(trained_run), str(out), "--format", "onnx", "--quantize", "int8", *base[5:]]
+    assert main(base) == 2 and main(onnx) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["lora-sentiment: error: --int8-scope is for --format openvino --quantize int8"] * 2
+    assert main([*base, "--quantize", "int8", "--calibration-samples", "16"]) == 0
+    info = json.loads((out / "export.json").read_text())
+    assert info["quantization"] == "int8" and info["int8_scope"] == "no-output-projections"
+    model = openvino.Core().read_model(str(out / "openvino_model.xml"))
+    quantized = {op.get_friendly_name() for op in model.get_ops() if op.get_type_name() == "FakeQuantize"}
+    inputs_of = lambda name: {  # noqa: E731
+        port.get_source_output().get_node().get_friendly_name()
+        for op in model.get_ops() if op.get_friendly_name() == name for port in op.inputs()
+    }  # fmt: skip
+    projections = [op.get_friendly_name() for op in model.get_ops()
+                   if op.get_type_name() == "MatMul" and "/out_lin/" in op.get_friendly_name()]  # fmt: skip
+    query = [op.get_friendly_name() for op in model.get_ops()
+             if op.get_type_name() == "MatMul" and "/q_lin/" in op.get_friendly_name()]  # fmt: skip
+    assert projections and query
+    assert all(not (inputs_of(name) & quantized) for name in projections)  # float inputs
+    assert all(inputs_of(name) & quantized for name in query)  # int8 inputs
+
+
 @pytest.mark.parametrize(
     "damage, needle",
     [

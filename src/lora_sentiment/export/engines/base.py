@@ -46,6 +46,8 @@ class Engine:
             raise UserError(f"--format {self.name} needs {needs}: pip install 'lora-sentiment[{self.extra}]'")
         if options.quantize not in self.quantizations:
             raise UserError("--quantize needs --format onnx or openvino")
+        if options.int8_scope != "all" and not self.calibrates(options):
+            raise UserError("--int8-scope is for --format openvino --quantize int8")
 
     def calibrates(self, options: ExportOptions) -> bool:
         """Whether this export reads calibration texts."""

@@ -1,0 +1,164 @@
+"""int8 by default only where it keeps a run's answers. On a CPU with int8 dot-product units, `--engine auto`
+also quantizes the run's compiled OpenVINO model (NNCF, calibrated on training texts, the output projections
+kept in float) and lets both predict texts of the run's evaluation split: the int8 model is used from then on
+when its answers equal the f32 model's on at least AGREEMENT of them and its headline score is no worse by more
+than SCORE_DROP; otherwise the f32 model stays. The verdict is kept beside the compiled model (`int8.json`), so a
+run pays the check once per runtime and retraining checks again.
+
+Why a check per run and not a rule: the same int8 recipe agreed with f32 on 97.6-98.2 % of a weak run's labels
+and 99.5 % of a well-trained one's (docs/benchmarks/cpu-classes.md); only the run's own texts can tell."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import shutil
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..atomic import staged_file
+from ..errors import UserError, first_line
+from ..runs.run import Run
+
+AGREEMENT = 0.995  # what a default must keep (the issue's bar for any engine against fp32)
+SCORE_DROP = 0.005  # half a point of accuracy / F1 / Spearman
+CHECK_TEXTS = 400  # 2 differing answers allowed; measured: 8 s of int8 and 15 s of f32 on the avx512-bf16 class
+CALIBRATION_TEXTS = 128  # 16 s to quantize MiniLM at 256 tokens; 256 texts took 26 s for 0.1 point more agreement
+VERDICT_FILE = "int8.json"
+INT8_SUFFIX = "-int8"
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Int8Verdict:
+    kept: bool
+    reason: str  # why not, or ""
+    texts: int = 0  # evaluation texts both models predicted
+    agreement: float | None = None
+    metric: str | None = None
+    f32: float | None = None
+    int8: float | None = None
+    largest_change: float | None = None  # of a probability (or value) between the two, over the texts checked
+    seconds: float = 0.0
+
+    def describe(self) -> str:
+        if self.agreement is None:
+            return f"note: int8 not used ({self.reason}); predicting with the f32 model"
+        same = f"answers equal to f32 on {self.agreement:.1%} of {self.texts} evaluation texts"
+        scores = f", {self.metric} {self.int8:.3f} against {self.f32:.3f}" if self.f32 is not None else ""
+        if self.kept:
+            return f"note: int8 kept for this run ({same}{scores}; checked in {self.seconds:.0f} s)"
+        return f"note: int8 not used ({same}{scores}: {self.reason}); predicting with the f32 model"
+
+
+def int8_or_f32(run: Run, f32: Path, log: Log, warn: Log) -> Path:
+    """The run's int8 compiled model where its check passed (made and checked now if never checked), else `f32`."""
+    from .folder import check_export
+
+    int8 = f32.with_name(f32.name + INT8_SUFFIX)
+    verdict = _read_verdict(f32 / VERDICT_FILE)
+    if verdict is not None and verdict.kept:
+        try:
+            check_export(int8)
+            return int8
+        except UserError as exc:
+            warn(f"note: the int8 model in {int8} is damaged ({first_line(exc)}); checking int8 again")
+            verdict = None
+    if verdict is None:
+        log(f"note: checking once whether int8 keeps this run's answers (on up to {CHECK_TEXTS} evaluation texts)...")
+        verdict = _decide(run, f32, int8)
+        with staged_file(f32 / VERDICT_FILE) as out:
+            json.dump(asdict(verdict), out, indent=2)
+        log(verdict.describe())
+    return int8 if verdict.kept else f32
+
+
+def _read_verdict(path: Path) -> Int8Verdict | None:
+    try:
+        return Int8Verdict(**json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _decide(run: Run, f32: Path, int8: Path) -> Int8Verdict:
+    started = time.perf_counter()
+    try:
+        texts, labels = check_rows(run)
+    except Exception as exc:  # the data is gone, moved or offline: no check, so no int8
+        return Int8Verdict(False, f"the run's evaluation data could not be read: {first_line(exc)}")
+    from .writing import export_run
+
+    with _quietly():
+        export_run(run.path, int8, format="openvino", quantize="int8", calibration_samples=CALIBRATION_TEXTS,
+                   int8_scope="no-output-projections", overwrite=True, log=lambda _: None)  # fmt: skip
+    verdict = compare(run, f32, int8, texts, labels)
+    if not verdict.kept:
+        shutil.rmtree(int8, ignore_errors=True)
+    return Int8Verdict(**{**asdict(verdict), "seconds": time.perf_counter() - started})
+
+
+@contextmanager
+def _quietly() -> Iterator[None]:
+    """No NNCF progress bars or INFO lines (on stdout, where `predict` writes its answers), no tracer warnings."""
+    nncf_log = logging.getLogger("nncf")
+    level = nncf_log.level
+    nncf_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        nncf_log.setLevel(level)
+
+
+def check_rows(run: Run, n: int = CHECK_TEXTS, seed: int = 0) -> tuple[list[str], np.ndarray]:
+    """A seeded sample of the run's evaluation split, as training drew it: texts and encoded targets."""
+    from ..data.splits import load_labeled_data
+
+    held_out = load_labeled_data(run.config, log=lambda _: None).eval
+    rows = np.random.default_rng(seed).permutation(len(held_out))[:n]
+    picked = held_out.select(rows)
+    return list(picked["text"]), np.asarray(picked["label"])
+
+
+def compare(run: Run, f32: Path, int8: Path, texts: list[str], labels: np.ndarray, chunk: int = 64) -> Int8Verdict:
+    """Both compiled models on `texts`, the f32 one at fp32 (the reference a default must keep to); stops as soon
+    as more answers differ than AGREEMENT allows."""
+    from .folder import ExportedClassifier
+
+    reference = ExportedClassifier.open(f32, precision="fp32")
+    candidate = ExportedClassifier.open(int8)
+    space, allowed = reference.space, int(len(texts) * (1 - AGREEMENT) + 1e-9)
+    ours, theirs, differing = [], [], 0
+    for start in range(0, len(texts), chunk):
+        ours.append(reference.predict_scores(texts[start : start + chunk]))
+        theirs.append(candidate.predict_scores(texts[start : start + chunk]))
+        same = space.problem.same_answers(space, ours[-1], theirs[-1], labels)
+        differing += int((~same).sum())
+        if differing > allowed:
+            done = start + len(same)
+            return Int8Verdict(False, f"answers equal on under {AGREEMENT:.1%}", done, 1 - differing / done)
+    return scored(space, labels, np.concatenate(ours), np.concatenate(theirs))
+
+
+def scored(space: Any, labels: np.ndarray, ours: np.ndarray, theirs: np.ndarray) -> Int8Verdict:
+    """The verdict on f32 scores `ours` and int8 scores `theirs` of the same texts, whose targets are `labels`."""
+    problem = space.problem
+    agreement = float(problem.same_answers(space, ours, theirs, labels).mean())
+    metric = problem.headline[0]
+    f32 = float(problem.evaluate(space, labels, ours, detailed=False)[metric])
+    int8 = float(problem.evaluate(space, labels, theirs, detailed=False)[metric])
+    worse = (int8 - f32) if metric in problem.lower_is_better else (f32 - int8)
+    reasons = [f"answers equal on under {AGREEMENT:.1%}"] if agreement < AGREEMENT - 1e-9 else []
+    reasons += [f"{metric} {worse:.3f} worse, over the {SCORE_DROP} allowed"] if worse > SCORE_DROP + 1e-9 else []
+    change = float(np.abs(ours - theirs).max()) if len(ours) else 0.0
+    return Int8Verdict(not reasons, "; ".join(reasons), len(labels), agreement, metric, f32, int8, change)

@@ -1,0 +1,153 @@
+"""export/int8_gate.py: `--engine auto` uses a run's int8 model only after checking it against the f32 model on
+the run's evaluation texts; the verdict is kept, a refused int8 model is not, a damaged one is checked again, and
+CPUs without int8 units or an asked-for precision never try it."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from lora_sentiment.export import compiled, int8_gate
+from lora_sentiment.modeling.cpu import CpuKind
+from lora_sentiment.opening import open_predictor, resolve_engine_target, tries_int8
+from lora_sentiment.options import LoadOptions
+from lora_sentiment.problems.space import LabelSpace
+
+pytest.importorskip("nncf")
+pytestmark = pytest.mark.int8_default
+
+TEXTS = ["A wonderful, moving film.", "Dreadful from start to end."]
+
+
+@pytest.fixture()
+def run(tmp_path, trained_run, monkeypatch):
+    monkeypatch.setattr("lora_sentiment.opening._has_gpu", lambda: False)
+    monkeypatch.setattr("lora_sentiment.modeling.cpu.this_cpu", lambda: CpuKind("avx512-vnni", "avx512-vnni", None))
+    copy = tmp_path / "run"
+    shutil.copytree(trained_run, copy, ignore=shutil.ignore_patterns(compiled.CACHE_DIR))
+    return copy
+
+
+def _verdict(folder):
+    return json.loads((folder / int8_gate.VERDICT_FILE).read_text())
+
+
+@pytest.mark.parametrize(
+    ("cpu", "options", "tries"),
+    [
+        ("avx512-vnni", LoadOptions(), True),
+        ("avx2-vnni", LoadOptions(), True),
+        ("amx", LoadOptions(), True),
+        ("arm-dotprod", LoadOptions(), True),
+        ("avx2", LoadOptions(), False),  # no int8 dot products: int8 barely pays
+        ("avx512", LoadOptions(), False),
+        ("avx512-vnni", LoadOptions(precision="fp32"), False),  # a precision asked for is kept
+        ("avx512-vnni", LoadOptions(engine="openvino"), False),  # so is an engine
+    ],
+)
+def test_who_tries_int8(monkeypatch, cpu, options, tries):
+    monkeypatch.setattr("lora_sentiment.modeling.cpu.this_cpu", lambda: CpuKind(cpu, cpu, None))
+    assert tries_int8(options) is tries
+
+
+def test_int8_kept_when_its_answers_hold_then_reused_without_a_check(run, monkeypatch):
+    monkeypatch.setattr(int8_gate, "AGREEMENT", 0.0)  # the tiny random model: make the bar one it passes
+    monkeypatch.setattr(int8_gate, "SCORE_DROP", 1.0)
+    notices = []
+    chosen = resolve_engine_target(run, LoadOptions(), log=notices.append)
+    assert chosen.name.endswith(int8_gate.INT8_SUFFIX) and len(notices) == 3, notices
+    assert "checking once whether int8 keeps" in notices[1] and notices[2].startswith("note: int8 kept for this run")
+    verdict = _verdict(chosen.with_name(chosen.name.removesuffix(int8_gate.INT8_SUFFIX)))
+    assert verdict["kept"] and verdict["texts"] == 60 and verdict["metric"] == "accuracy"  # the run's 60 eval texts
+    again = []
+    assert resolve_engine_target(run, LoadOptions(), log=again.append) == chosen and again == []
+    predictor = open_predictor(run)
+    assert predictor.precision == "int8" and json.loads((chosen / "export.json").read_text())["int8_scope"] == (
+        "no-output-projections"
+    )
+    assert predictor.predict_scores(TEXTS).shape == (2, 2)
+
+
+def test_int8_refused_keeps_f32_and_the_verdict_but_not_the_model(run, monkeypatch):
+    monkeypatch.setattr(int8_gate, "AGREEMENT", 1.5)  # no model can pass
+    notices = []
+    chosen = resolve_engine_target(run, LoadOptions(), log=notices.append)
+    assert not chosen.name.endswith(int8_gate.INT8_SUFFIX)
+    assert notices[-1].startswith("note: int8 not used (answers equal to f32 on") and "f32 model" in notices[-1]
+    verdict = _verdict(chosen)
+    assert not verdict["kept"] and verdict["texts"] == 60  # stopped after its first chunk (of 64: all 60 texts)
+    assert sorted(p.name for p in (run / compiled.CACHE_DIR).iterdir()) == [chosen.name]
+    again = []
+    assert resolve_engine_target(run, LoadOptions(), log=again.append) == chosen and again == []
+    assert open_predictor(run).precision in ("fp32", "bf16")
+
+
+@pytest.mark.slow
+def test_a_damaged_int8_model_is_checked_again_with_a_notice(run, monkeypatch):
+    monkeypatch.setattr(int8_gate, "AGREEMENT", 0.0)
+    monkeypatch.setattr(int8_gate, "SCORE_DROP", 1.0)
+    chosen = resolve_engine_target(run, LoadOptions(), log=lambda _: None)
+    (chosen / "openvino_model.xml").unlink()
+    notices = []
+    assert resolve_engine_target(run, LoadOptions(), log=notices.append) == chosen
+    assert "damaged" in notices[0] and (chosen / "openvino_model.xml").is_file()
+
+
+def test_without_the_evaluation_data_int8_is_not_used(run, tmp_path, monkeypatch):
+    def gone(run):
+        raise FileNotFoundError("eval.csv not found")
+
+    monkeypatch.setattr(int8_gate, "check_rows", gone)
+    notices = []
+    chosen = resolve_engine_target(run, LoadOptions(), log=notices.append)
+    assert not chosen.name.endswith(int8_gate.INT8_SUFFIX)
+    assert notices[-1] == (
+        "note: int8 not used (the run's evaluation data could not be read: eval.csv not found); predicting with the "
+        "f32 model"
+    )
+
+
+def test_the_cli_keeps_stdout_to_the_answers_while_int8_is_checked(run, capsys):
+    from lora_sentiment.cli import main
+
+    assert main(["predict", str(run), "--json", "--text", *TEXTS]) == 0
+    captured = capsys.readouterr()
+    assert [json.loads(line)["text"] for line in captured.out.splitlines()] == TEXTS  # no NNCF progress bars
+    assert "checking once whether int8" in captured.err and "Warning" not in captured.err
+
+
+def _space(problem, names):
+    return LabelSpace(names=names, problem_type=problem)
+
+
+def test_the_verdict_rules():
+    space = _space("single-label", ["neg", "pos"])
+    labels = np.array([0, 1] * 100)
+    ours = np.stack([1 - labels * 0.8 - 0.1, labels * 0.8 + 0.1], axis=1)  # all right, sure
+    same = int8_gate.scored(space, labels, ours, ours + 0.001)
+    assert same.kept and same.agreement == 1.0 and same.f32 == same.int8 == 1.0 and same.largest_change < 0.0011
+    flipped = ours.copy()
+    flipped[0] = flipped[0][::-1]  # one answer of 200 moves: 99.5 % kept
+    assert int8_gate.scored(space, labels, ours, flipped).kept
+    flipped[1] = flipped[1][::-1]  # two: 99.0 %
+    refused = int8_gate.scored(space, labels, ours, flipped)
+    assert (
+        not refused.kept
+        and "answers equal on under 99.5%" in refused.reason
+        and "accuracy 0.010 worse" in (refused.reason)
+    )
+
+
+def test_same_answers_per_problem_type():
+    single = _space("single-label", ["a", "b", "c"])
+    p = np.array([[0.5, 0.3, 0.2], [0.1, 0.2, 0.7]])
+    q = np.array([[0.3, 0.5, 0.2], [0.1, 0.25, 0.65]])
+    assert single.problem.same_answers(single, p, q, np.array([0, 2])).tolist() == [False, True]
+    tags = _space("multi-label", ["x", "y"])
+    assert tags.problem.same_answers(tags, np.array([[0.6, 0.1], [0.4, 0.9]]), np.array([[0.55, 0.2], [0.51, 0.9]]),
+                                     np.zeros((2, 2))).tolist() == [True, False]  # fmt: skip
+    values = _space("regression", ["stars"])
+    labels = np.array([1.0, 3.0, 5.0, 7.0, 9.0])  # SD 2.83: a change of 0.14 is "the same"
+    got = values.problem.same_answers(values, np.array([[4.0], [6.0]]), np.array([[4.1], [6.2]]), labels)
+    assert got.tolist() == [True, False]
