@@ -51,6 +51,8 @@ def test_bench_runs_side_by_side_on_a_small_workload(tmp_path, tiny_distilbert, 
     assert 0 < entry["mfu"]["predict_ours"] < 1.5 and 0 < entry["mfu"]["train_ours"] < 1.5
     assert 0 <= entry["train_ours"]["accuracy"] <= 1
     assert "ours/baseline" in format_report(report)
+    assert entry["predict_ours"]["device"] == "cpu (openvino)"  # the default engine, as `predict RUN` runs it
+    assert "predict ours: the default engine, cpu (openvino)" in format_report(report)
 
 
 @pytest.mark.slow
