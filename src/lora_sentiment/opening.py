@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import UserError
 from .export.engines import engine
 from .export.folder import ExportedClassifier, check_export, export_info
+from .export.int8_gate import CHECK_TEXTS
 from .inference.base import LoadOptions
 from .problems.abstention import Abstention, check_abstention
 from .runs.run import is_export
@@ -24,12 +25,15 @@ LOG = logging.getLogger("lora_sentiment")
 Target = str | Path | Sequence[str | Path] | Mapping[str, str | Path]
 
 
-def open_predictor(target: Target, options: LoadOptions | None = None, **given: Any) -> Predictor | PredictorSet:
+def open_predictor(target: Target, options: LoadOptions | None = None, *, expected_texts: int | None = None,
+                   **given: Any) -> Predictor | PredictorSet:  # fmt: skip
     """`target` as a predictor: one run (merged, the fast path) or export, or several runs sharing their bases.
-    `given`: LoadOptions' fields (precision, device, long_text, stride, threads), as keywords."""
+    `given`: LoadOptions' fields (precision, device, long_text, stride, threads), as keywords. `expected_texts`:
+    how many texts it will predict, when that is known and small (`predict --text`), so that a first call does not
+    pay for a check that only larger jobs repay (export/int8_gate.py)."""
     options = options or LoadOptions(**given)
     if isinstance(target, (str, Path)):
-        target = resolve_engine_target(target, options)
+        target = resolve_engine_target(target, options, expected_texts=expected_texts)
         if is_export(target):
             return ExportedClassifier.open(target, options)  # on the CPU, whatever options.device says
         from .inference.classifier import load_classifier
@@ -73,8 +77,8 @@ def _has_gpu() -> bool:
     return Path("/dev/nvidia0").exists() or Path("/dev/nvidiactl").exists()
 
 
-def resolve_engine_target(target: str | Path, options: LoadOptions, log: Callable[[str], None] | None = None
-                          ) -> str | Path:  # fmt: skip
+def resolve_engine_target(target: str | Path, options: LoadOptions, log: Callable[[str], None] | None = None,
+                          expected_texts: int | None = None) -> str | Path:  # fmt: skip
     """A run folder, or what it is compiled to for the chosen engine (built once); an export as it is.
     `predict`'s workers and Ray resolve this once, before they start, so the model is compiled once."""
     if is_export(target) or not Path(target).is_dir():
@@ -85,7 +89,10 @@ def resolve_engine_target(target: str | Path, options: LoadOptions, log: Callabl
     from .export.compiled import compiled_export
 
     try:
-        return compiled_export(target, chosen, log or LOG.info, None if log else LOG.warning, int8=tries_int8(options))
+        int8 = "check" if tries_int8(options) else "no"
+        if int8 == "check" and expected_texts is not None and expected_texts < CHECK_TEXTS:
+            int8 = "if checked"  # a few texts: int8 once a larger job has checked it, f32 until then
+        return compiled_export(target, chosen, log or LOG.info, None if log else LOG.warning, int8=int8)
     except OSError as exc:  # a read-only run folder: torch still answers
         LOG.warning(f"note: cannot keep a compiled model in {target} ({exc.strerror}); predicting with torch")
         return target

@@ -165,7 +165,8 @@ def _predict_texts(args: argparse.Namespace, job: PredictJob) -> int:
     from ..problems.outputs import format_table
 
     runs, texts = job.runs, job.texts
-    model = open_predictor(next(iter(runs.values())) if len(runs) == 1 else runs, job.load)
+    target = next(iter(runs.values())) if len(runs) == 1 else runs
+    model = open_predictor(target, job.load, expected_texts=len(texts))
     members = [(name, model[name]) for name in model.names] if isinstance(model, PredictorSet) else [(None, model)]
     explain = job.explain
     for name, predictor in members:

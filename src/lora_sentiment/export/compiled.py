@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Literal
 
 from ..errors import UserError, first_line
 from ..runs.run import ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, LABELS_FILE, RUN_CONFIG_FILE, Run
@@ -24,6 +25,7 @@ CACHE_DIR = ".compiled"
 LAYOUT = "2"
 _RUNTIME_PACKAGES = {"openvino": "openvino", "onnx": "onnxruntime"}
 Log = Callable[[str], None]
+Int8Use = Literal["no", "check", "if checked"]
 
 
 def cache_key(run: Run, engine: str) -> str:
@@ -41,18 +43,19 @@ def cache_key(run: Run, engine: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def compiled_export(run_dir: str | Path, engine: str, log: Log, warn: Log | None = None, *, int8: bool = False
-                    ) -> Path:  # fmt: skip
+def compiled_export(run_dir: str | Path, engine: str, log: Log, warn: Log | None = None, *,
+                    int8: Int8Use = "no") -> Path:  # fmt: skip
     """The run compiled for `engine` ("openvino" or "onnx"), built now if it is missing, stale or damaged.
     `log`: what it is doing; `warn`: that a damaged entry is rebuilt (`log` unless given). `int8` (openvino):
-    its int8 model instead where that keeps the run's answers (int8_gate.py)."""
+    "check" its int8 model (once) and use it where that keeps the run's answers (int8_gate.py); "if checked" use
+    it only where an earlier check kept it."""
     warn = warn or log
     run = Run.open(run_dir)
     folder = _compiled(run, engine, log, warn)
-    if int8 and engine == "openvino":
+    if int8 != "no" and engine == "openvino":
         from .int8_gate import int8_or_f32
 
-        return int8_or_f32(run, folder, log, warn)
+        return int8_or_f32(run, folder, log, warn, check=int8 == "check")
     return folder
 
 

@@ -60,8 +60,9 @@ class Int8Verdict:
         return f"note: int8 not used ({same}{scores}: {self.reason}); predicting with the f32 model"
 
 
-def int8_or_f32(run: Run, f32: Path, log: Log, warn: Log) -> Path:
-    """The run's int8 compiled model where its check passed (made and checked now if never checked), else `f32`."""
+def int8_or_f32(run: Run, f32: Path, log: Log, warn: Log, check: bool = True) -> Path:
+    """The run's int8 compiled model where its check passed (made and checked now if never checked, unless not
+    `check`), else `f32`."""
     from .folder import check_export
 
     int8 = f32.with_name(f32.name + INT8_SUFFIX)
@@ -73,6 +74,8 @@ def int8_or_f32(run: Run, f32: Path, log: Log, warn: Log) -> Path:
         except UserError as exc:
             warn(f"note: the int8 model in {int8} is damaged ({first_line(exc)}); checking int8 again")
             verdict = None
+    if verdict is None and not check:
+        return f32
     if verdict is None:
         log(f"note: checking once whether int8 keeps this run's answers (on up to {CHECK_TEXTS} evaluation texts)...")
         verdict = _decide(run, f32, int8)

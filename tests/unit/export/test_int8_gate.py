@@ -108,13 +108,27 @@ def test_without_the_evaluation_data_int8_is_not_used(run, tmp_path, monkeypatch
     )
 
 
-def test_the_cli_keeps_stdout_to_the_answers_while_int8_is_checked(run, capsys):
+def test_a_few_texts_do_not_pay_for_the_check_but_use_its_verdict(run, tmp_path, capsys, monkeypatch):
+    """`predict --text` (fewer texts than the check reads) uses int8 only once a larger job has checked it; a file
+    job checks, and while it does stdout holds nothing but the answers (no NNCF progress bars)."""
     from lora_sentiment.cli import main
 
+    monkeypatch.setattr(int8_gate, "AGREEMENT", 0.0)
+    monkeypatch.setattr(int8_gate, "SCORE_DROP", 1.0)
     assert main(["predict", str(run), "--json", "--text", *TEXTS]) == 0
-    captured = capsys.readouterr()
-    assert [json.loads(line)["text"] for line in captured.out.splitlines()] == TEXTS  # no NNCF progress bars
-    assert "checking once whether int8" in captured.err and "Warning" not in captured.err
+    first = capsys.readouterr()
+    (f32,) = (run / compiled.CACHE_DIR).iterdir()  # the f32 model only
+    assert "checking once" not in first.err and not (f32 / int8_gate.VERDICT_FILE).exists()
+    reviews = tmp_path / "reviews.txt"
+    reviews.write_text("\n".join(TEXTS) + "\n")
+    assert main(["predict", str(run), "--input", str(reviews), "--output", "-", "--no-progress"]) == 0
+    checked = capsys.readouterr()
+    assert [json.loads(line)["text"] for line in checked.out.splitlines()] == TEXTS
+    assert "checking once whether int8" in checked.err and "Warning" not in checked.err
+    assert main(["predict", str(run), "--json", "--text", *TEXTS]) == 0
+    later = capsys.readouterr()
+    assert later.err == "" and [json.loads(line)["text"] for line in later.out.splitlines()] == TEXTS
+    assert open_predictor(run, expected_texts=2).precision == "int8"
 
 
 def _space(problem, names):
