@@ -185,12 +185,7 @@ class AuditRecipe:
         from ..problems.metrics import evaluation_metrics
 
         problem, n = self.space.problem, len(self.labels)
-        if self.space.problem_type == "single-label":
-            constant = np.bincount(self.labels.astype(int), minlength=len(self.space.names)) / n
-        elif self.space.problem_type == "multi-label":
-            constant = self.labels.astype(float).mean(axis=0)
-        else:
-            constant = np.array([self.labels.astype(float).mean()])
+        constant = problem.constant_scores(self.space, self.labels)
         scored = evaluation_metrics(self.space, self.labels, self.scores, detailed=False)
         guessed = evaluation_metrics(self.space, self.labels, np.tile(constant, (n, 1)), detailed=False)
         # The first headline metric a constant has (a rank correlation has none).

@@ -153,6 +153,11 @@ class ProblemType:
         """Flags, ranking and suggestions from cross-fitted `scores` of the texts whose given targets are `labels`."""
         raise NotImplementedError
 
+    def constant_scores(self, space: LabelSpace, labels: np.ndarray) -> np.ndarray:
+        """[n_outputs] the scores of a guess that ignores the text, fitted on `labels` (what out-of-sample scores
+        must beat for their flags to mean anything)."""
+        raise NotImplementedError
+
     def label_text(self, label: Any, space: LabelSpace) -> str:
         """One encoded target as a person reads it (issues.csv's given and suggested columns)."""
         raise NotImplementedError

@@ -184,6 +184,9 @@ class MultiLabel(ProblemType):
 
         return tag_issues(scores, np.asarray(labels), space.names)
 
+    def constant_scores(self, space: LabelSpace, labels: np.ndarray) -> np.ndarray:
+        return labels.astype(float).mean(axis=0)
+
     def label_text(self, label: Any, space: LabelSpace) -> str:
         return ", ".join(name for name, on in zip(space.names, np.asarray(label) > 0.5) if on)
 

@@ -140,6 +140,9 @@ class Regression(ProblemType):
 
         return residual_issues(scores[:, 0], np.asarray(labels, dtype=float))
 
+    def constant_scores(self, space: LabelSpace, labels: np.ndarray) -> np.ndarray:
+        return np.array([labels.astype(float).mean()])
+
     def label_text(self, label: Any, space: LabelSpace) -> str:
         return f"{float(label):.4g}"
 

@@ -140,6 +140,9 @@ class SingleLabel(ProblemType):
 
         return class_issues(scores, np.asarray(labels), space.names)
 
+    def constant_scores(self, space: LabelSpace, labels: np.ndarray) -> np.ndarray:
+        return np.bincount(labels.astype(int), minlength=len(space.names)) / len(labels)
+
     def label_text(self, label: Any, space: LabelSpace) -> str:
         return space.names[int(label)]
 

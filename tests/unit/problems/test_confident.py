@@ -96,3 +96,14 @@ def test_residual_issues_flag_values_far_outside_the_residuals():
     assert set(np.flatnonzero(issues.flagged)) == {7, 70}
     assert issues.suggested[7] == pytest.approx(predicted[7])
     assert issues.summary["residuals"]["robust_sd"] == pytest.approx(0.5, abs=0.06)
+
+
+def test_the_constant_guess_each_type_scores_against():
+    from lora_sentiment.problems.space import LabelSpace
+
+    single = LabelSpace(problem_type="single-label", names=["a", "b", "c"])
+    np.testing.assert_allclose(single.problem.constant_scores(single, np.array([0, 0, 2, 0])), [0.75, 0, 0.25])
+    tags = LabelSpace(problem_type="multi-label", names=["x", "y"])
+    np.testing.assert_allclose(tags.problem.constant_scores(tags, np.array([[1, 0], [1, 1]])), [1.0, 0.5])
+    value = LabelSpace(problem_type="regression", names=["stars"])
+    np.testing.assert_allclose(value.problem.constant_scores(value, np.array([2.0, 4.0, 9.0])), [5.0])
