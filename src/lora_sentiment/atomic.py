@@ -54,15 +54,20 @@ def staged(final: Path) -> Iterator[Path]:
 
 
 @contextmanager
-def staged_file(target: Path) -> Iterator[IO[str]]:
-    """A text file written beside `target` under a hidden name and renamed over it only when the block ends."""
-    temporary = staging_path(target)
-    handle = open(temporary, "w", encoding="utf-8", newline="")
+def staged_path(target: Path, suffix: str = "") -> Iterator[Path]:
+    """A hidden path beside `target` for a writer that takes a path (numpy, pyarrow), renamed over `target` only
+    when the block ends; removed if it fails. `suffix`: what the writer insists the name ends with (".npy")."""
+    temporary = staging_path(target).with_name(staging_path(target).name + suffix)
     try:
-        yield handle
+        yield temporary
     except BaseException:
-        handle.close()
         temporary.unlink(missing_ok=True)
         raise
-    handle.close()
     os.replace(temporary, target)
+
+
+@contextmanager
+def staged_file(target: Path) -> Iterator[IO[str]]:
+    """A text file written beside `target` under a hidden name and renamed over it only when the block ends."""
+    with staged_path(target) as temporary, open(temporary, "w", encoding="utf-8", newline="") as handle:
+        yield handle

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import staged_path
 from ..config import TrainConfig
 from ..errors import UserError, first_line
 from ..problems.space import LabelSpace
@@ -176,13 +177,11 @@ def write_evaluation(job: FoldJob) -> None:
         return
     path = job.folder / FOLDS_DIR / EVAL_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    job.evaluation.select_columns(["text", "label"]).to_parquet(str(partial))
-    os.replace(partial, path)
+    with staged_path(path) as partial:
+        job.evaluation.select_columns(["text", "label"]).to_parquet(str(partial))
 
 
 def _save(path: Path, scores: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.stem}.partial.npy")
-    np.save(partial, scores, allow_pickle=False)
-    os.replace(partial, path)
+    with staged_path(path, ".npy") as partial:
+        np.save(partial, scores, allow_pickle=False)

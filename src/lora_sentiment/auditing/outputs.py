@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..atomic import staged_file, staging_path
+from ..atomic import staged_file, staged_path
 from ..config import TrainConfig
 from ..problems.space import LabelSpace
 from .findings import COLUMNS, Finding
@@ -48,10 +47,9 @@ def write_plot(path: Path, space: LabelSpace, summary: dict[str, Any], residuals
         figure = _tag_figure(plt, labels["per_tag"])
     else:
         figure = _residual_figure(plt, residuals, labels["residuals"])
-    partial = staging_path(path).with_suffix(".png")
-    figure.savefig(partial, dpi=110, bbox_inches="tight")
+    with staged_path(path, ".png") as partial:
+        figure.savefig(partial, dpi=110, bbox_inches="tight")
     plt.close(figure)
-    os.replace(partial, path)
 
 
 def _joint_figure(plt: Any, joint: np.ndarray, names: list[str]) -> Any:
@@ -205,11 +203,10 @@ def _set_label(frame: Any, row: int, suggested: Any, config: TrainConfig, space:
 
 def _write_frame(frame: Any, path: Path) -> None:
     fmt = CLEAN_FORMATS[path.suffix.lower()]
-    partial = staging_path(path)
-    if fmt == "parquet":
-        frame.to_parquet(partial, index=False)
-    elif fmt == "jsonl":
-        frame.to_json(partial, orient="records", lines=True, force_ascii=False)
-    else:
-        frame.to_csv(partial, index=False, sep="\t" if fmt == "tsv" else ",")
-    os.replace(partial, path)
+    with staged_path(path) as partial:
+        if fmt == "parquet":
+            frame.to_parquet(partial, index=False)
+        elif fmt == "jsonl":
+            frame.to_json(partial, orient="records", lines=True, force_ascii=False)
+        else:
+            frame.to_csv(partial, index=False, sep="\t" if fmt == "tsv" else ",")

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import staged_file
 from ..config import TrainConfig
 from ..data.duplicates import few_words
 from ..errors import UserError
@@ -154,9 +155,8 @@ class AuditRecipe:
                 else:
                     written.unlink(missing_ok=True)
         self.folder.mkdir(parents=True, exist_ok=True)
-        with (self.folder / f".{STATE_FILE}.partial").open("w", encoding="utf-8") as handle:
+        with staged_file(path) as handle:
             json.dump(state, handle, indent=2, default=str)
-        (self.folder / f".{STATE_FILE}.partial").replace(path)
 
     def _settings(self) -> dict[str, Any]:
         train = {k: v for k, v in self.config.model_dump(mode="json").items() if k not in _NOT_SCORING}
