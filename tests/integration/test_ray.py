@@ -97,6 +97,32 @@ def test_one_csv_file_to_jsonl_in_a_running_ray(tmp_path, trained_run, reviews, 
     _same_predictions(got, _local_predictions(trained_run, reviews, tmp_path))
 
 
+@pytest.mark.slow
+def test_explanations_on_ray_match_predict_input(tmp_path, trained_run, reviews, local_ray):
+    """`--explain` on Ray: each actor explains its rows with the run's torch model, as `predict --input` does."""
+    from lora_sentiment.batch.ray_data import predict_on_ray
+    from lora_sentiment.options import ExplainOptions, FileOptions, LoadOptions
+
+    rows = reviews.head(12)
+    source = tmp_path / "reviews.parquet"
+    rows.to_parquet(source)
+    load, explain = LoadOptions(precision="fp32", engine="torch"), ExplainOptions(explain=True)
+    options = FileOptions(output_format="jsonl", chunk_size=8, progress=False)
+    predict_on_ray(str(trained_run), str(source), str(tmp_path / "out"), options, load, explain=explain)
+    lines = [json.loads(line) for f in sorted((tmp_path / "out").glob("*.json*")) for line in f.open()]
+    got = pd.DataFrame(lines).sort_values("input_row").reset_index(drop=True)
+    local = tmp_path / "local.jsonl"
+    predict_file(str(trained_run), str(source), str(local), FileOptions(output_format="jsonl", progress=False), load,
+                 explain)  # fmt: skip
+    expected = pd.read_json(local, lines=True, dtype=False)
+    present = expected["predicted_label"].notna()
+    assert got["explanation"].isna().tolist() == expected["explanation"].isna().tolist()
+    for ours, theirs in zip(got.loc[present, "explanation"], expected.loc[present, "explanation"]):
+        assert [w["word"] for w in ours["words"]] == [w["word"] for w in theirs["words"]]
+        np.testing.assert_allclose([w["score"] for w in ours["words"]], [w["score"] for w in theirs["words"]],
+                                   atol=1e-4)  # fmt: skip
+
+
 def _broken_jsonl(folder: Path) -> None:
     good = "".join(json.dumps({"text": f"review {i}"}) + "\n" for i in range(60))
     (folder / "a.jsonl").write_text(good)

@@ -24,7 +24,7 @@ import pandas as pd
 from ..atomic import staged
 from ..data.tables import INPUT_FORMATS, STDIO, checked_chunks, checked_output, resolve_format
 from ..errors import UserError, first_line
-from ..options import FileOptions, LoadOptions
+from ..options import ExplainOptions, FileOptions, LoadOptions
 from .columns import ChunkJob, with_predictions
 from .columns import check_columns as check_prediction_columns
 from .workers import open_in_worker
@@ -170,15 +170,17 @@ class RaySummary:
 
 def predict_on_ray(
     model: str, input_path: str, output_path: str, options: FileOptions | None = None,
-    load: LoadOptions | None = None, *, ray_address: str | None = None,
+    load: LoadOptions | None = None, *, ray_address: str | None = None, explain: ExplainOptions | None = None,
 ) -> RaySummary:  # fmt: skip
     """Classify every row of the files behind `input_path` on Ray (at `ray_address`, else a local Ray started for
     this call); the predictions go to the folder `output_path`, one file per block, each row with its
-    `input_file` and `input_row`. `model`: a run or export folder, loaded once by each actor."""
+    `input_file` and `input_row`. `model`: a run or export folder, loaded once by each actor. `explain`: each
+    row's explanation too (a run, on torch: `load` should say engine torch, as `predict --explain` does)."""
     options, load = options or FileOptions(), load or LoadOptions()
     out_fmt, target = check_ray_job(output_path, options, ray_address)
     files, fmt = input_files(input_path, options.input_format)
-    job = ChunkJob("text" if fmt == "txt" else options.text_column, out_fmt, options.batch_size)
+    explain = explain if explain is not None and explain.explain else None
+    job = ChunkJob("text" if fmt == "txt" else options.text_column, out_fmt, options.batch_size, explain)
     check_inputs(files, fmt, job.text_column)
     from ..opening import resolve_engine_target
 

@@ -92,8 +92,6 @@ def _check_explain(args: argparse.Namespace, job: PredictJob) -> None:
         raise UserError("--explain takes one run folder (explanations need its torch model, not an export or a set)")
     if job.load.engine not in ("auto", "torch"):
         raise UserError(f"--explain runs the run's torch model: drop --engine {job.load.engine} (or give torch)")
-    if args.runner == "ray":
-        raise UserError("--explain runs with --runner local (the default); Ray workers do not explain")
     from ..inference.explain import captum
     from ..opening import records
 
@@ -207,7 +205,7 @@ def _predict_on_ray(args: argparse.Namespace, job: PredictJob) -> int:
     assert job.where is not None
     (path,) = job.runs.values()
     summary = predict_on_ray(str(Path(path).absolute()), args.input, args.output, job.file, job.load,
-                             ray_address=job.where.ray_address)  # fmt: skip
+                             ray_address=job.where.ray_address, explain=job.explain)  # fmt: skip
     print(
         f"Predicted {summary.rows} rows of {summary.files_in} files with {summary.workers} Ray workers into "
         f"{summary.output} ({summary.files_out} files; input order: sort by input_file, input_row).",
