@@ -119,6 +119,12 @@ def test_a_multi_label_run_lists_its_tags(page, tmp_path, tiny_distilbert):
         expected = _api_prediction(url, "so happy")
         assert verdict == (" · ".join(expected["labels"]) or "No label above its threshold")
         assert sorted(b.split("\n")[0] for b in page.locator(".bar").all_inner_texts()) == ["anger", "joy", "love"]
+        # Why? for a tag of the user's choosing (the likeliest one unless chosen), as POST /explain's "label"
+        assert page.locator("#why-label option").all_inner_texts() == ["the likeliest tag", "anger", "joy", "love"]
+        page.select_option("#why-label", "love")
+        page.click("#explain")
+        page.wait_for_selector("#why-words .word", timeout=30000)
+        assert page.inner_text("#why").startswith("Words that pushed love up")
 
 
 def test_the_model_picker_switches_between_served_runs(page, tiny_runs):
