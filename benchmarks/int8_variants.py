@@ -1,8 +1,11 @@
 """Which NNCF int8 settings keep a run's labels equal to fp32? Each variant quantizes the run's OpenVINO graph
-(calibrated on 256 of its training texts, as `export --quantize int8` does) and predicts the same validation
-reviews with OpenVINO at f32 (no bf16: the int8 layers are the only change), against the unquantized graph.
+(calibrated on 256 of its training texts, as `export --quantize int8` does, unless it says otherwise) and
+predicts the same validation reviews with OpenVINO at f32 (no bf16: the int8 layers are the only change),
+against the unquantized graph. "output projections in float, 128 texts" is what `predict`'s default checks per
+run (export/int8_gate.py).
 
-    python benchmarks/int8_variants.py RUN ../shared/data/imdb-sample/validation.parquet --rows 500
+    python benchmarks/int8_variants.py RUN ../shared/data/imdb-sample/validation.parquet --rows 1000 \
+        --output benchmarks/results/int8-variants-cpu-DATE.json
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ def main() -> None:
     parser.add_argument("run")
     parser.add_argument("data", help="Parquet/CSV with text and label columns")
     parser.add_argument("--rows", type=int, default=500)
+    parser.add_argument("--output", help="also write the results as JSON here")
     args = parser.parse_args()
 
     import nncf
@@ -30,12 +34,14 @@ def main() -> None:
     from transformers import AutoTokenizer
 
     from lora_sentiment.data.encoding import TextEncoder, padded_batches
-    from lora_sentiment.export.engines.openvino import calibration_texts
+    from lora_sentiment.export.engines.openvino import OUTPUT_PROJECTIONS, calibration_texts
     from lora_sentiment.export.writing import export_run
+    from lora_sentiment.modeling.cpu import this_cpu
     from lora_sentiment.runs.run import Run
 
     read = pd.read_parquet if args.data.endswith(".parquet") else pd.read_csv
-    rows = read(args.data).sample(args.rows, random_state=1)
+    frame = read(args.data)
+    rows = frame.sample(min(args.rows, len(frame)), random_state=1)
     run = Run.open(args.run)
     with tempfile.TemporaryDirectory() as scratch:
         export = Path(scratch) / "fp32"
@@ -44,8 +50,8 @@ def main() -> None:
         tokenizer = AutoTokenizer.from_pretrained(str(export))
         encoder = TextEncoder.for_config(tokenizer, run.config)
         batches = list(padded_batches(tokenizer, encoder(rows.text.tolist()), names, 16))
-        calibration = [f for _, f in padded_batches(tokenizer, encoder(calibration_texts(run.config, None, 256)),
-                                                    names, 16)]  # fmt: skip
+        calibrations = {n: [f for _, f in padded_batches(tokenizer, encoder(calibration_texts(run.config, None, n)),
+                                                         names, 16)] for n in (64, 128, 256)}  # fmt: skip
         core = openvino.Core()
 
         def logits(model):
@@ -63,8 +69,9 @@ def main() -> None:
         gold = rows.label.to_numpy()
         print(f"f32: {reference_s:.1f} s, accuracy {(reference.argmax(1) == gold).mean():.3f}")
         smooth = AdvancedSmoothQuantParameters
+        projections = nncf.IgnoredScope(patterns=OUTPUT_PROJECTIONS, validate=False)
         variants = {
-            "TRANSFORMER (today's export)": {},
+            "TRANSFORMER (the export's default)": {},
             "head and pooler in float": {
                 "ignored_scope": nncf.IgnoredScope(patterns=[".*classifier.*", ".*pooler.*"], validate=False)
             },  # fmt: skip
@@ -75,21 +82,39 @@ def main() -> None:
                 "advanced_parameters": AdvancedQuantizationParameters(smooth_quant_alphas=smooth(matmul=-1))
             },  # fmt: skip
             "PERFORMANCE preset": {"preset": nncf.QuantizationPreset.PERFORMANCE},
+            "output projections in float": {"ignored_scope": projections},
+            "output projections in float, 128 texts": {"ignored_scope": projections, "texts": 128},
+            "output projections in float, 64 texts": {"ignored_scope": projections, "texts": 64},
+            "last two layers in float": {
+                "ignored_scope": nncf.IgnoredScope(patterns=[".*layer\\.(4|5)/.*"], validate=False)
+            },  # fmt: skip
+            "attention scores in float": {
+                "ignored_scope": nncf.IgnoredScope(patterns=[".*attention/self/MatMul.*"], validate=False)
+            },  # fmt: skip
         }
         probabilities = np.exp(reference) / np.exp(reference).sum(1, keepdims=True)
+        results = {"cpu_class": this_cpu().name, "run": args.run, "rows": len(rows), "variants": {}}
         for name, extra in variants.items():
+            calibration = calibrations[extra.pop("texts", 256)]
             started = time.perf_counter()
             quantized = nncf.quantize(read_graph(), nncf.Dataset(calibration), model_type=nncf.ModelType.TRANSFORMER,
                                       subset_size=len(calibration), **extra)  # fmt: skip
             quantize_s = time.perf_counter() - started
             out, seconds = logits(quantized)
             p = np.exp(out) / np.exp(out).sum(1, keepdims=True)
-            print(
-                f"{name}: quantize {quantize_s:.1f} s, {reference_s / seconds:.2f}x f32, labels agree "
-                f"{(out.argmax(1) == reference.argmax(1)).mean():.4f}, largest probability change "
-                f"{np.abs(p - probabilities).max():.3f}, accuracy {(out.argmax(1) == gold).mean():.3f}",
-                flush=True,
-            )
+            entry = {
+                "quantize_s": quantize_s, "vs_f32": reference_s / seconds,
+                "agreement": float((out.argmax(1) == reference.argmax(1)).mean()),
+                "largest_change": float(np.abs(p - probabilities).max()),
+                "accuracy": float((out.argmax(1) == gold).mean()),
+                "accuracy_f32": float((reference.argmax(1) == gold).mean()),
+            }  # fmt: skip
+            results["variants"][name] = entry
+            print(f"{name}: quantize {quantize_s:.1f} s, {entry['vs_f32']:.2f}x f32, labels agree "
+                  f"{entry['agreement']:.4f}, largest probability change {entry['largest_change']:.3f}, accuracy "
+                  f"{entry['accuracy']:.3f}", flush=True)  # fmt: skip
+        if args.output:
+            Path(args.output).write_text(json.dumps(results, indent=2), encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -5,8 +5,9 @@ when its answers equal the f32 model's on at least AGREEMENT of them and its hea
 than SCORE_DROP; otherwise the f32 model stays. The verdict is kept beside the compiled model (`int8.json`), so a
 run pays the check once per runtime and retraining checks again.
 
-Why a check per run and not a rule: the same int8 recipe agreed with f32 on 97.6-98.2 % of a weak run's labels
-and 99.5 % of a well-trained one's (docs/benchmarks/cpu-classes.md); only the run's own texts can tell."""
+Why a check per run and not a rule: int8 agreed with f32 on 97.6-98.2 % of a weak run's labels and 99.1-99.5 % of
+a well-trained one's, and refused a multi-label and a regression run that bf16 keeps
+(docs/benchmarks/cpu-classes.md); only the run's own texts can tell."""
 
 from __future__ import annotations
 

@@ -92,7 +92,8 @@ logits = model({{p.get_any_name(): inputs[p.get_any_name()] for p in model.input
 
 # Each layer's output projections (attention's and the feed-forward's), as the ONNX graph names them in BERT /
 # RoBERTa (output/dense), DistilBERT (out_lin, lin2) and GPT-2 (c_proj). Kept in float by --int8-scope
-# no-output-projections: on a MiniLM IMDB run their int8 moved 0.8 % of labels, without them 0.5 %.
+# no-output-projections: on a MiniLM IMDB run int8 moved 0.8-0.9 % of labels with them, 0.5-0.7 % without (two
+# calibration draws each: a small gain, near that noise; docs/benchmarks/cpu-classes.md).
 OUTPUT_PROJECTIONS = [".*/output/dense/MatMul", ".*/out_lin/MatMul", ".*/lin2/MatMul", ".*/c_proj/.*"]
 
 
