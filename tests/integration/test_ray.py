@@ -172,7 +172,8 @@ def test_a_file_broken_mid_run_stops_the_command_with_one_line(tmp_path, trained
     command = [sys.executable, "-m", "lora_sentiment", "predict", str(trained_run), "--input", str(folder / "*.jsonl")]
     command += ["--output", str(tmp_path / "out"), "--runner", "ray", "--chunk-size", "16"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    ours = [line for line in done.stderr.splitlines() if line and not line.startswith("[20")]
+    # Ray's own log lines and our notes (the compile, the int8 check on CPUs with int8 units) are not errors
+    ours = [line for line in done.stderr.splitlines() if line and not line.startswith(("[20", "lora-sentiment: note:"))]
     assert done.returncode == 2
     assert len(ours) == 1 and ours[0].startswith("lora-sentiment: error: could not read"), done.stderr
     assert "b.jsonl as jsonl" in ours[0]

@@ -66,7 +66,7 @@ def predict_file(
     with `load`. `explain`: an explanation column (a run only). `given`: FileOptions' and LoadOptions' fields, as
     keywords. At most 2 x workers chunks are in
     flight, so memory stays bounded however long the file is."""
-    options, load = _split_options(options, load, given)
+    options, load = split_options(options, load, given)
     plan = check_file_job(input_path, output_path, options, explain)
     in_fmt, job, target, workers = plan.input_format, plan.job, plan.target, plan.workers
     summary = BatchSummary()
@@ -123,7 +123,7 @@ def _checked_workers(workers: int) -> int:
     return workers
 
 
-def _split_options(options: FileOptions | None, load: LoadOptions | None, given: dict[str, Any]) -> tuple:
+def split_options(options: FileOptions | None, load: LoadOptions | None, given: dict[str, Any]) -> tuple:
     """The keywords of the Python API sorted into the two option models (a misspelt one is refused)."""
     try:
         file_given = {k: v for k, v in given.items() if k in FileOptions.model_fields}

@@ -27,6 +27,7 @@ from ..errors import UserError, first_line
 from ..options import ExplainOptions, FileOptions, LoadOptions
 from .columns import ChunkJob, with_predictions
 from .columns import check_columns as check_prediction_columns
+from .files import split_options
 from .workers import open_in_worker
 
 ROW_COLUMNS = ("input_file", "input_row")
@@ -170,13 +171,15 @@ class RaySummary:
 
 def predict_on_ray(
     model: str, input_path: str, output_path: str, options: FileOptions | None = None,
-    load: LoadOptions | None = None, *, ray_address: str | None = None, explain: ExplainOptions | None = None,
+    load: LoadOptions | None = None, explain: ExplainOptions | None = None, **given: Any,
 ) -> RaySummary:  # fmt: skip
-    """Classify every row of the files behind `input_path` on Ray (at `ray_address`, else a local Ray started for
-    this call); the predictions go to the folder `output_path`, one file per block, each row with its
+    """Classify every row of the files behind `input_path` on Ray (at `ray_address=`, else a local Ray started
+    for this call); the predictions go to the folder `output_path`, one file per block, each row with its
     `input_file` and `input_row`. `model`: a run or export folder, loaded once by each actor. `explain`: each
-    row's explanation too (a run, on torch: `load` should say engine torch, as `predict --explain` does)."""
-    options, load = options or FileOptions(), load or LoadOptions()
+    row's explanation too (a run, on torch: `load` should say engine torch, as `predict --explain` does).
+    `given`: `ray_address`, and FileOptions' and LoadOptions' fields, as keywords (as `predict_file` takes them)."""
+    ray_address = given.pop("ray_address", None)
+    options, load = split_options(options, load, given)
     out_fmt, target = check_ray_job(output_path, options, ray_address)
     files, fmt = input_files(input_path, options.input_format)
     explain = explain if explain is not None and explain.explain else None

@@ -33,7 +33,7 @@ from ..runs.run import Run
 AGREEMENT = 0.995  # what a default must keep (the bar for any engine against fp32)
 SCORE_DROP = 0.005  # half a point of accuracy / F1 / Spearman
 CHECK_TEXTS = 400  # 2 differing answers allowed; measured: 8 s of int8 and 15 s of f32 on the avx512-bf16 class
-CALIBRATION_TEXTS = 128  # 16 s to quantize MiniLM at 256 tokens; 256 texts took 26 s for 0.1 point more agreement
+CALIBRATION_TEXTS = 128  # 16 s to quantize MiniLM at 256 tokens; 256 texts took 26-28 s and agreed no better
 VERDICT_FILE = "int8.json"
 INT8_SUFFIX = "-int8"
 Log = Callable[[str], None]
@@ -53,12 +53,12 @@ class Int8Verdict:
 
     def describe(self) -> str:
         if self.agreement is None:
-            return f"note: int8 not used ({self.reason}); predicting with the f32 model"
+            return f"note: int8 not used ({self.reason}); predicting with the unquantized model"
         same = f"answers equal to f32 on {self.agreement:.1%} of {self.texts} evaluation texts"
         scores = f", {self.metric} {self.int8:.3f} against {self.f32:.3f}" if self.f32 is not None else ""
         if self.kept:
             return f"note: int8 kept for this run ({same}{scores}; checked in {self.seconds:.0f} s)"
-        return f"note: int8 not used ({same}{scores}: {self.reason}); predicting with the f32 model"
+        return f"note: int8 not used ({same}{scores}: {self.reason}); predicting with the unquantized model"
 
 
 def int8_or_f32(run: Run, f32: Path, log: Log, warn: Log, check: bool = True) -> Path:

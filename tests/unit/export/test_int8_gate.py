@@ -74,7 +74,7 @@ def test_int8_refused_keeps_f32_and_the_verdict_but_not_the_model(run, monkeypat
     notices = []
     chosen = resolve_engine_target(run, LoadOptions(), log=notices.append)
     assert not chosen.name.endswith(int8_gate.INT8_SUFFIX)
-    assert notices[-1].startswith("note: int8 not used (answers equal to f32 on") and "f32 model" in notices[-1]
+    assert notices[-1].startswith("note: int8 not used (answers equal to f32 on") and "unquantized model" in notices[-1]
     verdict = _verdict(chosen)
     assert not verdict["kept"] and verdict["texts"] == 60  # stopped after its first chunk (of 64: all 60 texts)
     assert sorted(p.name for p in (run / compiled.CACHE_DIR).iterdir()) == [chosen.name]
@@ -104,7 +104,7 @@ def test_without_the_evaluation_data_int8_is_not_used(run, tmp_path, monkeypatch
     assert not chosen.name.endswith(int8_gate.INT8_SUFFIX)
     assert notices[-1] == (
         "note: int8 not used (the run's evaluation data could not be read: eval.csv not found); predicting with the "
-        "f32 model"
+        "unquantized model"
     )
 
 
