@@ -224,11 +224,14 @@ def _bench_workload(job: _Workload, texts: list[str], scratch: str, log: Callabl
     return entry
 
 
+# Precisions measured against the bf16 peak; every other (fp32, int8) against the fp32 one.
+HALF = ("bf16", "fp16")
+
+
 def _mfu(entry: dict[str, Any], peak: dict[str, float]) -> dict[str, float]:
     """Each path's FLOP/s over the peak of the precision it ran in (the baseline: fp32)."""
-    low = ("bf16", "fp16")
-    peak_predict = peak.get("bf16") if entry["predict_ours"]["precision"] in low else peak["fp32"]
-    peak_train = peak.get("bf16") if entry["train_ours"]["precision"] in low else peak["fp32"]
+    peak_predict = peak.get("bf16") if entry["predict_ours"]["precision"] in HALF else peak["fp32"]
+    peak_train = peak.get("bf16") if entry["train_ours"]["precision"] in HALF else peak["fp32"]
     return {
         "predict_ours": entry["predict_ours"]["flops_per_second"] / peak_predict,
         "predict_baseline_vs_fp32_peak": entry["predict_baseline"]["flops_per_second"] / peak["fp32"],
@@ -271,7 +274,7 @@ def format_report(report: dict[str, Any]) -> str:
         if "device" in ours:
             lines.append(f"predict ours: the default engine, {ours['device']} in {ours['precision']}; opening it took "
                          f"{ours['open_seconds']:.1f} s (a first call compiles the run)")  # fmt: skip
-        peak_name = ours["precision"] if ours["precision"] in ("bf16", "fp16") else "fp32"
+        peak_name = ours["precision"] if ours["precision"] in HALF else "fp32"
         lines.append(
             f"MFU ours: predict {mfu['predict_ours']:.1%}, train {mfu['train_ours']:.1%} "
             f"(of the {peak_name} peak); baseline: predict "

@@ -11,15 +11,10 @@ a well-trained one's, and refused a multi-label and a regression run that bf16 k
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import logging
 import shutil
 import time
-import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +24,7 @@ import numpy as np
 from ..atomic import staged_file
 from ..errors import UserError, first_line
 from ..runs.run import Run
+from .compiled import quietly
 
 AGREEMENT = 0.995  # what a default must keep (the issue's bar for any engine against fp32)
 SCORE_DROP = 0.005  # half a point of accuracy / F1 / Spearman
@@ -101,27 +97,13 @@ def _decide(run: Run, f32: Path, int8: Path) -> Int8Verdict:
         return Int8Verdict(False, f"the run's evaluation data could not be read: {first_line(exc)}")
     from .writing import export_run
 
-    with _quietly():
+    with quietly():
         export_run(run.path, int8, format="openvino", quantize="int8", calibration_samples=CALIBRATION_TEXTS,
                    int8_scope="no-output-projections", overwrite=True, log=lambda _: None)  # fmt: skip
-    verdict = compare(run, f32, int8, texts, labels)
+    verdict = compare(f32, int8, texts, labels)
     if not verdict.kept:
         shutil.rmtree(int8, ignore_errors=True)
     return Int8Verdict(**{**asdict(verdict), "seconds": time.perf_counter() - started})
-
-
-@contextmanager
-def _quietly() -> Iterator[None]:
-    """No NNCF progress bars or INFO lines (on stdout, where `predict` writes its answers), no tracer warnings."""
-    nncf_log = logging.getLogger("nncf")
-    level = nncf_log.level
-    nncf_log.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        nncf_log.setLevel(level)
 
 
 def check_rows(run: Run, n: int = CHECK_TEXTS, seed: int = 0) -> tuple[list[str], np.ndarray]:
@@ -134,7 +116,7 @@ def check_rows(run: Run, n: int = CHECK_TEXTS, seed: int = 0) -> tuple[list[str]
     return list(picked["text"]), np.asarray(picked["label"])
 
 
-def compare(run: Run, f32: Path, int8: Path, texts: list[str], labels: np.ndarray, chunk: int = 64) -> Int8Verdict:
+def compare(f32: Path, int8: Path, texts: list[str], labels: np.ndarray, chunk: int = 64) -> Int8Verdict:
     """Both compiled models on `texts`, the f32 one at fp32 (the reference a default must keep to); stops as soon
     as more answers differ than AGREEMENT allows."""
     from .folder import ExportedClassifier
@@ -150,7 +132,7 @@ def compare(run: Run, f32: Path, int8: Path, texts: list[str], labels: np.ndarra
         differing += int((~same).sum())
         if differing > allowed:
             done = start + len(same)
-            return Int8Verdict(False, f"answers equal on under {AGREEMENT:.1%}", done, 1 - differing / done)
+            return Int8Verdict(False, _too_few_equal(), done, 1 - differing / done)
     return scored(space, labels, np.concatenate(ours), np.concatenate(theirs))
 
 
@@ -162,7 +144,11 @@ def scored(space: Any, labels: np.ndarray, ours: np.ndarray, theirs: np.ndarray)
     f32 = float(problem.evaluate(space, labels, ours, detailed=False)[metric])
     int8 = float(problem.evaluate(space, labels, theirs, detailed=False)[metric])
     worse = (int8 - f32) if metric in problem.lower_is_better else (f32 - int8)
-    reasons = [f"answers equal on under {AGREEMENT:.1%}"] if agreement < AGREEMENT - 1e-9 else []
+    reasons = [_too_few_equal()] if agreement < AGREEMENT - 1e-9 else []
     reasons += [f"{metric} {worse:.3f} worse, over the {SCORE_DROP} allowed"] if worse > SCORE_DROP + 1e-9 else []
     change = float(np.abs(ours - theirs).max()) if len(ours) else 0.0
     return Int8Verdict(not reasons, "; ".join(reasons), len(labels), agreement, metric, f32, int8, change)
+
+
+def _too_few_equal() -> str:
+    return f"answers equal on under {AGREEMENT:.1%}"
