@@ -9,20 +9,16 @@ two processes building at once each end with a complete one."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
-import logging
 import shutil
-import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Literal
 
 from ..errors import UserError, first_line
 from ..runs.run import ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, LABELS_FILE, RUN_CONFIG_FILE, Run
+from .quiet import quiet_compile
 
 CACHE_DIR = ".compiled"
 # Bump when what is written changes, so older entries are rebuilt (2: calibration folded into the output layer).
@@ -77,24 +73,9 @@ def _compiled(run: Run, engine: str, log: Log, warn: Log) -> Path:
     for stale in (run.path / CACHE_DIR).glob(f"{engine}-*"):
         shutil.rmtree(stale, ignore_errors=True)  # an older run or runtime: never read again
     log(f"note: compiling the run for {engine} once (kept in {folder.parent}; later calls start from it)...")
-    with quietly():
+    with quiet_compile():
         export_run(run.path, folder, format=engine, overwrite=True, log=lambda _: None)
     return folder
-
-
-@contextmanager
-def quietly() -> Iterator[None]:
-    """A compile without the ONNX tracer's notes on the graph (about the export, not the user's data) or NNCF's
-    progress bars and INFO lines (on stdout, where `predict` writes its answers)."""
-    nncf_log = logging.getLogger("nncf")
-    level = nncf_log.level
-    nncf_log.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        nncf_log.setLevel(level)
 
 
 def _version(package: str) -> str:

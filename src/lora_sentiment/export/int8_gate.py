@@ -24,7 +24,7 @@ import numpy as np
 from ..atomic import staged_file
 from ..errors import UserError, first_line
 from ..runs.run import Run
-from .compiled import quietly
+from .quiet import quiet_compile
 
 AGREEMENT = 0.995  # what a default must keep (the bar for any engine against fp32)
 SCORE_DROP = 0.005  # half a point of accuracy / F1 / Spearman
@@ -97,7 +97,7 @@ def _decide(run: Run, f32: Path, int8: Path) -> Int8Verdict:
         return Int8Verdict(False, f"the run's evaluation data could not be read: {first_line(exc)}")
     from .writing import export_run
 
-    with quietly():
+    with quiet_compile():
         export_run(run.path, int8, format="openvino", quantize="int8", calibration_samples=CALIBRATION_TEXTS,
                    int8_scope="no-output-projections", overwrite=True, log=lambda _: None)  # fmt: skip
     verdict = compare(f32, int8, texts, labels)
