@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # `predict RUN --input` as whole commands, one after another on one machine: the tutorial's prediction script,
-# `--engine torch`, and the default (`--engine auto`) on its first call (which compiles the run) and two later ones.
+# `--engine torch`, the default (`--engine auto`) on its first call (which compiles the run) and four later ones
+# (on a CPU with int8 units the call that brings the texts predicted to 4,000 checks int8: the second or third),
+# and the run's OpenVINO int8 export (the export's own time printed apart).
 #
 #   bash benchmarks/predict_whole.sh RUN MODEL_DIR_OR_ID REVIEWS.csv [MAX_LENGTH]
 #   ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI bash benchmarks/predict_whole.sh ...   # a class without bf16 units
@@ -20,6 +22,19 @@ measure() {
 measure tutorial python -m lora_sentiment.bench.tutorial "$RUN" "$BASE" "$IN" "$OUT/tutorial.csv" "$MAX_LENGTH"
 measure torch lora-sentiment predict "$RUN" --input "$IN" --output "$OUT/torch.csv" --engine torch
 measure default-first lora-sentiment predict "$RUN" --input "$IN" --output "$OUT/default.csv"
-measure default-later lora-sentiment predict "$RUN" --input "$IN" --output "$OUT/default.csv" --overwrite
-measure default-later lora-sentiment predict "$RUN" --input "$IN" --output "$OUT/default.csv" --overwrite
+for call in 2 3 4 5; do
+  measure "default-call-$call" lora-sentiment predict "$RUN" --input "$IN" --output "$OUT/default.csv" --overwrite
+  grep -h "int8" "$OUT/default-call-$call.err" | cut -c1-160 || true
+done
+measure export-int8 lora-sentiment export "$RUN" "$OUT/int8" --format openvino --quantize int8
+measure int8-export lora-sentiment predict "$OUT/int8" --input "$IN" --output "$OUT/int8.csv"
+python - "$OUT" <<'PY'
+import sys
+import pandas as pd
+out = sys.argv[1]
+torch = pd.read_csv(f"{out}/torch.csv")["predicted_label"]
+for name in ("tutorial", "default", "int8"):
+    other = pd.read_csv(f"{out}/{name}.csv")["predicted_label"]
+    print(f"labels equal to --engine torch's: {name} {(other == torch).mean():.4f}")
+PY
 rm -rf "$OUT"

@@ -24,9 +24,9 @@ def _auto_and_torch_fp32(run_dir, texts):
     texts; on 300 other texts, 98 % keeps a chance failure under 1 in 1,000, and the largest change its check saw,
     with room)."""
     from lora_sentiment import LoadOptions, open_predictor
-    from lora_sentiment.export.int8_gate import INT8_SUFFIX, VERDICT_FILE
+    from lora_sentiment.export.int8_gate import INT8_SUFFIX, REPAY_TEXTS, VERDICT_FILE
 
-    auto = open_predictor(run_dir, LoadOptions(device="cpu"))
+    auto = open_predictor(run_dir, LoadOptions(device="cpu"), expected_texts=REPAY_TEXTS)  # a job that checks int8
     assert "openvino" in auto.info()["device"], auto.info()
     exact = open_predictor(run_dir, LoadOptions(engine="torch", precision="fp32"))
     limits = (0.995, 0.02)

@@ -32,6 +32,7 @@ from ..data.tables import (
     write_chunk,
 )
 from ..errors import UserError
+from ..export.compiled import count_predicted
 from ..measure import Stages
 from ..opening import open_predictor, resolve_engine_target
 from ..options import ExplainOptions, FileOptions, LoadOptions
@@ -76,16 +77,20 @@ def predict_file(
         if first is not None:
             check_columns(first, job.text_column, input_path)
             chunks = itertools.chain([first], chunks)
+    rows = total_rows(input_path, in_fmt)
     with summary.timing("load"):
+        model = _resolved(model, load, rows)
         predictor = _predictor(model, workers, load, job)
-    bar = tqdm(total=total_rows(input_path, in_fmt), unit="rows", desc="Predicting", disable=not options.progress,
-               file=sys.stderr)  # fmt: skip
+    bar = tqdm(total=rows, unit="rows", desc="Predicting", disable=not options.progress, file=sys.stderr)
     try:
         with _output(target) as handle:
-            return _stream(chunks, predictor, _Sink(handle, job.fmt, bar, input_path), 2 * workers, summary)
+            _stream(chunks, predictor, _Sink(handle, job.fmt, bar, input_path), 2 * workers, summary)
     finally:
         predictor.close()
         bar.close()
+    if isinstance(model, (str, Path)):
+        count_predicted(model, summary.predicted)  # towards the run's int8 check (export/int8_gate.py)
+    return summary
 
 
 @dataclass(frozen=True)
@@ -133,13 +138,18 @@ def split_options(options: FileOptions | None, load: LoadOptions | None, given: 
         raise UserError(format_validation_error(exc)) from None
 
 
+def _resolved(model: Predictor | PredictorSet | Target, load: LoadOptions, rows: int | None) -> Any:
+    """One run folder as what its engine opens (compiled here, once, not by every worker at the same time)."""
+    if isinstance(model, (str, Path)):
+        return resolve_engine_target(model, load, expected_texts=rows)
+    return model
+
+
 def _predictor(model: Predictor | PredictorSet | Target, workers: int, load: LoadOptions, job: ChunkJob
                ) -> InProcess | WorkerPool:  # fmt: skip
     if workers > 1:
         if not isinstance(model, (str, Path, dict)):
             raise ValueError("workers > 1 needs the run directory, which each worker loads")
-        if not isinstance(model, dict):  # compiled here, once, not by every worker at the same time
-            model = resolve_engine_target(model, load)
         return WorkerPool(model if isinstance(model, dict) else str(model), load, workers, job)
     if isinstance(model, (str, Path, dict)):
         model = open_predictor(model, load)

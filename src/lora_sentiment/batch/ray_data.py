@@ -197,6 +197,9 @@ def predict_on_ray(
                 raise _user_error(exc) from None
             written = sorted(f for f in staging.iterdir() if f.is_file())
             rows = sum(_count_rows(f, out_fmt) for f in written)
+    from ..export.compiled import count_predicted
+
+    count_predicted(model, rows)  # towards the run's int8 check (export/int8_gate.py)
     return RaySummary(len(files), len(written), rows, steps.workers, target)
 
 

@@ -88,12 +88,12 @@ def phase_predict_baseline(run_dir: str, base_model: str, texts: list[str], max_
 
 def phase_predict_ours(run_dir: str, texts: list[str]) -> dict[str, Any]:
     """As `predict RUN` runs by default (`--engine auto`: on a CPU, the run compiled once for OpenVINO, int8 where
-    its check keeps it); the compile is timed apart, the loop after a warm-up."""
+    its check kept it or this many texts repay the check); the compile is timed apart, the loop after a warm-up."""
     quiet()
     from ..opening import open_predictor
 
     start = time.perf_counter()
-    classifier = open_predictor(run_dir)
+    classifier = open_predictor(run_dir, expected_texts=len(texts))
     opened = time.perf_counter() - start
     lengths = [len(ids) for ids in classifier.encoder(texts)["input_ids"]]
     classifier.predict_proba(texts[:32])  # warm-up: first-call allocations are not throughput

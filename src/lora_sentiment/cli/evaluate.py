@@ -53,7 +53,7 @@ def run(args: argparse.Namespace, settings: tuple[EvalOptions, LoadOptions]) -> 
         scored = {name: scored_rows(models[name], rows[name], options) for name in runs}
         return _side_by_side(scored, {name: (models[name].space, rows[name]) for name in runs}, args.json)
     ((name, path),) = runs.items()
-    predictor = open_predictor(path, load)
+    predictor = open_predictor(path, load, expected_texts=len(rows[name].dataset))
     metrics = score_rows(predictor, rows[name], options)
     if args.json:
         print(json.dumps(metrics))

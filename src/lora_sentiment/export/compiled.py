@@ -10,12 +10,14 @@ two processes building at once each end with a complete one."""
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Literal
 
+from ..atomic import staged_file
 from ..errors import UserError, first_line
 from ..runs.run import ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, LABELS_FILE, RUN_CONFIG_FILE, Run
 from .quiet import quiet_compile
@@ -44,19 +46,34 @@ def cache_key(run: Run, engine: str) -> str:
 
 
 def compiled_export(run_dir: str | Path, engine: str, log: Log, warn: Log | None = None, *,
-                    int8: Int8Use = "no") -> Path:  # fmt: skip
+                    int8: Int8Use = "no", texts: int | None = None) -> Path:  # fmt: skip
     """The run compiled for `engine` ("openvino" or "onnx"), built now if it is missing, stale or damaged.
     `log`: what it is doing; `warn`: that a damaged entry is rebuilt (`log` unless given). `int8` (openvino):
-    "check" its int8 model (once) and use it where that keeps the run's answers (int8_gate.py); "if checked" use
-    it only where an earlier check kept it."""
+    "check" its int8 model (once, when the texts predicted so far and this job's `texts` repay it) and use it
+    where that keeps the run's answers (int8_gate.py); "if checked" use it only where an earlier check kept it."""
     warn = warn or log
     run = Run.open(run_dir)
     folder = _compiled(run, engine, log, warn)
     if int8 != "no" and engine == "openvino":
         from .int8_gate import int8_or_f32
 
-        return int8_or_f32(run, folder, log, warn, check=int8 == "check")
+        return int8_or_f32(run, folder, log, warn, check=int8 == "check", texts=texts)
     return folder
+
+
+def count_predicted(model: str | Path, texts: int) -> None:
+    """`texts` more predicted by `model`, where it is a compiled f32 model whose int8 is not yet checked (a run
+    folder, an export or an int8 model: nothing to count). Two jobs ending at once may lose one's count."""
+    from .int8_gate import COUNT_FILE, INT8_SUFFIX, VERDICT_FILE, predicted
+
+    model = Path(model)
+    if model.parent.name != CACHE_DIR or model.name.endswith(INT8_SUFFIX) or (model / VERDICT_FILE).exists():
+        return
+    try:
+        with staged_file(model / COUNT_FILE) as out:
+            json.dump({"texts": predicted(model) + texts}, out)
+    except OSError:  # a read-only run folder: the check waits for a job that can count
+        pass
 
 
 def _compiled(run: Run, engine: str, log: Log, warn: Log) -> Path:

@@ -5,6 +5,10 @@ when its answers equal the f32 model's on at least AGREEMENT of them and its hea
 than SCORE_DROP; otherwise the f32 model stays. The verdict is kept beside the compiled model (`int8.json`), so a
 run pays the check once per runtime and retraining checks again.
 
+The check costs about 40 s (MiniLM at 256 tokens) and int8 saves a few milliseconds a text, so a first `predict`
+does not pay for it: it runs in the call that brings the texts predicted by the compiled model (counted in
+`predicted.json`) to REPAY_TEXTS, and a job that large on its own checks at once.
+
 Why a check per run and not a rule: int8 agreed with f32 on 97.6-98.2 % of a weak run's labels and 99.1-99.5 % of
 a well-trained one's, and refused a multi-label and a regression run that bf16 keeps
 (docs/benchmarks/cpu-classes.md); only the run's own texts can tell."""
@@ -30,7 +34,12 @@ AGREEMENT = 0.995  # what a default must keep (the issue's bar for any engine ag
 SCORE_DROP = 0.005  # half a point of accuracy / F1 / Spearman
 CHECK_TEXTS = 400  # 2 differing answers allowed; measured: 8 s of int8 and 15 s of f32 on the avx512-bf16 class
 CALIBRATION_TEXTS = 128  # 16 s to quantize MiniLM at 256 tokens; 256 texts took 26-28 s and agreed no better
+# Texts the f32 compiled model predicts before the check is paid (ski rental: rent until the rent reaches the
+# price). Measured at 256 tokens: the check 40-43 s, int8 4-8 ms a review faster than OpenVINO bf16 on the
+# avx512-bf16 class and 17 ms faster than OpenVINO f32 on the avx512-vnni stand-in: repaid after 2,400-10,000.
+REPAY_TEXTS = 4000
 VERDICT_FILE = "int8.json"
+COUNT_FILE = "predicted.json"
 INT8_SUFFIX = "-int8"
 Log = Callable[[str], None]
 
@@ -57,9 +66,9 @@ class Int8Verdict:
         return f"note: int8 not used ({same}{scores}: {self.reason}); predicting with the unquantized model"
 
 
-def int8_or_f32(run: Run, f32: Path, log: Log, warn: Log, check: bool = True) -> Path:
-    """The run's int8 compiled model where its check passed (made and checked now if never checked, unless not
-    `check`), else `f32`."""
+def int8_or_f32(run: Run, f32: Path, log: Log, warn: Log, check: bool = True, texts: int | None = None) -> Path:
+    """The run's int8 compiled model where its check passed, else `f32`. Never checked: checked now if `check` and
+    the texts predicted so far plus `texts` (this job's, where known) reach REPAY_TEXTS."""
     from .folder import check_export
 
     int8 = f32.with_name(f32.name + INT8_SUFFIX)
@@ -73,6 +82,10 @@ def int8_or_f32(run: Run, f32: Path, log: Log, warn: Log, check: bool = True) ->
             verdict = None
     if verdict is None and not check:
         return f32
+    if verdict is None and predicted(f32) + (texts or 0) < REPAY_TEXTS:
+        log(f"note: predicting with the unquantized model; int8 is checked once this run has predicted "
+            f"{REPAY_TEXTS:,} texts ({predicted(f32):,} so far)")  # fmt: skip
+        return f32
     if verdict is None:
         log(f"note: checking once whether int8 keeps this run's answers (on up to {CHECK_TEXTS} evaluation texts)...")
         verdict = _decide(run, f32, int8)
@@ -80,6 +93,14 @@ def int8_or_f32(run: Run, f32: Path, log: Log, warn: Log, check: bool = True) ->
             json.dump(asdict(verdict), out, indent=2)
         log(verdict.describe())
     return int8 if verdict.kept else f32
+
+
+def predicted(f32: Path) -> int:
+    """Texts the f32 compiled model at `f32` has predicted in jobs that counted them (count_predicted)."""
+    try:
+        return int(json.loads((f32 / COUNT_FILE).read_text(encoding="utf-8"))["texts"])
+    except (OSError, ValueError, TypeError, KeyError):
+        return 0
 
 
 def _read_verdict(path: Path) -> Int8Verdict | None:
@@ -95,11 +116,10 @@ def _decide(run: Run, f32: Path, int8: Path) -> Int8Verdict:
         texts, labels = check_rows(run)
     except Exception as exc:  # the data is gone, moved or offline: no check, so no int8
         return Int8Verdict(False, f"the run's evaluation data could not be read: {first_line(exc)}")
-    from .writing import export_run
+    from .engines.openvino import quantize_folder
 
     with quiet_compile():
-        export_run(run.path, int8, format="openvino", quantize="int8", calibration_samples=CALIBRATION_TEXTS,
-                   int8_scope="no-output-projections", overwrite=True, log=lambda _: None)  # fmt: skip
+        quantize_folder(f32, int8, run, CALIBRATION_TEXTS, "no-output-projections", (VERDICT_FILE, COUNT_FILE))
     verdict = compare(f32, int8, texts, labels)
     if not verdict.kept:
         shutil.rmtree(int8, ignore_errors=True)

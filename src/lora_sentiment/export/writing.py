@@ -18,11 +18,10 @@ from ..data.loading import check_source
 from ..errors import UserError
 from ..options import ExportOptions
 from ..problems.space import LabelSpace
-from ..runs.run import EXPORT_INFO_FILE, Run
+from ..runs.run import EXPORT_CARD_FILE, EXPORT_INFO_FILE, Run
 from .engines import engine
 from .engines.onnx import OPSET
 
-EXPORT_CARD_FILE = "README.md"
 Log = Callable[[str], None]
 
 

@@ -51,6 +51,7 @@ FIGURES = {  # a problem type's `figure` -> its title and file
 RESUME_CONFIG_FILE = "run_config.yaml"  # in the checkpoints folder: the settings --resume must match
 RECORD_FILES = (RUN_CONFIG_FILE, LABELS_FILE, METRICS_FILE)  # what an export carries along
 EXPORT_INFO_FILE = "export.json"  # in an export folder: what was exported, and how; tells an export from a run
+EXPORT_CARD_FILE = "README.md"  # in an export folder: its model card
 
 
 # ------------------------------------------------------------------------------------- metrics.json

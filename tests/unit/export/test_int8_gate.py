@@ -1,6 +1,6 @@
 """export/int8_gate.py: `--engine auto` uses a run's int8 model only after checking it against the f32 model on
-the run's evaluation texts; the verdict is kept, a refused int8 model is not, a damaged one is checked again, and
-CPUs without int8 units or an asked-for precision never try it."""
+the run's evaluation texts; the check waits until the texts predicted repay it; the verdict is kept, a refused int8
+model is not, a damaged one is checked again, and CPUs without int8 units or an asked-for precision never try it."""
 
 import json
 import shutil
@@ -24,6 +24,7 @@ TEXTS = ["A wonderful, moving film.", "Dreadful from start to end."]
 def run(tmp_path, trained_run, monkeypatch):
     monkeypatch.setattr("lora_sentiment.opening._has_gpu", lambda: False)
     monkeypatch.setattr("lora_sentiment.modeling.cpu.this_cpu", lambda: CpuKind("avx512-vnni", "avx512-vnni", None))
+    monkeypatch.setattr(int8_gate, "REPAY_TEXTS", 0)  # checked on the first call, unless a test says otherwise
     copy = tmp_path / "run"
     shutil.copytree(trained_run, copy, ignore=shutil.ignore_patterns(compiled.CACHE_DIR))
     return copy
@@ -129,6 +130,53 @@ def test_a_few_texts_do_not_pay_for_the_check_but_use_its_verdict(run, tmp_path,
     later = capsys.readouterr()
     assert later.err == "" and [json.loads(line)["text"] for line in later.out.splitlines()] == TEXTS
     assert open_predictor(run, expected_texts=2).precision == "int8"
+
+
+def _predict_file(run, path):
+    from lora_sentiment.cli import main
+
+    assert main(["predict", str(run), "--input", str(path), "--output", "-", "--no-progress"]) == 0
+
+
+def test_the_check_waits_until_the_texts_predicted_repay_it(run, tmp_path, capsys, monkeypatch):
+    """A first `predict` is not slowed by the check: file jobs count their texts (a CSV's rows are known only
+    after), and the job that brings the count to REPAY_TEXTS checks; a Parquet file large enough checks at once."""
+    import pandas as pd
+
+    monkeypatch.setattr(int8_gate, "REPAY_TEXTS", 5)
+    monkeypatch.setattr(int8_gate, "AGREEMENT", 0.0)
+    monkeypatch.setattr(int8_gate, "SCORE_DROP", 1.0)
+    reviews = tmp_path / "reviews.csv"
+    pd.DataFrame({"text": [*TEXTS, "Fine."]}).to_csv(reviews, index=False)
+    _predict_file(run, reviews)
+    (f32,) = (run / compiled.CACHE_DIR).iterdir()
+    assert "int8 is checked once this run has predicted 5 texts (0 so far)" in capsys.readouterr().err
+    assert int8_gate.predicted(f32) == 3 and not (f32 / int8_gate.VERDICT_FILE).exists()
+    _predict_file(run, reviews)
+    assert "(3 so far)" in capsys.readouterr().err and int8_gate.predicted(f32) == 6
+    _predict_file(run, reviews)  # 6 predicted: this one checks, and from now on the count stops
+    assert "checking once whether int8" in capsys.readouterr().err and _verdict(f32)["kept"]
+    assert int8_gate.predicted(f32) == 6 and open_predictor(run, expected_texts=1).precision == "int8"
+
+    shutil.rmtree(run / compiled.CACHE_DIR)
+    monkeypatch.setattr("lora_sentiment.opening.CHECK_TEXTS", 2)  # not "a few texts" (those never check)
+    table = tmp_path / "reviews.parquet"
+    pd.DataFrame({"text": TEXTS * 3}).to_parquet(table)  # 6 rows, read from its metadata before the model opens
+    _predict_file(run, table)
+    assert "checking once whether int8" in capsys.readouterr().err
+
+
+def test_counting_leaves_alone_what_is_not_an_unchecked_compiled_model(run, tmp_path):
+    compiled.count_predicted(run, 10)  # a run folder (torch) or an export: nothing is written into it
+    assert not (run / int8_gate.COUNT_FILE).exists()
+    folder = run / compiled.CACHE_DIR / "openvino-0123"
+    folder.mkdir(parents=True)
+    compiled.count_predicted(folder, 10)
+    compiled.count_predicted(folder, 5)
+    assert int8_gate.predicted(folder) == 15
+    (folder / int8_gate.VERDICT_FILE).write_text("{}")  # checked: the count has done its work
+    compiled.count_predicted(folder, 5)
+    assert int8_gate.predicted(folder) == 15
 
 
 def _space(problem, names):

@@ -110,6 +110,37 @@ def _quantized(converted: Any, tokenizer: Any, run: Run, names: list[str], texts
                          ignored_scope=ignored)  # fmt: skip
 
 
+def quantize_folder(f32: Path, out: Path, run: Run, samples: int, scope: str, keep_out: tuple[str, ...] = ()) -> None:
+    """The export folder `f32` (this engine, unquantized) quantized into `out`, as `export --quantize int8` would
+    write it, from its IR rather than from the run's torch model (which costs loading torch, merging and
+    converting again). `keep_out`: more of `f32`'s files not to copy."""
+    import json
+    import shutil
+
+    import openvino
+    from transformers import AutoTokenizer
+
+    from ...atomic import staged
+    from ...options import ExportOptions
+    from ...runs.run import EXPORT_CARD_FILE, EXPORT_INFO_FILE
+
+    info = json.loads((f32 / EXPORT_INFO_FILE).read_text(encoding="utf-8"))
+    texts = calibration_texts(run.config, None, samples)
+    tokenizer = AutoTokenizer.from_pretrained(str(f32))
+    with staged(out) as staging:
+        skipped = {MODEL_FILE, Path(MODEL_FILE).with_suffix(".bin").name, EXPORT_INFO_FILE, *keep_out}
+        for file in f32.iterdir():
+            if file.is_file() and file.name not in skipped:
+                shutil.copy2(file, staging / file.name)
+        model = openvino.Core().read_model(str(f32 / MODEL_FILE))
+        model = _quantized(model, tokenizer, run, info["inputs"], texts, scope)
+        openvino.save_model(model, str(staging / MODEL_FILE), compress_to_fp16=False)
+        info = {**info, "quantization": "int8", "int8_scope": scope}
+        (staging / EXPORT_INFO_FILE).write_text(json.dumps(info, indent=2), encoding="utf-8")
+        options = ExportOptions(format="openvino", quantize="int8", int8_scope=scope)
+        (staging / EXPORT_CARD_FILE).write_text(ENGINE.card(run, options), encoding="utf-8")
+
+
 def calibration_texts(config: TrainConfig, data: str | None, samples: int, seed: int = 0) -> list[str]:
     """Up to `samples` non-empty texts, drawn at random from `data` (else the run's training split)."""
     from ...data.loading import load_splits
