@@ -29,8 +29,8 @@ def open_predictor(target: Target, options: LoadOptions | None = None, *, expect
                    **given: Any) -> Predictor | PredictorSet:  # fmt: skip
     """`target` as a predictor: one run (merged, the fast path) or export, or several runs sharing their bases.
     `given`: LoadOptions' fields (precision, device, long_text, stride, threads), as keywords. `expected_texts`:
-    how many texts it will predict, when that is known and small (`predict --text`), so that a first call does not
-    pay for a check that only larger jobs repay (export/int8_gate.py)."""
+    how many texts it will predict, where known, so that int8 is checked when a job repays the check and not on a
+    first small one (export/int8_gate.py)."""
     options = options or LoadOptions(**given)
     if isinstance(target, (str, Path)):
         target = resolve_engine_target(target, options, expected_texts=expected_texts)
@@ -50,7 +50,7 @@ def open_predictor(target: Target, options: LoadOptions | None = None, *, expect
 def choose_engine(options: LoadOptions) -> str:
     """What runs a run folder's model: `options.engine`, or for `auto` the fastest faithful engine measured on
     CPUs (OpenVINO, fp32 or bf16 as torch would run: docs/benchmarks/cpu-classes.md), where it is installed;
-    torch on GPUs and wherever OpenVINO is not."""
+    torch on GPUs, on CPUs where torch is as fast (AMX) and wherever OpenVINO is not."""
     if options.engine != "auto":
         if options.engine != "torch":
             missing = engine(options.engine).missing_modules()
@@ -59,9 +59,16 @@ def choose_engine(options: LoadOptions) -> str:
                                 f"'lora-sentiment[{engine(options.engine).extra}]', or --engine torch")  # fmt: skip
         return options.engine
     on_gpu = options.device not in (None, "cpu") or (options.device is None and _has_gpu())
-    if on_gpu or options.precision == "fp16" or engine("openvino").missing_modules():
+    if on_gpu or options.precision == "fp16" or _torch_as_fast(options) or engine("openvino").missing_modules():
         return "torch"
     return "openvino"
+
+
+def _torch_as_fast(options: LoadOptions) -> bool:
+    """torch runs the run as fast as its compiled model would, so compiling would only cost: bf16 on AMX."""
+    from .modeling.cpu import this_cpu
+
+    return options.precision in ("auto", "bf16") and this_cpu().torch_as_fast
 
 
 def tries_int8(options: LoadOptions) -> bool:
@@ -92,7 +99,8 @@ def resolve_engine_target(target: str | Path, options: LoadOptions, log: Callabl
         int8 = "check" if tries_int8(options) else "no"
         if int8 == "check" and expected_texts is not None and expected_texts < CHECK_TEXTS:
             int8 = "if checked"  # a few texts: int8 once a larger job has checked it, f32 until then
-        return compiled_export(target, chosen, log or LOG.info, None if log else LOG.warning, int8=int8)
+        return compiled_export(target, chosen, log or LOG.info, None if log else LOG.warning, int8=int8,
+                               texts=expected_texts)  # fmt: skip
     except OSError as exc:  # a read-only run folder: torch still answers
         LOG.warning(f"note: cannot keep a compiled model in {target} ({exc.strerror}); predicting with torch")
         return target

@@ -34,6 +34,10 @@ CLASSES: dict[str, str] = {
 }
 BF16_UNITS = {"amx", "avx512-bf16", "arm-bf16"}
 INT8_UNITS = {"amx", "avx512-bf16", "avx512-vnni", "avx2-vnni", "arm-bf16", "arm-dotprod"}
+# Where torch's bf16 already runs as fast as OpenVINO's compiled model: with AMX both run bf16 on the same tiles
+# (500 reviews at 256 tokens, 2026-12-02: torch 10.6 s, OpenVINO bf16 10.8 s, its int8 10.0 s), so compiling
+# only adds to a first call (docs/benchmarks/cpu-classes.md).
+TORCH_AS_FAST = {"amx"}
 
 # ONEDNN_MAX_CPU_ISA values (oneDNN's documented names) -> the best class they leave. ATEN_CPU_CAPABILITY caps
 # ATen's own kernels the same way ("avx2", "avx512", "default").
@@ -105,6 +109,11 @@ class CpuKind:
     @property
     def int8_units(self) -> bool:
         return self.name in INT8_UNITS
+
+    @property
+    def torch_as_fast(self) -> bool:
+        """torch's bf16 runs a model as fast as OpenVINO does here (TORCH_AS_FAST)."""
+        return self.name in TORCH_AS_FAST
 
     def describe(self) -> str:
         cap = (

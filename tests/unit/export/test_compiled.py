@@ -87,6 +87,26 @@ def test_a_failed_build_leaves_nothing_half_written(run, monkeypatch):
     assert _entries(run) == []  # neither a partial entry nor its hidden staging folder
 
 
+@pytest.mark.engine_by_cpu
+@pytest.mark.parametrize(
+    ("cpu", "precision", "chosen"),
+    [
+        ("amx", "auto", "torch"),  # bf16 on the same tiles: compiling would only cost
+        ("amx", "bf16", "torch"),
+        ("amx", "fp32", "openvino"),  # OpenVINO's fp32 is the faster fp32
+        ("avx512-bf16", "auto", "openvino"),
+        ("avx512-vnni", "auto", "openvino"),
+        ("avx2", "auto", "openvino"),
+    ],
+)
+def test_the_engine_choice_per_cpu_class(monkeypatch, cpu, precision, chosen):
+    from lora_sentiment.modeling.cpu import CpuKind
+
+    monkeypatch.setattr("lora_sentiment.opening._has_gpu", lambda: False)
+    monkeypatch.setattr("lora_sentiment.modeling.cpu.this_cpu", lambda: CpuKind(cpu, cpu, None))
+    assert choose_engine(LoadOptions(precision=precision)) == chosen
+
+
 def test_the_engine_choice(monkeypatch):
     monkeypatch.setattr("lora_sentiment.opening._has_gpu", lambda: False)
     assert choose_engine(LoadOptions()) == "openvino"
