@@ -39,6 +39,7 @@ from ..runs.run import RunMetrics, RunWorkspace, checkpoint_epoch, write_run
 from ..runs.summary import headline, per_label_lines
 from .baseline import BaselineScores, baseline_name, score_baseline
 from .checks import check_train
+from .memory import memory_callbacks
 from .probe import start_head_at_probe
 from .report import best_epoch_metrics, calibrated, epoch_history, example_row, train_stats
 from .schedule import EVAL_TO_DECIDE, Schedule, plan
@@ -194,7 +195,8 @@ class TrainRecipe:
         """The Trainer over the tokenized splits, evaluating and checkpointing each epoch."""
         config, space, log = self.model.config, self.data.space, self.log
         recorder, timer = EvalRecorder(space, config.threshold), StepTimer()
-        hooks = Hooks(recorder, [timer.callback(), *callbacks], weighted_loss(space, self.weights))
+        steps = [timer.callback(), *memory_callbacks(), *callbacks]
+        hooks = Hooks(recorder, steps, weighted_loss(space, self.weights))
         trainer = build_trainer(self.model, (self.train_tok, self.eval_tok), self.workspace.checkpoints,
                                 self.precision, hooks, self.schedule)  # fmt: skip
         recorder.trainer = trainer
