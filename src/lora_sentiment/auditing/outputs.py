@@ -17,7 +17,7 @@ from .findings import COLUMNS, Finding
 
 ISSUES_FILE = "issues.csv"
 SUMMARY_FILE = "summary.json"
-PLOT_FILES = {"single-label": "noise_matrix.png", "multi-label": "noise_matrix.png", "regression": "residuals.png"}
+PLOT_FILES = {"noise_matrix": "noise_matrix.png", "tag_noise": "noise_matrix.png", "residuals": "residuals.png"}
 CLEAN_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".parquet": "parquet"}
 
 
@@ -41,9 +41,10 @@ def write_plot(path: Path, space: LabelSpace, summary: dict[str, Any], residuals
     import matplotlib.pyplot as plt
 
     labels = summary["labels"]
-    if space.problem_type == "single-label":
+    kind = space.problem.audit_figure
+    if kind == "noise_matrix":
         figure = _joint_figure(plt, np.asarray(labels["estimated_joint"]), space.names)
-    elif space.problem_type == "multi-label":
+    elif kind == "tag_noise":
         figure = _tag_figure(plt, labels["per_tag"])
     else:
         figure = _residual_figure(plt, residuals, labels["residuals"])
@@ -184,21 +185,8 @@ def _set_label(frame: Any, row: int, suggested: Any, config: TrainConfig, space:
             frame.at[row, name] = int(on)
         return
     column = config.label_column
-    current = frame.at[row, column]
-    if space.problem_type == "single-label":
-        name = space.names[int(suggested)]
-        frame.at[row, column] = name if isinstance(current, str) else int(suggested)
-    elif space.problem_type == "multi-label":
-        tags = [n for n, on in zip(space.names, np.asarray(suggested) > 0.5) if on]
-        if isinstance(current, str):
-            frame.at[row, column] = (config.label_separator or ",").join(tags)
-        else:
-            numeric = all(n.isdigit() for n in space.names) and not any(
-                isinstance(v, str) for values in frame[column] for v in list(values)[:1]
-            )  # tags given as ids stay ids
-            frame.at[row, column] = [int(t) for t in tags] if numeric else tags
-    else:
-        frame.at[row, column] = float(suggested)
+    frame.at[row, column] = space.problem.label_in_file(suggested, frame.at[row, column], space,
+                                                        config.label_separator, frame[column])  # fmt: skip
 
 
 def _write_frame(frame: Any, path: Path) -> None:

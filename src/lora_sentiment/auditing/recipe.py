@@ -220,8 +220,9 @@ class AuditRecipe:
         rows = issue_rows(findings, self.data, self.space)
         summary = self.summary(findings)
         write_issues(self.folder / ISSUES_FILE, rows)
-        residuals = self.labels.astype(float) - self.scores[:, 0] if self.space.problem_type == "regression" else None
-        write_plot(self.folder / PLOT_FILES[self.space.problem_type], self.space, summary, residuals)
+        figure = self.space.problem.audit_figure
+        residuals = self.labels.astype(float) - self.scores[:, 0] if figure == "residuals" else None
+        write_plot(self.folder / PLOT_FILES[figure], self.space, summary, residuals)
         clean = None
         if self.options.write_clean:
             clean = Path(self.options.write_clean).expanduser()

@@ -53,6 +53,8 @@ class ProblemType:
     detection_order: ClassVar[int] = 99  # --problem-type auto asks each type's `claims` in this order
     claimed_because: ClassVar[str] = ""  # what the log says when auto picks it
     figure: ClassVar[str | None] = None  # the error plot of the kept epoch: "confusion_matrix" or "per_label_f1"
+    # audit's plot (auditing/outputs.py): "noise_matrix" (P(true | given)), "tag_noise" or "residuals"
+    audit_figure: ClassVar[str] = "noise_matrix"
     file_columns: ClassVar[tuple[str, ...]]  # what `predict --input` adds to each row
     stratified: ClassVar[bool] = False  # whether splits carved and samples drawn keep the class shares
     weighted: ClassVar[bool] = True  # whether --class-weights applies
@@ -156,6 +158,12 @@ class ProblemType:
     def constant_scores(self, space: LabelSpace, labels: np.ndarray) -> np.ndarray:
         """[n_outputs] the scores of a guess that ignores the text, fitted on `labels` (what out-of-sample scores
         must beat for their flags to mean anything)."""
+        raise NotImplementedError
+
+    def label_in_file(self, suggested: Any, current: Any, space: LabelSpace, separator: str | None,
+                      column: Any) -> Any:  # fmt: skip
+        """audit --relabel: a suggested target written the way the file gives its labels (`current`: the row's
+        value; `column`: the file's whole label column, a pandas Series)."""
         raise NotImplementedError
 
     def label_text(self, label: Any, space: LabelSpace) -> str:

@@ -30,6 +30,7 @@ class MultiLabel(ProblemType):
     detection_order = 0
     claimed_because = "the labels are lists, or --label-separator / --label-columns is set"
     figure = "per_label_f1"
+    audit_figure = "tag_noise"
     file_columns = ("predicted_labels",)
     baseline_label = "one-vs-rest logistic regression"
     pipeline_call = 'classify(["A wonderful, moving film."], truncation=True, top_k=None)  # a sigmoid per tag'
@@ -49,6 +50,16 @@ class MultiLabel(ProblemType):
         from . import targets  # pyarrow and datasets: only where data is read
 
         return targets.encode_tags(ds, where, names=names, given_names=given_names, separator=separator)
+
+    def label_in_file(self, suggested: Any, current: Any, space: LabelSpace, separator: str | None,
+                      column: Any) -> Any:  # fmt: skip
+        tags = [n for n, on in zip(space.names, np.asarray(suggested) > 0.5) if on]
+        if isinstance(current, str):
+            return (separator or ",").join(tags)
+        numeric = all(n.isdigit() for n in space.names) and not any(
+            isinstance(v, str) for values in column for v in list(values)[:1]
+        )  # tags given as ids stay ids
+        return [int(t) for t in tags] if numeric else tags
 
     def check_trainable(self, labels: np.ndarray, names: list[str], where: str) -> None:
         if len(names) < 2:

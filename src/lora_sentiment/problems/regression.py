@@ -31,6 +31,7 @@ class Regression(ProblemType):
     detection_order = 1
     claimed_because = "the labels are numbers that are not all integers"
     file_columns = ("predicted_value", "predicted_low", "predicted_high")
+    audit_figure = "residuals"
     baseline_label = "ridge regression"
     weighted = False
     named_after_column = True
@@ -56,6 +57,10 @@ class Regression(ProblemType):
 
     def num_outputs(self, names: Sequence[str]) -> int:
         return 1
+
+    def label_in_file(self, suggested: Any, current: Any, space: LabelSpace, separator: str | None,
+                      column: Any) -> Any:  # fmt: skip
+        return float(suggested)
 
     def check_trainable(self, labels: np.ndarray, names: list[str], where: str) -> None:
         if len(np.unique(labels)) < 2:

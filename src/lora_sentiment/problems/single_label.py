@@ -33,6 +33,10 @@ class SingleLabel(ProblemType):
 
         return targets.encode_labels(ds, where, names=names, given_names=given_names)
 
+    def label_in_file(self, suggested: Any, current: Any, space: LabelSpace, separator: str | None,
+                      column: Any) -> Any:  # fmt: skip
+        return space.names[int(suggested)] if isinstance(current, str) else int(suggested)
+
     def check_trainable(self, labels: np.ndarray, names: list[str], where: str) -> None:
         present = np.unique(labels)
         if len(present) < 2:
