@@ -35,7 +35,7 @@ CLASSES: dict[str, str] = {
 BF16_UNITS = {"amx", "avx512-bf16", "arm-bf16"}
 INT8_UNITS = {"amx", "avx512-bf16", "avx512-vnni", "avx2-vnni", "arm-bf16", "arm-dotprod"}
 # Where torch's bf16 already runs as fast as OpenVINO's compiled model: with AMX both run bf16 on the same tiles
-# (500 reviews at 256 tokens, 2026-12-02: torch 10.6 s, OpenVINO bf16 10.8 s, its int8 10.0 s), so compiling
+# (500 reviews at 256 tokens, 2026-12-02: torch 11.0 s, OpenVINO bf16 11.7 s, its int8 11.4-11.7 s), so compiling
 # only adds to a first call (docs/benchmarks/cpu-classes.md).
 TORCH_AS_FAST = {"amx"}
 

@@ -2,9 +2,9 @@
 
 Length-grouped batches have a different length each, so every step frees tensors of sizes the next step does not
 ask for; glibc keeps those pages, and a default MiniLM run's peak RSS grew with the number of steps (2.3 GB
-after 20 steps at 512 tokens, 3.5 GB after 125; docs/benchmarks/memory.md). `malloc_trim(0)` returns the free
-pages of every arena (the blocks stay usable) without the page faults on every step of forcing tensors to mmap
-(MALLOC_MMAP_THRESHOLD_: +10-47 % time)."""
+after 20 steps at 512 tokens, 3.5-4.0 GB after 125; docs/benchmarks/memory.md). `malloc_trim(0)` returns the
+free pages of every arena (the blocks stay usable); its cost in time was inside the machine's noise, where forcing
+tensors to mmap instead (MALLOC_MMAP_THRESHOLD_) cost 10-47 %."""
 
 from __future__ import annotations
 
