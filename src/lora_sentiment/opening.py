@@ -65,10 +65,11 @@ def choose_engine(options: LoadOptions) -> str:
 
 
 def _torch_as_fast(options: LoadOptions) -> bool:
-    """torch runs the run as fast as its compiled model would, so compiling would only cost: bf16 on AMX."""
+    """torch runs the run as fast as its compiled model would, so compiling would only cost: on AMX, in bf16 and
+    in fp32."""
     from .modeling.cpu import this_cpu
 
-    return options.precision in ("auto", "bf16") and this_cpu().torch_as_fast
+    return this_cpu().torch_as_fast
 
 
 def tries_int8(options: LoadOptions) -> bool:

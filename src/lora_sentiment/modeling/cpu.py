@@ -34,9 +34,9 @@ CLASSES: dict[str, str] = {
 }
 BF16_UNITS = {"amx", "avx512-bf16", "arm-bf16"}
 INT8_UNITS = {"amx", "avx512-bf16", "avx512-vnni", "avx2-vnni", "arm-bf16", "arm-dotprod"}
-# Where torch's bf16 already runs as fast as OpenVINO's compiled model: with AMX both run bf16 on the same tiles
-# (500 reviews at 256 tokens, 2026-12-02: torch 11.0 s, OpenVINO bf16 11.7 s, its int8 11.4-11.7 s), so compiling
-# only adds to a first call (docs/benchmarks/cpu-classes.md).
+# Where torch already runs as fast as OpenVINO's compiled model, so compiling only adds to a first call: with AMX
+# (2026-12-02, MiniLM at 256 tokens: 500 reviews torch bf16 11.0 s, OpenVINO bf16 11.7 s, its int8 11.4-11.7 s;
+# 300 reviews in fp32, torch 11.8 / 13.6 s, OpenVINO 11.6 / 13.5 s; docs/benchmarks/cpu-classes.md).
 TORCH_AS_FAST = {"amx"}
 
 # ONEDNN_MAX_CPU_ISA values (oneDNN's documented names) -> the best class they leave. ATEN_CPU_CAPABILITY caps
@@ -112,7 +112,7 @@ class CpuKind:
 
     @property
     def torch_as_fast(self) -> bool:
-        """torch's bf16 runs a model as fast as OpenVINO does here (TORCH_AS_FAST)."""
+        """torch runs a model as fast as OpenVINO does here (TORCH_AS_FAST)."""
         return self.name in TORCH_AS_FAST
 
     def describe(self) -> str:

@@ -93,7 +93,7 @@ def test_a_failed_build_leaves_nothing_half_written(run, monkeypatch):
     [
         ("amx", "auto", "torch"),  # bf16 on the same tiles: compiling would only cost
         ("amx", "bf16", "torch"),
-        ("amx", "fp32", "openvino"),  # OpenVINO's fp32 is the faster fp32
+        ("amx", "fp32", "torch"),  # and fp32: OpenVINO's was no faster there either
         ("avx512-bf16", "auto", "openvino"),
         ("avx512-vnni", "auto", "openvino"),
         ("avx2", "auto", "openvino"),
