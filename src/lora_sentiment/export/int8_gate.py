@@ -82,9 +82,10 @@ def int8_or_f32(run: Run, f32: Path, log: Log, warn: Log, check: bool = True, te
             verdict = None
     if verdict is None and not check:
         return f32
-    if verdict is None and predicted(f32) + (texts or 0) < REPAY_TEXTS:
+    so_far = predicted(f32) if verdict is None else 0
+    if verdict is None and so_far + (texts or 0) < REPAY_TEXTS:
         log(f"note: predicting with the unquantized model; int8 is checked once this run has predicted "
-            f"{REPAY_TEXTS:,} texts ({predicted(f32):,} so far)")  # fmt: skip
+            f"{REPAY_TEXTS:,} texts ({so_far:,} so far)")  # fmt: skip
         return f32
     if verdict is None:
         log(f"note: checking once whether int8 keeps this run's answers (on up to {CHECK_TEXTS} evaluation texts)...")
