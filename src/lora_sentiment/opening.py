@@ -29,11 +29,15 @@ def open_predictor(target: Target, options: LoadOptions | None = None, *, expect
                    **given: Any) -> Predictor | PredictorSet:  # fmt: skip
     """`target` as a predictor: one run (merged, the fast path) or export, or several runs sharing their bases.
     `given`: LoadOptions' fields (precision, device, long_text, stride, threads), as keywords. `expected_texts`:
-    how many texts it will predict, where known, so that int8 is checked when a job repays the check and not on a
-    first small one (export/int8_gate.py)."""
+    how many texts it will predict, where known: they are counted, and the run is compiled (and its int8 checked)
+    once the counted texts repay it, not on a first small job (export/compiled.py, export/int8_gate.py)."""
     options = options or LoadOptions(**given)
     if isinstance(target, (str, Path)):
         target = resolve_engine_target(target, options, expected_texts=expected_texts)
+        if expected_texts:
+            from .export.compiled import count_predicted
+
+            count_predicted(target, expected_texts)
         if is_export(target):
             return ExportedClassifier.open(target, options)  # on the CPU, whatever options.device says
         from .inference.classifier import load_classifier
@@ -86,9 +90,12 @@ def _has_gpu() -> bool:
 
 
 def resolve_engine_target(target: str | Path, options: LoadOptions, log: Callable[[str], None] | None = None,
-                          expected_texts: int | None = None) -> str | Path:  # fmt: skip
+                          expected_texts: int | None = None, counted: bool = False) -> str | Path:  # fmt: skip
     """A run folder, or what it is compiled to for the chosen engine (built once); an export as it is.
-    `predict`'s workers and Ray resolve this once, before they start, so the model is compiled once."""
+    `predict`'s workers and Ray resolve this once, before they start, so the model is compiled once.
+    `expected_texts`: this job's texts, where known; `counted`: the job counts them after (count_predicted). Either
+    lets `auto` wait with the compile until the run's texts repay it (export/compiled.py): torch answers till then.
+    An engine asked for by name is compiled at once."""
     if is_export(target) or not Path(target).is_dir():
         return target
     chosen = choose_engine(options)
@@ -100,11 +107,23 @@ def resolve_engine_target(target: str | Path, options: LoadOptions, log: Callabl
         int8 = "check" if tries_int8(options) else "no"
         if int8 == "check" and expected_texts is not None and expected_texts < CHECK_TEXTS:
             int8 = "if checked"  # a few texts: int8 once a larger job has checked it, f32 until then
-        return compiled_export(target, chosen, log or LOG.info, None if log else LOG.warning, int8=int8,
-                               texts=expected_texts)  # fmt: skip
+        wait = options.engine == "auto" and (counted or expected_texts is not None)
+        compiled = compiled_export(target, chosen, log or LOG.info, None if log else LOG.warning, int8=int8,
+                                   texts=expected_texts, wait=wait)  # fmt: skip
+        return target if compiled is None else compiled
     except OSError as exc:  # a read-only run folder: torch still answers
         LOG.warning(f"note: cannot keep a compiled model in {target} ({exc.strerror}); predicting with torch")
         return target
+
+
+def job_target(target: str | Path, options: LoadOptions, expected_texts: int | None = None
+               ) -> tuple[str | Path, LoadOptions]:  # fmt: skip
+    """What a counted job (a file, its workers, Ray) opens, resolved once before it starts: the compiled model, or
+    the run folder with torch where the compile still waits (so no worker compiles it on its own)."""
+    resolved = resolve_engine_target(target, options, expected_texts=expected_texts, counted=True)
+    if not is_export(resolved) and Path(resolved).is_dir():
+        options = options.model_copy(update={"engine": "torch"})
+    return resolved, options
 
 
 def check_openable(path: str | Path, options: LoadOptions | None = None) -> None:

@@ -35,17 +35,11 @@ class Duplicates:
 
 def label_findings(issues: LabelIssues, space: LabelSpace) -> list[Finding]:
     rows = np.flatnonzero(issues.flagged)
-    what = "residual" if space.problem_type == "regression" else "out-of-sample probability of the given label"
+    detail = space.problem.issue_detail
     return [
-        Finding(int(i), "label", float(issues.score[i]), issues.suggested[i], _label_detail(issues, i, what))
+        Finding(int(i), "label", float(issues.score[i]), issues.suggested[i], detail(float(issues.score[i])))
         for i in rows[np.argsort(-issues.score[rows], kind="stable")]
     ]
-
-
-def _label_detail(issues: LabelIssues, i: int, what: str) -> str:
-    if what == "residual":
-        return f"residual {issues.score[i]:.1f} robust SDs from the median"
-    return f"{what} {1 - issues.score[i]:.3f}"
 
 
 def duplicate_findings(

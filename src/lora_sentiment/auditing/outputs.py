@@ -12,6 +12,7 @@ import numpy as np
 
 from ..atomic import staged_file, staged_path
 from ..config import TrainConfig
+from ..problems.base import problem_type
 from ..problems.space import LabelSpace
 from .findings import COLUMNS, Finding
 
@@ -107,7 +108,7 @@ def screen(summary: dict[str, Any], rows: list[dict[str, Any]], top: int = 10) -
         f"{summary['scorer_name']} over {summary['folds']} folds ({_quality(summary['scorer_quality'])})",
         f"Label issues: {counts['label']} ({counts['label'] / max(summary['texts'], 1):.1%} of the texts); "
         f"estimated noise rate {_percent(labels.get('estimated_noise_rate'))}"
-        + (" of the tag decisions (present / absent)" if summary["problem_type"] == "multi-label" else ""),
+        + problem_type(summary["problem_type"]).audit_noise_of,
     ]
     for name, entry in list((labels.get("per_class") or {}).items())[:8]:
         rate = _percent(entry["noise_rate"])

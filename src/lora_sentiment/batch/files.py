@@ -34,7 +34,7 @@ from ..data.tables import (
 from ..errors import UserError
 from ..export.compiled import count_predicted
 from ..measure import Stages
-from ..opening import open_predictor, resolve_engine_target
+from ..opening import job_target, open_predictor
 from ..options import ExplainOptions, FileOptions, LoadOptions
 from .columns import ChunkJob, check_columns
 from .workers import InProcess, Target, WorkerPool
@@ -79,7 +79,7 @@ def predict_file(
             chunks = itertools.chain([first], chunks)
     rows = total_rows(input_path, in_fmt)
     with summary.timing("load"):
-        model = _resolved(model, load, rows)
+        model, load = _resolved(model, load, rows)
         predictor = _predictor(model, workers, load, job)
     bar = tqdm(total=rows, unit="rows", desc="Predicting", disable=not options.progress, file=sys.stderr)
     try:
@@ -138,11 +138,11 @@ def split_options(options: FileOptions | None, load: LoadOptions | None, given: 
         raise UserError(format_validation_error(exc)) from None
 
 
-def _resolved(model: Predictor | PredictorSet | Target, load: LoadOptions, rows: int | None) -> Any:
+def _resolved(model: Predictor | PredictorSet | Target, load: LoadOptions, rows: int | None) -> tuple[Any, LoadOptions]:
     """One run folder as what its engine opens (compiled here, once, not by every worker at the same time)."""
     if isinstance(model, (str, Path)):
-        return resolve_engine_target(model, load, expected_texts=rows)
-    return model
+        return job_target(model, load, expected_texts=rows)
+    return model, load
 
 
 def _predictor(model: Predictor | PredictorSet | Target, workers: int, load: LoadOptions, job: ChunkJob

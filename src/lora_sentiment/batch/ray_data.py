@@ -185,9 +185,10 @@ def predict_on_ray(
     explain = explain if explain is not None and explain.explain else None
     job = ChunkJob("text" if fmt == "txt" else options.text_column, out_fmt, options.batch_size, explain)
     check_inputs(files, fmt, job.text_column)
-    from ..opening import resolve_engine_target
+    from ..opening import job_target
 
-    model = str(Path(resolve_engine_target(model, load)).absolute())  # compiled once here, not by every actor
+    resolved, load = job_target(model, load)  # compiled once here, not by every actor (or torch while it waits)
+    model = str(Path(resolved).absolute())
     with _ray_session(ray_address, options.progress) as (resources, nodes):
         steps = plan(files, fmt, options.workers, resources, nodes)
         with staged(target) as staging:  # an input with no rows still gives an (empty) output folder

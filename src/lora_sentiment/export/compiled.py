@@ -1,5 +1,12 @@
 """A run compiled once for a faster engine and kept in the run folder (`RUN/.compiled/ENGINE-KEY/`), so
-`predict RUN` with `--engine auto` pays the export on its first call only.
+`predict RUN` with `--engine auto` pays the export once.
+
+A job that counts its texts (files, Ray) or knows their number waits with the compile, as the int8 check does:
+it predicts with torch until the run's texts reach REPAY_TEXTS (counted in `ENGINE-KEY.waiting.json` beside the
+compiled models), so a first `predict` is never slower than torch's. Measured on one class (the Intel Xeon capped
+to avx512-vnni) OpenVINO f32 was no faster than torch fp32 and the compile (10-15 s) was never repaid; on another
+(the AMD EPYC) it was repaid within 2,000 reviews (docs/benchmarks/cpu-classes.md). A server and a predictor
+opened from Python count nothing, so they compile at once.
 
 The key hashes what the compiled model is made of: the run's adapter, head, labels and settings, the base model
 (its files' sizes and times when it is a local folder), the runtime's version and this format's version. A stale
@@ -28,6 +35,12 @@ LAYOUT = "2"
 _RUNTIME_PACKAGES = {"openvino": "openvino", "onnx": "onnxruntime"}
 Log = Callable[[str], None]
 Int8Use = Literal["no", "check", "if checked"]
+WAITING_SUFFIX = ".waiting.json"
+# Texts a run predicts with torch before it is compiled (ski rental, as for the int8 check). Measured at 256 tokens:
+# the compile 10-15 s; OpenVINO saved about 9 ms a review over torch on the avx512-bf16 class (repaid after
+# 1,100-1,700) and nothing on the Intel avx512-vnni stand-in; 4,000 keeps the issue's 2,000-review first call
+# torch's on both.
+REPAY_TEXTS = 4000
 
 
 def cache_key(run: Run, engine: str) -> str:
@@ -46,14 +59,18 @@ def cache_key(run: Run, engine: str) -> str:
 
 
 def compiled_export(run_dir: str | Path, engine: str, log: Log, warn: Log | None = None, *,
-                    int8: Int8Use = "no", texts: int | None = None) -> Path:  # fmt: skip
-    """The run compiled for `engine` ("openvino" or "onnx"), built now if it is missing, stale or damaged.
+                    int8: Int8Use = "no", texts: int | None = None, wait: bool = False) -> Path | None:  # fmt: skip
+    """The run compiled for `engine` ("openvino" or "onnx"), built now if it is missing, stale or damaged; None
+    where `wait` and the run's counted texts plus this job's `texts` do not yet repay a compile (torch answers).
     `log`: what it is doing; `warn`: that a damaged entry is rebuilt (`log` unless given). `int8` (openvino):
     "check" its int8 model (once, when the texts predicted so far and this job's `texts` repay it) and use it
     where that keeps the run's answers (int8_gate.py); "if checked" use it only where an earlier check kept it."""
     warn = warn or log
     run = Run.open(run_dir)
-    folder = _compiled(run, engine, log, warn)
+    key = cache_key(run, engine)
+    if wait and _still_waiting(run, engine, key, texts or 0, log):
+        return None
+    folder = _compiled(run, engine, key, log, warn)
     if int8 != "no" and engine == "openvino":
         from .int8_gate import int8_or_f32
 
@@ -62,33 +79,75 @@ def compiled_export(run_dir: str | Path, engine: str, log: Log, warn: Log | None
 
 
 def count_predicted(model: str | Path, texts: int) -> None:
-    """`texts` more predicted by `model`, where it is a compiled f32 model whose int8 is not yet checked (a run
-    folder, an export or an int8 model: nothing to count). Two jobs ending at once may lose one's count."""
-    from .int8_gate import COUNT_FILE, INT8_SUFFIX, VERDICT_FILE, predicted
+    """`texts` more predicted by `model`, where it is a compiled f32 model whose int8 is not yet checked, or a run
+    folder waiting to be compiled (an export, an int8 model or a run that waits for nothing: nothing to count).
+    Two jobs ending at once may lose one's count."""
+    from .int8_gate import COUNT_FILE, INT8_SUFFIX, VERDICT_FILE
 
     model = Path(model)
-    if model.parent.name != CACHE_DIR or model.name.endswith(INT8_SUFFIX) or (model / VERDICT_FILE).exists():
-        return
+    if model.parent.name == CACHE_DIR:
+        if model.name.endswith(INT8_SUFFIX) or (model / VERDICT_FILE).exists():
+            return
+        counts = [model / COUNT_FILE]
+    else:
+        counts = list((model / CACHE_DIR).glob(f"*{WAITING_SUFFIX}")) if (model / CACHE_DIR).is_dir() else []
+    for count in counts:
+        try:
+            with staged_file(count) as out:
+                json.dump({"texts": read_count(count) + texts}, out)
+        except OSError:  # a read-only run folder: the compile or the check waits for a job that can count
+            pass
+
+
+def read_count(path: Path) -> int:
+    """The texts counted in `path` (0 where it is missing or unreadable: counting starts again)."""
     try:
-        with staged_file(model / COUNT_FILE) as out:
-            json.dump({"texts": predicted(model) + texts}, out)
-    except OSError:  # a read-only run folder: the check waits for a job that can count
-        pass
+        return int(json.loads(path.read_text(encoding="utf-8"))["texts"])
+    except (OSError, ValueError, TypeError, KeyError):
+        return 0
 
 
-def _compiled(run: Run, engine: str, log: Log, warn: Log) -> Path:
+def _still_waiting(run: Run, engine: str, key: str, texts: int, log: Log) -> bool:
+    """No compiled model yet, and the run's counted texts plus this job's do not repay one: this job runs torch
+    and the count file is there for count_predicted to add to."""
+    cache = run.path / CACHE_DIR
+    if (cache / f"{engine}-{key}").is_dir():
+        return False
+    waiting = cache / f"{engine}-{key}{WAITING_SUFFIX}"
+    so_far = read_count(waiting)
+    if so_far + texts >= REPAY_TEXTS:
+        return False
+    if not waiting.exists():  # said once a run, not on every small job
+        _remove_stale(cache, engine)
+        cache.mkdir(exist_ok=True)
+        with staged_file(waiting) as out:
+            json.dump({"texts": 0}, out)
+        log(f"note: predicting with torch; the run is compiled for {engine} once it has predicted {REPAY_TEXTS:,} "
+            "texts (a first job is never slowed by the compile)")  # fmt: skip
+    return True
+
+
+def _remove_stale(cache: Path, engine: str) -> None:
+    """An older run's or runtime's compiled models and counts: never read again."""
+    for stale in cache.glob(f"{engine}-*"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+
+
+def _compiled(run: Run, engine: str, key: str, log: Log, warn: Log) -> Path:
     from .folder import check_export
     from .writing import export_run
 
-    folder = run.path / CACHE_DIR / f"{engine}-{cache_key(run, engine)}"
+    folder = run.path / CACHE_DIR / f"{engine}-{key}"
     if folder.is_dir():
         try:
             check_export(folder)
             return folder
         except UserError as exc:
             warn(f"note: the compiled {engine} model in {folder} is damaged ({first_line(exc)}); building it again")
-    for stale in (run.path / CACHE_DIR).glob(f"{engine}-*"):
-        shutil.rmtree(stale, ignore_errors=True)  # an older run or runtime: never read again
+    _remove_stale(run.path / CACHE_DIR, engine)
     log(f"note: compiling the run for {engine} once (kept in {folder.parent}; later calls start from it)...")
     with quiet_compile():
         export_run(run.path, folder, format=engine, overwrite=True, log=lambda _: None)

@@ -98,10 +98,9 @@ def int8_or_f32(run: Run, f32: Path, log: Log, warn: Log, check: bool = True, te
 
 def predicted(f32: Path) -> int:
     """Texts the f32 compiled model at `f32` has predicted in jobs that counted them (count_predicted)."""
-    try:
-        return int(json.loads((f32 / COUNT_FILE).read_text(encoding="utf-8"))["texts"])
-    except (OSError, ValueError, TypeError, KeyError):
-        return 0
+    from .compiled import read_count
+
+    return read_count(f32 / COUNT_FILE)
 
 
 def _read_verdict(path: Path) -> Int8Verdict | None:

@@ -49,7 +49,7 @@ def check_abstention(space: LabelSpace, rule: Abstention, where: str) -> None:
     """A rule the run can follow: confidence for classifiers, an interval for a calibrated regression run."""
     from ..errors import UserError
 
-    regression = space.problem_type == "regression"
+    regression = space.problem.selective_flag == "max_interval"  # answers are numbers with intervals
     if rule.min_confidence is not None and regression:
         raise UserError(f"--min-confidence is for classifiers; {where} predicts numbers: use --max-interval")
     if rule.max_interval is not None and not regression:
@@ -62,12 +62,13 @@ def check_abstention(space: LabelSpace, rule: Abstention, where: str) -> None:
 def risk_coverage(space: LabelSpace, labels: np.ndarray, scores: np.ndarray) -> dict[str, Any] | None:
     """Accuracy (single-label) or micro-F1 (multi-label) of the answers given, against the share of texts answered
     when the least sure are left out first: the curve (one point per 2 % of coverage) and the table at
-    COVERAGES with the min_confidence that gives each. None for regression (one interval for every text)."""
+    COVERAGES with the min_confidence (regression: the max_interval) that gives each. None where answers have no
+    confidence of their own (a regression run with one interval for every text)."""
     confidence = space.problem.confidence(np.asarray(scores), space)
     if confidence is None or len(confidence) == 0:
         return None
     order = np.argsort(-confidence, kind="stable")
-    n, name = len(order), space.problem.selective_metric
+    n, name, flag = len(order), space.problem.selective_metric, space.problem.selective_flag
     curve, table = [], []
     for share in sorted({*np.round(np.linspace(0.02, 1.0, 50), 2), *COVERAGES}, reverse=True):
         kept = order[: max(1, int(round(share * n)))]
@@ -75,8 +76,15 @@ def risk_coverage(space: LabelSpace, labels: np.ndarray, scores: np.ndarray) -> 
         curve.append([float(share), round(score, 4)])
         if share in COVERAGES:
             table.append({"coverage": float(share), name: round(score, 4),
-                          "min_confidence": round(float(confidence[kept[-1]]), 4)})  # fmt: skip
-    return {"metric": name, "curve": curve, "table": table}
+                          flag: round(space.problem.threshold(float(confidence[kept[-1]])), 4)})  # fmt: skip
+    return {"metric": name, "flag": flag, "curve": curve, "table": table}
+
+
+def threshold_text(curve: dict[str, Any], row: dict[str, Any]) -> str:
+    """`--min-confidence 0.912` (or `--max-interval 2.4`): the option that answers `row`'s share of texts."""
+    flag = curve.get("flag", "min_confidence")
+    value = f"{row[flag]:.3f}" if flag == "min_confidence" else f"{row[flag]:.3g}"
+    return f"--{flag.replace('_', '-')} {value}"
 
 
 def selective_metrics(space: LabelSpace, labels: np.ndarray, scores: np.ndarray, rule: Abstention) -> dict[str, Any]:

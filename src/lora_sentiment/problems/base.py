@@ -55,6 +55,7 @@ class ProblemType:
     figure: ClassVar[str | None] = None  # the error plot of the kept epoch: "confusion_matrix" or "per_label_f1"
     # audit's plot (auditing/outputs.py): "noise_matrix" (P(true | given)), "tag_noise" or "residuals"
     audit_figure: ClassVar[str] = "noise_matrix"
+    audit_noise_of: ClassVar[str] = ""  # what audit's estimated noise rate is a share of, where not of the texts
     file_columns: ClassVar[tuple[str, ...]]  # what `predict --input` adds to each row
     stratified: ClassVar[bool] = False  # whether splits carved and samples drawn keep the class shares
     weighted: ClassVar[bool] = True  # whether --class-weights applies
@@ -137,11 +138,19 @@ class ProblemType:
 
     # ---- abstention (abstention.py)
     selective_metric: ClassVar[str]  # what `evaluate --min-confidence` (and the risk-coverage curve) scores
-    confident: ClassVar[bool] = True  # whether each answer has a confidence of its own (for the curve)
+    selective_flag: ClassVar[str] = "min_confidence"  # the option that sets where answers stop (its field name)
+
+    def confident_in(self, space: LabelSpace) -> bool:
+        """Whether each answer of a run with `space` has a confidence of its own (for the risk-coverage curve)."""
+        return True
 
     def confidence(self, scores: np.ndarray, space: LabelSpace) -> np.ndarray | None:
-        """[n] how sure each answer is, for the risk-coverage curve (None where not `confident`)."""
+        """[n] how sure each answer is, higher surer, for the risk-coverage curve (None where not confident_in)."""
         return None
+
+    def threshold(self, confidence: float) -> float:
+        """The `selective_flag` value that keeps answers as sure as `confidence`."""
+        return confidence
 
     def selective_score(self, space: LabelSpace, labels: np.ndarray, scores: np.ndarray) -> float:
         raise NotImplementedError
@@ -159,6 +168,10 @@ class ProblemType:
         """[n_outputs] the scores of a guess that ignores the text, fitted on `labels` (what out-of-sample scores
         must beat for their flags to mean anything)."""
         raise NotImplementedError
+
+    def issue_detail(self, score: float) -> str:
+        """Why audit flagged a given label, from its issue score (confident.py's LabelIssues.score)."""
+        return f"out-of-sample probability of the given label {1 - score:.3f}"
 
     def label_in_file(self, suggested: Any, current: Any, space: LabelSpace, separator: str | None,
                       column: Any) -> Any:  # fmt: skip

@@ -5,7 +5,10 @@
 - multi-label: one temperature per tag, fitted by each tag's binary cross-entropy; the tag thresholds are then
   tuned again on the calibrated probabilities.
 - regression: split-conformal prediction (Lei et al. 2018): the absolute residual's finite-sample quantile gives an
-  interval, prediction ± q, that holds the stated share of true values.
+  interval, prediction ± q, that holds the stated share of true values; where the evaluation split has room for
+  it, one q per band of the predicted value (Mondrian conformal, Vovk et al. 2005), each band holding the share
+  on its own, so a text whose predicted value is harder to pin down (a middling rating) gets a wider interval and
+  `--max-interval` can abstain on it alone.
 
 Model selection used the same split, so the quality figures are cross-fitted: fitted on one half of it and scored
 on the other, and back; the saved calibration is then fitted on all of it. Each problem type says how it fits and
@@ -24,6 +27,10 @@ if TYPE_CHECKING:
 ECE_BINS = 15  # equal-mass bins: every bin holds as many outputs, so no bin's figure rests on a handful
 MIN_TEXTS = 50  # fewer evaluation texts than this: a temperature fitted on them is noise, none is fitted
 COVERAGE = 0.9  # regression intervals' nominal share of true values, unless --interval-coverage says otherwise
+# Bands of the predicted value for regression intervals: at least BAND_TEXTS evaluation texts each, so each band's
+# 90 % quantile is the 91st of 100+ residuals (its own coverage on new texts then varies by about ±3 points).
+BAND_TEXTS = 100
+MAX_BANDS = 5
 _LOG_T_BOUNDS = (-3.0, 3.0)  # T in [0.05, 20]: past these a split is separable and the NLL has no minimum
 SEED = 0
 
@@ -37,6 +44,9 @@ class Calibration:
     temperatures: list[float] | None = None  # one (single-label) or one per tag (multi-label)
     interval: float | None = None  # regression: half-width of the interval around each predicted value
     coverage: float | None = None  # regression: the share of true values the interval is fitted to hold
+    # regression, where fitted: a half-width per band of the predicted value, and the bands' inner edges
+    band_edges: list[float] | None = None
+    band_intervals: list[float] | None = None
     # An export's: the temperatures are folded into its output layer (export/writing.py), so any runtime that
     # reads its weights, a plain transformers pipeline or onnxruntime included, gives calibrated outputs.
     in_weights: bool = False
@@ -46,9 +56,16 @@ class Calibration:
             return logits
         return logits / np.asarray(self.temperatures, dtype=np.float64)
 
+    def half_widths(self, values: np.ndarray) -> np.ndarray:
+        """Regression: each predicted value's interval half-width (its band's, or the one for every value)."""
+        values = np.asarray(values, dtype=np.float64).reshape(-1)
+        if self.band_intervals is None or self.band_edges is None:
+            return np.full(len(values), self.interval, dtype=np.float64)
+        return np.asarray(self.band_intervals)[np.searchsorted(self.band_edges, values, side="right")]
+
     def to_json(self) -> dict[str, Any]:
         record = {"method": self.method, "fitted_on": self.fitted_on}
-        for key in ("temperatures", "interval", "coverage"):
+        for key in ("temperatures", "interval", "coverage", "band_edges", "band_intervals"):
             value = getattr(self, key)
             if value is not None:
                 record[key] = [round(float(t), 6) for t in value] if isinstance(value, list) else round(value, 6)
@@ -59,12 +76,15 @@ class Calibration:
     @classmethod
     def from_json(cls, record: dict[str, Any]) -> Calibration:
         temperatures = record.get("temperatures")
+        edges, bands = record.get("band_edges"), record.get("band_intervals")
         return cls(
             method=str(record["method"]),
             fitted_on=int(record.get("fitted_on", 0)),
             temperatures=[float(t) for t in temperatures] if temperatures is not None else None,
             interval=float(record["interval"]) if record.get("interval") is not None else None,
             coverage=float(record["coverage"]) if record.get("coverage") is not None else None,
+            band_edges=[float(e) for e in edges] if edges is not None else None,
+            band_intervals=[float(b) for b in bands] if bands is not None else None,
             in_weights=bool(record.get("in_weights", False)),
         )
 
@@ -98,6 +118,23 @@ def conformal_quantile(residuals: np.ndarray, coverage: float) -> float:
     ordered = np.sort(np.abs(np.asarray(residuals, dtype=np.float64)))
     rank = int(np.ceil((len(ordered) + 1) * coverage))
     return float(ordered[min(rank, len(ordered)) - 1])
+
+
+def conformal_bands(predictions: np.ndarray, residuals: np.ndarray, coverage: float
+                    ) -> tuple[list[float], list[float]] | None:  # fmt: skip
+    """Equal-mass bands of the predicted value and each band's split-conformal half-width; None where the texts
+    make fewer than two bands of BAND_TEXTS (or the predictions are too few distinct values to split)."""
+    predictions = np.asarray(predictions, dtype=np.float64).reshape(-1)
+    count = min(MAX_BANDS, len(predictions) // BAND_TEXTS)
+    if count < 2:
+        return None
+    edges = np.unique(np.quantile(predictions, np.linspace(0, 1, count + 1)[1:-1]))
+    band = np.searchsorted(edges, predictions, side="right")
+    sizes = np.bincount(band, minlength=len(edges) + 1)
+    if len(edges) == 0 or sizes.min() < BAND_TEXTS:
+        return None
+    widths = [conformal_quantile(np.asarray(residuals)[band == b], coverage) for b in range(len(edges) + 1)]
+    return [float(e) for e in edges], widths
 
 
 def logits_from_scores(space: LabelSpace, scores: np.ndarray) -> np.ndarray:
@@ -198,11 +235,13 @@ def quality_on(space: LabelSpace, labels: np.ndarray, scores: np.ndarray) -> dic
     if space.problem_type == "regression":
         if calibration is None or calibration.interval is None:
             return {}
-        errors = np.abs(np.asarray(labels, dtype=np.float64).reshape(-1) - np.asarray(scores).reshape(-1))
+        predictions = np.asarray(scores, dtype=np.float64).reshape(-1)
+        errors = np.abs(np.asarray(labels, dtype=np.float64).reshape(-1) - predictions)
+        halves = calibration.half_widths(predictions)
         return {
-            "coverage": round(float((errors <= calibration.interval).mean()), 4),
+            "coverage": round(float((errors <= halves).mean()), 4),
             "coverage_nominal": calibration.coverage,
-            "interval_half_width": round(calibration.interval, 6),
+            "interval_half_width": round(float(halves.mean()), 6) if len(halves) else round(calibration.interval, 6),
         }
     quality = probability_quality(scores, labels)
     del quality["reliability"]

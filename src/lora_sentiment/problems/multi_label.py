@@ -31,6 +31,7 @@ class MultiLabel(ProblemType):
     claimed_because = "the labels are lists, or --label-separator / --label-columns is set"
     figure = "per_label_f1"
     audit_figure = "tag_noise"
+    audit_noise_of = " of the tag decisions (present / absent)"
     file_columns = ("predicted_labels",)
     baseline_label = "one-vs-rest logistic regression"
     pipeline_call = 'classify(["A wonderful, moving film."], truncation=True, top_k=None)  # a sigmoid per tag'

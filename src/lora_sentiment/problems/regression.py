@@ -32,6 +32,10 @@ class Regression(ProblemType):
     claimed_because = "the labels are numbers that are not all integers"
     file_columns = ("predicted_value", "predicted_low", "predicted_high")
     audit_figure = "residuals"
+
+    def issue_detail(self, score: float) -> str:
+        return f"residual {score:.1f} robust SDs from the median"
+
     baseline_label = "ridge regression"
     weighted = False
     named_after_column = True
@@ -114,31 +118,58 @@ class Regression(ProblemType):
         return {"spearman": spearman, "mae": sums[:, 0], "rmse": np.sqrt(sums[:, 1]), "pearson": pearson}
 
     def calibrate(self, labels: np.ndarray, logits: np.ndarray, coverage: float) -> Any:
-        from .calibration import Calibration, conformal_quantile
+        from .calibration import Calibration, conformal_bands, conformal_quantile
 
         residuals = np.asarray(labels, dtype=np.float64).reshape(-1) - logits.reshape(-1)
+        edges, widths = conformal_bands(logits, residuals, coverage) or (None, None)
         return Calibration("conformal", len(residuals), interval=conformal_quantile(residuals, coverage),
-                           coverage=coverage)  # fmt: skip
+                           coverage=coverage, band_edges=edges, band_intervals=widths)  # fmt: skip
 
     def calibration_quality(self, labels: np.ndarray, logits: np.ndarray, fitted: Any, halves: list) -> dict[str, Any]:
-        errors = np.abs(np.asarray(labels, dtype=np.float64).reshape(-1) - logits.reshape(-1))
-        covered = np.zeros(len(errors), dtype=bool)
+        predictions = logits.reshape(-1)
+        errors = np.abs(np.asarray(labels, dtype=np.float64).reshape(-1) - predictions)
+        covered, width = np.zeros(len(errors), dtype=bool), np.zeros(len(errors))
         for rows, other in halves:
-            covered[rows] = errors[rows] <= other.interval
-        return {"coverage_nominal": fitted.coverage, "interval_half_width": round(fitted.interval, 6),
-                "coverage": round(float(covered.mean()), 4)}  # fmt: skip
+            width[rows] = other.half_widths(predictions[rows])
+            covered[rows] = errors[rows] <= width[rows]
+        report = {
+            "coverage_nominal": fitted.coverage,
+            "interval_half_width": round(fitted.interval, 6),
+            "coverage": round(float(covered.mean()), 4),
+            "cross_fitted_half_width": round(float(width.mean()), 6),
+        }
+        if fitted.band_intervals:  # and the cross-fitted coverage within each band of the saved fit
+            band = np.searchsorted(fitted.band_edges, predictions, side="right")
+            report.update(
+                band_edges=fitted.band_edges,
+                band_half_widths=fitted.band_intervals,
+                band_coverage=[round(float(covered[band == b].mean()), 4) for b in range(band.max() + 1)],
+            )
+        return report
 
     selective_metric = "mae"
-    confident = False  # one interval for every text: answered all or none
+    selective_flag = "max_interval"
+
+    def confident_in(self, space: LabelSpace) -> bool:
+        calibration = space.calibration
+        return calibration is not None and calibration.band_intervals is not None  # else one width for all
+
+    def confidence(self, scores: np.ndarray, space: LabelSpace) -> np.ndarray | None:
+        if not self.confident_in(space):
+            return None
+        return -2 * space.calibration.half_widths(scores[:, 0])  # narrower is surer
+
+    def threshold(self, confidence: float) -> float:
+        return -confidence  # the interval's width: --max-interval
 
     def selective_score(self, space: LabelSpace, labels: np.ndarray, scores: np.ndarray) -> float:
         return float(np.abs(np.asarray(labels, dtype=np.float64).reshape(-1) - scores.reshape(-1)).mean())
 
     def abstains(self, scores: np.ndarray, space: LabelSpace, rule: Any) -> tuple[np.ndarray, Any]:
-        half = _half_width(space)
-        if rule.max_interval is None or half is None:
+        calibration = space.calibration
+        if rule.max_interval is None or calibration is None or calibration.interval is None:
             return np.zeros(len(scores), dtype=bool), None
-        return np.full(len(scores), 2 * half > rule.max_interval), None
+        return 2 * calibration.half_widths(scores[:, 0]) > rule.max_interval, None
 
     def label_issues(self, space: LabelSpace, labels: np.ndarray, scores: np.ndarray) -> Any:
         from .confident import residual_issues
@@ -155,11 +186,11 @@ class Regression(ProblemType):
         return round(float(label), 6)
 
     def answer(self, row: np.ndarray, space: LabelSpace) -> dict[str, Any]:
-        value, half = float(row[0]), _half_width(space)
-        return dict(value=value, interval=None if half is None else [value - half, value + half])
+        value, half = float(row[0]), _half_widths(space, row[:1])
+        return dict(value=value, interval=None if half is None else [value - half[0], value + half[0]])
 
     def columns(self, scores: np.ndarray, present: np.ndarray, space: LabelSpace, fmt: str) -> dict[str, Any]:
-        half = _half_width(space)
+        half = _half_widths(space, scores[:, 0])
         if half is None:
             return {"predicted_value": scores[:, 0]}
         return {"predicted_value": scores[:, 0], "predicted_low": scores[:, 0] - half,
@@ -180,9 +211,11 @@ class Regression(ProblemType):
         return f"one number ({names[0]}), regression"
 
 
-def _half_width(space: LabelSpace) -> float | None:
+def _half_widths(space: LabelSpace, values: np.ndarray) -> np.ndarray | None:
     calibration = space.calibration
-    return calibration.interval if calibration is not None else None
+    if calibration is None or calibration.interval is None:
+        return None
+    return calibration.half_widths(values)
 
 
 def regression_metrics(targets_: np.ndarray, predictions: np.ndarray) -> dict[str, float]:

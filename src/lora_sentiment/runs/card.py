@@ -114,13 +114,12 @@ def _abstention_table(final: Any) -> str:
     curve = final.get("risk_coverage")
     if not curve:
         return ""
-    metric = curve["metric"]
-    rows = "\n".join(
-        f"| {row['coverage']:.0%} | {row[metric]:.4f} | {row['min_confidence']:.3f} |" for row in curve["table"]
-    )
+    metric, flag = curve["metric"], curve.get("flag", "min_confidence")
+    rows = "\n".join(f"| {row['coverage']:.0%} | {row[metric]:.4f} | {row[flag]:.4g} |" for row in curve["table"])
+    option, short = ("--min-confidence P", "P") if flag == "min_confidence" else ("--max-interval W", "W")
     return (
-        f"\nAnswering only the texts it is surest of (`predict --min-confidence P`; the rest are marked "
-        f"`abstained`), on the evaluation split:\n\n| answered | {metric} | P |\n|---:|---:|---:|\n{rows}\n"
+        f"\nAnswering only the texts it is surest of (`predict {option}`; the rest are marked "
+        f"`abstained`), on the evaluation split:\n\n| answered | {metric} | {short} |\n|---:|---:|---:|\n{rows}\n"
     )
 
 

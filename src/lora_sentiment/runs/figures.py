@@ -115,7 +115,9 @@ def plot_risk_coverage(curve: dict[str, Any], path: Path) -> Path:
     coverage, score = zip(*curve["curve"])
     ax.plot(coverage, score, color="tab:blue")
     for row in curve["table"]:
-        ax.annotate(f"P {row['min_confidence']:.2f}", (row["coverage"], row[curve["metric"]]), fontsize=7,
+        flag = curve.get("flag", "min_confidence")
+        mark = f"P {row[flag]:.2f}" if flag == "min_confidence" else f"W {row[flag]:.3g}"
+        ax.annotate(mark, (row["coverage"], row[curve["metric"]]), fontsize=7,
                     textcoords="offset points", xytext=(-10, 6))  # fmt: skip
         ax.plot(row["coverage"], row[curve["metric"]], marker="o", color="tab:blue")
     ax.set(xlim=(0, 1.02), xlabel="share of texts answered (the least sure left out first)",

@@ -212,7 +212,7 @@ def figures(space: LabelSpace) -> dict[str, str]:
     shown.update({title: file for kind, (title, file) in FIGURES.items() if kind == space.problem.figure})
     if space.calibration is not None and space.calibration.temperatures is not None:
         shown["Reliability before and after calibration"] = RELIABILITY_FILE
-    if space.problem.confident:
+    if space.problem.confident_in(space):
         shown["Risk-coverage"] = RISK_COVERAGE_FILE
     return shown
 

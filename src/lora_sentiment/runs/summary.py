@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ..problems.abstention import threshold_text
+
 
 def summary(config: Any, space: Any, metrics: Any) -> str:
     """What a user wants to see first: the recipe, the per-epoch curve, the final scores, the examples.
@@ -94,10 +96,14 @@ def calibration_text(report: dict[str, Any]) -> str:
     """One line on what calibration fitted and how much it helped, out of sample (problems/calibration.py)."""
     n = report["fitted_on"]
     if report["method"] == "conformal":
-        nominal = report["coverage_nominal"]
+        nominal, bands = report["coverage_nominal"], report.get("band_half_widths")
+        width = f"±{report['interval_half_width']:.4g} around each value"
+        if bands:
+            width = (f"±{min(bands):.3g} to ±{max(bands):.3g} around each value, by {len(bands)} bands of the "
+                     "predicted value")  # fmt: skip
         return (
-            f"Calibration: a {nominal:.0%} interval of ±{report['interval_half_width']:.4g} around each value, "
-            f"fitted on {n} evaluation texts; it held {report['coverage']:.1%} of true values (cross-fitted)."
+            f"Calibration: a {nominal:.0%} interval of {width}, fitted on {n} evaluation texts; it held "
+            f"{report['coverage']:.1%} of true values (cross-fitted)."
         )
     before, after = report["before"], report["after"]
     if report["method"] == "temperature":
@@ -119,6 +125,6 @@ def risk_coverage_text(curve: dict[str, Any]) -> str:
     """One line: the selective metric at each share of texts answered, and the --min-confidence that gives it."""
     metric = curve["metric"]
     cells = "; ".join(f"{row['coverage']:.0%} answered: {row[metric]:.4f}" +
-                      (f" (--min-confidence {row['min_confidence']:.3f})" if row["coverage"] < 1 else "")
+                      (f" ({threshold_text(curve, row)})" if row["coverage"] < 1 else "")
                       for row in curve["table"])  # fmt: skip
     return f"Abstention ({metric} of the answers given): {cells}."

@@ -16,20 +16,21 @@ from .models import ManyModels, OneModel
 
 
 def served_kinds(models: OneModel | ManyModels) -> set[str] | None:
-    """Whether the served models are classifiers, regressions or both (None: runs may come and go)."""
+    """The abstention options the served models take: min_confidence (classifiers), max_interval (regression) or
+    both (None: runs may come and go)."""
     if models.runs_dir:
         return None
     kinds = set()
     for name in models.names:
         served = models.get(name)
         if served is not None:
-            kinds.add("regression" if served.space.problem_type == "regression" else "classifier")
+            kinds.add(served.space.problem.selective_flag)
     return kinds
 
 
 def request_model(settings: ServeSettings, kinds: set[str] | None = None) -> type[BaseModel]:
     """The /predict body, with this server's limits in its schema, and the abstention field of the kinds of model
-    it serves (`kinds`: classifier, regression; None: both)."""
+    it serves (`kinds`: as served_kinds gives them; None: both)."""
     Text = Annotated[str, StringConstraints(min_length=1, max_length=settings.max_chars)]
     examples = [{"texts": ["A wonderful, moving film.", "Dull and far too long."]}]
 
@@ -43,12 +44,12 @@ def request_model(settings: ServeSettings, kinds: set[str] | None = None) -> typ
         )
 
     abstention: dict[str, Any] = {}
-    if kinds is None or "classifier" in kinds:
+    if kinds is None or "min_confidence" in kinds:
         abstention["min_confidence"] = (float | None, Field(
             None, gt=0, le=1, strict=True,  # strict: JSON true is no probability
             description="mark answers under this probability abstained [the server's]",
         ))  # fmt: skip
-    if kinds is None or "regression" in kinds:
+    if kinds is None or "max_interval" in kinds:
         abstention["max_interval"] = (float | None, Field(
             None, gt=0, strict=True,
             description="regression: mark answers with a wider interval abstained [the server's]",

@@ -126,19 +126,60 @@ def test_several_runs_stay_on_torch(trained_run):
 
 
 def test_the_cli_compiles_once_says_so_on_stderr_and_keeps_stdout_clean(run, capsys, monkeypatch):
+    """A first small job answers with torch (the compile waits until the run's texts repay it) and says so once;
+    the job that brings the count there compiles; later calls say nothing."""
     import json
 
     from lora_sentiment.cli import main
 
     monkeypatch.setattr("lora_sentiment.opening._has_gpu", lambda: False)
+    monkeypatch.setattr(compiled, "REPAY_TEXTS", 5)
     assert main(["predict", str(run), "--json", "--text", *TEXTS]) == 0
     first = capsys.readouterr()
     assert [json.loads(line)["text"] for line in first.out.splitlines()] == TEXTS
-    assert first.err.strip().startswith("lora-sentiment: note: compiling the run for openvino once")
-    assert "Warning" not in first.err  # the tracer's notes stay out of the user's terminal
-    assert main(["predict", str(run), "--json", "--text", *TEXTS]) == 0
+    assert first.err.strip() == (
+        "lora-sentiment: note: predicting with torch; the run is compiled for openvino once it has predicted 5 texts "
+        "(a first job is never slowed by the compile)"
+    )
+    (waiting,) = _entries(run)
+    assert waiting.endswith(compiled.WAITING_SUFFIX) and compiled.read_count(run / compiled.CACHE_DIR / waiting) == 3
+    assert main(["predict", str(run), "--json", "--text", *TEXTS]) == 0  # 3 + 3 texts: this one compiles
     second = capsys.readouterr()
-    assert second.out == first.out and second.err == ""
+    assert second.err.strip().startswith("lora-sentiment: note: compiling the run for openvino once")
+    assert "Warning" not in second.err  # the tracer's notes stay out of the user's terminal
+    labels = [json.loads(line)["label"] for line in first.out.splitlines()]
+    assert [json.loads(line)["label"] for line in second.out.splitlines()] == labels
+    (folder,) = _entries(run)  # the count went with the wait
+    assert main(["predict", str(run), "--json", "--text", *TEXTS]) == 0
+    third = capsys.readouterr()
+    assert third.out == second.out and third.err == ""
+
+
+def test_a_file_job_counts_and_a_job_known_large_enough_compiles_at_once(run, tmp_path, monkeypatch):
+    import pandas as pd
+
+    from lora_sentiment.batch.files import predict_file
+
+    monkeypatch.setattr("lora_sentiment.opening._has_gpu", lambda: False)
+    monkeypatch.setattr(compiled, "REPAY_TEXTS", 5)
+    reviews = tmp_path / "reviews.csv"  # a CSV's rows are known only once read: counted after
+    pd.DataFrame({"text": TEXTS}).to_csv(reviews, index=False)
+    predict_file(str(run), str(reviews), str(tmp_path / "out1.jsonl"), progress=False)
+    (waiting,) = _entries(run)
+    assert compiled.read_count(run / compiled.CACHE_DIR / waiting) == 3
+    predict_file(str(run), str(reviews), str(tmp_path / "out2.jsonl"), progress=False)
+    assert compiled.read_count(run / compiled.CACHE_DIR / waiting) == 6  # the job that reached 5 still ran torch
+    assert resolve_engine_target(run, LoadOptions(), expected_texts=1, log=lambda _: None).parent.name == ".compiled"
+    assert [p for p in _entries(run) if p.endswith(compiled.WAITING_SUFFIX)] == []
+
+    shutil.rmtree(run / compiled.CACHE_DIR)
+    table = tmp_path / "reviews.parquet"
+    pd.DataFrame({"text": TEXTS * 2}).to_parquet(table)  # 6 rows, read from its metadata before the model opens
+    predict_file(str(run), str(table), str(tmp_path / "out3.jsonl"), progress=False)
+    (folder,) = _entries(run)
+    assert folder.startswith("openvino-") and (run / compiled.CACHE_DIR / folder).is_dir()
+    named = resolve_engine_target(run, LoadOptions(engine="openvino"), expected_texts=1)  # asked for: never waits
+    assert named == run / compiled.CACHE_DIR / folder
 
 
 def test_a_bad_file_fails_before_the_run_is_compiled(run, tmp_path, capsys, monkeypatch):

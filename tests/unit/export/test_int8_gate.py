@@ -25,6 +25,7 @@ def run(tmp_path, trained_run, monkeypatch):
     monkeypatch.setattr("lora_sentiment.opening._has_gpu", lambda: False)
     monkeypatch.setattr("lora_sentiment.modeling.cpu.this_cpu", lambda: CpuKind("avx512-vnni", "avx512-vnni", None))
     monkeypatch.setattr(int8_gate, "REPAY_TEXTS", 0)  # checked on the first call, unless a test says otherwise
+    monkeypatch.setattr(compiled, "REPAY_TEXTS", 0)  # and compiled on the first call
     copy = tmp_path / "run"
     shutil.copytree(trained_run, copy, ignore=shutil.ignore_patterns(compiled.CACHE_DIR))
     return copy

@@ -14,7 +14,13 @@ from fastapi.testclient import TestClient
 from lora_sentiment import load_classifier
 from lora_sentiment.cli import main
 from lora_sentiment.errors import UserError
-from lora_sentiment.problems.abstention import Abstention, abstained, check_abstention, risk_coverage
+from lora_sentiment.problems.abstention import (
+    Abstention,
+    abstained,
+    check_abstention,
+    risk_coverage,
+    threshold_text,
+)
 from lora_sentiment.problems.calibration import Calibration
 from lora_sentiment.problems.outputs import PredictionOut
 from lora_sentiment.problems.space import LabelSpace
@@ -65,7 +71,26 @@ def test_risk_coverage_leaves_the_least_sure_out_first():
     assert table[0.8]["accuracy"] > table[1.0]["accuracy"] and table[0.8]["min_confidence"] == pytest.approx(
         0.6, abs=0.02
     )
-    assert risk_coverage(LabelSpace("regression", ["v"]), labels, scores[:, :1]) is None
+    assert risk_coverage(LabelSpace("regression", ["v"]), labels, scores[:, :1]) is None  # no intervals: no curve
+
+
+def test_regression_abstains_where_its_band_is_wide_and_draws_the_curve_by_width():
+    bands = Calibration("conformal", 600, interval=1.5, coverage=0.9, band_edges=[4.0, 7.0],
+                        band_intervals=[0.5, 2.5, 0.5])  # fmt: skip
+    values = LabelSpace("regression", ["rating"], calibration=bands)
+    predicted = np.array([[2.0], [5.5], [9.0]])
+    assert abstained(values, predicted, Abstention(max_interval=2.0))[0].tolist() == [False, True, False]
+    assert PredictionOut.from_row(predicted[1], values).interval == pytest.approx([3.0, 8.0])
+    rng = np.random.default_rng(1)
+    guesses = rng.uniform(1, 10, 3000)
+    middle = (guesses >= 4.0) & (guesses < 7.0)
+    truth = guesses + rng.normal(0, 1, 3000) * np.where(middle, 2.5, 0.5)
+    curve = risk_coverage(values, truth, guesses.reshape(-1, 1))
+    table = {row["coverage"]: row for row in curve["table"]}
+    assert curve["metric"] == "mae" and curve["flag"] == "max_interval"
+    assert table[0.8]["mae"] < 0.8 * table[1.0]["mae"]  # the scattered middle left out first (0.67 vs 0.93 here)
+    assert table[0.8]["max_interval"] == 5.0 and table[1.0]["max_interval"] == 5.0  # the middle band, 1/3 of texts
+    assert table[0.95]["max_interval"] == 5.0 and threshold_text(curve, table[0.8]) == "--max-interval 5"
 
 
 def test_abstention_through_every_path(tmp_path, trained_run, small_csv, capsys):

@@ -1,6 +1,7 @@
 """Calibration's mechanics on constructed outputs whose true probabilities are known: temperature scaling finds
 the temperature that made them overconfident, a temperature per tag likewise, the conformal interval holds its
-share, the figures (ECE, Brier, NLL) say what they should, and a LabelSpace carries and applies it."""
+share (in each band of the predicted value, where there is room for bands), the figures (ECE, Brier, NLL) say
+what they should, and a LabelSpace carries and applies it."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import numpy as np
 import pytest
 
 from lora_sentiment.problems.calibration import (
+    BAND_TEXTS,
+    MAX_BANDS,
     Calibration,
     calibrate,
     conformal_quantile,
@@ -65,7 +68,45 @@ def test_the_conformal_interval_holds_its_share():
     calibrated = LabelSpace("regression", ["rating"], calibration=fitted)
     assert np.array_equal(calibrated.scores(predicted.reshape(-1, 1)), predicted.reshape(-1, 1))  # values unchanged
     answer = calibrated.problem.answer(np.array([4.0]), calibrated)
-    assert answer["interval"] == pytest.approx([4.0 - fitted.interval, 4.0 + fitted.interval])
+    (half,) = fitted.half_widths(np.array([4.0]))
+    assert answer["interval"] == pytest.approx([4.0 - half, 4.0 + half])
+    # the noise is the same everywhere: every band of the predicted value gets about the same width
+    assert len(fitted.band_intervals) == MAX_BANDS and np.ptp(fitted.band_intervals) < 0.3
+
+
+def _uneven(rng, n):
+    """Predicted ratings 1-10 whose true values scatter little at the ends and much in the middle fifth (as a mixed
+    review's rating does)."""
+    predicted = rng.uniform(1, 10, n)
+    spread = np.where(np.abs(predicted - 5.5) < 0.9, 2.0, 0.3)
+    return predicted, predicted + rng.normal(0, 1, n) * spread
+
+
+def test_banded_intervals_hold_their_share_in_each_band_where_one_width_cannot():
+    rng = np.random.default_rng(5)
+    predicted, values = _uneven(rng, 1000)
+    space = LabelSpace("regression", ["rating"])
+    fitted, report = calibrate(space, values, predicted.reshape(-1, 1), coverage=0.9)
+    assert len(fitted.band_intervals) == MAX_BANDS and report["coverage"] == pytest.approx(0.9, abs=0.03)
+    widths = fitted.band_intervals
+    assert widths[2] > 2.5 * max(widths[0], widths[1], widths[3], widths[4])  # wide in the middle fifth
+    new_predicted, new_values = _uneven(rng, 20000)  # texts the fit never saw
+    half, errors = fitted.half_widths(new_predicted), np.abs(new_values - new_predicted)
+    band = np.searchsorted(fitted.band_edges, new_predicted, side="right")
+    for b in range(MAX_BANDS):  # each band holds its share on its own (Mondrian conformal)
+        assert (errors <= half)[band == b].mean() == pytest.approx(0.9, abs=0.035), b
+    # one width for every text holds 90 % overall by leaving the middle short and the ends over-covered
+    assert (errors <= fitted.interval)[band == 2].mean() < 0.7 and (errors <= fitted.interval)[band != 2].mean() > 0.97
+    assert Calibration.from_json(fitted.to_json()).half_widths(new_predicted[:50]) == pytest.approx(half[:50], abs=1e-5)
+
+
+def test_too_few_texts_for_two_bands_keep_one_width():
+    rng = np.random.default_rng(6)
+    predicted, values = _uneven(rng, 2 * BAND_TEXTS - 1)
+    fitted, _ = calibrate(LabelSpace("regression", ["rating"]), values, predicted.reshape(-1, 1), coverage=0.9)
+    assert fitted.band_intervals is None and fitted.half_widths(np.array([1.0, 5.5])).tolist() == [fitted.interval] * 2
+    old = Calibration.from_json({"method": "conformal", "fitted_on": 100, "interval": 1.5, "coverage": 0.9})
+    assert old.half_widths(np.array([2.0, 9.0])).tolist() == [1.5, 1.5]  # a run saved before bands: one width
 
 
 def test_ece_brier_and_nll_on_known_outputs():
