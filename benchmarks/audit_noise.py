@@ -4,6 +4,9 @@ the noisy and the audit's cleaned file, each scored on the shared validation spl
 
     python benchmarks/audit_noise.py --model "$MINILM" --work /tmp/audit-noise \
         --output benchmarks/results/audit-noise-cpu-2026-12-02.jsonl
+    python benchmarks/audit_noise.py --model "$MINILM" --work /tmp/audit-relabel --scorers tfidf --relabel \
+        --train-max-length 128 --train-seeds 0 1 --train-on noisy relabeled-tfidf \
+        --output benchmarks/results/audit-relabel-cpu-2026-12-02.jsonl
 
 One JSON line per step, appended as it finishes; a call again with the same --output and --work runs only what is
 missing (an audit resumes from its finished folds).
@@ -46,6 +49,12 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--epochs", default="2")
     parser.add_argument("--max-eval-samples", type=int, default=500)
+    parser.add_argument("--relabel", action="store_true",
+                        help="also write each audit's --relabel file (flagged rows kept under the suggested label) "
+                             "and train on it")  # fmt: skip
+    parser.add_argument("--train-max-length", type=int, help="the trainings' max length [--max-length]")
+    parser.add_argument("--train-on", nargs="+", help="only these training files (clean, noisy, cleaned-SCORER, "
+                        "relabeled-SCORER) [all]")  # fmt: skip
     args = parser.parse_args()
 
     from lora_sentiment import TrainConfig, audit, train
@@ -69,7 +78,10 @@ def main() -> None:
             continue
         started = time.perf_counter()
         config = TrainConfig(data=str(noisy), output_dir=str(work / step), seed=0, **common)
-        result = audit(config, folds=5, scorer=scorer, write_clean=str(clean))
+        result = audit(config, folds=5, scorer=scorer, write_clean=str(clean), log=lambda _: None)
+        if args.relabel:  # the same folds (resumed from the audit's folder), written the other way
+            audit(config, folds=5, scorer=scorer, write_clean=str(work / f"relabeled-{scorer}.parquet"),
+                  relabel=True, log=lambda _: None)  # fmt: skip
         flagged = {r["row"] for r in result.issues if r["kind"] == "label"}
         hits = len(flagged & flipped)
         record(step, scorer=scorer, flagged=len(flagged), flipped=len(flipped), true_positives=hits,
@@ -81,14 +93,17 @@ def main() -> None:
     pd.read_parquet(SHARED / "train.parquet").to_parquet(clean_file)
     sources = {"clean": clean_file, "noisy": noisy}
     sources.update({f"cleaned-{s}": work / f"cleaned-{s}.parquet" for s in args.scorers})
+    if args.relabel:
+        sources.update({f"relabeled-{s}": work / f"relabeled-{s}.parquet" for s in args.scorers})
     for seed in args.train_seeds:
         for name, path in sources.items():
             step = f"train-{name}-{seed}"
-            if step in done or not path.exists():
+            if step in done or not path.exists() or (args.train_on and name not in args.train_on):
                 continue
             started = time.perf_counter()
             config = TrainConfig(data=str(path), output_dir=str(work / step), seed=seed, overwrite=True,
-                                 baseline="none", examples=[], **{**common, "max_eval_samples": None})  # fmt: skip
+                                 baseline="none", examples=[], **{**common, "max_eval_samples": None,
+                                 "max_length": args.train_max_length or args.max_length})  # fmt: skip
             result = train(config, log=lambda _: None)
             final = result.metrics.final
             record(step, data=name, seed=seed, rows=len(pd.read_parquet(path)), accuracy=final["accuracy"],

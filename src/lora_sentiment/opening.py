@@ -107,9 +107,11 @@ def resolve_engine_target(target: str | Path, options: LoadOptions, log: Callabl
         int8 = "check" if tries_int8(options) else "no"
         if int8 == "check" and expected_texts is not None and expected_texts < CHECK_TEXTS:
             int8 = "if checked"  # a few texts: int8 once a larger job has checked it, f32 until then
-        wait = options.engine == "auto" and (counted or expected_texts is not None)
+        job = expected_texts if expected_texts is not None else (0 if counted else None)  # 0: counted after
+        if options.engine != "auto":
+            job = None  # an engine asked for by name is compiled at once
         compiled = compiled_export(target, chosen, log or LOG.info, None if log else LOG.warning, int8=int8,
-                                   texts=expected_texts, wait=wait)  # fmt: skip
+                                   texts=job)  # fmt: skip
         return target if compiled is None else compiled
     except OSError as exc:  # a read-only run folder: torch still answers
         LOG.warning(f"note: cannot keep a compiled model in {target} ({exc.strerror}); predicting with torch")

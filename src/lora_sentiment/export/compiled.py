@@ -27,6 +27,7 @@ from typing import Literal
 from ..atomic import staged_file
 from ..errors import UserError, first_line
 from ..runs.run import ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, LABELS_FILE, RUN_CONFIG_FILE, Run
+from .int8_gate import COUNT_FILE, INT8_SUFFIX, VERDICT_FILE, read_count
 from .quiet import quiet_compile
 
 CACHE_DIR = ".compiled"
@@ -59,16 +60,17 @@ def cache_key(run: Run, engine: str) -> str:
 
 
 def compiled_export(run_dir: str | Path, engine: str, log: Log, warn: Log | None = None, *,
-                    int8: Int8Use = "no", texts: int | None = None, wait: bool = False) -> Path | None:  # fmt: skip
-    """The run compiled for `engine` ("openvino" or "onnx"), built now if it is missing, stale or damaged; None
-    where `wait` and the run's counted texts plus this job's `texts` do not yet repay a compile (torch answers).
-    `log`: what it is doing; `warn`: that a damaged entry is rebuilt (`log` unless given). `int8` (openvino):
-    "check" its int8 model (once, when the texts predicted so far and this job's `texts` repay it) and use it
-    where that keeps the run's answers (int8_gate.py); "if checked" use it only where an earlier check kept it."""
+                    int8: Int8Use = "no", texts: int | None = None) -> Path | None:  # fmt: skip
+    """The run compiled for `engine` ("openvino" or "onnx"), built now if it is missing, stale or damaged.
+    `texts`: this job's, where the job counts them (0: a number not known yet); then None while the run's counted
+    texts plus these do not yet repay a compile (torch answers). None `texts`: compiled now. `log`: what it is
+    doing; `warn`: that a damaged entry is rebuilt (`log` unless given). `int8` (openvino): "check" its int8 model
+    (once, when the texts predicted so far and this job's `texts` repay it) and use it where that keeps the run's
+    answers (int8_gate.py); "if checked" use it only where an earlier check kept it."""
     warn = warn or log
     run = Run.open(run_dir)
     key = cache_key(run, engine)
-    if wait and _still_waiting(run, engine, key, texts or 0, log):
+    if texts is not None and _still_waiting(run, engine, key, texts, log):
         return None
     folder = _compiled(run, engine, key, log, warn)
     if int8 != "no" and engine == "openvino":
@@ -82,8 +84,6 @@ def count_predicted(model: str | Path, texts: int) -> None:
     """`texts` more predicted by `model`, where it is a compiled f32 model whose int8 is not yet checked, or a run
     folder waiting to be compiled (an export, an int8 model or a run that waits for nothing: nothing to count).
     Two jobs ending at once may lose one's count."""
-    from .int8_gate import COUNT_FILE, INT8_SUFFIX, VERDICT_FILE
-
     model = Path(model)
     if model.parent.name == CACHE_DIR:
         if model.name.endswith(INT8_SUFFIX) or (model / VERDICT_FILE).exists():
@@ -97,14 +97,6 @@ def count_predicted(model: str | Path, texts: int) -> None:
                 json.dump({"texts": read_count(count) + texts}, out)
         except OSError:  # a read-only run folder: the compile or the check waits for a job that can count
             pass
-
-
-def read_count(path: Path) -> int:
-    """The texts counted in `path` (0 where it is missing or unreadable: counting starts again)."""
-    try:
-        return int(json.loads(path.read_text(encoding="utf-8"))["texts"])
-    except (OSError, ValueError, TypeError, KeyError):
-        return 0
 
 
 def _still_waiting(run: Run, engine: str, key: str, texts: int, log: Log) -> bool:

@@ -98,9 +98,15 @@ def int8_or_f32(run: Run, f32: Path, log: Log, warn: Log, check: bool = True, te
 
 def predicted(f32: Path) -> int:
     """Texts the f32 compiled model at `f32` has predicted in jobs that counted them (count_predicted)."""
-    from .compiled import read_count
-
     return read_count(f32 / COUNT_FILE)
+
+
+def read_count(path: Path) -> int:
+    """The texts counted in `path` (0 where it is missing or unreadable: counting starts again)."""
+    try:
+        return int(json.loads(path.read_text(encoding="utf-8"))["texts"])
+    except (OSError, ValueError, TypeError, KeyError):
+        return 0
 
 
 def _read_verdict(path: Path) -> Int8Verdict | None:

@@ -128,10 +128,11 @@ class Regression(ProblemType):
     def calibration_quality(self, labels: np.ndarray, logits: np.ndarray, fitted: Any, halves: list) -> dict[str, Any]:
         predictions = logits.reshape(-1)
         errors = np.abs(np.asarray(labels, dtype=np.float64).reshape(-1) - predictions)
-        covered, width = np.zeros(len(errors), dtype=bool), np.zeros(len(errors))
+        covered, one, width = np.zeros(len(errors), bool), np.zeros(len(errors), bool), np.zeros(len(errors))
         for rows, other in halves:
             width[rows] = other.half_widths(predictions[rows])
             covered[rows] = errors[rows] <= width[rows]
+            one[rows] = errors[rows] <= other.interval  # what one width for every text would have held
         report = {
             "coverage_nominal": fitted.coverage,
             "interval_half_width": round(fitted.interval, 6),
@@ -140,10 +141,12 @@ class Regression(ProblemType):
         }
         if fitted.band_intervals:  # and the cross-fitted coverage within each band of the saved fit
             band = np.searchsorted(fitted.band_edges, predictions, side="right")
+            bands = range(band.max() + 1)
             report.update(
                 band_edges=fitted.band_edges,
                 band_half_widths=fitted.band_intervals,
-                band_coverage=[round(float(covered[band == b].mean()), 4) for b in range(band.max() + 1)],
+                band_coverage=[round(float(covered[band == b].mean()), 4) for b in bands],
+                band_coverage_one_width=[round(float(one[band == b].mean()), 4) for b in bands],
             )
         return report
 
