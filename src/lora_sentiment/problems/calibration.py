@@ -27,8 +27,9 @@ if TYPE_CHECKING:
 ECE_BINS = 15  # equal-mass bins: every bin holds as many outputs, so no bin's figure rests on a handful
 MIN_TEXTS = 50  # fewer evaluation texts than this: a temperature fitted on them is noise, none is fitted
 COVERAGE = 0.9  # regression intervals' nominal share of true values, unless --interval-coverage says otherwise
-# Bands of the predicted value for regression intervals: at least BAND_TEXTS evaluation texts each, so each band's
-# 90 % quantile is the 91st of 100+ residuals (its own coverage on new texts then varies by about ±3 points).
+# Bands of the predicted value for regression intervals: one per BAND_TEXTS evaluation texts, so each band's 90 %
+# quantile is about the 91st of 100 residuals (its own coverage on new texts then varies by about ±3 points); tied
+# predictions may leave a band with fewer, down to half.
 BAND_TEXTS = 100
 MAX_BANDS = 5
 _LOG_T_BOUNDS = (-3.0, 3.0)  # T in [0.05, 20]: past these a split is separable and the NLL has no minimum
@@ -123,7 +124,7 @@ def conformal_quantile(residuals: np.ndarray, coverage: float) -> float:
 def conformal_bands(predictions: np.ndarray, residuals: np.ndarray, coverage: float
                     ) -> tuple[list[float], list[float]] | None:  # fmt: skip
     """Equal-mass bands of the predicted value and each band's split-conformal half-width; None where the texts
-    make fewer than two bands of BAND_TEXTS (or the predictions are too few distinct values to split)."""
+    make fewer than two bands of BAND_TEXTS (or tied predictions leave a band with under half of that)."""
     predictions = np.asarray(predictions, dtype=np.float64).reshape(-1)
     count = min(MAX_BANDS, len(predictions) // BAND_TEXTS)
     if count < 2:
@@ -131,7 +132,7 @@ def conformal_bands(predictions: np.ndarray, residuals: np.ndarray, coverage: fl
     edges = np.unique(np.quantile(predictions, np.linspace(0, 1, count + 1)[1:-1]))
     band = np.searchsorted(edges, predictions, side="right")
     sizes = np.bincount(band, minlength=len(edges) + 1)
-    if len(edges) == 0 or sizes.min() < BAND_TEXTS:
+    if len(edges) == 0 or sizes.min() < BAND_TEXTS // 2:
         return None
     widths = [conformal_quantile(np.asarray(residuals)[band == b], coverage) for b in range(len(edges) + 1)]
     return [float(e) for e in edges], widths

@@ -88,6 +88,8 @@ def test_banded_intervals_hold_their_share_in_each_band_where_one_width_cannot()
     space = LabelSpace("regression", ["rating"])
     fitted, report = calibrate(space, values, predicted.reshape(-1, 1), coverage=0.9)
     assert len(fitted.band_intervals) == MAX_BANDS and report["coverage"] == pytest.approx(0.9, abs=0.03)
+    # cross-fitted (each half's bands on the other half): the middle band held near its share, one width did not
+    assert report["band_coverage"][2] > 0.8 and report["band_coverage_one_width"][2] < 0.7
     widths = fitted.band_intervals
     assert widths[2] > 2.5 * max(widths[0], widths[1], widths[3], widths[4])  # wide in the middle fifth
     new_predicted, new_values = _uneven(rng, 20000)  # texts the fit never saw
@@ -103,7 +105,10 @@ def test_banded_intervals_hold_their_share_in_each_band_where_one_width_cannot()
 def test_too_few_texts_for_two_bands_keep_one_width():
     rng = np.random.default_rng(6)
     predicted, values = _uneven(rng, 2 * BAND_TEXTS - 1)
-    fitted, _ = calibrate(LabelSpace("regression", ["rating"]), values, predicted.reshape(-1, 1), coverage=0.9)
+    fitted, report = calibrate(LabelSpace("regression", ["rating"]), values, predicted.reshape(-1, 1), coverage=0.9)
+    assert fitted.band_intervals is None and "band_coverage" not in report
+    tied = np.repeat([2.0, 9.0], [BAND_TEXTS * 2 - 10, 10])  # two bands by count, but one value holds nearly all
+    assert calibrate(LabelSpace("regression", ["r"]), tied, tied.reshape(-1, 1), coverage=0.9)[0].band_intervals is None
     assert fitted.band_intervals is None and fitted.half_widths(np.array([1.0, 5.5])).tolist() == [fitted.interval] * 2
     old = Calibration.from_json({"method": "conformal", "fitted_on": 100, "interval": 1.5, "coverage": 0.9})
     assert old.half_widths(np.array([2.0, 9.0])).tolist() == [1.5, 1.5]  # a run saved before bands: one width
