@@ -47,6 +47,17 @@ def task_files(task: str, train_n: int, seed: int, folder: Path) -> dict:
     return {"label_column": "labels", "max_length": 64}
 
 
+def keep(run: Path, val: Path, column: str, path: Path) -> None:
+    import numpy as np
+
+    from lora_sentiment import load_classifier
+
+    frame = pd.read_parquet(val)
+    scores = load_classifier(run, engine="torch").predict_scores(frame.text.tolist())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, targets=np.asarray(frame[column].tolist(), dtype=float), scores=scores)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True)
@@ -55,6 +66,8 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--epochs", default="auto")
     parser.add_argument("--output", required=True)
+    parser.add_argument("--keep-predictions", help="a folder for each run's evaluation targets and outputs "
+                        "(TASK-SEED.npz), to study other calibrations without training again")  # fmt: skip
     args = parser.parse_args()
 
     from lora_sentiment import TrainConfig, train
@@ -77,6 +90,9 @@ def main() -> None:
                 started = time.perf_counter()
                 result = train(config, log=lambda m: print(m, file=sys.stderr) if m.startswith("Calib") else None)
                 final = result.metrics.final.model_dump()
+                if args.keep_predictions:
+                    keep(result.output_dir, folder / "val.parquet", extra["label_column"],
+                         Path(args.keep_predictions) / f"{task}-{seed}.npz")  # fmt: skip
                 report = final["calibration"]
                 for side in ("before", "after"):
                     report.get(side, {}).pop("reliability", None)
