@@ -75,10 +75,10 @@ def test_the_conformal_interval_holds_its_share():
 
 
 def _uneven(rng, n):
-    """Predicted ratings 1-10 whose true values scatter little at the ends and much in the middle fifth (as a mixed
+    """Predicted ratings 1-10 whose true values scatter little at the ends and much in the middle third (as a mixed
     review's rating does)."""
     predicted = rng.uniform(1, 10, n)
-    spread = np.where(np.abs(predicted - 5.5) < 0.9, 2.0, 0.3)
+    spread = np.where(np.abs(predicted - 5.5) < 1.5, 2.0, 0.3)
     return predicted, predicted + rng.normal(0, 1, n) * spread
 
 
@@ -89,16 +89,16 @@ def test_banded_intervals_hold_their_share_in_each_band_where_one_width_cannot()
     fitted, report = calibrate(space, values, predicted.reshape(-1, 1), coverage=0.9)
     assert len(fitted.band_intervals) == MAX_BANDS and report["coverage"] == pytest.approx(0.9, abs=0.03)
     # cross-fitted (each half's bands on the other half): the middle band held near its share, one width did not
-    assert report["band_coverage"][2] > 0.8 and report["band_coverage_one_width"][2] < 0.7
+    assert report["band_coverage"][1] > 0.8 and report["band_coverage_one_width"][1] < 0.75
     widths = fitted.band_intervals
-    assert widths[2] > 2.5 * max(widths[0], widths[1], widths[3], widths[4])  # wide in the middle fifth
+    assert widths[1] > 2.5 * max(widths[0], widths[2])  # wide in the middle third
     new_predicted, new_values = _uneven(rng, 20000)  # texts the fit never saw
     half, errors = fitted.half_widths(new_predicted), np.abs(new_values - new_predicted)
     band = np.searchsorted(fitted.band_edges, new_predicted, side="right")
     for b in range(MAX_BANDS):  # each band holds its share on its own (Mondrian conformal)
         assert (errors <= half)[band == b].mean() == pytest.approx(0.9, abs=0.035), b
     # one width for every text holds 90 % overall by leaving the middle short and the ends over-covered
-    assert (errors <= fitted.interval)[band == 2].mean() < 0.7 and (errors <= fitted.interval)[band != 2].mean() > 0.97
+    assert (errors <= fitted.interval)[band == 1].mean() < 0.75 and (errors <= fitted.interval)[band != 1].mean() > 0.97
     assert Calibration.from_json(fitted.to_json()).half_widths(new_predicted[:50]) == pytest.approx(half[:50], abs=1e-5)
 
 
