@@ -13,13 +13,8 @@ set -euo pipefail
 RUN=$1 BASE=$2 IN=$3 MAX_LENGTH=${4:-256}
 OUT=$(mktemp -d)
 rm -rf "$RUN/.compiled"
-python -c "from lora_sentiment.modeling.cpu import this_cpu; print(this_cpu().describe())"
-measure() {
-  local name=$1; shift
-  local start end
-  start=$(date +%s.%N); "$@" >/dev/null 2>"$OUT/$name.err"; end=$(date +%s.%N)
-  echo "$name $(echo "$end - $start" | bc) s"
-}
+source "$(dirname "$0")/whole_commands.sh"
+describe_cpu
 measure tutorial python -m lora_sentiment.bench.tutorial "$RUN" "$BASE" "$IN" "$OUT/tutorial.csv" "$MAX_LENGTH"
 measure torch lora-sentiment predict "$RUN" --input "$IN" --output "$OUT/torch.csv" --engine torch
 measure default-first lora-sentiment predict "$RUN" --input "$IN" --output "$OUT/default.csv"
