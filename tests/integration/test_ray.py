@@ -156,9 +156,11 @@ def test_bad_input_in_one_file_fails_in_one_line_and_leaves_no_output(
     out = tmp_path / "out"
     code = main(["predict", str(trained_run), "--input", str(folder), "--output", str(out), "--runner", "ray"])
     err = capsys.readouterr().err.strip()
+    # our notes (the compile, or that it waits; the int8 check) are not errors, and come only on a run's first jobs
+    ours = "\n".join(line for line in err.splitlines() if not line.startswith("lora-sentiment: note:"))
     assert code == 2
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    assert all(w in err for w in words), err
+    assert len(ours.splitlines()) == 1 and "Traceback" not in err, err
+    assert all(w in ours for w in words), err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]  # nor a hidden half-written folder
 
 
