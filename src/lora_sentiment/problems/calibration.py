@@ -64,7 +64,7 @@ class Calibration:
         values = np.asarray(values, dtype=np.float64).reshape(-1)
         if self.band_intervals is None or self.band_edges is None:
             return np.full(len(values), self.interval, dtype=np.float64)
-        return np.asarray(self.band_intervals)[np.searchsorted(self.band_edges, values, side="right")]
+        return np.asarray(self.band_intervals)[band_of(self.band_edges, values)]
 
     def to_json(self) -> dict[str, Any]:
         record = {"method": self.method, "fitted_on": self.fitted_on}
@@ -132,12 +132,18 @@ def conformal_bands(predictions: np.ndarray, residuals: np.ndarray, coverage: fl
     if count < 2:
         return None
     edges = np.unique(np.quantile(predictions, np.linspace(0, 1, count + 1)[1:-1]))
-    band = np.searchsorted(edges, predictions, side="right")
+    band = band_of(edges, predictions)
     sizes = np.bincount(band, minlength=len(edges) + 1)
     if len(edges) == 0 or sizes.min() < BAND_TEXTS // 2:
         return None
     widths = [conformal_quantile(np.asarray(residuals)[band == b], coverage) for b in range(len(edges) + 1)]
     return [float(e) for e in edges], widths
+
+
+def band_of(edges: Any, values: np.ndarray) -> np.ndarray:
+    """[n] the band of each predicted value: 0 below the first inner edge, one more past each (an edge's own value
+    in the band above it)."""
+    return np.searchsorted(np.asarray(edges, dtype=np.float64), np.asarray(values, dtype=np.float64), side="right")
 
 
 def logits_from_scores(space: LabelSpace, scores: np.ndarray) -> np.ndarray:

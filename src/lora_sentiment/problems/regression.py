@@ -32,10 +32,6 @@ class Regression(ProblemType):
     claimed_because = "the labels are numbers that are not all integers"
     file_columns = ("predicted_value", "predicted_low", "predicted_high")
     audit_figure = "residuals"
-
-    def issue_detail(self, score: float) -> str:
-        return f"residual {score:.1f} robust SDs from the median"
-
     baseline_label = "ridge regression"
     weighted = False
     named_after_column = True
@@ -126,6 +122,8 @@ class Regression(ProblemType):
                            coverage=coverage, band_edges=edges, band_intervals=widths)  # fmt: skip
 
     def calibration_quality(self, labels: np.ndarray, logits: np.ndarray, fitted: Any, halves: list) -> dict[str, Any]:
+        from .calibration import band_of
+
         predictions = logits.reshape(-1)
         errors = np.abs(np.asarray(labels, dtype=np.float64).reshape(-1) - predictions)
         covered, one, width = np.zeros(len(errors), bool), np.zeros(len(errors), bool), np.zeros(len(errors))
@@ -140,7 +138,7 @@ class Regression(ProblemType):
             "cross_fitted_half_width": round(float(width.mean()), 6),
         }
         if fitted.band_intervals:  # and the cross-fitted coverage within each band of the saved fit
-            band = np.searchsorted(fitted.band_edges, predictions, side="right")
+            band = band_of(fitted.band_edges, predictions)
             bands = range(band.max() + 1)
             report.update(
                 band_edges=fitted.band_edges,
@@ -173,6 +171,9 @@ class Regression(ProblemType):
         if rule.max_interval is None or calibration is None or calibration.interval is None:
             return np.zeros(len(scores), dtype=bool), None
         return 2 * calibration.half_widths(scores[:, 0]) > rule.max_interval, None
+
+    def issue_detail(self, score: float) -> str:
+        return f"residual {score:.1f} robust SDs from the median"
 
     def label_issues(self, space: LabelSpace, labels: np.ndarray, scores: np.ndarray) -> Any:
         from .confident import residual_issues
