@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lora_sentiment.modeling.cpu import this_cpu
+
 MAX_LENGTH = 256
 
 
@@ -134,7 +136,8 @@ def main() -> int:
                     continue
                 started = time.perf_counter()
                 row = {"method": name, "per_class": per_class, "seed": seed, **job(*job_args),
-                       "seconds": round(time.perf_counter() - started, 1), "scored_on": len(val)}  # fmt: skip
+                       "seconds": round(time.perf_counter() - started, 1), "scored_on": len(val),
+                       "cpu_class": this_cpu().name, "date": time.strftime("%Y-%m-%d")}  # fmt: skip
                 if name in variants:
                     row["settings"] = variants[name]
                 print(json.dumps(row), flush=True)

@@ -115,6 +115,12 @@ class TrainConfig(BaseModel):
     lora_targets: Optional[list[str]] = Field(
         None, description="Module names to adapt, or all-linear [attention query + value for the architecture]"
     )
+    pooling: Literal["auto", "first-token", "mean"] = Field(
+        "auto",
+        description="What the head reads: first-token (the architecture's own head on the first token's state) or "
+        "mean (the last layer's query starts at zero, so that state starts as an average over the text, then is "
+        "trained) [auto: mean for BERT, DistilBERT, RoBERTa and ELECTRA-style models, else first-token]",
+    )
 
     # --- training
     learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate (linear decay)")
@@ -293,6 +299,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         lora_alpha=32,
         lora_dropout=0.01,
         lora_targets=["q_lin"],
+        pooling="first-token",
         learning_rate=1e-3,
         batch_size=4,
         epochs=10,

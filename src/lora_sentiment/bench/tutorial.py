@@ -23,7 +23,7 @@ def tutorial_settings(settings: dict[str, Any], model_type: str) -> dict[str, An
         lora_r=4, lora_alpha=32, lora_dropout=0.01, lora_targets=[query],
         learning_rate=1e-3, batch_size=4, eval_batch_size=4, weight_decay=0.01, warmup_ratio=0.0,
         truncation="tail", strip_html=False, base_dropout="keep", group_by_length=False, attention="sdpa",
-        precision="fp32",
+        precision="fp32", pooling="first-token",
     )  # fmt: skip
 
 

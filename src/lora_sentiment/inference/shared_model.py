@@ -41,19 +41,31 @@ class Routing:
 
 
 class HeadSwitch(torch.nn.Module):
-    """In place of one head module: each run's own copy, applied to that run's rows. Outputs of different
-    widths (2 labels here, 4 there) are zero-padded to the widest; each run later reads its own columns."""
+    """In place of one module the runs train in full (a head, or with --pooling mean the last query layer): each
+    run's own copy, applied to that run's rows; `original` (the base model's module, with the LoRA of runs
+    that adapt it) for the runs that trained none. Outputs of different widths (2 labels here, 4 there) are
+    zero-padded to the widest; each run later reads its own columns."""
 
-    def __init__(self, routing: Routing):
+    def __init__(self, routing: Routing, original: torch.nn.Module):
         super().__init__()
         self.heads = torch.nn.ModuleDict()
+        self.original = original
         self.routing = routing
 
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         groups = self.routing.groups
         if len(groups) == 1:
-            return self.heads[groups[0][0]](x, *args, **kwargs)
-        outputs = [(rows, self.heads[key](x[rows], *args, **kwargs)) for key, rows in groups]
+            return self.heads[groups[0][0]](x, *args, **kwargs) if groups[0][0] in self.heads else \
+                self.original(x, *args, **kwargs)  # fmt: skip
+        shared = None
+        outputs = []
+        for key, rows in groups:
+            if key in self.heads:
+                outputs.append((rows, self.heads[key](x[rows], *args, **kwargs)))
+                continue
+            if shared is None:  # the whole batch: peft's LoRA layers in `original` pick each row's adapter
+                shared = self.original(x, *args, **kwargs)
+            outputs.append((rows, shared[rows]))
         first = outputs[0][1]
         width = max(out.shape[-1] for _, out in outputs)
         merged = first.new_zeros((x.shape[0], *first.shape[1:-1], width))
@@ -98,7 +110,6 @@ class SharedBase:
         )
         self.hf_config = base.config
         self.switches: dict[str, HeadSwitch] = {}
-        self.originals: dict[str, torch.nn.Module] = {}
         self.model: PeftModel | None = None
         self.adapters: list[str] = []
         self._base = base
@@ -108,10 +119,7 @@ class SharedBase:
         """The switch at `path`, put in place of the base model's module the first time a run trained it; runs
         loaded before (which did not) keep using that module."""
         if path not in self.switches:
-            self.originals[path] = self._base.get_submodule(path)
-            switch = HeadSwitch(self.routing)
-            for adapter in self.adapters:
-                switch.heads[adapter] = self.originals[path]
+            switch = HeadSwitch(self.routing, self._base.get_submodule(path))
             parent, _, child = path.rpartition(".")
             setattr(self._base.get_submodule(parent) if parent else self._base, child, switch)
             self.switches[path] = switch
@@ -131,11 +139,17 @@ class SharedBase:
 
     def _load(self, run: Run, adapter: str) -> None:
         weights = load_peft_weights(str(run.path), device="cpu")
-        lora = {k: v for k, v in weights.items() if ".lora_" in k}
+        heads = _head_paths(self._base, _saved_heads(run))
+        for path in heads:
+            self._switch(path)
+        # A LoRA layer where a switch now stands goes on the switch's `original` (an earlier run of the set
+        # trained that module in full; this one adapts it).
+        lora = {self._past_switch(k): v for k, v in weights.items() if ".lora_" in k}
         config = LoraConfig.from_pretrained(str(run.path))
         # The adapter's own LoRA layers, by full path: "all-linear" must not reach into the head copies.
         config.target_modules = sorted({k[len(_PREFIX) :].rsplit(".lora_", 1)[0] for k in lora})
         config.task_type, config.modules_to_save, config.inference_mode = None, None, True
+        config.exclude_modules = None
         if self.model is None:
             self.model = PeftModel(self._base, config, adapter_name=adapter)
         else:
@@ -145,12 +159,11 @@ class SharedBase:
             raise UserError(
                 f"{run.path} holds LoRA weights for layers its base model lacks: {loaded.unexpected_keys[0]}"
             )
-        heads = _head_paths(self._base, _saved_heads(run))
-        for path in heads:
-            self._switch(path)
         self.adapters.append(adapter)
-        for path, switch in self.switches.items():
-            switch.heads[adapter] = self._head(run, path, weights)
+        for path in heads:
+            head = self._head(run, path, weights)
+            if head is not None:
+                self.switches[path].heads[adapter] = head
         owned = tuple(f"{_PREFIX}{path}." for path in heads)
         self._check_shared(run, {k: v for k, v in weights.items() if ".lora_" not in k and not k.startswith(owned)})
         self.model.to(device=self.device, dtype=self.dtype).eval()
@@ -169,13 +182,18 @@ class SharedBase:
                     "serve or load it on its own"
                 )
 
-    def _head(self, run: Run, path: str, weights: dict[str, torch.Tensor]) -> torch.nn.Module:
-        """The run's trained copy of the head module at `path`, shaped for its labels; the base model's own
-        module (shared) where the run trained none."""
+    def _past_switch(self, key: str) -> str:
+        """A saved LoRA weight's key, through the switch at its module's path if one stands there."""
+        module = key[len(_PREFIX) :].rsplit(".lora_", 1)[0]
+        return key.replace(f"{module}.lora_", f"{module}.original.lora_", 1) if module in self.switches else key
+
+    def _head(self, run: Run, path: str, weights: dict[str, torch.Tensor]) -> torch.nn.Module | None:
+        """The run's trained copy of the module at `path`, shaped for its labels; None where the run trained
+        none (its rows go through the switch's `original`)."""
         prefix = f"{_PREFIX}{path}."
-        state = {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
+        state = {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix) and ".lora_" not in k}
         if not state:
-            return self.originals[path]
+            return None
         config = copy.deepcopy(self.hf_config)
         config.num_labels = run.space.num_outputs
         with torch.device("meta"):  # only the shapes: the head gets real memory below, the encoder never does
@@ -228,9 +246,11 @@ def _saved_heads(run: Run) -> list[str]:
 
 
 def _head_paths(model: torch.nn.Module, names: Sequence[str]) -> list[str]:
-    """Full paths of the outermost modules named like the run's trained heads (as peft matches them)."""
+    """Full paths of the outermost modules named like the run's trained heads (as peft matches them: a name is
+    the path's end, "pooler" or "bert.encoder.layer.5.attention.self.query")."""
     paths: list[str] = []
     for path, _ in model.named_modules():
-        if path and path.rsplit(".", 1)[-1] in names and not any(path.startswith(p + ".") for p in paths):
+        named = any(path == name or path.endswith("." + name) for name in names)
+        if path and named and not any(path.startswith(p + ".") for p in paths):
             paths.append(path)
     return paths

@@ -18,7 +18,8 @@ from ..data.encoding import TextEncoder
 from ..errors import UserError, first_line
 from ..hub import is_local, load_with_fallback
 from ..problems.space import LabelSpace
-from .device import TORCH_DTYPES, configure_attention_backends, default_device
+from .device import TORCH_DTYPES, configure_attention_backends, default_device, resolve_attention
+from .pooling import resolve_pooling, start_pooling
 from .quiet import quiet_loading
 
 # The LoRA paper adapts the attention query and value projections; their names differ per architecture.
@@ -182,22 +183,6 @@ def _fit_embeddings_to(model: Any, tokenizer: Any) -> None:
         model.config.pad_token_id = tokenizer.pad_token_id
 
 
-def resolve_attention(requested: str, model_config: Any, device: torch.device, max_length: int = 512) -> str:
-    """auto -> eager attention for CPU training of short inputs with small heads, SDPA otherwise.
-
-    PyTorch's CPU flash-attention backward is slow for 32-dim heads (MiniLM): at 256 tokens eager attention
-    trained 1.3-2.3x faster on this project's benchmark machine. At 512 tokens the S x S probabilities
-    eager attention keeps make it the slower one (4.1 vs 5.0 samples/s), and for 64-dim heads (DistilBERT,
-    BERT-base) the two were even, so SDPA, the library default, stays there."""
-    if requested != "auto":
-        return requested
-    hidden = getattr(model_config, "hidden_size", None) or getattr(model_config, "dim", None)
-    heads = getattr(model_config, "num_attention_heads", None) or getattr(model_config, "n_heads", None)
-    if device.type == "cpu" and hidden and heads and hidden // heads <= 32 and max_length <= 256:
-        return "eager"
-    return "sdpa"
-
-
 def linear_layer_names(model: torch.nn.Module) -> list[str]:
     """Distinct short names of the layers LoRA can adapt (Linear, and GPT-2's Conv1D)."""
     names = set()
@@ -247,15 +232,19 @@ class ParameterCount:
         return f"trainable params: {self.trainable:,} || all params: {self.total:,} || trainable%: {self.percent:.4f}"
 
 
-def add_lora(model: torch.nn.Module, *, r: int, alpha: float, dropout: float, targets: list[str]) -> Any:
-    """Wrap the classifier in a PeftModel: LoRA on `targets`, the head trained in full."""
+def add_lora(
+    model: torch.nn.Module, *, r: int, alpha: float, dropout: float, targets: list[str], full: Sequence[str] = ()
+) -> Any:
+    """Wrap the classifier in a PeftModel: LoRA on `targets`, the head and the encoder modules `full` (paths)
+    trained in full."""
     lora_config = LoraConfig(
         task_type=TaskType.SEQ_CLS,
         r=r,
         lora_alpha=alpha,
         lora_dropout=dropout,
         target_modules=targets[0] if targets == ["all-linear"] else targets,
-        modules_to_save=head_modules(model),
+        modules_to_save=head_modules(model) + list(full),
+        exclude_modules=list(full) or None,
     )
     try:
         return get_peft_model(model, lora_config)
@@ -324,13 +313,16 @@ def setup_model(
     device = default_device()
     model.to(device)
     configure_attention_backends(device)
+    full = start_pooling(model, config.pooling)
     if start_head is not None:
         start_head(model, encoder)
+    heads = head_modules(model)
     model = add_lora(
-        model, r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout, targets=config.lora_targets
-    )
+        model, r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout, targets=config.lora_targets,
+        full=full,
+    )  # fmt: skip
     parameters = count_parameters(model)
-    log(f"LoRA on {', '.join(config.lora_targets)}; head trained in full: {', '.join(head_modules(model))}")
+    log(f"LoRA on {', '.join(config.lora_targets)}; trained in full: {', '.join(heads + full)}")
     log(str(parameters))
     if precision in ("bf16", "fp16"):
         cast_frozen_weights(model, TORCH_DTYPES[precision])
@@ -367,6 +359,7 @@ def resolve_config(
         "lora_targets": resolve_lora_targets(model, requested.lora_targets),
         "resume": False,
         "problem_type": space.problem_type,
+        "pooling": resolve_pooling(requested.pooling, model),
     }
     if requested.metric_for_best_model == "auto":
         updates["metric_for_best_model"] = space.problem.best_metric

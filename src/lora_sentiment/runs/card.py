@@ -49,9 +49,16 @@ def _recipe(config: TrainConfig, space: LabelSpace, parameters: Any) -> str:
 
 Fine-tuned with [lora-sentiment](https://pypi.org/project/lora-sentiment/) on `{config.data}`:
 {lora} on `{", ".join(config.lora_targets or [])}`,
-the classification head trained in full; {parameters.trainable:,} of {parameters.total:,} parameters trainable
+{_trained_in_full(config)}; {parameters.trainable:,} of {parameters.total:,} parameters trainable
 ({parameters.percent:.2f} %). Labels: {labels}.
 """
+
+
+def _trained_in_full(config: TrainConfig) -> str:
+    if config.pooling != "mean":
+        return "the classification head trained in full"
+    return ("the classification head and the last layer's attention query trained in full (`--pooling mean`: the "
+            "query starts at zero, so the head starts from an average over the text)")  # fmt: skip
 
 
 def _results(config: TrainConfig, space: LabelSpace, metrics: Any, figures: dict[str, str]) -> str:

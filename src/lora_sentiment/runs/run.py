@@ -144,6 +144,7 @@ def run_info(run_dir: str | Path | Run) -> dict[str, Any]:
             "dropout": config.lora_dropout,
             "targets": config.lora_targets,
         },
+        "pooling": config.pooling,
         "metrics": final,
         "examples": config.examples,
     }

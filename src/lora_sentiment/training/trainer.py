@@ -32,7 +32,7 @@ class _Trainer(Trainer):
     """The Trainer, evaluating with SDPA attention where `--attention auto` picked eager attention for training.
 
     Eager attention is chosen only for its faster backward pass (small heads, short inputs on a CPU, see
-    model.resolve_attention); evaluation has no backward pass, and SDPA runs it faster, as prediction does."""
+    device.resolve_attention); evaluation has no backward pass, and SDPA runs it faster, as prediction does."""
 
     eval_attention: str | None = None
 

@@ -253,3 +253,32 @@ def test_runs_dir_is_looked_at_on_its_own_while_serving(tiny_runs, tmp_path):
         while listed() and time.monotonic() < deadline:
             time.sleep(0.1)
         assert listed() == []
+
+
+@pytest.fixture(scope="module")
+def first_token_run(tmp_path_factory, tiny_bert, tiny_runs):
+    """A run of the same tiny BERT with --pooling first-token: LoRA on the last query layer, which the runs of
+    `tiny_runs` (--pooling mean, the default) train in full."""
+    from lora_sentiment import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("first-token") / "run"
+    config = TrainConfig(model=tiny_bert, data=str(tiny_runs.parent / "reviews.csv"), max_length=48, epochs=1,
+                         batch_size=16, output_dir=str(out), precision="fp32", pooling="first-token")  # fmt: skip
+    train(config, log=lambda _: None)
+    return out
+
+
+@pytest.mark.parametrize("first", [True, False])
+def test_runs_that_pool_differently_share_a_base(tiny_runs, first_token_run, first):
+    """A module one run trains in full and another adapts with LoRA: each row goes through its own run's."""
+    runs = {"sentiment": tiny_runs / "sentiment", "stars": tiny_runs / "stars"}
+    runs = {"first": first_token_run, **runs} if first else {**runs, "first": first_token_run}
+    saved = json.loads((tiny_runs / "sentiment" / "adapter_config.json").read_text())["modules_to_save"]
+    assert any(name.endswith("layer.1.attention.self.query") for name in saved)
+    classifiers = load_classifiers(runs, precision="fp32", mixing="mixed")
+    assert len(classifiers.bases) == 1
+    requests = [("first", TEXTS[:3]), ("sentiment", TEXTS), ("first", TEXTS[3:]), ("stars", TEXTS[1:])]
+    for (name, texts), scores in zip(requests, classifiers.predict_many(requests)):
+        np.testing.assert_allclose(scores, own_scores(runs[name], texts), atol=1e-5)
+    alone = classifiers.predict_many([("first", TEXTS)])[0]
+    np.testing.assert_allclose(alone, own_scores(first_token_run, TEXTS), atol=1e-5)

@@ -153,7 +153,7 @@ def test_base_dropout_reaches_the_model(tiny_bert):
 def test_attention_choice(tiny_bert, minilm_path):
     from transformers import AutoConfig
 
-    from lora_sentiment.modeling.model import resolve_attention
+    from lora_sentiment.modeling.device import resolve_attention
 
     cpu = torch.device("cpu")
     assert (
