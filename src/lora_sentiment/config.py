@@ -115,6 +115,9 @@ class TrainConfig(BaseModel):
     lora_targets: Optional[list[str]] = Field(
         None, description="Module names to adapt, or all-linear [attention query + value for the architecture]"
     )
+    # auto -> mean: with tens of labels the first token's state (never trained to summarise a text in sentence
+    # encoders or masked-language models) left the head below TF-IDF; mean lifted it above on every draw measured
+    # (docs/benchmarks/small-data.md).
     pooling: Literal["auto", "first-token", "mean"] = Field(
         "auto",
         description="What the head reads: first-token (the architecture's own head on the first token's state) or "
@@ -139,9 +142,8 @@ class TrainConfig(BaseModel):
         description="Training epochs [auto: at least 100 optimizer steps and 3 epochs; stops early and keeps the "
         "best epoch when the evaluation split has 200 texts or more, else a fixed schedule keeping the last]",
     )
-    # random, not probe: on MiniLM with 8-32 reviews per class the probe's start lost 5-8 points to it (the head
-    # reads a pooler that is not pre-trained, and the probe fits the few texts so well that fine-tuning stalls);
-    # docs/benchmarks/small-data.md.
+    # random, not probe: on MiniLM with 8-32 reviews per class and the first-token head the probe's start lost
+    # 5-8 points to it (the probe fits the few texts so well that fine-tuning stalls); docs/benchmarks/small-data.md.
     head_init: Literal["random", "probe"] = Field(
         "random",
         description="How the output layer starts: random (the model's seeded init, biases at the label frequencies) "

@@ -286,6 +286,9 @@ class RunWorkspace:
                 "(drop --resume to train anew)"
             )
         saved = build_config(config_file=saved_file)
+        if "pooling:" not in saved_file.read_text(encoding="utf-8"):
+            # Written before --pooling existed: its head read the first token, and its adapter holds no query.
+            saved = saved.model_copy(update={"pooling": "first-token"})
         changed = _changed_settings(saved, requested)
         if changed:
             raise UserError(

@@ -105,6 +105,12 @@ def test_workspace_refuses_what_must_not_be_overwritten(tmp_path):
     assert workspace.prepare(resumed) == latest_checkpoint(workspace.checkpoints)
     with pytest.raises(UserError, match=r"--learning-rate \(was 0.001, now 0.01\)"):
         workspace.prepare(resumed.model_copy(update={"learning_rate": 0.01}))
+    # a checkpoint written before --pooling existed trained the first-token head: only that resumes it
+    saved = workspace.checkpoints / RESUME_CONFIG_FILE
+    saved.write_text("".join(line for line in saved.read_text().splitlines(True) if not line.startswith("pooling:")))
+    with pytest.raises(UserError, match=r"--pooling \(was 'first-token', now 'auto'\)"):
+        workspace.prepare(resumed)
+    assert workspace.prepare(resumed.model_copy(update={"pooling": "first-token"})) is not None
 
 
 def test_publish_swaps_in_a_complete_run_or_leaves_the_old_one(tmp_path):
