@@ -49,7 +49,7 @@ def lora_and_baseline(config: TrainConfig, label: str) -> dict:
         "eval_samples": len(data.eval),
         "lora": {k: round(final[k], 4) for k in keys} | {"seconds": round(seconds)},
         "baseline": {k: round(baseline[k], 4) for k in keys} | {"seconds": baseline["seconds"]},
-        "config": {k: getattr(config, k) for k in ("max_length", "epochs", "batch_size", "learning_rate")},
+        "config": {k: getattr(config, k) for k in ("max_length", "epochs", "batch_size", "learning_rate", "pooling")},
     }
 
 
@@ -58,7 +58,7 @@ def goemotions(args: argparse.Namespace, scratch: Path) -> list[dict]:
     config = TrainConfig(
         model=minilm(), data=str(folder / "train.parquet"), eval_data=str(folder / "validation.parquet"),
         label_column="labels", max_train_samples=args.train_samples, max_length=64, epochs=args.epochs,
-        batch_size=32, learning_rate=2e-3, output_dir=str(scratch / "goemotions"),
+        batch_size=32, learning_rate=2e-3, output_dir=str(scratch / "goemotions"), pooling=args.pooling,
     )  # fmt: skip
     return [lora_and_baseline(config, f"goemotions multi-label, {args.train_samples} comments")]
 
@@ -68,7 +68,7 @@ def regression(args: argparse.Namespace, scratch: Path) -> list[dict]:
     config = TrainConfig(
         model=minilm(), data=str(folder / "train.parquet"), eval_data=str(folder / "validation.parquet"),
         label_column="rating", problem_type="regression", max_length=256, epochs=args.epochs,
-        output_dir=str(scratch / "regression"),
+        output_dir=str(scratch / "regression"), pooling=args.pooling,
     )  # fmt: skip
     return [lora_and_baseline(config, "imdb rating regression (1-10 stars)")]
 
@@ -139,6 +139,7 @@ def main() -> None:
     parser.add_argument("what", choices=["goemotions", "regression", "skewed", "long-text"])
     parser.add_argument("--train-samples", type=int, default=5000, help="goemotions: training comments")
     parser.add_argument("--epochs", type=float, default=3)
+    parser.add_argument("--pooling", default="auto", help="goemotions, regression: --pooling of the run")
     parser.add_argument("--output", help="append the JSON lines here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
