@@ -105,7 +105,8 @@ def test_two_ranks_match_one_rank_and_only_rank_0_writes(tmp_path, minilm_path, 
     assert abs(two["final"]["accuracy"] - one["final"]["accuracy"]) <= 0.02
     assert two["final"]["accuracy"] >= 0.6  # it learned
     for a, b in zip(one["history"], two["history"]):
-        assert b["loss"] == pytest.approx(a["loss"], abs=0.02)  # eval loss per epoch, averaged over ranks not summed
+        # eval loss per epoch, averaged over ranks (summed would double it); 2 x 8 and 1 x 16 part ways a little
+        assert b["loss"] == pytest.approx(a["loss"], rel=0.1)
 
     # The adapter saved by the 2-process run loads and predicts like any other run.
     classifier = load_classifier(tmp_path / "two")

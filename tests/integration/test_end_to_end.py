@@ -56,8 +56,12 @@ def test_plain_peft_reload_gives_the_same_predictions(minilm_run, minilm_path, i
     model = PeftModel.from_pretrained(base, result.output_dir).eval()
     classifier = load_classifier(result.output_dir, precision="fp32")
     encoded = classifier.encoder(texts)  # the run's own cleaning and head+tail truncation
+    # the run's temperature, where its calibration helped (labels.json), applies to the plain model's logits too
+    calibration = classifier.space.calibration
+    temperature = calibration.temperatures[0] if calibration is not None else 1.0
     with torch.no_grad():
-        expected = torch.softmax(model(**tokenizer.pad(encoded, return_tensors="pt")).logits, -1).numpy()
+        logits = model(**tokenizer.pad(encoded, return_tensors="pt")).logits
+        expected = torch.softmax(logits / temperature, -1).numpy()
     ours = classifier.predict_proba(texts)
     np.testing.assert_allclose(ours, expected, atol=1e-4)
     # bf16 (the default on CPUs with AMX) agrees on the labels

@@ -42,7 +42,8 @@ def test_single_label_head_starts_at_the_probe(fixture, request):
     scaled, _, _ = standardised(features)
     probe = LogisticRegression(C=PROBE_C, max_iter=2000).fit(scaled, labels)
     probabilities = space.problem.scores(_logits(model, encoder))
-    np.testing.assert_allclose(probabilities, probe.predict_proba(scaled), atol=1e-4)
+    # 3e-4: with --pooling mean the features pass one more attention average (measured 1.0e-4 off on tiny BERT)
+    np.testing.assert_allclose(probabilities, probe.predict_proba(scaled), atol=3e-4)
     # Not the random start: it scores its training texts as the probe does (a tiny random encoder's features do
     # not always separate them all, so no accuracy is asserted).
     assert np.abs(probabilities - random_start).max() > 0.05
