@@ -55,8 +55,8 @@ class HeadSwitch(torch.nn.Module):
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         groups = self.routing.groups
         if len(groups) == 1:
-            return self.heads[groups[0][0]](x, *args, **kwargs) if groups[0][0] in self.heads else \
-                self.original(x, *args, **kwargs)  # fmt: skip
+            key = groups[0][0]
+            return (self.heads[key] if key in self.heads else self.original)(x, *args, **kwargs)
         shared = None
         outputs = []
         for key, rows in groups:

@@ -48,7 +48,7 @@ def resolve_pooling(requested: str, model: torch.nn.Module) -> str:
 def last_query_path(model: torch.nn.Module) -> str:
     """Path of the last layer's query projection inside `model` (as peft names modules to save)."""
     name = FIRST_TOKEN_QUERIES[model.config.model_type]
-    paths = [path for path, module in model.named_modules() if path.rsplit(".", 1)[-1] == name]
+    paths = [path for path, _ in model.named_modules() if path.rsplit(".", 1)[-1] == name]
     if not paths:
         raise UserError(f"--pooling mean: this model has no {name!r} layer; use --pooling first-token")
     return paths[-1]
