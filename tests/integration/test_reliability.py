@@ -44,12 +44,6 @@ def _adapter(run: Path) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="known defect since --pooling mean became the default (2026-12-03): on an amx CPU (bf16) the resumed "
-    "run's kept model scored roc_auc 0.8880 against 0.8872 uninterrupted, every epoch's history equal; not yet "
-    "found (see the closing note). Not strict: on fp32 CPUs it may pass.",
-    strict=False,
-)
 def test_kill_9_after_the_first_checkpoint_then_resume_gives_the_uninterrupted_result(
     tmp_path, minilm_path, reviews_240, capsys
 ):
