@@ -73,6 +73,14 @@ class TrainConfig(BaseModel):
     eval_fraction: float = Field(
         0.2, gt=0, lt=1, description="Share of train carved out for evaluation when there is no eval split"
     )
+    folds: Optional[int] = Field(
+        None,
+        ge=2,
+        le=20,
+        description="Also score the recipe by K-fold cross-validation on the training split (K more runs, each "
+        "scoring texts it never saw), for data too small for an evaluation split to trust; the kept model is "
+        "trained as without it",
+    )
     max_train_samples: Optional[int] = Field(
         None, gt=0, description="Stratified, seeded subsample of the training split"
     )

@@ -24,7 +24,8 @@ from ..config import TrainConfig
 from ..data.duplicates import few_words
 from ..errors import UserError
 from ..options import AuditOptions
-from . import folds as fold_stage
+from ..training import cross_fitting as fold_stage
+from ..training.recipe import train
 from .findings import Finding, duplicate_findings, issue_rows, label_findings, leak_findings
 from .outputs import (
     CLEAN_FORMATS,
@@ -171,7 +172,8 @@ class AuditRecipe:
     def score(self) -> None:
         started = time.perf_counter()
         self.fold = fold_stage.assign_folds(self.labels, self.space, self.options.folds, self.config.seed)
-        job = fold_stage.FoldJob(self.data, self.evaluation, self.space, self.config, self.folder, self.options.scorer)
+        job = fold_stage.FoldJob(self.data, self.evaluation, self.space, self.config, self.folder, self.options.scorer,
+                                 fit=train)  # fmt: skip
         fold_stage.write_evaluation(job)
         self.scores, self.seconds_per_fold = fold_stage.cross_fitted_scores(
             job, self.fold, self.log, self.options.workers

@@ -27,7 +27,7 @@ def add_parser(commands: Any) -> None:
     )
     add_config_source_flags(parser, "YAML file with any train option (flags win)")
     add_model_flags(parser, AuditOptions)
-    add_model_flags(parser, TrainConfig)
+    add_model_flags(parser, TrainConfig, skip=("folds",))  # the audit's own --folds cross-fits
 
 
 class AuditJob(NamedTuple):
@@ -39,6 +39,7 @@ def check(args: argparse.Namespace) -> AuditJob:
     from ..auditing.recipe import check_audit
 
     config = config_in_folder(args, read_yaml(args.config) if args.config else {}, AUDIT_DIR)
+    config = config.model_copy(update={"folds": None})  # --folds here is the audit's (AuditOptions)
     options: AuditOptions = from_args(args, AuditOptions)
     check_audit(config, options)
     return AuditJob(config, options)

@@ -30,7 +30,7 @@ def add_parser(commands: Any) -> None:
     )
     add_config_source_flags(parser, "YAML file with any train option, and a search: block of NAME: SPEC")
     add_model_flags(parser, TuneOptions)
-    add_model_flags(parser, TrainConfig)
+    add_model_flags(parser, TrainConfig, skip=("folds",))  # trials are compared on the evaluation split
 
 
 class TuneJob(NamedTuple):

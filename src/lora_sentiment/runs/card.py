@@ -74,7 +74,8 @@ def _results(config: TrainConfig, space: LabelSpace, metrics: Any, figures: dict
 
 On {final.samples} evaluation texts (best epoch {final.epoch:g} by eval {config.metric_for_best_model}):
 {scores}{" (95 % intervals, bootstrap over the texts)" if intervals else ""}.
-{_baseline_line(metrics.baseline, space)}{_comparison_line(metrics)}{_calibration_line(final)}{_abstention_table(final)}
+{_baseline_line(metrics.baseline, space)}{_comparison_line(metrics)}{_cross_validation_line(metrics, space)}
+{_calibration_line(final)}{_abstention_table(final)}
 
 {_history_table(metrics, space)}
 {_per_label_table(final, space)}
@@ -102,6 +103,13 @@ def _comparison_line(metrics: Any) -> str:
 
     comparison = getattr(metrics, "comparison", None)
     return f"\n{comparison_text(comparison, 'This run', 'the baseline')}\n" if comparison else ""
+
+
+def _cross_validation_line(metrics: Any, space: LabelSpace) -> str:
+    from .summary import cross_validation_text
+
+    record = getattr(metrics, "cross_validation", None)
+    return f"\n{cross_validation_text(record, space)}\n" if record else ""
 
 
 def _calibration_line(final: Any) -> str:

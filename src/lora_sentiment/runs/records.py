@@ -84,6 +84,9 @@ class RunMetrics(_Record):
     # The run against the baseline on the same texts: the difference in the first headline metric, its 95 %
     # paired-bootstrap interval, and whether it is beyond the noise (problems/intervals.py).
     comparison: dict[str, Any] | None = None
+    # --folds K: the recipe's scores on every training text, each from a run trained on the other folds, with
+    # the baseline's on the same folds and their paired comparison (training/folds.py).
+    cross_validation: dict[str, Any] | None = None
     log_history: list[dict[str, Any]] = Field(default_factory=list)
 
     def to_json(self) -> str:

@@ -34,6 +34,8 @@ def summary(config: Any, space: Any, metrics: Any) -> str:
         from ..problems.intervals import comparison_text
 
         lines.append(comparison_text(metrics.comparison, "The run", "the baseline"))
+    if getattr(metrics, "cross_validation", None):
+        lines.append(cross_validation_text(metrics.cross_validation, space))
     if final.get("calibration"):
         lines.append(calibration_text(final["calibration"]))
     if final.get("risk_coverage"):
@@ -76,6 +78,19 @@ def _fmt(value: Any, spec: str = ".4f") -> str:
 def headline(final: dict[str, Any], space: Any) -> str:
     """The scores a user reads first, for the log line at the end of training."""
     return space.problem.headline_text(final)
+
+
+def cross_validation_text(record: dict[str, Any], space: Any) -> str:
+    """The log's lines: the cross-validated scores, the baseline's on the same folds, and whether they differ."""
+    from ..problems.intervals import comparison_text
+
+    lines = [f"Cross-validated ({record['folds']} folds, each of the {record['samples']} training texts scored by a "
+             f"run that did not see it): {headline(record, space)}"]  # fmt: skip
+    if record.get("baseline"):
+        lines.append(f"Baseline cross-validated on the same folds: {headline(record['baseline'], space)}")
+    if record.get("comparison"):
+        lines.append(comparison_text(record["comparison"], "The recipe", "the baseline"))
+    return "\n".join(lines)
 
 
 def per_label_lines(final: dict[str, Any], space: Any, limit: int = 40) -> str:

@@ -26,6 +26,7 @@ from transformers import set_seed
 from ..config import TrainConfig
 from ..data.encoding import tokenize_dataset
 from ..data.splits import LabeledData, load_labeled_data
+from ..errors import UserError
 from ..hub import is_local
 from ..inference.classifier import Reading, predict_logits
 from ..measure import Stages
@@ -36,9 +37,10 @@ from ..problems.intervals import comparison_text, paired_comparison, wilson
 from ..problems.outputs import Prediction, format_table, predictions
 from ..problems.space import LabelSpace, resolve_class_weights
 from ..runs.run import RunMetrics, RunWorkspace, checkpoint_epoch, write_run
-from ..runs.summary import headline, per_label_lines
+from ..runs.summary import cross_validation_text, headline, per_label_lines
 from .baseline import BaselineScores, baseline_name, score_baseline
 from .checks import check_train
+from .folds import check_folds, cross_validate
 from .memory import memory_callbacks
 from .probe import start_head_at_probe
 from .report import best_epoch_metrics, calibrated, epoch_history, example_row, train_stats
@@ -79,6 +81,7 @@ def train(config: TrainConfig, *, log: Log = print, callbacks: Sequence[Any] = (
     folders = (recipe.workspace.tensorboard_dir, recipe.workspace.final)
     with tracked(recipe.model.config, folders, recipe.main_process) as trackers:
         recipe.fit([*callbacks, *trackers.callbacks])
+        recipe.cross_validate()
         recipe.report()
         if recipe.main_process:
             recipe.publish()
@@ -114,7 +117,8 @@ class TrainRecipe:
         self.main_process = distributed.is_main_process()
         self.log = log if self.main_process else _silent  # one run, one voice: rank 0 prints and writes
         self.workspace = RunWorkspace(Path(self.requested.output_dir).expanduser())
-        self.stages = Stages("data", "baseline", "model", "train", "evaluate", "report", "save")
+        self.stages = Stages("data", "baseline", "model", "train", "evaluate", "folds", "report", "save")
+        self.folds: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------------------------------------ setup
 
@@ -128,6 +132,9 @@ class TrainRecipe:
         data = self.data
         self.log(f"Data: {len(data.train)} training and {len(data.eval)} evaluation texts; labels: "
                  f"{', '.join(data.label_names)}")  # fmt: skip
+        if requested.folds is not None and distributed.world_size() > 1:
+            raise UserError("--folds trains its runs in one process; drop it under torchrun (or run it alone)")
+        check_folds(requested, len(data.train), np.asarray(data.train["label"]), data.space)
         self.weights = resolve_class_weights(requested.class_weights, data.space, np.asarray(data.train["label"]))
         self.baseline_scores = None  # rank 0 fits the baseline; the other ranks have none to compare with
         with self.stages.timing("baseline"):
@@ -214,6 +221,17 @@ class TrainRecipe:
         self.stages.seconds["evaluate"] = timer.evaluation_seconds
         self.stages.seconds["train"] -= timer.evaluation_seconds
 
+    def cross_validate(self) -> None:
+        """--folds K: the recipe scored on every training text by K more runs (folds.py); after the kept model's
+        training, so a resumed run finds its finished folds in the checkpoints folder."""
+        if self.requested.folds is None or not self.main_process:
+            return
+        with self.stages.timing("folds"):
+            data = self.data
+            folder = self.workspace.checkpoints / "cross-validation"
+            self.folds = cross_validate(self.model.config, (data.train, data.eval), data.space, folder, train, self.log)
+        self.log(cross_validation_text(self.folds, self.data.space))
+
     # ----------------------------------------------------------------------------------------------- report
 
     def report(self) -> None:
@@ -234,6 +252,8 @@ class TrainRecipe:
                 "log_history": state.log_history,
             })  # fmt: skip
             self.metrics.baseline = self.baseline
+            if self.folds is not None:
+                self.metrics.cross_validation = self.folds
             if self.baseline_scores is not None:  # the same texts, the baseline's rows put in the run's order
                 theirs = self.baseline_scores
                 rows = np.asarray(self.eval_tok["row"])

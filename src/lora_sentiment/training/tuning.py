@@ -99,7 +99,9 @@ class _Objective:
         trial.set_user_attr("process", f"{socket.gethostname()}:{os.getpid()}")  # who ran it, in a shared study
         settings = ", ".join(f"{k}={_short(v)}" for k, v in drawn.items())
         self.log(f"Trial {trial.number}: {settings}")
-        values = {**self.config.model_dump(), **drawn, "output_dir": str(run_dir), "overwrite": True, "resume": False}
+        # --folds would multiply every trial by K; a trial is scored on the evaluation split, as tune compares them.
+        values = {**self.config.model_dump(), **drawn, "output_dir": str(run_dir), "overwrite": True, "resume": False,
+                  "folds": None}  # fmt: skip
         reporter = _EpochReporter(trial, self.metric)
         result = train(TrainConfig(**values), log=_indented(self.log), callbacks=[reporter])
         if reporter.pruned:

@@ -1,5 +1,6 @@
 """Out-of-sample scores for every training text by k-fold cross-fitting: the texts of fold k are scored by a model
-fitted on the other folds only (the TF-IDF baseline, or a real `train` run with the audit's train settings).
+fitted on the other folds only (the TF-IDF baseline, or a real `train` run with the same train settings): the
+audit's scores (auditing/) and `train --folds` (folds.py).
 
 A fold is finished when its scores file exists: written last and atomically, so a crash leaves either a finished
 fold or one that is trained again, never half of one."""
@@ -37,6 +38,8 @@ class FoldJob:
     config: TrainConfig  # the audit's train settings
     folder: Path  # the audit's folder
     scorer: str
+    # recipe.train, handed in by the caller: `train --folds` runs here from inside the recipe module
+    fit: Callable[..., Any] | None = None
 
 
 def assign_folds(labels: np.ndarray, space: LabelSpace, k: int, seed: int) -> np.ndarray:
@@ -135,7 +138,7 @@ def _score_fold(job: FoldJob, fit_rows: np.ndarray, held_out: np.ndarray, folder
     texts = job.train["text"]
     labels = np.asarray(job.train["label"])
     if job.scorer == "tfidf":
-        from ..training.baseline import baseline_scores, fit_baseline
+        from .baseline import baseline_scores, fit_baseline
 
         try:
             pipeline = fit_baseline([texts[i] for i in fit_rows], labels[fit_rows], job.space, seed=job.config.seed)
@@ -151,7 +154,6 @@ def _lora_fold(job: FoldJob, fit_rows: np.ndarray, held_out: list[str], folder: 
     """A real train run on the other folds (the audit's settings; no baseline, no example predictions), then its
     scores on the held-out texts."""
     from ..inference.classifier import load_classifier
-    from ..training.recipe import train
 
     folder.mkdir(parents=True, exist_ok=True)
     data = folder / "train.parquet"
@@ -163,8 +165,10 @@ def _lora_fold(job: FoldJob, fit_rows: np.ndarray, held_out: list[str], folder: 
         "text_column": "text", "label_column": "label", "label_columns": None, "label_separator": None,
         "problem_type": job.space.problem_type, "label_names": job.space.names, "max_train_samples": None,
         "output_dir": str(folder / "run"), "overwrite": True, "resume": False, "examples": [], "baseline": "none",
+        "folds": None,
     }  # fmt: skip
-    train(TrainConfig(**values), log=lambda message: log("    " + str(message).replace("\n", "\n    ")))
+    assert job.fit is not None, "a lora FoldJob needs the train function"
+    job.fit(TrainConfig(**values), log=lambda message: log("    " + str(message).replace("\n", "\n    ")))
     classifier = load_classifier(folder / "run", engine="torch")
     scores = classifier.predict_scores(held_out)
     data.unlink()  # the fold's texts are the audit's own; its run and scores stay

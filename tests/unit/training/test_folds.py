@@ -1,0 +1,74 @@
+"""train --folds K: every training text scored by a run that did not see it; the kept model as without it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from safetensors.torch import load_file
+
+from lora_sentiment.cli import main
+from lora_sentiment.config import TrainConfig
+from lora_sentiment.training.recipe import train
+
+
+@pytest.fixture
+def reviews_40(tmp_path, imdb_frames):
+    train_frame, _ = imdb_frames
+    rows = pd.concat([train_frame[train_frame.label == 0].head(20), train_frame[train_frame.label == 1].head(20)])
+    path = tmp_path / "reviews.csv"
+    rows.sample(frac=1, random_state=0)[["text", "label"]].to_csv(path, index=False)
+    return path
+
+
+def _config(model: str, data, out, **extra) -> TrainConfig:
+    return TrainConfig(model=model, data=str(data), output_dir=str(out), max_length=32, epochs=2, batch_size=8,
+                       precision="fp32", examples=["Fine."], **extra)  # fmt: skip
+
+
+def test_folds_score_every_training_text_out_of_sample_and_leave_the_kept_model_alone(
+    tmp_path, tiny_bert, reviews_40, capsys
+):
+    plain = train(_config(tiny_bert, reviews_40, tmp_path / "plain"), log=lambda _: None)
+    messages: list[str] = []
+    folded = train(_config(tiny_bert, reviews_40, tmp_path / "folded", folds=3), log=messages.append)
+
+    record = json.loads((folded.output_dir / "metrics.json").read_text())["cross_validation"]
+    trained_on = 32  # 40 texts, 8 held out for evaluation (--eval-fraction 0.2)
+    assert record["folds"] == 3 and record["samples"] == trained_on
+    assert 0 <= record["accuracy"] <= 1 and record["intervals"]["accuracy"][0] <= record["accuracy"]
+    assert record["baseline"]["samples"] == trained_on and record["comparison"]["texts"] == trained_on
+    assert not (tmp_path / ".folded.checkpoints").exists()  # the folds' runs go with the checkpoints
+    log = "\n".join(messages)
+    assert "Cross-validated (3 folds, each of the 32 training texts" in log
+    assert "Cross-validated (3 folds" in (folded.output_dir / "README.md").read_text()
+    assert main(["report", str(folded.output_dir)]) == 0 and "Cross-validated (3 folds" in capsys.readouterr().out
+    # The kept model is the one trained without --folds: same adapter, same final scores.
+    ours, theirs = (
+        load_file(folded.output_dir / "adapter_model.safetensors"),
+        load_file(plain.output_dir / "adapter_model.safetensors"),
+    )
+    assert ours.keys() == theirs.keys() and all(np.array_equal(ours[k], theirs[k]) for k in ours)
+    assert folded.metrics.final["accuracy"] == plain.metrics.final["accuracy"]
+
+
+def test_folds_that_cannot_hold_every_label_are_refused_before_training(tmp_path, tiny_bert, reviews_40, capsys):
+    args = ["train", "--model", tiny_bert, "--data", str(reviews_40), "--output-dir", str(tmp_path / "run")]
+    assert main([*args, "--folds", "20"]) == 2
+    error = capsys.readouterr().err
+    assert "--folds 20" in error and "lower --folds" in error and "Traceback" not in error
+    assert not (tmp_path / "run").exists() and not (tmp_path / ".run.checkpoints").exists()
+    assert main([*args, "--folds", "1"]) == 2  # below the smallest K
+
+
+@pytest.mark.slow  # 4 tiny runs; the path is the one above
+def test_folds_for_numbers_score_with_the_regression_metrics(tmp_path, tiny_bert, imdb_frames):
+    frame, _ = imdb_frames
+    path = tmp_path / "ratings.csv"
+    frame.head(30).rename(columns={"rating": "score"})[["text", "score"]].to_csv(path, index=False)
+    config = _config(tiny_bert, path, tmp_path / "run", folds=2, label_column="score", problem_type="regression")
+    record = train(config, log=lambda _: None).metrics.cross_validation
+    assert record["folds"] == 2 and record["samples"] == 24 and record["mae"] > 0 and "mae" in record["intervals"]
+    assert record["baseline"]["mae"] > 0 and record["comparison"]["metric"] in ("mae", "spearman")
