@@ -194,7 +194,8 @@ class TrainRecipe:
                   "so keeping the best of its evaluations picks on noise (--epochs auto keeps the last)")  # fmt: skip
         return (f"Note: the evaluation split has {n} texts; an accuracy of 0.80 on it means {low:.2f}-{high:.2f} "
                 f"(95 %), too wide to tell epochs apart, {choice}. For scores to trust, give --eval-data with "
-                f"{EVAL_TO_DECIDE} or more labelled texts.")  # fmt: skip
+                f"{EVAL_TO_DECIDE} or more labelled texts" + ("." if self.requested.folds else ", or --folds 5 to "
+                "score every training text by cross-validation."))  # fmt: skip
 
     # -------------------------------------------------------------------------------------------------- fit
 
