@@ -47,6 +47,7 @@ def _flipped_rank_higher(result, flipped) -> None:
     assert result.label_scores[is_flipped].mean() > result.label_scores[~is_flipped].mean() + 0.1
 
 
+@pytest.mark.slow  # 5 LoRA folds
 def test_single_label_audit_finds_flips_duplicates_and_leaks(tmp_path, noisy_imdb, capsys):
     train, evaluation, flipped, built = noisy_imdb
     out, clean = tmp_path / "audit", tmp_path / "clean.csv"
@@ -79,6 +80,7 @@ def test_single_label_audit_finds_flips_duplicates_and_leaks(tmp_path, noisy_imd
     assert "leak" not in set(cleaned.id)
 
 
+@pytest.mark.slow  # 5 LoRA folds
 def test_relabel_keeps_label_issues_under_the_suggested_label(tmp_path, noisy_imdb):
     """Also the noise-injection property on real reviews: the flipped rows rank higher than the others."""
     train, evaluation, _, _ = noisy_imdb
@@ -96,6 +98,7 @@ def test_relabel_keeps_label_issues_under_the_suggested_label(tmp_path, noisy_im
     _flipped_rank_higher(result, noisy_imdb[2])
 
 
+@pytest.mark.slow  # LoRA folds for two problem types
 def test_multi_label_and_regression_through_the_command(tmp_path, imdb_frames):
     emotions = pd.read_parquet(SHARED / "goemotions" / "train.parquet").head(800)[["text", "labels"]]
     emotions.to_parquet(tmp_path / "emotions.parquet")
@@ -122,6 +125,7 @@ def test_multi_label_and_regression_through_the_command(tmp_path, imdb_frames):
     assert all(r["kind"] == "label" and "robust SDs" in r["detail"] for r in rows)
 
 
+@pytest.mark.slow  # LoRA folds, twice
 def test_resume_after_a_crash_trains_only_the_unfinished_folds(tmp_path, tiny_distilbert, small_csv):
     config = TrainConfig(model=tiny_distilbert, data=str(small_csv), output_dir=str(tmp_path / "audit"),
                          max_length=32, epochs=1, batch_size=16, precision="fp32", max_train_samples=60)  # fmt: skip
@@ -175,6 +179,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys,
     assert not Path("out").exists()
 
 
+@pytest.mark.slow  # LoRA folds
 def test_overwrite_replaces_the_audit_and_keeps_other_files(tmp_path, noisy_imdb, capsys):
     train, evaluation, _, _ = noisy_imdb
     out = tmp_path / "audit"
@@ -188,6 +193,7 @@ def test_overwrite_replaces_the_audit_and_keeps_other_files(tmp_path, noisy_imdb
     assert (out / "notes.txt").read_text() == "mine" and (out / "folds" / "fold-3").exists()
 
 
+@pytest.mark.slow  # trains the run it refuses
 def test_a_run_folder_is_not_an_audit_folder(trained_run, capsys, small_csv):
     assert main(["audit", "--data", str(small_csv), "--scorer", "tfidf", "--output-dir", str(trained_run)]) == 2
     assert "holds a training run" in capsys.readouterr().err
@@ -206,6 +212,7 @@ def test_folds_in_worker_processes(tmp_path, tiny_distilbert, small_csv):
 
 
 @pytest.mark.parametrize("kind", ["multi-label", "regression"])
+@pytest.mark.slow  # LoRA folds
 def test_lora_folds_for_tags_and_numbers(tmp_path, tiny_distilbert, imdb_frames, kind):
     """Each fold's train run reads its fold file as the audit's problem type: tag lists and numbers."""
     frame = imdb_frames[0].head(40)[["text", "rating"]].reset_index(drop=True)

@@ -175,6 +175,7 @@ def test_export_names_the_engines_it_knows(tiny_run, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # two training runs
 def test_refuses_to_overwrite_and_replaces_with_overwrite(tiny_run, tiny_distilbert, small_csv, capsys):
     before = (tiny_run / "adapter_model.safetensors").read_bytes()
     args = [
@@ -260,6 +261,7 @@ def test_hub_model_without_network_fails_fast_in_a_real_process(tmp_path, small_
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow  # trains and reloads a GPT-2
 def test_pad_token_path_trains_saves_and_reloads(tmp_path, tiny_gpt2_no_pad, small_csv):
     """A tokenizer without a pad token: [PAD] is added, embeddings resized, and the run reloads identically."""
     from peft import PeftModel
@@ -293,6 +295,7 @@ def test_pad_token_path_trains_saves_and_reloads(tmp_path, tiny_gpt2_no_pad, sma
     )
 
 
+@pytest.mark.slow  # two training runs
 def test_roberta_and_multiclass_through_the_api(tmp_path, tiny_roberta, small_csv):
     import pandas as pd
 
@@ -344,6 +347,7 @@ def test_early_stopping_and_best_metric(tmp_path, tiny_distilbert, small_csv):
     assert result.metrics["final"]["epoch"] == 1.0  # the first of equal scores stays the best
 
 
+@pytest.mark.slow  # a training run
 def test_auto_trains_non_integer_scores_as_regression_and_says_so(tmp_path, tiny_distilbert, capsys):
     """Ratings divided by 10 (eight distinct values): no class ids, so --problem-type auto reads a number."""
     rows = "".join(f"review {i} {'great' if i % 2 else 'bad'},{(i % 8 + 3) / 10}\n" for i in range(40))

@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # a real browser against a running server
+
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = [
     "--headless",

@@ -147,6 +147,7 @@ def _unreadable(folder: Path) -> None:
         (_broken_jsonl, ["could not read", "b.jsonl", "as jsonl"]),
     ],
 )
+@pytest.mark.slow  # starts a local Ray
 def test_bad_input_in_one_file_fails_in_one_line_and_leaves_no_output(
     tmp_path, trained_run, local_ray, capsys, make, words
 ):

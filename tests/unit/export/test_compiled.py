@@ -155,6 +155,7 @@ def test_the_cli_compiles_once_says_so_on_stderr_and_keeps_stdout_clean(run, cap
     assert third.out == second.out and third.err == ""
 
 
+@pytest.mark.slow  # compiles twice
 def test_a_file_job_counts_and_a_job_known_large_enough_compiles_at_once(run, tmp_path, monkeypatch):
     import pandas as pd
 

@@ -53,6 +53,7 @@ def test_who_tries_int8(monkeypatch, cpu, options, tries):
     assert tries_int8(options) is tries
 
 
+@pytest.mark.slow  # compiles and quantizes with NNCF
 def test_int8_kept_when_its_answers_hold_then_reused_without_a_check(run, monkeypatch):
     monkeypatch.setattr(int8_gate, "AGREEMENT", 0.0)  # the tiny random model: make the bar one it passes
     monkeypatch.setattr(int8_gate, "SCORE_DROP", 1.0)
@@ -71,6 +72,7 @@ def test_int8_kept_when_its_answers_hold_then_reused_without_a_check(run, monkey
     assert predictor.predict_scores(TEXTS).shape == (2, 2)
 
 
+@pytest.mark.slow  # compiles and quantizes with NNCF
 def test_int8_refused_keeps_f32_and_the_verdict_but_not_the_model(run, monkeypatch):
     monkeypatch.setattr(int8_gate, "AGREEMENT", 1.5)  # no model can pass
     notices = []
@@ -110,6 +112,7 @@ def test_without_the_evaluation_data_int8_is_not_used(run, tmp_path, monkeypatch
     )
 
 
+@pytest.mark.slow  # compiles and quantizes with NNCF
 def test_a_few_texts_do_not_pay_for_the_check_but_use_its_verdict(run, tmp_path, capsys, monkeypatch):
     """`predict --text` (fewer texts than the check reads) uses int8 only once a larger job has checked it; a file
     job checks, and while it does stdout holds nothing but the answers (no NNCF progress bars)."""
@@ -139,6 +142,7 @@ def _predict_file(run, path):
     assert main(["predict", str(run), "--input", str(path), "--output", "-", "--no-progress"]) == 0
 
 
+@pytest.mark.slow  # compiles and quantizes with NNCF
 def test_the_check_waits_until_the_texts_predicted_repay_it(run, tmp_path, capsys, monkeypatch):
     """A first `predict` is not slowed by the check: file jobs count their texts (a CSV's rows are known only
     after), and the job that brings the count to REPAY_TEXTS checks; a Parquet file large enough checks at once."""

@@ -41,6 +41,7 @@ def test_plain_onnxruntime_loads_it_and_agrees_with_torch(onnx_exports, trained_
     assert info["format"] == "onnx" and info["quantization"] == "none"
 
 
+@pytest.mark.slow  # an export and chunked predictions
 def test_long_texts_in_chunks_agree_too(onnx_exports, trained_run):
     chunked = open_predictor(onnx_exports[0], long_text="chunks").predict_scores(TEXTS[-1:])
     torch_chunked = open_predictor(trained_run, long_text="chunks", precision="fp32").predict_scores(TEXTS[-1:])

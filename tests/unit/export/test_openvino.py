@@ -91,6 +91,7 @@ def test_calibration_data_flag(tmp_path, trained_run, small_csv, capsys):
     assert open_predictor(out).predict(TEXTS)[0].label_name in ("Negative", "Positive")
 
 
+@pytest.mark.slow  # two int8 exports
 def test_int8_scope_flag(tmp_path, trained_run, capsys):
     """`--int8-scope no-output-projections` keeps each layer's output projections in float (NNCF's ignored scope);
     it means nothing without OpenVINO int8 and is refused there in one line."""

@@ -186,6 +186,7 @@ def score_run(tmp_path_factory, tiny_distilbert, imdb_frames):
     return train(config, log=lambda _: None), folder
 
 
+@pytest.mark.slow  # trains a run for numbers, then every path
 def test_regression_through_every_path(tmp_path, score_run, capsys):
     from transformers import pipeline
 

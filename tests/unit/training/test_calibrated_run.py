@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from lora_sentiment import TrainConfig, load_classifier, open_predictor, train
 from lora_sentiment.cli import main
@@ -30,6 +31,7 @@ def test_the_shared_run_records_its_calibration_and_applies_it_only_where_it_hel
     assert shown in capsys.readouterr().out
 
 
+@pytest.mark.slow  # exports to every engine
 def test_a_recorded_temperature_is_applied_by_every_engine(tmp_path, calibrated_run, trained_run):
     raw = load_classifier(trained_run, precision="fp32", engine="torch").predict_scores(TEXTS)
     softened = np.exp(np.log(raw) / 2.0)

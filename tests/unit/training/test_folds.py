@@ -28,6 +28,7 @@ def _config(model: str, data, out, **extra) -> TrainConfig:
                        precision="fp32", examples=["Fine."], **extra)  # fmt: skip
 
 
+@pytest.mark.slow  # 8 tiny runs
 def test_folds_score_every_training_text_out_of_sample_and_leave_the_kept_model_alone(
     tmp_path, tiny_bert, reviews_40, capsys
 ):
