@@ -73,3 +73,28 @@ def test_folds_for_numbers_score_with_the_regression_metrics(tmp_path, tiny_bert
     record = train(config, log=lambda _: None).metrics.cross_validation
     assert record["folds"] == 2 and record["samples"] == 24 and record["mae"] > 0 and "mae" in record["intervals"]
     assert record["baseline"]["mae"] > 0 and record["comparison"]["metric"] in ("mae", "spearman")
+
+
+@pytest.mark.slow  # 2 + 3 tiny runs
+def test_a_crash_in_the_folds_resumes_with_the_finished_folds_kept(tmp_path, tiny_bert, reviews_40, monkeypatch):
+    from lora_sentiment.training import cross_fitting
+
+    trained: list[int] = []
+    original = cross_fitting._lora_fold
+
+    def counted(job, fit_rows, held_out, folder, log):
+        trained.append(len(fit_rows))
+        if len(trained) == 2:
+            raise KeyboardInterrupt  # the process dies in the second fold
+        return original(job, fit_rows, held_out, folder, log)
+
+    monkeypatch.setattr(cross_fitting, "_lora_fold", counted)
+    config = _config(tiny_bert, reviews_40, tmp_path / "run", folds=2)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, log=lambda _: None)
+    assert not (tmp_path / "run").exists() and (tmp_path / ".run.checkpoints").is_dir()
+
+    trained.clear()
+    resumed = train(config.model_copy(update={"resume": True}), log=lambda _: None)
+    assert len(trained) == 1  # only the unfinished fold is trained again
+    assert resumed.metrics.cross_validation["samples"] == 32
