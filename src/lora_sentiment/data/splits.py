@@ -111,6 +111,17 @@ def load_labeled_data(config: TrainConfig, log: Callable[[str], None] = print) -
     return LabeledData(train, eval_ds, space, {"train": dropped_train, "eval": dropped_eval})
 
 
+def load_eval_split(config: TrainConfig, space: LabelSpace, log: Callable[[str], None] = print) -> Any:
+    """The evaluation split as load_labeled_data gives it to a run whose label space is `space`. From --eval-data
+    only that file is read: a large training file is not read again to check a few hundred texts."""
+    if config.eval_data is None:
+        return load_labeled_data(config, log=log).eval
+    eval_ds, where = _eval_source({}, config, config.data)
+    eval_ds, _ = _labeled_split(eval_ds, config, where)
+    eval_ds, _ = encode_targets(eval_ds, space.problem_type, where, space=space, separator=config.label_separator)
+    return stratified_sample(eval_ds, config.max_eval_samples, config.seed)
+
+
 def load_audited_data(config: TrainConfig, log: Callable[[str], None] = print) -> LabeledData:
     """What `audit` reads: the training split whole (nothing carved out of it), each row with `row`, its position
     in the training file; the evaluation split where the data has one (None otherwise), for leaks."""

@@ -134,9 +134,9 @@ def _decide(run: Run, f32: Path, int8: Path) -> Int8Verdict:
 
 def check_rows(run: Run, n: int = CHECK_TEXTS, seed: int = 0) -> tuple[list[str], np.ndarray]:
     """A seeded sample of the run's evaluation split, as training drew it: texts and encoded targets."""
-    from ..data.splits import load_labeled_data
+    from ..data.splits import load_eval_split
 
-    held_out = load_labeled_data(run.config, log=lambda _: None).eval
+    held_out = load_eval_split(run.config, run.space, log=lambda _: None)
     rows = np.random.default_rng(seed).permutation(len(held_out))[:n]
     picked = held_out.select(rows)
     return list(picked["text"]), np.asarray(picked["label"])
