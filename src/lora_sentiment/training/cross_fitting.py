@@ -35,8 +35,8 @@ class FoldJob:
     train: Any  # datasets.Dataset: text, label (encoded), row
     evaluation: Any | None  # the evaluation split (lora: early stopping and calibration of each fold's run)
     space: LabelSpace
-    config: TrainConfig  # the audit's train settings
-    folder: Path  # the audit's folder
+    config: TrainConfig  # the train settings of every fold's run
+    folder: Path  # where the folds are kept (the audit's folder, or the run's checkpoints)
     scorer: str
     # recipe.train, handed in by the caller: `train --folds` runs here from inside the recipe module
     fit: Callable[..., Any] | None = None
@@ -151,8 +151,8 @@ def _score_fold(job: FoldJob, fit_rows: np.ndarray, held_out: np.ndarray, folder
 
 
 def _lora_fold(job: FoldJob, fit_rows: np.ndarray, held_out: list[str], folder: Path, log: Log) -> np.ndarray:
-    """A real train run on the other folds (the audit's settings; no baseline, no example predictions), then its
-    scores on the held-out texts."""
+    """A real train run on the other folds (the job's settings; no baseline, no example predictions, no tracker:
+    one tracked run per fold would bury the run the user asked for), then its scores on the held-out texts."""
     from ..inference.classifier import load_classifier
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -165,13 +165,13 @@ def _lora_fold(job: FoldJob, fit_rows: np.ndarray, held_out: list[str], folder: 
         "text_column": "text", "label_column": "label", "label_columns": None, "label_separator": None,
         "problem_type": job.space.problem_type, "label_names": job.space.names, "max_train_samples": None,
         "output_dir": str(folder / "run"), "overwrite": True, "resume": False, "examples": [], "baseline": "none",
-        "folds": None,
+        "folds": None, "report_to": [],
     }  # fmt: skip
     assert job.fit is not None, "a lora FoldJob needs the train function"
     job.fit(TrainConfig(**values), log=lambda message: log("    " + str(message).replace("\n", "\n    ")))
     classifier = load_classifier(folder / "run", engine="torch")
     scores = classifier.predict_scores(held_out)
-    data.unlink()  # the fold's texts are the audit's own; its run and scores stay
+    data.unlink()  # a copy of the caller's texts; the fold's run and scores stay
     return np.asarray(scores, dtype=np.float64)
 
 
