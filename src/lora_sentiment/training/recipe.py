@@ -117,7 +117,8 @@ class TrainRecipe:
         self.main_process = distributed.is_main_process()
         self.log = log if self.main_process else _silent  # one run, one voice: rank 0 prints and writes
         self.workspace = RunWorkspace(Path(self.requested.output_dir).expanduser())
-        self.stages = Stages("data", "baseline", "model", "train", "evaluate", "folds", "report", "save")
+        # "folds" (--folds) joins when entered: the Seconds line of a run without it does not name it.
+        self.stages = Stages("data", "baseline", "model", "train", "evaluate", "report", "save")
         self.folds: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------------------------------------ setup

@@ -53,6 +53,7 @@ def test_folds_score_every_training_text_out_of_sample_and_leave_the_kept_model_
     )
     assert ours.keys() == theirs.keys() and all(np.array_equal(ours[k], theirs[k]) for k in ours)
     assert folded.metrics.final["accuracy"] == plain.metrics.final["accuracy"]
+    assert folded.seconds["folds"] > 0 and "folds" not in plain.seconds
 
 
 def test_folds_that_cannot_hold_every_label_are_refused_before_training(tmp_path, tiny_bert, reviews_40, capsys):
