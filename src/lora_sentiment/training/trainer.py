@@ -60,18 +60,18 @@ class _Trainer(Trainer):
     def _evaluating(self) -> Iterator[None]:
         base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
         training_attention = base.config._attn_implementation
-        if self.eval_attention is None or self.eval_attention == training_attention:
-            yield
-            return
-        try:
-            base.set_attn_implementation(self.eval_attention)
-        except (ValueError, ImportError):  # an architecture without it evaluates as it trains
-            yield
-            return
+        switched = False
+        if self.eval_attention is not None and self.eval_attention != training_attention:
+            try:
+                base.set_attn_implementation(self.eval_attention)
+                switched = True
+            except (ValueError, ImportError):  # an architecture without it evaluates as it trains
+                pass
         try:
             yield
         finally:
-            base.set_attn_implementation(training_attention)
+            if switched:
+                base.set_attn_implementation(training_attention)
 
 
 class FastPadding(DataCollatorWithPadding):
