@@ -161,7 +161,7 @@ def test_resume_after_a_crash_trains_only_the_unfinished_folds(tmp_path, tiny_di
         (["--write-clean", "clean.xlsx"], "--write-clean clean.xlsx: name a"),
         (["--folds", "1"], "--folds"),
         (["--scorer", "bert"], "--scorer"),
-        (["--folds", "20"], "classes with fewer texts than --folds 20"),
+        (["--folds", "20"], "--folds 20: classes with fewer training texts than folds"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys, flags, message):

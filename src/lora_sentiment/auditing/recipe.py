@@ -125,15 +125,7 @@ class AuditRecipe:
         data = load_audited_data(self.config, log=self.log)
         self.data, self.evaluation, self.space = data.train, data.eval, data.space
         self.labels = np.asarray(self.data["label"])
-        problem = self.space.problem
-        if problem.stratified:  # each fold's model must see every class
-            counts = np.bincount(self.labels.astype(int), minlength=len(self.space.names))
-            rare = [f"{n} ({c})" for n, c in zip(self.space.names, counts) if c < self.options.folds]
-            if rare:
-                raise UserError(f"classes with fewer texts than --folds {self.options.folds}: {', '.join(rare[:5])}; "
-                                "lower --folds or drop those classes")  # fmt: skip
-        elif len(self.labels) < 2 * self.options.folds:
-            raise UserError(f"{len(self.labels)} training texts are too few for --folds {self.options.folds}")
+        fold_stage.check_fold_count(self.options.folds, self.labels, self.space)
 
     def open_folder(self) -> None:
         """A fresh folder, or the same audit resumed: refused when the settings or the data differ."""

@@ -42,6 +42,23 @@ class FoldJob:
     fit: Callable[..., Any] | None = None
 
 
+def check_fold_count(k: int, labels: np.ndarray, space: LabelSpace) -> None:
+    """Data too small for k folds, refused before any training (`audit --folds` and `train --folds`): for classes,
+    every fold's model must see each class that has texts, so each needs k of them; tags and numbers need two
+    texts a fold."""
+    labels = np.asarray(labels)
+    if space.problem.stratified:
+        counts = np.bincount(labels.astype(int), minlength=len(space.names))
+        rare = [(name, int(c)) for name, c in zip(space.names, counts) if 0 < c < k]
+        if rare:
+            listed = ", ".join(f"{name} ({c})" for name, c in rare[:5])
+            raise UserError(f"--folds {k}: classes with fewer training texts than folds: {listed}; lower --folds to "
+                            f"{max(2, min(c for _, c in rare))} or fewer, or drop those classes")  # fmt: skip
+    elif len(labels) < 2 * k:
+        raise UserError(f"--folds {k}: {len(labels)} training texts are too few (each fold needs 2); lower --folds to "
+                        f"{max(2, len(labels) // 2)} or fewer")  # fmt: skip
+
+
 def assign_folds(labels: np.ndarray, space: LabelSpace, k: int, seed: int) -> np.ndarray:
     """[n] the fold of each text; stratified by class for single-label data, so each fold's model sees every class."""
     from sklearn.model_selection import KFold, StratifiedKFold

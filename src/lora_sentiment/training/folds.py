@@ -19,24 +19,15 @@ from ..errors import UserError
 from ..problems.intervals import metric_intervals, paired_comparison
 from ..problems.metrics import evaluation_metrics
 from ..problems.space import LabelSpace
-from .cross_fitting import FoldJob, assign_folds, cross_fitted_scores, write_evaluation
+from .cross_fitting import FoldJob, assign_folds, check_fold_count, cross_fitted_scores, write_evaluation
 
 Log = Callable[[str], None]
 
 
-def check_folds(config: TrainConfig, train_texts: int, labels: np.ndarray, space: LabelSpace) -> None:
+def check_folds(config: TrainConfig, labels: np.ndarray, space: LabelSpace) -> None:
     """Settings that make cross-validation impossible, refused before any training."""
-    k = config.folds
-    if k is None:
-        return
-    if k > train_texts:
-        raise UserError(f"--folds {k} needs at least {k} training texts; there are {train_texts} (lower --folds)")
-    if space.problem.stratified:
-        counts = np.bincount(np.asarray(labels).astype(int), minlength=len(space.names))
-        rarest = int(counts[counts > 0].min())
-        if rarest < k:
-            raise UserError(f"--folds {k}: a label has only {rarest} training texts, and every fold needs one of "
-                            f"each; lower --folds to {max(2, rarest)} or fewer")  # fmt: skip
+    if config.folds is not None:
+        check_fold_count(config.folds, labels, space)
 
 
 def cross_validate(

@@ -135,7 +135,7 @@ class TrainRecipe:
                  f"{', '.join(data.label_names)}")  # fmt: skip
         if requested.folds is not None and distributed.world_size() > 1:
             raise UserError("--folds trains its runs in one process; drop it under torchrun (or run it alone)")
-        check_folds(requested, len(data.train), np.asarray(data.train["label"]), data.space)
+        check_folds(requested, np.asarray(data.train["label"]), data.space)
         self.weights = resolve_class_weights(requested.class_weights, data.space, np.asarray(data.train["label"]))
         self.baseline_scores = None  # rank 0 fits the baseline; the other ranks have none to compare with
         with self.stages.timing("baseline"):

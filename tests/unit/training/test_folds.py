@@ -11,6 +11,9 @@ from safetensors.torch import load_file
 
 from lora_sentiment.cli import main
 from lora_sentiment.config import TrainConfig
+from lora_sentiment.errors import UserError
+from lora_sentiment.problems.space import LabelSpace
+from lora_sentiment.training.cross_fitting import check_fold_count
 from lora_sentiment.training.recipe import train
 
 
@@ -63,6 +66,18 @@ def test_folds_that_cannot_hold_every_label_are_refused_before_training(tmp_path
     assert "--folds 20" in error and "lower --folds" in error and "Traceback" not in error
     assert not (tmp_path / "run").exists() and not (tmp_path / ".run.checkpoints").exists()
     assert main([*args, "--folds", "1"]) == 2  # below the smallest K
+
+
+def test_one_fold_check_for_audit_and_train():
+    """Classes need k texts each (a class with none is no obstacle: no fold sees it); tags and numbers 2 a fold."""
+    classes = LabelSpace("single-label", ["a", "b", "c"])
+    check_fold_count(3, np.array([0, 0, 0, 1, 1, 1]), classes)  # "c" has no text
+    with pytest.raises(UserError, match=r"--folds 4: .*a \(3\), b \(3\); lower --folds to 3"):
+        check_fold_count(4, np.array([0, 0, 0, 1, 1, 1]), classes)
+    numbers = LabelSpace("regression", ["score"])
+    check_fold_count(5, np.arange(10.0), numbers)
+    with pytest.raises(UserError, match=r"--folds 6: 10 training texts are too few .* lower --folds to 5"):
+        check_fold_count(6, np.arange(10.0), numbers)
 
 
 @pytest.mark.slow  # 4 tiny runs; the path is the one above
