@@ -92,19 +92,11 @@ def _check_explain(args: argparse.Namespace, job: PredictJob) -> None:
         raise UserError("--explain takes one run folder (explanations need its torch model, not an export or a set)")
     if job.load.engine not in ("auto", "torch"):
         raise UserError(f"--explain runs the run's torch model: drop --engine {job.load.engine} (or give torch)")
-    from ..inference.explain import captum
+    from ..inference.explain import captum, check_explain_label
     from ..opening import records
 
     captum()
-    space = records(next(iter(job.runs.values())))[1]
-    if (
-        explain.explain_label is not None
-        and space.problem_type != "regression"
-        and explain.explain_label not in space.names
-    ):
-        raise UserError(
-            f"--explain-label {explain.explain_label!r} is not a label of this run: {', '.join(space.names)}"
-        )
+    check_explain_label(records(next(iter(job.runs.values())))[1], explain.explain_label)
     # fp32 unless asked otherwise: integrated gradients interpolate the embeddings, which bf16 would coarsen.
     precision = "fp32" if job.load.precision == "auto" else job.load.precision
     job.load = job.load.model_copy(update={"engine": "torch", "precision": precision})

@@ -69,10 +69,14 @@ def check_explainable(predictor: Any, method: str, target: str | None) -> None:
     if not getattr(predictor.encoder.tokenizer, "is_fast", False):  # words come from a fast tokenizer's offsets
         raise UserError("explanations need the run's fast tokenizer (tokenizer.json); save one into the run folder "
                         "with AutoTokenizer.from_pretrained(BASE).save_pretrained(RUN)")  # fmt: skip
-    space = predictor.space
-    if target is not None and space.problem_type != "regression" and target not in space.names:
-        raise UserError(f"--explain-label {target!r} is not a label of this run: {', '.join(space.names)}")
+    check_explain_label(predictor.space, target)
     captum()
+
+
+def check_explain_label(space: Any, target: str | None) -> None:
+    """--explain-label names one of the run's labels (a run predicting a number has one output to explain)."""
+    if target is not None and not space.problem.named_after_column and target not in space.names:
+        raise UserError(f"--explain-label {target!r} is not a label of this run: {', '.join(space.names)}")
 
 
 def explain(
@@ -87,7 +91,7 @@ def explain(
     out = []
     for text, row in zip(texts, scores):
         index = _target_index(space, row, target)
-        name = space.names[index] if space.problem_type != "regression" else space.names[0]
+        name = space.names[index]
         pieces = _pieces(classifier.encoder, text)
         attributions = _attribute(classifier.model, pieces, index, method, steps)
         out.append(Explanation(name, method, _by_word(pieces, attributions), pieces.truncated))
@@ -95,7 +99,7 @@ def explain(
 
 
 def _target_index(space: Any, row: np.ndarray, target: str | None) -> int:
-    if space.problem_type == "regression":
+    if space.problem.named_after_column:  # one output: the number
         return 0
     return space.names.index(target) if target is not None else int(np.argmax(row))
 
