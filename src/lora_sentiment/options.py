@@ -165,7 +165,26 @@ class TuneOptions(_Options):
     keep: Literal["best", "all"] = Field("best", description="Trial runs kept at the end")
 
 
-class AuditOptions(_Options):
+class FoldRunOptions(_Options):
+    """Where the folds of a cross-fitting train: one after another here, in worker processes, or on Ray."""
+
+    workers: int | None = Field(
+        None,
+        gt=0,
+        description="Folds trained at once: worker processes here (each a share of the cores, or a GPU each), Ray "
+        "tasks with --runner ray [1; ray: one per GPU, else one per node]",
+    )
+    runner: Literal["local", "ray"] = Field(
+        "local",
+        description="local (this machine) or ray (each fold a Ray task on the cluster at --ray-address, its scores "
+        "returned here; the folds' runs stay in the tasks' scratch folders)",
+    )
+    ray_address: str | None = Field(
+        None, description="With --runner ray: a running Ray cluster (e.g. auto, ray://head:10001) [a local Ray]"
+    )
+
+
+class AuditOptions(FoldRunOptions):
     """How `audit` scores the training texts out of sample and what it writes besides its report."""
 
     folds: int = Field(5, ge=2, le=20, description="Folds of the cross-fitting: each text is scored by a model trained "
@@ -174,9 +193,6 @@ class AuditOptions(_Options):
         "lora",
         description="What scores each fold: lora (a real train run per fold, with the train flags given) or tfidf "
         "(the TF-IDF baseline: seconds, a cheap first pass)",
-    )
-    workers: int = Field(
-        1, gt=0, description="Folds trained at once in worker processes (each a share of the cores, or a GPU each)"
     )
     near_duplicates: float = Field(
         0.8,

@@ -162,6 +162,8 @@ def test_resume_after_a_crash_trains_only_the_unfinished_folds(tmp_path, tiny_di
         (["--folds", "1"], "--folds"),
         (["--scorer", "bert"], "--scorer"),
         (["--folds", "20"], "--folds 20: classes with fewer training texts than folds"),
+        (["--ray-address", "auto"], "--ray-address is where --runner ray trains the folds"),
+        (["--runner", "ray", "--ray-address", "head"], "is not a Ray address"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys, flags, message):
@@ -209,6 +211,25 @@ def test_folds_in_worker_processes(tmp_path, tiny_distilbert, small_csv):
     assert result.scores.shape == (60, 2) and np.allclose(result.scores.sum(axis=1), 1, atol=1e-4)
     for fold in (1, 2):
         assert (tmp_path / "audit" / "folds" / f"fold-{fold}" / "run" / "adapter_config.json").exists()
+
+
+@pytest.mark.slow  # starts a local Ray
+def test_folds_as_ray_tasks_score_as_here(tmp_path, tiny_distilbert, small_csv):
+    """Each fold a Ray task in its own scratch folder (a node need not share this disk): the scores come back and
+    are saved here, the same as the folds trained one after another here."""
+    pytest.importorskip("ray", reason="the ray extra")
+    config = TrainConfig(model=tiny_distilbert, data=str(small_csv), output_dir=str(tmp_path / "here"),
+                         max_length=32, epochs=1, batch_size=16, precision="fp32", max_train_samples=60)  # fmt: skip
+    here = audit(config, folds=2, log=lambda _: None)
+    lines: list[str] = []
+    on_ray = audit(config.model_copy(update={"output_dir": str(tmp_path / "ray")}), folds=2, runner="ray",
+                   log=lines.append)  # fmt: skip
+    assert any("as Ray tasks" in line for line in lines)
+    np.testing.assert_allclose(on_ray.scores, here.scores, atol=1e-5)
+    assert [(r["row"], r["kind"]) for r in on_ray.issues] == [(r["row"], r["kind"]) for r in here.issues]
+    for fold in (1, 2):
+        kept = tmp_path / "ray" / "folds" / f"fold-{fold}"
+        assert (kept / "scores.npy").exists() and not (kept / "run").exists()  # the run stayed in the task
 
 
 @pytest.mark.parametrize("kind", ["multi-label", "regression"])

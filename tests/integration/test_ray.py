@@ -228,9 +228,9 @@ def test_an_existing_output_needs_overwrite(tmp_path, trained_run, capsys):
 
 
 def test_without_the_extra_the_error_names_it(tmp_path, trained_run, capsys, monkeypatch):
-    import lora_sentiment.batch.ray_data as raybatch
+    import lora_sentiment.modeling.ray_cluster as cluster
 
-    monkeypatch.setattr(raybatch.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(cluster.importlib.util, "find_spec", lambda name: None)
     assert _predict_one_file(trained_run, tmp_path, "o") == 2
     assert "pip install 'lora-sentiment[ray]'" in capsys.readouterr().err
 

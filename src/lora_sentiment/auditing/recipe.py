@@ -83,6 +83,12 @@ def check_audit(config: TrainConfig, options: AuditOptions) -> None:
             raise UserError(f"the folder of --write-clean {clean} does not exist; create it first")
         if clean.exists() and not config.overwrite:
             raise UserError(f"--write-clean {clean} exists; pass --overwrite to replace it or choose another file")
+    if options.runner == "ray":
+        from ..modeling.ray_cluster import check_ray
+
+        check_ray(options.ray_address, "--runner ray needs Ray: pip install 'lora-sentiment[ray]'")
+    elif options.ray_address is not None:
+        raise UserError("--ray-address is where --runner ray trains the folds; add --runner ray or drop it")
     if options.scorer == "lora":
         from ..modeling.device import default_device, resolve_precision
 
@@ -167,9 +173,7 @@ class AuditRecipe:
         job = fold_stage.FoldJob(self.data, self.evaluation, self.space, self.config, self.folder, self.options.scorer,
                                  fit=train)  # fmt: skip
         fold_stage.write_evaluation(job)
-        self.scores, self.seconds_per_fold = fold_stage.cross_fitted_scores(
-            job, self.fold, self.log, self.options.workers
-        )
+        self.scores, self.seconds_per_fold = fold_stage.cross_fitted_scores(job, self.fold, self.log, self.options)
         self.seconds["scoring"] = round(time.perf_counter() - started, 2)
         self.quality = self.scorer_quality()
 

@@ -9,10 +9,8 @@ renamed into place only when every file was written: a failed run leaves nothing
 from __future__ import annotations
 
 import glob
-import importlib.util
 import logging
 import os
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,7 +21,8 @@ import pandas as pd
 
 from ..atomic import staged
 from ..data.tables import INPUT_FORMATS, STDIO, checked_chunks, checked_output, resolve_format
-from ..errors import UserError, first_line
+from ..errors import UserError
+from ..modeling.ray_cluster import check_ray, ray_session, user_error
 from ..options import ExplainOptions, FileOptions, LoadOptions
 from .columns import ChunkJob, with_predictions
 from .columns import check_columns as check_prediction_columns
@@ -47,29 +46,14 @@ class RayPlan:
     threads: int
 
 
-def ray_missing() -> str | None:
-    return None if importlib.util.find_spec("ray") else _MISSING_RAY
-
-
 def check_ray_job(output_path: str, options: FileOptions, ray_address: str | None) -> tuple[str, Path]:
     """A Ray prediction's settings, before any file is read or Ray starts: Ray is installed, the address reads as
     one, the output folder may be written. The output format and folder, resolved."""
-    missing = ray_missing()
-    if missing:
-        raise UserError(missing)
-    if ray_address is not None and not _ADDRESS.fullmatch(ray_address.strip()):
-        raise UserError(
-            f"--ray-address {ray_address!r} is not a Ray address: give auto, HOST:PORT or ray://HOST:PORT (or leave "
-            "it out to start Ray on this machine)"
-        )
+    check_ray(ray_address, _MISSING_RAY)
     out_fmt = _output_format(output_path, options.output_format)
     target = checked_output(output_path, options.overwrite)  # not stdout: _output_format refused it
     assert target is not None
     return out_fmt, target
-
-
-# What `ray.init(address=...)` takes: "auto", "local", a GCS HOST:PORT or a Ray Client ray://HOST:PORT.
-_ADDRESS = re.compile(r"auto|local|(ray://)?[A-Za-z0-9.\-_\[\]:]+:\d{1,5}")
 
 
 def input_files(path: str, input_format: str | None) -> tuple[list[str], str]:
@@ -195,7 +179,7 @@ def predict_on_ray(
             try:
                 _run(steps, (model, load), staging, job, options.chunk_size)
             except BaseException as exc:
-                raise _user_error(exc) from None
+                raise user_error(exc) from None
             written = sorted(f for f in staging.iterdir() if f.is_file())
             rows = sum(_count_rows(f, out_fmt) for f in written)
     from ..export.compiled import count_predicted
@@ -237,45 +221,21 @@ def _output_format(output_path: str, given: str | None) -> str:
 
 @contextmanager
 def _ray_session(address: str | None, progress: bool) -> Iterator[tuple[dict[str, float], int]]:
-    """A local Ray started for this command and stopped after it, or a connection to the cluster at `address`."""
+    """modeling/ray_cluster.py's session, with Ray Data quiet where this command started Ray."""
     # Read by Ray Data whenever it (re)configures its loggers, in this process and in its workers.
     os.environ.setdefault("RAY_DATA_LOGGING_CONFIG", str(Path(__file__).with_name("ray_data_logging.yaml")))
     import ray
     from ray.data import DataContext
 
-    if ray.is_initialized():  # a Python caller's own session: use it as it is
-        yield ray.cluster_resources(), _alive_nodes(ray)
-        return
-    # Ray's C++ core logs notes on every actor pool to stderr; failures still reach us as exceptions.
-    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
-    try:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
-    except (ConnectionError, ValueError, RuntimeError) as exc:
-        raise UserError(f"could not connect to Ray at {address}: {first_line(exc)} (check --ray-address)") from None
-    context = DataContext.get_current()
-    context.enable_progress_bars = progress
-    context.print_on_execution_start = False
-    # A failing task is logged there with Ray's whole stack; it reaches the user as one line from us instead.
-    logging.getLogger("ray.data").setLevel(logging.CRITICAL)
-    try:
-        yield ray.cluster_resources(), _alive_nodes(ray)
-    finally:
-        ray.shutdown()
-
-
-def _alive_nodes(ray: Any) -> int:
-    return sum(1 for node in ray.nodes() if node.get("Alive"))
-
-
-def _user_error(exc: BaseException) -> BaseException:
-    """The first UserError behind a Ray task failure, as its one line; anything else as it is."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, UserError):
-            # Ray appends its retry advice to the message: the first line is ours.
-            return UserError(str(seen.args[0] if seen.args else seen).strip().splitlines()[0])
-        seen = seen.__cause__ or getattr(seen, "cause", None)
-    return exc
+    ours = not ray.is_initialized()  # a Python caller's own session is used as it is
+    with ray_session(address) as cluster:
+        if ours:
+            context = DataContext.get_current()
+            context.enable_progress_bars = progress
+            context.print_on_execution_start = False
+            # A failing task is logged there with Ray's whole stack; it reaches the user as one line from us.
+            logging.getLogger("ray.data").setLevel(logging.CRITICAL)
+        yield cluster
 
 
 def _count_rows(path: Path, fmt: str) -> int:

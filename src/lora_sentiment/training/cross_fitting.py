@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import numpy as np
 from ..atomic import staged_path
 from ..config import TrainConfig
 from ..errors import UserError, first_line
+from ..options import FoldRunOptions
 from ..problems.space import LabelSpace
 
 Log = Callable[[str], None]
@@ -77,16 +78,19 @@ def _scores_path(job: FoldJob, index: int) -> Path:
 
 
 def cross_fitted_scores(
-    job: FoldJob, fold: np.ndarray, log: Log, workers: int = 1
+    job: FoldJob, fold: np.ndarray, log: Log, where: FoldRunOptions | None = None
 ) -> tuple[np.ndarray, dict[str, float]]:
-    """Scores of every text from the model of the fold it was held out of, and each fold's seconds. `workers` > 1:
-    the unfinished folds run in that many processes at once."""
+    """Scores of every text from the model of the fold it was held out of, and each fold's seconds. `where`: the
+    unfinished folds one after another here [the default], in worker processes, or as Ray tasks."""
     scores: np.ndarray | None = None
     seconds: dict[str, float] = {}
     k = int(fold.max()) + 1
     pending = [index for index in range(k) if not _scores_path(job, index).exists()]
-    if workers > 1 and len(pending) > 1:
-        seconds.update(_in_workers(job, fold, pending, workers, log))
+    where = where or FoldRunOptions()
+    if where.runner == "ray" and pending:
+        seconds.update(_on_ray(job, fold, pending, where, log))
+    elif (where.workers or 1) > 1 and len(pending) > 1:
+        seconds.update(_in_workers(job, fold, pending, where.workers or 1, log))
     for index in range(k):
         held_out = np.flatnonzero(fold == index)
         path = _scores_path(job, index)
@@ -131,6 +135,66 @@ def _in_workers(job: FoldJob, fold: np.ndarray, pending: list[int], workers: int
             seconds[f"fold-{index + 1}"] = future.result()  # a fold's error is raised here, as in one process
             log(f"Fold {index + 1}: finished in {seconds[f'fold-{index + 1}']:.0f} s")
     return seconds
+
+
+def _on_ray(job: FoldJob, fold: np.ndarray, pending: list[int], where: FoldRunOptions, log: Log) -> dict[str, float]:
+    """The pending folds as Ray tasks: each trains in a scratch folder on whichever node runs it and returns its
+    scores, saved here as they come, so a node need not share this machine's disk and a crash keeps the folds
+    already back. A task takes one GPU where the cluster has them, else the cores of a node (or its share of the
+    cluster's cores with --workers)."""
+    import ray
+
+    from ..modeling.ray_cluster import ray_session, user_error
+
+    portable = _in_memory(job)  # a dataset read from files pickles as their paths, which other nodes lack
+    with ray_session(where.ray_address) as (resources, nodes):
+        gpus, cpus = int(resources.get("GPU", 0)), max(1.0, float(resources.get("CPU", 1)))
+        at_once = min(where.workers or gpus or nodes, len(pending))
+        share = {"num_gpus": 1, "num_cpus": 1} if gpus else {"num_cpus": max(1.0, cpus // max(1, at_once))}
+        threads = max(1, int(share["num_cpus"]))
+        log(f"Folds {', '.join(str(i + 1) for i in pending)}: {job.scorer} as Ray tasks "
+            f"({'one GPU' if gpus else f'{threads} CPUs'} each)")  # fmt: skip
+        remote = ray.remote(_fold_as_task).options(max_retries=0, **share)
+        running = {remote.remote(portable, fold, index, threads): index for index in pending}
+        seconds = {}
+        while running:
+            [done], _ = ray.wait(list(running), num_returns=1)
+            index = running.pop(done)
+            try:
+                scores, seconds[f"fold-{index + 1}"] = ray.get(done)
+            except BaseException as exc:
+                raise user_error(exc) from None
+            _save(_scores_path(job, index), scores)
+            log(f"Fold {index + 1}: finished in {seconds[f'fold-{index + 1}']:.0f} s")
+    return seconds
+
+
+def _in_memory(job: FoldJob) -> FoldJob:
+    import datasets
+
+    def copied(ds: Any) -> Any:
+        return None if ds is None else datasets.Dataset.from_pandas(ds.to_pandas(), features=ds.features)
+
+    return replace(job, train=copied(job.train), evaluation=copied(job.evaluation))
+
+
+def _fold_as_task(job: FoldJob, fold: np.ndarray, index: int, threads: int) -> tuple[np.ndarray, float]:
+    import tempfile
+
+    import torch
+
+    torch.set_num_threads(threads)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="lora-sentiment-fold-") as scratch:
+        local = replace(job, folder=Path(scratch))
+        write_evaluation(local)
+        folder = _scores_path(local, index).parent
+        scores = _score_fold(local, np.flatnonzero(fold != index), np.flatnonzero(fold == index), folder, _quiet)
+    return scores, round(time.perf_counter() - started, 2)
+
+
+def _quiet(message: str) -> None:
+    pass
 
 
 def _init_worker(slots: Any, threads: int) -> None:
