@@ -53,8 +53,10 @@ def check_fold_count(k: int, labels: np.ndarray, space: LabelSpace) -> None:
         rare = [(name, int(c)) for name, c in zip(space.names, counts) if 0 < c < k]
         if rare:
             listed = ", ".join(f"{name} ({c})" for name, c in rare[:5])
-            raise UserError(f"--folds {k}: classes with fewer training texts than folds: {listed}; lower --folds to "
-                            f"{max(2, min(c for _, c in rare))} or fewer, or drop those classes")  # fmt: skip
+            fewest = min(c for _, c in rare)
+            fix = f"lower --folds to {fewest} or fewer, or drop" if fewest >= 2 else "add texts to or drop"
+            raise UserError(f"--folds {k}: classes with fewer training texts than folds: {listed}; {fix} those "
+                            "classes")  # fmt: skip
     elif len(labels) < 2 * k:
         raise UserError(f"--folds {k}: {len(labels)} training texts are too few (each fold needs 2); lower --folds to "
                         f"{max(2, len(labels) // 2)} or fewer")  # fmt: skip

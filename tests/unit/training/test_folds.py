@@ -74,6 +74,8 @@ def test_one_fold_check_for_audit_and_train():
     check_fold_count(3, np.array([0, 0, 0, 1, 1, 1]), classes)  # "c" has no text
     with pytest.raises(UserError, match=r"--folds 4: .*a \(3\), b \(3\); lower --folds to 3"):
         check_fold_count(4, np.array([0, 0, 0, 1, 1, 1]), classes)
+    with pytest.raises(UserError, match=r"a \(1\); add texts to or drop those classes"):
+        check_fold_count(2, np.array([0, 1, 1, 1]), classes)
     numbers = LabelSpace("regression", ["score"])
     check_fold_count(5, np.arange(10.0), numbers)
     with pytest.raises(UserError, match=r"--folds 6: 10 training texts are too few .* lower --folds to 5"):
