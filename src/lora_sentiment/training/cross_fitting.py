@@ -159,15 +159,19 @@ def _on_ray(job: FoldJob, fold: np.ndarray, pending: list[int], where: FoldRunOp
         remote = ray.remote(_fold_as_task).options(max_retries=0, **share)
         running = {remote.remote(portable, fold, index, threads): index for index in pending}
         seconds = {}
-        while running:
-            [done], _ = ray.wait(list(running), num_returns=1)
-            index = running.pop(done)
-            try:
-                scores, seconds[f"fold-{index + 1}"] = ray.get(done)
-            except BaseException as exc:
-                raise user_error(exc) from None
-            _save(_scores_path(job, index), scores)
-            log(f"Fold {index + 1}: finished in {seconds[f'fold-{index + 1}']:.0f} s")
+        try:
+            while running:
+                [done], _ = ray.wait(list(running), num_returns=1)
+                index = running.pop(done)
+                try:
+                    scores, seconds[f"fold-{index + 1}"] = ray.get(done)
+                except BaseException as exc:
+                    raise user_error(exc) from None
+                _save(_scores_path(job, index), scores)
+                log(f"Fold {index + 1}: finished in {seconds[f'fold-{index + 1}']:.0f} s")
+        finally:  # a failed fold or an interrupt: a cluster that outlives the command trains nothing more for it
+            for ref in running:
+                ray.cancel(ref, force=True)
     return seconds
 
 
