@@ -176,8 +176,8 @@ class FoldRunOptions(_Options):
     )
     runner: Literal["local", "ray"] = Field(
         "local",
-        description="local (this machine) or ray (each fold a Ray task on the cluster at --ray-address, its scores "
-        "returned here; the folds' runs stay in the tasks' scratch folders)",
+        description="local (this machine) or ray (each fold a Ray task on the cluster at --ray-address, trained in "
+        "a scratch folder of its node; its scores come back here, its run is not kept)",
     )
     ray_address: str | None = Field(
         None, description="With --runner ray: a running Ray cluster (e.g. auto, ray://head:10001) [a local Ray]"
