@@ -48,6 +48,8 @@ class ProblemType:
     metrics: ClassVar[tuple[str, ...]]  # every metric it computes, the first ones shown first
     headline: ClassVar[tuple[str, ...]]  # the two scores a user reads first (log line, report columns, card)
     best_metric: ClassVar[str]  # what --metric-for-best-model auto keeps the checkpoint by
+    # computed at every evaluation to choose the kept epoch by, not reported with intervals like `metrics`
+    selection_metrics: ClassVar[tuple[str, ...]] = ()
     curve_metric: ClassVar[str]  # drawn per epoch beside the loss
     lower_is_better: ClassVar[frozenset[str]] = frozenset()  # among `metrics`; the loss always is
     detection_order: ClassVar[int] = 99  # --problem-type auto asks each type's `claims` in this order

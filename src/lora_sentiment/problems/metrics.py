@@ -27,7 +27,7 @@ def lower_is_better(metric: str) -> bool:
 
 def all_metric_names() -> list[str]:
     """Every metric some problem type computes, the loss first: what --metric-for-best-model may name."""
-    return list(dict.fromkeys(["loss", *(m for p in problem_types() for m in p.metrics)]))
+    return list(dict.fromkeys(["loss", *(m for p in problem_types() for m in (*p.metrics, *p.selection_metrics))]))
 
 
 def evaluation_metrics(space: LabelSpace, labels: np.ndarray, scores: np.ndarray, *, detailed: bool) -> dict[str, Any]:

@@ -19,8 +19,13 @@ class SingleLabel(ProblemType):
     name = "single-label"
     hf_name = "single_label_classification"
     metrics = ("accuracy", "f1", "f1_macro", "precision", "recall", "roc_auc")
+    selection_metrics = ("calibrated_loss",)
     headline = ("accuracy", "f1")
-    best_metric = "loss"
+    # The kept epoch: cross-entropy after the temperature fitted on the same evaluation rows. The raw loss rises as
+    # a run grows sure of itself while its accuracy still climbs, and calibration takes that overconfidence away
+    # after training (benchmarks/epoch_selection.py; docs/training.md).
+    best_metric = "calibrated_loss"
+    lower_is_better = frozenset({"calibrated_loss"})
     curve_metric = "accuracy"
     figure = "confusion_matrix"
     file_columns = ("predicted_label", "predicted_label_name", "probability")
@@ -89,7 +94,10 @@ class SingleLabel(ProblemType):
         return np.log(np.clip(scores, 1e-300, None))  # up to a per-row constant, which softmax and T ignore
 
     def evaluate(self, space: LabelSpace, labels: np.ndarray, scores: np.ndarray, *, detailed: bool) -> dict[str, Any]:
+        from .calibration import calibrated_nll
+
         metrics = classification_metrics(labels, scores, with_confusion=detailed)
+        metrics["calibrated_loss"] = calibrated_nll(np.asarray(labels).astype(int), scores)
         if detailed:
             metrics["per_label"] = per_label_table(labels, scores.argmax(axis=-1), space.names)
         return metrics

@@ -171,3 +171,21 @@ def test_outputs_already_calibrated_are_kept_as_they_are():
 
     text = calibration_text(report)
     assert text.startswith("Calibration: not applied;") and "raw outputs are kept" in text
+
+
+def test_the_calibrated_loss_ignores_how_sure_a_model_is_and_nothing_else():
+    """What single-label runs keep their epoch by: the same for outputs made 3x too sure (the raw loss rises), lower
+    for outputs that separate the classes better, never above the raw loss."""
+    from lora_sentiment.problems.calibration import calibrated_nll, softmax_nll
+    from lora_sentiment.problems.single_label import PROBLEM
+
+    logits, labels = _overconfident(2000, temperature=1.0)
+    from scipy.special import softmax
+
+    towards_truth = np.where(np.eye(2)[labels] > 0, 1.0, -1.0)  # each text's logits moved towards its true class
+    honest, too_sure, sharper = (softmax(z, axis=1) for z in (logits, 3 * logits, logits + towards_truth))
+    assert softmax_nll(3 * logits, labels) > softmax_nll(logits, labels) + 0.1
+    assert calibrated_nll(labels, too_sure) == pytest.approx(calibrated_nll(labels, honest), abs=1e-3)
+    assert calibrated_nll(labels, sharper) < calibrated_nll(labels, honest) - 0.05
+    assert calibrated_nll(labels, too_sure) <= softmax_nll(np.log(too_sure), labels) + 1e-9
+    assert PROBLEM.best_metric == "calibrated_loss" and "calibrated_loss" in PROBLEM.lower_is_better

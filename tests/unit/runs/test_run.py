@@ -34,7 +34,17 @@ def test_a_finished_run_opens_with_typed_metrics(trained_run):
 def test_metrics_json_round_trips_with_the_keys_it_always_had(trained_run):
     raw = json.loads((trained_run / METRICS_FILE).read_text())
     assert set(raw) == {"final", "history", "train", "examples", "baseline", "comparison", "log_history"}
-    expected = {"accuracy", "f1", "f1_macro", "precision", "recall", "roc_auc", "confusion_matrix", "per_label"}
+    expected = {
+        "accuracy",
+        "f1",
+        "f1_macro",
+        "precision",
+        "recall",
+        "roc_auc",
+        "confusion_matrix",
+        "per_label",
+        "calibrated_loss",
+    }
     assert set(raw["final"]) == expected | {"loss", "epoch", "samples", "intervals", "calibration", "risk_coverage"}
     every = {"accuracy", "f1", "f1_macro", "precision", "recall", "roc_auc"}
     assert set(raw["final"]["intervals"]) == set(raw["baseline"]["intervals"]) == every

@@ -21,7 +21,7 @@ def test_resolve_config_is_the_one_place_what_runs_is_decided(tiny_distilbert):
     messages = []
     resolved = resolve_config(requested, model, tokenizer, messages.append)
     assert resolved.max_length == 128 and resolved.lora_targets == ["q_lin", "v_lin"] and resolved.resume is False
-    assert resolved.problem_type == "single-label" and resolved.metric_for_best_model == "loss"
+    assert resolved.problem_type == "single-label" and resolved.metric_for_best_model == "calibrated_loss"
     assert requested.max_length == 4096 and requested.lora_targets is None  # what was asked stays as asked
     assert requested.problem_type == "auto" and requested.metric_for_best_model == "auto"
     assert messages == ["--max-length 4096 is above this model's maximum; using 128."]
@@ -34,7 +34,13 @@ def test_training_arguments_follow_the_config(tmp_path):
     assert args.logging_steps == 2  # 10 optimizer steps per epoch, logged 5 times
     assert args.bf16 and not args.fp16 and args.seed == 3 and args.train_sampling_strategy == "random"
     assert args.eval_strategy == "epoch" and args.load_best_model_at_end
-    for metric, higher_is_better in (("loss", False), ("f1_macro", True), ("mae", False), ("spearman", True)):
+    for metric, higher_is_better in (
+        ("loss", False),
+        ("calibrated_loss", False),
+        ("f1_macro", True),
+        ("mae", False),
+        ("spearman", True),
+    ):
         resolved = config.model_copy(update={"metric_for_best_model": metric})
         args = training_arguments(resolved, plan(resolved, 160, 400), work_dir=tmp_path, precision="fp32")
         assert args.metric_for_best_model == metric and args.greater_is_better is higher_is_better
