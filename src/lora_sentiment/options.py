@@ -165,7 +165,7 @@ class TuneOptions(_Options):
     keep: Literal["best", "all"] = Field("best", description="Trial runs kept at the end")
 
 
-class FoldRunOptions(_Options):
+class FoldRunOptions(RunnerOptions):
     """Where the folds of a cross-fitting train: one after another here, in worker processes, or on Ray."""
 
     workers: int | None = Field(
@@ -178,9 +178,6 @@ class FoldRunOptions(_Options):
         "local",
         description="local (this machine) or ray (each fold a Ray task on the cluster at --ray-address, trained in "
         "a scratch folder of its node; its scores come back here, its run is not kept)",
-    )
-    ray_address: str | None = Field(
-        None, description="With --runner ray: a running Ray cluster (e.g. auto, ray://head:10001) [a local Ray]"
     )
 
 
