@@ -110,11 +110,15 @@ def softmax_nll(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(-log_probabilities[np.arange(len(labels)), labels].mean())
 
 
-def calibrated_nll(classes: np.ndarray, probabilities: np.ndarray) -> float:
+def softmax_temperature(logits: np.ndarray, classes: np.ndarray) -> float:
+    """Single-label's temperature: the T minimising the cross-entropy of `classes` under softmax(logits / T)."""
+    return fit_temperature(logits, lambda scaled: softmax_nll(scaled, classes))
+
+
+def calibrated_nll(classes: np.ndarray, logits: np.ndarray) -> float:
     """Cross-entropy of these rows after the temperature that minimises it on them: how well the outputs rank and
     separate the classes, without the overconfidence (or timidity) that temperature scaling takes away."""
-    logits = np.log(np.clip(np.asarray(probabilities, dtype=np.float64), 1e-15, 1.0))
-    return softmax_nll(logits / fit_temperature(logits, lambda scaled: softmax_nll(scaled, classes)), classes)
+    return softmax_nll(logits / softmax_temperature(logits, classes), classes)
 
 
 def sigmoid_nll(logits: np.ndarray, targets: np.ndarray) -> float:

@@ -97,7 +97,7 @@ class SingleLabel(ProblemType):
         from .calibration import calibrated_nll
 
         metrics = classification_metrics(labels, scores, with_confusion=detailed)
-        metrics["calibrated_loss"] = calibrated_nll(np.asarray(labels).astype(int), scores)
+        metrics["calibrated_loss"] = calibrated_nll(np.asarray(labels).astype(int), self.logits(scores))
         if detailed:
             metrics["per_label"] = per_label_table(labels, scores.argmax(axis=-1), space.names)
         return metrics
@@ -123,11 +123,10 @@ class SingleLabel(ProblemType):
         return draws
 
     def calibrate(self, labels: np.ndarray, logits: np.ndarray, coverage: float) -> Any:
-        from .calibration import Calibration, fit_temperature, softmax_nll
+        from .calibration import Calibration, softmax_temperature
 
         classes = np.asarray(labels).astype(int)
-        temperature = fit_temperature(logits, lambda scaled: softmax_nll(scaled, classes))
-        return Calibration("temperature", len(classes), temperatures=[temperature])
+        return Calibration("temperature", len(classes), temperatures=[softmax_temperature(logits, classes)])
 
     def calibration_quality(self, labels: np.ndarray, logits: np.ndarray, fitted: Any, halves: list) -> dict[str, Any]:
         from .calibration import temperature_quality

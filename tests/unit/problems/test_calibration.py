@@ -185,7 +185,8 @@ def test_the_calibrated_loss_ignores_how_sure_a_model_is_and_nothing_else():
     towards_truth = np.where(np.eye(2)[labels] > 0, 1.0, -1.0)  # each text's logits moved towards its true class
     honest, too_sure, sharper = (softmax(z, axis=1) for z in (logits, 3 * logits, logits + towards_truth))
     assert softmax_nll(3 * logits, labels) > softmax_nll(logits, labels) + 0.1
+    honest, too_sure, sharper = np.log(honest), np.log(too_sure), np.log(sharper)  # as the problem type's logits
     assert calibrated_nll(labels, too_sure) == pytest.approx(calibrated_nll(labels, honest), abs=1e-3)
     assert calibrated_nll(labels, sharper) < calibrated_nll(labels, honest) - 0.05
-    assert calibrated_nll(labels, too_sure) <= softmax_nll(np.log(too_sure), labels) + 1e-9
+    assert calibrated_nll(labels, too_sure) <= softmax_nll(too_sure, labels) + 1e-9
     assert PROBLEM.best_metric == "calibrated_loss" and "calibrated_loss" in PROBLEM.lower_is_better
