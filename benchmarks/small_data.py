@@ -40,6 +40,15 @@ def draw(train: pd.DataFrame, per_class: int, seed: int) -> pd.DataFrame:
     return pd.concat(parts).sample(frac=1.0, random_state=seed).reset_index(drop=True)
 
 
+def split_off_rest(train: pd.DataFrame, sizes: list[int], seeds: list[int], scored: int = 1000) -> tuple:
+    """The training sample without `scored` reviews (balanced) that no draw of these sizes and seeds takes: draws
+    come from the whole sample as usual, so they are the same draws as with --score-on validation."""
+    drawn = set().union(*(draw(train, n, seed)["id"] for n in sizes for seed in seeds))
+    free = train[~train["id"].isin(drawn)]
+    rest = pd.concat(g.sample(min(len(g), scored // 2), random_state=0) for _, g in free.groupby("label"))
+    return train, rest.reset_index(drop=True)
+
+
 def run_ours(model: str, drawn: pd.DataFrame, val: pd.DataFrame, seed: int, settings: dict) -> dict:
     from lora_sentiment import TrainConfig, load_classifier, train
 
@@ -143,9 +152,16 @@ def main() -> int:
     parser.add_argument("--methods", nargs="+", default=["ours", "tfidf", "frozen", "setfit"])
     parser.add_argument("--variant", action="append", default=[], help="NAME=JSON of TrainConfig fields")
     parser.add_argument("--output", required=True, help="JSONL file the rows are appended to")
+    parser.add_argument(
+        "--score-on", choices=["validation", "rest"], default="validation",
+        help="rest: 1,000 training-sample reviews outside every draw of this call, to choose settings on without "
+        "touching the validation reviews the results are reported on",
+    )  # fmt: skip
     args = parser.parse_args()
     train_df = pd.read_parquet(Path(args.data) / "train.parquet")
     val = pd.read_parquet(Path(args.data) / "validation.parquet")
+    if args.score_on == "rest":
+        train_df, val = split_off_rest(train_df, args.per_class, args.seeds)
     variants = {"ours": {}} if "ours" in args.methods else {}
     variants.update({name: json.loads(spec) for name, spec in (v.split("=", 1) for v in args.variant)})
     out = Path(args.output)
@@ -169,7 +185,8 @@ def main() -> int:
                 started = time.perf_counter()
                 row = {"method": name, "per_class": per_class, "seed": seed, **job(*job_args),
                        "seconds": round(time.perf_counter() - started, 1), "scored_on": len(val),
-                       "cpu_class": this_cpu().name, "date": time.strftime("%Y-%m-%d")}  # fmt: skip
+                       "score_on": args.score_on, "cpu_class": this_cpu().name,
+                       "date": time.strftime("%Y-%m-%d")}  # fmt: skip
                 if name in variants:
                     row["settings"] = variants[name]
                 print(json.dumps(row), flush=True)
