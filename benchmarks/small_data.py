@@ -40,13 +40,13 @@ def draw(train: pd.DataFrame, per_class: int, seed: int) -> pd.DataFrame:
     return pd.concat(parts).sample(frac=1.0, random_state=seed).reset_index(drop=True)
 
 
-def split_off_rest(train: pd.DataFrame, sizes: list[int], seeds: list[int], scored: int = 1000) -> tuple:
-    """The training sample without `scored` reviews (balanced) that no draw of these sizes and seeds takes: draws
-    come from the whole sample as usual, so they are the same draws as with --score-on validation."""
+def held_out_rest(train: pd.DataFrame, sizes: list[int], seeds: list[int], scored: int = 1000) -> pd.DataFrame:
+    """`scored` reviews of the training sample (balanced) that no draw of these sizes and seeds takes. The draws
+    still come from the whole sample, so they are the same draws as with --score-on validation."""
     drawn = set().union(*(draw(train, n, seed)["id"] for n in sizes for seed in seeds))
     free = train[~train["id"].isin(drawn)]
     rest = pd.concat(g.sample(min(len(g), scored // 2), random_state=0) for _, g in free.groupby("label"))
-    return train, rest.reset_index(drop=True)
+    return rest.reset_index(drop=True)
 
 
 def run_ours(model: str, drawn: pd.DataFrame, val: pd.DataFrame, seed: int, settings: dict) -> dict:
@@ -161,7 +161,7 @@ def main() -> int:
     train_df = pd.read_parquet(Path(args.data) / "train.parquet")
     val = pd.read_parquet(Path(args.data) / "validation.parquet")
     if args.score_on == "rest":
-        train_df, val = split_off_rest(train_df, args.per_class, args.seeds)
+        val = held_out_rest(train_df, args.per_class, args.seeds)
     variants = {"ours": {}} if "ours" in args.methods else {}
     variants.update({name: json.loads(spec) for name, spec in (v.split("=", 1) for v in args.variant)})
     out = Path(args.output)

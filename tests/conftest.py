@@ -22,7 +22,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 
 # Under pytest-xdist (`-n`), each worker gets its share of the cores: two workers with torch's default of every
-# core each ran the quick loop 14 % slower than with one thread each (docs/development.md). Set before any test
+# core each ran the quick loop slower than with one thread each (docs/development.md). Set before any test
 # imports torch, and inherited by the CLI runs and torchrun processes the tests start.
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     os.environ.setdefault(
