@@ -195,12 +195,12 @@ def _fold_as_task(job: FoldJob, fold: np.ndarray, index: int, threads: int) -> t
         local = replace(job, folder=Path(scratch))
         write_evaluation(local)
         folder = _scores_path(local, index).parent
-        scores = _score_fold(local, np.flatnonzero(fold != index), np.flatnonzero(fold == index), folder, _quiet)
+        scores = _score_fold(local, np.flatnonzero(fold != index), np.flatnonzero(fold == index), folder, quiet)
     return scores, round(time.perf_counter() - started, 2)
 
 
-def _quiet(message: str) -> None:
-    pass
+def quiet(message: str) -> None:
+    """A log that drops every line (a module-level function, so that a fold sent to a Ray worker can carry it)."""
 
 
 def _init_worker(slots: Any, threads: int) -> None:

@@ -19,7 +19,7 @@ from ..errors import UserError
 from ..problems.intervals import metric_intervals, paired_comparison
 from ..problems.metrics import evaluation_metrics
 from ..problems.space import LabelSpace
-from .cross_fitting import FoldJob, assign_folds, check_fold_count, cross_fitted_scores, write_evaluation
+from .cross_fitting import FoldJob, assign_folds, check_fold_count, cross_fitted_scores, quiet, write_evaluation
 
 Log = Callable[[str], None]
 
@@ -50,7 +50,7 @@ def cross_validate(
                               "seconds": round(sum(seconds.values()), 1)}  # fmt: skip
     if config.baseline != "none":
         try:
-            theirs, _ = cross_fitted_scores(FoldJob(train, None, space, runs, folder / "tfidf", "tfidf"), fold, _quiet)
+            theirs, _ = cross_fitted_scores(FoldJob(train, None, space, runs, folder / "tfidf", "tfidf"), fold, quiet)
         except UserError:  # nothing for TF-IDF to learn in some fold: the run's own scores stand alone
             return record
         record["baseline"] = _scores(space, labels, theirs)
@@ -61,7 +61,3 @@ def cross_validate(
 def _scores(space: LabelSpace, labels: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
     metrics = evaluation_metrics(space, labels, scores, detailed=False)
     return {**metrics, "intervals": metric_intervals(space, labels, scores), "samples": len(labels)}
-
-
-def _quiet(message: str) -> None:
-    pass
