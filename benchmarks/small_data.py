@@ -49,6 +49,33 @@ def held_out_rest(train: pd.DataFrame, sizes: list[int], seeds: list[int], score
     return rest.reset_index(drop=True)
 
 
+def scored(predicted: np.ndarray, val: pd.DataFrame) -> dict:
+    """Accuracy, and the predicted class of every scored review (one digit each, in order) so that two methods on
+    the same draw can be compared text by text afterwards (--paired)."""
+    predicted = np.asarray(predicted).astype(int)
+    return {"accuracy": float((predicted == val.label.to_numpy()).mean()), "predicted": "".join(map(str, predicted))}
+
+
+def paired(rows: list[dict], ours: str, theirs: str, truth: np.ndarray) -> list[dict]:
+    """Per (size, draw) where both methods recorded their predictions: ours minus theirs in accuracy with its
+    95 % paired-bootstrap interval on the same reviews (the package's own comparison)."""
+    from lora_sentiment.problems.intervals import paired_comparison
+    from lora_sentiment.problems.space import LabelSpace
+
+    space = LabelSpace("single-label", ["Negative", "Positive"])
+    found = {(r["method"], r["per_class"], r["seed"]): r for r in rows if "predicted" in r}
+    out = []
+    for (method, per_class, seed), row in sorted(found.items(), key=lambda item: item[0][1:]):
+        other = found.get((theirs, per_class, seed))
+        if method != ours or other is None:
+            continue
+        a, b = (np.eye(2)[np.frombuffer(r["predicted"].encode(), np.uint8) - ord("0")] for r in (row, other))
+        comparison = paired_comparison(space, truth, a, b)
+        out.append({"per_class": per_class, "seed": seed, ours: row["accuracy"], theirs: other["accuracy"],
+                    **comparison})  # fmt: skip
+    return out
+
+
 def run_ours(model: str, drawn: pd.DataFrame, val: pd.DataFrame, seed: int, settings: dict) -> dict:
     from lora_sentiment import TrainConfig, load_classifier, train
 
@@ -63,8 +90,8 @@ def run_ours(model: str, drawn: pd.DataFrame, val: pd.DataFrame, seed: int, sett
         classifier = load_classifier(result.output_dir, engine="torch")
         scores = classifier.predict_scores(val.text.tolist())
         history = json.loads((result.output_dir / "metrics.json").read_text())
-    return {"accuracy": float((scores.argmax(1) == val.label.to_numpy()).mean()), "train_seconds": seconds,
-            "epochs": history["train"]["epochs"], "kept_epoch": history["final"].get("epoch")}  # fmt: skip
+    return {**scored(scores.argmax(1), val), "train_seconds": seconds, "epochs": history["train"]["epochs"],
+            "kept_epoch": history["final"].get("epoch")}  # fmt: skip
 
 
 def run_tfidf(drawn: pd.DataFrame, val: pd.DataFrame, seed: int) -> dict:
@@ -73,8 +100,7 @@ def run_tfidf(drawn: pd.DataFrame, val: pd.DataFrame, seed: int) -> dict:
 
     space = LabelSpace("single-label", ["Negative", "Positive"])
     pipeline = fit_baseline(drawn.text.tolist(), drawn.label.to_numpy(), space, seed=seed)
-    scores = baseline_scores(pipeline, val.text.tolist(), space)
-    return {"accuracy": float((scores.argmax(1) == val.label.to_numpy()).mean())}
+    return scored(baseline_scores(pipeline, val.text.tolist(), space).argmax(1), val)
 
 
 _EMBEDDINGS: dict[str, np.ndarray] = {}
@@ -94,13 +120,13 @@ def run_frozen(model: str, drawn: pd.DataFrame, val: pd.DataFrame, seed: int) ->
     if "val" not in _EMBEDDINGS:
         _EMBEDDINGS["val"] = embed(model, val.text.tolist())
     probe = LogisticRegression(max_iter=2000, random_state=seed).fit(embed(model, drawn.text.tolist()), drawn.label)
-    return {"accuracy": float((probe.predict(_EMBEDDINGS["val"]) == val.label.to_numpy()).mean())}
+    return scored(probe.predict(_EMBEDDINGS["val"]), val)
 
 
 def run_setfit(model: str, drawn: pd.DataFrame, val: pd.DataFrame, seed: int) -> dict:
     setfit_model, seconds, steps = setfit_trained(model, drawn, seed)
     predicted = np.asarray(setfit_model.predict(val.text.tolist()))
-    return {"accuracy": float((predicted == val.label.to_numpy()).mean()), "train_seconds": seconds, "steps": steps}
+    return {**scored(predicted, val), "train_seconds": seconds, "steps": steps}
 
 
 def run_warmup(model: str, drawn: pd.DataFrame, val: pd.DataFrame, seed: int) -> dict:
@@ -157,11 +183,20 @@ def main() -> int:
         help="rest: 1,000 training-sample reviews outside every draw of this call, to choose settings on without "
         "touching the validation reviews the results are reported on",
     )  # fmt: skip
+    parser.add_argument(
+        "--paired", nargs=2, metavar=("OURS", "THEIRS"),
+        help="measure nothing: compare two methods already in --output draw by draw on the same reviews",
+    )  # fmt: skip
     args = parser.parse_args()
     train_df = pd.read_parquet(Path(args.data) / "train.parquet")
     val = pd.read_parquet(Path(args.data) / "validation.parquet")
     if args.score_on == "rest":
         val = held_out_rest(train_df, args.per_class, args.seeds)
+    if args.paired:
+        rows = [json.loads(line) for line in Path(args.output).read_text().splitlines()]
+        for line in paired(rows, *args.paired, val.label.to_numpy()):
+            print(json.dumps(line))
+        return 0
     variants = {"ours": {}} if "ours" in args.methods else {}
     variants.update({name: json.loads(spec) for name, spec in (v.split("=", 1) for v in args.variant)})
     out = Path(args.output)
