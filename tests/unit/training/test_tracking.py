@@ -106,7 +106,7 @@ def test_tune_nests_each_trial_under_the_study_run(config, tmp_path):
     from lora_sentiment.training.tuning import tune
 
     uri = f"sqlite:///{tmp_path / 'tracking.db'}"
-    study = config.model_copy(update={"report_to": ["mlflow"], "mlflow_uri": uri, "epochs": 1})
+    study = config.model_copy(update={"report_to": ["mlflow"], "mlflow_uri": uri, "epochs": 1.0})
     tune(study, parse_search(["learning_rate=1e-4:3e-3:log"]), trials=2, log=lambda _: None)
     client = mlflow.MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("lora-sentiment").experiment_id])
