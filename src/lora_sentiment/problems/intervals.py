@@ -100,7 +100,7 @@ def paired_comparison(
     beyond = bool(low > 0 or high < 0)
     higher_is_better = metric not in problem.lower_is_better
     return {"metric": metric, "difference": float(point), "interval": [low, high], "texts": len(labels),
-            "beyond_noise": beyond, "better": (point > 0) == higher_is_better if beyond else None}  # fmt: skip
+            "beyond_noise": beyond, "better": bool((point > 0) == higher_is_better) if beyond else None}  # fmt: skip
 
 
 def with_interval(value: float, interval: list[float] | None, n: int | None = None) -> str:

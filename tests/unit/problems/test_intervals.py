@@ -2,6 +2,8 @@
 evaluation split, the 95 % interval holds the score and narrows with more texts, and the paired comparison tells
 a better model from an equal one."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -84,6 +86,8 @@ def test_paired_comparison_tells_a_better_model_from_an_equal_one():
     worse[flip] = worse[flip][:, ::-1]
     verdict = paired_comparison(space, labels, good, worse)
     assert verdict["beyond_noise"] and verdict["better"] and verdict["difference"] > 0
+    # metrics.json and `evaluate --json` write it as is: plain JSON types, `better` a real true, not 1.0
+    assert json.loads(json.dumps(verdict))["better"] is True
     assert "better, beyond the noise" in comparison_text(verdict, "the run", "the baseline")
     same = paired_comparison(space, labels, good, good)
     assert same["difference"] == 0 and not same["beyond_noise"] and same["better"] is None
