@@ -73,7 +73,26 @@ def paired(rows: list[dict], ours: str, theirs: str, truth: np.ndarray) -> list[
         comparison = paired_comparison(space, truth, a, b)
         out.append({"per_class": per_class, "seed": seed, ours: row["accuracy"], theirs: other["accuracy"],
                     **comparison})  # fmt: skip
-    return out
+    return out + [
+        mean_over_draws(out, found, ours, theirs, truth, size) for size in sorted({r["per_class"] for r in out})
+    ]
+
+
+def mean_over_draws(
+    compared: list[dict], found: dict, ours: str, theirs: str, truth: np.ndarray, per_class: int
+) -> dict:
+    """The mean over the draws of ours minus theirs, with a 95 % interval from resampling the scored reviews (the
+    same resamples for every draw, so each review's share of every draw moves together). It covers the noise of
+    which reviews were scored, not of which draws were made."""
+    from lora_sentiment.problems.intervals import resamples
+
+    seeds = [r["seed"] for r in compared if r["per_class"] == per_class]
+    right = {m: [np.frombuffer(found[(m, per_class, s)]["predicted"].encode(), np.uint8) - ord("0") == truth
+                 for s in seeds] for m in (ours, theirs)}  # fmt: skip
+    difference = np.mean([a.astype(float) - b for a, b in zip(right[ours], right[theirs])], axis=0)
+    low, high = np.percentile(difference[resamples(len(truth))].mean(axis=1), [2.5, 97.5])
+    return {"per_class": per_class, "seed": "mean", "draws": seeds, "difference": float(difference.mean()),
+            "interval": [float(low), float(high)], "beyond_noise": bool(low > 0 or high < 0)}  # fmt: skip
 
 
 def run_ours(model: str, drawn: pd.DataFrame, val: pd.DataFrame, seed: int, settings: dict) -> dict:
