@@ -14,7 +14,11 @@ all-MiniLM-L6-v2 at 256 tokens, each scored on the shared validation set (1,000 
         --seeds 0 1 2 --output benchmarks/results/small-data-cpu-2026-12-02.jsonl
 
 One JSON line per (method, size, seed) is appended as it finishes, so a long run can be read while it goes; a
-call again with the same --output measures only what is not there yet.
+call again with the same --output measures only what is not there yet. Each line keeps every scored review's
+predicted class, so two methods can be compared afterwards on the same reviews, draw by draw and on the mean:
+
+    python benchmarks/small_data.py --model "$MINILM" --data ../shared/data/imdb-sample \
+        --output benchmarks/results/small-data-32-setfit-amx-cpu-2026-12-03.jsonl --paired ours setfit
 """
 
 from __future__ import annotations
@@ -58,7 +62,8 @@ def scored(predicted: np.ndarray, val: pd.DataFrame) -> dict:
 
 def paired(rows: list[dict], ours: str, theirs: str, truth: np.ndarray) -> list[dict]:
     """Per (size, draw) where both methods recorded their predictions: ours minus theirs in accuracy with its
-    95 % paired-bootstrap interval on the same reviews (the package's own comparison)."""
+    95 % paired-bootstrap interval on the same reviews (the package's own comparison); then per size, the mean
+    over its draws."""
     from lora_sentiment.problems.intervals import paired_comparison
     from lora_sentiment.problems.space import LabelSpace
 
