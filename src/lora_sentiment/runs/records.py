@@ -91,4 +91,12 @@ class RunMetrics(_Record):
 
     def to_json(self) -> str:
         # exclude_unset: the file holds the keys the run computed, as it always has.
-        return json.dumps(self.model_dump(exclude_unset=True), indent=2, default=float)
+        return json.dumps(self.model_dump(exclude_unset=True), indent=2, default=_plain)
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds (a numpy bool stays a bool, not 1.0); anything else the json
+    module cannot write is an error, not silently a number."""
+    if hasattr(value, "item") and getattr(value, "shape", None) == ():
+        return value.item()
+    raise TypeError(f"metrics.json cannot hold a {type(value).__name__}")

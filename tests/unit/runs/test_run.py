@@ -59,6 +59,16 @@ def test_metrics_json_round_trips_with_the_keys_it_always_had(trained_run):
     assert again == raw
 
 
+def test_metrics_json_writes_numpy_scalars_as_the_values_they_hold():
+    import numpy as np
+
+    comparison = {"better": np.bool_(True), "texts": np.int64(3), "difference": np.float32(0.5)}
+    metrics = RunMetrics(final={"samples": 3}, comparison=comparison)
+    assert json.loads(metrics.to_json())["comparison"] == {"better": True, "texts": 3, "difference": 0.5}
+    with pytest.raises(TypeError, match="cannot hold"):
+        RunMetrics(final={"samples": 3}, comparison={"texts": np.arange(2)}).to_json()
+
+
 @pytest.mark.parametrize(
     "damage, message",
     [
