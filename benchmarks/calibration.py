@@ -90,7 +90,7 @@ def main() -> None:
                 continue
             with tempfile.TemporaryDirectory() as scratch:
                 folder = Path(scratch)
-                extra = task_files(task, args.train, seed, folder, args.eval_rest and task != "goemotions")
+                extra = task_files(task, args.train, seed, folder, args.eval_rest)
                 files = {"data": str(folder / "train.parquet"), "eval_data": str(folder / "val.parquet"),
                          "output_dir": str(folder / "run")}  # fmt: skip
                 config = TrainConfig(model=args.model, seed=seed, epochs=args.epochs, baseline="none",

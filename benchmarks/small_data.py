@@ -69,35 +69,34 @@ def paired(rows: list[dict], ours: str, theirs: str, truth: np.ndarray) -> list[
 
     space = LabelSpace("single-label", ["Negative", "Positive"])
     found = {(r["method"], r["per_class"], r["seed"]): r for r in rows if "predicted" in r}
-    out = []
+    out, draws = [], {}
     for (method, per_class, seed), row in sorted(found.items(), key=lambda item: item[0][1:]):
         other = found.get((theirs, per_class, seed))
         if method != ours or other is None:
             continue
-        a, b = (np.eye(2)[np.frombuffer(r["predicted"].encode(), np.uint8) - ord("0")] for r in (row, other))
-        comparison = paired_comparison(space, truth, a, b)
+        a, b = _classes(row), _classes(other)
+        draws.setdefault(per_class, []).append((seed, a, b))
+        comparison = paired_comparison(space, truth, np.eye(2)[a], np.eye(2)[b])
         out.append({"per_class": per_class, "seed": seed, ours: row["accuracy"], theirs: other["accuracy"],
                     **comparison})  # fmt: skip
-    return out + [
-        mean_over_draws(out, found, ours, theirs, truth, size) for size in sorted({r["per_class"] for r in out})
-    ]
+    return out + [mean_over_draws(per_class, sized, truth) for per_class, sized in draws.items()]
 
 
-def mean_over_draws(
-    compared: list[dict], found: dict, ours: str, theirs: str, truth: np.ndarray, per_class: int
-) -> dict:
-    """The mean over the draws of ours minus theirs, with a 95 % interval from resampling the scored reviews (the
-    same resamples for every draw, so each review's share of every draw moves together). It covers the noise of
-    which reviews were scored, not of which draws were made."""
+def _classes(row: dict) -> np.ndarray:
+    return np.frombuffer(row["predicted"].encode(), np.uint8) - ord("0")
+
+
+def mean_over_draws(per_class: int, draws: list[tuple[int, np.ndarray, np.ndarray]], truth: np.ndarray) -> dict:
+    """The mean over the draws (seed, ours, theirs) of ours minus theirs, with a 95 % interval from resampling the
+    scored reviews (the same resamples for every draw, so each review's share of every draw moves together). It
+    covers the noise of which reviews were scored, not of which draws were made."""
     from lora_sentiment.problems.intervals import resamples
 
-    seeds = [r["seed"] for r in compared if r["per_class"] == per_class]
-    right = {m: [np.frombuffer(found[(m, per_class, s)]["predicted"].encode(), np.uint8) - ord("0") == truth
-                 for s in seeds] for m in (ours, theirs)}  # fmt: skip
-    difference = np.mean([a.astype(float) - b for a, b in zip(right[ours], right[theirs])], axis=0)
+    difference = np.mean([(a == truth).astype(float) - (b == truth) for _, a, b in draws], axis=0)
     low, high = np.percentile(difference[resamples(len(truth))].mean(axis=1), [2.5, 97.5])
-    return {"per_class": per_class, "seed": "mean", "draws": seeds, "difference": float(difference.mean()),
-            "interval": [float(low), float(high)], "beyond_noise": bool(low > 0 or high < 0)}  # fmt: skip
+    return {"per_class": per_class, "seed": "mean", "draws": [seed for seed, _, _ in draws],
+            "difference": float(difference.mean()), "interval": [float(low), float(high)],
+            "beyond_noise": bool(low > 0 or high < 0)}  # fmt: skip
 
 
 def run_ours(model: str, drawn: pd.DataFrame, val: pd.DataFrame, seed: int, settings: dict) -> dict:
