@@ -31,8 +31,9 @@ from .int8_gate import COUNT_FILE, INT8_SUFFIX, VERDICT_FILE, read_count
 from .quiet import quiet_compile
 
 CACHE_DIR = ".compiled"
-# Bump when what is written changes, so older entries are rebuilt (2: calibration folded into the output layer).
-LAYOUT = "2"
+# Bump when what is written changes, so older entries are rebuilt (2: calibration folded into the output layer;
+# 3: OpenVINO IR converted from torch, its attention one fused op).
+LAYOUT = "3"
 _RUNTIME_PACKAGES = {"openvino": "openvino", "onnx": "onnxruntime"}
 Log = Callable[[str], None]
 Int8Use = Literal["no", "check", "if checked"]

@@ -66,18 +66,12 @@ def write_onnx(model: Any, tokenizer: Any, path: Path, quantize: str) -> list[st
     """The model's graph at `path` (int8 weights with `quantize="int8"`); the graph's input names."""
     import torch
 
-    accepted = set(inspect.signature(model.forward).parameters)
-    sample = tokenizer(
-        ["A sample review to trace.", "Another, longer sample review to trace the graph."],
-        padding=True,
-        return_tensors="pt",
-    )
-    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample and n in accepted]
+    names, sample = trace_inputs(model, tokenizer)
     plain = path.with_name("model.fp32.onnx") if quantize == "int8" else path
     axes = {name: {0: "batch", 1: "sequence"} for name in names} | {"logits": {0: "batch"}}
     with torch.no_grad():
         torch.onnx.export(
-            _logits_module(model, names), tuple(sample[n] for n in names), str(plain), input_names=names,
+            logits_module(model, names), (), str(plain), kwargs={n: sample[n] for n in names}, input_names=names,
             output_names=["logits"], dynamic_axes=axes, opset_version=OPSET, dynamo=False,
         )  # fmt: skip
     if quantize == "int8":
@@ -90,8 +84,20 @@ def write_onnx(model: Any, tokenizer: Any, path: Path, quantize: str) -> list[st
     return names
 
 
-def _logits_module(model: Any, names: list[str]) -> Any:
-    """The classifier with plain tensor inputs and one output, the shape an ONNX graph takes."""
+def trace_inputs(model: Any, tokenizer: Any) -> tuple[list[str], dict[str, Any]]:
+    """The graph's input names (those of the tokenizer's outputs the model takes) and a batch to trace it on:
+    two texts of different lengths, so one row is padded and the attention mask's path is the one traced."""
+    accepted = set(inspect.signature(model.forward).parameters)
+    sample = tokenizer(
+        ["A sample review to trace.", "Another, longer sample review to trace the graph."],
+        padding=True,
+        return_tensors="pt",
+    )
+    return [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample and n in accepted], sample
+
+
+def logits_module(model: Any, names: list[str]) -> Any:
+    """The classifier with plain tensor inputs, by name, and one output: the shape a traced graph takes."""
     import torch
 
     class Logits(torch.nn.Module):
@@ -99,8 +105,12 @@ def _logits_module(model: Any, names: list[str]) -> Any:
             super().__init__()
             self.model = model
 
-        def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-            return self.model(**dict(zip(names, inputs))).logits
+        def forward(
+            self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+            token_type_ids: torch.Tensor | None = None,
+        ) -> torch.Tensor:  # fmt: skip
+            given = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+            return self.model(**{n: given[n] for n in names}).logits
 
     return Logits()
 

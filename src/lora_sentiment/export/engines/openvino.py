@@ -1,4 +1,5 @@
-"""OpenVINO: the merged model as OpenVINO IR (converted from its ONNX graph), the fastest engine on Intel CPUs.
+"""OpenVINO: the merged model as OpenVINO IR (converted from torch by OpenVINO's PyTorch frontend), the fastest
+engine on Intel CPUs without AMX.
 int8 is NNCF static quantization: activation ranges measured on texts of the run's training split (or of
 --calibration-data), so the evaluation split stays a fair test of the quantized model."""
 
@@ -11,7 +12,7 @@ import numpy as np
 
 from ...errors import UserError
 from .base import Engine
-from .onnx import write_onnx
+from .onnx import logits_module, trace_inputs
 from .runtime_card import runtime_card
 
 if TYPE_CHECKING:
@@ -53,7 +54,7 @@ class OpenVinoSession:
 class OpenVino(Engine):
     name = "openvino"
     extra = "openvino"
-    modules = ("onnx", "openvino", "nncf")
+    modules = ("openvino", "nncf")
     model_file = MODEL_FILE
     quantizations = ("none", "int8")
     title = "OpenVINO IR"
@@ -70,14 +71,22 @@ class OpenVino(Engine):
         self, model: Any, tokenizer: Any, run: Run, staging: Path, options: ExportOptions, prepared: Any
     ) -> list[str]:
         import openvino
+        import torch
 
-        graph = staging / "model.fp32.onnx"
-        names = write_onnx(model, tokenizer, graph, "none")
-        converted = openvino.convert_model(str(graph))
+        # Converted from torch itself, not through an ONNX graph: OpenVINO's PyTorch frontend keeps
+        # scaled_dot_product_attention one op, which its CPU plugin runs as one fused kernel, where the ONNX
+        # graph spells attention out in matmuls, softmax and the mask's Select / IsNaN. On AMX that loop ran
+        # 1.2-1.3x faster in bf16, and its int8 model kept more of f32's labels (docs/benchmarks/cpu-classes.md).
+        names, sample = trace_inputs(model, tokenizer)
+        dynamic = openvino.PartialShape([-1, -1])
+        with torch.no_grad():
+            converted = openvino.convert_model(
+                logits_module(model, names), example_input={n: sample[n] for n in names},
+                input=[(n, dynamic, openvino.Type.i64) for n in names],
+            )  # fmt: skip
         if prepared:
             converted = _quantized(converted, tokenizer, run, names, prepared, options.int8_scope)
         openvino.save_model(converted, str(staging / MODEL_FILE), compress_to_fp16=False)
-        graph.unlink()
         return names
 
     def session(self, model_file: Path, threads: int, precision: str | None) -> OpenVinoSession:
@@ -90,11 +99,18 @@ logits = model({{p.get_any_name(): inputs[p.get_any_name()] for p in model.input
         return runtime_card(run, self.name, options.quantize, ("openvino", "OpenVINO IR", "int8, NNCF", load))
 
 
-# Each layer's output projections (attention's and the feed-forward's), as the ONNX graph names them in BERT /
-# RoBERTa (output/dense), DistilBERT (out_lin, lin2) and GPT-2 (c_proj). Kept in float by --int8-scope
-# no-output-projections: on a MiniLM IMDB run int8 moved 0.8-0.9 % of labels with them, 0.5-0.7 % without (two
-# calibration draws each: a small gain, near that noise; docs/benchmarks/cpu-classes.md).
-OUTPUT_PROJECTIONS = [".*/output/dense/MatMul", ".*/out_lin/MatMul", ".*/lin2/MatMul", ".*/c_proj/.*"]
+# Each layer's output projections (attention's and the feed-forward's) in BERT / RoBERTa (output.dense),
+# DistilBERT (out_lin, lin2) and GPT-2 (c_proj), as the PyTorch frontend names them (`...layer.0.output.dense/
+# aten::linear/MatMul`) and as IR converted from ONNX did (`.../layer.0/output/dense/MatMul`). Kept in float
+# by --int8-scope no-output-projections: on a MiniLM IMDB run int8 moved 0.8-0.9 % of labels with them, 0.5-0.7 %
+# without (two calibration draws each, the ONNX-converted IR: a small gain, near that noise;
+# docs/benchmarks/cpu-classes.md).
+OUTPUT_PROJECTIONS = [
+    r".*[./]output[./]dense/.*MatMul",
+    r".*[./]out_lin/.*MatMul",
+    r".*[./]lin2/.*MatMul",
+    r".*[./]c_proj/.*",
+]
 
 
 def _quantized(converted: Any, tokenizer: Any, run: Run, names: list[str], texts: list[str], scope: str) -> Any:
