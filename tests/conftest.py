@@ -41,14 +41,6 @@ def _int8_default_off(request, monkeypatch):
         monkeypatch.setattr("lora_sentiment.opening.tries_int8", lambda options: False)
 
 
-@pytest.fixture(autouse=True)
-def _engine_on_every_cpu(request, monkeypatch):
-    """`--engine auto` keeps torch on AMX CPUs (opening._torch_as_fast): pinned off unless a test is marked
-    engine_by_cpu, so that the tests of the compiled engine run it on every CPU class."""
-    if request.node.get_closest_marker("engine_by_cpu") is None:
-        monkeypatch.setattr("lora_sentiment.opening._torch_as_fast", lambda options: False)
-
-
 @pytest.fixture(scope="session")
 def imdb_sample() -> Path:
     if not (IMDB_SAMPLE / "train.parquet").is_file():

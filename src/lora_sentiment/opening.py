@@ -54,7 +54,8 @@ def open_predictor(target: Target, options: LoadOptions | None = None, *, expect
 def choose_engine(options: LoadOptions) -> str:
     """What runs a run folder's model: `options.engine`, or for `auto` the fastest faithful engine measured on
     CPUs (OpenVINO, fp32 or bf16 as torch would run: docs/benchmarks/cpu-classes.md), where it is installed;
-    torch on GPUs, on CPUs where torch is as fast (AMX) and wherever OpenVINO is not."""
+    torch on GPUs and wherever OpenVINO is not. (On AMX torch was as fast as OpenVINO's IR converted from ONNX;
+    the IR converted from torch, with its fused attention, ran 1.2-1.35x torch there: cpu-classes.md.)"""
     if options.engine != "auto":
         if options.engine != "torch":
             missing = engine(options.engine).missing_modules()
@@ -63,25 +64,17 @@ def choose_engine(options: LoadOptions) -> str:
                                 f"'lora-sentiment[{engine(options.engine).extra}]', or --engine torch")  # fmt: skip
         return options.engine
     on_gpu = options.device not in (None, "cpu") or (options.device is None and _has_gpu())
-    if on_gpu or options.precision == "fp16" or _torch_as_fast(options) or engine("openvino").missing_modules():
+    if on_gpu or options.precision == "fp16" or engine("openvino").missing_modules():
         return "torch"
     return "openvino"
 
 
-def _torch_as_fast(options: LoadOptions) -> bool:
-    """torch runs the run as fast as its compiled model would, so compiling would only cost: on AMX, in bf16 and
-    in fp32."""
-    from .modeling.cpu import this_cpu
-
-    return this_cpu().torch_as_fast
-
-
 def tries_int8(options: LoadOptions) -> bool:
-    """Whether `--engine auto` checks an int8 model of the run (export/int8_gate.py): on CPUs with int8
-    dot-product units, unless a precision was asked for."""
+    """Whether `--engine auto` checks an int8 model of the run (export/int8_gate.py): on CPUs where int8 beats the
+    unquantized compiled model (int8 dot-product units, not AMX), unless a precision was asked for."""
     from .modeling.cpu import this_cpu
 
-    return options.engine == "auto" and options.precision == "auto" and this_cpu().int8_units
+    return options.engine == "auto" and options.precision == "auto" and this_cpu().int8_pays
 
 
 def _has_gpu() -> bool:

@@ -89,8 +89,8 @@ def phase_predict_baseline(run_dir: str, base_model: str, texts: list[str], max_
 
 def phase_predict_ours(run_dir: str, texts: list[str]) -> dict[str, Any]:
     """As `predict RUN` runs by default once the run's texts have repaid its compile (`--engine auto`: on a CPU
-    without AMX, the run compiled once for OpenVINO, int8 where its check kept it or this many texts repay the
-    check); the compile is timed apart, the loop after a warm-up."""
+    with OpenVINO installed, the run compiled once for it, int8 where its check kept it or this many texts repay
+    the check); the compile is timed apart, the loop after a warm-up."""
     quiet()
     from ..opening import open_predictor, resolve_engine_target
 

@@ -34,10 +34,11 @@ CLASSES: dict[str, str] = {
 }
 BF16_UNITS = {"amx", "avx512-bf16", "arm-bf16"}
 INT8_UNITS = {"amx", "avx512-bf16", "avx512-vnni", "avx2-vnni", "arm-bf16", "arm-dotprod"}
-# Where torch already runs as fast as OpenVINO's compiled model, so compiling only adds to a first call: with AMX
-# (2026-12-02, MiniLM at 256 tokens: 500 reviews torch bf16 11.0 s, OpenVINO bf16 11.7 s, its int8 11.4-11.7 s;
-# 300 reviews in fp32, torch 11.8 / 13.6 s, OpenVINO 11.6 / 13.5 s; docs/benchmarks/cpu-classes.md).
-TORCH_AS_FAST = {"amx"}
+# Where an int8 model beats the compiled model `--engine auto` runs otherwise, so that checking one per run can
+# repay its quantizing (~40 s): int8 dot-product units, but not beside AMX's bf16 tiles, which ran OpenVINO's bf16
+# as fast (2026-12-03, MiniLM at 256 tokens, 500 reviews in interleaved rounds: int8 11.2 s, bf16 11.7 s; the day
+# before 11.4-11.7 s against 11.7 s; docs/benchmarks/cpu-classes.md).
+INT8_PAYS = INT8_UNITS - {"amx"}
 
 # ONEDNN_MAX_CPU_ISA values (oneDNN's documented names) -> the best class they leave. ATEN_CPU_CAPABILITY caps
 # ATen's own kernels the same way ("avx2", "avx512", "default").
@@ -111,9 +112,9 @@ class CpuKind:
         return self.name in INT8_UNITS
 
     @property
-    def torch_as_fast(self) -> bool:
-        """torch runs a model as fast as OpenVINO does here (TORCH_AS_FAST)."""
-        return self.name in TORCH_AS_FAST
+    def int8_pays(self) -> bool:
+        """An int8 model runs faster than the unquantized compiled one here (INT8_PAYS)."""
+        return self.name in INT8_PAYS
 
     def describe(self) -> str:
         cap = (

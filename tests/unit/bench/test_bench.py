@@ -7,7 +7,6 @@ import torch
 
 from lora_sentiment.bench.options import BenchOptions
 from lora_sentiment.bench.speed import format_report, forward_flops, run_bench
-from lora_sentiment.modeling.cpu import this_cpu
 from lora_sentiment.modeling.device import encoder_dims
 
 
@@ -52,8 +51,8 @@ def test_bench_runs_side_by_side_on_a_small_workload(tmp_path, tiny_distilbert, 
     assert 0 < entry["mfu"]["predict_ours"] < 1.5 and 0 < entry["mfu"]["train_ours"] < 1.5
     assert 0 <= entry["train_ours"]["accuracy"] <= 1
     assert "ours/baseline" in format_report(report)
-    # The default engine, as `predict RUN` runs it in the bench's own processes: torch on AMX, OpenVINO elsewhere.
-    default = "cpu" if this_cpu().torch_as_fast else "cpu (openvino)"
+    # The default engine, as `predict RUN` runs it in the bench's own processes: OpenVINO on every CPU class.
+    default = "cpu (openvino)"
     assert entry["predict_ours"]["device"] == default
     assert f"predict ours: the default engine, {default}" in format_report(report)
 

@@ -1,5 +1,5 @@
 """OpenVINO: the merged model as OpenVINO IR (converted from torch by OpenVINO's PyTorch frontend), the fastest
-engine on Intel CPUs without AMX.
+engine measured on every CPU class.
 int8 is NNCF static quantization: activation ranges measured on texts of the run's training split (or of
 --calibration-data), so the evaluation split stays a fair test of the quantized model."""
 

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Whole `predict RUN --input` commands, torch against OpenVINO (the run's compiled model, built by a first call not
+# timed), in interleaved rounds, with the tutorial's way before and after: for a shared machine whose speed drifts,
+# each line also gives the CPU seconds (user + system) and the host's steal (vmstat's `st`) after it.
+#
+#   bash benchmarks/engines_interleaved.sh RUN MODEL_DIR_OR_ID REVIEWS.csv [ROUNDS] [MAX_LENGTH]
+set -euo pipefail
+RUN=$1 BASE=$2 IN=$3 ROUNDS=${4:-2} MAX_LENGTH=${5:-256}
+OUT=$(mktemp -d)
+timed() {
+  local name=$1; shift
+  /usr/bin/time -o "$OUT/time" -f "wall %e s, user %U s, system %S s" "$@" >/dev/null 2>"$OUT/$name.err"
+  echo "$name: $(cat "$OUT/time"), steal $(vmstat 1 2 | tail -1 | awk '{print $NF}') %"
+}
+source "$(dirname "$0")/whole_commands.sh"
+describe_cpu
+lora-sentiment predict "$RUN" --input "$IN" --output "$OUT/warm.csv" --engine openvino >/dev/null 2>&1
+timed tutorial python -m lora_sentiment.bench.tutorial "$RUN" "$BASE" "$IN" "$OUT/tutorial.csv" "$MAX_LENGTH"
+for round in $(seq "$ROUNDS"); do
+  timed "torch-$round" lora-sentiment predict "$RUN" --input "$IN" --output "$OUT/torch.csv" --overwrite --engine torch
+  timed "openvino-$round" lora-sentiment predict "$RUN" --input "$IN" --output "$OUT/openvino.csv" --overwrite \
+    --engine openvino
+done
+timed tutorial-again python -m lora_sentiment.bench.tutorial "$RUN" "$BASE" "$IN" "$OUT/tutorial.csv" "$MAX_LENGTH"
+rm -rf "$OUT"
