@@ -58,14 +58,15 @@ def torch_profile(run: Path, texts: list[str], batch_size: int, top: int) -> dic
 def openvino_profile(folder: Path, texts: list[str], batch_size: int, top: int) -> dict:
     import openvino
 
+    from lora_sentiment.export.engines.openvino import MODEL_FILE
     from lora_sentiment.export.folder import ExportedClassifier
 
     predictor = ExportedClassifier.open(folder)
     session = predictor.session
-    hints = {"INFERENCE_NUM_THREADS": session.model.get_property("INFERENCE_NUM_THREADS"),
-             "PERFORMANCE_HINT": "LATENCY", "PERF_COUNT": True,
-             "INFERENCE_PRECISION_HINT": "bf16" if session.compute == "bf16" else "f32"}  # fmt: skip
-    session.model = openvino.Core().compile_model(str(folder / "openvino_model.xml"), "CPU", hints)
+    # The session's own settings, read back from its compiled model, with the per-node counters on.
+    hints = {k: session.model.get_property(k) for k in ("INFERENCE_NUM_THREADS", "PERFORMANCE_HINT",
+                                                          "INFERENCE_PRECISION_HINT")}  # fmt: skip
+    session.model = openvino.Core().compile_model(str(folder / MODEL_FILE), "CPU", {**hints, "PERF_COUNT": True})
     session.request = session.model.create_infer_request()
     by_type: dict[str, float] = defaultdict(float)
     by_kernel: dict[str, float] = defaultdict(float)
@@ -81,8 +82,6 @@ def openvino_profile(folder: Path, texts: list[str], batch_size: int, top: int) 
 
     predictor.predict_scores(texts[:batch_size], batch_size=batch_size)
     session.request.infer = counted
-    by_type.clear()
-    by_kernel.clear()
     start = time.perf_counter()
     predictor.predict_scores(texts, batch_size=batch_size)
     seconds = time.perf_counter() - start

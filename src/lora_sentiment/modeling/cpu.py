@@ -108,10 +108,6 @@ class CpuKind:
         return self.name in BF16_UNITS
 
     @property
-    def int8_units(self) -> bool:
-        return self.name in INT8_UNITS
-
-    @property
     def int8_pays(self) -> bool:
         """An int8 model runs faster than the unquantized compiled one here (INT8_PAYS)."""
         return self.name in INT8_PAYS

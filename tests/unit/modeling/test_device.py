@@ -58,7 +58,7 @@ def test_isa_caps_lower_the_class_as_torch_sees_it():
     assert cpu.capped("avx2", {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_AMX"}) == "avx2"  # a cap never raises
     assert cpu.capped("avx512-bf16", {}) == "avx512-bf16"
     kind = cpu.CpuKind("avx2", "amx", "x")
-    assert not kind.bf16_units and not kind.int8_units and "capped from amx" in kind.describe()
+    assert not kind.bf16_units and not kind.int8_pays and "capped from amx" in kind.describe()
 
 
 def test_explicit_precision_and_what_a_cpu_cannot_do():
