@@ -4,6 +4,7 @@
 # each line also gives the CPU seconds (user + system) and the host's steal (vmstat's `st`) after it.
 #
 #   bash benchmarks/engines_interleaved.sh RUN MODEL_DIR_OR_ID REVIEWS.csv [ROUNDS] [MAX_LENGTH]
+#   EXPORT=FOLDER bash benchmarks/engines_interleaved.sh ...   # an export (e.g. `--quantize int8`) in each round too
 set -euo pipefail
 RUN=$1 BASE=$2 IN=$3 ROUNDS=${4:-2} MAX_LENGTH=${5:-256}
 OUT=$(mktemp -d)
@@ -20,6 +21,9 @@ for round in $(seq "$ROUNDS"); do
   timed "torch-$round" lora-sentiment predict "$RUN" --input "$IN" --output "$OUT/torch.csv" --overwrite --engine torch
   timed "openvino-$round" lora-sentiment predict "$RUN" --input "$IN" --output "$OUT/openvino.csv" --overwrite \
     --engine openvino
+  if [ -n "${EXPORT:-}" ]; then
+    timed "export-$round" lora-sentiment predict "$EXPORT" --input "$IN" --output "$OUT/export.csv" --overwrite
+  fi
 done
 timed tutorial-again python -m lora_sentiment.bench.tutorial "$RUN" "$BASE" "$IN" "$OUT/tutorial.csv" "$MAX_LENGTH"
 rm -rf "$OUT"

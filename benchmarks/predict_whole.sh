@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # `predict RUN --input` as whole commands, one after another on one machine: the tutorial's prediction script,
 # `--engine torch`, the default (`--engine auto`) on its first call and four later ones, and the run's OpenVINO
-# int8 export (the export's own time printed apart), and `--engine openvino` forced (its first call compiles). Where auto picks OpenVINO, the call that brings the run's
-# texts to 4,000 compiles it (the second, with 2,000 reviews), and on a CPU with int8 units the call that brings
-# the compiled model's own count to 4,000 checks int8 (the fourth).
+# int8 export (the export's own time printed apart), and `--engine openvino` forced. Where auto picks OpenVINO, the
+# call that finds the run's counted texts at 4,000 compiles it (the third, with 2,000 reviews: a CSV's rows are
+# counted after each job, not before), and on a CPU with int8 units (not amx) the call that finds the compiled
+# model's own count at 4,000 checks int8 (the fifth).
 #
 #   bash benchmarks/predict_whole.sh RUN MODEL_DIR_OR_ID REVIEWS.csv [MAX_LENGTH]
 #   ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI bash benchmarks/predict_whole.sh ...   # a class without bf16 units
