@@ -24,3 +24,16 @@ def quiet_compile() -> Iterator[None]:
             yield
     finally:
         nncf_log.setLevel(level)
+
+
+@contextmanager
+def quiet_tracer() -> Iterator[None]:
+    """Tracing without torch's TracerWarnings, and only those: transformers' mask code turns a tensor into a Python
+    bool (is there padding? is the mask causal?), which the tracer reports as a risk. The trace is taken on a
+    padded batch (`trace_inputs`), so the masked path is the one recorded, and the exports' agreement with torch at
+    every length is what the tests check; the notes tell an `export` user nothing they can act on."""
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        yield

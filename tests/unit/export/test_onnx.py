@@ -41,6 +41,17 @@ def test_plain_onnxruntime_loads_it_and_agrees_with_torch(onnx_exports, trained_
     assert info["format"] == "onnx" and info["quantization"] == "none"
 
 
+def test_export_does_not_print_the_tracers_notes(tmp_path, trained_run):
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        export_onnx(trained_run, tmp_path / "fp32", log=lambda _: None)
+    assert not [w for w in caught if issubclass(w.category, torch.jit.TracerWarning)]
+
+
 @pytest.mark.slow  # an export and chunked predictions
 def test_long_texts_in_chunks_agree_too(onnx_exports, trained_run):
     chunked = open_predictor(onnx_exports[0], long_text="chunks").predict_scores(TEXTS[-1:])

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..quiet import quiet_tracer
 from .base import Engine
 from .runtime_card import runtime_card
 
@@ -69,7 +70,7 @@ def write_onnx(model: Any, tokenizer: Any, path: Path, quantize: str) -> list[st
     names, sample = trace_inputs(model, tokenizer)
     plain = path.with_name("model.fp32.onnx") if quantize == "int8" else path
     axes = {name: {0: "batch", 1: "sequence"} for name in names} | {"logits": {0: "batch"}}
-    with torch.no_grad():
+    with torch.no_grad(), quiet_tracer():
         torch.onnx.export(
             logits_module(model, names), (), str(plain), kwargs={n: sample[n] for n in names}, input_names=names,
             output_names=["logits"], dynamic_axes=axes, opset_version=OPSET, dynamo=False,

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ...errors import UserError
+from ..quiet import quiet_tracer
 from .base import Engine
 from .onnx import logits_module, trace_inputs
 from .runtime_card import runtime_card
@@ -79,7 +80,7 @@ class OpenVino(Engine):
         # 1.2-1.3x faster in bf16, and its int8 model kept more of f32's labels (docs/benchmarks/cpu-classes.md).
         names, sample = trace_inputs(model, tokenizer)
         dynamic = openvino.PartialShape([-1, -1])
-        with torch.no_grad():
+        with torch.no_grad(), quiet_tracer():
             converted = openvino.convert_model(
                 logits_module(model, names), example_input={n: sample[n] for n in names},
                 input=[(n, dynamic, openvino.Type.i64) for n in names],
