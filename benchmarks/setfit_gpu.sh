@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # SetFit at the sizes the 2-core CPU cannot train it (benchmarks/small_data.py --methods setfit), on a lent GPU
 # machine; see docs/benchmarks/small-data.md. One process per size, side by side on the one GPU (each is bound by
-# kernel launches, not by the GPU's arithmetic). Expects, beside the checkout: .whl/ (setfit, datasets, evaluate,
-# dill, multiprocess and sentence-transformers wheels for the machine's Python), .device/data/{train,validation}.parquet
-# (the IMDB sample) and .device/minilm/ (all-MiniLM-L6-v2 with its weights stored in fp16 to fit the carry limit;
-# put back to fp32 here before anything loads them). Writes one JSONL file per size to $OUT.
+# kernel launches, not by the GPU's arithmetic). Expects, beside the checkout (ignored by git, carried there):
+# - .whl/: wheels for the machine's Python (3.12) of what its image lacks: setfit, datasets, evaluate, dill,
+#   multiprocess, sentence-transformers, pydantic, pydantic_core, annotated_types, typing_inspection
+#   (`pip download --no-deps --only-binary=:all: --python-version 3.12 ...`, versions as in this venv);
+# - .device/data/{train,validation}.parquet: the shared IMDB sample;
+# - .device/minilm/: all-MiniLM-L6-v2's folder with model.safetensors' float tensors stored in fp16 (the carry
+#   limit is 64 MiB), put back to fp32 here before anything loads them.
+# Writes one JSONL file and one log per size to $OUT.
 #
 #   bash benchmarks/setfit_gpu.sh [MAX_STEPS] [SIZE...]
 set -euo pipefail

@@ -1,5 +1,6 @@
 """Compiling a run quietly: `predict` writes its answers to stdout and its notes to stderr, and a compile done on
-its way (the f32 model, the int8 check's model) must add to neither."""
+its way (the f32 model, the int8 check's model) must add to neither. And tracing a model for `export` without the
+tracer's notes on transformers' code."""
 
 from __future__ import annotations
 
