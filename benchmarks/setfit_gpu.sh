@@ -11,6 +11,7 @@
 # Writes one JSONL file and one log per size to $OUT.
 #
 #   bash benchmarks/setfit_gpu.sh [MAX_STEPS] [SIZE...]
+#   SEEDS="2" bash benchmarks/setfit_gpu.sh 2064 128   # only some draws
 set -euo pipefail
 MAX_STEPS=${1:-2064}; shift || true
 SIZES=${*:-128 512 980}
@@ -31,7 +32,7 @@ save_file({k: (v.float() if v.is_floating_point() else v) for k, v in weights.it
 EOF
 for size in $SIZES; do
   python3 benchmarks/small_data.py --model /tmp/minilm --data .device/data --per-class "$size" --methods setfit \
-    --setfit-max-steps "$MAX_STEPS" --output "$OUT/setfit-$size.jsonl" > "$OUT/setfit-$size.log" 2>&1 &
+    --seeds ${SEEDS:-0 1 2} --setfit-max-steps "$MAX_STEPS" --output "$OUT/setfit-$size.jsonl" > "$OUT/setfit-$size.log" 2>&1 &
 done
 wait
 tail -n 3 "$OUT"/*.log
