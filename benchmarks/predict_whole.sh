@@ -2,9 +2,9 @@
 # `predict RUN --input` as whole commands, one after another on one machine: the tutorial's prediction script,
 # `--engine torch`, the default (`--engine auto`) on its first call and four later ones, and the run's OpenVINO
 # int8 export (the export's own time printed apart), and `--engine openvino` forced. Where auto picks OpenVINO, the
-# call that finds the run's counted texts at 4,000 compiles it (the third, with 2,000 reviews: a CSV's rows are
-# counted after each job, not before), and on a CPU with int8 units (not amx) the call that finds the compiled
-# model's own count at 4,000 checks int8 (the fifth).
+# call that brings the run's counted texts to 4,000 compiles it (the second, with 2,000 reviews: a CSV's rows are
+# counted before the job since 2026-12-04; the third before that), and on a CPU with int8 units (not amx) the call
+# that brings the compiled model's own count to 4,000 checks int8.
 #
 #   bash benchmarks/predict_whole.sh RUN MODEL_DIR_OR_ID REVIEWS.csv [MAX_LENGTH]
 #   ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI bash benchmarks/predict_whole.sh ...   # a class without bf16 units

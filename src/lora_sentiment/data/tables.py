@@ -5,6 +5,7 @@ naming the file and the fix. pandas and pyarrow are imported here, so modules th
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import sys
@@ -108,9 +109,19 @@ def _csv_chunks(path: str, source: Any, separator: str, chunk_size: int) -> Iter
 
 
 def total_rows(path: str, fmt: str) -> int | None:
-    """Known up front only where the file says so (Parquet metadata); other formats count as they go."""
-    if fmt == "parquet" and path != STDIO:
+    """The rows a file will give, known before it is predicted (for the progress bar, and so that a job large
+    enough to repay a compile pays it at its start): Parquet from its metadata, CSV / TSV from the pass that
+    checks their field counts (made anyway, and made once), JSON Lines and plain text by counting lines. A
+    passing count of what the reader will yield, not a parse: None for stdin, which is read once."""
+    if path == STDIO:
+        return None
+    if fmt == "parquet":
         return pq.ParquetFile(path).metadata.num_rows
+    if fmt in ("csv", "tsv"):
+        return check_field_counts(Path(path), "," if fmt == "csv" else "\t")
+    if fmt in ("jsonl", "txt"):
+        with open(path, "rb") as handle:  # JSON Lines readers skip blank lines; every line of a text file is a row
+            return sum(1 for line in handle if fmt == "txt" or line.strip())
     return None
 
 
@@ -177,15 +188,23 @@ def checked_chunks(
         yield chunk
 
 
-def check_field_counts(path: Path, separator: str) -> None:
+def check_field_counts(path: Path, separator: str) -> int:
     """Refuse a row with more fields than the header. pandas would silently take the extra leading field as
-    the row's index ("A wonderful, moving film." read as " moving film."): a misread, not an error."""
+    the row's index ("A wonderful, moving film." read as " moving film."): a misread, not an error. Returns the
+    data rows pandas will read (it skips blank lines); a file checked before is not read again while unchanged."""
+    stat = path.stat()
+    return _field_counts(str(path), separator, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _field_counts(path: str, separator: str, size: int, mtime_ns: int) -> int:
     csv.field_size_limit(2**31 - 1)  # one review can be megabytes long; the default limit is 128 KiB
+    rows = 0
     with open(path, encoding="utf-8", errors="replace", newline="") as handle:
         reader = csv.reader(handle, delimiter=separator)
         header = next(reader, None)
         if not header:
-            return
+            return 0
         for row in reader:
             if len(row) > len(header):
                 what = "TSV" if separator == "\t" else "CSV"
@@ -193,6 +212,8 @@ def check_field_counts(path: Path, separator: str) -> None:
                     f"line {reader.line_num} of {path} has {len(row)} fields but the header has {len(header)}: "
                     f'quote the field that contains the separator ("..."), or use TSV or JSONL instead of {what}'
                 )
+            rows += bool(row) and (len(row) > 1 or bool(row[0].strip()))
+    return rows
 
 
 def read_error_fix(error: BaseException) -> str:

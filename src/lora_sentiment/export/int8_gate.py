@@ -28,7 +28,7 @@ import numpy as np
 from ..atomic import staged_file
 from ..errors import UserError, first_line
 from ..runs.run import Run
-from .quiet import quiet_compile
+from .quiet import quiet_compile, quiet_datasets
 
 AGREEMENT = 0.995  # what a default must keep (the bar for any engine against fp32)
 SCORE_DROP = 0.005  # half a point of accuracy / F1 / Spearman
@@ -119,7 +119,8 @@ def _read_verdict(path: Path) -> Int8Verdict | None:
 def _decide(run: Run, f32: Path, int8: Path) -> Int8Verdict:
     started = time.perf_counter()
     try:
-        texts, labels = check_rows(run)
+        with quiet_datasets():
+            texts, labels = check_rows(run)
     except Exception as exc:  # the data is gone, moved or offline: no check, so no int8
         return Int8Verdict(False, f"the run's evaluation data could not be read: {first_line(exc)}")
     from .engines.openvino import quantize_folder

@@ -38,3 +38,18 @@ def quiet_tracer() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         yield
+
+
+@contextmanager
+def quiet_datasets() -> Iterator[None]:
+    """Reading data without datasets' progress bars: the int8 check reads the run's evaluation split in the middle
+    of a `predict`, whose stderr carries one line about it."""
+    import datasets
+
+    bars = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if bars:
+            datasets.enable_progress_bars()

@@ -116,6 +116,27 @@ def test_reading_is_chunked_so_memory_is_bounded_by_the_chunk(tmp_path, reviews)
 
 
 @pytest.mark.parametrize(
+    "name, content",
+    [
+        ("t.csv", 'text,id\n"a review, with a comma",1\n\n   \n"two\nlines",2\n,\n"x",3'),
+        ("t.tsv", "text\tid\na\t1\n\nb\t2\n"),
+        ("t.jsonl", '{"text": "a"}\n\n{"text": "b"}\n   \n{"text": "c"}'),
+        ("t.txt", "a\n\nb\r\nc"),
+    ],
+)
+def test_a_files_rows_are_known_before_it_is_read_and_equal_what_the_reader_gives(tmp_path, name, content):
+    """total_rows decides whether a job repays a compile at its start: it must count what read_chunks yields
+    (quoted line breaks, blank lines, a last line without its end) without parsing the file twice."""
+    from lora_sentiment.data.tables import total_rows
+
+    path = tmp_path / name
+    path.write_text(content, newline="")
+    fmt = name.split(".")[1]
+    assert total_rows(str(path), fmt) == sum(len(chunk) for chunk in read_chunks(str(path), fmt, 2))
+    assert total_rows("-", fmt) is None  # stdin is read once: counted as it goes
+
+
+@pytest.mark.parametrize(
     "setup, args, needle",
     [
         (None, ["--input", "nope.csv", "--output", "o.csv"], "input file not found"),

@@ -155,28 +155,32 @@ def test_the_cli_compiles_once_says_so_on_stderr_and_keeps_stdout_clean(run, cap
 
 @pytest.mark.slow  # compiles twice
 def test_a_file_job_counts_and_a_job_known_large_enough_compiles_at_once(run, tmp_path, monkeypatch):
+    import io
+
     import pandas as pd
 
     from lora_sentiment.batch.files import predict_file
 
     monkeypatch.setattr("lora_sentiment.opening._has_gpu", lambda: False)
     monkeypatch.setattr(compiled, "REPAY_TEXTS", 5)
-    reviews = tmp_path / "reviews.csv"  # a CSV's rows are known only once read: counted after
-    pd.DataFrame({"text": TEXTS}).to_csv(reviews, index=False)
-    predict_file(str(run), str(reviews), str(tmp_path / "out1.jsonl"), progress=False)
+    csv_text = pd.DataFrame({"text": TEXTS}).to_csv(index=False)
+    monkeypatch.setattr("sys.stdin", io.StringIO(csv_text))  # stdin is read once: its rows are counted after
+    predict_file(str(run), "-", str(tmp_path / "out1.jsonl"), input_format="csv", progress=False)
     (waiting,) = _entries(run)
     assert compiled.read_count(run / compiled.CACHE_DIR / waiting) == 3
-    predict_file(str(run), str(reviews), str(tmp_path / "out2.jsonl"), progress=False)
+    monkeypatch.setattr("sys.stdin", io.StringIO(csv_text))
+    predict_file(str(run), "-", str(tmp_path / "out2.jsonl"), input_format="csv", progress=False)
     assert compiled.read_count(run / compiled.CACHE_DIR / waiting) == 6  # the job that reached 5 still ran torch
     assert resolve_engine_target(run, LoadOptions(), expected_texts=1, log=lambda _: None).parent.name == ".compiled"
     assert [p for p in _entries(run) if p.endswith(compiled.WAITING_SUFFIX)] == []
 
-    shutil.rmtree(run / compiled.CACHE_DIR)
-    table = tmp_path / "reviews.parquet"
-    pd.DataFrame({"text": TEXTS * 2}).to_parquet(table)  # 6 rows, read from its metadata before the model opens
-    predict_file(str(run), str(table), str(tmp_path / "out3.jsonl"), progress=False)
-    (folder,) = _entries(run)
-    assert folder.startswith("openvino-") and (run / compiled.CACHE_DIR / folder).is_dir()
+    for name, write in [("reviews.parquet", pd.DataFrame.to_parquet), ("reviews.csv", pd.DataFrame.to_csv)]:
+        shutil.rmtree(run / compiled.CACHE_DIR)
+        table = tmp_path / name  # 6 rows, known before the model opens (metadata; the field-count check's pass)
+        write(pd.DataFrame({"text": TEXTS * 2}), table, index=False)
+        predict_file(str(run), str(table), str(tmp_path / f"out-{name}.jsonl"), progress=False)
+        (folder,) = _entries(run)
+        assert folder.startswith("openvino-") and (run / compiled.CACHE_DIR / folder).is_dir(), name
     named = resolve_engine_target(run, LoadOptions(engine="openvino"), expected_texts=1)  # asked for: never waits
     assert named == run / compiled.CACHE_DIR / folder
 

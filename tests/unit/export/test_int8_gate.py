@@ -115,7 +115,8 @@ def test_without_the_evaluation_data_int8_is_not_used(run, tmp_path, monkeypatch
 @pytest.mark.slow  # compiles and quantizes with NNCF
 def test_a_few_texts_do_not_pay_for_the_check_but_use_its_verdict(run, tmp_path, capsys, monkeypatch):
     """`predict --text` (fewer texts than the check reads) uses int8 only once a larger job has checked it; a file
-    job checks, and while it does stdout holds nothing but the answers (no NNCF progress bars)."""
+    job as large as the check's sample checks, and while it does stdout holds nothing but the answers (no NNCF
+    progress bars) and stderr nothing but its notes."""
     from lora_sentiment.cli import main
 
     monkeypatch.setattr(int8_gate, "AGREEMENT", 0.0)
@@ -126,14 +127,45 @@ def test_a_few_texts_do_not_pay_for_the_check_but_use_its_verdict(run, tmp_path,
     assert "checking once" not in first.err and not (f32 / int8_gate.VERDICT_FILE).exists()
     reviews = tmp_path / "reviews.txt"
     reviews.write_text("\n".join(TEXTS) + "\n")
+    monkeypatch.setattr("lora_sentiment.opening.CHECK_TEXTS", len(TEXTS))  # the file's 2 rows are counted first
     assert main(["predict", str(run), "--input", str(reviews), "--output", "-", "--no-progress"]) == 0
     checked = capsys.readouterr()
     assert [json.loads(line)["text"] for line in checked.out.splitlines()] == TEXTS
     assert "checking once whether int8" in checked.err and "Warning" not in checked.err
+    assert all(
+        line.startswith(("lora-sentiment: note:", "Predicted ", "Seconds: ")) for line in checked.err.splitlines()
+    ), checked.err
     assert main(["predict", str(run), "--json", "--text", *TEXTS]) == 0
     later = capsys.readouterr()
     assert later.err == "" and [json.loads(line)["text"] for line in later.out.splitlines()] == TEXTS
     assert open_predictor(run, expected_texts=2).precision == "int8"
+
+
+def test_the_check_reads_the_evaluation_split_without_progress_bars(run, tmp_path, capsys, monkeypatch, request):
+    """The check runs inside a `predict` whose stderr carries one line about it: datasets' bars for reading the
+    evaluation split (shown on a first read, as on a user's machine; the suite turns them off) stay out of it."""
+    import importlib
+
+    import datasets
+
+    from lora_sentiment.runs.run import Run
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets")  # nothing read before
+    bars = importlib.import_module("datasets.utils.tqdm")  # the module (datasets.utils.tqdm names its class)
+    monkeypatch.setattr(bars, "HF_DATASETS_DISABLE_PROGRESS_BARS", None)  # the suite's setting, read at import
+    datasets.enable_progress_bars()
+    request.addfinalizer(datasets.disable_progress_bars)
+
+    class Read(Exception):
+        pass
+
+    def stop(*args, **kwargs):
+        raise Read  # the split is read: the quantizing after it is another test's
+
+    monkeypatch.setattr("lora_sentiment.export.engines.openvino.quantize_folder", stop)
+    with pytest.raises(Read):
+        int8_gate._decide(Run.open(run), tmp_path / "f32", tmp_path / "int8")
+    assert capsys.readouterr().err == ""
 
 
 def _predict_file(run, path):
@@ -144,27 +176,25 @@ def _predict_file(run, path):
 
 @pytest.mark.slow  # compiles and quantizes with NNCF
 def test_the_check_waits_until_the_texts_predicted_repay_it(run, tmp_path, capsys, monkeypatch):
-    """A first `predict` is not slowed by the check: file jobs count their texts (a CSV's rows are known only
-    after), and the job that brings the count to REPAY_TEXTS checks; a Parquet file large enough checks at once."""
+    """A first `predict` is not slowed by the check: file jobs count their texts (before they start), and the job
+    that brings the count to REPAY_TEXTS checks first; a Parquet file large enough checks at once."""
     import pandas as pd
 
     monkeypatch.setattr(int8_gate, "REPAY_TEXTS", 5)
     monkeypatch.setattr(int8_gate, "AGREEMENT", 0.0)
     monkeypatch.setattr(int8_gate, "SCORE_DROP", 1.0)
+    monkeypatch.setattr("lora_sentiment.opening.CHECK_TEXTS", 2)  # not "a few texts" (those never check)
     reviews = tmp_path / "reviews.csv"
     pd.DataFrame({"text": [*TEXTS, "Fine."]}).to_csv(reviews, index=False)
     _predict_file(run, reviews)
     (f32,) = (run / compiled.CACHE_DIR).iterdir()
     assert "int8 is checked once this run has predicted 5 texts (0 so far)" in capsys.readouterr().err
     assert int8_gate.predicted(f32) == 3 and not (f32 / int8_gate.VERDICT_FILE).exists()
-    _predict_file(run, reviews)
-    assert "(3 so far)" in capsys.readouterr().err and int8_gate.predicted(f32) == 6
-    _predict_file(run, reviews)  # 6 predicted: this one checks, and from now on the count stops
+    _predict_file(run, reviews)  # 3 + its own 3 reach 5: this one checks, and from now on the count stops
     assert "checking once whether int8" in capsys.readouterr().err and _verdict(f32)["kept"]
-    assert int8_gate.predicted(f32) == 6 and open_predictor(run, expected_texts=1).precision == "int8"
+    assert int8_gate.predicted(f32) == 3 and open_predictor(run, expected_texts=1).precision == "int8"
 
     shutil.rmtree(run / compiled.CACHE_DIR)
-    monkeypatch.setattr("lora_sentiment.opening.CHECK_TEXTS", 2)  # not "a few texts" (those never check)
     table = tmp_path / "reviews.parquet"
     pd.DataFrame({"text": TEXTS * 3}).to_parquet(table)  # 6 rows, read from its metadata before the model opens
     _predict_file(run, table)
