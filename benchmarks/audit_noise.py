@@ -84,8 +84,10 @@ def main() -> None:
                   relabel=True, log=lambda _: None)  # fmt: skip
         flagged = {r["row"] for r in result.issues if r["kind"] == "label"}
         hits = len(flagged & flipped)
+        ranked = [r["row"] for r in sorted(result.issues, key=lambda r: -r["score"]) if r["kind"] == "label"]
+        top = {k: sum(row in flipped for row in ranked[:k]) / k for k in (150, 200) if k <= len(ranked)}
         record(step, scorer=scorer, flagged=len(flagged), flipped=len(flipped), true_positives=hits,
-               precision=hits / max(len(flagged), 1), recall=hits / len(flipped),
+               precision=hits / max(len(flagged), 1), recall=hits / len(flipped), top_k_precision=top,
                seconds=round(time.perf_counter() - started, 1), fold_seconds=result.summary["seconds"],
                estimated_noise_rate=result.summary["labels"]["estimated_noise_rate"])  # fmt: skip
 
