@@ -1,8 +1,8 @@
-"""Would `train`'s evaluations pay for going through OpenVINO? One evaluation inside training, both ways, side by
-side in one process on the same reviews: torch at the training precision (the LoRA model as it stands, unmerged,
-as the Trainer evaluates it) against what the compiled path would have to do at every evaluation, since the
-adapter's weights change between them: merge a copy of the model, convert it with OpenVINO's PyTorch frontend,
-compile it, and predict.
+"""Would `train`'s evaluations pay for going through OpenVINO? One evaluation inside training, both ways, side by side
+in one process on the same reviews: torch at the training precision (the LoRA model as it stands, unmerged, through
+the package's prediction loop, standing in for the Trainer's) against what the compiled path would have to do at
+every evaluation, since the adapter's weights change between them: merge a copy of the model, convert it with
+OpenVINO's PyTorch frontend, compile it, and predict.
 
     python benchmarks/eval_engine.py RUN ../shared/data/imdb-sample/validation.parquet --rows 200 500 1000
     ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI python benchmarks/eval_engine.py RUN ... (the avx512-vnni stand-in;
