@@ -77,7 +77,7 @@ def predict_file(
         if first is not None:
             check_columns(first, job.text_column, input_path)
             chunks = itertools.chain([first], chunks)
-    rows = total_rows(input_path, in_fmt)
+        rows = total_rows(input_path, in_fmt)  # a pass over a JSON Lines or text file: reading, so timed as such
     with summary.timing("load"):
         model, load = _resolved(model, load, rows)
         predictor = _predictor(model, workers, load, job)
