@@ -31,9 +31,9 @@ from .int8_gate import COUNT_FILE, INT8_SUFFIX, VERDICT_FILE, read_count
 from .quiet import quiet_compile
 
 CACHE_DIR = ".compiled"
-# Bump when what is written changes, so older entries are rebuilt (2: calibration folded into the output layer;
-# 3: OpenVINO IR converted from torch, its attention one fused op).
-LAYOUT = "3"
+# Bump an engine's when what it writes changes, so its older entries are rebuilt (2: calibration folded into the
+# output layer; OpenVINO 3: IR converted from torch, its attention one fused op; ONNX 4: traced with eager attention).
+LAYOUT = {"openvino": "3", "onnx": "4"}
 _RUNTIME_PACKAGES = {"openvino": "openvino", "onnx": "onnxruntime"}
 Log = Callable[[str], None]
 Int8Use = Literal["no", "check", "if checked"]
@@ -56,7 +56,9 @@ def cache_key(run: Run, engine: str) -> str:
             digest.update(f"{file.relative_to(base)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     else:
         digest.update(f"hub:{run.config.model}".encode())
-    digest.update(f"{engine}:{_version(_RUNTIME_PACKAGES[engine])}:{_version('lora-sentiment')}:{LAYOUT}".encode())
+    digest.update(
+        f"{engine}:{_version(_RUNTIME_PACKAGES[engine])}:{_version('lora-sentiment')}:{LAYOUT[engine]}".encode()
+    )
     return digest.hexdigest()[:16]
 
 

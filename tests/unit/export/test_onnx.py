@@ -41,6 +41,23 @@ def test_plain_onnxruntime_loads_it_and_agrees_with_torch(onnx_exports, trained_
     assert info["format"] == "onnx" and info["quantization"] == "none"
 
 
+def test_the_graph_is_traced_with_eager_attention_and_the_model_keeps_its_own(tmp_path, trained_run):
+    import onnx
+
+    from lora_sentiment.export.engines.onnx import write_onnx
+    from lora_sentiment.modeling.model import load_run_model
+    from lora_sentiment.runs.run import Run
+
+    model, tokenizer = load_run_model(Run.open(trained_run))
+    own = model.config._attn_implementation
+    assert own != "eager"
+    write_onnx(model.eval(), tokenizer, tmp_path / "model.onnx", "none")
+    ops = [node.op_type for node in onnx.load(str(tmp_path / "model.onnx")).graph.node]
+    # SDPA spelled out guards its masked softmax with IsNaN in every layer; eager attention adds the mask
+    assert "Softmax" in ops and "IsNaN" not in ops
+    assert model.config._attn_implementation == own
+
+
 def test_export_does_not_print_the_tracers_notes(tmp_path, trained_run):
     import warnings
 
@@ -50,6 +67,7 @@ def test_export_does_not_print_the_tracers_notes(tmp_path, trained_run):
         warnings.simplefilter("always")
         export_onnx(trained_run, tmp_path / "fp32", log=lambda _: None)
     assert not [w for w in caught if issubclass(w.category, torch.jit.TracerWarning)]
+    assert not [w for w in caught if "advanced indexing" in str(w.message)]
 
 
 @pytest.mark.slow  # an export and chunked predictions
