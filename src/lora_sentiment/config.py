@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
@@ -70,8 +71,10 @@ class TrainConfig(BaseModel):
     label_names: Optional[list[str]] = Field(
         None, description="Names for integer labels 0..K-1 [binary 0/1: Negative,Positive]"
     )
-    eval_fraction: float = Field(
-        0.2, gt=0, lt=1, description="Share of train carved out for evaluation when there is no eval split"
+    eval_fraction: Union[Literal["auto"], float] = Field(
+        "auto",
+        description="Share of train carved out for evaluation when there is no eval split [auto: 0.2; 0.05 for a "
+        "small training set, see --learning-rate]",
     )
     folds: Optional[int] = Field(
         None,
@@ -134,7 +137,11 @@ class TrainConfig(BaseModel):
     )
 
     # --- training
-    learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate (linear decay)")
+    learning_rate: Union[Literal["auto"], float] = Field(
+        "auto",
+        description="Peak learning rate (linear decay) [auto: 1e-3; 5e-4 for a small training set, one that "
+        "--epochs auto passes over 20 times or more (80 texts at batch 16)]",
+    )
     batch_size: int = Field(16, gt=0, description="Training batch size per device")
     gradient_accumulation_steps: int = Field(
         1,
@@ -237,18 +244,20 @@ class TrainConfig(BaseModel):
     def _keep_means_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and value.strip().lower() == "keep" else value
 
+    @field_validator("learning_rate", mode="before")
+    @classmethod
+    def _auto_or_positive_rate(cls, value: Any) -> Any:
+        return _auto_or_number(value, lambda x: x > 0, "a positive learning rate")
+
+    @field_validator("eval_fraction", mode="before")
+    @classmethod
+    def _auto_or_share(cls, value: Any) -> Any:
+        return _auto_or_number(value, lambda x: 0 < x < 1, "a share between 0 and 1")
+
     @field_validator("epochs", mode="before")
     @classmethod
     def _auto_or_positive(cls, value: Any) -> Any:
-        if isinstance(value, str) and value.strip().lower() == "auto":
-            return "auto"
-        try:
-            epochs = float(value)
-        except (TypeError, ValueError):
-            epochs = float("nan")
-        if not epochs > 0 or isinstance(value, bool):
-            raise ValueError(f"must be auto or a positive number of epochs, not {value!r}")
-        return epochs
+        return _auto_or_number(value, lambda x: x > 0, "a positive number of epochs")
 
     @field_validator("examples", mode="before")
     @classmethod
@@ -296,6 +305,18 @@ class ServeSettings(BaseModel):
         "batch) or grouped (one pass per run)",
     )
     runs_poll_s: float = Field(10.0, gt=0, description="With --runs-dir: seconds between looks for new or removed runs")
+
+
+def _auto_or_number(value: Any, valid: Callable[[float], bool], what: str) -> Any:
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if isinstance(value, bool) or not valid(number):
+        raise ValueError(f"must be auto or {what}, not {value!r}")
+    return number
 
 
 PRESETS: dict[str, dict[str, Any]] = {

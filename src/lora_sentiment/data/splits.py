@@ -4,7 +4,7 @@ problem type, stratified samples drawn, and an evaluation split found or carved 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -17,6 +17,7 @@ from ..problems.base import problem_type
 from ..problems.space import LabelSpace
 from ..problems.targets import check_trainable, combine_label_columns, detect_problem_type, encode_targets
 from .loading import load_splits
+from .sizing import sized_settings
 
 
 @dataclass
@@ -25,6 +26,7 @@ class LabeledData:
     eval: Any
     space: LabelSpace
     dropped_empty: dict[str, int]
+    sized: dict[str, float] = field(default_factory=dict)  # `auto` settings decided on the data's size
 
     @property
     def label_names(self) -> list[str]:
@@ -100,6 +102,9 @@ def load_labeled_data(config: TrainConfig, log: Callable[[str], None] = print) -
     splits, where = _read(config)
     train, space, dropped_train = _encoded_train(splits, config, where, log)
     eval_ds, dropped_eval = _encoded_eval(splits, config, space, where)
+    classes = len(np.unique(np.asarray(train["label"]))) if space.problem_type == "single-label" else None
+    sized = sized_settings(config, len(train), classes)
+    config = config.model_copy(update=sized)
     if eval_ds is None:
         train, eval_ds = _carve_eval(train, space, config, where)
         how = "a stratified" if space.problem.stratified else "a random"
@@ -108,7 +113,7 @@ def load_labeled_data(config: TrainConfig, log: Callable[[str], None] = print) -
     train = stratified_sample(train, config.max_train_samples, config.seed)
     eval_ds = stratified_sample(eval_ds, config.max_eval_samples, config.seed)
     check_trainable(train, space, where)
-    return LabeledData(train, eval_ds, space, {"train": dropped_train, "eval": dropped_eval})
+    return LabeledData(train, eval_ds, space, {"train": dropped_train, "eval": dropped_eval}, sized)
 
 
 def load_eval_split(config: TrainConfig, space: LabelSpace, log: Callable[[str], None] = print) -> Any:

@@ -25,6 +25,7 @@ from transformers import set_seed
 
 from ..config import TrainConfig
 from ..data.encoding import tokenize_dataset
+from ..data.sizing import EVAL_FRACTION, LEARNING_RATE, MIN_STEPS, SMALL_SET_EPOCHS
 from ..data.splits import LabeledData, load_labeled_data
 from ..errors import UserError
 from ..hub import is_local
@@ -166,7 +167,14 @@ class TrainRecipe:
         set_seed(requested.seed)  # the fresh classification head is initialised from this seed
         start = output_start(data.space, np.asarray(data.train["label"]))
         probe = self._probe if requested.head_init == "probe" and self.resume_from is None else None
-        self.model = setup_model(requested, data.space, self.precision, self.log, output_start=start, start_head=probe)
+        small = {k: v for k, v in data.sized.items() if v != {"learning_rate": LEARNING_RATE}.get(k, EVAL_FRACTION)}
+        if small:
+            chosen = [f"learning rate {small['learning_rate']:g}"] if "learning_rate" in small else []
+            chosen += [f"{small['eval_fraction']:.0%} held out"] if "eval_fraction" in small else []
+            self.log(f"Small training set ({SMALL_SET_EPOCHS} or more passes to reach {MIN_STEPS} steps): "
+                     f"{', '.join(chosen)} (--learning-rate, --eval-fraction to choose).")  # fmt: skip
+        sized = requested.model_copy(update=data.sized)
+        self.model = setup_model(sized, data.space, self.precision, self.log, output_start=start, start_head=probe)
         self.schedule = plan(self.model.config, len(data.train), len(data.eval), distributed.world_size())
         self.log(f"Schedule: {self.schedule.describe()}.")
         if len(data.eval) < EVAL_TO_DECIDE:

@@ -7,7 +7,8 @@ fewer than MIN_EPOCHS epochs (the 3 epochs the defaults were tuned with on 2,000
 big enough to tell epochs apart (EVAL_TO_DECIDE texts), training stops after an evaluation that does not improve
 and keeps the best one. Below that size the scores rest on too few texts to choose between epochs (their 95 %
 interval is wider than the differences between epochs), so the schedule is fixed and the last state is kept.
-Many short epochs are evaluated every few epochs (at most EVALUATIONS times), not after each."""
+Many short epochs are evaluated every few epochs (at most EVALUATIONS times), not after each. A small set's
+`auto` learning rate and evaluation share: data/sizing.py."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ import math
 from dataclasses import dataclass
 
 from ..config import TrainConfig
+from ..data.sizing import MIN_STEPS, steps_per_epoch
 
-MIN_STEPS = 100  # measured at 8-32 reviews per class: docs/benchmarks/small-data.md
 MIN_EPOCHS = 3
 EVAL_TO_DECIDE = 200  # texts: a 95 % interval on accuracy near 0.8 is then about ±5.5 points
 EVALUATIONS = 10
@@ -44,12 +45,6 @@ class Schedule:
             return f"{what}, {every}, keeping the last state"
         stop = f", stopping after {self.patience} evaluation without improvement" if self.patience else ""
         return f"{what}, {every}{stop}, keeping the best"
-
-
-def steps_per_epoch(train_rows: int, batch_size: int, accumulation: int, processes: int = 1) -> int:
-    """Optimizer steps in one epoch, as the Trainer counts them."""
-    batches = math.ceil(train_rows / max(1, batch_size * processes))
-    return max(1, math.ceil(batches / accumulation))
 
 
 def plan(config: TrainConfig, train_rows: int, eval_rows: int, processes: int = 1) -> Schedule:

@@ -71,7 +71,8 @@ def tune(
     )  # fmt: skip
     _check_same_search(study, config, search, metric)
     if not study.trials:  # the settings given come first, so the leaderboard shows what the search adds
-        start = {d.name: getattr(config, d.name) for d in search if d.contains(getattr(config, d.name))}
+        given = _with_sized_settings(config)
+        start = {d.name: getattr(given, d.name) for d in search if d.contains(getattr(given, d.name))}
         study.enqueue_trial(start, skip_if_exists=True)
     done = _finished(study)
     direction = study.direction.name.lower()
@@ -175,6 +176,14 @@ def _objective_metric(config: TrainConfig, log: Log) -> str:
         return config.metric_for_best_model
     data = load_labeled_data(config, log=lambda _: None)
     return data.space.problem.best_metric
+
+
+def _with_sized_settings(config: TrainConfig) -> TrainConfig:
+    """`config` with its `auto` learning rate and evaluation share as a run on this data decides them, so that
+    trial 0 searches from what `train` would run."""
+    from ..data.splits import load_labeled_data
+
+    return config.model_copy(update=load_labeled_data(config, log=lambda _: None).sized)
 
 
 def _finished_states(optuna: Any) -> tuple:

@@ -123,7 +123,7 @@ def test_workspace_refuses_what_must_not_be_overwritten(tmp_path):
         workspace.prepare(config)
     resumed = config.model_copy(update={"resume": True, "overwrite": True})
     assert workspace.prepare(resumed) == latest_checkpoint(workspace.checkpoints)
-    with pytest.raises(UserError, match=r"--learning-rate \(was 0.001, now 0.01\)"):
+    with pytest.raises(UserError, match=r"--learning-rate \(was 'auto', now 0.01\)"):
         workspace.prepare(resumed.model_copy(update={"learning_rate": 0.01}))
     # a checkpoint written before --pooling existed trained the first-token head: only that resumes it
     saved = workspace.checkpoints / RESUME_CONFIG_FILE

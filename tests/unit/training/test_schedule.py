@@ -6,6 +6,7 @@ import pytest
 from lora_sentiment.config import TrainConfig, build_config
 from lora_sentiment.errors import UserError
 from lora_sentiment.problems.intervals import wilson
+from lora_sentiment.runs.run import Run
 from lora_sentiment.training.schedule import EVAL_TO_DECIDE, MIN_STEPS, plan, steps_per_epoch
 from lora_sentiment.training.trainer import training_arguments
 
@@ -55,8 +56,9 @@ def test_wilson_interval():
 
 
 def test_train_with_few_labels_runs_the_step_schedule_and_keeps_the_last_state(tmp_path, tiny_distilbert, small_csv):
-    """16 labelled reviews, --epochs auto: 13 train in one step per epoch, so 100 epochs; 3 evaluation texts are too
-    few to choose on, so the log says so (with the interval) and the run keeps its last state."""
+    """16 labelled reviews, --epochs auto: a small set, so one text of each class is held out (not a fifth) and the
+    learning rate halved; 14 train in one step per epoch, so 100 epochs; 2 evaluation texts are too few to choose
+    on, so the log says so (with the interval) and the run keeps its last state."""
     import pandas as pd
 
     from lora_sentiment.training.recipe import train
@@ -73,11 +75,36 @@ def test_train_with_few_labels_runs_the_step_schedule_and_keeps_the_last_state(t
     assert len(history) == 10 and [row["epoch"] for row in history][-1] == 100  # every 10th epoch evaluated
     assert any(m.startswith("Schedule: 100 epochs (100 optimizer steps), evaluating every 10 epochs, keeping the "
                             "last state") for m in messages)  # fmt: skip
-    assert any("the evaluation split has 4 texts" in m and "(95 %)" in m for m in messages)
+    assert any("the evaluation split has 2 texts" in m and "(95 %)" in m for m in messages)
+    assert any(m.startswith("Small training set") and "learning rate 0.0005, 12% held out" in m for m in messages)
+    ran = Run.open(result.output_dir).config  # what ran, as a re-read of the evaluation split must carve it
+    assert (ran.learning_rate, ran.eval_fraction) == (0.0005, 0.125)
     assert not any("linear probe" in m for m in messages)  # --head-init random, the default
-    # 4 evaluation texts: no calibration is fitted on them, and the log says why
+    # 2 evaluation texts: no calibration is fitted on them, and the log says why
     assert result.space.calibration is None and "calibration" not in result.metrics.final.model_dump()
-    assert any(m.startswith("Calibration: none; the evaluation split has 4 texts") for m in messages)
+    assert any(m.startswith("Calibration: none; the evaluation split has 2 texts") for m in messages)
+
+
+@pytest.mark.parametrize(
+    ("texts", "classes", "given", "expected"),
+    [
+        (80, 2, {}, (5e-4, 0.05)),  # 5 steps an epoch at batch 16: 20 passes to reach 100 steps
+        (81, 2, {}, (1e-3, 0.2)),  # 6 steps an epoch: 17 passes
+        (16, 2, {}, (5e-4, 0.125)),  # a twentieth would hold out no text: one of each class
+        (30, 3, {}, (5e-4, 0.1)),
+        (80, None, {}, (1e-3, 0.2)),  # multi-label, regression: not measured, so the defaults of larger sets
+        (2000, 2, {"max_train_samples": 64}, (5e-4, 0.05)),  # what is kept decides
+        (64, 2, {"epochs": 3}, (1e-3, 0.2)),  # a fixed schedule makes few passes
+        (64, 2, {"batch_size": 4}, (1e-3, 0.2)),  # 16 steps an epoch
+        (64, 2, {"learning_rate": 2e-3, "eval_fraction": 0.3}, (2e-3, 0.3)),  # given: kept
+    ],
+)
+def test_auto_learning_rate_and_evaluation_share_follow_the_sets_size(texts, classes, given, expected):
+    from lora_sentiment.data.sizing import sized_settings
+
+    config = TrainConfig(data="d.csv", **given)
+    settings = config.model_copy(update=sized_settings(config, texts, classes))
+    assert (settings.learning_rate, settings.eval_fraction) == pytest.approx(expected)
 
 
 def test_head_init_probe_starts_the_head_from_the_training_texts(tmp_path, tiny_distilbert, small_csv):

@@ -78,7 +78,7 @@ def test_the_same_command_again_continues_the_study(base):
     search = parse_search(["learning_rate=1e-4:3e-3:log"])
     tune(base, search, trials=2, keep="all")
     first = [(t.number, t.params, t.value) for t in _study(tmp_path_of(base)).trials]
-    assert first[0][1] == {"learning_rate": base.learning_rate}  # the settings given are tried first
+    assert first[0][1] == {"learning_rate": 1e-3}  # the settings given (auto: 1e-3 on 96 texts) are tried first
     tune(base, search, trials=3, keep="all")
     trials = _study(tmp_path_of(base)).trials
     assert [(t.number, t.params, t.value) for t in trials[:2]] == first  # finished trials are not repeated
@@ -165,3 +165,17 @@ def test_the_best_trial_is_compared_with_trial_0_on_the_same_texts(trained_run, 
     assert comparison["metric"] == "accuracy" and comparison["texts"] == 60 and comparison["difference"] == 0
     assert comparison["beyond_noise"] is False and "The best trial (1) vs trial 0 (the settings given)" in said[0]
     assert _best_against_first(SimpleNamespace(trials=[first]), first, said.append) is None  # trial 0 won
+
+
+def test_trial_0_starts_from_the_learning_rate_train_would_run(tmp_path, small_csv):
+    """`--learning-rate auto` is not a number a search can start from: trial 0 takes what `train` would run on
+    this data (half the rate on a small set), so it stays "the settings given"."""
+    import pandas as pd
+
+    from lora_sentiment.training.tuning import _with_sized_settings
+
+    few = tmp_path / "few.csv"
+    pd.read_csv(small_csv).groupby("label").head(20).to_csv(few, index=False)
+    assert _with_sized_settings(TrainConfig(data=str(few))).learning_rate == 5e-4
+    assert _with_sized_settings(TrainConfig(data=str(small_csv))).learning_rate == 1e-3
+    assert _with_sized_settings(TrainConfig(data=str(few), learning_rate=2e-3)).learning_rate == 2e-3
