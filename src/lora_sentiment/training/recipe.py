@@ -167,10 +167,12 @@ class TrainRecipe:
         set_seed(requested.seed)  # the fresh classification head is initialised from this seed
         start = output_start(data.space, np.asarray(data.train["label"]))
         probe = self._probe if requested.head_init == "probe" and self.resume_from is None else None
-        small = {k: v for k, v in data.sized.items() if v != {"learning_rate": LEARNING_RATE}.get(k, EVAL_FRACTION)}
+        usual = {"learning_rate": LEARNING_RATE, "eval_fraction": EVAL_FRACTION}
+        small = {k: v for k, v in data.sized.items() if v != usual[k]}
         if small:
             chosen = [f"learning rate {small['learning_rate']:g}"] if "learning_rate" in small else []
-            chosen += [f"{small['eval_fraction']:.0%} held out"] if "eval_fraction" in small else []
+            chosen += [f"{small['eval_fraction']:.1%} held out where no evaluation split is given"] if \
+                "eval_fraction" in small else []  # fmt: skip
             self.log(f"Small training set ({SMALL_SET_EPOCHS} or more passes to reach {MIN_STEPS} steps): "
                      f"{', '.join(chosen)} (--learning-rate, --eval-fraction to choose).")  # fmt: skip
         sized = requested.model_copy(update=data.sized)
