@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from .errors import UserError
 from .problems.base import REGISTRY as PROBLEM_TYPES
@@ -29,6 +29,14 @@ Attention = Literal["auto", "sdpa", "eager"]
 ReportTarget = Literal["tensorboard", "mlflow", "wandb"]
 # The registered problem types (problems/base.py): a new one is a --problem-type choice without an edit here.
 ProblemTypeChoice = Literal[("auto", *PROBLEM_TYPES)]  # type: ignore[valid-type]
+
+
+# Settings that are `auto` or a number: what a number must be, and how the error says it.
+_AUTO_OR: dict[str, tuple[Callable[[float], bool], str]] = {
+    "epochs": (lambda x: x > 0, "a positive number of epochs"),
+    "learning_rate": (lambda x: x > 0, "a positive learning rate"),
+    "eval_fraction": (lambda x: 0 < x < 1, "a share between 0 and 1"),
+}
 
 
 class TrainConfig(BaseModel):
@@ -244,20 +252,19 @@ class TrainConfig(BaseModel):
     def _keep_means_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and value.strip().lower() == "keep" else value
 
-    @field_validator("learning_rate", mode="before")
+    @field_validator("epochs", "learning_rate", "eval_fraction", mode="before")
     @classmethod
-    def _auto_or_positive_rate(cls, value: Any) -> Any:
-        return _auto_or_number(value, lambda x: x > 0, "a positive learning rate")
-
-    @field_validator("eval_fraction", mode="before")
-    @classmethod
-    def _auto_or_share(cls, value: Any) -> Any:
-        return _auto_or_number(value, lambda x: 0 < x < 1, "a share between 0 and 1")
-
-    @field_validator("epochs", mode="before")
-    @classmethod
-    def _auto_or_positive(cls, value: Any) -> Any:
-        return _auto_or_number(value, lambda x: x > 0, "a positive number of epochs")
+    def _auto_or_number(cls, value: Any, info: ValidationInfo) -> Any:
+        valid, what = _AUTO_OR[info.field_name]
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return "auto"
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = float("nan")
+        if isinstance(value, bool) or not valid(number):
+            raise ValueError(f"must be auto or {what}, not {value!r}")
+        return number
 
     @field_validator("examples", mode="before")
     @classmethod
@@ -305,18 +312,6 @@ class ServeSettings(BaseModel):
         "batch) or grouped (one pass per run)",
     )
     runs_poll_s: float = Field(10.0, gt=0, description="With --runs-dir: seconds between looks for new or removed runs")
-
-
-def _auto_or_number(value: Any, valid: Callable[[float], bool], what: str) -> Any:
-    if isinstance(value, str) and value.strip().lower() == "auto":
-        return "auto"
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = float("nan")
-    if isinstance(value, bool) or not valid(number):
-        raise ValueError(f"must be auto or {what}, not {value!r}")
-    return number
 
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -86,3 +86,24 @@ def test_epochs_flag_takes_auto_or_a_number_on_the_command_line():
         assert from_args(args, TrainConfig).epochs == expected
     with pytest.raises(UserError, match="--epochs: must be auto or a positive number"):
         from_args(parser.parse_args(["train", "--epochs", "none"]), TrainConfig)
+
+
+@pytest.mark.parametrize(
+    ("flag", "good", "bad", "said"),
+    [
+        ("--learning-rate", (("2e-4", 2e-4), ("AUTO", "auto")), ("0", "fast"), "a positive learning rate"),
+        ("--eval-fraction", (("0.1", 0.1), ("auto", "auto")), ("0", "1", "1.5", "half"), "a share between 0 and 1"),
+    ],
+)
+def test_learning_rate_and_eval_fraction_take_auto_or_a_number(flag, good, bad, said):
+    from lora_sentiment.cli import build_parser
+    from lora_sentiment.cli.flags import from_args
+
+    parser = build_parser()
+    field = flag[2:].replace("-", "_")
+    for given, expected in good:
+        assert getattr(from_args(parser.parse_args(["train", flag, given]), TrainConfig), field) == expected
+    assert getattr(TrainConfig(data="d.csv"), field) == "auto"  # the default
+    for given in bad:
+        with pytest.raises(UserError, match=f"{flag}: must be auto or {said}, not '{given}'"):
+            from_args(parser.parse_args(["train", flag, given]), TrainConfig)
