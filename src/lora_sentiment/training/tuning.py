@@ -34,6 +34,7 @@ Log = Callable[[str], None]
 
 STUDY_FILE = "study.db"
 TRIALS_DIR = "trials"
+HEARTBEAT_SECONDS, GRACE_SECONDS = 30, 90  # a trial whose process is silent for GRACE_SECONDS is failed and retried
 
 
 # ------------------------------------------------------------------------------------------- the study
@@ -78,11 +79,40 @@ def tune(
     direction = study.direction.name.lower()
     log(f"Study {study_name!r}: {done} of {trials} trials finished; objective: {metric} ({direction})")
     if done < trials:
-        stop = optuna.study.MaxTrialsCallback(trials, states=_finished_states(optuna))
         objective = _Objective(config, search, metric, folder, log)
         with study_run(config, study_name):  # --report-to mlflow: the trials' runs nest in the study's
-            study.optimize(objective, n_trials=trials - done, timeout=options.timeout, callbacks=[stop])
+            _optimize(study, objective, trials, options.timeout, log)
     return _finish(study, config, metric, folder, options.keep, log)
+
+
+def _optimize(study: Any, objective: _Objective, trials: int, timeout: float | None, log: Log) -> None:
+    """study.optimize until the study holds `trials` finished trials. A trial that another process marked failed
+    while it still ran (its heartbeat more than GRACE_SECONDS late: a paused, swapping or overloaded machine)
+    cannot be told its result; Optuna has already queued it again, so this process goes on rather than crash."""
+    import time
+
+    import optuna
+
+    stop = optuna.study.MaxTrialsCallback(trials, states=_finished_states(optuna))
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while (left := trials - _finished(study)) > 0:
+        seconds = None if deadline is None else deadline - time.monotonic()
+        if seconds is not None and seconds <= 0:
+            return
+        try:
+            study.optimize(objective, n_trials=left, timeout=seconds, callbacks=[stop])
+            return
+        except (ValueError, AssertionError):
+            lost = objective.ended
+            if lost is None or _state(study, lost) != "FAIL":
+                raise
+            objective.ended = None
+            log(f"Trial {lost} was marked failed by another process while it ran (no heartbeat for "
+                f"{GRACE_SECONDS} s); its result is dropped and Optuna runs its settings again")  # fmt: skip
+
+
+def _state(study: Any, number: int) -> str:
+    return next(t.state.name for t in study.get_trials(deepcopy=False) if t.number == number)
 
 
 class _Objective:
@@ -90,10 +120,12 @@ class _Objective:
 
     def __init__(self, config: TrainConfig, search: list[Dimension], metric: str, folder: Path, log: Log):
         self.config, self.search, self.metric, self.folder, self.log = config, search, metric, folder, log
+        self.ended: int | None = None  # the last trial whose training ended, scored or pruned (see _optimize)
 
     def __call__(self, trial: Any) -> float:
         from .recipe import train
 
+        self.ended = None
         drawn = {d.name: d.suggest(trial) for d in self.search}
         run_dir = self.folder / TRIALS_DIR / f"trial-{trial.number:04d}"
         trial.set_user_attr("run_dir", str(run_dir))
@@ -105,6 +137,7 @@ class _Objective:
                   "folds": None}  # fmt: skip
         reporter = _EpochReporter(trial, self.metric)
         result = train(TrainConfig(**values), log=_indented(self.log), callbacks=[reporter])
+        self.ended = trial.number
         if reporter.pruned:
             self.log(f"Trial {trial.number} pruned after epoch {reporter.last_epoch:g}")
             import optuna
@@ -160,9 +193,12 @@ def _storage(optuna: Any, url: str | None, folder: Path) -> Any:
     """The study's database: an SQLite file in the output folder unless --storage names one. A heartbeat marks
     trials of a process that died as failed, and each is retried once, so an interrupted study resumes."""
     url = url or f"sqlite:///{(folder / STUDY_FILE).absolute()}"
+    # SQLite's own 5 s wait for another process's write lock is short on a loaded machine, and a heartbeat
+    # write that gives up ends the heartbeat thread, so a live trial goes stale GRACE_SECONDS later.
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
     try:
         return optuna.storages.RDBStorage(
-            url, heartbeat_interval=30, grace_period=90,
+            url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
             failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1),
         )  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy's errors vary by database
