@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "imdb-sample"
 
@@ -37,6 +38,35 @@ def noisy_file(work: Path, rate: float, seed: int) -> Path:
     return path
 
 
+def flag_quality(flagged: set[int], ranked: list[int], flipped: set[int]) -> dict[str, object]:
+    hits = len(flagged & flipped)
+    top = {k: sum(row in flipped for row in ranked[:k]) / k for k in (150, 200) if k <= len(ranked)}
+    precision, recall = hits / max(len(flagged), 1), hits / len(flipped)
+    return {"flagged": len(flagged), "flipped": len(flipped), "true_positives": hits, "precision": precision,
+            "recall": recall, "top_k_precision": top}  # fmt: skip
+
+
+def from_members(config, work: Path, noisy: Path, flipped: set[int]) -> dict[str, object]:
+    """lora+tfidf without training its LoRA folds again: the finished `lora` and `tfidf` audits of the same file
+    (the same folds: one seed, one stratification) resumed, their scores averaged as `--scorer lora+tfidf` does
+    fold by fold, and confident learning run on the mean by the package's own function."""
+    from lora_sentiment import audit
+    from lora_sentiment.problems.confident import class_issues
+
+    results = [audit(config.model_copy(update={"output_dir": str(work / f"audit-{m}")}), folds=5, scorer=m,
+                     log=lambda _: None) for m in ("lora", "tfidf")]  # fmt: skip
+    assert results[0].rows == results[1].rows
+    labels = pd.read_parquet(noisy)["label"].to_numpy()[results[0].rows]
+    mean = (results[0].scores + results[1].scores) / 2
+    issues = class_issues(mean, labels, ["Negative", "Positive"])
+    rows = np.asarray(results[0].rows)
+    flagged = set(rows[issues.flagged].tolist())
+    ranked = [int(r) for r in rows[np.argsort(-issues.score, kind="stable")]]
+    accuracy = float((mean.argmax(axis=1) == labels).mean())
+    return {**flag_quality(flagged, ranked, flipped), "estimated_noise_rate": issues.summary["estimated_noise_rate"],
+            "scorer_quality": {"metric": "accuracy", "value": round(accuracy, 4)}}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True)
@@ -44,7 +74,20 @@ def main() -> None:
     parser.add_argument("--output", required=True)
     parser.add_argument("--rate", type=float, default=0.10)
     parser.add_argument("--noise-seed", type=int, default=0)
-    parser.add_argument("--scorers", nargs="+", default=["tfidf", "lora"])
+    parser.add_argument("--scorers", nargs="+", default=["tfidf", "lora", "lora+tfidf"])
+    parser.add_argument(
+        "--members",
+        action="store_true",
+        help="lora+tfidf from the finished lora and tfidf audits in --work (no LoRA folds again)",
+    )
+    parser.add_argument(
+        "--setting",
+        nargs="+",
+        default=[],
+        metavar="NAME=VALUE",
+        help="more train settings of every audit and training, as YAML values (e.g. learning_rate=0.001 to resume an "
+        "audit stored before that setting's default became auto)",
+    )
     parser.add_argument("--train-seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--epochs", default="2")
@@ -65,7 +108,8 @@ def main() -> None:
     noisy = noisy_file(work, args.rate, args.noise_seed)
     flipped = set(np.flatnonzero(pd.read_parquet(noisy)["flipped"].to_numpy()))
     common = dict(model=args.model, max_length=args.max_length, epochs=args.epochs,
-                  eval_data=str(SHARED / "validation.parquet"), max_eval_samples=args.max_eval_samples)  # fmt: skip
+                  eval_data=str(SHARED / "validation.parquet"), max_eval_samples=args.max_eval_samples,
+                  **{k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.setting)})  # fmt: skip
 
     def record(step: str, **values: object) -> None:
         with output.open("a") as handle:
@@ -78,18 +122,21 @@ def main() -> None:
             continue
         started = time.perf_counter()
         config = TrainConfig(data=str(noisy), output_dir=str(work / step), seed=0, **common)
+        members = [work / f"audit-{m}" / "summary.json" for m in ("lora", "tfidf")]
+        if scorer == "lora+tfidf" and args.members and all(path.exists() for path in members):
+            record(step, scorer=scorer, **from_members(config, work, noisy, flipped), from_members=True,
+                   seconds=round(time.perf_counter() - started, 1))  # fmt: skip
+            continue
         result = audit(config, folds=5, scorer=scorer, write_clean=str(clean), log=lambda _: None)
         if args.relabel:  # the same folds (resumed from the audit's folder), written the other way
             audit(config, folds=5, scorer=scorer, write_clean=str(work / f"relabeled-{scorer}.parquet"),
                   relabel=True, log=lambda _: None)  # fmt: skip
         flagged = {r["row"] for r in result.issues if r["kind"] == "label"}
-        hits = len(flagged & flipped)
         ranked = [r["row"] for r in sorted(result.issues, key=lambda r: -r["score"]) if r["kind"] == "label"]
-        top = {k: sum(row in flipped for row in ranked[:k]) / k for k in (150, 200) if k <= len(ranked)}
-        record(step, scorer=scorer, flagged=len(flagged), flipped=len(flipped), true_positives=hits,
-               precision=hits / max(len(flagged), 1), recall=hits / len(flipped), top_k_precision=top,
+        record(step, scorer=scorer, **flag_quality(flagged, ranked, flipped),
                seconds=round(time.perf_counter() - started, 1), fold_seconds=result.summary["seconds"],
-               estimated_noise_rate=result.summary["labels"]["estimated_noise_rate"])  # fmt: skip
+               estimated_noise_rate=result.summary["labels"]["estimated_noise_rate"],
+               scorer_quality=result.summary["scorer_quality"])  # fmt: skip
 
     clean_file = work / "clean.parquet"
     pd.read_parquet(SHARED / "train.parquet").to_parquet(clean_file)

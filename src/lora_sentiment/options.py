@@ -186,10 +186,11 @@ class AuditOptions(FoldRunOptions):
 
     folds: int = Field(5, ge=2, le=20, description="Folds of the cross-fitting: each text is scored by a model trained "
                        "on the others")  # fmt: skip
-    scorer: Literal["lora", "tfidf"] = Field(
-        "lora",
-        description="What scores each fold: lora (a real train run per fold, with the train flags given) or tfidf "
-        "(the TF-IDF baseline: seconds, a cheap first pass)",
+    scorer: Literal["auto", "lora+tfidf", "lora", "tfidf"] = Field(
+        "auto",
+        description="What scores each fold: lora (a real train run per fold, with the train flags given), tfidf (the "
+        "TF-IDF baseline: seconds, a cheap first pass) or lora+tfidf (the mean of both); auto: lora+tfidf for "
+        "single-label data, where it found wrong labels best, lora for the others",
     )
     near_duplicates: float = Field(
         0.8,

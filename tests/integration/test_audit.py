@@ -154,6 +154,24 @@ def test_resume_after_a_crash_trains_only_the_unfinished_folds(tmp_path, tiny_di
     assert not any("finished earlier" in line for line in lines)
 
 
+@pytest.mark.parametrize("kind, chosen", [("single-label", "lora+tfidf"), ("multi-label", "lora"),
+                                           ("regression", "lora")])  # fmt: skip
+def test_scorer_auto_is_chosen_per_problem_type_and_stored_resolved(tmp_path, kind, chosen):
+    """lora+tfidf where it was measured to find wrong labels best (single-label), lora elsewhere; audit.json holds
+    the scorer that ran, so a later rule cannot resume folds scored another way."""
+    from lora_sentiment.auditing.recipe import AuditRecipe
+
+    labels = {"single-label": ["a", "b"] * 10, "multi-label": [["a"], ["a", "b"]] * 10,
+              "regression": [1.0, 2.5] * 10}[kind]  # fmt: skip
+    pd.DataFrame({"text": [f"text number {i}" for i in range(20)], "label": labels}).to_parquet(tmp_path / "d.parquet")
+    config = TrainConfig(data=str(tmp_path / "d.parquet"), output_dir=str(tmp_path / "a"), problem_type=kind)
+    recipe = AuditRecipe(config, AuditOptions(folds=2), log=lambda _: None)
+    recipe.load()
+    recipe.open_folder()
+    assert recipe.scorer == chosen
+    assert json.loads((tmp_path / "a" / "audit.json").read_text())["settings"]["scorer"] == chosen
+
+
 @pytest.mark.parametrize(
     "flags, message",
     [
@@ -208,6 +226,7 @@ def test_folds_in_worker_processes(tmp_path, tiny_distilbert, small_csv):
     lines: list[str] = []
     result = audit(config, folds=2, workers=2, log=lines.append)
     assert any("in 2 worker processes" in line for line in lines)
+    assert result.summary["scorer"] == "lora+tfidf"  # --scorer auto, on single-label data
     assert result.scores.shape == (60, 2) and np.allclose(result.scores.sum(axis=1), 1, atol=1e-4)
     for fold in (1, 2):
         assert (tmp_path / "audit" / "folds" / f"fold-{fold}" / "run" / "adapter_config.json").exists()
@@ -247,7 +266,12 @@ def test_lora_folds_for_tags_and_numbers(tmp_path, tiny_distilbert, imdb_frames,
     config = TrainConfig(model=tiny_distilbert, data=str(tmp_path / "data.parquet"), output_dir=str(tmp_path / "a"),
                          label_column="labels" if kind == "multi-label" else "rating", problem_type=kind,
                          max_length=16, epochs=1, batch_size=8, precision="fp32", eval_fraction=0.25)  # fmt: skip
-    result = audit(config, folds=2, log=lambda _: None)
-    assert result.summary["problem_type"] == kind and result.summary["scorer"] == "lora"
+    result = audit(config, folds=2, scorer="lora+tfidf", log=lambda _: None)
+    assert result.summary["problem_type"] == kind and result.summary["scorer"] == "lora+tfidf"
     assert result.scores.shape == ((40, 3) if kind == "multi-label" else (40, 1))
+    for fold in (1, 2):  # the fold's scores are the mean of its members', kept beside them
+        kept = tmp_path / "a" / "folds" / f"fold-{fold}"
+        lora, tfidf = (np.load(kept / f"scores-{name}.npy") for name in ("lora", "tfidf"))
+        np.testing.assert_allclose(np.load(kept / "scores.npy"), (lora + tfidf) / 2)
+        assert not np.allclose(lora, tfidf)
     assert (tmp_path / "a" / ("noise_matrix.png" if kind == "multi-label" else "residuals.png")).exists()

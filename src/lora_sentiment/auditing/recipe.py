@@ -42,7 +42,8 @@ from .outputs import (
 Log = Callable[[str], None]
 
 STATE_FILE = "audit.json"
-SCORER_NAMES = {"lora": "LoRA fine-tuning", "tfidf": "the TF-IDF baseline"}
+SCORER_NAMES = {"lora+tfidf": "LoRA fine-tuning and the TF-IDF baseline, averaged", "lora": "LoRA fine-tuning",
+                "tfidf": "the TF-IDF baseline"}  # fmt: skip
 # What decides the folds' scores: a change to any other setting (the output folder, trackers) keeps the folds.
 _NOT_SCORING = {"output_dir", "overwrite", "resume", "report_to", "mlflow_uri", "examples"}
 
@@ -89,7 +90,7 @@ def check_audit(config: TrainConfig, options: AuditOptions) -> None:
         check_ray(options.ray_address, "--runner ray needs Ray: pip install 'lora-sentiment[ray]'")
     elif options.ray_address is not None:
         raise UserError("--ray-address is where --runner ray trains the folds; add --runner ray or drop it")
-    if options.scorer == "lora":
+    if options.scorer != "tfidf":  # every other scorer trains a run per fold
         from ..modeling.device import default_device, resolve_precision
 
         resolve_precision(config.precision, default_device())
@@ -131,6 +132,7 @@ class AuditRecipe:
         data = load_audited_data(self.config, log=self.log)
         self.data, self.evaluation, self.space = data.train, data.eval, data.space
         self.labels = np.asarray(self.data["label"])
+        self.scorer = self.space.problem.audit_scorer if self.options.scorer == "auto" else self.options.scorer
         fold_stage.check_fold_count(self.options.folds, self.labels, self.space)
 
     def open_folder(self) -> None:
@@ -159,7 +161,7 @@ class AuditRecipe:
 
     def _settings(self) -> dict[str, Any]:
         train = {k: v for k, v in self.config.model_dump(mode="json").items() if k not in _NOT_SCORING}
-        return {"train": train, "folds": self.options.folds, "scorer": self.options.scorer}
+        return {"train": train, "folds": self.options.folds, "scorer": self.scorer}
 
     def _data_fingerprint(self) -> str:
         digest = hashlib.blake2b(digest_size=16)
@@ -170,7 +172,7 @@ class AuditRecipe:
     def score(self) -> None:
         started = time.perf_counter()
         self.fold = fold_stage.assign_folds(self.labels, self.space, self.options.folds, self.config.seed)
-        job = fold_stage.FoldJob(self.data, self.evaluation, self.space, self.config, self.folder, self.options.scorer,
+        job = fold_stage.FoldJob(self.data, self.evaluation, self.space, self.config, self.folder, self.scorer,
                                  fit=train)  # fmt: skip
         fold_stage.write_evaluation(job)
         self.scores, self.seconds_per_fold = fold_stage.cross_fitted_scores(job, self.fold, self.log, self.options)
@@ -243,7 +245,7 @@ class AuditRecipe:
                      "short_text_pairs": sum(few_words(self.data["text"][p.first]) for p in self.leaks)}  # fmt: skip
         return {
             "texts": len(self.labels), "problem_type": self.space.problem_type, "label_names": self.space.names,
-            "scorer": self.options.scorer, "scorer_name": SCORER_NAMES[self.options.scorer],
+            "scorer": self.scorer, "scorer_name": SCORER_NAMES[self.scorer],
             "folds": self.options.folds, "near_duplicate_threshold": self.options.near_duplicates,
             "scorer_quality": self.quality, "counts": counts, "labels": self.issues.summary,
             "duplicates": {"exact_pairs": sum(p.exact for p in pairs), "near_pairs": sum(not p.exact for p in pairs),
@@ -251,5 +253,5 @@ class AuditRecipe:
                            "conflicting_groups": len(self.duplicates.conflicting),
                            "short_text_pairs": sum(few_words(self.data["text"][p.first]) for p in pairs)},
             "leaks": leaks, "seconds": {**self.seconds, **self.seconds_per_fold},
-            "model": self.config.model if self.options.scorer == "lora" else None,
+            "model": self.config.model if fold_stage.trains_runs(self.scorer) else None,
         }  # fmt: skip

@@ -19,7 +19,8 @@ def add_parser(commands: Any) -> None:
         "audit",
         help=HELP,
         description="Scores every training text with a model that did not see it (--folds K cross-fitting, each "
-        "fold a real train run with the train flags given, or the TF-IDF baseline with --scorer tfidf), flags the "
+        "fold a real train run with the train flags given, averaged with the TF-IDF baseline for single-label data; "
+        "the TF-IDF baseline alone with --scorer tfidf), flags the "
         "given labels those scores contradict (confident learning; residual outliers for numbers), and finds "
         "duplicates with conflicting labels and texts shared with the evaluation split. Writes issues.csv, "
         "summary.json and a noise-matrix plot into --output-dir (default here: "
