@@ -102,11 +102,11 @@ def _optimize(study: Any, objective: _Objective, trials: int, timeout: float | N
         try:
             study.optimize(objective, n_trials=left, timeout=seconds, callbacks=[stop])
             return
-        except (ValueError, AssertionError):
-            lost = objective.ended
+        except (ValueError, AssertionError):  # Optuna's refusal to record a trial that is no longer running
+            lost = objective.failed_elsewhere
             if lost is None or _state(study, lost) != "FAIL":
                 raise
-            objective.ended = None
+            objective.failed_elsewhere = None
             log(f"Trial {lost} was marked failed by another process while it ran (no heartbeat for "
                 f"{GRACE_SECONDS} s); its result is dropped and Optuna runs its settings again")  # fmt: skip
 
@@ -120,12 +120,23 @@ class _Objective:
 
     def __init__(self, config: TrainConfig, search: list[Dimension], metric: str, folder: Path, log: Log):
         self.config, self.search, self.metric, self.folder, self.log = config, search, metric, folder, log
-        self.ended: int | None = None  # the last trial whose training ended, scored or pruned (see _optimize)
+        self.failed_elsewhere: int | None = None  # the trial that another process failed while it ran here
 
     def __call__(self, trial: Any) -> float:
+        import optuna
+
+        self.failed_elsewhere = None
+        try:
+            return self._run(trial)
+        except optuna.exceptions.UpdateFinishedTrialError:  # only another process finishes a trial running here
+            self.failed_elsewhere = trial.number
+            raise
+
+    def _run(self, trial: Any) -> float:
+        import optuna
+
         from .recipe import train
 
-        self.ended = None
         drawn = {d.name: d.suggest(trial) for d in self.search}
         run_dir = self.folder / TRIALS_DIR / f"trial-{trial.number:04d}"
         trial.set_user_attr("run_dir", str(run_dir))
@@ -137,11 +148,10 @@ class _Objective:
                   "folds": None}  # fmt: skip
         reporter = _EpochReporter(trial, self.metric)
         result = train(TrainConfig(**values), log=_indented(self.log), callbacks=[reporter])
-        self.ended = trial.number
+        if _state(trial.study, trial.number) != "RUNNING":
+            raise optuna.exceptions.UpdateFinishedTrialError(f"trial {trial.number} was finished elsewhere")
         if reporter.pruned:
             self.log(f"Trial {trial.number} pruned after epoch {reporter.last_epoch:g}")
-            import optuna
-
             raise optuna.TrialPruned()
         final = result.metrics.final
         headline = final.get("intervals") or {}

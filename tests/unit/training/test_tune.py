@@ -155,6 +155,28 @@ def test_a_trial_failed_by_another_process_while_it_ran_is_run_again(base, monke
     assert result.best_value is not None and (folder / "best_config.yaml").exists()
 
 
+@pytest.mark.slow
+def test_a_trial_that_fails_by_itself_is_not_taken_for_a_stale_one(base, monkeypatch):
+    """A trial's own failure (here a nan objective) stops the search as before; it is not mistaken for a trial
+    that another process failed, which would be run again and again."""
+    from lora_sentiment.training import recipe
+    from lora_sentiment.training.search_space import parse_search
+    from lora_sentiment.training.tuning import tune
+
+    real_train = recipe.train
+
+    def train_to_nan(config, **kwargs):
+        result = real_train(config, **kwargs)
+        result.metrics.final.loss = float("nan")
+        return result
+
+    monkeypatch.setattr(recipe, "train", train_to_nan)
+    one_epoch = TrainConfig(**{**base.model_dump(), "epochs": 1})
+    with pytest.raises(ValueError, match="gave loss = nan"):
+        tune(one_epoch, parse_search(["learning_rate=1e-4:3e-3:log"]), trials=2, log=lambda _: None)
+    assert [t.state.name for t in _study(tmp_path_of(base)).trials] == ["FAIL"]
+
+
 @pytest.mark.parametrize(
     "search, words",
     [
