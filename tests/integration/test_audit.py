@@ -172,6 +172,19 @@ def test_scorer_auto_is_chosen_per_problem_type_and_stored_resolved(tmp_path, ki
     assert json.loads((tmp_path / "a" / "audit.json").read_text())["settings"]["scorer"] == chosen
 
 
+def test_scorer_auto_leaves_tfidf_out_where_it_finds_no_words(tmp_path):
+    from lora_sentiment.auditing.recipe import AuditRecipe
+
+    texts = ["🙂 🙂", "😡 !!", "👍", "👎 ..."] * 30
+    pd.DataFrame({"text": texts, "label": ["a", "b", "a", "b"] * 30}).to_csv(tmp_path / "d.csv", index=False)
+    lines: list[str] = []
+    recipe = AuditRecipe(TrainConfig(data=str(tmp_path / "d.csv"), output_dir=str(tmp_path / "a")), AuditOptions(),
+                         log=lines.append)  # fmt: skip
+    recipe.load()
+    assert recipe.scorer == "lora"
+    assert any("TF-IDF has nothing to learn from" in line and "LoRA scores alone" in line for line in lines)
+
+
 @pytest.mark.parametrize(
     "flags, message",
     [

@@ -132,8 +132,21 @@ class AuditRecipe:
         data = load_audited_data(self.config, log=self.log)
         self.data, self.evaluation, self.space = data.train, data.eval, data.space
         self.labels = np.asarray(self.data["label"])
-        self.scorer = self.space.problem.audit_scorer if self.options.scorer == "auto" else self.options.scorer
+        self.scorer = self._resolved_scorer()
         fold_stage.check_fold_count(self.options.folds, self.labels, self.space)
+
+    def _resolved_scorer(self) -> str:
+        """--scorer auto: the problem type's choice, without TF-IDF where it finds no words in the texts."""
+        if self.options.scorer != "auto":
+            return self.options.scorer
+        scorer = self.space.problem.audit_scorer
+        if "tfidf" in scorer.split("+"):
+            from ..training.baseline import no_words_to_learn
+
+            if why := no_words_to_learn(self.data["text"]):
+                self.log(f"--scorer auto: TF-IDF has nothing to learn from in these texts ({why}); LoRA scores alone")
+                return "lora"
+        return scorer
 
     def open_folder(self) -> None:
         """A fresh folder, or the same audit resumed: refused when the settings or the data differ."""

@@ -26,11 +26,23 @@ def baseline_name(space: LabelSpace) -> str:
 
 
 def fit_baseline(texts: Sequence[str], labels: np.ndarray, space: LabelSpace, *, seed: int = 0) -> Pipeline:
-    min_df = 2 if len(texts) >= 100 else 1  # a word seen twice is signal; tiny training sets keep every word
-    vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=min_df, max_features=200_000, sublinear_tf=True)
-    pipeline = make_pipeline(vectorizer, space.problem.baseline_model(seed))
+    pipeline = make_pipeline(_vectorizer(len(texts)), space.problem.baseline_model(seed))
     pipeline.fit([clean_text(t) for t in texts], space.problem.baseline_targets(labels))
     return pipeline
+
+
+def _vectorizer(texts: int) -> TfidfVectorizer:
+    min_df = 2 if texts >= 100 else 1  # a word seen twice is signal; tiny training sets keep every word
+    return TfidfVectorizer(ngram_range=(1, 2), min_df=min_df, max_features=200_000, sublinear_tf=True)
+
+
+def no_words_to_learn(texts: Sequence[str]) -> str | None:
+    """Why TF-IDF has nothing to learn from in `texts` (e.g. emoji or punctuation only), or None when it has."""
+    try:
+        _vectorizer(len(texts)).fit([clean_text(t) for t in texts])
+    except ValueError as exc:
+        return str(exc).splitlines()[0]
+    return None
 
 
 def baseline_scores(pipeline: Pipeline, texts: Sequence[str], space: LabelSpace) -> np.ndarray:
