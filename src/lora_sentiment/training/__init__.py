@@ -1,5 +1,5 @@
 """Train stage: the recipe (recipe.py) over the HF Trainer (trainer.py), the run's record (report.py), the TF-IDF
-baseline, experiment tracking, and `tune`'s Optuna search (tuning.py, search_space.py)."""
+baseline, experiment tracking, and `tune`'s Optuna search (tuning.py, search_space.py, tune_results.py)."""
 
 from .._face import lazy
 

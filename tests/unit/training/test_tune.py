@@ -211,7 +211,7 @@ def test_the_best_trial_is_compared_with_trial_0_on_the_same_texts(trained_run, 
     bootstrap says whether the difference is beyond the noise (here two runs that answer alike: within it)."""
     from types import SimpleNamespace
 
-    from lora_sentiment.training.tuning import _best_against_first
+    from lora_sentiment.training.tune_results import _best_against_first
 
     def trial(number, run):
         return SimpleNamespace(number=number, state=SimpleNamespace(name="COMPLETE"), user_attrs={"run_dir": str(run)})
