@@ -90,7 +90,7 @@ def check_audit(config: TrainConfig, options: AuditOptions) -> None:
         check_ray(options.ray_address, "--runner ray needs Ray: pip install 'lora-sentiment[ray]'")
     elif options.ray_address is not None:
         raise UserError("--ray-address is where --runner ray trains the folds; add --runner ray or drop it")
-    if options.scorer != "tfidf":  # every other scorer trains a run per fold
+    if options.scorer == "auto" or fold_stage.trains_runs(options.scorer):  # every auto choice trains runs
         from ..modeling.device import default_device, resolve_precision
 
         resolve_precision(config.precision, default_device())

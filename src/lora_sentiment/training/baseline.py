@@ -16,6 +16,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import Pipeline, make_pipeline
 
 from ..data.encoding import clean_text
+from ..errors import first_line
 from ..problems.intervals import metric_intervals
 from ..problems.metrics import evaluation_metrics
 from ..problems.space import LabelSpace
@@ -41,7 +42,7 @@ def no_words_to_learn(texts: Sequence[str]) -> str | None:
     try:
         _vectorizer(len(texts)).fit([clean_text(t) for t in texts])
     except ValueError as exc:
-        return str(exc).splitlines()[0]
+        return first_line(exc)
     return None
 
 
