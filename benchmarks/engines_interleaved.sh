@@ -5,6 +5,8 @@
 #
 #   bash benchmarks/engines_interleaved.sh RUN MODEL_DIR_OR_ID REVIEWS.csv [ROUNDS] [MAX_LENGTH]
 #   EXPORT=FOLDER bash benchmarks/engines_interleaved.sh ...   # an export (e.g. `--quantize int8`) in each round too
+#   AUTO=1 bash benchmarks/engines_interleaved.sh ...   # the default (`--engine auto`: int8 where the run's check kept
+#                                                       # it) in each round too; run predict_whole.sh first to check it
 set -euo pipefail
 RUN=$1 BASE=$2 IN=$3 ROUNDS=${4:-2} MAX_LENGTH=${5:-256}
 OUT=$(mktemp -d)
@@ -21,6 +23,9 @@ for round in $(seq "$ROUNDS"); do
   timed "torch-$round" lora-sentiment predict "$RUN" --input "$IN" --output "$OUT/torch.csv" --overwrite --engine torch
   timed "openvino-$round" lora-sentiment predict "$RUN" --input "$IN" --output "$OUT/openvino.csv" --overwrite \
     --engine openvino
+  if [ -n "${AUTO:-}" ]; then
+    timed "default-$round" lora-sentiment predict "$RUN" --input "$IN" --output "$OUT/default.csv" --overwrite
+  fi
   if [ -n "${EXPORT:-}" ]; then
     timed "export-$round" lora-sentiment predict "$EXPORT" --input "$IN" --output "$OUT/export.csv" --overwrite
   fi

@@ -4,7 +4,8 @@ Balanced draws of N reviews per class from the shared IMDB training sample (one 
 all-MiniLM-L6-v2 at 256 tokens, each scored on the shared validation set (1,000 reviews none of them saw):
 
 - `lora-sentiment` with its defaults (no flag but the data, the model and the length), and any variants given
-  with --variant NAME=JSON (TrainConfig fields over the defaults, e.g. 'old={"epochs": 3, "head_init": "random"}');
+  with --variant NAME=JSON (TrainConfig fields over the defaults, e.g. 'old={"epochs": 3, "head_init": "random"}';
+  'full={"max_length": 512}' is `train` with no flag but the data, at its own default length);
 - TF-IDF + logistic regression (the baseline `train` prints beside every run);
 - frozen MiniLM sentence embeddings (mean pooling, as sentence-transformers uses it) + logistic regression;
 - SetFit (the `setfit` package, `pip install -e ".[bench]"`), its documented defaults;
@@ -105,7 +106,8 @@ def run_ours(model: str, drawn: pd.DataFrame, val: pd.DataFrame, seed: int, sett
     with tempfile.TemporaryDirectory() as scratch:
         data = Path(scratch) / "train.parquet"
         drawn[["text", "label"]].to_parquet(data)
-        config = TrainConfig(data=str(data), model=model, max_length=MAX_LENGTH, seed=seed, baseline="none",
+        settings = {"max_length": MAX_LENGTH, **settings}
+        config = TrainConfig(data=str(data), model=model, seed=seed, baseline="none",
                              output_dir=str(Path(scratch) / "run"), examples=["fine"], **settings)  # fmt: skip
         started = time.perf_counter()
         result = train(config, log=lambda _: None)

@@ -25,6 +25,9 @@ from .engines import ENGINES, engine
 
 # An export carries the run's records under the run's own names (run.copy_records).
 EXPORT_LABELS_FILE, EXPORT_CONFIG_FILE = LABELS_FILE, RUN_CONFIG_FILE
+# In a run's compiled int8 model (export/int8_gate.py): the band near a boundary whose texts the unquantized
+# compiled model beside it predicts again, and that model's folder name.
+RECHECK_FILE = "recheck.json"
 
 
 is_onnx_export = is_export  # the name before OpenVINO exports existed
@@ -46,6 +49,9 @@ class ExportedClassifier(PredictorBase):
         self.stride = options.stride
         self.abstention = Abstention.of(options)
         self.inputs = session.inputs
+        self.options = options
+        self.recheck: tuple[float, Path] | None = None  # (band, the unquantized model's folder): set by open
+        self._unquantized: ExportedClassifier | None = None  # opened on its first text
 
     @property
     def device(self) -> str:
@@ -71,7 +77,10 @@ class ExportedClassifier(PredictorBase):
         except Exception as exc:  # the runtimes and tokenizers raise their own types
             raise UserError(f"{folder} holds a damaged export: {first_line(exc)} (export the run again)") from exc
         encoder = TextEncoder.for_config(tokenizer, config)
-        return cls(session, encoder, space, info, config, options)
+        classifier = cls(session, encoder, space, info, config, options)
+        if (folder / RECHECK_FILE).exists():
+            classifier.recheck = read_recheck(folder)
+        return classifier
 
     @property
     def default_batch_size(self) -> int:
@@ -84,7 +93,23 @@ class ExportedClassifier(PredictorBase):
         logits = self._forward(encoded, batch_size or self.default_batch_size)
         if self.long_text == "chunks":
             logits = mean_by_text(logits, owners, len(texts))
-        return self.space.scores(logits)
+        scores = self.space.scores(logits)
+        return scores if self.recheck is None else self._rechecked(texts, scores, batch_size)
+
+    def _rechecked(self, texts: Sequence[str], scores: np.ndarray, batch_size: int | None) -> np.ndarray:
+        """The int8 scores with the texts near a boundary predicted again by the unquantized model."""
+        band, unquantized = self.recheck  # type: ignore[misc]
+        near = self.space.problem.near_boundary(self.space, scores, band)
+        if near is None or not near.any():
+            return scores
+        if self._unquantized is None:
+            self._unquantized = ExportedClassifier.open(unquantized, self.options)
+        scores[near] = self._unquantized.predict_scores([texts[i] for i in np.flatnonzero(near)], batch_size)
+        return scores
+
+    def info(self) -> dict[str, Any]:
+        second = {"int8_recheck_band": self.recheck[0]} if self.recheck is not None else {}
+        return {**super().info(), **second}
 
     def _forward(self, encoded: dict[str, list], batch_size: int) -> np.ndarray:
         out = np.empty((len(encoded["input_ids"]), self.space.num_outputs), dtype=np.float32)
@@ -118,6 +143,17 @@ def _read_export(folder: Path) -> tuple[dict, LabelSpace, Any]:
     except (UserError, ValueError, KeyError, TypeError) as exc:
         raise UserError(f"{folder} holds a damaged export: {first_line(exc)} (export the run again)") from exc
     return info, space, config
+
+
+def read_recheck(folder: Path) -> tuple[float, Path]:
+    """An int8 model's second look: the band and the unquantized model's folder (a complete export)."""
+    try:
+        record = json.loads((folder / RECHECK_FILE).read_text(encoding="utf-8"))
+        band, unquantized = float(record["band"]), folder.parent / str(record["model"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{folder} holds a damaged {RECHECK_FILE}: {first_line(exc)} (delete the folder)") from exc
+    _read_export(unquantized)
+    return band, unquantized
 
 
 def check_export(path: str | Path) -> None:

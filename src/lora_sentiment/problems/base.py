@@ -128,6 +128,11 @@ class ProblemType:
         fp32); `labels`: the texts' targets, for a tolerance in their units."""
         raise NotImplementedError
 
+    def near_boundary(self, space: LabelSpace, scores: np.ndarray, band: float) -> np.ndarray | None:
+        """[n] the texts whose answer a change of at most `band` in any of their scores could move: those an int8
+        model hands to the float one (export/int8_gate.py). None: the answers have no boundary (a value)."""
+        return None
+
     # ---- calibration (calibration.py)
     def calibrate(self, labels: np.ndarray, logits: np.ndarray, coverage: float) -> Calibration:
         """Fitted on these evaluation rows: what turns the model's outputs into calibrated ones."""

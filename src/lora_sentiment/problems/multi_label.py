@@ -105,6 +105,9 @@ class MultiLabel(ProblemType):
         thresholds = space.decision_thresholds()
         return ((reference >= thresholds) == (other >= thresholds)).all(axis=1)
 
+    def near_boundary(self, space: LabelSpace, scores: np.ndarray, band: float) -> np.ndarray | None:
+        return (np.abs(scores - space.decision_thresholds()) < band).any(axis=1)
+
     def scores(self, logits: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-logits))
 

@@ -88,6 +88,11 @@ class SingleLabel(ProblemType):
     ) -> np.ndarray:
         return reference.argmax(axis=1) == other.argmax(axis=1)
 
+    def near_boundary(self, space: LabelSpace, scores: np.ndarray, band: float) -> np.ndarray | None:
+        # The top two classes swap only if they close their gap, each moving by at most `band`.
+        top_two = np.sort(scores, axis=1)[:, -2:]
+        return top_two[:, 1] - top_two[:, 0] < 2 * band
+
     def scores(self, logits: np.ndarray) -> np.ndarray:
         shifted = logits - logits.max(axis=-1, keepdims=True)
         exp = np.exp(shifted)

@@ -1,6 +1,7 @@
 """export/int8_gate.py: `--engine auto` uses a run's int8 model only after checking it against the f32 model on
 the run's evaluation texts; the check waits until the texts predicted repay it; the verdict is kept, a refused int8
-model is not, a damaged one is checked again, and CPUs without int8 units or an asked-for precision never try it."""
+model is not, a damaged one is checked again, and CPUs without int8 units or an asked-for precision never try it.
+A kept int8 model hands the texts near a boundary to the unquantized model."""
 
 import json
 import shutil
@@ -26,6 +27,7 @@ def run(tmp_path, trained_run, monkeypatch):
     monkeypatch.setattr("lora_sentiment.modeling.cpu.this_cpu", lambda: CpuKind("avx512-vnni", "avx512-vnni", None))
     monkeypatch.setattr(int8_gate, "REPAY_TEXTS", 0)  # checked on the first call, unless a test says otherwise
     monkeypatch.setattr(compiled, "REPAY_TEXTS", 0)  # and compiled on the first call
+    monkeypatch.setattr(int8_gate, "MAX_RECHECK", 1.0)  # the tiny random model's answers all sit near a boundary
     copy = tmp_path / "run"
     shutil.copytree(trained_run, copy, ignore=shutil.ignore_patterns(compiled.CACHE_DIR))
     return copy
@@ -73,6 +75,32 @@ def test_int8_kept_when_its_answers_hold_then_reused_without_a_check(run, monkey
 
 
 @pytest.mark.slow  # compiles and quantizes with NNCF
+def test_int8_answers_near_a_boundary_come_from_the_unquantized_model(run, monkeypatch):
+    """With a band wider than any score can move every answer is the unquantized model's; with none, int8's own."""
+    from lora_sentiment.export.folder import RECHECK_FILE, ExportedClassifier
+
+    monkeypatch.setattr(int8_gate, "AGREEMENT", 0.0)
+    monkeypatch.setattr(int8_gate, "SCORE_DROP", 1.0)
+    monkeypatch.setattr(int8_gate, "RECHECK_MARGIN", 1e6)
+    chosen = resolve_engine_target(run, LoadOptions(), log=lambda _: None)
+    f32 = chosen.with_name(chosen.name.removesuffix(int8_gate.INT8_SUFFIX))
+    verdict = _verdict(f32)
+    assert verdict["kept"] and verdict["rechecked"] == 1.0 and verdict["band"] > 1 and verdict["rule"] == 2
+    assert verdict["int8"] == verdict["f32"]  # every answer the unquantized model's
+    assert json.loads((chosen / RECHECK_FILE).read_text())["model"] == f32.name
+    predictor = open_predictor(run)
+    assert predictor.precision == "int8" and predictor.info()["int8_recheck_band"] == verdict["band"]
+    unquantized = ExportedClassifier.open(f32).predict_scores(TEXTS)
+    np.testing.assert_array_equal(predictor.predict_scores(TEXTS), unquantized)
+    (chosen / RECHECK_FILE).write_text(json.dumps({"band": 0.0, "model": f32.name}))
+    alone = ExportedClassifier.open(chosen)
+    int8_alone = alone.predict_scores(TEXTS)
+    alone.recheck = None
+    np.testing.assert_array_equal(int8_alone, alone.predict_scores(TEXTS))
+    assert not np.array_equal(int8_alone, unquantized)  # so the first comparison could fail
+
+
+@pytest.mark.slow  # compiles and quantizes with NNCF
 def test_int8_refused_keeps_f32_and_the_verdict_but_not_the_model(run, monkeypatch):
     monkeypatch.setattr(int8_gate, "AGREEMENT", 1.5)  # no model can pass
     notices = []
@@ -80,7 +108,7 @@ def test_int8_refused_keeps_f32_and_the_verdict_but_not_the_model(run, monkeypat
     assert not chosen.name.endswith(int8_gate.INT8_SUFFIX)
     assert notices[-1].startswith("note: int8 not used (answers equal to f32 on") and "unquantized model" in notices[-1]
     verdict = _verdict(chosen)
-    assert not verdict["kept"] and verdict["texts"] == 60  # stopped after its first chunk (of 64: all 60 texts)
+    assert not verdict["kept"] and verdict["texts"] == 60  # all of the run's 60 evaluation texts
     assert sorted(p.name for p in (run / compiled.CACHE_DIR).iterdir()) == [chosen.name]
     again = []
     assert resolve_engine_target(run, LoadOptions(), log=again.append) == chosen and again == []
@@ -96,6 +124,30 @@ def test_a_damaged_int8_model_is_checked_again_with_a_notice(run, monkeypatch):
     notices = []
     assert resolve_engine_target(run, LoadOptions(), log=notices.append) == chosen
     assert "damaged" in notices[0] and (chosen / "openvino_model.xml").is_file()
+    (chosen / "recheck.json").write_text("{")  # its second look: damaged the same way
+    notices = []
+    assert resolve_engine_target(run, LoadOptions(), log=notices.append) == chosen
+    assert "damaged recheck.json" in notices[0], notices
+    assert json.loads((chosen / "recheck.json").read_text())["band"] >= 0
+
+
+def test_a_verdict_of_the_earlier_rule_is_checked_again_at_once(run, monkeypatch):
+    """int8 alone was refused (or kept) under rule 1: the run is checked with the second look on its next job,
+    without waiting for a count that stopped with that verdict; a verdict of today's rule is kept."""
+    checked = []
+
+    def decide(run, f32, int8):
+        checked.append(f32)
+        return int8_gate.Int8Verdict(False, "refused for the test")
+
+    monkeypatch.setattr(int8_gate, "_decide", decide)
+    monkeypatch.setattr(int8_gate, "REPAY_TEXTS", 10**9)  # never by the count
+    f32 = resolve_engine_target(run, LoadOptions(), log=lambda _: None)
+    assert checked == [] and not (f32 / int8_gate.VERDICT_FILE).exists()
+    (f32 / int8_gate.VERDICT_FILE).write_text(json.dumps({"kept": False, "reason": "answers equal on under 99.5%"}))
+    assert resolve_engine_target(run, LoadOptions(), log=lambda _: None) == f32 and checked == [f32]
+    assert _verdict(f32)["rule"] == int8_gate.RULE
+    assert resolve_engine_target(run, LoadOptions(), log=lambda _: None) == f32 and checked == [f32]
 
 
 def test_without_the_evaluation_data_int8_is_not_used(run, tmp_path, monkeypatch):
@@ -234,6 +286,42 @@ def test_the_verdict_rules():
         and "answers equal on under 99.5%" in refused.reason
         and "accuracy 0.010 worse" in (refused.reason)
     )
+
+
+def test_too_many_texts_near_a_boundary_refuse_int8():
+    space = _space("single-label", ["neg", "pos"])
+    labels = np.array([0, 1] * 100)
+    ours = np.stack([1 - labels * 0.8 - 0.1, labels * 0.8 + 0.1], axis=1)
+    kept = int8_gate.scored(space, labels, ours, ours, int8_gate.SecondLook(0.05, 0.1, int8_gate.MAX_RECHECK))
+    assert kept.kept and "the 20% nearest a boundary predicted again by the unquantized model" in kept.describe()
+    refused = int8_gate.scored(space, labels, ours, ours, int8_gate.SecondLook(0.05, 0.1, 0.3))
+    assert not refused.kept
+    assert refused.reason == "30% of them near a boundary int8 could cross, over the 20% where it pays"
+
+
+def test_near_a_boundary_per_problem_type():
+    single = _space("single-label", ["a", "b", "c"])
+    scores = np.array([[0.5, 0.3, 0.2], [0.1, 0.2, 0.7], [0.45, 0.44, 0.11]])
+    assert single.problem.near_boundary(single, scores, 0.05).tolist() == [False, False, True]
+    assert single.problem.near_boundary(single, scores, 0.11).tolist() == [True, False, True]
+    tags = _space("multi-label", ["x", "y"])  # thresholds 0.5
+    near = tags.problem.near_boundary(tags, np.array([[0.9, 0.1], [0.53, 0.1], [0.2, 0.46]]), 0.05)
+    assert near.tolist() == [False, True, True]
+    values = _space("regression", ["stars"])
+    assert values.problem.near_boundary(values, np.array([[4.0]]), 0.1) is None
+
+
+@pytest.mark.parametrize("problem", ["single-label", "multi-label"])
+def test_no_change_within_the_band_moves_an_answer_outside_it(problem):
+    """What the second look rests on: scores moved by at most `band` keep every answer not near a boundary."""
+    rng = np.random.default_rng(0)
+    space = _space(problem, ["a", "b", "c"])
+    raw = rng.dirichlet(np.ones(3), 5000) if problem == "single-label" else rng.random((5000, 3))
+    band = 0.05
+    moved = raw + rng.uniform(-band, band, raw.shape)
+    near = space.problem.near_boundary(space, raw, band)
+    same = space.problem.same_answers(space, raw, moved, np.zeros(len(raw)))
+    assert same[~near].all() and not same[near].all() and 0 < near.mean() < 0.5
 
 
 def test_same_answers_per_problem_type():
