@@ -46,8 +46,8 @@ CHECK_TEXTS = 400  # 2 differing answers allowed; measured: 8 s of int8 and 15 s
 # The band re-checked is this many times the largest change int8 made on the check's texts: room for texts it
 # moves more than any of those.
 RECHECK_MARGIN = 2.0
-# int8 ran 1.45x the bf16 model's speed (avx512-bf16 class) and about 2x f32's (avx512-vnni): past a fifth of the
-# texts predicted twice it saves little.
+# int8's loop ran 1.4-1.7x the bf16 model's (avx512-bf16 class) and about 2x f32's (avx512-vnni): past a fifth of
+# the texts predicted twice it saves little.
 MAX_RECHECK = 0.2
 RULE = 2  # verdicts of an earlier rule are checked again (1: int8 on its own, no second look)
 CALIBRATION_TEXTS = 128  # 16 s to quantize MiniLM at 256 tokens; 256 texts took 26-28 s and agreed no better
