@@ -100,7 +100,12 @@ class ExportedClassifier(PredictorBase):
         """The int8 scores with the texts near a boundary predicted again by the unquantized model."""
         band, unquantized = self.recheck  # type: ignore[misc]
         near = self.space.problem.near_boundary(self.space, scores, band)
-        if near is None or not near.any():
+        if near is None:
+            return scores
+        if self.abstention.min_confidence is not None:  # --min-confidence's line is a boundary too (both edges
+            line = self.abstention.min_confidence  # of multi-label's uncertain band; any class's, to be safe)
+            near |= (np.abs(scores - line) < band).any(axis=1) | (np.abs(scores - (1 - line)) < band).any(axis=1)
+        if not near.any():
             return scores
         if self._unquantized is None:
             self._unquantized = ExportedClassifier.open(unquantized, self.options)

@@ -96,6 +96,12 @@ def test_int8_answers_near_a_boundary_come_from_the_unquantized_model(run, monke
     alone.recheck = None
     np.testing.assert_array_equal(int8_alone, alone.predict_scores(TEXTS))
     assert not np.array_equal(int8_alone, unquantized)  # so the first comparison could fail
+    # --min-confidence's line is a boundary too: a text whose confidence sits on it is predicted again
+    (chosen / RECHECK_FILE).write_text(json.dumps({"band": 1e-6, "model": f32.name}))
+    line = float(int8_alone[0].max())
+    sure = ExportedClassifier.open(chosen, LoadOptions(min_confidence=line)).predict_scores(TEXTS)
+    np.testing.assert_array_equal(sure[0], unquantized[0])
+    np.testing.assert_array_equal(sure[1], int8_alone[1])
 
 
 @pytest.mark.slow  # compiles and quantizes with NNCF
