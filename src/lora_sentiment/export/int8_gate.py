@@ -98,7 +98,7 @@ class Int8Verdict:
 def int8_or_f32(run: Run, f32: Path, log: Log, warn: Log, check: bool = True, texts: int | None = None) -> Path:
     """The run's int8 compiled model where its check passed, else `f32`. Never checked: checked now if `check` and
     the texts predicted so far plus `texts` (this job's, where known) reach REPAY_TEXTS."""
-    from .folder import check_export
+    from .folder import check_export, read_recheck
 
     int8 = f32.with_name(f32.name + INT8_SUFFIX)
     verdict = _read_verdict(f32 / VERDICT_FILE)
@@ -106,7 +106,7 @@ def int8_or_f32(run: Run, f32: Path, log: Log, warn: Log, check: bool = True, te
         try:
             check_export(int8)
             if verdict.band is not None:
-                check_recheck(int8)
+                read_recheck(int8)  # its f32 model and band, or the one-line error
             return int8
         except UserError as exc:
             warn(f"note: the int8 model in {int8} is damaged ({first_line(exc)}); checking int8 again")
@@ -149,13 +149,6 @@ def _read_verdict(path: Path) -> Int8Verdict | None:
     return verdict if verdict.rule == RULE else None
 
 
-def check_recheck(int8: Path) -> None:
-    """Fail with the one-line error where the int8 model's second look (RECHECK_FILE) or its f32 model is gone."""
-    from .folder import read_recheck
-
-    read_recheck(int8)
-
-
 def _decide(run: Run, f32: Path, int8: Path) -> Int8Verdict:
     started = time.perf_counter()
     try:
@@ -166,11 +159,11 @@ def _decide(run: Run, f32: Path, int8: Path) -> Int8Verdict:
     from .engines.openvino import quantize_folder
     from .folder import RECHECK_FILE
 
-    looks = run.space.problem.near_boundary(run.space, np.zeros((0, run.space.num_outputs)), 0.0) is not None
-    for scope in SCOPES if looks else SCOPES[1:]:
+    reference = reference_scores(f32, texts)  # once, whatever the scopes tried
+    for scope in SCOPES if run.space.problem.has_boundary else SCOPES[1:]:
         with quiet_compile():
             quantize_folder(f32, int8, run, CALIBRATION_TEXTS, scope, (VERDICT_FILE, COUNT_FILE))
-        verdict = compare(f32, int8, texts, labels)
+        verdict = compare(f32, int8, texts, labels, reference)
         if verdict.kept:
             break
     if not verdict.kept:
@@ -191,18 +184,25 @@ def check_rows(run: Run, n: int = CHECK_TEXTS, seed: int = 0) -> tuple[list[str]
     return list(picked["text"]), np.asarray(picked["label"])
 
 
-def compare(f32: Path, int8: Path, texts: list[str], labels: np.ndarray, chunk: int = 64) -> Int8Verdict:
-    """Both compiled models on `texts`, the f32 one at fp32 (the reference a default must keep to); then the int8
-    model's answers near a boundary (within RECHECK_MARGIN times the largest change it made here) replaced by the
-    f32 model's as it predicts by default (bf16 where the CPU has it), as the int8 model will answer."""
+def reference_scores(f32: Path, texts: list[str]) -> np.ndarray:
+    """The compiled model at `f32` on `texts` at fp32: the reference a default must keep to."""
     from .folder import ExportedClassifier
 
-    reference = ExportedClassifier.open(f32, precision="fp32")
+    return _in_chunks(ExportedClassifier.open(f32, precision="fp32"), texts)
+
+
+def compare(f32: Path, int8: Path, texts: list[str], labels: np.ndarray,
+            reference: np.ndarray | None = None) -> Int8Verdict:  # fmt: skip
+    """The int8 model against the f32 one at fp32 (`reference`: its scores on `texts`, where already computed);
+    then the int8 model's answers near a boundary (within RECHECK_MARGIN times the largest change it made here)
+    replaced by the f32 model's as it predicts by default (bf16 where the CPU has it), as the int8 model will
+    answer."""
+    from .folder import ExportedClassifier
+
+    ours = reference_scores(f32, texts) if reference is None else reference
     candidate = ExportedClassifier.open(int8)
-    batches = [texts[start : start + chunk] for start in range(0, len(texts), chunk)]
-    ours = np.concatenate([reference.predict_scores(batch) for batch in batches])
-    theirs = np.concatenate([candidate.predict_scores(batch) for batch in batches])
-    space = reference.space
+    theirs = _in_chunks(candidate, texts)
+    space = candidate.space
     largest = _largest_change(ours, theirs)
     band = RECHECK_MARGIN * largest
     near = space.problem.near_boundary(space, theirs, band)
@@ -213,6 +213,10 @@ def compare(f32: Path, int8: Path, texts: list[str], labels: np.ndarray, chunk: 
         unquantized = ExportedClassifier.open(f32)
         answered[near] = unquantized.predict_scores([texts[i] for i in np.flatnonzero(near)])
     return scored(space, labels, ours, answered, SecondLook(largest, band, float(near.mean())))
+
+
+def _in_chunks(model: Any, texts: list[str], chunk: int = 64) -> np.ndarray:
+    return np.concatenate([model.predict_scores(texts[start : start + chunk]) for start in range(0, len(texts), chunk)])
 
 
 @dataclass(frozen=True)

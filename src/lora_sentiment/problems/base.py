@@ -58,6 +58,7 @@ class ProblemType:
     # audit's plot (auditing/outputs.py): "noise_matrix" (P(true | given)), "tag_noise" or "residuals"
     audit_figure: ClassVar[str] = "noise_matrix"
     audit_noise_of: ClassVar[str] = ""  # what audit's estimated noise rate is a share of, where not of the texts
+    has_boundary: ClassVar[bool] = False  # whether `near_boundary` names texts (a value has no boundary to cross)
     audit_scorer: ClassVar[str] = "lora"  # what audit's --scorer auto scores the folds with
     file_columns: ClassVar[tuple[str, ...]]  # what `predict --input` adds to each row
     stratified: ClassVar[bool] = False  # whether splits carved and samples drawn keep the class shares

@@ -24,6 +24,7 @@ class MultiLabel(ProblemType):
     hf_name = "multi_label_classification"
     metrics = ("f1_macro", "f1_micro", "accuracy", "hamming_loss")
     headline = ("f1_macro", "f1_micro")
+    has_boundary = True
     best_metric = "f1_macro"
     curve_metric = "f1_macro"
     lower_is_better = frozenset({"hamming_loss"})

@@ -21,6 +21,7 @@ class SingleLabel(ProblemType):
     metrics = ("accuracy", "f1", "f1_macro", "precision", "recall", "roc_auc")
     selection_metrics = ("calibrated_loss",)
     headline = ("accuracy", "f1")
+    has_boundary = True
     # The kept epoch: cross-entropy after the temperature fitted on the same evaluation rows. The raw loss rises as
     # a run grows sure of itself while its accuracy still climbs, and calibration takes that overconfidence away
     # after training (benchmarks/epoch_selection.py; docs/training.md).

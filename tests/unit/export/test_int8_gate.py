@@ -147,16 +147,23 @@ def test_int8_refused_with_every_layer_is_tried_with_the_output_projections_in_f
 
     monkeypatch.setattr(int8_gate, "AGREEMENT", 0.0)
     monkeypatch.setattr(int8_gate, "SCORE_DROP", 1.0)
-    tried, real = [], int8_gate.compare
+    tried, real, references = [], int8_gate.compare, []
+    real_reference = int8_gate.reference_scores
 
-    def compare(f32, int8, texts, labels):
+    def compare(f32, int8, texts, labels, reference):
         tried.append(json.loads((int8 / "export.json").read_text())["int8_scope"])
-        verdict = real(f32, int8, texts, labels)
+        verdict = real(f32, int8, texts, labels, reference)
         return verdict if len(tried) > 1 else dataclasses.replace(verdict, kept=False, reason="refused for the test")
 
+    def reference_scores(f32, texts):
+        references.append(len(texts))
+        return real_reference(f32, texts)
+
     monkeypatch.setattr(int8_gate, "compare", compare)
+    monkeypatch.setattr(int8_gate, "reference_scores", reference_scores)
     chosen = resolve_engine_target(run, LoadOptions(), log=lambda _: None)
     assert tried == ["all", "no-output-projections"] and chosen.name.endswith(int8_gate.INT8_SUFFIX)
+    assert len(references) == 1  # the fp32 reference is predicted once for both scopes
     assert json.loads((chosen / "export.json").read_text())["int8_scope"] == "no-output-projections"
     assert _verdict(chosen.with_name(chosen.name.removesuffix(int8_gate.INT8_SUFFIX)))["scope"] == (
         "no-output-projections"
@@ -244,9 +251,9 @@ def test_the_check_reads_the_evaluation_split_without_progress_bars(run, tmp_pat
         pass
 
     def stop(*args, **kwargs):
-        raise Read  # the split is read: the quantizing after it is another test's
+        raise Read  # the split is read: predicting and quantizing after it are other tests'
 
-    monkeypatch.setattr("lora_sentiment.export.engines.openvino.quantize_folder", stop)
+    monkeypatch.setattr(int8_gate, "reference_scores", stop)
     with pytest.raises(Read):
         int8_gate._decide(Run.open(run), tmp_path / "f32", tmp_path / "int8")
     assert capsys.readouterr().err == ""
@@ -341,6 +348,9 @@ def test_near_a_boundary_per_problem_type():
     assert near.tolist() == [False, True, True]
     values = _space("regression", ["stars"])
     assert values.problem.near_boundary(values, np.array([[4.0]]), 0.1) is None
+    for space in (single, tags, values):  # what the check reads to know whether a second look exists
+        near = space.problem.near_boundary(space, np.full((1, space.num_outputs), 0.5), 0.1)
+        assert space.problem.has_boundary == (near is not None), space.problem.name
 
 
 @pytest.mark.parametrize("problem", ["single-label", "multi-label"])
