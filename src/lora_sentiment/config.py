@@ -162,8 +162,9 @@ class TrainConfig(BaseModel):
     eval_batch_size: int = Field(64, gt=0, description="Evaluation batch size per device")
     epochs: Union[Literal["auto"], float] = Field(
         "auto",
-        description="Training epochs [auto: at least 100 optimizer steps and 3 epochs; stops early and keeps the "
-        "best epoch when the evaluation split has 200 texts or more, else a fixed schedule keeping the last]",
+        description="Training epochs [auto: at least 100 optimizer steps and 3 epochs; keeps the best epoch, "
+        "stopping after 2 evaluations without improvement, when the evaluation split has 200 texts or more, else "
+        "a fixed schedule keeping the last]",
     )
     # random, not probe: on MiniLM with 8-32 reviews per class and the first-token head the probe's start lost
     # 5-8 points to it (the probe fits the few texts so well that fine-tuning stalls); docs/benchmarks/small-data.md.
