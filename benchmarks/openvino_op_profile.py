@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import os
 import time
 from pathlib import Path
 
@@ -64,7 +65,8 @@ def main() -> None:
     tokens = int(feeds["attention_mask"].sum())
     core = ov.Core()
     compute = classifier.session.compute
-    hints = {"INFERENCE_NUM_THREADS": classifier.options.threads or 2, "PERFORMANCE_HINT": "LATENCY",
+    threads = classifier.options.threads or os.cpu_count() or 1  # as `predict` runs it
+    hints = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
              "INFERENCE_PRECISION_HINT": "bf16" if compute == "bf16" else "f32", "PERF_COUNT": True}  # fmt: skip
     model = core.read_model(str(args.export / "openvino_model.xml"))
     macs = linear_macs_per_token(model)
