@@ -41,6 +41,7 @@ def test_one_evaluation_that_dips_does_not_end_autos_three_epochs(rows):
     assert schedule.patience >= schedule.evaluations - 1
     wide = plan(TrainConfig(batch_size=64), train_rows=1_000, eval_rows=250)  # 16 steps an epoch: 7 epochs
     assert wide.evaluations > wide.patience + 1  # there it can still stop early
+    assert f"stopping after {PATIENCE} evaluations without improvement, keeping the best" in schedule.describe()
 
 
 def test_given_epochs_run_as_given():
