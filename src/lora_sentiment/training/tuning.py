@@ -8,6 +8,7 @@ a shared database) can work on one study at once. The output folder holds the tr
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import socket
@@ -81,6 +82,9 @@ def _optimize(study: Any, objective: _Objective, trials: int, timeout: float | N
         seconds = None if deadline is None else deadline - time.monotonic()
         if seconds is not None and seconds <= 0:
             return
+        quiet = _LostTrialWarnings(objective)
+        optimizing = logging.getLogger("optuna.study._optimize")
+        optimizing.addFilter(quiet)
         try:
             study.optimize(objective, n_trials=left, timeout=seconds, callbacks=[stop])
             return
@@ -91,6 +95,21 @@ def _optimize(study: Any, objective: _Objective, trials: int, timeout: float | N
             objective.failed_elsewhere = None
             log(f"Trial {lost} was marked failed by another process while it ran (no heartbeat for "
                 f"{GRACE_SECONDS} s); its result is dropped and Optuna runs its settings again")  # fmt: skip
+        finally:
+            optimizing.removeFilter(quiet)
+
+
+class _LostTrialWarnings(logging.Filter):
+    """Drops Optuna's warnings (a traceback, then "failed with value None") about the trial another process failed
+    while it ran here: the line `_optimize` logs says what happened and what follows."""
+
+    def __init__(self, objective: _Objective):
+        super().__init__()
+        self.objective = objective
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        lost = self.objective.failed_elsewhere
+        return lost is None or not record.getMessage().startswith(f"Trial {lost} failed")
 
 
 def _state(study: Any, number: int) -> str:

@@ -144,15 +144,54 @@ def test_a_trial_failed_by_another_process_while_it_ran_is_run_again(base, monke
             optuna.storages.fail_stale_trials(other)
         return result
 
+    import logging
+
+    class Records(logging.Handler):
+        def __init__(self):
+            super().__init__()
+            self.messages: list[str] = []
+
+        def emit(self, record):
+            self.messages.append(record.getMessage())
+
+    seen = Records()
+    logging.getLogger("optuna").addHandler(seen)  # where Optuna's own warnings go (it does not propagate to root)
     monkeypatch.setattr(recipe, "train", train_then_go_stale)
     one_epoch = TrainConfig(**{**base.model_dump(), "epochs": 1})
-    result = tune(one_epoch, parse_search(["learning_rate=1e-4:3e-3:log"]), trials=2)
+    try:
+        result = tune(one_epoch, parse_search(["learning_rate=1e-4:3e-3:log"]), trials=2)
+    finally:
+        logging.getLogger("optuna").removeHandler(seen)
+    # Optuna's warning and traceback about the lost trial are dropped: the line below says it
+    assert not [m for m in seen.messages if m.startswith("Trial 0 failed")], seen.messages
     trials = _study(folder).trials
     assert [t.state.name for t in trials] == ["FAIL", "COMPLETE", "COMPLETE"]
     retried = [t for t in trials if t.system_attrs.get("failed_trial") == 0]
     assert len(retried) == 1 and retried[0].params == trials[0].params  # the lost settings, run again
     assert "Trial 0 was marked failed by another process" in capsys.readouterr().out
     assert result.best_value is not None and (folder / "best_config.yaml").exists()
+
+
+def test_only_the_lost_trials_warnings_are_dropped():
+    import logging
+
+    from lora_sentiment.training.tuning import _LostTrialWarnings
+
+    class Objective:
+        failed_elsewhere = None
+
+    objective = Objective()
+    quiet = _LostTrialWarnings(objective)  # type: ignore[arg-type]
+
+    def record(message):
+        return logging.LogRecord("optuna.study._optimize", logging.WARNING, __file__, 1, message, None, None)
+
+    assert quiet.filter(record("Trial 3 failed with value None."))  # nothing lost: every warning shown
+    objective.failed_elsewhere = 3
+    assert not quiet.filter(record("Trial 3 failed with parameters: {} because of the following error: ..."))
+    assert not quiet.filter(record("Trial 3 failed with value None."))
+    assert quiet.filter(record("Trial 4 failed with value None."))  # another trial's failure is its own
+    assert quiet.filter(record("Trial 31 failed with value None."))  # not trial 3's
 
 
 @pytest.mark.slow
