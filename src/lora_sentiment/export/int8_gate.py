@@ -191,15 +191,12 @@ def reference_scores(f32: Path, texts: list[str]) -> np.ndarray:
     return _in_chunks(ExportedClassifier.open(f32, precision="fp32"), texts)
 
 
-def compare(f32: Path, int8: Path, texts: list[str], labels: np.ndarray,
-            reference: np.ndarray | None = None) -> Int8Verdict:  # fmt: skip
-    """The int8 model against the f32 one at fp32 (`reference`: its scores on `texts`, where already computed);
-    then the int8 model's answers near a boundary (within RECHECK_MARGIN times the largest change it made here)
-    replaced by the f32 model's as it predicts by default (bf16 where the CPU has it), as the int8 model will
-    answer."""
+def compare(f32: Path, int8: Path, texts: list[str], labels: np.ndarray, ours: np.ndarray) -> Int8Verdict:
+    """The int8 model against the f32 one at fp32 (`ours`: its scores on `texts`, reference_scores); then the int8
+    model's answers near a boundary (within RECHECK_MARGIN times the largest change it made here) replaced by the
+    f32 model's as it predicts by default (bf16 where the CPU has it), as the int8 model will answer."""
     from .folder import ExportedClassifier
 
-    ours = reference_scores(f32, texts) if reference is None else reference
     candidate = ExportedClassifier.open(int8)
     theirs = _in_chunks(candidate, texts)
     space = candidate.space
