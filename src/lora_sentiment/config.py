@@ -157,7 +157,9 @@ class TrainConfig(BaseModel):
         description="Batches whose gradients add up to one optimizer step (effective batch = batch size x this)",
     )
     group_by_length: bool = Field(
-        True, description="Batch reviews of similar length together so little compute goes to padding"
+        True,
+        description="Batch reviews of similar length together so little compute goes to padding (on a CPU, a batch "
+        "of mixed lengths also runs as length-sorted parts)",
     )
     eval_batch_size: int = Field(64, gt=0, description="Evaluation batch size per device")
     epochs: Union[Literal["auto"], float] = Field(
