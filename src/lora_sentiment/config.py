@@ -22,6 +22,7 @@ DEFAULT_EXAMPLES = [
 ]
 
 API_KEY_ENV = "LORA_SENTIMENT_API_KEY"
+MAX_LENGTH = 512  # --max-length auto, but for a set of one batch (data/sizing.py)
 
 Truncation = Literal["tail", "head", "head+tail"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
@@ -36,6 +37,7 @@ _AUTO_OR: dict[str, tuple[Callable[[float], bool], str]] = {
     "epochs": (lambda x: x > 0, "a positive number of epochs"),
     "learning_rate": (lambda x: x > 0, "a positive learning rate"),
     "eval_fraction": (lambda x: 0 < x < 1, "a share between 0 and 1"),
+    "max_length": (lambda x: x > 8 and x == int(x), "a whole number of tokens above 8"),
 }
 
 
@@ -101,7 +103,9 @@ class TrainConfig(BaseModel):
     strip_html: bool = Field(True, description="Replace HTML tags such as IMDB's <br /> with spaces before tokenizing")
 
     # --- tokenization
-    max_length: int = Field(512, gt=8, description="Maximum tokens per text (clipped to the model's maximum)")
+    max_length: Union[Literal["auto"], int] = Field("auto", description="Maximum tokens per text, clipped to the "
+        "model's maximum [auto: 512; 256 for a single-label set of one batch (16 texts at batch 16) under --epochs "
+        "auto, whose every step reads every text]")  # fmt: skip
     truncation: Truncation = Field("head+tail", description="Which tokens of a long text to keep")
     head_tokens: Optional[int] = Field(
         None,
@@ -255,7 +259,7 @@ class TrainConfig(BaseModel):
     def _keep_means_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and value.strip().lower() == "keep" else value
 
-    @field_validator("epochs", "learning_rate", "eval_fraction", mode="before")
+    @field_validator("epochs", "learning_rate", "eval_fraction", "max_length", mode="before")
     @classmethod
     def _auto_or_number(cls, value: Any, info: ValidationInfo) -> Any:
         valid, what = _AUTO_OR[info.field_name]
@@ -267,7 +271,7 @@ class TrainConfig(BaseModel):
             number = float("nan")
         if isinstance(value, bool) or not valid(number):
             raise ValueError(f"must be auto or {what}, not {value!r}")
-        return number
+        return int(number) if info.field_name == "max_length" else number
 
     @field_validator("examples", mode="before")
     @classmethod
@@ -275,14 +279,18 @@ class TrainConfig(BaseModel):
         return [value] if isinstance(value, str) else value
 
     @property
+    def tokens(self) -> int:  # --max-length as a number: auto is MAX_LENGTH until a run's data decides it
+        return MAX_LENGTH if self.max_length == "auto" else self.max_length
+
+    @property
     def head_token_count(self) -> int:
-        return self.head_tokens if self.head_tokens is not None else self.max_length // 4
+        return self.head_tokens if self.head_tokens is not None else self.tokens // 4
 
     @model_validator(mode="after")
     def _check_head_fits(self) -> TrainConfig:
-        if self.truncation == "head+tail" and self.head_tokens is not None and self.head_tokens >= self.max_length - 2:
+        if self.truncation == "head+tail" and self.head_tokens is not None and self.head_tokens >= self.tokens - 2:
             raise ValueError(
-                f"--head-tokens ({self.head_tokens}) must be smaller than --max-length ({self.max_length}) minus 2"
+                f"--head-tokens ({self.head_tokens}) must be smaller than --max-length ({self.tokens}) minus 2"
             )
         return self
 

@@ -1,5 +1,5 @@
-"""Few labels, the real thing: 16 IMDB reviews, all-MiniLM-L6-v2, `train` with no flag but the data and the
-length, against the TF-IDF baseline on the same 16 reviews, both scored on 1,000 reviews neither saw.
+"""Few labels, the real thing: 16 IMDB reviews, all-MiniLM-L6-v2, `train` with no flag but the data, against
+the TF-IDF baseline on the same 16 reviews, both scored on 1,000 reviews neither saw.
 
 Measured (docs/benchmarks/small-data.md, 3 draws): the defaults beat TF-IDF by +12.5, +2.6 and +8.4 points at
 8 reviews per class; before `--pooling mean` they lost by 3 points on average. This test takes the first draw and
@@ -11,6 +11,7 @@ import pytest
 
 from lora_sentiment import TrainConfig, load_classifier, train
 from lora_sentiment.problems.space import LabelSpace
+from lora_sentiment.runs.run import Run
 from lora_sentiment.training.baseline import baseline_scores, fit_baseline
 
 pytestmark = pytest.mark.slow
@@ -23,10 +24,14 @@ def test_sixteen_reviews_train_a_classifier_better_than_tfidf(tmp_path, minilm_p
     drawn = drawn.sample(frac=1.0, random_state=0).reset_index(drop=True)[["text", "label"]]
     drawn.to_parquet(tmp_path / "few.parquet")
     messages: list[str] = []
-    config = TrainConfig(data=str(tmp_path / "few.parquet"), model=minilm_path, max_length=256, seed=0,
+    config = TrainConfig(data=str(tmp_path / "few.parquet"), model=minilm_path, seed=0,
                          output_dir=str(tmp_path / "run"))  # fmt: skip
     result = train(config, log=messages.append)
     assert any("keeping the last state" in m for m in messages)  # too few texts to pick epochs on
+    # one batch: --max-length auto reads 256 tokens a text, and the run predicts as it trained
+    assert any(m.startswith("Small training set") and "256 tokens a text" in m for m in messages)
+    ran = Run.open(result.output_dir)
+    assert ran.config.max_length == 256 and load_classifier(result.output_dir).encoder.max_length == 256
     truth = validation.label.to_numpy()
     ours = (load_classifier(result.output_dir).predict_scores(validation.text.tolist()).argmax(1) == truth).mean()
     space = LabelSpace("single-label", ["Negative", "Positive"])

@@ -293,6 +293,8 @@ def setup_model(
     """Tokenizer, classifier, LoRA and the resolved config, ready to train on the default device.
     `output_start` sets the output layer's starting bias (see start_output_at); `start_head(model, encoder)`
     then may set the head from the frozen model, on the device, before LoRA is added (the linear probe)."""
+    if requested.max_length == "auto":  # not decided by a run's data (data/sizing.py): the usual length
+        requested = requested.model_copy(update={"max_length": requested.tokens})
     tokenizer = load_tokenizer(requested.model, trust_remote_code=requested.trust_remote_code)
     added_pad_token = ensure_pad_token(tokenizer)
     if added_pad_token:
@@ -364,8 +366,11 @@ def resolve_config(
     if requested.metric_for_best_model == "auto":
         updates["metric_for_best_model"] = space.problem.best_metric
     limit = model_max_length(model.config, tokenizer)
-    if limit is not None and requested.max_length > limit:
-        log(f"--max-length {requested.max_length} is above this model's maximum; using {limit}.")
+    if requested.max_length == "auto":
+        updates["max_length"] = requested.tokens
+    if limit is not None and requested.tokens > limit:
+        if requested.max_length != "auto":
+            log(f"--max-length {requested.max_length} is above this model's maximum; using {limit}.")
         updates["max_length"] = limit
     return requested.model_copy(update=updates)
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from transformers import set_seed
 
-from ..config import TrainConfig
+from ..config import MAX_LENGTH, TrainConfig
 from ..data.encoding import tokenize_dataset
 from ..data.sizing import EVAL_FRACTION, LEARNING_RATE, MIN_STEPS, SMALL_SET_EPOCHS
 from ..data.splits import LabeledData, load_labeled_data
@@ -167,14 +167,17 @@ class TrainRecipe:
         set_seed(requested.seed)  # the fresh classification head is initialised from this seed
         start = output_start(data.space, np.asarray(data.train["label"]))
         probe = self._probe if requested.head_init == "probe" and self.resume_from is None else None
-        usual = {"learning_rate": LEARNING_RATE, "eval_fraction": EVAL_FRACTION}
+        usual = {"learning_rate": LEARNING_RATE, "eval_fraction": EVAL_FRACTION, "max_length": MAX_LENGTH}
         small = {k: v for k, v in data.sized.items() if v != usual[k]}
         if small:
             chosen = [f"learning rate {small['learning_rate']:g}"] if "learning_rate" in small else []
             chosen += [f"{small['eval_fraction']:.1%} held out where no evaluation split is given"] if \
                 "eval_fraction" in small else []  # fmt: skip
+            chosen += [f"{small['max_length']} tokens a text, as every step reads them all"] if \
+                "max_length" in small else []  # fmt: skip
+            flags = ["--learning-rate", "--eval-fraction"] + (["--max-length"] if "max_length" in small else [])
             self.log(f"Small training set ({SMALL_SET_EPOCHS} or more passes to reach {MIN_STEPS} steps): "
-                     f"{', '.join(chosen)} (--learning-rate, --eval-fraction to choose).")  # fmt: skip
+                     f"{', '.join(chosen)} ({', '.join(flags)} to choose).")  # fmt: skip
         sized = requested.model_copy(update=data.sized)
         self.model = setup_model(sized, data.space, self.precision, self.log, output_start=start, start_head=probe)
         self.schedule = plan(self.model.config, len(data.train), len(data.eval), distributed.world_size())

@@ -12,7 +12,8 @@ def test_defaults_are_the_documented_recipe():
     assert config.data == "imdb"
     assert (config.lora_r, config.lora_alpha, config.lora_dropout) == (8, 32, 0.0)
     assert config.lora_targets is None  # resolved per architecture
-    assert config.truncation == "head+tail" and config.max_length == 512 and config.head_token_count == 128
+    assert config.truncation == "head+tail" and config.max_length == "auto" and config.tokens == 512
+    assert config.head_token_count == 128
     assert config.examples == DEFAULT_EXAMPLES
     assert config.epochs == "auto" and config.head_init == "random"
 
@@ -107,3 +108,16 @@ def test_learning_rate_and_eval_fraction_take_auto_or_a_number(flag, good, bad, 
     for given in bad:
         with pytest.raises(UserError, match=f"{flag}: must be auto or {said}, not '{given}'"):
             from_args(parser.parse_args(["train", flag, given]), TrainConfig)
+
+
+@pytest.mark.parametrize(
+    "given, expected", [("auto", "auto"), ("AUTO", "auto"), ("300", 300), (256, 256), (256.0, 256)]
+)
+def test_max_length_is_auto_or_a_whole_number_of_tokens(given, expected):
+    assert TrainConfig(max_length=given).max_length == expected
+
+
+@pytest.mark.parametrize("given", ["8", "3.5", "long", True, 0])
+def test_a_bad_max_length_names_the_flag(given):
+    with pytest.raises(UserError, match="--max-length: must be auto or a whole number of tokens above 8"):
+        build_config({"max_length": given})

@@ -120,6 +120,27 @@ def test_auto_learning_rate_and_evaluation_share_follow_the_sets_size(texts, cla
     assert (settings.learning_rate, settings.eval_fraction) == pytest.approx(expected)
 
 
+@pytest.mark.parametrize(
+    "texts, classes, given, expected",
+    [
+        (16, 2, {}, 256),  # one batch: every step reads every text
+        (17, 2, {}, 512),  # two batches
+        (64, 2, {}, 512),  # small (the learning rate's rule), but four batches: measured better at 512, in the noise
+        (16, None, {}, 512),  # multi-label, regression: not measured
+        (16, 2, {"epochs": 3}, 512),  # a fixed schedule: 3 steps, nothing to save
+        (16, 2, {"max_length": 384}, 384),  # given: kept
+        (16, 2, {"head_tokens": 300}, 512),  # 256 would leave no room for the head the user asked for
+        (40, 2, {"batch_size": 32, "gradient_accumulation_steps": 2}, 256),
+        (2000, 2, {"max_train_samples": 12}, 256),  # what is kept decides
+    ],
+)
+def test_auto_length_is_256_for_a_set_of_one_batch(texts, classes, given, expected):
+    from lora_sentiment.data.sizing import sized_settings
+
+    config = TrainConfig(data="d.csv", **given)
+    assert config.model_copy(update=sized_settings(config, texts, classes)).max_length == expected
+
+
 def test_head_init_probe_starts_the_head_from_the_training_texts(tmp_path, tiny_distilbert, small_csv):
     from lora_sentiment.training.recipe import train
 
