@@ -13,8 +13,8 @@ A single-label set of one batch (16 texts at batch 16) is also read at ONE_BATCH
 (`--max-length auto`): every one of its MIN_STEPS steps reads every text, so the length is the whole cost. At 8
 IMDB reviews per class (MiniLM, three draws) 256 tokens scored 0.650 against 0.633 at 512, higher on every draw
 (+1.7 points, paired over the reviews +0.3 to +3.0), and the `train` call took 88-91 s against 117-163 s
-(`avx512-bf16`). At 32 per class (four batches) 256 tokens scored
-0.756 against 0.762, also inside the noise, with no time target there: larger sets keep 512."""
+(`avx512-bf16`). At 32 per class (four batches) 256 tokens scored 0.756 against 0.762, inside the noise, with no
+time target there: larger sets keep 512."""
 
 from __future__ import annotations
 
