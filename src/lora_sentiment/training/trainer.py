@@ -41,7 +41,9 @@ class _Trainer(Trainer):
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:  # fmt: skip
         parts = None
-        if self.split_by_length and model.training and not return_outputs:
+        # Not with --class-weights' loss: its weighted mean is normalised by each part's own weights, so the parts
+        # would not add up to the batch's loss.
+        if self.split_by_length and model.training and not return_outputs and self.compute_loss_func is None:
             parts = length_parts(inputs, left_padded=getattr(self.processing_class, "padding_side", "") == "left")
         if parts is None:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)

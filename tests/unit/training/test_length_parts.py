@@ -73,3 +73,28 @@ def test_the_split_batch_gives_the_whole_batchs_loss_and_gradients(tmp_path, tin
     assert len(whole_grads) == len(part_grads) > 0
     for a, b in zip(whole_grads, part_grads):
         assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_a_weighted_loss_keeps_the_batch_whole(tmp_path, tiny_bert):
+    """--class-weights' cross-entropy is normalised by each part's weights: the parts would not add up."""
+    from transformers import AutoModelForSequenceClassification, TrainingArguments
+
+    from lora_sentiment.training.trainer import _Trainer
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2)
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    seen = []
+
+    def loss(outputs, labels, num_items_in_batch=None):
+        seen.append(len(labels))
+        return torch.nn.functional.cross_entropy(outputs["logits"], labels, weight=torch.tensor([1.0, 3.0]))
+
+    trainer = _Trainer(model=model, args=args, compute_loss_func=loss)
+    trainer.model_accepts_loss_kwargs, trainer.split_by_length = False, True
+    batch = _batch([60, 3, 40, 5, 45, 4, 6, 58, 2])
+    batch["input_ids"] = batch["input_ids"] % model.config.vocab_size
+    batch["labels"] = torch.tensor([i % 2 for i in range(9)])
+    assert length_parts(batch) is not None
+    model.train()
+    trainer.compute_loss(model, dict(batch))
+    assert seen == [9]
