@@ -44,7 +44,8 @@ def small_set(config: TrainConfig, texts: int) -> bool:
 
 def one_batch(config: TrainConfig, texts: int) -> bool:
     """Whether `--epochs auto` reads all of `texts` training texts in every optimizer step."""
-    return config.epochs == "auto" and texts <= config.batch_size * config.gradient_accumulation_steps
+    per_epoch = steps_per_epoch(texts, config.batch_size, config.gradient_accumulation_steps)
+    return config.epochs == "auto" and per_epoch == 1
 
 
 def sized_settings(config: TrainConfig, texts: int, classes: int | None) -> dict[str, float | int]:

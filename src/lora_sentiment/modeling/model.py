@@ -293,8 +293,6 @@ def setup_model(
     """Tokenizer, classifier, LoRA and the resolved config, ready to train on the default device.
     `output_start` sets the output layer's starting bias (see start_output_at); `start_head(model, encoder)`
     then may set the head from the frozen model, on the device, before LoRA is added (the linear probe)."""
-    if requested.max_length == "auto":  # not decided by a run's data (data/sizing.py): the usual length
-        requested = requested.model_copy(update={"max_length": requested.tokens})
     tokenizer = load_tokenizer(requested.model, trust_remote_code=requested.trust_remote_code)
     added_pad_token = ensure_pad_token(tokenizer)
     if added_pad_token:
@@ -306,7 +304,7 @@ def setup_model(
         trust_remote_code=requested.trust_remote_code,
         base_dropout=requested.base_dropout,
         attention=requested.attention,
-        max_length=requested.max_length,
+        max_length=requested.tokens,
     )
     if output_start is not None:
         start_output_at(model, output_start)
@@ -366,7 +364,7 @@ def resolve_config(
     if requested.metric_for_best_model == "auto":
         updates["metric_for_best_model"] = space.problem.best_metric
     limit = model_max_length(model.config, tokenizer)
-    if requested.max_length == "auto":
+    if requested.max_length == "auto":  # not decided by a run's data (data/sizing.py): the usual length
         updates["max_length"] = requested.tokens
     if limit is not None and requested.tokens > limit:
         if requested.max_length != "auto":
