@@ -104,7 +104,7 @@ class TrainConfig(BaseModel):
 
     # --- tokenization
     max_length: Union[Literal["auto"], int] = Field("auto", description="Maximum tokens per text, clipped to the "
-        "model's maximum [auto: 512; 256 for a single-label set of one batch (16 texts at batch 16) under --epochs "
+        "model's maximum [auto: 512; 128 for a single-label set of one batch (16 texts at batch 16) under --epochs "
         "auto, whose every step reads every text]")  # fmt: skip
     truncation: Truncation = Field("head+tail", description="Which tokens of a long text to keep")
     head_tokens: Optional[int] = Field(

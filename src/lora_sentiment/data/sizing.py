@@ -11,10 +11,11 @@ in training. Measured on MiniLM at 16 and 32 reviews per class, six draws each, 
 
 A single-label set of one batch (16 texts at batch 16) is also read at ONE_BATCH_MAX_LENGTH tokens a text
 (`--max-length auto`): every one of its MIN_STEPS steps reads every text, so the length is the whole cost. At 8
-IMDB reviews per class (MiniLM, three draws) 256 tokens scored 0.650 against 0.633 at 512, higher on every draw
-(+1.7 points, paired over the reviews +0.3 to +3.0), and the `train` call took 88-91 s against 117-163 s
-(`avx512-bf16`). At 32 per class (four batches) 256 tokens scored 0.756 against 0.762, inside the noise, with no
-time target there: larger sets keep 512."""
+IMDB reviews per class (MiniLM, six draws) 128 tokens scored 0.646 against 0.640 at 256 (by draw -8.2 to +8.4
+points: inside the draws' noise) and 0.633 at 512 (three draws), and the `train` call took 38-40 s against 83-91
+s at 256 (`avx512-bf16`); on the slower class's stand-in 256 tokens took 180-182 s, over the 2 minutes the issue
+sets. At 32 per class (four batches) 256 tokens scored 0.756 against 0.762, inside the noise, with no time target
+there: larger sets keep 512 (docs/benchmarks/small-data.md)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ MIN_STEPS = 100
 LEARNING_RATE, EVAL_FRACTION = 1e-3, 0.2
 SMALL_SET_EPOCHS = 20
 SMALL_SET_LEARNING_RATE, SMALL_SET_EVAL_FRACTION = 5e-4, 0.05
-ONE_BATCH_MAX_LENGTH = 256
+ONE_BATCH_MAX_LENGTH = 128
 
 
 def steps_per_epoch(train_rows: int, batch_size: int, accumulation: int, processes: int = 1) -> int:

@@ -123,18 +123,19 @@ def test_auto_learning_rate_and_evaluation_share_follow_the_sets_size(texts, cla
 @pytest.mark.parametrize(
     "texts, classes, given, expected",
     [
-        (16, 2, {}, 256),  # one batch: every step reads every text
+        (16, 2, {}, 128),  # one batch: every step reads every text
         (17, 2, {}, 512),  # two batches
         (64, 2, {}, 512),  # small (the learning rate's rule), but four batches: measured better at 512, in the noise
         (16, None, {}, 512),  # multi-label, regression: not measured
         (16, 2, {"epochs": 3}, 512),  # a fixed schedule: 3 steps, nothing to save
         (16, 2, {"max_length": 384}, 384),  # given: kept
-        (16, 2, {"head_tokens": 300}, 512),  # 256 would leave no room for the head the user asked for
-        (40, 2, {"batch_size": 32, "gradient_accumulation_steps": 2}, 256),
-        (2000, 2, {"max_train_samples": 12}, 256),  # what is kept decides
+        (16, 2, {"head_tokens": 126}, 512),  # 128 would leave no room for the head the user asked for
+        (16, 2, {"head_tokens": 125}, 128),
+        (40, 2, {"batch_size": 32, "gradient_accumulation_steps": 2}, 128),
+        (2000, 2, {"max_train_samples": 12}, 128),  # what is kept decides
     ],
 )
-def test_auto_length_is_256_for_a_set_of_one_batch(texts, classes, given, expected):
+def test_auto_length_is_128_for_a_set_of_one_batch(texts, classes, given, expected):
     from lora_sentiment.data.sizing import sized_settings
 
     config = TrainConfig(data="d.csv", **given)
