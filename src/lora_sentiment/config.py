@@ -168,7 +168,8 @@ class TrainConfig(BaseModel):
     eval_batch_size: int = Field(64, gt=0, description="Evaluation batch size per device")
     epochs: Union[Literal["auto"], float] = Field(
         "auto",
-        description="Training epochs [auto: at least 100 optimizer steps and 3 epochs; keeps the best epoch, "
+        description="Training epochs [auto: at least 100 optimizer steps (multi-label: 300) and 3 epochs; keeps the "
+        "best epoch, "
         "stopping after 2 evaluations without improvement, when the evaluation split has 200 texts or more, else "
         "a fixed schedule keeping the last]",
     )

@@ -63,6 +63,8 @@ class ProblemType:
     file_columns: ClassVar[tuple[str, ...]]  # what `predict --input` adds to each row
     stratified: ClassVar[bool] = False  # whether splits carved and samples drawn keep the class shares
     weighted: ClassVar[bool] = True  # whether --class-weights applies
+    # --epochs auto's fewest optimizer steps, where this type needs more than MIN_STEPS (training/schedule.py)
+    min_steps: ClassVar[int | None] = None
     named_after_column: ClassVar[bool] = False  # its one output is named after --label-column (a number)
     # How transformers.pipeline reads a merged export of this problem type (its card shows it).
     pipeline_call: ClassVar[str] = 'classify(["A wonderful, moving film."], truncation=True)'

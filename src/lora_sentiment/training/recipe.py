@@ -180,7 +180,8 @@ class TrainRecipe:
                      f"{', '.join(chosen)} ({', '.join(flags)} to choose).")  # fmt: skip
         sized = requested.model_copy(update=data.sized)
         self.model = setup_model(sized, data.space, self.precision, self.log, output_start=start, start_head=probe)
-        self.schedule = plan(self.model.config, len(data.train), len(data.eval), distributed.world_size())
+        self.schedule = plan(self.model.config, len(data.train), len(data.eval), distributed.world_size(),
+                             data.space.problem.min_steps or MIN_STEPS)  # fmt: skip
         self.log(f"Schedule: {self.schedule.describe()}.")
         if len(data.eval) < EVAL_TO_DECIDE:
             self.log(self._small_eval_note())

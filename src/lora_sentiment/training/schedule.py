@@ -52,14 +52,17 @@ class Schedule:
         return f"{what}, {every}{stop}, keeping the best"
 
 
-def plan(config: TrainConfig, train_rows: int, eval_rows: int, processes: int = 1) -> Schedule:
-    """The schedule for `config` on splits of these sizes: `--epochs auto` by the rule above, a given number of
-    epochs as given (each evaluated; the best kept, stopping early only with --early-stopping-patience)."""
+def plan(
+    config: TrainConfig, train_rows: int, eval_rows: int, processes: int = 1, min_steps: int = MIN_STEPS
+) -> Schedule:
+    """The schedule for `config` on splits of these sizes: `--epochs auto` by the rule above (at least `min_steps`:
+    the problem type's own where it sets one), a given number of epochs as given (each evaluated; the best kept,
+    stopping early only with --early-stopping-patience)."""
     per_epoch = steps_per_epoch(train_rows, config.batch_size, config.gradient_accumulation_steps, processes)
     patience = config.early_stopping_patience
     if config.epochs != "auto":
         return Schedule(float(config.epochs), per_epoch, 1, "best", patience, eval_rows)
-    epochs = max(MIN_EPOCHS, math.ceil(MIN_STEPS / per_epoch))
+    epochs = max(MIN_EPOCHS, math.ceil(min_steps / per_epoch))
     every = math.ceil(epochs / EVALUATIONS)
     epochs = every * math.ceil(epochs / every)  # the last epoch is evaluated: it may be the one kept
     if eval_rows < EVAL_TO_DECIDE:

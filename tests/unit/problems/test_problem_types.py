@@ -72,6 +72,25 @@ def tag_run(tmp_path_factory, tiny_distilbert, tag_files):
     return result, "\n".join(messages)
 
 
+def test_multi_label_auto_epochs_train_the_types_own_fewest_steps(tmp_path, tiny_distilbert, tag_files):
+    """48 training comments, 3 steps an epoch: `--epochs auto` plans the multi-label type's own fewest steps, more
+    than a single-label set of that size gets."""
+    from lora_sentiment.problems.base import problem_type
+    from lora_sentiment.training.recipe import TrainRecipe
+    from lora_sentiment.training.schedule import MIN_STEPS
+
+    messages: list[str] = []
+    config = TrainConfig(model=tiny_distilbert, data=str(tag_files / "tags.jsonl"), output_dir=str(tmp_path / "run"),
+                         max_length=32, precision="fp32")  # fmt: skip
+    recipe = TrainRecipe(config, messages.append)
+    recipe.setup()
+    fewest = problem_type("multi-label").min_steps
+    schedule = recipe.schedule
+    assert fewest is not None and fewest > MIN_STEPS and schedule.steps_per_epoch == 3
+    assert schedule.epochs * schedule.steps_per_epoch >= fewest > (schedule.epochs - schedule.eval_every) * 3
+    assert any(m.startswith(f"Schedule: {schedule.epochs:g} epochs") for m in messages)
+
+
 def test_multi_label_run_records(tag_run):
     result, log = tag_run
     run = Run.open(result.output_dir)

@@ -44,6 +44,13 @@ def test_one_evaluation_that_dips_does_not_end_autos_three_epochs(rows):
     assert f"stopping after {PATIENCE} evaluations without improvement, keeping the best" in schedule.describe()
 
 
+def test_a_problem_types_fewest_steps_lengthen_only_short_schedules():
+    # multi-label at 1,000 comments: 50 steps an epoch, so 300 steps are 6 epochs; at 5,000 auto's 3 epochs are more
+    assert plan(TrainConfig(), train_rows=800, eval_rows=200, min_steps=300).epochs == 6
+    assert plan(TrainConfig(), train_rows=4000, eval_rows=1000, min_steps=300).epochs == 3
+    assert plan(TrainConfig(), train_rows=800, eval_rows=200).epochs == 3
+
+
 def test_given_epochs_run_as_given():
     schedule = plan(TrainConfig(epochs=2, early_stopping_patience=2), train_rows=13, eval_rows=3)
     assert (schedule.epochs, schedule.eval_every, schedule.keep, schedule.patience) == (2.0, 1, "best", 2)
