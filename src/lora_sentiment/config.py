@@ -169,9 +169,8 @@ class TrainConfig(BaseModel):
     epochs: Union[Literal["auto"], float] = Field(
         "auto",
         description="Training epochs [auto: at least 100 optimizer steps (multi-label: 300) and 3 epochs; keeps the "
-        "best epoch, "
-        "stopping after 2 evaluations without improvement, when the evaluation split has 200 texts or more, else "
-        "a fixed schedule keeping the last]",
+        "best epoch, stopping after 2 evaluations without improvement, when the evaluation split has 200 texts or "
+        "more, else a fixed schedule keeping the last]",
     )
     # random, not probe: on MiniLM with 8-32 reviews per class and the first-token head the probe's start lost
     # 5-8 points to it (the probe fits the few texts so well that fine-tuning stalls); docs/benchmarks/small-data.md.

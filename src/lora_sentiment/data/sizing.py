@@ -13,7 +13,7 @@ A single-label set of one batch (16 texts at batch 16) is also read at ONE_BATCH
 (`--max-length auto`): every one of its MIN_STEPS steps reads every text, so the length is the whole cost. At 8
 IMDB reviews per class (MiniLM, six draws) 128 tokens scored 0.646 against 0.640 at 256 (by draw -8.2 to +8.4
 points: inside the draws' noise) and 0.633 at 512 (three draws), and the `train` call took 38-40 s against 83-91
-s at 256 (`avx512-bf16`); on the slower class's stand-in 256 tokens took 180-182 s, over the 2 minutes the issue
+s at 256 (`avx512-bf16`); on the slower class's stand-in 70-72 s against 180-182 s, over the 2 minutes the issue
 sets. At 32 per class (four batches) 256 tokens scored 0.756 against 0.762, inside the noise, with no time target
 there: larger sets keep 512 (docs/benchmarks/small-data.md)."""
 

@@ -1,15 +1,16 @@
 """How long to train and how to pick what is kept, from the data's size (`--epochs auto`, the default).
 
-A fixed number of epochs means a number of optimizer steps that grows with the data: 3 epochs of 16 reviews at
-batch 16 are 3 steps, too few for anything to be learned. So `auto` counts steps: at least MIN_STEPS, and never
-fewer than MIN_EPOCHS epochs (the 3 epochs the defaults were tuned with on 2,000 reviews, unchanged from about
-1,000 texts up). With an evaluation split big enough to tell epochs apart (EVAL_TO_DECIDE texts), training keeps
-the best evaluation's state and stops after PATIENCE evaluations without improvement; inside those 3 epochs that
-never happens, since one evaluation's dip is not a trend (a schedule of more evaluations, e.g. at a larger batch,
-still stops early). Below that size the scores rest on too few texts to choose between epochs (their 95 %
-interval is wider than the differences between epochs), so the schedule is fixed and the last state is kept.
-Many short epochs are evaluated every few epochs (at most EVALUATIONS times), not after each. A small set's
-`auto` learning rate and evaluation share: data/sizing.py."""
+A fixed number of epochs means a number of optimizer steps that grows with the data: 3 epochs of 16 reviews at batch
+16 are 3 steps, too few for anything to be learned. So `auto` counts steps: at least MIN_STEPS (or the problem
+type's own `min_steps`: multi-label's tags learn from their own few positives), and never fewer than MIN_EPOCHS
+epochs (the 3 epochs the defaults were tuned with on 2,000 reviews, unchanged from about 1,000 texts up). With an
+evaluation split big enough to tell epochs apart (EVAL_TO_DECIDE texts), training keeps the best evaluation's state
+and stops after PATIENCE evaluations without improvement; inside those 3 epochs that never happens, since one
+evaluation's dip is not a trend (a schedule of more evaluations, e.g. at a larger batch, still stops early). Below
+that size the scores rest on too few texts to choose between epochs (their 95 % interval is wider than the
+differences between epochs), so the schedule is fixed and the last state is kept. Many short epochs are evaluated
+every few epochs (at most EVALUATIONS times), not after each. A small set's `auto` learning rate and evaluation
+share: data/sizing.py."""
 
 from __future__ import annotations
 
