@@ -90,8 +90,8 @@ def main() -> int:
     with Path(args.output).open("a") as out:
         for comments in args.comments:
             for seed in args.seeds:
+                drawn = draw(frame, comments, seed)
                 for name, spec in variants.items():
-                    drawn = draw(frame, comments, seed)
                     rows = measured(args.model, drawn, folder / "validation.parquet", seed, name, json.loads(spec))
                     for row in rows:
                         row.update(cpu_class=cpu.name, date=time.strftime("%Y-%m-%d"))
