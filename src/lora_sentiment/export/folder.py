@@ -118,8 +118,9 @@ class ExportedClassifier(PredictorBase):
 
     def _forward(self, encoded: dict[str, list], batch_size: int) -> np.ndarray:
         out = np.empty((len(encoded["input_ids"]), self.space.num_outputs), dtype=np.float32)
-        for index, feeds in padded_batches(self.encoder.tokenizer, encoded, self.inputs, batch_size):
-            out[index] = self.session(feeds)
+        indexes, batches = zip(*padded_batches(self.encoder.tokenizer, encoded, self.inputs, batch_size), strict=True)
+        for index, logits in zip(indexes, self.session.map(list(batches)), strict=True):
+            out[index] = logits
         return out
 
 

@@ -166,3 +166,20 @@ def test_openvino_precision_follows_the_cpu_class_and_its_caps(openvino_exports,
     monkeypatch.setattr(cpu, "cpu_flags", lambda: ("recorded", ("avx2", "avx512f", "avx512_vnni")))
     assert OpenVinoSession(model_file, 1, "auto").compute == "fp32"
     assert OpenVinoSession(model_file, 1, "fp32").compute == "fp32"
+
+
+def test_many_batches_run_side_by_side_and_come_back_in_order(openvino_exports):
+    """A job's batches go to a second compile on OpenVINO's throughput streams; each batch's logits are the ones
+    one request gives it, in the job's order (batches of different lengths finish out of order), and a single
+    batch or a single thread stays on the one latency request."""
+    fp32, _ = openvino_exports
+    texts = [f"{'Great. ' * (i % 7 + 1)}Film number {i} was {'good' if i % 2 else 'bad'}." for i in range(40)]
+    side_by_side = ExportedClassifier.open(fp32, precision="fp32", threads=2)
+    one_request = ExportedClassifier.open(fp32, precision="fp32", threads=1)
+    expected = one_request.predict_scores(texts, batch_size=4)
+    assert one_request.session._streams is None
+    np.testing.assert_allclose(side_by_side.predict_scores(texts, batch_size=4), expected, atol=1e-6)
+    assert side_by_side.session._streams is not None  # the throughput compile ran the 10 batches
+    single = ExportedClassifier.open(fp32, precision="fp32", threads=2)
+    np.testing.assert_allclose(single.predict_scores(texts[:4], batch_size=4), expected[:4], atol=1e-6)
+    assert single.session._streams is None

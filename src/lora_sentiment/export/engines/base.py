@@ -24,6 +24,10 @@ class Session(Protocol):
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray: ...
 
+    def map(self, batches: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
+        """Logits of many batches, in order: a job's whole set, which a runtime may run side by side."""
+        ...
+
 
 class Engine:
     name: ClassVar[str]  # the --format value

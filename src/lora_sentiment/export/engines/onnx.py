@@ -40,6 +40,9 @@ class OnnxRuntimeSession:
     def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         return self.session.run(["logits"], feeds)[0]
 
+    def map(self, batches: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
+        return [self(feeds) for feeds in batches]
+
 
 class Onnx(Engine):
     name = "onnx"

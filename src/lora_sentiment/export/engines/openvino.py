@@ -42,14 +42,41 @@ class OpenVinoSession:
 
         fast_bf16 = "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES") and this_cpu().bf16_units
         self.compute = "bf16" if fast_bf16 and precision in (None, "auto", "bf16") else "fp32"
-        hints = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
-        hints["INFERENCE_PRECISION_HINT"] = "bf16" if self.compute == "bf16" else "f32"
-        self.model = core.compile_model(str(model_file), "CPU", hints)
+        self.hints = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
+        self.hints["INFERENCE_PRECISION_HINT"] = "bf16" if self.compute == "bf16" else "f32"
+        self.core, self.model_file, self.threads = core, str(model_file), threads
+        self.model = core.compile_model(self.model_file, "CPU", self.hints)
         self.inputs = [port.get_any_name() for port in self.model.inputs]
         self.request = self.model.create_infer_request()
+        self._streams: Any = None  # the same model compiled for throughput, on a job's first many batches
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         return self.request.infer(feeds)[0].copy()  # the request reuses its output buffer
+
+    def map(self, batches: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
+        """Many batches at once run side by side, a stream of one thread each (OpenVINO's THROUGHPUT hint): on
+        the 2-core amx machine the loop took 7-14 % less time in bf16 and int8 than one request over both threads,
+        f32 about the same (docs/benchmarks/cpu-classes.md). One request keeps a single text's latency (12.5 ms
+        against 21 ms on one stream). The second compile takes about 0.2 s."""
+        if len(batches) < 2 or self.threads < 2:
+            return [self(feeds) for feeds in batches]
+        import openvino
+
+        if self._streams is None:
+            self._streams = self.core.compile_model(
+                self.model_file, "CPU", {**self.hints, "PERFORMANCE_HINT": "THROUGHPUT"}
+            )
+        queue = openvino.AsyncInferQueue(self._streams, self._streams.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        out: list[Any] = [None] * len(batches)
+
+        def done(request: Any, index: int) -> None:
+            out[index] = request.get_output_tensor(0).data.copy()
+
+        queue.set_callback(done)
+        for index, feeds in enumerate(batches):
+            queue.start_async(feeds, index)
+        queue.wait_all()
+        return out
 
 
 class OpenVino(Engine):
