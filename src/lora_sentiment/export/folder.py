@@ -6,6 +6,7 @@ numpy, the runtime (ONNX Runtime or OpenVINO) and a fast tokenizer, not torch.""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections.abc import Sequence
@@ -28,6 +29,7 @@ EXPORT_LABELS_FILE, EXPORT_CONFIG_FILE = LABELS_FILE, RUN_CONFIG_FILE
 # In a run's compiled int8 model (export/int8_gate.py): the band near a boundary whose texts the unquantized
 # compiled model beside it predicts again, and that model's folder name.
 RECHECK_FILE = "recheck.json"
+MAP_BATCHES = 64
 
 
 is_onnx_export = is_export  # the name before OpenVINO exports existed
@@ -118,9 +120,12 @@ class ExportedClassifier(PredictorBase):
 
     def _forward(self, encoded: dict[str, list], batch_size: int) -> np.ndarray:
         out = np.empty((len(encoded["input_ids"]), self.space.num_outputs), dtype=np.float32)
-        indexes, batches = zip(*padded_batches(self.encoder.tokenizer, encoded, self.inputs, batch_size), strict=True)
-        for index, logits in zip(indexes, self.session.map(list(batches)), strict=True):
-            out[index] = logits
+        batches = padded_batches(self.encoder.tokenizer, encoded, self.inputs, batch_size)
+        # Handed to the session MAP_BATCHES at a time (it may run them side by side), so a long list's padded
+        # arrays are not all in memory at once.
+        while group := list(itertools.islice(batches, MAP_BATCHES)):
+            for (index, _), logits in zip(group, self.session.map([feeds for _, feeds in group]), strict=True):
+                out[index] = logits
         return out
 
 

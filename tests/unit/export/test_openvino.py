@@ -168,7 +168,7 @@ def test_openvino_precision_follows_the_cpu_class_and_its_caps(openvino_exports,
     assert OpenVinoSession(model_file, 1, "fp32").compute == "fp32"
 
 
-def test_many_batches_run_side_by_side_and_come_back_in_order(openvino_exports):
+def test_many_batches_run_side_by_side_and_come_back_in_order(openvino_exports, monkeypatch):
     """A job's batches go to a second compile on OpenVINO's throughput streams; each batch's logits are the ones
     one request gives it, in the job's order (batches of different lengths finish out of order), and a single
     batch or a single thread stays on the one latency request."""
@@ -180,6 +180,8 @@ def test_many_batches_run_side_by_side_and_come_back_in_order(openvino_exports):
     assert one_request.session._streams is None
     np.testing.assert_allclose(side_by_side.predict_scores(texts, batch_size=4), expected, atol=1e-6)
     assert side_by_side.session._streams is not None  # the throughput compile ran the 10 batches
+    monkeypatch.setattr("lora_sentiment.export.folder.MAP_BATCHES", 3)  # groups of 3, 3, 3 and a last one alone
+    np.testing.assert_allclose(side_by_side.predict_scores(texts, batch_size=4), expected, atol=1e-6)
     single = ExportedClassifier.open(fp32, precision="fp32", threads=2)
     np.testing.assert_allclose(single.predict_scores(texts[:4], batch_size=4), expected[:4], atol=1e-6)
     assert single.session._streams is None
