@@ -26,7 +26,7 @@ from ..data.encoding import padded_batch
 from ..modeling.device import default_device, pad_multiple, synchronize
 from ..problems.metrics import LOWER_IS_BETTER, evaluation_metrics
 from ..problems.space import LabelSpace
-from .schedule import Schedule, plan
+from .schedule import Schedule
 
 
 class _Trainer(Trainer):
@@ -168,14 +168,14 @@ class Fitted:
 
 
 def build_trainer(
-    setup: Any, splits: tuple[Any, Any], work_dir: Path, precision: str, hooks: Hooks, schedule: Schedule | None = None
+    setup: Any, splits: tuple[Any, Any], work_dir: Path, precision: str, hooks: Hooks, schedule: Schedule
 ) -> Any:
     """The one place a Trainer is configured for this project, over `splits` (train, eval) of tokenized rows and
     a ModelSetup. `hooks.loss` replaces the model's own loss (the weighted one of --class-weights); training stays
-    the Trainer's own loop either way. `schedule`: epochs, evaluations and what is kept [planned from the splits]."""
+    the Trainer's own loop either way. `schedule`: epochs, evaluations and what is kept (`schedule.plan`, with the
+    problem type's fewest steps: the recipe plans it)."""
     model, tokenizer, config = setup.model, setup.tokenizer, setup.config
     train_ds, eval_ds = splits
-    schedule = schedule or plan(config, len(train_ds), len(eval_ds))
     compute_metrics, callbacks, loss = hooks.compute_metrics, hooks.callbacks, hooks.loss
     callbacks = list(callbacks)
     if schedule.patience:
