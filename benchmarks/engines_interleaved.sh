@@ -10,11 +10,6 @@
 set -euo pipefail
 RUN=$1 BASE=$2 IN=$3 ROUNDS=${4:-2} MAX_LENGTH=${5:-256}
 OUT=$(mktemp -d)
-timed() {
-  local name=$1; shift
-  /usr/bin/time -o "$OUT/time" -f "wall %e s, user %U s, system %S s" "$@" >/dev/null 2>"$OUT/$name.err"
-  echo "$name: $(cat "$OUT/time"), steal $(vmstat 1 2 | tail -1 | awk '{print $NF}') %"
-}
 source "$(dirname "$0")/whole_commands.sh"
 describe_cpu
 lora-sentiment predict "$RUN" --input "$IN" --output "$OUT/warm.csv" --engine openvino >/dev/null 2>&1

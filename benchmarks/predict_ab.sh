@@ -10,11 +10,6 @@
 set -euo pipefail
 BEFORE=$1 RUN=$2 BASE=$3 IN=$4 ROUNDS=${5:-3} EXPORT=${6:-}
 OUT=$(mktemp -d)
-timed() {
-  local name=$1; shift
-  /usr/bin/time -o "$OUT/time" -f "wall %e s, user %U s, system %S s" "$@" >/dev/null 2>"$OUT/$name.err"
-  echo "$name: $(cat "$OUT/time"), steal $(vmstat 1 2 | tail -1 | awk '{print $NF}') %"
-}
 source "$(dirname "$0")/whole_commands.sh"
 describe_cpu
 timed tutorial python -m lora_sentiment.bench.tutorial "$RUN" "$BASE" "$IN" "$OUT/tutorial.csv" 256

@@ -11,3 +11,11 @@ measure() {
 describe_cpu() {
   python -c "from lora_sentiment.modeling.cpu import this_cpu; print(this_cpu().describe())"
 }
+
+# `timed NAME COMMAND...`: the same, with the CPU seconds (user + system) and the host's steal (vmstat's `st`) after
+# it, for a shared machine whose speed drifts.
+timed() {
+  local name=$1; shift
+  /usr/bin/time -o "$OUT/time" -f "wall %e s, user %U s, system %S s" "$@" >/dev/null 2>"$OUT/$name.err"
+  echo "$name: $(cat "$OUT/time"), steal $(vmstat 1 2 | tail -1 | awk '{print $NF}') %"
+}
