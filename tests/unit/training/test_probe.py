@@ -61,7 +61,8 @@ def test_multi_label_head_starts_at_a_probe_per_tag_and_a_constant_tag_at_its_ra
     probabilities = space.problem.scores(_logits(model, encoder))
     for tag in (0, 1):
         expected = LogisticRegression(C=PROBE_C, max_iter=2000).fit(scaled, labels[:, tag]).predict_proba(scaled)[:, 1]
-        np.testing.assert_allclose(probabilities[:, tag], expected, atol=1e-4)
+        # 3e-4 as for single-label: the features pass one more attention average (1.08e-4 off on an amx CPU in CI)
+        np.testing.assert_allclose(probabilities[:, tag], expected, atol=3e-4)
     assert probabilities[:, 2].max() < 1e-3  # never on in training: starts at its (clipped) rate
 
 
