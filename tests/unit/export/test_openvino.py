@@ -168,6 +168,40 @@ def test_openvino_precision_follows_the_cpu_class_and_its_caps(openvino_exports,
     assert OpenVinoSession(model_file, 1, "fp32").compute == "fp32"
 
 
+def test_a_session_that_ran_batches_side_by_side_is_freed_without_hanging(tmp_path, minilm_path):
+    """Freeing the throughput-compiled model after a job, again and again in one process (with torch loaded, as in
+    the int8 check), on MiniLM converted as the engine converts it: with AsyncInferQueue's Python callback this
+    hung in every one of 6 such processes (the stream threads waited for the GIL the freeing thread held)."""
+    import openvino
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from lora_sentiment.export.engines.onnx import logits_module, trace_inputs
+
+    model = AutoModelForSequenceClassification.from_pretrained(minilm_path, num_labels=2).eval()
+    names, sample = trace_inputs(model, AutoTokenizer.from_pretrained(minilm_path))
+    with torch.no_grad():
+        converted = openvino.convert_model(
+            logits_module(model, names), example_input={n: sample[n] for n in names},
+            input=[(n, openvino.PartialShape([-1, -1]), openvino.Type.i64) for n in names],
+        )  # fmt: skip
+    openvino.save_model(converted, str(tmp_path / "openvino_model.xml"), compress_to_fp16=False)
+    script = (
+        "import gc, numpy as np, torch; from lora_sentiment.export.engines.openvino import OpenVinoSession\n"
+        "rng = np.random.default_rng(0)\n"
+        "ids = rng.integers(1000, 20000, (32, 128))\n"
+        f"feeds = {{n: ids if n == 'input_ids' else np.zeros_like(ids) + (n == 'attention_mask') for n in {names!r}}}\n"
+        "batches = [feeds] * 7\n"
+        "for _ in range(3):\n"
+        f"    session = OpenVinoSession({str(tmp_path / 'openvino_model.xml')!r}, 2, None)\n"
+        "    assert len(session.map(batches)) == 7 and session._streams is not None\n"
+        "    del session; gc.collect()\n"
+    )
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=90)
+        assert done.returncode == 0, done.stderr[-2000:]
+
+
 def test_many_batches_run_side_by_side_and_come_back_in_order(openvino_exports, monkeypatch):
     """A job's batches go to a second compile on OpenVINO's throughput streams; each batch's logits are the ones
     one request gives it, in the job's order (batches of different lengths finish out of order), and a single
@@ -180,8 +214,10 @@ def test_many_batches_run_side_by_side_and_come_back_in_order(openvino_exports, 
     assert one_request.session._streams is None
     np.testing.assert_allclose(side_by_side.predict_scores(texts, batch_size=4), expected, atol=1e-6)
     assert side_by_side.session._streams is not None  # the throughput compile ran the 10 batches
+    assert side_by_side.session._request is None  # and the one-request model was never compiled
     monkeypatch.setattr("lora_sentiment.export.folder.MAP_BATCHES", 3)  # groups of 3, 3, 3 and a last one alone
     np.testing.assert_allclose(side_by_side.predict_scores(texts, batch_size=4), expected, atol=1e-6)
     single = ExportedClassifier.open(fp32, precision="fp32", threads=2)
+    assert single.session._request is None and single.session._streams is None  # opening compiles nothing
     np.testing.assert_allclose(single.predict_scores(texts[:4], batch_size=4), expected[:4], atol=1e-6)
     assert single.session._streams is None

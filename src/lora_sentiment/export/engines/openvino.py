@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ...errors import UserError
+from ...errors import UserError, first_line
 from ..quiet import quiet_tracer
 from .base import Engine
 from .onnx import logits_module, trace_inputs
@@ -42,40 +42,59 @@ class OpenVinoSession:
 
         fast_bf16 = "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES") and this_cpu().bf16_units
         self.compute = "bf16" if fast_bf16 and precision in (None, "auto", "bf16") else "fp32"
-        self.hints = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
+        self.hints = {"INFERENCE_NUM_THREADS": threads}
         self.hints["INFERENCE_PRECISION_HINT"] = "bf16" if self.compute == "bf16" else "f32"
         self.core, self.model_file, self.threads = core, str(model_file), threads
-        self.model = core.compile_model(self.model_file, "CPU", self.hints)
-        self.inputs = [port.get_any_name() for port in self.model.inputs]
-        self.request = self.model.create_infer_request()
-        self._streams: Any = None  # the same model compiled for throughput, on a job's first many batches
+        # Read now (a damaged file fails here, at open), compiled on first use, for one request or for many:
+        # a job of many batches never needs the one-request model, whose compile took 0.6 s of an int8 export's
+        # `predict` on the 2-core amx host.
+        self.inputs = [port.get_any_name() for port in core.read_model(self.model_file).inputs]
+        self._request: Any = None
+        self._streams: Any = None
+
+    def _compiled(self, hint: str) -> Any:
+        try:
+            return self.core.compile_model(self.model_file, "CPU", {**self.hints, "PERFORMANCE_HINT": hint})
+        except RuntimeError as exc:  # OpenVINO's own errors
+            folder = Path(self.model_file).parent
+            raise UserError(f"{folder} holds a damaged export: {first_line(exc)} (export the run again)") from exc
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        return self.request.infer(feeds)[0].copy()  # the request reuses its output buffer
+        if self._request is None:
+            self._request = self._compiled("LATENCY").create_infer_request()
+        return self._request.infer(feeds)[0].copy()  # the request reuses its output buffer
 
     def map(self, batches: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
         """Many batches at once run side by side, a stream of one thread each (OpenVINO's THROUGHPUT hint): on
         the 2-core amx machine the loop took 7-14 % less time in bf16 and int8 than one request over both threads,
         f32 about the same (docs/benchmarks/cpu-classes.md). One request keeps a single text's latency (12.5 ms
-        against 21 ms on one stream). The second compile takes about 0.2 s."""
+        against 21 ms on one stream).
+
+        The stream requests take the batches in turn and are waited on here, with no Python callback: with
+        `AsyncInferQueue`'s callback, freeing the compiled model afterwards hung in 4 of 8 processes (its stream
+        threads waited for the GIL that the freeing thread held; OpenVINO 2026.4.1)."""
         if len(batches) < 2 or self.threads < 2:
             return [self(feeds) for feeds in batches]
-        import openvino
-
         if self._streams is None:
-            self._streams = self.core.compile_model(
-                self.model_file, "CPU", {**self.hints, "PERFORMANCE_HINT": "THROUGHPUT"}
-            )
-        queue = openvino.AsyncInferQueue(self._streams, self._streams.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+            compiled = self._compiled("THROUGHPUT")
+            count = compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")
+            self._streams = [compiled.create_infer_request() for _ in range(count)]
         out: list[Any] = [None] * len(batches)
+        started: list[int | None] = [None] * len(self._streams)
 
-        def done(request: Any, index: int) -> None:
-            out[index] = request.get_output_tensor(0).data.copy()
+        def collect(slot: int) -> None:
+            if started[slot] is not None:
+                self._streams[slot].wait()
+                out[started[slot]] = self._streams[slot].get_output_tensor(0).data.copy()  # type: ignore[index]
 
-        queue.set_callback(done)
+        # Length-sorted batches of similar cost: taking the requests in turn keeps every stream busy.
         for index, feeds in enumerate(batches):
-            queue.start_async(feeds, index)
-        queue.wait_all()
+            slot = index % len(self._streams)
+            collect(slot)
+            self._streams[slot].start_async(feeds)
+            started[slot] = index
+        for slot in range(len(self._streams)):
+            collect(slot)
         return out
 
 
