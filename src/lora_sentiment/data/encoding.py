@@ -5,9 +5,11 @@ truncation, overlapping windows for long texts), and rows of ids become padded n
 from __future__ import annotations
 
 import inspect
+import json
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -44,26 +46,14 @@ class TextEncoder:
         return cls(tokenizer, config.max_length, config.truncation, config.head_token_count, config.strip_html)
 
     def __call__(self, texts: Sequence[str]) -> dict[str, list]:
+        """Tokenized once, cut at the token level, then wrapped in the tokenizer's own special tokens: a long
+        text comes out at exactly max_length tokens, a short one exactly as the tokenizer encodes it. `head` and
+        `tail` give the ids of the tokenizer's own truncation to either side; `head+tail` keeps the first
+        `head_tokens` and the last tokens of a long text (Sun et al. 2019)."""
         texts = [clean_text(t) if self.strip_html else t for t in texts]
-        if self.truncation == "head+tail":
-            return self._head_and_tail(texts)
-        previous, self.tokenizer.truncation_side = (
-            self.tokenizer.truncation_side,
-            "left" if self.truncation == "tail" else "right",
-        )
-        try:
-            return dict(self.tokenizer(texts, truncation=True, max_length=self.max_length))
-        finally:
-            self.tokenizer.truncation_side = previous
-
-    def _head_and_tail(self, texts: list[str]) -> dict[str, list]:
-        """Keep the first `head_tokens` and the last tokens of long texts (Sun et al. 2019).
-
-        Tokenized once, cut at the token level, then wrapped in the tokenizer's own special tokens: a long
-        text comes out at exactly max_length tokens, a short one exactly as the tokenizer encodes it."""
         prefix, suffix = self._special_tokens()
         budget = self.max_length - len(prefix) - len(suffix)
-        head = min(self.head_tokens, budget)
+        head = {"head": budget, "tail": 0}.get(self.truncation, min(self.head_tokens, budget))
         tail = budget - head
         ids = [
             prefix + (tokens if len(tokens) <= budget else tokens[:head] + tokens[len(tokens) - tail :]) + suffix
@@ -76,14 +66,21 @@ class TextEncoder:
         add_special_tokens=False) gives them. A fast tokenizer's own batch call without offsets tokenizes
         twice as fast (docs/benchmarks/gpu.md); the settings the wrapper resets on every call are reset here too
         (a tokenizer.json may carry a truncation and a padding of its own)."""
+        backend = self._backend()
+        if backend is None:
+            return self.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+        return [encoding.ids for encoding in backend.encode_batch_fast(texts, add_special_tokens=False)]
+
+    def _backend(self) -> Any:
+        """The fast tokenizer's Rust backend without a truncation or padding of its own, or None (a slow one)."""
         backend = getattr(self.tokenizer, "backend_tokenizer", None)
         if backend is None or not hasattr(backend, "encode_batch_fast"):
-            return self.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+            return None
         if backend.truncation is not None:
             backend.no_truncation()
         if backend.padding is not None:
             backend.no_padding()
-        return [encoding.ids for encoding in backend.encode_batch_fast(texts, add_special_tokens=False)]
+        return backend
 
     def encode(
         self, texts: Sequence[str], long_text: str = "truncate", stride: int | None = None
@@ -118,14 +115,47 @@ class TextEncoder:
 
     def _special_tokens(self) -> tuple[list[int], list[int]]:
         """The ids the tokenizer puts before and after a single text ([CLS] / [SEP], <s> / </s>, ...)."""
-        bare = self.tokenizer("a", add_special_tokens=False)["input_ids"]
-        full = self.tokenizer("a")["input_ids"]
+        backend = self._backend()
+        if backend is not None:
+            bare, full = (backend.encode("a", add_special_tokens=special).ids for special in (False, True))
+        else:
+            bare = self.tokenizer("a", add_special_tokens=False)["input_ids"]
+            full = self.tokenizer("a")["input_ids"]
         for start in range(len(full) - len(bare) + 1):
             if full[start : start + len(bare)] == bare:
                 return full[:start], full[start + len(bare) :]
-        raise UserError(
-            "--truncation head+tail cannot tell this tokenizer's special tokens apart; use --truncation tail or head"
-        )
+        raise UserError("this tokenizer's special tokens cannot be told apart from a text's ids; use another --model")
+
+
+# transformers' PreTrainedTokenizerFast's, for a saved tokenizer whose tokenizer_config.json names none
+DEFAULT_INPUT_NAMES = ("input_ids", "attention_mask")
+
+
+@dataclass
+class SavedTokenizer:
+    """A saved fast tokenizer (tokenizer.json and tokenizer_config.json) read with the `tokenizers` library
+    alone: what TextEncoder and padded_batches read of transformers' PreTrainedTokenizerFast, without importing
+    transformers, which took 0.9-1.1 s of an export's `predict` on the 2-core amx host (docs/benchmarks/
+    cpu-classes.md). Texts encode to the same ids (tests/unit/data/test_data.py)."""
+
+    backend_tokenizer: Any
+    pad_token_id: int | None
+    padding_side: str
+    model_input_names: list[str]
+
+    @classmethod
+    def open(cls, folder: Path) -> SavedTokenizer:
+        from tokenizers import Tokenizer
+
+        backend = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        settings: dict[str, Any] = {}
+        for name in ("special_tokens_map.json", "tokenizer_config.json"):  # the later one wins, as in transformers
+            if (folder / name).is_file():
+                settings |= json.loads((folder / name).read_text(encoding="utf-8"))
+        pad = settings.get("pad_token")
+        pad = pad.get("content") if isinstance(pad, dict) else pad
+        names = settings.get("model_input_names") or list(DEFAULT_INPUT_NAMES)
+        return cls(backend, backend.token_to_id(pad) if pad else None, settings.get("padding_side", "right"), names)
 
 
 def mean_by_text(outputs: np.ndarray, owners: Sequence[int], count: int) -> np.ndarray:

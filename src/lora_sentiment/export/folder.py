@@ -2,7 +2,7 @@
 
 `lora-sentiment export RUN OUT --format onnx|openvino [--quantize int8]` writes OUT (writing.py); `predict`,
 `evaluate`, `serve` and batch files open OUT here wherever they take a run. Start-up counts: this module loads
-numpy, the runtime (ONNX Runtime or OpenVINO) and a fast tokenizer, not torch."""
+numpy, the runtime (ONNX Runtime or OpenVINO) and the `tokenizers` library, neither torch nor transformers."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..config import build_config
-from ..data.encoding import TextEncoder, mean_by_text, padded_batches
+from ..data.encoding import SavedTokenizer, TextEncoder, mean_by_text, padded_batches
 from ..errors import UserError, first_line
 from ..inference.base import LoadOptions, PredictorBase
 from ..problems.abstention import Abstention
@@ -62,8 +62,6 @@ class ExportedClassifier(PredictorBase):
     @classmethod
     def open(cls, folder: str | Path, options: LoadOptions | None = None, **given: Any) -> ExportedClassifier:
         """`given`: LoadOptions' fields; a precision of fp32 keeps OpenVINO off bf16, device is ignored (CPU)."""
-        from transformers import PreTrainedTokenizerFast  # the fast tokenizer alone: AutoTokenizer imports torch
-
         options = options or LoadOptions(**given)
         folder = Path(folder)
         info, space, config = _read_export(folder)
@@ -71,7 +69,7 @@ class ExportedClassifier(PredictorBase):
         try:
             session = runtime.session(folder / str(runtime.model_file), options.threads or os.cpu_count() or 1,
                                       options.precision)  # fmt: skip
-            tokenizer = PreTrainedTokenizerFast.from_pretrained(str(folder))
+            tokenizer = SavedTokenizer.open(folder)
         except ImportError as exc:
             raise UserError(
                 f"{folder} is a {info['format']} export: pip install 'lora-sentiment[{info['format']}]'"

@@ -310,6 +310,52 @@ def test_bare_ids_equal_the_tokenizers_own_call(request, imdb_frames, fixture):
     assert max(map(len, expected)) > 128  # not cut by the tokenizer.json's own truncation
 
 
+@pytest.mark.parametrize("fixture", ["minilm_path", "tiny_roberta"])
+@pytest.mark.parametrize("side", ["head", "tail"])
+def test_head_or_tail_gives_the_tokenizers_own_truncation(request, imdb_frames, fixture, side):
+    """Cut at the token level by the encoder, the ids are the ones transformers' truncation gives."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(request.getfixturevalue(fixture))
+    texts = [clean_text(t) for t in imdb_frames[1]["text"].head(30)] + ["", "Short."]
+    tok.truncation_side = "left" if side == "tail" else "right"
+    expected = tok(texts, truncation=True, max_length=40)
+    encoded = TextEncoder(tok, 40, side)(texts)
+    assert encoded["input_ids"] == expected["input_ids"] and encoded["attention_mask"] == expected["attention_mask"]
+    assert sum(len(ids) == 40 for ids in encoded["input_ids"]) >= 25  # most were cut
+
+
+@pytest.mark.parametrize("fixture", ["minilm_path", "tiny_roberta", "tiny_gpt2_no_pad", "trained_run"])
+def test_a_saved_tokenizer_read_without_transformers_encodes_and_pads_the_same(request, tmp_path, imdb_frames, fixture):
+    """What an export's predict reads with `tokenizers` alone (SavedTokenizer) gives the ids, padding and pad id
+    of transformers' PreTrainedTokenizerFast on the same folder, for every truncation and for windows: WordPiece,
+    byte-level BPE with its own pad token, and GPT-2's with the pad token training adds (modeling/model.py)."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    from lora_sentiment.data.encoding import SavedTokenizer, padded_batches
+
+    folder = Path(request.getfixturevalue(fixture))
+    if fixture == "tiny_gpt2_no_pad":
+        tok = AutoTokenizer.from_pretrained(folder)
+        tok.add_special_tokens({"pad_token": "[PAD]"})
+        tok.save_pretrained(folder := tmp_path / "padded")
+    reference, saved = PreTrainedTokenizerFast.from_pretrained(str(folder)), SavedTokenizer.open(folder)
+    assert saved.pad_token_id == reference.pad_token_id is not None
+    assert saved.padding_side == reference.padding_side
+    texts = imdb_frames[1]["text"].head(24).tolist() + ["", "  émigré naïve 日本 🎬", "[CLS] <s> </s> [PAD] <pad>"]
+    inputs = ["input_ids", "attention_mask", "token_type_ids"]
+    for truncation in ("head+tail", "head", "tail"):
+        ours, theirs = (TextEncoder(t, 48, truncation, head_tokens=16)(texts) for t in (saved, reference))
+        assert ours["input_ids"] == theirs["input_ids"] and ours["attention_mask"] == theirs["attention_mask"]
+        for (rows_a, a), (rows_b, b) in zip(
+            padded_batches(saved, ours, inputs, 8), padded_batches(reference, theirs, inputs, 8), strict=True
+        ):
+            assert (rows_a == rows_b).all() and a.keys() == b.keys()
+            assert all((a[name] == b[name]).all() for name in a)
+    windows = [TextEncoder(t, 48).windows(texts, 8) for t in (saved, reference)]
+    assert windows[0] == windows[1]
+
+
 def test_the_file_formats_named_in_the_options_are_the_ones_read_and_written():
     import typing
 

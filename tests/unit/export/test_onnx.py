@@ -87,7 +87,8 @@ def test_predict_on_an_export_writes_the_run_columns_without_torch(tmp_path, onn
     script = (
         "import sys; from lora_sentiment.cli import main; "
         f"code = main(['predict', {str(fp32)!r}, '--input', {str(small_csv)!r}, '--output', {str(from_export)!r}, "
-        "'--no-progress']); assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(code)"
+        "'--no-progress']); assert not {'torch', 'transformers'} & set(sys.modules), 'torch or transformers'; "
+        "sys.exit(code)"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
