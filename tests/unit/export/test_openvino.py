@@ -216,6 +216,12 @@ def test_many_batches_run_side_by_side_and_come_back_in_order(openvino_exports, 
     np.testing.assert_allclose(side_by_side.predict_scores(texts, batch_size=4), expected, atol=1e-6)
     assert side_by_side.session._streams is not None  # the throughput compile ran the 10 batches
     assert side_by_side.session._request is None  # and the one-request model was never compiled
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:  # callers on threads share the session's requests, one job at a time
+        jobs = [pool.submit(side_by_side.predict_scores, texts, 4) for _ in range(8)]
+        for job in jobs:
+            np.testing.assert_allclose(job.result(), expected, atol=1e-6)
     monkeypatch.setattr("lora_sentiment.export.folder.MAP_BATCHES", 3)  # groups of 3, 3, 3 and a last one alone
     np.testing.assert_allclose(side_by_side.predict_scores(texts, batch_size=4), expected, atol=1e-6)
     single = ExportedClassifier.open(fp32, precision="fp32", threads=2)

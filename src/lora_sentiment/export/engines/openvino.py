@@ -5,6 +5,7 @@ int8 is NNCF static quantization: activation ranges measured on texts of the run
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +52,7 @@ class OpenVinoSession:
         self.inputs = [port.get_any_name() for port in core.read_model(self.model_file).inputs]
         self._request: Any = None
         self._streams: Any = None
+        self._lock = threading.Lock()  # the requests are reused: one caller at a time (threads of the Python API)
 
     def _compiled(self, hint: str) -> Any:
         try:
@@ -60,6 +62,10 @@ class OpenVinoSession:
             raise UserError(f"{folder} holds a damaged export: {first_line(exc)} (export the run again)") from exc
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        with self._lock:
+            return self._infer(feeds)
+
+    def _infer(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         if self._request is None:
             self._request = self._compiled("LATENCY").create_infer_request()
         return self._request.infer(feeds)[0].copy()  # the request reuses its output buffer
@@ -75,6 +81,10 @@ class OpenVinoSession:
         threads waited for the GIL that the freeing thread held; OpenVINO 2026.4.1)."""
         if len(batches) < 2 or self.threads < 2:
             return [self(feeds) for feeds in batches]
+        with self._lock:
+            return self._side_by_side(batches)
+
+    def _side_by_side(self, batches: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
         if self._streams is None:
             compiled = self._compiled("THROUGHPUT")
             count = compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")
