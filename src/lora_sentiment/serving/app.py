@@ -111,6 +111,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Any):
         await batcher.start()
+        await batcher.in_model_thread(models.warm)
         poll = asyncio.create_task(_poll(models, batcher, settings.runs_poll_s))
         yield
         poll.cancel()

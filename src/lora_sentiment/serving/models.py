@@ -10,7 +10,7 @@ import numpy as np
 from fastapi import HTTPException
 
 from ..config import ServeSettings
-from ..errors import UserError
+from ..errors import UserError, first_line
 from ..inference.base import Predictor
 from ..options import LoadOptions
 from .batcher import Request
@@ -46,6 +46,15 @@ class OneModel:
 
     def refresh(self) -> None:
         pass
+
+    def warm(self) -> None:
+        """One text through the model before the first request: an OpenVINO model compiles its one-request form
+        on first use (0.6 s on the 2-core amx host), which the first client would otherwise wait for. A model
+        that fails it still serves: each request then gets the failure as its own 500."""
+        try:
+            self.classifier.predict_scores(["A warm-up text."])
+        except Exception as exc:  # whatever the model raises, the server starts
+            print(f"lora-sentiment: the model failed a warm-up text: {first_line(exc)}", flush=True)
 
 
 class ManyModels:
@@ -89,6 +98,9 @@ class ManyModels:
         """A run of a shared base, on its own and merged for /explain, loaded on the first call for it."""
         explainers = self.__dict__.setdefault("explainers", {})
         return _explainer(explainers, name, str(self.classifiers.member(name).run.path))
+
+    def warm(self) -> None:
+        pass  # torch, where every run's weights are loaded by now
 
     def refresh(self) -> None:
         if self.runs_dir is not None:

@@ -85,7 +85,10 @@ def test_predict_evaluate_and_serve_take_it_without_torch(tmp_path, openvino_exp
     assert len(written) == 96
     assert main(["evaluate", str(fp32), "--data", str(small_csv), "--json", "--precision", "fp32"]) == 0
     assert json.loads(capsys.readouterr().out)["samples"] == 96
-    with TestClient(create_app(open_predictor(int8), run_info=export_info(int8))) as client:
+    served = open_predictor(int8)
+    assert served.session._request is None  # compiled on first use
+    with TestClient(create_app(served, run_info=export_info(int8))) as client:
+        assert served.session._request is not None  # by the server's start, not by its first client
         assert client.post("/predict", json={"texts": ["Great."]}).status_code == 200
         assert client.get("/info").json()["export"]["format"] == "openvino"
 

@@ -142,7 +142,7 @@ def test_micro_batches_respect_the_text_cap_and_keep_order():
     assert [len(t) for t in flattened] == [i + 1 for i in range(6) for _ in range(2)]  # first come, first served
 
 
-def test_a_failing_model_gives_500_and_the_server_stays_up(trained_classifier):
+def test_a_failing_model_gives_500_and_the_server_stays_up(trained_classifier, capsys):
     class Broken:
         label_names = trained_classifier.label_names
         space = trained_classifier.space
@@ -153,6 +153,7 @@ def test_a_failing_model_gives_500_and_the_server_stays_up(trained_classifier):
             raise RuntimeError("boom")
 
     with TestClient(create_app(Broken()), raise_server_exceptions=False) as client:
+        assert "failed a warm-up text: boom" in capsys.readouterr().out  # it starts all the same
         assert client.post("/predict", json={"texts": ["a"]}).status_code == 500
         assert client.get("/health").status_code == 200
 
