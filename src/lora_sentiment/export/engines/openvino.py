@@ -63,12 +63,9 @@ class OpenVinoSession:
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         with self._lock:
-            return self._infer(feeds)
-
-    def _infer(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        if self._request is None:
-            self._request = self._compiled("LATENCY").create_infer_request()
-        return self._request.infer(feeds)[0].copy()  # the request reuses its output buffer
+            if self._request is None:
+                self._request = self._compiled("LATENCY").create_infer_request()
+            return self._request.infer(feeds)[0].copy()  # the request reuses its output buffer
 
     def map(self, batches: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
         """Many batches at once run side by side, a stream of one thread each (OpenVINO's THROUGHPUT hint): on
