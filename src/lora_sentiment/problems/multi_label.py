@@ -238,14 +238,18 @@ class MultiLabel(ProblemType):
 
 
 def tune_thresholds(labels: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
-    """Per tag, the threshold on THRESHOLD_GRID with the best F1 on these rows (ties: the lowest)."""
-    labels = np.asarray(labels).astype(bool)[:, :, None]
+    """Per tag, the threshold on THRESHOLD_GRID with the best F1 on these rows (ties: the lowest). A tag with no
+    positive among the rows keeps 0.5: its F1 is 0 at every threshold, and the tie rule would give it the grid's
+    lowest, predicting it for any text whose probability reaches 0.05."""
+    labels = np.asarray(labels).astype(bool)
+    present = labels.any(axis=0)
+    labels = labels[:, :, None]
     predicted = probabilities[:, :, None] >= THRESHOLD_GRID[None, None, :]
     tp = (predicted & labels).sum(axis=0)
     fp = (predicted & ~labels).sum(axis=0)
     fn = (~predicted & labels).sum(axis=0)
     f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
-    return THRESHOLD_GRID[f1.argmax(axis=1)]
+    return np.where(present, THRESHOLD_GRID[f1.argmax(axis=1)], 0.5)
 
 
 PROBLEM = MultiLabel()

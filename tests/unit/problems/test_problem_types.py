@@ -320,3 +320,14 @@ def test_no_tag_predicted_for_a_text_with_no_tag_counts_as_right():
     scores = np.array([[0.1, 0.2, 0.3], [0.9, 0.1, 0.1]])
     metrics = space.problem.evaluate(space, labels, scores, detailed=False)
     assert metrics["accuracy"] == 1.0 and metrics["hamming_loss"] == 0.0
+
+
+def test_a_tag_with_no_positive_in_the_evaluation_rows_keeps_the_neutral_threshold():
+    from lora_sentiment.problems.multi_label import tune_thresholds
+
+    labels = np.array([[1, 0], [0, 0], [1, 0], [0, 0]])
+    scores = np.array([[0.8, 0.06], [0.3, 0.2], [0.7, 0.1], [0.2, 0.4]])
+    thresholds = tune_thresholds(labels, scores)
+    # The first tag is tuned between its negatives' 0.3 and positives' 0.7; the second, never on here, is not
+    # given the grid's lowest threshold (0.05), which would predict it for every one of these texts.
+    assert 0.3 < thresholds[0] <= 0.7 and thresholds[1] == 0.5
