@@ -65,7 +65,9 @@ def main() -> None:
         epochs=1.0,
     )  # fmt: skip
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in settings.items()]
-    results = {"settings": settings}
+    from lora_sentiment.modeling.cpu import this_cpu
+
+    results = {"settings": settings, "cpu": this_cpu().describe(), "date": time.strftime("%Y-%m-%d")}
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         runs = {
