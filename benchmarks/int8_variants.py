@@ -25,6 +25,7 @@ def main() -> None:
     parser.add_argument("run")
     parser.add_argument("data", help="Parquet/CSV with text and label columns")
     parser.add_argument("--rows", type=int, default=500)
+    parser.add_argument("--only", nargs="+", metavar="VARIANT", help="run only these variants (their names)")
     parser.add_argument("--output", help="also write the results as JSON here")
     args = parser.parse_args()
 
@@ -39,6 +40,38 @@ def main() -> None:
     from lora_sentiment.modeling.cpu import this_cpu
     from lora_sentiment.runs.run import Run
 
+    smooth = AdvancedSmoothQuantParameters
+    projections = nncf.IgnoredScope(patterns=OUTPUT_PROJECTIONS, validate=False)
+    variants = {
+        "TRANSFORMER (the export's default)": {},
+        "head and pooler in float": {
+            "ignored_scope": nncf.IgnoredScope(patterns=[".*classifier.*", ".*pooler.*"], validate=False)
+        },  # fmt: skip
+        "SmoothQuant alpha 0.5": {
+            "advanced_parameters": AdvancedQuantizationParameters(smooth_quant_alphas=smooth(matmul=0.5))
+        },  # fmt: skip
+        "no SmoothQuant": {
+            "advanced_parameters": AdvancedQuantizationParameters(smooth_quant_alphas=smooth(matmul=-1))
+        },  # fmt: skip
+        "PERFORMANCE preset": {"preset": nncf.QuantizationPreset.PERFORMANCE},
+        "output projections in float": {"ignored_scope": projections},
+        "output projections in float, 128 texts": {"ignored_scope": projections, "texts": 128},
+        "output projections in float, 64 texts": {"ignored_scope": projections, "texts": 64},
+        "last two layers in float": {
+            "ignored_scope": nncf.IgnoredScope(patterns=[".*layer[./](4|5)[./].*"], validate=False)
+        },  # fmt: skip
+        # The graph converted from ONNX has the scores' MatMuls; the one converted from torch (the default
+        # since 2026-12-03) one ScaledDotProductAttention op a layer, whose query and key inputs NNCF quantizes.
+        "attention scores in float": {
+            "ignored_scope": nncf.IgnoredScope(
+                patterns=[".*attention/self/MatMul.*"], types=["ScaledDotProductAttention"], validate=False
+            )
+        },  # fmt: skip
+    }
+    unknown = set(args.only or ()) - set(variants)
+    if unknown:
+        parser.error(f"--only: no variant {sorted(unknown)}; the variants: {sorted(variants)}")
+    variants = {name: extra for name, extra in variants.items() if not args.only or name in args.only}
     read = pd.read_parquet if args.data.endswith(".parquet") else pd.read_csv
     frame = read(args.data)
     rows = frame.sample(min(args.rows, len(frame)), random_state=1)
@@ -68,30 +101,6 @@ def main() -> None:
         reference, reference_s = logits(read_graph())
         gold = rows.label.to_numpy()
         print(f"f32: {reference_s:.1f} s, accuracy {(reference.argmax(1) == gold).mean():.3f}")
-        smooth = AdvancedSmoothQuantParameters
-        projections = nncf.IgnoredScope(patterns=OUTPUT_PROJECTIONS, validate=False)
-        variants = {
-            "TRANSFORMER (the export's default)": {},
-            "head and pooler in float": {
-                "ignored_scope": nncf.IgnoredScope(patterns=[".*classifier.*", ".*pooler.*"], validate=False)
-            },  # fmt: skip
-            "SmoothQuant alpha 0.5": {
-                "advanced_parameters": AdvancedQuantizationParameters(smooth_quant_alphas=smooth(matmul=0.5))
-            },  # fmt: skip
-            "no SmoothQuant": {
-                "advanced_parameters": AdvancedQuantizationParameters(smooth_quant_alphas=smooth(matmul=-1))
-            },  # fmt: skip
-            "PERFORMANCE preset": {"preset": nncf.QuantizationPreset.PERFORMANCE},
-            "output projections in float": {"ignored_scope": projections},
-            "output projections in float, 128 texts": {"ignored_scope": projections, "texts": 128},
-            "output projections in float, 64 texts": {"ignored_scope": projections, "texts": 64},
-            "last two layers in float": {
-                "ignored_scope": nncf.IgnoredScope(patterns=[".*layer\\.(4|5)/.*"], validate=False)
-            },  # fmt: skip
-            "attention scores in float": {
-                "ignored_scope": nncf.IgnoredScope(patterns=[".*attention/self/MatMul.*"], validate=False)
-            },  # fmt: skip
-        }
         probabilities = np.exp(reference) / np.exp(reference).sum(1, keepdims=True)
         results = {"cpu_class": this_cpu().name, "run": args.run, "rows": len(rows), "variants": {}}
         for name, extra in variants.items():
