@@ -57,7 +57,7 @@ def tune(
     if not study.trials:  # the settings given come first, so the leaderboard shows what the search adds
         given = _with_sized_settings(config)
         start = {d.name: getattr(given, d.name) for d in search if d.contains(getattr(given, d.name))}
-        study.enqueue_trial(start, skip_if_exists=True)
+        _queue_first(study, start, options.storage, folder)
     done = _finished(study)
     direction = study.direction.name.lower()
     log(f"Study {study_name!r}: {done} of {trials} trials finished; objective: {metric} ({direction})")
@@ -66,6 +66,31 @@ def tune(
         with study_run(config, study_name):  # --report-to mlflow: the trials' runs nest in the study's
             _optimize(study, objective, trials, options.timeout, log)
     return finish(study, config, metric, folder, options.keep, log)
+
+
+def _queue_first(study: Any, start: dict[str, Any], url: str | None, folder: Path) -> None:
+    """The given settings queued as a fresh study's first trial, once. Optuna's skip_if_exists reads the trials
+    and queues in two transactions, so two processes starting one study together both queued it (it then ran
+    twice); on an SQLite file (the study's own, or --storage's) the read and the queueing are one step under a
+    file lock beside it. A server database shared across machines keeps that small window."""
+    database = folder / STUDY_FILE if url is None else _sqlite_file(url)
+    if database is None:
+        study.enqueue_trial(start, skip_if_exists=True)
+        return
+    from filelock import FileLock
+
+    with FileLock(database.with_name(database.name + ".lock")):
+        if not study.get_trials(deepcopy=False):
+            study.enqueue_trial(start)
+
+
+def _sqlite_file(url: str) -> Path | None:
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database).expanduser()
 
 
 def _optimize(study: Any, objective: _Objective, trials: int, timeout: float | None, log: Log) -> None:

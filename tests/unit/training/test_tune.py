@@ -23,8 +23,8 @@ def base(tmp_path, tiny_distilbert, small_csv) -> TrainConfig:
     )  # fmt: skip
 
 
-def _study(folder):
-    return optuna.load_study(study_name="lora-sentiment", storage=f"sqlite:///{folder / 'study.db'}")
+def _study(folder, name="lora-sentiment"):
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{folder / 'study.db'}")
 
 
 @pytest.mark.slow
@@ -322,3 +322,41 @@ def test_trial_0_starts_from_the_learning_rate_train_would_run(tmp_path, small_c
     assert _with_sized_settings(TrainConfig(data=str(few))).learning_rate == 5e-4
     assert _with_sized_settings(TrainConfig(data=str(small_csv))).learning_rate == 1e-3
     assert _with_sized_settings(TrainConfig(data=str(few), learning_rate=2e-3)).learning_rate == 2e-3
+
+
+_QUEUE_FIRST = """
+import sys, time
+from pathlib import Path
+import optuna
+from lora_sentiment.training.tuning import _queue_first, _storage
+folder = Path(sys.argv[1])
+study = optuna.create_study(study_name="fresh", storage=_storage(optuna, None, folder), load_if_exists=True)
+add_trial = optuna.Study.add_trial
+def slow_add_trial(self, trial):  # the window between reading "no trials" and queueing, made wide
+    time.sleep(0.5)
+    add_trial(self, trial)
+optuna.Study.add_trial = slow_add_trial
+Path(sys.argv[2] + "." + sys.argv[3]).touch()  # ready
+while not Path(sys.argv[2]).exists():
+    time.sleep(0.001)
+_queue_first(study, {"x": 1}, None, folder)
+"""
+
+
+def test_two_processes_starting_a_fresh_study_queue_the_given_settings_once(tmp_path):
+    """Both processes find the fresh study empty; only one queues trial 0's settings (both did, and the trial ran
+    twice, before the file lock)."""
+    import time
+
+    optuna.create_study(study_name="fresh", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    go = tmp_path / "go"
+    processes = [subprocess.Popen([sys.executable, "-c", _QUEUE_FIRST, str(tmp_path), str(go), name],
+                                  stderr=subprocess.PIPE, text=True) for name in "ab"]  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not all((tmp_path / f"go.{name}").exists() for name in "ab") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    go.touch()
+    errors = [p.communicate(timeout=120)[1] for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], [e[-2000:] for e in errors]
+    trials = _study(tmp_path, "fresh").trials
+    assert [t.state.name for t in trials] == ["WAITING"] and trials[0].system_attrs["fixed_params"] == {"x": 1}
