@@ -51,6 +51,14 @@ TRAIN_ERRORS = [
     ),
     ("missing text column", "data.csv", _rows(), ["--text-column", "review"], "columns are: text, label"),
     ("missing label column", "data.csv", _rows(), ["--label-column", "sentiment"], "columns are: text, label"),
+    # Excel in many locales saves "CSV" with semicolons: one column named "text;label", not a --text-column fix.
+    (
+        "a semicolon-separated .csv",
+        "data.csv",
+        _rows().replace(",", ";"),
+        [],
+        "the fields look separated by ';'; save the file comma-separated",
+    ),
     ("NaN label", "data.csv", _rows('"no label here",\n'), [], "have no label"),
     ("a single class", "data.csv", "text,label\n" + "".join(f"good {i},1\n" for i in range(30)), [], "single class"),
     ("label id unseen in training", "data.csv", _rows(), ["--eval-data", "EVAL3"], "out of range for 2 labels"),
@@ -275,6 +283,20 @@ def test_unquoted_commas_are_refused_in_prediction_and_evaluation(tmp_path, trai
     out = tmp_path / "q-out.csv"
     assert main(["predict", str(trained_run), "--input", str(quoted), "--output", str(out), "--no-progress"]) == 0
     assert pd.read_csv(out)["text"].tolist() == ["A wonderful, moving film.", "Dreadful."]
+
+
+def test_a_file_of_other_separators_is_refused_naming_them(tmp_path, trained_run, capsys):
+    """A tab- or semicolon-separated file named .csv reads as one column; the error says so rather than
+    suggesting --text-column, in prediction and evaluation alike."""
+    tabs = _write(tmp_path, "t.csv", "text\tlabel\nGood.\t1\nBad.\t0\n")
+    semicolons = _write(tmp_path, "s.csv", "text;label\nGood.;1\nBad.;0\n")
+    assert main(["predict", str(trained_run), "--input", str(tabs), "--output", str(tmp_path / "p.csv")]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "separated by tabs; save the file comma-separated as .csv, or tab-separated as .tsv" in last, last
+    assert not (tmp_path / "p.csv").exists()
+    assert main(["evaluate", str(trained_run), "--data", str(semicolons)]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "separated by ';'" in last and "--text-column" not in last, last
 
 
 def test_predict_text_edge_cases(trained_classifier):

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..data.tables import missing_column_fix
 from ..errors import UserError
 from ..inference.base import Predictor, PredictorSet
 from ..problems.abstention import abstained
@@ -94,7 +95,8 @@ def prediction_columns() -> list[str]:
 def check_columns(chunk: pd.DataFrame, text_column: str, where: str) -> None:
     if text_column not in chunk.columns:
         columns = ", ".join(map(str, chunk.columns))
-        raise UserError(f"no column {text_column!r} in {where}; columns are: {columns} (set --text-column)")
+        fix = missing_column_fix(list(chunk.columns), "--text-column")
+        raise UserError(f"no column {text_column!r} in {where}; columns are: {columns} ({fix})")
     taken = [c for c in prediction_columns() if c in chunk.columns]
     if taken:
         raise UserError(

@@ -18,6 +18,7 @@ from ..problems.space import LabelSpace
 from ..problems.targets import check_trainable, combine_label_columns, detect_problem_type, encode_targets
 from .loading import load_splits
 from .sizing import sized_settings
+from .tables import missing_column_fix
 
 
 @dataclass
@@ -46,7 +47,8 @@ def select_text_label(
     for column, flag in wanted:
         if column not in ds.column_names:
             raise UserError(
-                f"column {column!r} not found in {where}; columns are: {', '.join(ds.column_names)} (set {flag})"
+                f"column {column!r} not found in {where}; columns are: {', '.join(ds.column_names)} "
+                f"({missing_column_fix(ds.column_names, flag)})"
             )
     ds = ds.select_columns([c for c, _ in wanted])
     if label_columns:

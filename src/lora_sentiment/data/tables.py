@@ -10,7 +10,7 @@ import io
 import json
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -214,6 +214,21 @@ def _field_counts(path: str, separator: str, size: int, mtime_ns: int) -> int:
                 )
             rows += bool(row) and (len(row) > 1 or bool(row[0].strip()))
     return rows
+
+
+def missing_column_fix(columns: Sequence[Any], flag: str) -> str:
+    """The fix for a column not found: the flag that names it, unless the file's header is one column whose
+    name holds another separator ("text;label"): a file separated by ';', '|' or tabs read as CSV."""
+    if len(columns) == 1:
+        name = str(columns[0])
+        found = next((sep for sep in ("\t", ";", "|") if sep in name), None)
+        if found is not None:
+            shown = "tabs" if found == "\t" else repr(found)
+            return (
+                f"its header is one column, {name!r}: the fields look separated by {shown}; save the file "
+                "comma-separated as .csv, or tab-separated as .tsv"
+            )
+    return f"set {flag}"
 
 
 def read_error_fix(error: BaseException) -> str:
