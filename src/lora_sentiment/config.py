@@ -136,7 +136,7 @@ class TrainConfig(BaseModel):
     # (docs/decisions.md). The imdb-truncated preset keeps 0.01.
     lora_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA input")
     lora_targets: Optional[list[str]] = Field(
-        None, description="Module names to adapt, or all-linear [attention query + value for the architecture]"
+        None, description="Modules to adapt: names, a layer path's end, or all-linear [query + value]"
     )
     # auto -> mean: with tens of labels the first token's state (never trained to summarise a text in sentence
     # encoders or masked-language models) left the head below TF-IDF; mean lifted it above on every draw measured

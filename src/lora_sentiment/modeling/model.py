@@ -183,13 +183,18 @@ def _fit_embeddings_to(model: Any, tokenizer: Any) -> None:
         model.config.pad_token_id = tokenizer.pad_token_id
 
 
+def linear_layer_paths(model: torch.nn.Module) -> list[str]:
+    """Full names of the layers LoRA can adapt (Linear, and GPT-2's Conv1D)."""
+    return [
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear) or type(module).__name__ == "Conv1D"
+    ]
+
+
 def linear_layer_names(model: torch.nn.Module) -> list[str]:
-    """Distinct short names of the layers LoRA can adapt (Linear, and GPT-2's Conv1D)."""
-    names = set()
-    for full_name, module in model.named_modules():
-        if isinstance(module, torch.nn.Linear) or type(module).__name__ == "Conv1D":
-            names.add(full_name.rsplit(".", 1)[-1])
-    return sorted(names)
+    """Distinct short names of the layers LoRA can adapt."""
+    return sorted({path.rsplit(".", 1)[-1] for path in linear_layer_paths(model)})
 
 
 def resolve_lora_targets(model: torch.nn.Module, targets: Sequence[str] | None) -> list[str]:
@@ -205,13 +210,23 @@ def resolve_lora_targets(model: torch.nn.Module, targets: Sequence[str] | None) 
         return list(DEFAULT_TARGETS[model_type])
     if list(targets) == ["all-linear"]:
         return ["all-linear"]
-    unknown = [t for t in targets if t not in available]
+    # peft's own rule for a list: a layer is adapted where its full name is a target or ends in "." + target, so
+    # a path such as layer.5.attention.self.query adapts one layer's query projection only.
+    paths = linear_layer_paths(model)
+    unknown = [t for t in targets if not any(p == t or p.endswith("." + t) for p in paths)]
     if unknown:
         raise UserError(
             f"--lora-targets {', '.join(unknown)} match no layer of this {model_type} model; "
-            f"its linear layers are: {', '.join(available)} (or all-linear)"
+            f"its linear layers are: {', '.join(available)} (or all-linear, or the end of a layer's path to "
+            f"adapt only that one, e.g. {_example_path(paths, DEFAULT_TARGETS.get(model_type, ()))})"
         )
     return list(targets)
+
+
+def _example_path(paths: list[str], defaults: Sequence[str]) -> str:
+    """The last layer's first default target, as a path without the model's own prefix."""
+    chosen = [p for p in paths if defaults and p.rsplit(".", 1)[-1] == defaults[0]] or paths or ["layer.0.query"]
+    return chosen[-1].split(".", 1)[-1]
 
 
 def head_modules(model: torch.nn.Module) -> list[str]:

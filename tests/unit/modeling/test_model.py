@@ -83,6 +83,23 @@ def test_unknown_architecture_and_targets_name_the_linear_layers(tiny_gpt2_no_pa
     assert {"q_lin", "k_lin", "v_lin", "out_lin", "lin1", "lin2"} <= adapted
 
 
+def test_a_target_path_adapts_only_the_layers_it_names(tiny_distilbert):
+    """peft adapts a layer whose full name ends in "." + a target, so a path picks single layers (e.g. the top
+    ones, where the backward pass then stops); a path that ends in no layer is refused, with an example."""
+    _, distilbert, _ = _load(tiny_distilbert)
+    last = distilbert.config.n_layers - 1
+    top = [f"layer.{last}.attention.q_lin", f"transformer.layer.{last}.attention.v_lin"]
+    assert resolve_lora_targets(distilbert, top) == top
+    with pytest.raises(
+        UserError,
+        match=rf"layer.9.attention.q_lin match no layer.*e\.g\. transformer\.layer\.{last}\.attention\.q_lin\)",
+    ):
+        resolve_lora_targets(distilbert, ["layer.9.attention.q_lin"])
+    peft_model = add_lora(distilbert, r=2, alpha=4, dropout=0.0, targets=top)
+    adapted = sorted(n.split(".lora_A")[0] for n, _ in peft_model.named_parameters() if "lora_A" in n)
+    assert [a.split("distilbert.", 1)[1] for a in adapted] == [f"transformer.{t}" for t in top[:1]] + top[1:]
+
+
 def test_pad_token_is_added_and_embeddings_resized(tiny_gpt2_no_pad):
     tokenizer, model, added = _load(tiny_gpt2_no_pad)
     assert added and tokenizer.pad_token == "[PAD]"
