@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from ..modeling.model import DEFAULT_TARGETS
+from ..modeling.targets import DEFAULT_TARGETS
 
 
 def tutorial_settings(settings: dict[str, Any], model_type: str) -> dict[str, Any]:

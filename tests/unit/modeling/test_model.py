@@ -8,12 +8,11 @@ from lora_sentiment.modeling.model import (
     add_lora,
     count_parameters,
     ensure_pad_token,
-    head_modules,
     load_classifier_model,
     load_tokenizer,
     model_max_length,
-    resolve_lora_targets,
 )
+from lora_sentiment.modeling.targets import head_modules, resolve_lora_targets
 from lora_sentiment.problems.metrics import classification_metrics
 
 LABELS = ["Negative", "Positive"]
