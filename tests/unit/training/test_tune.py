@@ -343,6 +343,7 @@ _queue_first(study, {"x": 1}, None, folder)
 """
 
 
+@pytest.mark.slow  # two processes
 def test_two_processes_starting_a_fresh_study_queue_the_given_settings_once(tmp_path):
     """Both processes find the fresh study empty; only one queues trial 0's settings (both did, and the trial ran
     twice, before the file lock)."""
