@@ -172,6 +172,7 @@ def test_openvino_precision_follows_the_cpu_class_and_its_caps(openvino_exports,
     assert OpenVinoSession(model_file, 1, "fp32").compute == "fp32"
 
 
+@pytest.mark.slow  # converts MiniLM, two processes
 def test_a_session_that_ran_batches_side_by_side_is_freed_without_hanging(tmp_path, minilm_path):
     """Freeing the throughput-compiled model after a job, again and again in one process (with torch loaded, as in
     the int8 check), on MiniLM converted as the engine converts it: with AsyncInferQueue's Python callback this

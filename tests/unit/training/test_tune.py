@@ -208,6 +208,7 @@ def _two_processes_pop(folder, attempt: int) -> tuple[list[int], list[int]]:
     return a, b
 
 
+@pytest.mark.slow  # two processes
 def test_two_processes_never_take_the_same_waiting_trial(tmp_path):
     """Two processes taking queued trials from one SQLite study each take a trial at most once between them.
     Without BEGIN IMMEDIATE, 9 and 18 of 100 were taken by both (the CI failure "Cannot tell a COMPLETE trial")."""
