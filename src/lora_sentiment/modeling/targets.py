@@ -35,14 +35,10 @@ def linear_layer_paths(model: torch.nn.Module) -> list[str]:
     ]
 
 
-def linear_layer_names(model: torch.nn.Module) -> list[str]:
-    """Distinct short names of the layers LoRA can adapt."""
-    return sorted({path.rsplit(".", 1)[-1] for path in linear_layer_paths(model)})
-
-
 def resolve_lora_targets(model: torch.nn.Module, targets: Sequence[str] | None) -> list[str]:
     """The given targets checked against the model, or the architecture's query+value projections."""
-    available = linear_layer_names(model)
+    paths = linear_layer_paths(model)
+    available = sorted({path.rsplit(".", 1)[-1] for path in paths})
     model_type = getattr(model.config, "model_type", "unknown")
     if not targets:
         if model_type not in DEFAULT_TARGETS:
@@ -55,7 +51,6 @@ def resolve_lora_targets(model: torch.nn.Module, targets: Sequence[str] | None) 
         return ["all-linear"]
     # peft's own rule for a list: a layer is adapted where its full name is a target or ends in "." + target, so
     # a path such as layer.5.attention.self.query adapts one layer's query projection only.
-    paths = linear_layer_paths(model)
     unknown = [t for t in targets if not any(p == t or p.endswith("." + t) for p in paths)]
     if unknown:
         raise UserError(
@@ -68,7 +63,7 @@ def resolve_lora_targets(model: torch.nn.Module, targets: Sequence[str] | None) 
 
 def _example_path(paths: list[str], defaults: Sequence[str]) -> str:
     """The last layer's first default target, as a path without the model's own prefix."""
-    chosen = [p for p in paths if defaults and p.rsplit(".", 1)[-1] == defaults[0]] or paths or ["layer.0.query"]
+    chosen = [p for p in paths if p.rsplit(".", 1)[-1] in defaults[:1]] or paths or ["layer.0.query"]
     return chosen[-1].split(".", 1)[-1]
 
 

@@ -62,7 +62,16 @@ def check_storage_url(url: str | None) -> None:
             f"--storage {url} is not a database URL that can be opened here ({str(exc).splitlines()[0]}); e.g. "
             "sqlite:///study.db or postgresql://user@host/db with its driver installed"
         ) from None
-    if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:"):
-        folder = Path(parsed.database).expanduser().parent
-        if not folder.is_dir():
-            raise UserError(f"--storage {url}: the folder {folder} does not exist; create it first")
+    database = sqlite_file(url)
+    if database is not None and not database.parent.is_dir():
+        raise UserError(f"--storage {url}: the folder {database.parent} does not exist; create it first")
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file of an SQLite URL; None for another database or SQLite in memory."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database).expanduser()

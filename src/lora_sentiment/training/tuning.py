@@ -23,7 +23,7 @@ from ..config import TrainConfig
 from ..errors import UserError
 from ..options import TuneOptions
 from ..problems.metrics import LOWER_IS_BETTER
-from .checks import check_tune
+from .checks import check_tune, sqlite_file
 from .search_space import Dimension
 from .tracking import study_run
 from .tune_results import TRIALS_DIR, TuneResult, finish, fixed_settings, short
@@ -73,7 +73,7 @@ def _queue_first(study: Any, start: dict[str, Any], url: str | None, folder: Pat
     and queues in two transactions, so two processes starting one study together both queued it (it then ran
     twice); on an SQLite file (the study's own, or --storage's) the read and the queueing are one step under a
     file lock beside it. A server database shared across machines keeps that small window."""
-    database = folder / STUDY_FILE if url is None else _sqlite_file(url)
+    database = folder / STUDY_FILE if url is None else sqlite_file(url)
     if database is None:
         study.enqueue_trial(start, skip_if_exists=True)
         return
@@ -82,15 +82,6 @@ def _queue_first(study: Any, start: dict[str, Any], url: str | None, folder: Pat
     with FileLock(database.with_name(database.name + ".lock")):
         if not study.get_trials(deepcopy=False):
             study.enqueue_trial(start)
-
-
-def _sqlite_file(url: str) -> Path | None:
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
-        return None
-    return Path(parsed.database).expanduser()
 
 
 def _optimize(study: Any, objective: _Objective, trials: int, timeout: float | None, log: Log) -> None:
