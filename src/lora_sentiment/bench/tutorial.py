@@ -27,6 +27,15 @@ def tutorial_settings(settings: dict[str, Any], model_type: str) -> dict[str, An
     )  # fmt: skip
 
 
+def allocate_like_tutorial() -> None:
+    """Train with glibc's allocator settings, as the tutorial's notebook does: keeping freed memory between steps
+    (training/memory.py) is part of our recipe, not the tutorial's. For a fresh benchmark process only: it
+    replaces the recipe's memory callbacks for the rest of the process."""
+    from ..training import recipe
+
+    recipe.memory_callbacks = list
+
+
 def load_like_tutorial(run_dir: str, base_model: str) -> tuple[Any, Any]:
     from peft import PeftModel
     from transformers import AutoModelForSequenceClassification, AutoTokenizer

@@ -218,7 +218,8 @@ class TrainRecipe:
         """The Trainer over the tokenized splits, evaluating and checkpointing each epoch."""
         config, space, log = self.model.config, self.data.space, self.log
         recorder, timer = EvalRecorder(space, config.threshold), StepTimer()
-        steps = [timer.callback(), *memory_callbacks(), *callbacks]
+        memory = memory_callbacks()
+        steps = [timer.callback(), *memory, *callbacks]
         hooks = Hooks(recorder, steps, weighted_loss(space, self.weights))
         trainer = build_trainer(self.model, (self.train_tok, self.eval_tok), self.workspace.checkpoints,
                                 self.precision, hooks, self.schedule)  # fmt: skip
@@ -232,7 +233,11 @@ class TrainRecipe:
         where = f"{ranks} processes on {device} (batch size {config.batch_size} per process)" if ranks > 1 else device
         log(f"Training on {where} in {self.precision} for {self.schedule.epochs:g} epochs.")
         with self.stages.timing("train"):
-            output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+            try:
+                output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+            finally:
+                for kept in memory:
+                    kept.release()
         self.fitted = Fitted(trainer, recorder, timer, output.metrics.get("train_runtime"), self.schedule.keep)
         self.stages.seconds["evaluate"] = timer.evaluation_seconds
         self.stages.seconds["train"] -= timer.evaluation_seconds
