@@ -17,11 +17,13 @@ import time
 from pathlib import Path
 
 # The tutorial's recipe through the same pipeline (bench.tutorial.tutorial_settings: fp32, batch 4, r=4 on the query
-# projection, tail truncation, random batches), so the two differ only in the recipe.
+# projection, tail truncation, random batches), so the two differ only in the recipe; with glibc's allocator as the
+# tutorial's notebook has it (bench.tutorial.allocate_like_tutorial).
 TUTORIAL = """
 import json, sys
 from lora_sentiment import TrainConfig, train
-from lora_sentiment.bench.tutorial import tutorial_settings
+from lora_sentiment.bench.tutorial import allocate_like_tutorial, tutorial_settings
+allocate_like_tutorial()
 from lora_sentiment.measure import peak_rss_mb, seconds_line
 settings = json.loads(sys.argv[1])
 result = train(TrainConfig(**tutorial_settings(settings, "bert")), log=lambda _: None)
@@ -32,6 +34,22 @@ OURS = (
     "import sys; from lora_sentiment.cli import main; from lora_sentiment.measure import peak_rss_mb; "
     "code = main(sys.argv[1:]); print('PEAK_RSS_MB', peak_rss_mb(), file=sys.stderr); sys.exit(code)"
 )
+# The default until 2026-12-06: glibc's allocator and malloc_trim(0) after every step (training/memory.py says why
+# it changed), for the before-and-after in one run.
+TRIM_EVERY_STEP = """
+import sys
+from transformers import TrainerCallback
+from lora_sentiment.training import memory, recipe
+class TrimEveryStep(TrainerCallback):
+    def __init__(self, allocator):
+        self.allocator = allocator
+    def on_step_end(self, args, state, control, **kwargs):
+        self.allocator.trim(0)
+    on_evaluate = on_step_end
+    def release(self):
+        pass
+recipe.memory_callbacks = lambda: [TrimEveryStep(memory.Allocator.for_this_process())]
+""" + OURS.replace("; ", "\n")
 
 
 def measure(argv: list[str], out: Path) -> dict:
@@ -73,8 +91,8 @@ def main() -> None:
         runs = {
             "the tutorial's recipe": ["-c", TUTORIAL, json.dumps(settings | {"output_dir": str(scratch / "t")})],
             "ours (default)": ["-c", OURS, "train", *flags, f"--output-dir={scratch / 'o'}"],
-            "ours, eager attention in evaluation too": [
-                "-c", OURS, "train", *flags, "--attention=eager", f"--output-dir={scratch / 'e'}",
+            "ours, trimming memory after every step (the default until 2026-12-06)": [
+                "-c", TRIM_EVERY_STEP, "train", *flags, f"--output-dir={scratch / 'e'}",
             ],
         }  # fmt: skip
         for (name, argv), folder in zip(runs.items(), ("t", "o", "e")):
