@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import argparse
 import time
+from contextlib import nullcontext
 from types import SimpleNamespace
 
 import pandas as pd
 import torch
-from profile_train import batches
+from profile_train import batches, train_step
 from train_step_faults import SAMPLE
 
 from lora_sentiment.config import TrainConfig
@@ -95,9 +96,7 @@ def main() -> None:
             steps = batches(setup.tokenizer, texts, 16, 256)[-(args.steps + 2) :]
 
             def step(batch: dict) -> None:
-                model(**batch).loss.backward()  # noqa: B023
-                optimizer.step()  # noqa: B023
-                optimizer.zero_grad()  # noqa: B023
+                train_step(model, optimizer, nullcontext(), batch)  # noqa: B023
                 kept.on_step_end(None, None, SimpleNamespace(should_evaluate=False))
 
             for batch in steps[:2]:

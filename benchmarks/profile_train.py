@@ -13,6 +13,7 @@ import argparse
 import json
 import time
 from contextlib import nullcontext
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,6 +40,15 @@ def batches(tokenizer, texts: list[str], batch_size: int, max_length: int) -> li
     return out
 
 
+def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, autocast: Any, batch: dict) -> None:
+    """One optimizer step as the Trainer takes it: forward, backward, AdamW, the gradients cleared."""
+    with autocast:
+        loss = model(**batch).loss
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad()
+
+
 def measure(args: argparse.Namespace, precision: str, variant: dict, texts: list[str]) -> dict:
     config = TrainConfig(model=args.model, max_length=args.max_length, batch_size=args.batch_size, **variant)
     setup = setup_model(config, LabelSpace("single-label", ["Negative", "Positive"]), precision, log=lambda _: None)
@@ -49,11 +59,7 @@ def measure(args: argparse.Namespace, precision: str, variant: dict, texts: list
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
 
     def step(batch: dict) -> None:
-        with autocast:
-            loss = model(**batch).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
+        train_step(model, optimizer, autocast, batch)
 
     for batch in steps[:2]:  # warm-up: oneDNN picks its kernels on the first shapes
         step(batch)

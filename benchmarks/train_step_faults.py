@@ -30,7 +30,7 @@ POLICIES = ("trim-every-step", "glibc", "default")
 def child(args: argparse.Namespace) -> dict:
     import pandas as pd
     import torch
-    from profile_train import batches
+    from profile_train import batches, train_step
 
     from lora_sentiment.config import TrainConfig
     from lora_sentiment.measure import peak_rss_mb
@@ -57,11 +57,7 @@ def child(args: argparse.Namespace) -> dict:
         kept.on_train_begin(None, None, steps_only)
 
     def step(batch: dict) -> None:
-        with autocast:
-            loss = model(**batch).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
+        train_step(model, optimizer, autocast, batch)
         if kept is not None:
             kept.on_step_end(None, None, steps_only)
         elif args.policy == "trim-every-step":
