@@ -34,7 +34,7 @@ NEVER = 2**31 - 1  # mallopt takes an int
 # The budget: HEADROOM times the first step's peak, and never under FLOOR. A trim costs the next step what every
 # step paid before (all free pages faulted in again), so it must be rare: at 1.2x alone, MiniLM at 256 tokens
 # passed it on 7-9 steps of 30 and kept only glibc's speed. The floor keeps a small model's heap up to 2.5 GiB, under
-# the issue's 3 GB ceiling with room for the growth inside one step (50-250 MB measured); at 512 tokens in fp32
+# the issue's 3 GB ceiling with room for the growth inside one step (50-340 MB measured); at 512 tokens in fp32
 # 1.2x is above it (docs/benchmarks/memory.md, 2026-12-06).
 HEADROOM, FLOOR = 1.2, 2.5 * 2**30
 
@@ -108,9 +108,9 @@ class ReturnFreedMemory(TrainerCallback):
         self._before_evaluation(control)
 
     def _before_evaluation(self, control: Any) -> bool:
-        """Evaluations run on glibc's settings: their batches are 4x a training batch (64 at 512 tokens, 0.8 GB of
-        attention scores a layer in fp32), and kept in the heap they fragmented it past the budget. The
-        Trainer's flow callback, which runs before ours, has just said whether one comes next."""
+        """Evaluations run on glibc's settings: their batches are 4x a training batch (64 against 16), and kept in
+        the heap they fragmented it (a whole 512-token fp32 epoch peaked at 3.4 GB instead of 2.7). The Trainer's
+        flow callback, which runs before ours, has just said whether one comes next."""
         if control.should_evaluate and not self.paused:
             self.allocator.restore()
             self.paused = True
