@@ -29,6 +29,8 @@ def mapped_bytes() -> int:
 
 
 @linux
+@pytest.mark.skipif(sys.platform.startswith("linux") and not hasattr(ctypes.CDLL("libc.so.6"), "mallinfo2"),
+                    reason="mallinfo2 is glibc 2.33 and later")  # fmt: skip
 def test_while_kept_a_large_block_comes_from_the_heap_and_after_release_from_its_own_mapping():
     allocator = memory.Allocator.for_this_process()
     assert allocator is not None
