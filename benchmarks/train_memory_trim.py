@@ -19,11 +19,10 @@ import time
 from pathlib import Path
 
 SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "imdb-sample"
-CHILD = """
-import sys
+# The default from 2026-12-02 to 2026-12-06 as a callback, for the children here and in train_whole.py: glibc's
+# settings and malloc_trim(0) after every step and evaluation.
+TRIM_EVERY_STEP = """
 from transformers import TrainerCallback
-from lora_sentiment.cli import main
-from lora_sentiment.measure import peak_rss_mb
 from lora_sentiment.training import memory, recipe
 class TrimEveryStep(TrainerCallback):
     def __init__(self, allocator):
@@ -34,6 +33,13 @@ class TrimEveryStep(TrainerCallback):
     on_evaluate = on_step_end
     def release(self):
         pass
+"""
+CHILD = (
+    TRIM_EVERY_STEP
+    + """
+import sys
+from lora_sentiment.cli import main
+from lora_sentiment.measure import peak_rss_mb
 kept = []
 def callbacks():
     allocator, policy = memory.Allocator.for_this_process(), sys.argv[1].split("@")
@@ -48,6 +54,7 @@ print("PEAK_RSS_MB", peak_rss_mb(), "TRIMS", sum(k.trims for k in kept), "BUDGET
       file=sys.stderr)
 sys.exit(code)
 """
+)
 
 
 def measure(trim: str, model: str, args: argparse.Namespace, folder: Path) -> dict:

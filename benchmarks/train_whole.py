@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from train_memory_trim import TRIM_EVERY_STEP
+
 # The tutorial's recipe through the same pipeline (bench.tutorial.tutorial_settings: fp32, batch 4, r=4 on the query
 # projection, tail truncation, random batches), so the two differ only in the recipe; with glibc's allocator as the
 # tutorial's notebook has it (bench.tutorial.allocate_like_tutorial).
@@ -36,20 +38,11 @@ OURS = (
 )
 # The default until 2026-12-06: glibc's allocator and malloc_trim(0) after every step (training/memory.py says why
 # it changed), for the before-and-after in one run.
-TRIM_EVERY_STEP = """
-import sys
-from transformers import TrainerCallback
-from lora_sentiment.training import memory, recipe
-class TrimEveryStep(TrainerCallback):
-    def __init__(self, allocator):
-        self.allocator = allocator
-    def on_step_end(self, args, state, control, **kwargs):
-        self.allocator.trim(0)
-    on_evaluate = on_step_end
-    def release(self):
-        pass
-recipe.memory_callbacks = lambda: [TrimEveryStep(memory.Allocator.for_this_process())]
-""" + OURS.replace("; ", "\n")
+TRIM_EVERY_STEP_CHILD = (
+    TRIM_EVERY_STEP
+    + "recipe.memory_callbacks = lambda: [TrimEveryStep(memory.Allocator.for_this_process())]\n"
+    + OURS.replace("; ", "\n")
+)
 
 
 def measure(argv: list[str], out: Path) -> dict:
@@ -92,7 +85,7 @@ def main() -> None:
             "the tutorial's recipe": ["-c", TUTORIAL, json.dumps(settings | {"output_dir": str(scratch / "t")})],
             "ours (default)": ["-c", OURS, "train", *flags, f"--output-dir={scratch / 'o'}"],
             "ours, trimming memory after every step (the default until 2026-12-06)": [
-                "-c", TRIM_EVERY_STEP, "train", *flags, f"--output-dir={scratch / 'e'}",
+                "-c", TRIM_EVERY_STEP_CHILD, "train", *flags, f"--output-dir={scratch / 'e'}",
             ],
         }  # fmt: skip
         for (name, argv), folder in zip(runs.items(), ("t", "o", "e")):
