@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -68,6 +69,14 @@ def main() -> None:
     parser.add_argument("--train-samples", type=int, default=480)
     parser.add_argument("--eval-samples", type=int, default=200)
     parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument(
+        "--ours-with",
+        action="append",
+        default=[],
+        metavar="FLAGS",
+        help="also run ours with these extra flags (e.g. '--eval-batch-size 64'); repeatable",
+    )
+    parser.add_argument("--skip-trim-every-step", action="store_true", help="leave out the old trim policy's run")
     parser.add_argument("--output")
     args = parser.parse_args()
     settings = dict(
@@ -81,15 +90,18 @@ def main() -> None:
     results = {"settings": settings, "cpu": this_cpu().describe(), "date": time.strftime("%Y-%m-%d")}
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
-        runs = {
-            "the tutorial's recipe": ["-c", TUTORIAL, json.dumps(settings | {"output_dir": str(scratch / "t")})],
-            "ours (default)": ["-c", OURS, "train", *flags, f"--output-dir={scratch / 'o'}"],
-            "ours, trimming memory after every step (the default until 2026-12-06)": [
-                "-c", TRIM_EVERY_STEP_CHILD, "train", *flags, f"--output-dir={scratch / 'e'}",
-            ],
-        }  # fmt: skip
-        for (name, argv), folder in zip(runs.items(), ("t", "o", "e")):
-            results[name] = measure(argv, scratch / folder)
+        tutorial_settings = json.dumps(settings | {"output_dir": str(scratch / "0")})
+        runs = {"the tutorial's recipe": ["-c", TUTORIAL, tutorial_settings], "ours (default)": ["-c", OURS]}
+        if not args.skip_trim_every_step:
+            old = "ours, trimming memory after every step (the default until 2026-12-06)"
+            runs[old] = ["-c", TRIM_EVERY_STEP_CHILD]
+        for extra in args.ours_with:
+            runs[f"ours, {extra}"] = ["-c", OURS, *shlex.split(extra)]
+        for number, (name, argv) in enumerate(runs.items()):
+            out = scratch / str(number)
+            if number:  # ours: the train command with the benchmark's flags, then the variant's own
+                argv = [*argv[:2], "train", *flags, *argv[2:], f"--output-dir={out}"]
+            results[name] = measure(argv, out)
             print(name, results[name], flush=True)
     tutorial = results["the tutorial's recipe"]["seconds"]
     for name in runs:

@@ -38,6 +38,7 @@ _AUTO_OR: dict[str, tuple[Callable[[float], bool], str]] = {
     "learning_rate": (lambda x: x > 0, "a positive learning rate"),
     "eval_fraction": (lambda x: 0 < x < 1, "a share between 0 and 1"),
     "max_length": (lambda x: x > 8 and x == int(x), "a whole number of tokens above 8"),
+    "eval_batch_size": (lambda x: x > 0 and x == int(x), "a positive whole number of texts"),
 }
 
 
@@ -94,12 +95,8 @@ class TrainConfig(BaseModel):
         "scoring texts it never saw), for data too small for an evaluation split to trust; the kept model is "
         "trained as without it",
     )
-    max_train_samples: Optional[int] = Field(
-        None, gt=0, description="Stratified, seeded subsample of the training split"
-    )
-    max_eval_samples: Optional[int] = Field(
-        None, gt=0, description="Stratified, seeded subsample of the evaluation split"
-    )
+    max_train_samples: Optional[int] = Field(None, gt=0, description="Stratified, seeded subsample of the train split")
+    max_eval_samples: Optional[int] = Field(None, gt=0, description="Stratified, seeded subsample of the eval split")
     strip_html: bool = Field(True, description="Replace HTML tags such as IMDB's <br /> with spaces before tokenizing")
 
     # --- tokenization
@@ -165,7 +162,9 @@ class TrainConfig(BaseModel):
         description="Batch reviews of similar length together so little compute goes to padding (on a CPU, a batch "
         "of mixed lengths also runs as length-sorted parts)",
     )
-    eval_batch_size: int = Field(64, gt=0, description="Evaluation batch size per device")
+    # auto -> 16 on a CPU: 64 evaluated 20-30 % slower (docs/benchmarks/cpu-classes.md, the evaluation batch).
+    eval_batch_size: Union[Literal["auto"], int] = Field("auto", description="Evaluation batch size per device "
+        "[auto: 16 on a CPU, 64 on a GPU]")  # fmt: skip
     epochs: Union[Literal["auto"], float] = Field(
         "auto",
         description="Training epochs [auto: at least 100 optimizer steps (multi-label: 300) and 3 epochs; keeps the "
@@ -259,7 +258,7 @@ class TrainConfig(BaseModel):
     def _keep_means_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and value.strip().lower() == "keep" else value
 
-    @field_validator("epochs", "learning_rate", "eval_fraction", "max_length", mode="before")
+    @field_validator(*_AUTO_OR, mode="before")
     @classmethod
     def _auto_or_number(cls, value: Any, info: ValidationInfo) -> Any:
         valid, what = _AUTO_OR[info.field_name]
@@ -271,7 +270,7 @@ class TrainConfig(BaseModel):
             number = float("nan")
         if isinstance(value, bool) or not valid(number):
             raise ValueError(f"must be auto or {what}, not {value!r}")
-        return int(number) if info.field_name == "max_length" else number
+        return int(number) if info.field_name in ("max_length", "eval_batch_size") else number
 
     @field_validator("examples", mode="before")
     @classmethod

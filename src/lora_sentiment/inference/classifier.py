@@ -14,6 +14,7 @@ import torch
 
 from ..data.encoding import TextEncoder, mean_by_text, padded_batch
 from ..modeling.device import (
+    CPU_BATCH,
     TORCH_DTYPES,
     configure_attention_backends,
     default_device,
@@ -172,10 +173,10 @@ class Classifier(PredictorBase):
 
     @property
     def default_batch_size(self) -> int:
-        # 32 fills a CPU's matmul units; a GPU needs as many rows in flight as its memory allows.
+        # CPU_BATCH on a CPU (its activations stay in cache); a GPU needs as many rows in flight as its memory allows.
         device = next(self.model.parameters()).device
         if device.type != "cuda":
-            return 32
+            return CPU_BATCH
         return gpu_inference_batch(self.model.config, self.encoder.max_length, device)
 
     def predict_scores(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:

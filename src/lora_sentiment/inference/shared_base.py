@@ -16,6 +16,7 @@ import torch
 from ..data.encoding import TextEncoder, mean_by_text
 from ..errors import UserError, first_line
 from ..modeling.device import (
+    CPU_BATCH,
     TORCH_DTYPES,
     configure_attention_backends,
     default_device,
@@ -171,9 +172,9 @@ class ClassifierSet:
 
     @property
     def default_batch_size(self) -> int:
-        # As Classifier: 32 fills a CPU's matmul units; a GPU gets as many rows as its free memory allows.
+        # As Classifier: CPU_BATCH on a CPU; a GPU gets as many rows as its free memory allows.
         if self.device.type != "cuda" or not self.members:
-            return 32
+            return CPU_BATCH
         longest = max(m.encoder.max_length for m in self.members.values())
         return gpu_inference_batch(next(iter(self.bases.values())).hf_config, longest, self.device)
 

@@ -23,7 +23,7 @@ from transformers import (
 
 from ..config import TrainConfig
 from ..data.encoding import padded_batch
-from ..modeling.device import default_device, pad_multiple, synchronize
+from ..modeling.device import default_device, eval_batch_size, pad_multiple, synchronize
 from ..problems.metrics import LOWER_IS_BETTER, evaluation_metrics
 from ..problems.space import LabelSpace
 from .schedule import Schedule
@@ -213,7 +213,7 @@ def training_arguments(config: TrainConfig, schedule: Schedule, work_dir: Path, 
     return TrainingArguments(
         output_dir=str(work_dir),
         per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.eval_batch_size,
+        per_device_eval_batch_size=eval_batch_size(config.eval_batch_size, default_device()),
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         num_train_epochs=schedule.epochs,
         learning_rate=config.learning_rate,

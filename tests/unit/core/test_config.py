@@ -94,9 +94,10 @@ def test_epochs_flag_takes_auto_or_a_number_on_the_command_line():
     [
         ("--learning-rate", (("2e-4", 2e-4), ("AUTO", "auto")), ("0", "fast"), "a positive learning rate"),
         ("--eval-fraction", (("0.1", 0.1), ("auto", "auto")), ("0", "1", "1.5", "half"), "a share between 0 and 1"),
+        ("--eval-batch-size", (("8", 8), ("auto", "auto")), ("0", "2.5", "big"), "a positive whole number of texts"),
     ],
 )
-def test_learning_rate_and_eval_fraction_take_auto_or_a_number(flag, good, bad, said):
+def test_auto_or_number_flags_take_auto_or_a_number(flag, good, bad, said):
     from lora_sentiment.cli import build_parser
     from lora_sentiment.cli.flags import from_args
 

@@ -72,3 +72,10 @@ def test_explicit_precision_and_what_a_cpu_cannot_do():
 def test_padding_multiple_only_on_gpus():
     assert device.pad_multiple(torch.device("cpu")) is None
     assert device.pad_multiple(torch.device("cuda", 0)) == 16
+
+
+def test_evaluation_batches_are_small_on_a_cpu_unless_asked():
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    assert device.eval_batch_size("auto", cpu) == device.CPU_BATCH == 16
+    assert device.eval_batch_size("auto", gpu) == 64
+    assert device.eval_batch_size(48, cpu) == 48 and device.eval_batch_size(8, gpu) == 8
