@@ -162,7 +162,7 @@ class TrainConfig(BaseModel):
         description="Batch reviews of similar length together so little compute goes to padding (on a CPU, a batch "
         "of mixed lengths also runs as length-sorted parts)",
     )
-    # auto -> 16 on a CPU: 64 evaluated 20-30 % slower (docs/benchmarks/cpu-classes.md, the evaluation batch).
+    # auto: on a CPU 64 took 12-14 % longer to evaluate than 16 (modeling/device.py's CPU_BATCH says why).
     eval_batch_size: Union[Literal["auto"], int] = Field("auto", description="Evaluation batch size per device "
         "[auto: 16 on a CPU, 64 on a GPU]")  # fmt: skip
     epochs: Union[Literal["auto"], float] = Field(

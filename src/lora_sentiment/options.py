@@ -65,7 +65,7 @@ class EvalOptions(_Options):
     label_separator: str | None = Field(None, description="Multi-label: split string labels on this [the run's]")
     max_samples: int | None = Field(None, gt=0, description="Stratified, seeded subsample of this many rows")
     batch_size: int | None = Field(
-        None, gt=0, description="Texts per forward pass [32 on CPU; on a GPU, from its free memory, 64 to 1024]"
+        None, gt=0, description="Texts per forward pass [16 on a CPU; on a GPU, from its free memory, 64 to 1024]"
     )
     seed: int = Field(42, description="Seed of the subsample")
 
@@ -81,7 +81,7 @@ class FileOptions(_Options):
     )  # fmt: skip
     chunk_size: int = Field(2048, gt=0, description="Rows read, predicted and written at a time")
     batch_size: int | None = Field(
-        None, gt=0, description="Texts per forward pass [32 on CPU; on a GPU, from its free memory, 64 to 1024]"
+        None, gt=0, description="Texts per forward pass [16 on a CPU; on a GPU, from its free memory, 64 to 1024]"
     )
     workers: int | None = Field(
         None,

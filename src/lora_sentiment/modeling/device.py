@@ -42,10 +42,11 @@ def resolve_precision(requested: str, device: torch.device) -> Precision:
     return "bf16" if device.type == "cpu" and cpu_has_fast_bf16() else "fp32"
 
 
-# Texts per forward pass without gradients on a CPU (evaluation, prediction with torch). MiniLM, 200 IMDB reviews
-# sorted by length, 256 tokens: batches of 16 ran 18-24 % faster than 64 and 32 in fp32 and 5-21 % in bf16, within 4 %
-# of the best size measured (4 to 64) in both; larger batches' activations leave the caches, and glibc maps and
-# unmaps their blocks on every batch (docs/benchmarks/cpu-classes.md, "The batch size of evaluation").
+# Texts per forward pass without gradients on a CPU (evaluation, prediction with torch). MiniLM, 256 tokens,
+# reviews sorted by length, 2026-12-06 (the amx host in bf16, and capped to stand in for avx512-vnni in fp32):
+# evaluation in training took 11-12 % less time at 16 than at 64, prediction 2 % (fp32; 14-17 % in two probes) and
+# 26 % (bf16; a tie in a probe) less than at 32. Larger batches' activations leave the caches, and glibc maps and
+# unmaps their blocks on every batch (docs/benchmarks/cpu-classes.md, "Evaluation and prediction batches on a CPU").
 CPU_BATCH = 16
 GPU_EVAL_BATCH = 64
 

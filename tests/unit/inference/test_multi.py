@@ -282,3 +282,10 @@ def test_runs_that_pool_differently_share_a_base(tiny_runs, first_token_run, fir
         np.testing.assert_allclose(scores, own_scores(runs[name], texts), atol=1e-5)
     alone = classifiers.predict_many([("first", TEXTS)])[0]
     np.testing.assert_allclose(alone, own_scores(first_token_run, TEXTS), atol=1e-5)
+
+
+def test_a_cpu_predicts_in_batches_of_16(tiny_runs):
+    run = tiny_runs / "sentiment"
+    for precision in ("fp32", "bf16"):  # modeling/device.py's CPU_BATCH, in either precision
+        assert load_classifier(run, precision=precision, engine="torch").default_batch_size == 16
+        assert load_classifiers([run], precision=precision).default_batch_size == 16

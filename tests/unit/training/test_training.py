@@ -31,7 +31,7 @@ def test_training_arguments_follow_the_config(tmp_path):
     config = TrainConfig(batch_size=8, gradient_accumulation_steps=2, epochs=2, group_by_length=False, seed=3)
     args = training_arguments(config, plan(config, 160, 400), work_dir=tmp_path, precision="bf16")
     assert args.per_device_train_batch_size == 8 and args.gradient_accumulation_steps == 2
-    assert args.per_device_eval_batch_size == 16  # --eval-batch-size auto on this CPU
+    assert args.per_device_eval_batch_size == 16  # --eval-batch-size auto on a CPU
     asked = config.model_copy(update={"eval_batch_size": 40})
     assert training_arguments(asked, plan(asked, 160, 400), tmp_path, "bf16").per_device_eval_batch_size == 40
     assert args.logging_steps == 2  # 10 optimizer steps per epoch, logged 5 times
