@@ -124,8 +124,8 @@ class TrainConfig(BaseModel):
     )
     attention: Attention = Field(
         "auto",
-        description="Attention kernel for training [auto: eager on CPU for heads of 32 dims or fewer and up to 256 "
-        "tokens, where it measured faster than SDPA's CPU flash kernel; SDPA elsewhere]",
+        description="Attention kernel for training [auto: eager for bf16 on a CPU with heads of 32 dims or fewer, up "
+        "to 256 tokens, where it measured faster than SDPA's CPU flash kernel; SDPA elsewhere, fp32 included]",
     )
     lora_r: int = Field(8, gt=0, description="LoRA rank")
     lora_alpha: float = Field(32, gt=0, description="LoRA scaling numerator (scale = alpha / r)")

@@ -95,17 +95,21 @@ def synchronize() -> None:
         torch.cuda.synchronize()
 
 
-def resolve_attention(requested: str, model_config: Any, device: torch.device, max_length: int = 512) -> str:
-    """auto -> eager attention for CPU training of short inputs with small heads, SDPA otherwise.
+def resolve_attention(
+    requested: str, model_config: Any, device: torch.device, max_length: int = 512, precision: str = "bf16"
+) -> str:
+    """auto -> eager attention for bf16 CPU training of short inputs with small heads, SDPA otherwise.
 
-    PyTorch's CPU flash-attention backward is slow for 32-dim heads (MiniLM): at 256 tokens eager attention
-    trained 1.3-2.3x faster on this project's benchmark machine. At 512 tokens the S x S probabilities
-    eager attention keeps make it the slower one (4.1 vs 5.0 samples/s), and for 64-dim heads (DistilBERT,
-    BERT-base) the two were even, so SDPA, the library default, stays there."""
+    PyTorch's CPU flash-attention backward is slow for 32-dim heads (MiniLM) in bf16: at 256 tokens eager attention
+    trained 1.3-2.3x faster on this project's benchmark machine. In fp32 (CPUs without bf16 units) SDPA trained
+    faster instead (10-13 % less a step at 256 tokens, AVX-512 and AVX2 kernels; 2026-12-06). At 512 tokens the
+    S x S probabilities eager attention keeps make it the slower one (4.1 vs 5.0 samples/s), and for 64-dim heads
+    (DistilBERT, BERT-base) the two were even, so SDPA, the library default, stays there."""
     if requested != "auto":
         return requested
     hidden = getattr(model_config, "hidden_size", None) or getattr(model_config, "dim", None)
     heads = getattr(model_config, "num_attention_heads", None) or getattr(model_config, "n_heads", None)
-    if device.type == "cpu" and hidden and heads and hidden // heads <= 32 and max_length <= 256:
+    small_heads = bool(hidden and heads and hidden // heads <= 32)
+    if device.type == "cpu" and precision == "bf16" and small_heads and max_length <= 256:
         return "eager"
     return "sdpa"

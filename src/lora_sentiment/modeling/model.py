@@ -79,12 +79,14 @@ def base_dropout_overrides(model_config: Any, dropout: float) -> dict[str, float
 @dataclass(frozen=True)
 class ModelSettings:
     """How a base model is loaded: `base_dropout` replaces the encoder's dropout rates (None keeps the model's
-    own); `attention` is --attention, resolved for `max_length` (None: the model's default)."""
+    own); `attention` is --attention, resolved for `max_length` and the training's `precision` (None: the model's
+    default)."""
 
     trust_remote_code: bool = False
     base_dropout: float | None = None
     attention: str | None = None
     max_length: int = 512
+    precision: str = "bf16"
 
 
 def load_classifier_model(
@@ -118,7 +120,9 @@ def load_classifier_model(
         _set_labels_and_dropout(config, space, settings.base_dropout)
         extra = {}
         if attention is not None:
-            extra["attn_implementation"] = resolve_attention(attention, config, default_device(), settings.max_length)
+            extra["attn_implementation"] = resolve_attention(
+                attention, config, default_device(), settings.max_length, settings.precision
+            )
         with quiet_loading():
             model = _from_local_or_hub(name, lambda **kw: load(config, **extra, **kw))
     except (OSError, ValueError) as exc:
@@ -254,6 +258,7 @@ def setup_model(
         base_dropout=requested.base_dropout,
         attention=requested.attention,
         max_length=requested.tokens,
+        precision=precision,
     )
     if output_start is not None:
         start_output_at(model, output_start)

@@ -171,14 +171,17 @@ def test_attention_choice(tiny_bert, minilm_path):
 
     from lora_sentiment.modeling.device import resolve_attention
 
-    cpu = torch.device("cpu")
-    assert (
-        resolve_attention("auto", AutoConfig.from_pretrained(minilm_path), cpu, 256) == "eager"
-    )  # 384 / 12 = 32-dim heads
-    assert resolve_attention("auto", AutoConfig.from_pretrained(minilm_path), cpu, 512) == "sdpa"
+    cpu, minilm = torch.device("cpu"), AutoConfig.from_pretrained(minilm_path)
+    assert resolve_attention("auto", minilm, cpu, 256, "bf16") == "eager"  # 384 / 12 = 32-dim heads
+    assert resolve_attention("auto", minilm, cpu, 256, "fp32") == "sdpa"  # fp32: SDPA's backward is the faster
+    assert resolve_attention("auto", minilm, cpu, 512) == "sdpa"
     assert resolve_attention("auto", AutoConfig.for_model("distilbert"), cpu) == "sdpa"  # 64-dim heads
     assert resolve_attention("auto", AutoConfig.from_pretrained(minilm_path), torch.device("cuda")) == "sdpa"
     assert resolve_attention("sdpa", AutoConfig.from_pretrained(minilm_path), cpu) == "sdpa"
     tokenizer = load_tokenizer(tiny_bert)
     model = load_classifier_model(tiny_bert, LABELS, tokenizer=tokenizer, attention="eager")
     assert model.config._attn_implementation == "eager"
+    for precision, expected in (("bf16", "eager"), ("fp32", "sdpa")):  # tiny_bert: 16-dim heads
+        model = load_classifier_model(tiny_bert, LABELS, tokenizer=tokenizer, attention="auto", max_length=64,
+                                      precision=precision)  # fmt: skip
+        assert model.config._attn_implementation == expected

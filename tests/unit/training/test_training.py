@@ -111,8 +111,9 @@ def test_heads_start_at_the_training_labels(tiny_distilbert):
 
 @pytest.mark.slow
 def test_evaluation_inside_training_uses_sdpa_where_training_uses_eager(tmp_path, tiny_bert, small_csv, monkeypatch):
-    """--attention auto trains small-head models on a CPU with eager attention (a faster backward); evaluation
-    has no backward, so it runs with SDPA, and training goes back to eager after it. --attention eager stays."""
+    """--attention auto trains small-head models in bf16 on a CPU with eager attention (a faster backward);
+    evaluation has no backward, so it runs with SDPA, and training goes back to eager after it. --attention eager
+    stays. In fp32 auto trains with SDPA throughout."""
     from transformers import Trainer
 
     seen, stepped = [], set()
@@ -128,7 +129,8 @@ def test_evaluation_inside_training_uses_sdpa_where_training_uses_eager(tmp_path
 
     monkeypatch.setattr(Trainer, "evaluate", spy)
     monkeypatch.setattr(Trainer, "training_step", step_spy)
-    common = dict(model=tiny_bert, data=str(small_csv), max_length=64, epochs=2, batch_size=16, baseline="none")
+    common = dict(model=tiny_bert, data=str(small_csv), max_length=64, epochs=2, batch_size=16, baseline="none",
+                  precision="bf16")  # fmt: skip
     result = train(TrainConfig(**common, output_dir=str(tmp_path / "auto")), log=lambda _: None)
     assert seen == ["sdpa", "sdpa"] and stepped == {"eager"}  # epoch 2 trained with eager again
     assert set(result.seconds) == {"data", "baseline", "model", "train", "evaluate", "report", "save"}
@@ -136,6 +138,9 @@ def test_evaluation_inside_training_uses_sdpa_where_training_uses_eager(tmp_path
     seen.clear()
     train(TrainConfig(**common, attention="eager", output_dir=str(tmp_path / "eager")), log=lambda _: None)
     assert seen == ["eager", "eager"] and stepped == {"eager"}
+    seen.clear(), stepped.clear()
+    train(TrainConfig(**common | {"precision": "fp32"}, output_dir=str(tmp_path / "fp32")), log=lambda _: None)
+    assert seen == ["sdpa", "sdpa"] and stepped == {"sdpa"}
 
 
 @pytest.mark.parametrize("labels", [[1, 0, 1], [0.5, 2.0, -1.0], [[1.0, 0.0], [0.0, 0.0], [1.0, 1.0]]])
