@@ -22,14 +22,13 @@ import numpy as np
 import pandas as pd
 import torch
 from profile_train import train_step
+from step_args import step_parser
 
 from lora_sentiment.config import TrainConfig
 from lora_sentiment.modeling.cpu import this_cpu
 from lora_sentiment.modeling.model import setup_model
 from lora_sentiment.problems.space import LabelSpace
 from lora_sentiment.training.memory import Allocator
-
-SAMPLE = Path(__file__).resolve().parents[1] / "../shared/data/imdb-sample/train.parquet"
 
 
 def prepared(args: argparse.Namespace, variant: dict, texts: list[str]) -> tuple:
@@ -54,11 +53,7 @@ def prepared(args: argparse.Namespace, variant: dict, texts: list[str]) -> tuple
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--data", default=str(SAMPLE))
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
-    parser.add_argument("--max-length", type=int, default=256)
+    parser = step_parser(__doc__.splitlines()[0])
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--reviews", type=int, default=160)
     parser.add_argument("--rounds", type=int, default=3)

@@ -23,7 +23,8 @@ from contextlib import nullcontext
 from pathlib import Path
 from types import SimpleNamespace
 
-SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "imdb-sample" / "train.parquet"
+from step_args import step_parser
+
 POLICIES = ("trim-every-step", "glibc", "default")
 
 
@@ -76,11 +77,7 @@ def child(args: argparse.Namespace) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--data", default=str(SAMPLE))
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
-    parser.add_argument("--max-length", type=int, default=256)
+    parser = step_parser(__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--headroom", type=float, default=1.2, help="the default policy's budget over the first peak")
