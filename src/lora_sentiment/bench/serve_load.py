@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -128,15 +129,16 @@ class ServerProcess:
     def __enter__(self) -> "ServerProcess":
         import httpx
 
+        # Its log goes to a file: a pipe nobody reads fills up (64 KB of access lines or tracebacks) and then
+        # blocks the server in the middle of answering.
+        self.log = tempfile.TemporaryFile(mode="w+")
         self.process = subprocess.Popen(
-            self.command, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+            self.command, env=self.env, stdout=subprocess.DEVNULL, stderr=self.log, text=True
         )
         deadline = time.monotonic() + self.startup_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"the server exited with {self.process.returncode}: {self.process.stderr.read()[-2000:]}"
-                )
+                raise RuntimeError(f"the server exited with {self.process.returncode}: {self.log_tail()}")
             try:
                 if httpx.get(self.url + "/health", timeout=2).status_code == 200:
                     return self
@@ -151,6 +153,11 @@ class ServerProcess:
 
         return peak_rss_mb(self.process.pid)
 
+    def log_tail(self, size: int = 2000) -> str:
+        """The end of the server's log (its stderr) so far."""
+        self.log.seek(0)
+        return self.log.read()[-size:]
+
     def __exit__(self, *exc: Any) -> None:
         if self.process and self.process.poll() is None:
             self.process.terminate()
@@ -159,6 +166,7 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self.log.close()
 
 
 def free_port() -> int:

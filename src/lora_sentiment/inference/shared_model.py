@@ -221,15 +221,18 @@ class SharedBase:
         encoded = {key: [row for _, part in parts for row in part[key]] for key in parts[0][1]}
         adapters = np.array([member.adapter for member, part in parts for _ in part["input_ids"]])
 
+        width = max(member.width for member, _ in parts)
+
         def call(batch: dict[str, torch.Tensor], index: np.ndarray) -> torch.Tensor:
             keys = adapters[index]
             self.routing.set(keys, self.device)
             if len(self.routing.groups) == 1:
                 self.model.set_adapter(str(keys[0]))
-                return self.model(**batch).logits
+                # One run's rows alone: its own head's width, padded to the widest part's (sliced off below).
+                logits = self.model(**batch).logits
+                return torch.nn.functional.pad(logits, (0, width - logits.shape[-1]))
             return self.model(**batch, adapter_names=keys.tolist()).logits
 
-        width = max(member.width for member, _ in parts)
         with self.lock:
             out = forward_logits(self.model, self.tokenizer, encoded, reading, width=width, call=call)
         results, start = [], 0

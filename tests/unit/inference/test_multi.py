@@ -35,6 +35,10 @@ def test_a_set_answers_as_each_run_alone_in_mixed_batches(tiny_runs, trained_run
     assert len(classifiers.bases) == 2  # the two BERT runs share one base; DistilBERT has its own
     requests = [("stars", TEXTS[:2]), ("sentiment", TEXTS), ("distil", TEXTS[1:]), ("stars", TEXTS[2:])]
     got = classifiers.predict_many(requests)
+    # Batches of 1 and 2: some hold one run's rows alone, beside runs with more outputs (4 against 2).
+    for batch_size in (1, 2):
+        for small, large in zip(classifiers.predict_many(requests, batch_size=batch_size), got):
+            np.testing.assert_allclose(small, large, atol=1e-5)
     for (name, texts), scores in zip(requests, got):
         expected = own_scores(runs[name], texts)
         assert scores.shape == expected.shape
