@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 
 from lora_sentiment.config import TrainConfig
+from lora_sentiment.data.encoding import padded_batch
 from lora_sentiment.modeling.cpu import this_cpu
 from lora_sentiment.modeling.model import setup_model
 from lora_sentiment.opening import open_predictor
@@ -36,20 +37,17 @@ def evaluation_seconds(args: argparse.Namespace, texts: list[str], sizes: list[i
     config = TrainConfig(model=args.model, max_length=args.max_length, attention="sdpa")  # as `train` evaluates
     setup = setup_model(config, LabelSpace("single-label", ["Negative", "Positive"]), args.precision, log=print)
     model = setup.model.eval()
-    encoded = setup.tokenizer(texts, truncation=True, max_length=args.max_length)["input_ids"]
-    order = np.argsort([len(ids) for ids in encoded])
+    tokenizer = setup.tokenizer
+    encoded = dict(tokenizer(texts, truncation=True, max_length=args.max_length))
+    order = np.argsort([len(ids) for ids in encoded["input_ids"]])
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if args.precision == "bf16" else nullcontext()
 
     def evaluate(size: int) -> float:
         start = time.perf_counter()
         with torch.inference_mode(), autocast:
             for first in range(0, len(order), size):
-                rows = [encoded[i] for i in order[first : first + size]]
-                ids = torch.zeros(len(rows), max(map(len, rows)), dtype=torch.long)
-                mask = torch.zeros_like(ids)
-                for r, row in enumerate(rows):
-                    ids[r, : len(row)], mask[r, : len(row)] = torch.tensor(row), 1
-                model(input_ids=ids, attention_mask=mask)
+                batch = padded_batch(encoded, order[first : first + size], tokenizer.pad_token_id, False, None)
+                model(**{key: torch.from_numpy(rows) for key, rows in batch.items()})
         return time.perf_counter() - start
 
     evaluate(16)  # warm-up: oneDNN picks its kernels on the first shapes
