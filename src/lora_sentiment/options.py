@@ -59,8 +59,10 @@ class EvalOptions(_Options):
     """Which labelled rows `evaluate` scores, and how it reads them."""
 
     split: str | None = Field(None, description="Split to evaluate [test, else validation, else train]")
-    text_column: str = Field("text", description="Column holding the text")
-    label_column: str = Field("label", description="Column holding the label")
+    text_column: str | None = Field(None, description="Column holding the text [the run's --text-column, else text]")
+    label_column: str | None = Field(
+        None, description="Column holding the label [the run's --label-column, else label]"
+    )
     label_columns: list[str] | None = Field(None, description="Multi-label: 0/1 columns, one per tag [the run's]")
     label_separator: str | None = Field(None, description="Multi-label: split string labels on this [the run's]")
     max_samples: int | None = Field(None, gt=0, description="Stratified, seeded subsample of this many rows")
@@ -73,7 +75,9 @@ class EvalOptions(_Options):
 class FileOptions(_Options):
     """How `predict --input` reads, predicts and writes a file (or, with the ray runner, a folder of files)."""
 
-    text_column: str = Field("text", description="Column of --input holding the text")
+    text_column: str | None = Field(
+        None, description="Column of --input holding the text [the run's --text-column, else text]"
+    )
     input_format: InputFormat | None = Field(None, description="Format of --input [from its extension; stdin: txt]")
     output_format: OutputFormat | None = Field(
         None, description="Format of --output [from its extension; stdout: jsonl; --runner ray: parquet] (parquet: "

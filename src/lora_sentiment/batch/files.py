@@ -11,7 +11,7 @@ import sys
 from collections import deque
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -27,6 +27,7 @@ from ..data.tables import (
     check_input,
     checked_chunks,
     checked_output,
+    column_to_read,
     resolve_format,
     total_rows,
     write_chunk,
@@ -34,7 +35,7 @@ from ..data.tables import (
 from ..errors import UserError
 from ..export.compiled import count_predicted
 from ..measure import Stages
-from ..opening import job_target, open_predictor
+from ..opening import job_target, open_predictor, records
 from ..options import ExplainOptions, FileOptions, LoadOptions
 from .columns import ChunkJob, check_columns
 from .workers import InProcess, Target, WorkerPool
@@ -75,6 +76,8 @@ def predict_file(
         chunks = checked_chunks(input_path, in_fmt, options.chunk_size)
         first = next(chunks, None)
         if first is not None:
+            if in_fmt != "txt":
+                job = replace(job, text_column=text_column_of(model, options, list(first.columns), input_path))
             check_columns(first, job.text_column, input_path)
             chunks = itertools.chain([first], chunks)
         rows = total_rows(input_path, in_fmt)  # a pass over a JSON Lines or text file: reading, so timed as such
@@ -112,8 +115,26 @@ def check_file_job(
     in_fmt = resolve_format(input_path, options.input_format, INPUT_FORMATS, "--input-format", "txt")
     out_fmt = resolve_format(output_path, options.output_format, OUTPUT_FORMATS, "--output-format", "jsonl")
     explain = explain if explain is not None and explain.explain else None
-    job = ChunkJob("text" if in_fmt == "txt" else options.text_column, out_fmt, options.batch_size, explain)
+    job = ChunkJob(options.text_column or "text", out_fmt, options.batch_size, explain)  # the file decides (below)
     return FilePlan(in_fmt, job, checked_output(output_path, options.overwrite), _checked_workers(options.workers or 1))
+
+
+def text_column_of(model: Predictor | PredictorSet | Target, options: FileOptions, columns: list, where: str) -> str:
+    """The column of the input that the runs read: --text-column, else the runs' own where the file has it."""
+    return column_to_read(options.text_column, trained_text_columns(model), "text", columns, "--text-column", where)
+
+
+def trained_text_columns(model: Predictor | PredictorSet | Target) -> list[str | None]:
+    """The --text-column each run was trained with, read from its files when it is not loaded yet."""
+    from ..inference.base import PredictorSet
+
+    if isinstance(model, PredictorSet):
+        return [trained_text_columns(model[name])[0] for name in model.names]
+    if isinstance(model, (str, Path)):
+        return [getattr(records(model)[0], "text_column", None)]
+    if isinstance(model, dict):
+        return [column for path in model.values() for column in trained_text_columns(path)]
+    return [getattr(model.run_config, "text_column", None)]
 
 
 def _checked_workers(workers: int) -> int:

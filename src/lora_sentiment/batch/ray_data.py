@@ -26,7 +26,7 @@ from ..modeling.ray_cluster import check_ray, ray_session, user_error
 from ..options import ExplainOptions, FileOptions, LoadOptions
 from .columns import ChunkJob, with_predictions
 from .columns import check_columns as check_prediction_columns
-from .files import split_options
+from .files import split_options, text_column_of
 from .workers import open_in_worker
 
 ROW_COLUMNS = ("input_file", "input_row")
@@ -100,6 +100,17 @@ def check_inputs(files: list[str], fmt: str, text_column: str) -> None:
             raise UserError(f"{path} already has a column named {clash[0]!r}, which --runner ray writes; rename it")
 
 
+def _text_column(model: str, options: FileOptions, files: list[str], fmt: str) -> str:
+    """--text-column, else the run's own where the first file with rows has it (every file is checked for it)."""
+    if fmt == "txt":
+        return "text"
+    for path in files:
+        first = next(checked_chunks(path, fmt, 1), None)
+        if first is not None:
+            return text_column_of(model, options, list(first.columns), path)
+    return options.text_column or "text"
+
+
 def plan(files: list[str], fmt: str, workers: int | None, resources: dict[str, float], nodes: int) -> RayPlan:
     """Actors: one per GPU where the cluster has GPUs, else one per node with its cores (or --workers)."""
     gpus = int(resources.get("GPU", 0))
@@ -167,7 +178,7 @@ def predict_on_ray(
     out_fmt, target = check_ray_job(output_path, options, ray_address)
     files, fmt = input_files(input_path, options.input_format)
     explain = explain if explain is not None and explain.explain else None
-    job = ChunkJob("text" if fmt == "txt" else options.text_column, out_fmt, options.batch_size, explain)
+    job = ChunkJob(_text_column(model, options, files, fmt), out_fmt, options.batch_size, explain)
     check_inputs(files, fmt, job.text_column)
     from ..opening import job_target
 

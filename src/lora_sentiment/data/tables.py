@@ -216,6 +216,30 @@ def _field_counts(path: str, separator: str, size: int, mtime_ns: int) -> int:
     return rows
 
 
+def column_to_read(
+    given: str | None, trained: Sequence[str | None], default: str, columns: Sequence[Any], flag: str, where: str
+) -> str:
+    """The column of a new file that runs read: `given` (the flag), else the one the runs were trained on where the
+    file has it, so a file shaped like the training file needs no flag, else `default`. Runs trained on different
+    columns that the file has each of are refused: which one to read is the user's to say."""
+    if given is not None:
+        return given
+    own = list(dict.fromkeys(c for c in trained if c and c != default and c in columns))
+    if len(own) > 1:
+        named = " and ".join(map(repr, own))
+        raise UserError(f"the runs were trained on the columns {named} ({flag}), and {where} has both; set {flag}")
+    if own:
+        return own[0]
+    others = list(dict.fromkeys(c for c in trained if c and c != default))
+    if others and default not in columns:
+        named = " or ".join(map(repr, others))
+        raise UserError(
+            f"no column {named} (the run's {flag}) or {default!r} in {where}; columns are: "
+            f"{', '.join(map(str, columns))} ({missing_column_fix(columns, flag)})"
+        )
+    return default
+
+
 def missing_column_fix(columns: Sequence[Any], flag: str) -> str:
     """The fix for a column not found: the flag that names it, unless the file's header is one column whose
     name holds another separator ("text;label"): a file separated by ';', '|' or tabs read as CSV."""

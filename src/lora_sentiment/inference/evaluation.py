@@ -10,6 +10,7 @@ import numpy as np
 
 from ..data.loading import load_splits
 from ..data.splits import drop_empty_texts, select_text_label, stratified_sample
+from ..data.tables import column_to_read
 from ..errors import UserError
 from ..options import EvalOptions
 from ..problems.abstention import selective_metrics
@@ -39,14 +40,20 @@ class LabelledRows:
 
 
 def labelled_rows(data: str, options: EvalOptions, config: Any, space: LabelSpace) -> LabelledRows:
-    """`data` read with the run's label settings (`config`: its TrainConfig, if known) and encoded to `space`:
-    what `evaluate` reads first, so a bad file fails before a model loads."""
+    """`data` read with the run's column and label settings (`config`: its TrainConfig, if known) unless `options`
+    say otherwise, and encoded to `space`: what `evaluate` reads first, so a bad file fails before a model loads."""
     label_columns = options.label_columns or (config.label_columns if config else None)
     separator = options.label_separator
     if separator is None and config is not None:
         separator = config.label_separator
     splits = pick_split(load_splits(data), options.split, data)
-    ds = select_text_label(splits, options.text_column, options.label_column, data, label_columns)
+    columns = splits.column_names
+    text = column_to_read(options.text_column, [config and config.text_column], "text", columns, "--text-column", data)
+    label = None
+    if not label_columns:
+        trained = [config and config.label_column]
+        label = column_to_read(options.label_column, trained, "label", columns, "--label-column", data)
+    ds = select_text_label(splits, text, label, data, label_columns)
     ds, dropped = drop_empty_texts(ds, data)
     ds, _ = encode_targets(ds, space.problem_type, data, space=space, separator=separator)
     return LabelledRows(stratified_sample(ds, options.max_samples, options.seed), dropped)
