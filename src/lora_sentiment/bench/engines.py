@@ -82,9 +82,8 @@ def run_engine_bench(run_dir: str, options: EngineBenchOptions, log: Callable[[s
 
     quiet()
     run = Run.open(run_dir)
-    if run.space.problem_type != "single-label" or len(run.space.names) != 2:
-        raise UserError("bench-engines compares with the tutorial's binary classifier: give a 2-class run")
-    frame = _labelled_rows(options.data, options.rows)
+    check_single_label(run.space.problem_type)
+    frame = _labelled_rows(options.data, options.rows, run)
     texts, labels = frame["text"].tolist(), frame["label"].tolist()
     report: dict[str, Any] = {"machine": machine_description("cpu"), "run": run_dir, "rows": len(frame)}
     with tempfile.TemporaryDirectory(prefix="lora-sentiment-engines-") as scratch:
@@ -121,9 +120,10 @@ def run_engine_bench(run_dir: str, options: EngineBenchOptions, log: Callable[[s
 
 
 def _tutorial(run: Any, texts: list[str], labels: list[int], source: Path, scratch: Path) -> dict[str, Any]:
-    steady = in_fresh_process(phase_predict_baseline, str(run.path), run.config.model, texts, run.config.max_length)
+    classes, max_length = len(run.space.names), run.config.max_length
+    steady = in_fresh_process(phase_predict_baseline, str(run.path), run.config.model, texts, max_length, classes)
     out = scratch / "tutorial.csv"
-    argv = [*TUTORIAL_CHILD, str(run.path), run.config.model, str(source), str(out), str(run.config.max_length)]
+    argv = [*TUTORIAL_CHILD, str(run.path), run.config.model, str(source), str(out), str(max_length), str(classes)]
     return _entry(steady, _whole_command(argv, out), labels)
 
 
@@ -157,20 +157,25 @@ def check_data(data: str) -> None:
         raise UserError(f"--data {data} not found: give a CSV, TSV, JSONL or Parquet file with text and label columns")
 
 
-def _labelled_rows(data: str, rows: int) -> pd.DataFrame:
-    """The first `rows` rows, read by `predict --input`'s own reader (its formats, its one-line errors)."""
-    from ..data.tables import INPUT_FORMATS, checked_chunks, resolve_format
+def check_single_label(problem_type: str) -> None:
+    """The tutorial's way is a classifier that takes the top class: multi-label tags and regression values have no
+    counterpart in it to time against."""
+    if problem_type != "single-label":
+        raise UserError(
+            f"bench-engines compares with the tutorial's classifier: give a single-label run (this one is "
+            f"{problem_type}; time its engines with `predict RUN --input FILE --engine torch|openvino|onnx`)"
+        )
+
+
+def _labelled_rows(data: str, rows: int, run: Any) -> pd.DataFrame:
+    """A stratified, seeded `rows` of the file, read as `evaluate` reads it for this run (the run's columns and
+    label names, or the ids; its one-line errors), labels as the run's ids."""
+    from ..inference.evaluation import labelled_rows
+    from ..options import EvalOptions
 
     check_data(data)
-    fmt = resolve_format(data, None, INPUT_FORMATS, "--data", "csv")
-    chunks = checked_chunks(data, fmt, rows, format_fix="or give --data the extension of its format")
-    frame = next(chunks, pd.DataFrame())
-    missing = {"text", "label"} - set(frame.columns)
-    if missing:
-        raise UserError(
-            f"--data {data} has no {', '.join(sorted(missing))} column; columns: {', '.join(frame.columns)}"
-        )
-    return frame.head(rows).reset_index(drop=True)
+    dataset = labelled_rows(data, EvalOptions(max_samples=rows), run.config, run.space).dataset
+    return pd.DataFrame({"text": dataset["text"], "label": [int(label) for label in dataset["label"]]})
 
 
 def format_engine_report(report: dict[str, Any]) -> str:

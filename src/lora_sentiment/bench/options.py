@@ -45,8 +45,8 @@ class BenchOptions(_Options):
 class EngineBenchOptions(_Options):
     """`bench-engines`: one run's prediction through every engine."""
 
-    data: str = Field(description="CSV or Parquet file with text and label columns")
-    rows: int = Field(1000, gt=0, description="Reviews to predict")
+    data: str = Field(description="Labelled CSV/TSV/JSONL/Parquet file (read as `evaluate` reads it for the run)")
+    rows: int = Field(1000, gt=0, description="Rows to predict (a stratified, seeded sample of --data)")
     output: str | None = Field(None, description="Also write the results as JSON here")
 
 

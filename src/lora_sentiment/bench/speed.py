@@ -79,10 +79,12 @@ def phase_train(config_values: dict[str, Any], like_tutorial: bool = False) -> d
     }
 
 
-def phase_predict_baseline(run_dir: str, base_model: str, texts: list[str], max_length: int) -> dict[str, Any]:
+def phase_predict_baseline(
+    run_dir: str, base_model: str, texts: list[str], max_length: int, num_labels: int = 2
+) -> dict[str, Any]:
     """As the tutorial predicts (tutorial.py), timed."""
     quiet()
-    model, tokenizer = load_like_tutorial(run_dir, base_model)
+    model, tokenizer = load_like_tutorial(run_dir, base_model, num_labels)
     model.to("cuda" if torch.cuda.is_available() else "cpu")
     lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
     predicted, seconds = predict_like_tutorial(model, tokenizer, texts, max_length)

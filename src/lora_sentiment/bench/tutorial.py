@@ -1,7 +1,7 @@
 """The tutorial's recipe, written once: how it trains (the settings below, through our Trainer path) and how it
 predicts (the unmerged PEFT model in fp32, 4 reviews at a time, in input order). `bench` and `bench-engines`
 measure this project's paths against it; `python -m lora_sentiment.bench.tutorial RUN BASE IN.csv OUT.csv
-MAX_LENGTH` runs its prediction as a whole script."""
+MAX_LENGTH [NUM_LABELS]` runs its prediction as a whole script (2 labels unless given)."""
 
 from __future__ import annotations
 
@@ -36,13 +36,16 @@ def allocate_like_tutorial() -> None:
     recipe.memory_callbacks = list
 
 
-def load_like_tutorial(run_dir: str, base_model: str) -> tuple[Any, Any]:
+def load_like_tutorial(run_dir: str, base_model: str, num_labels: int = 2) -> tuple[Any, Any]:
     from peft import PeftModel
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(run_dir)
     tokenizer.truncation_side = "left"
-    base = AutoModelForSequenceClassification.from_pretrained(base_model, num_labels=2)
+    # A base that ships a head of other classes (the tests' tiny models) gets a fresh one: the adapter brings its own.
+    base = AutoModelForSequenceClassification.from_pretrained(
+        base_model, num_labels=num_labels, ignore_mismatched_sizes=True
+    )
     return PeftModel.from_pretrained(base, run_dir).eval(), tokenizer
 
 
@@ -65,9 +68,9 @@ def main(argv: list[str]) -> int:
 
     from ..measure import peak_rss_mb
 
-    run, base, source, target, max_length = argv
+    run, base, source, target, max_length, *num_labels = argv
     frame = pd.read_csv(source)
-    model, tokenizer = load_like_tutorial(run, base)
+    model, tokenizer = load_like_tutorial(run, base, int(num_labels[0]) if num_labels else 2)
     frame["predicted_label"], _ = predict_like_tutorial(model, tokenizer, frame["text"].tolist(), int(max_length))
     frame.to_csv(target, index=False)
     print("PEAK_RSS_MB", peak_rss_mb(), file=sys.stderr)

@@ -20,16 +20,16 @@ def add_parser(commands: Any) -> None:
         "steady-state loop and the whole `predict --input` command, each in a fresh process; reports reviews/s, "
         "peak RSS, accuracy and the ratio to the tutorial's way.",
     )
-    parser.add_argument("run_dir", help="the --output-dir of a 2-class training run")
+    parser.add_argument("run_dir", help="the --output-dir of a single-label training run")
     add_model_flags(parser, EngineBenchOptions)
 
 
 def check(args: argparse.Namespace) -> EngineBenchOptions:
-    from ..bench.engines import check_data
+    from ..bench.engines import check_data, check_single_label
     from ..runs.run import Run
 
     options: EngineBenchOptions = from_args(args, EngineBenchOptions)
-    Run.open(args.run_dir)
+    check_single_label(Run.open(args.run_dir).space.problem_type)
     check_data(options.data)
     check_report_file(options.output)
     return options

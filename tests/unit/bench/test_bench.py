@@ -95,3 +95,39 @@ def test_peak_rss_is_this_process_not_the_parent():
     measured = float(subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True).stdout)
     assert measured < 250, measured
     del ballast
+
+
+def test_the_tutorials_script_predicts_a_run_of_several_classes(tmp_path, tiny_runs, tiny_bert, imdb_frames):
+    """bench-engines times any single-label run: the tutorial's script loads the head with the run's classes."""
+    import pandas as pd
+
+    from lora_sentiment.bench.tutorial import main
+
+    rows = imdb_frames[1].head(12)[["text"]]
+    rows.to_csv(tmp_path / "in.csv", index=False)
+    script = [str(tiny_runs / "stars"), tiny_bert, str(tmp_path / "in.csv"), str(tmp_path / "out.csv"), "48"]
+    assert main([*script, "4"]) == 0
+    predicted = pd.read_csv(tmp_path / "out.csv")["predicted_label"]
+    assert len(predicted) == 12 and predicted.between(0, 3).all()
+    with pytest.raises(RuntimeError, match="size mismatch"):  # the head of 2 classes does not fit the run's 4
+        main(script)
+
+
+def test_bench_engines_reads_labels_as_evaluate_does(tmp_path, tiny_runs, imdb_frames):
+    """The run's label column and names (or ids), a stratified sample of --rows; multi-label runs refused."""
+    from conftest import stars
+
+    from lora_sentiment import UserError
+    from lora_sentiment.bench.engines import _labelled_rows, check_single_label
+    from lora_sentiment.runs.run import Run
+
+    rows = imdb_frames[1].head(60).assign(stars=lambda f: f.rating.map(stars))[["text", "label", "stars"]]
+    rows.to_csv(tmp_path / "held_out.csv", index=False)
+    run = Run.open(tiny_runs / "stars")
+    frame = _labelled_rows(str(tmp_path / "held_out.csv"), 20, run)
+    assert len(frame) == 20 and set(frame.columns) == {"text", "label"}
+    names = dict(zip(rows.text, rows.stars))
+    assert [run.space.names[label] for label in frame.label] == [names[text] for text in frame.text]
+    check_single_label("single-label")
+    with pytest.raises(UserError, match="single-label run \\(this one is multi-label; time its engines with"):
+        check_single_label("multi-label")
