@@ -58,6 +58,7 @@ def _cases(run: str, data: str, busy_port: int) -> list[tuple[str, list[str], st
         ("bench", ["--data", "no-such-folder", "--model", "m"], "needs train.parquet and validation.parquet"),
         ("bench-engines", [run, "--data", data, "--output", "no/such/dir/r.json"], "does not exist"),
         ("bench-serve", [run, "--data", "missing.csv"], "--data missing.csv not found"),
+        ("bench-serve", [run, "--data", data, "--text-column", "review"], "no column 'review' in data.csv"),
     ]
 
 

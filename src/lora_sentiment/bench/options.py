@@ -54,6 +54,9 @@ class ServeBenchOptions(_Options):
     """`bench-serve`: a bounded loopback load against fresh servers."""
 
     data: str = Field(description="CSV/TSV/JSONL/Parquet/.txt file whose text column supplies the requests")
+    text_column: str | None = Field(
+        None, description="Column of --data holding the texts [the runs' --text-column, else text]"
+    )
     requests: int = Field(2000, gt=0, description="Requests per mode")
     concurrency: int = Field(16, gt=0, description="Concurrent clients")
     batch_wait_ms: float = Field(5.0, ge=0, description="Micro-batching window to compare")

@@ -29,29 +29,40 @@ def add_parser(commands: Any) -> None:
     add_model_flags(parser, ServeBenchOptions)
 
 
-def check(args: argparse.Namespace) -> ServeBenchOptions:
-    from ..data.tables import INPUT_FORMATS, resolve_format
+def check(args: argparse.Namespace) -> tuple[ServeBenchOptions, list[str]]:
     from ..runs.run import Run
 
     options: ServeBenchOptions = from_args(args, ServeBenchOptions)
-    for run in args.runs:
-        Run.open(run)  # a clear error before any server starts
+    trained = [Run.open(run).config.text_column for run in args.runs]  # a clear error before any server starts
     if not Path(options.data).is_file():
         raise UserError(f"--data {options.data} not found: give a file whose text column supplies the requests")
-    resolve_format(options.data, None, INPUT_FORMATS, "--data", "txt")
     check_report_file(options.output)
-    return options
+    return options, _requests(options.data, options.text_column, trained)
 
 
-def run(args: argparse.Namespace, options: ServeBenchOptions) -> int:
-    from ..bench.serve_load import compare_batching, compare_models, format_results
-    from ..data.tables import INPUT_FORMATS, read_chunks, resolve_format
+def _requests(data: str, given: str | None, trained: list[str]) -> list[str]:
+    """The file's texts: from --text-column, else the runs' own where the file has it, else `text` (a .txt file:
+    its lines)."""
+    from ..data.tables import INPUT_FORMATS, column_to_read, missing_column_fix, read_chunks, resolve_format
 
-    fmt = resolve_format(options.data, None, INPUT_FORMATS, "--data", "txt")
-    texts = [t for chunk in read_chunks(options.data, fmt, 4096) for t in chunk["text"].tolist()
-             if isinstance(t, str) and t.strip()]  # fmt: skip
+    fmt = resolve_format(data, None, INPUT_FORMATS, "--data", "txt")
+    texts: list[str] = []
+    for chunk in read_chunks(data, fmt, 4096):
+        columns = list(chunk.columns)
+        column = "text" if fmt == "txt" else column_to_read(given, trained, "text", columns, "--text-column", data)
+        if column not in columns:
+            raise UserError(f"no column {column!r} in {data}; columns are: {', '.join(map(str, columns))} "
+                            f"({missing_column_fix(columns, '--text-column')})")  # fmt: skip
+        texts += [t for t in chunk[column].tolist() if isinstance(t, str) and t.strip()]
     if not texts:
-        raise UserError(f"no texts in {options.data} (it needs a text column)")
+        raise UserError(f"no texts in {data} (it needs a text column)")
+    return texts
+
+
+def run(args: argparse.Namespace, settings: tuple[ServeBenchOptions, list[str]]) -> int:
+    from ..bench.serve_load import compare_batching, compare_models, format_results
+
+    options, texts = settings
     log = lambda m: print(m, flush=True)  # noqa: E731
     if len(args.runs) == 1:
         results = compare_batching(args.runs[0], texts, options, log)

@@ -112,3 +112,13 @@ def test_several_runs_each_read_their_own_label_column(tmp_path, tiny_runs, imdb
     assert main(["evaluate", str(tiny_runs / "sentiment"), *common, "--label-column", "label"]) == 0
     assert both["sentiment"]["accuracy"] == json.loads(capsys.readouterr().out)["accuracy"]
     assert "comparison_with_sentiment" not in both["stars"]  # other labels: no paired comparison
+
+
+def test_bench_serve_takes_its_requests_from_the_runs_text_column(tmp_path, held_out):
+    from lora_sentiment.cli.bench_serve import _requests
+
+    held_out.to_csv(tmp_path / "requests.csv", index=False)
+    assert _requests(str(tmp_path / "requests.csv"), None, ["review"]) == held_out.review.tolist()
+    assert _requests(str(tmp_path / "requests.csv"), "text", ["review"]) == ["Great!"] * 20
+    (tmp_path / "lines.txt").write_text("One.\n\nTwo.\n")
+    assert _requests(str(tmp_path / "lines.txt"), None, ["review"]) == ["One.", "Two."]
