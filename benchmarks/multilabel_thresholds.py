@@ -1,0 +1,140 @@
+"""How a multi-label run should pick each tag's threshold when its evaluation split holds few of that tag: rules
+decided on a run's evaluation split, scored on GoEmotions' 5,426 validation comments none of them saw.
+
+    python benchmarks/multilabel_thresholds.py --model "$MINILM" --data ../shared/data/goemotions --comments 2000 \
+        --seeds 0 1 2 --output benchmarks/results/multilabel-thresholds-CLASS-cpu-DATE.jsonl
+
+Each seed draws N comments from the training split: four fifths train a run with `train`'s defaults, the other
+fifth is its `--eval-data` (as the fifth a run carves for itself), on which the run calibrates and each rule below
+decides the thresholds from the run's calibrated probabilities; every rule's thresholds are then scored on the
+validation comments (macro- and micro-F1 over the tags the draw has). One JSON line per seed and rule, appended.
+
+Rules: `per-tag` (the default until 2026-12-06: each tag's best F1 on the grid, ties the lowest, 0.5 for a tag
+with no positive), `per-tag, 0.5 where F1 is 0`, `global` (one threshold for every tag, the best micro-F1),
+`per-tag from K positives, else global`, and `shrunk M` (each tag's threshold pulled towards the global one as
+(n t_tag + M t_global) / (n + M), n its positives)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lora_sentiment import TrainConfig, load_classifier, train
+from lora_sentiment.inference.evaluation import labelled_rows
+from lora_sentiment.modeling.cpu import this_cpu
+from lora_sentiment.options import EvalOptions
+from lora_sentiment.problems.intervals import f1_from_counts
+from lora_sentiment.problems.multi_label import THRESHOLD_GRID
+
+
+def f1_grid(labels: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+    """F1 of each tag (rows) at each grid threshold (columns)."""
+    labels = labels.astype(bool)[:, :, None]
+    predicted = probabilities[:, :, None] >= THRESHOLD_GRID[None, None, :]
+    tp = (predicted & labels).sum(axis=0)
+    fp = (predicted & ~labels).sum(axis=0)
+    fn = (~predicted & labels).sum(axis=0)
+    return 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+
+
+def global_threshold(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    labels = labels.astype(bool)
+    best, chosen = -1.0, 0.5
+    for t in THRESHOLD_GRID:
+        predicted = probabilities >= t
+        f1 = f1_from_counts((predicted & labels).sum(), (predicted & ~labels).sum(), (~predicted & labels).sum())
+        if f1 > best:
+            best, chosen = float(f1), float(t)
+    return chosen
+
+
+def rules(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, np.ndarray]:
+    f1 = f1_grid(labels, probabilities)
+    positives = labels.astype(bool).sum(axis=0)
+    per_tag = np.where(positives > 0, THRESHOLD_GRID[f1.argmax(axis=1)], 0.5)
+    everywhere = global_threshold(labels, probabilities)
+    found: dict[str, np.ndarray] = {
+        "per-tag": per_tag,
+        "per-tag, 0.5 where F1 is 0": np.where(f1.max(axis=1) > 0, per_tag, 0.5),
+        "global": np.full(labels.shape[1], everywhere),
+    }
+    for k in (3, 5, 10):
+        found[f"per-tag from {k} positives, else global"] = np.where(positives >= k, per_tag, everywhere)
+    for m in (3, 10):
+        tuned = np.where(f1.max(axis=1) > 0, per_tag, everywhere)
+        found[f"shrunk {m}"] = (positives * tuned + m * everywhere) / (positives + m)
+    return found
+
+
+def scored(thresholds: np.ndarray, labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
+    truth = labels.astype(bool)
+    predicted = probabilities >= thresholds[None, :]
+    tp, fp, fn = ((predicted & truth).sum(0), (predicted & ~truth).sum(0), (~predicted & truth).sum(0))
+    micro = f1_from_counts(tp.sum(), fp.sum(), fn.sum())
+    return {"f1_macro": float(f1_from_counts(tp, fp, fn).mean()), "f1_micro": float(micro)}
+
+
+def measured(model: str, data: Path, comments: int, seed: int) -> list[dict]:
+    frame = pd.read_parquet(data / "train.parquet")
+    drawn = frame.sample(n=comments, random_state=seed).reset_index(drop=True)
+    cut = comments * 4 // 5
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        drawn[:cut][["text", "labels"]].to_parquet(scratch / "train.parquet")
+        drawn[cut:][["text", "labels"]].to_parquet(scratch / "eval.parquet")
+        config = TrainConfig(data=str(scratch / "train.parquet"), eval_data=str(scratch / "eval.parquet"),
+                             label_column="labels", model=model, seed=seed, baseline="none",
+                             output_dir=str(scratch / "run"))  # fmt: skip
+        started = time.perf_counter()
+        result = train(config, log=lambda _: None)
+        seconds = time.perf_counter() - started
+        classifier = load_classifier(result.output_dir, engine="torch")
+        known = set(classifier.space.names)
+        read = {}
+        for name, source in (("eval", scratch / "eval.parquet"), ("validation", data / "validation.parquet")):
+            table = pd.read_parquet(source)
+            table["labels"] = [[tag for tag in tags if tag in known] for tags in table["labels"]]
+            table[["text", "labels"]].to_parquet(scratch / f"{name}-known.parquet")
+            rows = labelled_rows(str(scratch / f"{name}-known.parquet"), EvalOptions(), classifier.run_config,
+                                 classifier.space).dataset  # fmt: skip
+            read[name] = (np.asarray(rows["label"]), classifier.predict_scores(rows["text"]))
+    (eval_labels, eval_scores), (labels, scores) = read["eval"], read["validation"]
+    kept = np.asarray(classifier.space.thresholds)
+    common = {"comments": comments, "seed": seed, "train_seconds": round(seconds, 1), "tags": len(known),
+              "eval_positives": eval_labels.astype(bool).sum(0).tolist()}  # fmt: skip
+    out = [{**common, "rule": "the run's own", **scored(kept, labels, scores)}]
+    for rule, thresholds in rules(eval_labels, eval_scores).items():
+        out.append({**common, "rule": rule, **scored(thresholds, labels, scores),
+                    "same_as_run": bool(np.allclose(thresholds, kept)) if rule == "per-tag" else None})  # fmt: skip
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--data", type=Path, required=True, help="folder with GoEmotions' train/validation parquet")
+    parser.add_argument("--comments", type=int, nargs="+", default=[2000])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--output", type=Path)
+    args = parser.parse_args()
+    for comments in args.comments:
+        for seed in args.seeds:
+            for row in measured(args.model, args.data, comments, seed):
+                row.update(date=time.strftime("%Y-%m-%d"), cpu_class=this_cpu().name)
+                line = json.dumps(row)
+                print(line, flush=True)
+                if args.output:
+                    with args.output.open("a") as out:
+                        out.write(line + "\n")
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
