@@ -21,7 +21,7 @@ from types import SimpleNamespace
 import pandas as pd
 import torch
 from profile_train import batches, train_step
-from train_step_faults import SAMPLE
+from step_args import TRAIN_SAMPLE as SAMPLE
 
 from lora_sentiment.config import TrainConfig
 from lora_sentiment.modeling.cpu import this_cpu
@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    kept = memory.ReturnFreedMemory(memory.Allocator.for_this_process())
+    kept = memory.KeepFreedMemory(memory.Allocator.for_this_process())
     kept.on_train_begin(None, None, None)
     texts = pd.read_parquet(SAMPLE)["text"].sample(n=16 * (args.steps + 2) * 4, random_state=0).tolist()
     print(this_cpu().describe())

@@ -40,7 +40,7 @@ def child(args: argparse.Namespace) -> dict:
     from lora_sentiment.training import memory
 
     allocator = memory.Allocator.for_this_process()
-    kept = memory.ReturnFreedMemory(allocator, args.headroom) if args.policy == "default" else None
+    kept = memory.KeepFreedMemory(allocator, args.headroom) if args.policy == "default" else None
     texts = pd.read_parquet(args.data)["text"].tolist()
     torch.manual_seed(0)
     config = TrainConfig(model=args.model, max_length=args.max_length, batch_size=16)

@@ -78,7 +78,7 @@ def resident_bytes() -> int:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-class ReturnFreedMemory(TrainerCallback):
+class KeepFreedMemory(TrainerCallback):
     """Keeps freed blocks for reuse during training steps; trims when the resident set passes `headroom` times the
     peak of the first step or `floor` bytes, whichever is more, checked after every step."""
 
@@ -124,4 +124,4 @@ class ReturnFreedMemory(TrainerCallback):
 
 def memory_callbacks() -> list[TrainerCallback]:
     allocator = Allocator.for_this_process()
-    return [ReturnFreedMemory(allocator)] if allocator is not None else []
+    return [KeepFreedMemory(allocator)] if allocator is not None else []

@@ -70,7 +70,7 @@ class FakeAllocator:
 
 def test_the_callback_trims_only_past_the_budget_set_by_the_first_step():
     allocator, resident = FakeAllocator(), iter([1100, 1250, 1190, 900])
-    callback = memory.ReturnFreedMemory(allocator, headroom=1.2, floor=500, resident=lambda: next(resident),
+    callback = memory.KeepFreedMemory(allocator, headroom=1.2, floor=500, resident=lambda: next(resident),
                                         peak=lambda: 1000)  # fmt: skip
     steps = SimpleNamespace(should_evaluate=False)
     callback.on_train_begin(None, None, steps)
@@ -84,7 +84,7 @@ def test_the_callback_trims_only_past_the_budget_set_by_the_first_step():
 
 
 def test_a_small_first_peak_gets_the_floor():
-    callback = memory.ReturnFreedMemory(FakeAllocator(), headroom=1.2, floor=2000, resident=lambda: 1900,
+    callback = memory.KeepFreedMemory(FakeAllocator(), headroom=1.2, floor=2000, resident=lambda: 1900,
                                         peak=lambda: 1000)  # fmt: skip
     callback.on_step_end(None, None, SimpleNamespace(should_evaluate=False))
     assert callback.budget == 2000 and callback.trims == 0
@@ -92,7 +92,7 @@ def test_a_small_first_peak_gets_the_floor():
 
 def test_evaluations_run_on_glibcs_settings_and_the_next_step_keeps_again():
     allocator = FakeAllocator()
-    callback = memory.ReturnFreedMemory(allocator, resident=lambda: 0, peak=lambda: 1000)
+    callback = memory.KeepFreedMemory(allocator, resident=lambda: 0, peak=lambda: 1000)
     callback.on_train_begin(None, None, SimpleNamespace(should_evaluate=False))
     callback.on_step_end(None, None, SimpleNamespace(should_evaluate=True))  # evaluation every few steps
     callback.on_step_begin(None, None, SimpleNamespace(should_evaluate=False))
@@ -108,7 +108,7 @@ def test_without_glibc_no_callback(monkeypatch):
     assert memory.memory_callbacks() == []
     monkeypatch.setattr(memory.Allocator, "for_this_process", classmethod(lambda cls: FakeAllocator()))
     (callback,) = memory.memory_callbacks()
-    assert isinstance(callback, memory.ReturnFreedMemory)
+    assert isinstance(callback, memory.KeepFreedMemory)
 
 
 class Fails(TrainerCallback):
@@ -118,7 +118,7 @@ class Fails(TrainerCallback):
 
 def test_a_training_that_fails_puts_the_allocator_back(tmp_path, tiny_distilbert, small_csv, monkeypatch):
     allocator = FakeAllocator()
-    monkeypatch.setattr(recipe, "memory_callbacks", lambda: [memory.ReturnFreedMemory(allocator)])
+    monkeypatch.setattr(recipe, "memory_callbacks", lambda: [memory.KeepFreedMemory(allocator)])
     config = TrainConfig(model=tiny_distilbert, data=str(small_csv), output_dir=str(tmp_path / "run"),
                          max_length=32, epochs=1, precision="fp32", baseline="none")  # fmt: skip
     with pytest.raises(RuntimeError, match="stopped in the middle"):
@@ -128,7 +128,7 @@ def test_a_training_that_fails_puts_the_allocator_back(tmp_path, tiny_distilbert
 
 def test_in_a_real_training_each_evaluation_runs_on_glibcs_settings(tmp_path, tiny_distilbert, small_csv, monkeypatch):
     allocator = FakeAllocator()
-    monkeypatch.setattr(recipe, "memory_callbacks", lambda: [memory.ReturnFreedMemory(allocator)])
+    monkeypatch.setattr(recipe, "memory_callbacks", lambda: [memory.KeepFreedMemory(allocator)])
     config = TrainConfig(model=tiny_distilbert, data=str(small_csv), output_dir=str(tmp_path / "run"),
                          max_length=32, epochs=2, batch_size=16, precision="fp32", baseline="none")  # fmt: skip
     recipe.train(config, log=lambda _: None)
