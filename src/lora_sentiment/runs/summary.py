@@ -19,7 +19,7 @@ def summary(config: Any, space: Any, metrics: Any) -> str:
         f"(LoRA r={config.lora_r}, alpha={config.lora_alpha:g} on {', '.join(config.lora_targets or [])})",
         f"Data       {config.data}  ({train.train_samples or '?'} train / {final.samples or '?'} eval, "
         f"max {config.max_length} tokens, {space.problem_type}, labels {', '.join(names[:12])})",
-        f"Training   {train.epochs:g} epochs in {train.precision or '?'}, {_fmt(train.runtime_s, '.0f')} s, "
+        f"Training   {epochs_text(train.epochs)} in {train.precision or '?'}, {_fmt(train.runtime_s, '.0f')} s, "
         f"{train.trainable_parameters:,} of {train.total_parameters:,} parameters trained",
         "",
         f"{'epoch':>6} {'train loss':>11} {'eval loss':>10} " + " ".join(f"{c:>9}" for c in columns),
@@ -143,3 +143,8 @@ def risk_coverage_text(curve: dict[str, Any]) -> str:
                       (f" ({threshold_text(curve, row)})" if row["coverage"] < 1 else "")
                       for row in curve["table"])  # fmt: skip
     return f"Abstention ({metric} of the answers given): {cells}."
+
+
+def epochs_text(epochs: float) -> str:
+    """ "1 epoch", "3 epochs", "0.5 epochs"."""
+    return f"{epochs:g} epoch" + ("" if epochs == 1 else "s")

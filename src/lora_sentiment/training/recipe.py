@@ -38,7 +38,7 @@ from ..problems.intervals import comparison_text, paired_comparison, wilson
 from ..problems.outputs import Prediction, format_table, predictions
 from ..problems.space import LabelSpace, resolve_class_weights
 from ..runs.run import RunMetrics, RunWorkspace, checkpoint_epoch, write_run
-from ..runs.summary import cross_validation_text, headline, per_label_lines
+from ..runs.summary import cross_validation_text, epochs_text, headline, per_label_lines
 from .baseline import BaselineScores, baseline_name, score_baseline
 from .checks import check_train
 from .folds import check_folds, cross_validate
@@ -231,7 +231,7 @@ class TrainRecipe:
             log(f"Resuming from {resume.name} (epoch {checkpoint_epoch(resume):g} of {self.schedule.epochs:g}).")
         ranks, device = distributed.world_size(), default_device().type
         where = f"{ranks} processes on {device} (batch size {config.batch_size} per process)" if ranks > 1 else device
-        log(f"Training on {where} in {self.precision} for {self.schedule.epochs:g} epochs.")
+        log(f"Training on {where} in {self.precision} for {epochs_text(self.schedule.epochs)}.")
         with self.stages.timing("train"):
             try:
                 output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)

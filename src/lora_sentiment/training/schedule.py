@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from ..config import TrainConfig
 from ..data.sizing import MIN_STEPS, steps_per_epoch
+from ..runs.summary import epochs_text
 
 MIN_EPOCHS = 3
 EVAL_TO_DECIDE = 200  # texts: a 95 % interval on accuracy near 0.8 is then about ±5.5 points
@@ -44,7 +45,7 @@ class Schedule:
 
     def describe(self) -> str:
         steps = math.ceil(self.epochs * self.steps_per_epoch)
-        what = f"{self.epochs:g} epochs ({steps} optimizer steps)"
+        what = f"{epochs_text(self.epochs)} ({steps} optimizer steps)"
         every = f"evaluating every {self.eval_every} epochs" if self.eval_every > 1 else "evaluating each epoch"
         if self.keep == "last":
             return f"{what}, {every}, keeping the last state"
