@@ -146,5 +146,5 @@ def risk_coverage_text(curve: dict[str, Any]) -> str:
 
 
 def epochs_text(epochs: float) -> str:
-    """ "1 epoch", "3 epochs", "0.5 epochs"."""
+    """A count of epochs as the logs say it: 1 epoch, 3 epochs, 0.5 epochs."""
     return f"{epochs:g} epoch" + ("" if epochs == 1 else "s")
