@@ -122,6 +122,9 @@ FLAGS = {
     "audit": {"--folds": number, "--near-duplicates": number, "--write-clean": st.sampled_from(["c.csv", "c.xlsx"]),
               "--relabel": st.just(None), "--label-column": st.sampled_from(["label", "labels", "nope"]),
               "--problem-type": st.sampled_from(["auto", "multi-label", "regression"]), "--overwrite": st.just(None)},
+    "bench-serve": {"--text-column": st.sampled_from(["text", "review", ""]), "--requests": number,
+                    "--concurrency": number, "--batch-wait-ms": number, "--mix": st.sampled_from(["both", "x"])},
+    "bench-engines": {"--rows": number, "--output": st.sampled_from(["r.json", "no/such/dir/r.json"])},
     "tune": {"--search": st.sampled_from(["lora_r=4,8", "lora_r=0:9", "nope=1,2", "learning_rate=1:0:log", "x"]),
              "--trials": number, "--timeout": number, "--storage": st.sampled_from(["sqlite:///s.db", "bad url"]),
              "--keep": st.sampled_from(["best", "none"]), "--max-length": number, "--epochs": number},
@@ -150,6 +153,10 @@ def stop_before_the_work(monkeypatch):
     monkeypatch.setattr("lora_sentiment.modeling.model.load_run_model", stop)  # export: where the run would load
     monkeypatch.setattr("lora_sentiment.training.tuning._storage", stop)
     monkeypatch.setattr("uvicorn.run", stop)
+    # the bench commands: where the servers would start, where the engines would be exported
+    monkeypatch.setattr("lora_sentiment.bench.serve_load.compare_batching", stop)
+    monkeypatch.setattr("lora_sentiment.bench.serve_load.compare_models", stop)
+    monkeypatch.setattr("lora_sentiment.export.writing.export_run", stop)
 
 
 def _answer(argv: list[str], folder, capsys) -> None:
@@ -247,3 +254,15 @@ def test_export_and_serve_start_or_refuse(tmp_path_factory, trained_run, capsys,
     given = [a.replace("DATA", path) for a in data.draw(flags(command))]
     argv = ["export", str(trained_run), str(folder / "x")] if command == "export" else ["serve", str(trained_run)]
     _answer(argv + given, folder, capsys)
+
+
+@seed(20261201)
+@settings(**SETTINGS)
+@given(file=a_file(), data=st.data())
+def test_bench_commands_start_or_refuse(tmp_path_factory, trained_run, capsys, stop_before_the_work, file, data):
+    """`bench-serve` reads its requests and `bench-engines` its labelled rows before any server or export."""
+    folder = tmp_path_factory.mktemp("fuzz-bench")
+    path = str(_write(folder, *file))
+    command = data.draw(st.sampled_from(["bench-serve", "bench-engines"]))
+    given = [str(folder / a) if a.endswith(".json") else a for a in data.draw(flags(command))]
+    _answer([command, str(trained_run), "--data", path, *given], folder, capsys)

@@ -43,11 +43,11 @@ def check(args: argparse.Namespace) -> tuple[ServeBenchOptions, list[str]]:
 def _requests(data: str, given: str | None, trained: list[str]) -> list[str]:
     """The file's texts: from --text-column, else the runs' own where the file has it, else `text` (a .txt file:
     its lines)."""
-    from ..data.tables import INPUT_FORMATS, column_to_read, missing_column_fix, read_chunks, resolve_format
+    from ..data.tables import INPUT_FORMATS, checked_chunks, column_to_read, missing_column_fix, resolve_format
 
     fmt = resolve_format(data, None, INPUT_FORMATS, "--data", "txt")
     texts: list[str] = []
-    for chunk in read_chunks(data, fmt, 4096):
+    for chunk in checked_chunks(data, fmt, 4096, format_fix="or give --data the extension of its format"):
         columns = list(chunk.columns)
         column = "text" if fmt == "txt" else column_to_read(given, trained, "text", columns, "--text-column", data)
         if column not in columns:
