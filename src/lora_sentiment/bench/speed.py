@@ -19,7 +19,7 @@ import torch
 from transformers import AutoConfig, AutoTokenizer, DistilBertConfig, DistilBertForSequenceClassification
 
 from ..config import TrainConfig
-from ..errors import UserError
+from ..errors import UserError, first_line
 from ..measure import peak_rss_mb
 from ..modeling.device import encoder_dims, synchronize
 from ..options import LoadOptions
@@ -147,7 +147,26 @@ def check_bench(options: BenchOptions) -> tuple[str, tuple[Path, Path]]:
         raise UserError(
             f"{options.data} needs train.parquet and validation.parquet (text and label columns); set --data"
         )
+    for file in files:
+        _check_bench_file(file)
     return model, files
+
+
+def _check_bench_file(file: Path) -> None:
+    """Readable Parquet with text and label columns and rows to sample: found now, not minutes into measuring."""
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.ParquetFile(file).metadata
+    except Exception as exc:  # pyarrow's ArrowInvalid, OSError...
+        raise UserError(
+            f"could not read {file} as Parquet: {first_line(exc)} (give --data a folder of Parquet files)"
+        ) from None
+    columns = set(meta.schema.names)
+    if not {"text", "label"} <= columns:
+        raise UserError(f"{file} needs text and label columns; its columns: {', '.join(sorted(columns))}")
+    if meta.num_rows < 2:
+        raise UserError(f"{file} has {meta.num_rows} rows: bench needs reviews to train on and predict")
 
 
 def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -163,7 +182,8 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> dict
     log("Measuring peak matmul throughput...")
     report["peak_flops"] = in_fresh_process(phase_peak, device)
     report["startup"] = phase_startup()
-    texts = pd.read_parquet(files[1]).sample(n=min(sizes["eval_samples"], 1000), random_state=0)["text"].tolist()
+    validation = pd.read_parquet(files[1])
+    texts = validation.sample(n=min(sizes["eval_samples"], 1000, len(validation)), random_state=0)["text"].tolist()
     with tempfile.TemporaryDirectory(prefix="lora-sentiment-bench-") as scratch:
         workloads = [] if options.shaped_only else [("minilm" if "minilm" in model.lower() else Path(model).name,
                                                       model, True)]  # fmt: skip

@@ -131,3 +131,27 @@ def test_bench_engines_reads_labels_as_evaluate_does(tmp_path, tiny_runs, imdb_f
     check_single_label("single-label")
     with pytest.raises(UserError, match="single-label run \\(this one is multi-label; time its engines with"):
         check_single_label("multi-label")
+
+
+def test_bench_checks_its_data_files_before_measuring(tmp_path):
+    import pandas as pd
+
+    from lora_sentiment import UserError
+    from lora_sentiment.bench.speed import check_bench
+
+    good = pd.DataFrame({"text": ["A fine film.", "Dull."], "label": [1, 0]})
+    good.to_parquet(tmp_path / "validation.parquet")
+    options = BenchOptions(data=str(tmp_path), model="m")
+    for content, needle in [
+        (b"not parquet", "could not read .*train.parquet as Parquet"),
+        (good.rename(columns={"text": "review"}), "needs text and label columns; its columns: label, review"),
+        (good.head(1), "train.parquet has 1 rows"),
+    ]:
+        if isinstance(content, bytes):
+            (tmp_path / "train.parquet").write_bytes(content)
+        else:
+            content.to_parquet(tmp_path / "train.parquet")
+        with pytest.raises(UserError, match=needle):
+            check_bench(options)
+    good.to_parquet(tmp_path / "train.parquet")
+    assert check_bench(options)[0] == "m"
