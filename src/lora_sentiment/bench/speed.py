@@ -166,7 +166,7 @@ def _check_bench_file(file: Path) -> None:
     if not {"text", "label"} <= columns:
         raise UserError(f"{file} needs text and label columns; its columns: {', '.join(sorted(columns))}")
     if meta.num_rows < 2:
-        raise UserError(f"{file} has {meta.num_rows} rows: bench needs reviews to train on and predict")
+        raise UserError(f"{file} has {meta.num_rows} row(s): bench needs reviews to train on and predict")
 
 
 def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> dict[str, Any]:

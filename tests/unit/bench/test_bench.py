@@ -145,7 +145,7 @@ def test_bench_checks_its_data_files_before_measuring(tmp_path):
     for content, needle in [
         (b"not parquet", "could not read .*train.parquet as Parquet"),
         (good.rename(columns={"text": "review"}), "needs text and label columns; its columns: label, review"),
-        (good.head(1), "train.parquet has 1 rows"),
+        (good.head(1), "train.parquet has 1 row\\(s\\)"),
     ]:
         if isinstance(content, bytes):
             (tmp_path / "train.parquet").write_bytes(content)
