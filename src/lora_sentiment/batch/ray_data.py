@@ -87,28 +87,21 @@ def _is_data_file(path: Path, input_format: str | None) -> bool:
     return input_format is not None or path.suffix.lower() in INPUT_FORMATS
 
 
-def check_inputs(files: list[str], fmt: str, text_column: str) -> None:
-    """Every file opens and has the text column, before any work starts: one bad file fails the run now."""
-    column = "text" if fmt == "txt" else text_column
+def checked_text_column(files: list[str], fmt: str, model: str, options: FileOptions) -> str:
+    """The column every input file is read from (--text-column, else the run's own where the first file with rows
+    has it), and every file opens and has it, before any work starts: one bad file fails the run now."""
+    column = "text" if fmt == "txt" else options.text_column
     for path in files:
         first = next(checked_chunks(path, fmt, 1), None)
         if first is None:
             continue
+        if column is None:
+            column = text_column_of(model, options, list(first.columns), path)
         check_prediction_columns(first, column, path)
         clash = [c for c in ROW_COLUMNS if c in first.columns]
         if clash:
             raise UserError(f"{path} already has a column named {clash[0]!r}, which --runner ray writes; rename it")
-
-
-def _text_column(model: str, options: FileOptions, files: list[str], fmt: str) -> str:
-    """--text-column, else the run's own where the first file with rows has it (every file is checked for it)."""
-    if fmt == "txt":
-        return "text"
-    for path in files:
-        first = next(checked_chunks(path, fmt, 1), None)
-        if first is not None:
-            return text_column_of(model, options, list(first.columns), path)
-    return options.text_column or "text"
+    return column or "text"
 
 
 def plan(files: list[str], fmt: str, workers: int | None, resources: dict[str, float], nodes: int) -> RayPlan:
@@ -178,8 +171,7 @@ def predict_on_ray(
     out_fmt, target = check_ray_job(output_path, options, ray_address)
     files, fmt = input_files(input_path, options.input_format)
     explain = explain if explain is not None and explain.explain else None
-    job = ChunkJob(_text_column(model, options, files, fmt), out_fmt, options.batch_size, explain)
-    check_inputs(files, fmt, job.text_column)
+    job = ChunkJob(checked_text_column(files, fmt, model, options), out_fmt, options.batch_size, explain)
     from ..opening import job_target
 
     resolved, load = job_target(model, load)  # compiled once here, not by every actor (or torch while it waits)

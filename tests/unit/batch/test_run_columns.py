@@ -9,7 +9,7 @@ import pytest
 
 from lora_sentiment import UserError, load_classifier
 from lora_sentiment.batch.files import predict_file
-from lora_sentiment.batch.ray_data import _text_column
+from lora_sentiment.batch.ray_data import checked_text_column
 from lora_sentiment.cli import main
 from lora_sentiment.data.tables import column_to_read
 from lora_sentiment.options import FileOptions
@@ -71,7 +71,7 @@ def test_predict_reads_the_runs_text_column(tmp_path, review_run, held_out):
     expected = load_classifier(review_run, precision="fp32").predict_scores(held_out.review.tolist())
     np.testing.assert_allclose(pd.read_csv(target)[["prob_neg", "prob_pos"]].to_numpy(), expected, atol=1e-5)
     # The Ray runner decides the column the same way, before any Ray starts.
-    assert _text_column(str(review_run), FileOptions(), [str(source)], "csv") == "review"
+    assert checked_text_column([str(source)], "csv", str(review_run), FileOptions()) == "review"
     # A file with only `text` is read from it, as before; with neither, one line names both and the flag.
     only_text = tmp_path / "text.csv"
     held_out[["text"]].to_csv(only_text, index=False)
