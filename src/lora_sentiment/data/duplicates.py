@@ -91,6 +91,27 @@ def leak_pairs(train: Sequence[str], evaluation: Sequence[str], threshold: float
     return sorted(pairs.values(), key=lambda p: (p.first, p.second))
 
 
+def evaluation_overlap(train: Sequence[str], evaluation: Sequence[str]) -> dict[str, int]:
+    """How many evaluation texts equal a training text once normalised (exact only: 0.2 s for GoEmotions' 43,410
+    + 5,426 comments, cheap enough for every `train`), and how many of those are texts of under 5 words."""
+    training = {_fingerprint(text) for text in train}
+    shared = [text for text in evaluation if _fingerprint(text) in training]
+    return {"evaluation_texts": len(evaluation), "in_training": len(shared), "short": sum(map(few_words, shared))}
+
+
+def overlap_text(overlap: dict[str, int]) -> str:
+    """One line on the evaluation texts that are also training texts ("" when there are none)."""
+    shared, short = overlap["in_training"], overlap["short"]
+    if not shared:
+        return ""
+    stock = f"; {short} of them are texts of under 5 words, which people write alike" if short else ""
+    return (
+        f"Warning: {shared} of the {overlap['evaluation_texts']} evaluation texts are also training texts (equal "
+        f"once HTML, case and punctuation are set aside{stock}), so the scores overstate how the run does on "
+        f"unseen texts; `lora-sentiment audit` lists the pairs to remove."
+    )
+
+
 def _near(
     indexed: list[set[str]], queries: list[set[str]], threshold: float, *, same: bool
 ) -> list[tuple[int, int, float]]:

@@ -75,7 +75,7 @@ def _results(config: TrainConfig, space: LabelSpace, metrics: Any, figures: dict
 On {final.samples} evaluation texts (best epoch {final.epoch:g} by eval {config.metric_for_best_model}):
 {scores}{" (95 % intervals, bootstrap over the texts)" if intervals else ""}.
 {_baseline_line(metrics.baseline, space)}{_comparison_line(metrics)}{_cross_validation_line(metrics, space)}
-{_calibration_line(final)}{_abstention_table(final)}
+{_overlap_line(metrics)}{_calibration_line(final)}{_abstention_table(final)}
 
 {_history_table(metrics, space)}
 {_per_label_table(final, space)}
@@ -110,6 +110,15 @@ def _cross_validation_line(metrics: Any, space: LabelSpace) -> str:
 
     record = getattr(metrics, "cross_validation", None)
     return f"\n{cross_validation_text(record, space)}\n" if record else ""
+
+
+def _overlap_line(metrics: Any) -> str:
+    overlap = getattr(metrics, "overlap", None)
+    if not overlap or not overlap["in_training"]:
+        return ""
+    from ..data.duplicates import overlap_text
+
+    return f"\n{overlap_text(overlap).removeprefix('Warning: ')}\n"
 
 
 def _calibration_line(final: Any) -> str:

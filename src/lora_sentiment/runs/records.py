@@ -87,6 +87,8 @@ class RunMetrics(_Record):
     # --folds K: the recipe's scores on every training text, each from a run trained on the other folds, with
     # the baseline's on the same folds and their paired comparison (training/folds.py).
     cross_validation: dict[str, Any] | None = None
+    # Evaluation texts equal (normalised) to a training text: how many, and how many of those are under 5 words.
+    overlap: dict[str, int] | None = None
     log_history: list[dict[str, Any]] = Field(default_factory=list)
 
     def to_json(self) -> str:

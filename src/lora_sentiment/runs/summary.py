@@ -36,6 +36,10 @@ def summary(config: Any, space: Any, metrics: Any) -> str:
         lines.append(comparison_text(metrics.comparison, "The run", "the baseline"))
     if getattr(metrics, "cross_validation", None):
         lines.append(cross_validation_text(metrics.cross_validation, space))
+    if getattr(metrics, "overlap", None) and metrics.overlap["in_training"]:
+        from ..data.duplicates import overlap_text
+
+        lines.append(overlap_text(metrics.overlap))
     if final.get("calibration"):
         lines.append(calibration_text(final["calibration"]))
     if final.get("risk_coverage"):

@@ -24,6 +24,7 @@ import numpy as np
 from transformers import set_seed
 
 from ..config import MAX_LENGTH, TrainConfig
+from ..data.duplicates import evaluation_overlap, overlap_text
 from ..data.encoding import tokenize_dataset
 from ..data.sizing import EVAL_FRACTION, LEARNING_RATE, MIN_STEPS, SMALL_SET_EPOCHS
 from ..data.splits import LabeledData, load_labeled_data
@@ -98,6 +99,7 @@ class TrainRecipe:
     resume_from: Path | None
     precision: str
     data: LabeledData
+    overlap: dict[str, int]  # evaluation texts also in the training split (data/duplicates.py)
     weights: np.ndarray | None  # --class-weights
     baseline: dict[str, Any] | None
     baseline_scores: BaselineScores | None  # per text, for the paired comparison with the run
@@ -134,6 +136,9 @@ class TrainRecipe:
         data = self.data
         self.log(f"Data: {len(data.train)} training and {len(data.eval)} evaluation texts; labels: "
                  f"{', '.join(data.label_names)}")  # fmt: skip
+        self.overlap = evaluation_overlap(data.train["text"], data.eval["text"])
+        if self.overlap["in_training"]:
+            self.log(overlap_text(self.overlap))
         if requested.folds is not None and distributed.world_size() > 1:
             raise UserError("--folds trains its runs in one process; drop it under torchrun (or run it alone)")
         check_folds(requested, np.asarray(data.train["label"]), data.space)
@@ -273,6 +278,7 @@ class TrainRecipe:
                 "log_history": state.log_history,
             })  # fmt: skip
             self.metrics.baseline = self.baseline
+            self.metrics.overlap = self.overlap
             if self.folds is not None:
                 self.metrics.cross_validation = self.folds
             if self.baseline_scores is not None:  # the same texts, the baseline's rows put in the run's order

@@ -1,6 +1,13 @@
 """Exact and near duplicates within a split and across two, on built texts."""
 
-from lora_sentiment.data.duplicates import duplicate_pairs, groups_of, leak_pairs, normalised
+from lora_sentiment.data.duplicates import (
+    duplicate_pairs,
+    evaluation_overlap,
+    groups_of,
+    leak_pairs,
+    normalised,
+    overlap_text,
+)
 
 REVIEW = ("The acting was wooden and the plot made no sense at all, but the soundtrack carried the film further "
           "than it deserved to go, and I left the cinema humming every song of it.")  # fmt: skip
@@ -39,3 +46,14 @@ def test_leaks_between_splits():
     pairs = leak_pairs(train, evaluation, threshold=0.8)
     assert [(p.first, p.second, p.exact) for p in pairs] == [(0, 1, True), (2, 1, False)]
     assert leak_pairs(train, evaluation, threshold=1.0)[0].first == 0
+
+
+def test_evaluation_texts_also_in_training_are_counted_for_every_run():
+    train = [REVIEW, "Thank you!", "Nothing alike here."]
+    evaluation = [REVIEW.lower() + "<br />", "thank you", REVIEW.replace("wooden", "stiff"), "Unrelated."]
+    overlap = evaluation_overlap(train, evaluation)
+    assert overlap == {"evaluation_texts": 4, "in_training": 2, "short": 1}  # the near text is the audit's to find
+    line = overlap_text(overlap)
+    assert line.startswith("Warning: 2 of the 4 evaluation texts are also training texts") and "1 of them" in line
+    assert "lora-sentiment audit" in line
+    assert overlap_text(evaluation_overlap(train, ["Unrelated."])) == ""

@@ -1,13 +1,17 @@
 """training.py: the pieces of train() — the resolved config, the Trainer's arguments, the history and result."""
 
+import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from lora_sentiment.config import TrainConfig
 from lora_sentiment.modeling.model import load_classifier_model, load_tokenizer, resolve_config
+from lora_sentiment.runs.run import Run
+from lora_sentiment.runs.summary import summary
 from lora_sentiment.training.recipe import train
 from lora_sentiment.training.report import epoch_history
 from lora_sentiment.training.schedule import plan
@@ -91,6 +95,27 @@ def test_no_baseline_when_asked(tmp_path, tiny_distilbert, small_csv):
     messages = []
     result = train(config, log=messages.append)
     assert result.metrics.baseline is None and not any("Baseline" in m for m in messages)
+
+
+def test_evaluation_texts_also_in_training_are_reported_where_the_scores_are(tmp_path, tiny_distilbert, small_csv):
+    rows = pd.read_csv(small_csv)
+    leaked = rows.head(3).assign(text=lambda d: d.text.str.upper() + "<br />")  # the same texts once normalised
+    evaluation = tmp_path / "heldout.csv"
+    pd.concat([leaked, rows.tail(1).assign(text="An unseen review of a film.")]).to_csv(evaluation, index=False)
+    config = TrainConfig(
+        model=tiny_distilbert, data=str(small_csv), eval_data=str(evaluation), output_dir=str(tmp_path / "run"),
+        max_length=32, epochs=1, precision="fp32", baseline="none", examples=["Fine."],
+    )  # fmt: skip
+    messages = []
+    result = train(config, log=messages.append)
+    warning = "Warning: 3 of the 4 evaluation texts are also training texts"
+    assert sum(m.startswith(warning) for m in messages) == 1
+    assert result.metrics.overlap == {"evaluation_texts": 4, "in_training": 3, "short": 0}
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert saved["overlap"]["in_training"] == 3
+    assert "3 of the 4 evaluation texts are also training texts" in (tmp_path / "run" / "README.md").read_text()
+    run = Run.open(tmp_path / "run")
+    assert warning in summary(run.config, run.space, run.metrics)
 
 
 def test_heads_start_at_the_training_labels(tiny_distilbert):
