@@ -83,6 +83,10 @@ class ProblemType:
     def check_trainable(self, labels: np.ndarray, names: list[str], where: str) -> None:
         """Refuse training labels the model cannot learn from."""
 
+    def untrained_note(self, labels: np.ndarray, names: list[str]) -> str:
+        """A line on outputs no training text teaches (a class without texts, a tag never on); "" when none."""
+        return ""
+
     def num_outputs(self, names: Sequence[str]) -> int:
         return len(names)
 

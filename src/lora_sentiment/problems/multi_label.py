@@ -74,6 +74,16 @@ class MultiLabel(ProblemType):
         if not np.asarray(labels).any():
             raise UserError(f"no text of the training data in {where} has a tag; multi-label needs texts with tags")
 
+    def untrained_note(self, labels: np.ndarray, names: list[str]) -> str:
+        never = [name for name, on in zip(names, np.asarray(labels).any(axis=0)) if not on]
+        if not never:
+            return ""
+        return (
+            f"Note: {len(never)} of the {len(names)} tags {'is' if len(never) == 1 else 'are'}"
+            f" on no training text ({', '.join(never[:10])}"
+            f"{', ...' if len(never) > 10 else ''}), so the run learns only to leave them off."
+        )
+
     def balanced_weights(self, labels: np.ndarray, names: list[str]) -> np.ndarray:
         # BCE's pos_weight: texts without the tag over texts with it
         positives = labels.sum(axis=0)

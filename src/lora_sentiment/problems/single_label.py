@@ -54,6 +54,24 @@ class SingleLabel(ProblemType):
                 "a classifier needs two or more"
             )
 
+    def untrained_note(self, labels: np.ndarray, names: list[str]) -> str:
+        empty = [name for name, count in zip(names, np.bincount(labels.astype(int), minlength=len(names))) if not count]
+        if not empty:
+            return ""
+        # Integer labels are class ids 0..max, so ratings 1-10 make 11 classes, three of them (0, 5, 6 in IMDB's
+        # ratings) with no text: the head spends outputs, and macro scores count classes, that nothing teaches.
+        why = ""
+        if all(name == str(i) for i, name in enumerate(names)):
+            why = (
+                f"; integer labels are read as class ids 0..{len(names) - 1}: for a number to predict (a rating) "
+                "pass --problem-type regression, else renumber the classes 0, 1, 2, ... or give them as names"
+            )
+        return (
+            f"Note: {len(empty)} of the {len(names)} classes {'has' if len(empty) == 1 else 'have'}"
+            f" no training text ({', '.join(empty[:10])}"
+            f"{', ...' if len(empty) > 10 else ''}), so the run cannot learn to predict them{why}."
+        )
+
     def balanced_weights(self, labels: np.ndarray, names: list[str]) -> np.ndarray:
         # n_samples / (n_classes x count), as scikit-learn's class_weight="balanced"
         counts = np.bincount(labels.astype(int), minlength=len(names))

@@ -136,6 +136,9 @@ class TrainRecipe:
         data = self.data
         self.log(f"Data: {len(data.train)} training and {len(data.eval)} evaluation texts; labels: "
                  f"{', '.join(data.label_names)}")  # fmt: skip
+        untrained = data.space.problem.untrained_note(np.asarray(data.train["label"]), data.space.names)
+        if untrained:
+            self.log(untrained)
         self.overlap = evaluation_overlap(data.train["text"], data.eval["text"])
         if self.overlap["in_training"]:
             self.log(overlap_text(self.overlap))

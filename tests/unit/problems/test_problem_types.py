@@ -331,3 +331,34 @@ def test_a_tag_with_no_positive_in_the_evaluation_rows_keeps_the_neutral_thresho
     # The first tag is tuned between its negatives' 0.3 and positives' 0.7; the second, never on here, is not
     # given the grid's lowest threshold (0.05), which would predict it for every one of these texts.
     assert 0.3 < thresholds[0] <= 0.7 and thresholds[1] == 0.5
+
+
+def test_outputs_no_training_text_teaches_are_named_before_training(tmp_path, tiny_distilbert, small_csv, tag_files):
+    ratings = tmp_path / "stars.csv"  # 1-based ids: class 0 has no text, as with star ratings 1-5
+    pd.read_csv(small_csv).assign(label=lambda d: d.label + 1).to_csv(ratings, index=False)
+    columns = tmp_path / "columns.csv"  # a tag column that is 0 on every text
+    pd.read_csv(tag_files / "columns.csv").assign(unused=0).to_csv(columns, index=False)
+    common = dict(model=tiny_distilbert, max_length=32, epochs=1, precision="fp32", baseline="none", examples=["Ok."])
+    for data, extra, expected in [
+        (ratings, {}, "Note: 1 of the 3 classes has no training text (0), so the run cannot learn to predict them; "
+                      "integer labels are read as class ids 0..2: for a number to predict (a rating) pass "
+                      "--problem-type regression"),
+        (columns, {"label_columns": [*TAGS, "unused"]}, "Note: 1 of the 4 tags is on no training text (unused)"),
+        (small_csv, {}, None),
+    ]:  # fmt: skip
+        messages = []
+        train(TrainConfig(data=str(data), output_dir=str(tmp_path / data.stem), **common, **extra), log=messages.append)
+        notes = [m for m in messages if m.startswith("Note: ") and "no training text" in m]
+        assert notes == ([] if expected is None else [notes[0]]) and (expected is None or expected in notes[0])
+
+
+def test_untrained_outputs_are_named_only_where_there_are_some():
+    from lora_sentiment.problems.base import problem_type
+
+    single, tags = problem_type("single-label"), problem_type("multi-label")
+    names = [str(i) for i in range(11)]
+    assert "(0, 5, 6)" in single.untrained_note(np.array([1, 2, 3, 4, 7, 8, 9, 10]), names)
+    assert "regression" not in single.untrained_note(np.array([0, 1]), ["bad", "good", "mixed"])
+    assert single.untrained_note(np.array([0, 1, 1]), ["bad", "good"]) == ""
+    assert tags.untrained_note(np.array([[1, 0], [0, 1]]), TAGS[:2]) == ""
+    assert problem_type("regression").untrained_note(np.array([1.0, 2.0]), ["stars"]) == ""
