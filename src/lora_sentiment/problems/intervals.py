@@ -118,5 +118,5 @@ def comparison_text(comparison: dict[str, Any], ours: str, theirs: str) -> str:
     if not comparison["beyond_noise"]:
         verdict = f"within the noise of {comparison['texts']} texts: neither is shown better"
     else:
-        verdict = f"{ours} {'better' if comparison['better'] else 'worse'}, beyond the noise"
+        verdict = f"{ours} is {'better' if comparison['better'] else 'worse'}, beyond the noise"
     return f"{ours} vs {theirs} on the same {comparison['texts']} texts: {change}: {verdict} (paired bootstrap)."

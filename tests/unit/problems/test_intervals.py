@@ -88,7 +88,7 @@ def test_paired_comparison_tells_a_better_model_from_an_equal_one():
     assert verdict["beyond_noise"] and verdict["better"] and verdict["difference"] > 0
     # metrics.json and `evaluate --json` write it as is: plain JSON types, `better` a real true, not 1.0
     assert json.loads(json.dumps(verdict))["better"] is True
-    assert "better, beyond the noise" in comparison_text(verdict, "the run", "the baseline")
+    assert "The run is better, beyond the noise" in comparison_text(verdict, "The run", "the baseline")
     same = paired_comparison(space, labels, good, good)
     assert same["difference"] == 0 and not same["beyond_noise"] and same["better"] is None
     assert "within the noise of 1000 texts" in comparison_text(same, "the run", "the baseline")
@@ -101,3 +101,23 @@ def test_the_log_line_carries_the_interval():
                                         "intervals": {"accuracy": [0.846, 0.888], "f1": [0.85, 0.89]}})  # fmt: skip
     assert line == "Accuracy 0.8680 (0.8460-0.8880, n = 1000), F1 0.8700 (0.8500-0.8900)"
     assert space.problem.headline_text({"accuracy": 0.5, "f1": 0.4}) == "Accuracy 0.5000, F1 0.4000"
+
+
+def test_regression_resamples_correlate_as_scipy_does_each_one():
+    from scipy import stats
+
+    from lora_sentiment.problems.base import problem_type
+    from lora_sentiment.problems.intervals import resamples
+    from lora_sentiment.problems.space import LabelSpace
+
+    rng = np.random.default_rng(0)
+    targets = rng.integers(1, 11, 120).astype(float)  # ratings: many ties, ranked by their mean rank
+    predicted = np.round(targets + rng.normal(0, 2.5, 120), 1)
+    index = resamples(120, 0)
+    draws = problem_type("regression").resampled_metrics(LabelSpace("regression", ["stars"]), targets,
+                                                         predicted[:, None], index)  # fmt: skip
+    assert np.allclose(draws["spearman"], [stats.spearmanr(targets[r], predicted[r])[0] for r in index])
+    assert np.allclose(draws["pearson"], [stats.pearsonr(targets[r], predicted[r])[0] for r in index[:200]])
+    constant = problem_type("regression").resampled_metrics(LabelSpace("regression", ["stars"]), targets,
+                                                            np.ones((120, 1)), index)  # fmt: skip
+    assert np.isnan(constant["spearman"]).all()  # an untrained head: no correlation, as scipy says
