@@ -128,6 +128,13 @@ class ProblemType:
         """The space as it will predict, with any decision rule fitted on these evaluation rows."""
         return space
 
+    def decided_out_of_sample(
+        self, labels: np.ndarray, scores: np.ndarray, threshold: float | None, seed: int
+    ) -> dict[str, Any] | None:
+        """Where `decided` fits a rule on the evaluation rows, the headline scores with each row decided by a rule
+        fitted on other rows: what unseen texts will see. None where nothing is fitted."""
+        return None
+
     def same_answers(
         self, space: LabelSpace, reference: np.ndarray, other: np.ndarray, labels: np.ndarray
     ) -> np.ndarray:

@@ -73,7 +73,7 @@ def _results(config: TrainConfig, space: LabelSpace, metrics: Any, figures: dict
     return f"""## Results
 
 On {final.samples} evaluation texts (best epoch {final.epoch:g} by eval {config.metric_for_best_model}):
-{scores}{" (95 % intervals, bootstrap over the texts)" if intervals else ""}.
+{scores}{" (95 % intervals, bootstrap over the texts)" if intervals else ""}.{_out_of_sample_line(final, space)}
 {_baseline_line(metrics.baseline, space)}{_comparison_line(metrics)}{_cross_validation_line(metrics, space)}
 {_overlap_line(metrics)}{_calibration_line(final)}{_abstention_table(final)}
 
@@ -110,6 +110,13 @@ def _cross_validation_line(metrics: Any, space: LabelSpace) -> str:
 
     record = getattr(metrics, "cross_validation", None)
     return f"\n{cross_validation_text(record, space)}\n" if record else ""
+
+
+def _out_of_sample_line(final: Any, space: LabelSpace) -> str:
+    from .summary import out_of_sample_text
+
+    text = out_of_sample_text(final, space)
+    return f"\n{text}" if text else ""
 
 
 def _overlap_line(metrics: Any) -> str:

@@ -28,6 +28,8 @@ def summary(config: Any, space: Any, metrics: Any) -> str:
         cells = [_fmt(row.get(key)) for key in ("train_loss", "loss", *columns)]
         lines.append(f"{row.epoch:>6g} {cells[0]:>11} {cells[1]:>10} " + " ".join(f"{c:>9}" for c in cells[2:]))
     lines += ["", f"Kept epoch {_fmt(final.epoch, 'g')}: {_scores(final, space)}"]
+    if final.get("out_of_sample"):
+        lines.append(out_of_sample_text(final, space))
     if metrics.baseline:
         lines.append(f"Baseline (TF-IDF + linear): {_scores(metrics.baseline, space)}")
     if getattr(metrics, "comparison", None):
@@ -82,6 +84,18 @@ def _fmt(value: Any, spec: str = ".4f") -> str:
 def headline(final: dict[str, Any], space: Any) -> str:
     """The scores a user reads first, for the log line at the end of training."""
     return space.problem.headline_text(final)
+
+
+def out_of_sample_text(final: dict[str, Any], space: Any) -> str:
+    """The headline scores of decisions fitted on other evaluation rows, where the run's own were fitted on these
+    rows ("" otherwise)."""
+    record = final.get("out_of_sample")
+    if not record:
+        return ""
+    part = {2: "half", 3: "third", 4: "quarter", 5: "fifth"}.get(record["folds"], f"1/{record['folds']} part")
+    return (f"Thresholds tuned on these {final.get('samples') or ''} texts flatter their scores: with each {part} of "
+            f"them decided by thresholds tuned on the rest, {headline(record, space)}; unseen texts should score "
+            "between the two.")  # fmt: skip
 
 
 def cross_validation_text(record: dict[str, Any], space: Any) -> str:

@@ -39,7 +39,7 @@ from ..problems.intervals import comparison_text, paired_comparison, wilson
 from ..problems.outputs import Prediction, format_table, predictions
 from ..problems.space import LabelSpace, resolve_class_weights
 from ..runs.run import RunMetrics, RunWorkspace, checkpoint_epoch, write_run
-from ..runs.summary import cross_validation_text, epochs_text, headline, per_label_lines
+from ..runs.summary import cross_validation_text, epochs_text, headline, out_of_sample_text, per_label_lines
 from .baseline import BaselineScores, baseline_name, score_baseline
 from .checks import check_train
 from .folds import check_folds, cross_validate
@@ -299,6 +299,8 @@ class TrainRecipe:
             self.workspace.publish(lambda folder: write_run(folder, model, space, metrics))
         final, baseline, log = self.final, self.baseline, self.log
         log(f"{headline(final, space)} on {len(self.data.eval)} evaluation texts. Saved to {self.workspace.final}")
+        if final.get("out_of_sample"):
+            log(out_of_sample_text(final, space))
         if baseline:
             log(f"Baseline ({baseline_name(space)}) on the same texts: {headline(baseline, space)}")
         if metrics.comparison:

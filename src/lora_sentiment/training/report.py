@@ -111,7 +111,16 @@ def _with_risk_coverage(final: dict[str, Any], space: LabelSpace, labels: np.nda
 
 def calibrated(kept: Kept, config: Any) -> tuple[Kept, str]:
     """The kept state with its outputs calibrated on the evaluation split (problems/calibration.py), its metrics
-    computed again on the calibrated scores (multi-label: thresholds tuned again on them), and the log's line."""
+    computed again on the calibrated scores (multi-label: thresholds tuned again on them, and the scores of
+    thresholds tuned on other rows beside them), and the log's line."""
+    kept, line = _calibrated(kept, config)
+    out_of_sample = kept.space.problem.decided_out_of_sample(kept.labels, kept.scores, config.threshold, config.seed)
+    if out_of_sample is not None:
+        kept.final["out_of_sample"] = out_of_sample
+    return kept, line
+
+
+def _calibrated(kept: Kept, config: Any) -> tuple[Kept, str]:
     from ..runs.summary import calibration_text
 
     n = len(kept.labels)
