@@ -9,7 +9,9 @@ fifth is its `--eval-data` (as the fifth a run carves for itself), on which the 
 decides the thresholds from the run's calibrated probabilities; every rule's thresholds are then scored on the
 validation comments (macro- and micro-F1 over the tags the draw has). One JSON line per seed and rule, appended;
 the run's own line also holds the scores the run reported on its evaluation split (`reported`, thresholds tuned on
-those comments) and its estimate for unseen texts (`out_of_sample`).
+those comments) and its estimate for unseen texts (`out_of_sample`); the `flattery at N` lines draw N of the
+validation comments 30 times as an evaluation split (the rest unseen) and give the mean error of both against the
+unseen score, in macro-F1.
 
 Rules: `per-tag` (the default until 2026-12-06: each tag's best F1 on the grid, ties the lowest, 0.5 for a tag
 with no positive), `per-tag, 0.5 where F1 is 0`, `global` (one threshold for every tag, the best micro-F1),
@@ -83,6 +85,31 @@ def scored(thresholds: np.ndarray, labels: np.ndarray, probabilities: np.ndarray
     return {"f1_macro": float(f1_from_counts(tp, fp, fn).mean()), "f1_micro": float(micro)}
 
 
+def flattery(labels: np.ndarray, scores: np.ndarray, sizes: list[int], draws: int, seed: int) -> list[dict]:
+    """How much thresholds tuned on an evaluation split flatter its scores, and how near the out-of-sample estimate
+    (each fifth decided by thresholds tuned on the other four) comes: `draws` draws of N of the validation
+    comments as the evaluation split, the rest as unseen texts, all from one run's probabilities."""
+    from lora_sentiment.problems.base import problem_type
+    from lora_sentiment.problems.multi_label import tune_thresholds
+
+    rng, out = np.random.default_rng(seed), []
+    for n in sizes:
+        errors = []
+        for _ in range(draws):
+            order = rng.permutation(len(labels))
+            split, unseen = order[:n], order[n:]
+            tuned = tune_thresholds(labels[split], scores[split])
+            truth = scored(tuned, labels[unseen], scores[unseen])["f1_macro"]
+            estimate = problem_type("multi-label").decided_out_of_sample(labels[split], scores[split], None, seed)
+            errors.append((scored(tuned, labels[split], scores[split])["f1_macro"] - truth,
+                           estimate["f1_macro"] - truth))  # fmt: skip
+        mean, rms = np.mean(errors, axis=0), np.sqrt(np.mean(np.square(errors), axis=0))
+        out.append({"rule": f"flattery at {n}", "draws": draws, "reported_minus_unseen": round(float(mean[0]), 4),
+                    "out_of_sample_minus_unseen": round(float(mean[1]), 4),
+                    "rms": [round(float(r), 4) for r in rms]})  # fmt: skip
+    return out
+
+
 def measured(model: str, data: Path, comments: int, seed: int) -> list[dict]:
     frame = pd.read_parquet(data / "train.parquet")
     drawn = frame.sample(n=comments, random_state=seed).reset_index(drop=True)
@@ -120,6 +147,7 @@ def measured(model: str, data: Path, comments: int, seed: int) -> list[dict]:
     for rule, thresholds in rules(eval_labels, eval_scores).items():
         out.append({**common, "rule": rule, **scored(thresholds, labels, scores),
                     "same_as_run": bool(np.allclose(thresholds, kept)) if rule == "per-tag" else None})  # fmt: skip
+    out += [{**common, **row} for row in flattery(labels, scores, [200, 400, 1000, 2000], 30, seed)]
     return out
 
 

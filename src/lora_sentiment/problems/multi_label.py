@@ -175,11 +175,10 @@ class MultiLabel(ProblemType):
     def decided_out_of_sample(
         self, labels: np.ndarray, scores: np.ndarray, threshold: float | None, seed: int
     ) -> dict[str, Any] | None:
-        # Thresholds tuned on the rows they are scored on flatter them: on GoEmotions (a MiniLM run's probabilities,
-        # 30 draws of evaluation rows, the rest of the 5,426 validation comments as unseen texts) by 8.0, 6.0, 3.5
-        # and 2.3 points of macro-F1 at 200, 400, 1,000 and 2,000 rows; each fifth decided by thresholds tuned on
-        # the other four was off by -0.3 to +0.2 points on average (2-fold: -2.9 to -0.2, too few rows to tune on).
-        # It errs low, as its thresholds rest on fewer rows than the run's (docs/problem-types.md).
+        # Thresholds tuned on the rows they are scored on flatter them: on GoEmotions (three MiniLM runs, 30 draws
+        # each of N validation comments as the evaluation rows, the rest as unseen texts) by 7.3-8.6, 5.5-6.2 and
+        # 2.1-2.3 points of macro-F1 at N = 200, 400 and 2,000; each fifth decided by thresholds tuned on the other
+        # four was off by -1.6 to -0.9, -0.3 to 0.0 and -0.2 to +0.3 (benchmarks/multilabel_thresholds.py).
         if threshold is not None or len(labels) < 2 * OUT_OF_SAMPLE_FOLDS:
             return None
         from sklearn.metrics import f1_score
