@@ -33,7 +33,7 @@ def test_a_finished_run_opens_with_typed_metrics(trained_run):
 
 def test_metrics_json_round_trips_with_the_keys_it_always_had(trained_run):
     raw = json.loads((trained_run / METRICS_FILE).read_text())
-    assert set(raw) == {"final", "history", "train", "examples", "baseline", "comparison", "log_history"}
+    assert set(raw) == {"final", "history", "train", "examples", "baseline", "comparison", "overlap", "log_history"}
     expected = {
         "accuracy",
         "f1",
