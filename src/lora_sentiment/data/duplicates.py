@@ -104,11 +104,12 @@ def overlap_text(overlap: dict[str, int]) -> str:
     shared, short = overlap["in_training"], overlap["short"]
     if not shared:
         return ""
-    stock = f"; {short} of them are texts of under 5 words, which people write alike" if short else ""
+    stock = f"; {short} of them {'is a text' if short == 1 else 'are texts'} of under 5 words, which people write alike"
+    are = "is also a training text" if shared == 1 else "are also training texts"
     return (
-        f"Warning: {shared} of the {overlap['evaluation_texts']} evaluation texts are also training texts (equal "
-        f"once HTML, case and punctuation are set aside{stock}), so the scores overstate how the run does on "
-        f"unseen texts; `lora-sentiment audit` lists the pairs to remove."
+        f"Warning: {shared} of the {overlap['evaluation_texts']} evaluation texts {are} (equal once HTML, case and "
+        f"punctuation are set aside{stock if short else ''}), so the scores overstate how the run does on unseen "
+        "texts; `lora-sentiment audit` lists the pairs to remove."
     )
 
 

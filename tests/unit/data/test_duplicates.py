@@ -57,3 +57,5 @@ def test_evaluation_texts_also_in_training_are_counted_for_every_run():
     assert line.startswith("Warning: 2 of the 4 evaluation texts are also training texts") and "1 of them" in line
     assert "lora-sentiment audit" in line
     assert overlap_text(evaluation_overlap(train, ["Unrelated."])) == ""
+    one = overlap_text(evaluation_overlap(train, ["Thank you!", "Unrelated."]))
+    assert one.startswith("Warning: 1 of the 2 evaluation texts is also a training text") and "1 of them is a" in one
