@@ -87,6 +87,24 @@ def test_tag_issues_flip_the_flagged_tags_only():
     assert issues.summary["per_tag"]["a"]["flagged_missing"] == 0
 
 
+def test_a_tag_the_scorer_barely_knows_is_not_added_where_the_scorer_calls_it_absent():
+    """A rare tag (5 of 200 texts) whose scores are all a few per cent: the paper's threshold for "present" is the
+    mean score of those 5, and half the other texts reach it. At least 0.5, as tag_issues sets it, none does; a
+    text whose scorer says a tag is present (0.95) with the tag not given is still flagged."""
+    rng = np.random.default_rng(0)
+    given = np.zeros((200, 2), dtype=int)
+    given[:100, 0] = 1
+    given[:5, 1] = 1
+    probs = np.stack([np.where(given[:, 0] == 1, 0.9, 0.1), rng.uniform(0.0, 0.05, 200)], axis=1)
+    probs[150, 0] = 0.95  # tag a not given, clearly present
+    paper = tag_issues(probs, given, ["a", "b"], floor=0.0)
+    assert paper.summary["per_tag"]["b"]["flagged_missing"] > 50  # the failure: b suggested for many texts
+    issues = tag_issues(probs, given, ["a", "b"])
+    assert issues.summary["per_tag"]["b"]["flagged_missing"] == 0
+    assert issues.flagged[150] and issues.suggested[150].tolist() == [1, 0]
+    assert issues.summary["estimated_noise_rate"] < paper.summary["estimated_noise_rate"]
+
+
 def test_residual_issues_flag_values_far_outside_the_residuals():
     rng = np.random.default_rng(2)
     predicted = rng.uniform(1, 10, 500)
