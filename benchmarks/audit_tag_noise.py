@@ -1,7 +1,8 @@
 """`audit` of multi-label data against known tag noise: a seeded draw of GoEmotions training comments, on 10 % of
 them one given tag swapped for one not given (a missing tag and an extra one each), audited with each scorer (5
-folds); each (comment, tag) flag is checked against the swaps, for confident learning's per-tag thresholds as the
-paper sets them (floor 0) and at least 0.5 (`TAG_FLOOR`, the default since 2026-12-06), from the same fold scores.
+folds); each (comment, tag) flag is checked against the swaps, for confident learning as the paper counts a text
+as the answer other than its given one (floor 0) and only from a probability of 0.5 as well (`TAG_FLOOR`, the
+default since 2026-12-06), from the same fold scores.
 
     python benchmarks/audit_tag_noise.py --model "$MINILM" --data ../shared/data/goemotions --work /tmp/tag-noise \
         --seeds 0 1 --output benchmarks/results/audit-tag-noise-CLASS-cpu-DATE.jsonl

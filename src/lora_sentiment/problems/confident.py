@@ -40,15 +40,20 @@ class ConfidentJoint:
 
 
 def confident_joint(probs: np.ndarray, labels: np.ndarray, floor: float = 0.0) -> ConfidentJoint:
-    """`floor`: the lowest a class's threshold may be (tag_issues: 0.5, so that the confident class of a two-class
-    problem is also the likelier one)."""
+    """`floor`: the least probability at which a text counts as a class other than its given one (tag_issues: 0.5,
+    so that a tag's confident answer against the given one is also the likelier); its given class keeps the
+    paper's threshold, so the rates of the given labels found right are the paper's."""
     n, k = probs.shape
     labels = labels.astype(int)
     counts = np.bincount(labels, minlength=k)
     sums = np.bincount(labels, weights=probs[np.arange(n), labels], minlength=k)
     # A class no text is given has no self-confidence: nothing can be confidently counted as it.
-    thresholds = np.where(counts > 0, np.maximum(sums / np.maximum(counts, 1), floor), np.inf)
+    thresholds = np.where(counts > 0, sums / np.maximum(counts, 1), np.inf)
     above = probs >= thresholds[None, :] - 1e-12
+    if floor > 0:
+        given = np.zeros_like(above)
+        given[np.arange(n), labels] = True
+        above &= given | (probs >= floor - 1e-12)
     true_label = np.where(above.any(axis=1), np.where(above, probs, -np.inf).argmax(axis=1), -1)
     joint = np.zeros((k, k), dtype=np.int64)
     counted = true_label >= 0
@@ -131,15 +136,16 @@ def class_issues(probs: np.ndarray, labels: np.ndarray, names: list[str]) -> Lab
 # A tag is a two-class problem whose "present" class is rare: the mean probability of the texts given it (the
 # paper's threshold) can be a few per cent where the scorer barely knows the tag, and every text not given it that
 # reaches that much then counts as "present" though the scorer calls it absent (GoEmotions, 2,000 comments, TF-IDF:
-# 877 texts flagged as missing `grief`, given on 4). A threshold of at least 0.5 counts only what the scorer finds
-# likelier than not. Measured on 2,000 GoEmotions comments with one tag swapped on 10 % of them
-# (benchmarks/audit_tag_noise.py): see docs/audit.md.
+# 877 texts flagged as missing `grief`, given on 4). Counting a text as the answer other than its given one only
+# from 0.5 counts only what the scorer finds likelier than not. Measured on 2,000 GoEmotions comments with one tag
+# swapped on 10 % of them (benchmarks/audit_tag_noise.py): see docs/audit.md.
 TAG_FLOOR = 0.5
 
 
 def tag_issues(probs: np.ndarray, labels: np.ndarray, names: list[str], floor: float = TAG_FLOOR) -> LabelIssues:
-    """Multi-label: each tag a two-class problem (absent / present) of its own, its thresholds at least `floor`; a
-    text is flagged where any of its tags is, and the suggestion flips the flagged tags."""
+    """Multi-label: each tag a two-class problem (absent / present) of its own, a text counted as the answer other
+    than its given one only from `floor`; a text is flagged where any of its tags is, and the suggestion flips the
+    flagged tags."""
     labels = (labels > 0.5).astype(int)
     flags = np.zeros_like(labels, dtype=bool)
     wrongness = np.zeros(labels.shape, dtype=float)
