@@ -89,8 +89,9 @@ def test_tag_issues_flip_the_flagged_tags_only():
 
 def test_a_tag_the_scorer_barely_knows_is_not_added_where_the_scorer_calls_it_absent():
     """A rare tag (5 of 200 texts) whose scores are all a few per cent: the paper's threshold for "present" is the
-    mean score of those 5, and half the other texts reach it. At least 0.5, as tag_issues sets it, none does; a
-    text whose scorer says a tag is present (0.95) with the tag not given is still flagged."""
+    mean score of those 5, and half the other texts reach it. Counted as "present" against the given "absent" only
+    from 0.5 as well, as tag_issues counts, none is; a text whose scorer says a tag is present (0.95) with the tag
+    not given is still flagged, and the 5 texts given the tag are judged as the paper judges them."""
     rng = np.random.default_rng(0)
     given = np.zeros((200, 2), dtype=int)
     given[:100, 0] = 1
@@ -103,6 +104,8 @@ def test_a_tag_the_scorer_barely_knows_is_not_added_where_the_scorer_calls_it_ab
     assert issues.summary["per_tag"]["b"]["flagged_missing"] == 0
     assert issues.flagged[150] and issues.suggested[150].tolist() == [1, 0]
     assert issues.summary["estimated_noise_rate"] < paper.summary["estimated_noise_rate"]
+    for key in ("flagged_extra", "noise_rate_given"):  # the given "present" side is the paper's
+        assert issues.summary["per_tag"]["b"][key] == paper.summary["per_tag"]["b"][key]
 
 
 def test_residual_issues_flag_values_far_outside_the_residuals():
