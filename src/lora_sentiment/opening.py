@@ -33,13 +33,17 @@ def open_predictor(target: Target, options: LoadOptions | None = None, *, expect
     once the counted texts repay it, not on a first small job (export/compiled.py, export/int8_gate.py)."""
     options = options or LoadOptions(**given)
     if isinstance(target, (str, Path)):
+        given_path = target
         target = resolve_engine_target(target, options, expected_texts=expected_texts)
         if expected_texts:
             from .export.compiled import count_predicted
 
             count_predicted(target, expected_texts)
         if is_export(target):
-            return ExportedClassifier.open(target, options)  # on the CPU, whatever options.device says
+            exported = ExportedClassifier.open(target, options)  # on the CPU, whatever options.device says
+            if not is_export(given_path):  # a run compiled for its engine: still the run that saw its texts
+                exported.run_path = Path(given_path)
+            return exported
         from .inference.classifier import load_classifier
 
         return load_classifier(target, options)

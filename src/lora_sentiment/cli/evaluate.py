@@ -59,11 +59,12 @@ def run(args: argparse.Namespace, settings: tuple[EvalOptions, LoadOptions]) -> 
         print(json.dumps(metrics))
         return 0
     from ..problems.intervals import with_interval
+    from ..runs.seen import seen_lines
     from ..runs.summary import per_label_lines
 
     intervals = metrics.get("intervals") or {}
     for key, value in metrics.items():
-        if key not in ("per_label", "intervals", "calibration", "abstention"):
+        if key not in ("per_label", "intervals", "calibration", "abstention", "seen"):
             shown = with_interval(value, intervals.get(key)) if isinstance(value, float) else value
             print(f"{key:>16}: {shown}")
     if intervals:
@@ -83,6 +84,8 @@ def run(args: argparse.Namespace, settings: tuple[EvalOptions, LoadOptions]) -> 
         given = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in selective.items())
         print(f"Abstention: {given}")
     print(per_label_lines(metrics, predictor.space))
+    for line in seen_lines(metrics.get("seen")):
+        print(line)
     return 0
 
 
@@ -108,6 +111,8 @@ def _side_by_side(
     if as_json:
         print(json.dumps(results))
         return 0
+    from ..runs.seen import seen_lines
+
     shown = [k for k, v in results[first].items() if isinstance(v, float)]
     width = max(8, *(len(name) for name in results))
     print(f"{'run':<{width}} " + " ".join(f"{k:>12}" for k in shown))
@@ -116,4 +121,7 @@ def _side_by_side(
     for name, comparison in comparisons.items():
         if comparison:
             print(comparison_text(comparison, name, first))
+    for name, metrics in results.items():
+        for line in seen_lines(metrics.get("seen"), name):
+            print(line)
     return 0

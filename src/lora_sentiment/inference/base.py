@@ -6,6 +6,7 @@ them from a path. Light on purpose (numpy and pydantic): the torch-free export p
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -69,6 +70,9 @@ class PredictorBase:
     precision: str
     long_text: str = "truncate"
     abstention: Abstention = Abstention()  # --min-confidence / --max-interval (problems/abstention.py)
+    # The run folder it was opened from (None: an export, or built in memory): `evaluate` reads which texts the
+    # run saw from it (runs/seen.py).
+    run_path: Path | None = None
 
     @property
     def label_names(self) -> list[str]:

@@ -165,7 +165,9 @@ class Classifier(PredictorBase):
         configure_attention_backends(target)
         encoder = TextEncoder.for_config(tokenizer, run.config)
         resolved = options.model_copy(update={"precision": precision})
-        return cls(model, encoder, run.space, resolved, run_config=run.config)
+        classifier = cls(model, encoder, run.space, resolved, run_config=run.config)
+        classifier.run_path = run.path
+        return classifier
 
     @property
     def device(self) -> str:

@@ -19,6 +19,7 @@ from ..problems.intervals import metric_intervals
 from ..problems.metrics import evaluation_metrics
 from ..problems.space import LabelSpace
 from ..problems.targets import encode_targets
+from ..runs.seen import seen_counts
 
 if TYPE_CHECKING:
     from .base import Predictor
@@ -77,6 +78,9 @@ def scored_rows(predictor: Predictor, rows: LabelledRows, options: EvalOptions) 
     rule = getattr(predictor, "abstention", None)
     if rule is not None and rule.active:
         metrics["abstention"] = selective_metrics(predictor.space, labels, scores, rule)
+    seen = seen_counts(getattr(predictor, "run_path", None), ds["text"])
+    if seen is not None:
+        metrics["seen"] = seen
     return metrics, scores
 
 

@@ -217,6 +217,10 @@ class RunClassifier(PredictorBase):
     def run_config(self) -> Any:
         return self._member.run.config
 
+    @property  # type: ignore[override]
+    def run_path(self) -> Path:
+        return self._member.run.path
+
     @property
     def encoder(self) -> TextEncoder:
         return self._member.encoder

@@ -218,9 +218,11 @@ def figures(space: LabelSpace) -> dict[str, str]:
     return shown
 
 
-def write_run(run_dir: Path, trained: Any, space: LabelSpace, metrics: RunMetrics) -> None:
+def write_run(run_dir: Path, trained: Any, space: LabelSpace, metrics: RunMetrics,
+              seen: tuple[Sequence[str], Sequence[str]] | None = None) -> None:  # fmt: skip
     """Every file of a run, into `run_dir` (a staging folder: see RunWorkspace.publish). `trained`: the model
-    setup of training (model, tokenizer, the resolved config, parameter counts)."""
+    setup of training (model, tokenizer, the resolved config, parameter counts); `seen`: its training and
+    evaluation texts, kept as hashes (runs/seen.py)."""
     model, tokenizer, config, parameters = trained.model, trained.tokenizer, trained.config, trained.parameters
     # The embedding matrix is saved only when the user targets it: a resized pad row is re-created identically.
     model.save_pretrained(str(run_dir), save_embedding_layers=False)
@@ -231,6 +233,10 @@ def write_run(run_dir: Path, trained: Any, space: LabelSpace, metrics: RunMetric
     text = card.model_card(config, space, metrics, parameters, figures=figures(space))
     (run_dir / CARD_FILE).write_text(text, encoding="utf-8")
     draw_plots(run_dir, metrics, space)
+    if seen is not None:
+        from .seen import write_seen
+
+        write_seen(run_dir, *seen)
 
 
 # ------------------------------------------------------------------------------------ a run in progress

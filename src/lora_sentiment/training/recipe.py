@@ -296,7 +296,8 @@ class TrainRecipe:
         """Every file of the run, built aside and swapped into place (rank 0 only)."""
         model, space, metrics = self.model, self.space, self.metrics
         with self.stages.timing("save"):
-            self.workspace.publish(lambda folder: write_run(folder, model, space, metrics))
+            seen = (self.data.train["text"], self.data.eval["text"])
+            self.workspace.publish(lambda folder: write_run(folder, model, space, metrics, seen))
         final, baseline, log = self.final, self.baseline, self.log
         log(f"{headline(final, space)} on {len(self.data.eval)} evaluation texts. Saved to {self.workspace.final}")
         if final.get("out_of_sample"):
