@@ -197,10 +197,10 @@ class TrainRecipe:
             self.train_tok = tokenize_dataset(self.data.train, self.model.encoder)
             # Evaluation order does not change its metrics; sorted by length, its batches carry little padding.
             # `row`: each text's place in the split, to pair the run's scores with the baseline's.
+            # (A stable argsort, not Dataset.sort: that passes pyarrow 25+ an option it warns about to API users.)
             self.eval_tok = tokenize_dataset(self.data.eval, self.model.encoder)
-            self.eval_tok = self.eval_tok.add_column("row", list(range(len(self.eval_tok)))).sort(
-                "length", reverse=True
-            )
+            longest_first = np.argsort(-np.asarray(self.eval_tok["length"]), kind="stable")
+            self.eval_tok = self.eval_tok.add_column("row", list(range(len(self.eval_tok)))).select(longest_first)
         self.before = self._examples(self.data.space)
 
     def _probe(self, model: Any, encoder: Any) -> None:
