@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import socket
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -222,10 +223,12 @@ def _storage(optuna: Any, url: str | None, folder: Path) -> Any:
     # isolation_level=None: the driver's own lazy BEGIN is replaced by _begin_immediate's, below.
     engine = {"connect_args": {"timeout": 60, "isolation_level": None}} if sqlite else None
     try:
-        storage = optuna.storages.RDBStorage(
-            url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
-        )  # fmt: skip
+        with warnings.catch_warnings():  # the heartbeat is "experimental" since Optuna 2.8; its warning says nothing
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # to a user of `tune`
+            storage = optuna.storages.RDBStorage(
+                url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
+            )  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy's errors vary by database
         raise UserError(f"cannot open the study database {url}: {str(exc).splitlines()[0]} (check --storage)") from None
     if sqlite:
