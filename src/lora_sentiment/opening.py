@@ -41,8 +41,7 @@ def open_predictor(target: Target, options: LoadOptions | None = None, *, expect
             count_predicted(target, expected_texts)
         if is_export(target):
             exported = ExportedClassifier.open(target, options)  # on the CPU, whatever options.device says
-            if not is_export(given_path):  # a run compiled for its engine: still the run that saw its texts
-                exported.run_path = Path(given_path)
+            exported.run_path = Path(given_path)  # a run compiled for its engine is still the run that saw its texts
             return exported
         from .inference.classifier import load_classifier
 

@@ -78,6 +78,7 @@ class ExportedClassifier(PredictorBase):
             raise UserError(f"{folder} holds a damaged export: {first_line(exc)} (export the run again)") from exc
         encoder = TextEncoder.for_config(tokenizer, config)
         classifier = cls(session, encoder, space, info, config, options)
+        classifier.run_path = folder  # an export carries its run's record of the texts it saw
         if (folder / RECHECK_FILE).exists():
             classifier.recheck = read_recheck(folder)
         return classifier

@@ -23,6 +23,7 @@ from ..problems.space import LabelSpace
 from . import card
 from . import figures as plots
 from .records import EpochRecord, ExampleRow, Examples, RunMetrics, Scores, TrainStats
+from .seen import SEEN_FILE  # hashes of the texts the run trained and was evaluated on
 
 # The metrics.json records live in records.py; 0.2 imported them from here, so they are re-exported.
 __all__ = [
@@ -49,7 +50,7 @@ FIGURES = {  # a problem type's `figure` -> its title and file
     "per_label_f1": ("F1 per label", PER_LABEL_F1_FILE),
 }
 RESUME_CONFIG_FILE = "run_config.yaml"  # in the checkpoints folder: the settings --resume must match
-RECORD_FILES = (RUN_CONFIG_FILE, LABELS_FILE, METRICS_FILE)  # what an export carries along
+RECORD_FILES = (RUN_CONFIG_FILE, LABELS_FILE, METRICS_FILE, SEEN_FILE)  # what an export carries along
 EXPORT_INFO_FILE = "export.json"  # in an export folder: what was exported, and how; tells an export from a run
 EXPORT_CARD_FILE = "README.md"  # in an export folder: its model card
 

@@ -29,8 +29,8 @@ def write_seen(run_dir: Path, train: Sequence[str], evaluation: Sequence[str]) -
 
 
 def seen_counts(run_dir: str | Path | None, texts: Sequence[str]) -> dict[str, int] | None:
-    """How many of `texts` the run at `run_dir` trained on and evaluated on; None where it keeps no record (an
-    export, a run from before 2026-12-06)."""
+    """How many of `texts` the run at `run_dir` (or an export of it) trained on and evaluated on; None where it
+    keeps no record (a run, or an export of one, from before 2026-12-06)."""
     path = Path(run_dir) / SEEN_FILE if run_dir is not None else None
     if path is None or not path.is_file():
         return None

@@ -35,6 +35,10 @@ def test_evaluate_says_when_it_is_given_texts_the_run_saw(trained_run, small_csv
     assert main(["evaluate", str(trained_run), "--data", str(unseen)]) == 0
     out = capsys.readouterr().out
     assert "Warning" not in out and "Note: " not in out
+    exported = tmp_path / "export"  # an export carries the record along
+    assert main(["export", str(compiled), str(exported), "--format", "onnx"]) == 0
+    assert main(["evaluate", str(exported), "--data", str(small_csv)]) == 0
+    assert "Warning: 96 of these 96 texts are the run's training texts" in capsys.readouterr().out
     older = tmp_path / "older-run"  # a run from before the record: no counts, no error
     shutil.copytree(trained_run, older, ignore=shutil.ignore_patterns(SEEN_FILE, ".compiled"))
     assert "seen" not in load_classifier(older).evaluate(str(unseen))
