@@ -84,12 +84,25 @@ def predictions(
 
 
 def format_table(predictions: Sequence[Prediction], title: str | None = None) -> str:
-    """`answer  probability  text` lines, padded to the longest label name (indented under a title)."""
+    """`answer  probability  text` lines, padded to the longest label name (indented under a title); tags each
+    with its probability, a number with its interval where the run is calibrated."""
     indent = "  " if title else ""
     lines = [title] if title else []
-    if predictions and predictions[0].label_name is None:  # tags or numbers: the answer says it all
-        width = max(len(p.answer) for p in predictions)
-        return "\n".join(lines + [f"{indent}{p.answer:<{width}}  {p.text}" for p in predictions])
+    if predictions and predictions[0].label_name is None:  # tags or numbers: how sure goes into the answer
+        shown = [_how_sure(p) for p in predictions]
+        width = max(len(answer) for answer in shown)
+        return "\n".join(lines + [f"{indent}{a:<{width}}  {p.text}" for a, p in zip(shown, predictions)])
     width = max((len(p.answer) for p in predictions), default=0)
     lines += [f"{indent}{p.answer:<{width}}  {p.probability:.3f}  {p.text}" for p in predictions]
     return "\n".join(lines)
+
+
+def _how_sure(prediction: Prediction) -> str:
+    """Tags as `joy 0.91, love 0.55`, a number as `7.594 (3.09 to 12.09)`; else the answer as it is."""
+    if prediction.labels is not None and prediction.probabilities:
+        sure = ", ".join(f"{tag} {prediction.probabilities[tag]:.2f}" for tag in prediction.labels) or "(no label)"
+    elif prediction.value is not None and prediction.interval:
+        sure = f"{prediction.value:.3f} ({prediction.interval[0]:.2f} to {prediction.interval[1]:.2f})"
+    else:
+        return prediction.answer
+    return f"abstained ({sure})" if prediction.abstained else sure

@@ -29,3 +29,18 @@ def test_table_pads_to_the_longest_label_name():
     made = predictions(["Loved it.", "Meh."], np.array([[0.1, 0.9, 0.0], [0.2, 0.2, 0.6]]), NAMES)
     assert format_table(made).splitlines() == ["Positive  0.900  Loved it.", "Mixed     0.600  Meh."]
     assert format_table(made, "Title:").splitlines()[1] == "  Positive  0.900  Loved it."
+
+
+def test_tables_say_how_sure_for_tags_and_numbers():
+    tags = Prediction(text="Thanks!", labels=["gratitude", "joy"], probabilities={"gratitude": 0.981, "joy": 0.55,
+                                                                                   "anger": 0.01})  # fmt: skip
+    none = Prediction(text="ok", labels=[], probabilities={"gratitude": 0.2, "joy": 0.1, "anger": 0.0})
+    unsure = Prediction(text="hm", labels=["joy"], probabilities={"joy": 0.51}, abstained=True)
+    assert format_table([tags, none, unsure]).splitlines() == [
+        "gratitude 0.98, joy 0.55  Thanks!",
+        "(no label)                ok",
+        "abstained (joy 0.51)      hm",
+    ]
+    value = Prediction(text="Fine.", value=7.5943, interval=[3.09, 12.1])
+    bare = Prediction(text="Great.", value=9.0)  # a run without a calibrated interval
+    assert format_table([value, bare]).splitlines() == ["7.594 (3.09 to 12.10)  Fine.", "9.000                  Great."]
