@@ -70,8 +70,8 @@ class PredictorBase:
     precision: str
     long_text: str = "truncate"
     abstention: Abstention = Abstention()  # --min-confidence / --max-interval (problems/abstention.py)
-    # The run folder it was opened from (None: an export, or built in memory): `evaluate` reads which texts the
-    # run saw from it (runs/seen.py).
+    # The run or export folder it was opened from (None: built in memory): `evaluate` reads which texts the run
+    # saw from it (runs/seen.py).
     run_path: Path | None = None
 
     @property

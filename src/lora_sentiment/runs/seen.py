@@ -36,10 +36,14 @@ def seen_counts(run_dir: str | Path | None, texts: Sequence[str]) -> dict[str, i
         return None
     from safetensors.numpy import load_file
 
-    seen = load_file(str(path))
+    try:
+        seen = load_file(str(path))
+        trained, evaluated = seen["train"], seen["evaluation"]
+    except Exception:  # noqa: BLE001 - a damaged record is no record: the scores do not depend on it
+        return None
     hashes = text_hashes(texts)
-    return {"texts": len(hashes), "training": int(np.isin(hashes, seen["train"]).sum()),
-            "evaluation": int(np.isin(hashes, seen["evaluation"]).sum())}  # fmt: skip
+    return {"texts": len(hashes), "training": int(np.isin(hashes, trained).sum()),
+            "evaluation": int(np.isin(hashes, evaluated).sum())}  # fmt: skip
 
 
 def seen_lines(seen: dict[str, Any] | None, run: str = "the run") -> list[str]:

@@ -15,6 +15,8 @@ def test_hashes_set_aside_html_case_and_punctuation(tmp_path):
     assert seen_counts(tmp_path, ["a film", "A third one!", "Unseen."]) == {"texts": 3, "training": 1, "evaluation": 1}
     assert seen_counts(tmp_path / "nowhere", ["a film"]) is None and seen_counts(None, ["a film"]) is None
     assert seen_lines({"texts": 3, "training": 0, "evaluation": 0}) == [] and seen_lines(None) == []
+    (tmp_path / SEEN_FILE).write_bytes(b"damaged")  # no record rather than a failed evaluation
+    assert seen_counts(tmp_path, ["a film"]) is None
 
 
 def test_evaluate_says_when_it_is_given_texts_the_run_saw(trained_run, small_csv, imdb_frames, tmp_path, capsys):
