@@ -35,7 +35,9 @@ def write_summary(path: Path, summary: dict[str, Any]) -> None:
         handle.write("\n")
 
 
-def write_plot(path: Path, space: LabelSpace, summary: dict[str, Any], residuals: np.ndarray | None) -> None:
+def write_plot(path: Path, space: LabelSpace, summary: dict[str, Any],
+               values: tuple[np.ndarray, np.ndarray] | None) -> None:  # fmt: skip
+    """`values`: for numbers, the out-of-sample predictions and the given values."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -48,7 +50,7 @@ def write_plot(path: Path, space: LabelSpace, summary: dict[str, Any], residuals
     elif kind == "tag_noise":
         figure = _tag_figure(plt, labels["per_tag"])
     else:
-        figure = _residual_figure(plt, residuals, labels["residuals"])
+        figure = _residual_figure(plt, values, labels["residuals"])
     with staged_path(path, ".png") as partial:
         figure.savefig(partial, dpi=110, bbox_inches="tight")
     plt.close(figure)
@@ -88,14 +90,21 @@ def _tag_figure(plt: Any, per_tag: dict[str, dict[str, Any]]) -> Any:
     return figure
 
 
-def _residual_figure(plt: Any, residuals: np.ndarray | None, stats: dict[str, float]) -> Any:
+def _residual_figure(plt: Any, values: tuple[np.ndarray, np.ndarray] | None, stats: dict[str, Any]) -> Any:
+    """Each text's residual against its prediction, with each band's flagging limits."""
     figure, axes = plt.subplots(figsize=(6, 4))
-    axes.hist(residuals if residuals is not None else [], bins=50, color="tab:blue")
-    cut = stats["cutoff_z"] * stats["robust_sd"]
-    for edge in (stats["median"] - cut, stats["median"] + cut):
-        axes.axvline(edge, color="tab:red", linestyle="--")
-    axes.set_xlabel("given value - out-of-sample prediction")
-    axes.set_ylabel("texts")
+    predicted, given = values if values is not None else (np.zeros(0), np.zeros(0))
+    residual = given - predicted
+    low, high = (float(predicted.min()), float(predicted.max())) if len(predicted) else (0.0, 1.0)
+    axes.scatter(predicted, residual, s=6, color="tab:blue", alpha=0.5)
+    for band in stats["bands"]:
+        start = band["from"] if band["from"] is not None else low
+        end = band["to"] if band["to"] is not None else high
+        cut = stats["cutoff_z"] * band["robust_sd"]
+        for edge in (band["median"] - cut, band["median"] + cut):
+            axes.plot([start, end], [edge, edge], color="tab:red", linestyle="--")
+    axes.set_xlabel("out-of-sample prediction")
+    axes.set_ylabel("given value - prediction")
     axes.set_title("Cross-fitted residuals; flagged beyond the dashed lines")
     return figure
 

@@ -234,8 +234,8 @@ class AuditRecipe:
         summary = self.summary(findings)
         write_issues(self.folder / ISSUES_FILE, rows)
         figure = self.space.problem.audit_figure
-        residuals = self.labels.astype(float) - self.scores[:, 0] if figure == "residuals" else None
-        write_plot(self.folder / PLOT_FILES[figure], self.space, summary, residuals)
+        values = (self.scores[:, 0], self.labels.astype(float)) if figure == "residuals" else None
+        write_plot(self.folder / PLOT_FILES[figure], self.space, summary, values)
         clean = None
         if self.options.write_clean:
             clean = Path(self.options.write_clean).expanduser()

@@ -137,18 +137,27 @@ def conformal_quantile(residuals: np.ndarray, coverage: float) -> float:
 def conformal_bands(predictions: np.ndarray, residuals: np.ndarray, coverage: float
                     ) -> tuple[list[float], list[float]] | None:  # fmt: skip
     """Equal-mass bands of the predicted value and each band's split-conformal half-width; None where the texts
-    make fewer than two bands of BAND_TEXTS (or tied predictions leave a band with under half of that)."""
+    make fewer than two bands (prediction_bands)."""
+    edges = prediction_bands(predictions)
+    if edges is None:
+        return None
+    band = band_of(edges, np.asarray(predictions, dtype=np.float64).reshape(-1))
+    widths = [conformal_quantile(np.asarray(residuals)[band == b], coverage) for b in range(len(edges) + 1)]
+    return [float(e) for e in edges], widths
+
+
+def prediction_bands(predictions: np.ndarray) -> np.ndarray | None:
+    """The inner edges of equal-mass bands of the predicted value, one per BAND_TEXTS texts up to MAX_BANDS; None
+    where the texts make fewer than two bands (or tied predictions leave a band with under half of BAND_TEXTS)."""
     predictions = np.asarray(predictions, dtype=np.float64).reshape(-1)
     count = min(MAX_BANDS, len(predictions) // BAND_TEXTS)
     if count < 2:
         return None
     edges = np.unique(np.quantile(predictions, np.linspace(0, 1, count + 1)[1:-1]))
-    band = band_of(edges, predictions)
-    sizes = np.bincount(band, minlength=len(edges) + 1)
+    sizes = np.bincount(band_of(edges, predictions), minlength=len(edges) + 1)
     if len(edges) == 0 or sizes.min() < BAND_TEXTS // 2:
         return None
-    widths = [conformal_quantile(np.asarray(residuals)[band == b], coverage) for b in range(len(edges) + 1)]
-    return [float(e) for e in edges], widths
+    return edges
 
 
 def band_of(edges: Any, values: np.ndarray) -> np.ndarray:

@@ -116,7 +116,26 @@ def test_residual_issues_flag_values_far_outside_the_residuals():
     issues = residual_issues(predicted, values)
     assert set(np.flatnonzero(issues.flagged)) == {7, 70}
     assert issues.suggested[7] == pytest.approx(predicted[7])
-    assert issues.summary["residuals"]["robust_sd"] == pytest.approx(0.5, abs=0.06)
+    bands = issues.summary["residuals"]["bands"]
+    assert len(bands) == 3 and all(band["robust_sd"] == pytest.approx(0.5, abs=0.1) for band in bands)
+
+
+def test_residuals_are_judged_against_texts_predicted_alike():
+    """Residuals tight where the prediction is low or high and wide in the middle (as a two-humped rating scale
+    leaves them): a value 4 from its prediction is far out among the tight ones and ordinary among the wide."""
+    rng = np.random.default_rng(3)
+    predicted = np.sort(rng.uniform(1, 10, 600))
+    spread = np.where((predicted > 4) & (predicted < 7), 3.0, 0.5)
+    values = predicted + rng.normal(0, 1, 600) * spread
+    tight, wide = 50, 300
+    values[[tight, wide]] = predicted[[tight, wide]] + 4.0
+    issues = residual_issues(predicted, values)
+    assert issues.flagged[tight] and not issues.flagged[wide]
+    assert issues.flagged.sum() <= 5  # few false alarms among 600
+    sds = [band["robust_sd"] for band in issues.summary["residuals"]["bands"]]
+    assert len(sds) == 3 and sds[1] > 3 * max(sds[0], sds[2])
+    few = residual_issues(predicted[:150], values[:150])  # fewer than two bands of 100 texts: one spread for all
+    assert len(few.summary["residuals"]["bands"]) == 1
 
 
 def test_the_constant_guess_each_type_scores_against():
