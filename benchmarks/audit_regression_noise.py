@@ -13,12 +13,12 @@ defaults. One JSON line per seed, scorer and rule, appended.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from jsonl import emit
 
 from lora_sentiment import TrainConfig, audit
 from lora_sentiment.modeling.cpu import this_cpu
@@ -73,10 +73,7 @@ def main() -> None:
                         "mae": round(float(np.abs(values - result.scores[:, 0]).mean()), 3),
                         "seconds": round(seconds, 1), "date": time.strftime("%Y-%m-%d"),
                         "cpu_class": this_cpu().name}  # fmt: skip
-                print(json.dumps(line), flush=True)
-                if args.output:
-                    with args.output.open("a") as out:
-                        out.write(json.dumps(line) + "\n")
+                emit(line, args.output)
 
 
 if __name__ == "__main__":

@@ -16,12 +16,12 @@ One JSON line per seed, scorer and floor, appended.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from jsonl import emit
 
 from lora_sentiment import TrainConfig, audit
 from lora_sentiment.modeling.cpu import this_cpu
@@ -88,10 +88,7 @@ def main() -> None:
                         "true_noise_rate": round(float((given != truth).mean()), 4),
                         "scorer_quality": result.summary["scorer_quality"], "seconds": round(seconds, 1),
                         "date": time.strftime("%Y-%m-%d"), "cpu_class": this_cpu().name}  # fmt: skip
-                print(json.dumps(line), flush=True)
-                if args.output:
-                    with args.output.open("a") as out:
-                        out.write(json.dumps(line) + "\n")
+                emit(line, args.output)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ with no positive), `per-tag, 0.5 where F1 is 0`, `global` (one threshold for eve
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from jsonl import emit
 
 from lora_sentiment import TrainConfig, load_classifier, train
 from lora_sentiment.inference.evaluation import labelled_rows
@@ -163,11 +163,7 @@ def main() -> None:
         for seed in args.seeds:
             for row in measured(args.model, args.data, comments, seed):
                 row.update(date=time.strftime("%Y-%m-%d"), cpu_class=this_cpu().name)
-                line = json.dumps(row)
-                print(line, flush=True)
-                if args.output:
-                    with args.output.open("a") as out:
-                        out.write(line + "\n")
+                emit(row, args.output)
     sys.exit(0)
 
 
