@@ -11,6 +11,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from .encoding import clean_text
 
 _NOT_WORD = re.compile(r"[\W_]+")
@@ -91,11 +93,20 @@ def leak_pairs(train: Sequence[str], evaluation: Sequence[str], threshold: float
     return sorted(pairs.values(), key=lambda p: (p.first, p.second))
 
 
-def evaluation_overlap(train: Sequence[str], evaluation: Sequence[str]) -> dict[str, int]:
+def text_hashes(texts: Sequence[str]) -> np.ndarray:
+    """8-byte hashes of the texts once normalised (int64): what a run keeps of the texts it saw (runs/seen.py)."""
+    return np.array([int.from_bytes(hashlib.blake2b(normalised(t).encode("utf-8"), digest_size=8).digest(), "little",
+                                    signed=True) for t in texts], dtype=np.int64)  # fmt: skip
+
+
+def evaluation_overlap(
+    train: Sequence[str], evaluation: Sequence[str], hashes: tuple[np.ndarray, np.ndarray] | None = None
+) -> dict[str, int]:
     """How many evaluation texts equal a training text once normalised (exact only: 0.2 s for GoEmotions' 43,410
-    + 5,426 comments, cheap enough for every `train`), and how many of those are texts of under 5 words."""
-    training = {_fingerprint(text) for text in train}
-    shared = [text for text in evaluation if _fingerprint(text) in training]
+    + 5,426 comments, cheap enough for every `train`), and how many of those are texts of under 5 words.
+    `hashes`: both splits' text_hashes where the caller has them already."""
+    train_hashes, evaluation_hashes = hashes if hashes is not None else (text_hashes(train), text_hashes(evaluation))
+    shared = [text for text, inside in zip(evaluation, np.isin(evaluation_hashes, train_hashes)) if inside]
     return {"evaluation_texts": len(evaluation), "in_training": len(shared), "short": sum(map(few_words, shared))}
 
 

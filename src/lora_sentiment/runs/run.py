@@ -12,7 +12,7 @@ import json
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -24,6 +24,9 @@ from . import card
 from . import figures as plots
 from .records import EpochRecord, ExampleRow, Examples, RunMetrics, Scores, TrainStats
 from .seen import SEEN_FILE  # hashes of the texts the run trained and was evaluated on
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # The metrics.json records live in records.py; 0.2 imported them from here, so they are re-exported.
 __all__ = [
@@ -220,10 +223,10 @@ def figures(space: LabelSpace) -> dict[str, str]:
 
 
 def write_run(run_dir: Path, trained: Any, space: LabelSpace, metrics: RunMetrics,
-              seen: tuple[Sequence[str], Sequence[str]] | None = None) -> None:  # fmt: skip
+              seen: tuple[np.ndarray, np.ndarray] | None = None) -> None:  # fmt: skip
     """Every file of a run, into `run_dir` (a staging folder: see RunWorkspace.publish). `trained`: the model
-    setup of training (model, tokenizer, the resolved config, parameter counts); `seen`: its training and
-    evaluation texts, kept as hashes (runs/seen.py)."""
+    setup of training (model, tokenizer, the resolved config, parameter counts); `seen`: the text_hashes of its
+    training and evaluation texts, kept as its record of them (runs/seen.py)."""
     model, tokenizer, config, parameters = trained.model, trained.tokenizer, trained.config, trained.parameters
     # The embedding matrix is saved only when the user targets it: a resized pad row is re-created identically.
     model.save_pretrained(str(run_dir), save_embedding_layers=False)

@@ -5,27 +5,24 @@ chose its epoch, calibration and thresholds on, and says so: their scores flatte
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..data.duplicates import normalised
+from ..data.duplicates import text_hashes
+
+__all__ = ["SEEN_FILE", "seen_counts", "seen_lines", "text_hashes", "write_seen"]
 
 SEEN_FILE = "seen_texts.safetensors"
 
 
-def text_hashes(texts: Sequence[str]) -> np.ndarray:
-    return np.array([int.from_bytes(hashlib.blake2b(normalised(t).encode("utf-8"), digest_size=8).digest(), "little",
-                                    signed=True) for t in texts], dtype=np.int64)  # fmt: skip
-
-
-def write_seen(run_dir: Path, train: Sequence[str], evaluation: Sequence[str]) -> None:
+def write_seen(run_dir: Path, train_hashes: np.ndarray, evaluation_hashes: np.ndarray) -> None:
+    """The run's record: its training and evaluation texts' text_hashes."""
     from safetensors.numpy import save_file
 
-    save_file({"train": text_hashes(train), "evaluation": text_hashes(evaluation)}, str(run_dir / SEEN_FILE))
+    save_file({"train": train_hashes, "evaluation": evaluation_hashes}, str(run_dir / SEEN_FILE))
 
 
 def seen_counts(run_dir: str | Path | None, texts: Sequence[str]) -> dict[str, int] | None:

@@ -24,7 +24,7 @@ import numpy as np
 from transformers import set_seed
 
 from ..config import MAX_LENGTH, TrainConfig
-from ..data.duplicates import evaluation_overlap, overlap_text
+from ..data.duplicates import evaluation_overlap, overlap_text, text_hashes
 from ..data.encoding import tokenize_dataset
 from ..data.sizing import EVAL_FRACTION, LEARNING_RATE, MIN_STEPS, SMALL_SET_EPOCHS
 from ..data.splits import LabeledData, load_labeled_data
@@ -99,7 +99,8 @@ class TrainRecipe:
     resume_from: Path | None
     precision: str
     data: LabeledData
-    overlap: dict[str, int]  # evaluation texts also in the training split (data/duplicates.py)
+    text_hashes: tuple[np.ndarray, np.ndarray]  # the training and evaluation texts' (data/duplicates.py)
+    overlap: dict[str, int]  # evaluation texts also in the training split
     weights: np.ndarray | None  # --class-weights
     baseline: dict[str, Any] | None
     baseline_scores: BaselineScores | None  # per text, for the paired comparison with the run
@@ -139,7 +140,9 @@ class TrainRecipe:
         untrained = data.space.problem.untrained_note(np.asarray(data.train["label"]), data.space.names)
         if untrained:
             self.log(untrained)
-        self.overlap = evaluation_overlap(data.train["text"], data.eval["text"])
+        # Hashed once: for the overlap here and the run's record of the texts it saw (publish).
+        self.text_hashes = (text_hashes(data.train["text"]), text_hashes(data.eval["text"]))
+        self.overlap = evaluation_overlap(data.train["text"], data.eval["text"], self.text_hashes)
         if self.overlap["in_training"]:
             self.log(overlap_text(self.overlap))
         if requested.folds is not None and distributed.world_size() > 1:
@@ -296,7 +299,7 @@ class TrainRecipe:
         """Every file of the run, built aside and swapped into place (rank 0 only)."""
         model, space, metrics = self.model, self.space, self.metrics
         with self.stages.timing("save"):
-            seen = (self.data.train["text"], self.data.eval["text"])
+            seen = self.text_hashes
             self.workspace.publish(lambda folder: write_run(folder, model, space, metrics, seen))
         final, baseline, log = self.final, self.baseline, self.log
         log(f"{headline(final, space)} on {len(self.data.eval)} evaluation texts. Saved to {self.workspace.final}")

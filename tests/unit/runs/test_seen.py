@@ -11,7 +11,7 @@ from lora_sentiment.runs.seen import SEEN_FILE, seen_counts, seen_lines, text_ha
 def test_hashes_set_aside_html_case_and_punctuation(tmp_path):
     assert (text_hashes(["Great  film!<br />Loved it."]) == text_hashes(["great film loved it"])).all()
     assert text_hashes(["great film"])[0] != text_hashes(["great films"])[0]
-    write_seen(tmp_path, ["A film.", "Another film."], ["A third one."])
+    write_seen(tmp_path, text_hashes(["A film.", "Another film."]), text_hashes(["A third one."]))
     assert seen_counts(tmp_path, ["a film", "A third one!", "Unseen."]) == {"texts": 3, "training": 1, "evaluation": 1}
     assert seen_counts(tmp_path / "nowhere", ["a film"]) is None and seen_counts(None, ["a film"]) is None
     assert seen_lines({"texts": 3, "training": 0, "evaluation": 0}) == [] and seen_lines(None) == []
