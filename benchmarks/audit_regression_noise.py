@@ -12,13 +12,13 @@ defaults. One JSON line per seed, scorer and rule, appended.
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from jsonl import emit
+from noise_args import noise_parser
 
 from lora_sentiment import TrainConfig, audit
 from lora_sentiment.modeling.cpu import this_cpu
@@ -41,14 +41,7 @@ def noisy_ratings(work: Path, rate: float, seed: int) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--work", type=Path, required=True)
-    parser.add_argument("--rate", type=float, default=0.10)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--scorers", nargs="+", default=["tfidf", "lora"])
-    parser.add_argument("--output", type=Path)
-    args = parser.parse_args()
+    args = noise_parser(__doc__.split("\n")[0]).parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     for seed in args.seeds:
         path = noisy_ratings(args.work, args.rate, seed)
