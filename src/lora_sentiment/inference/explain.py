@@ -1,7 +1,8 @@
 """Explanations: which words pushed a run's answer up or down, for a person to see.
 
 Two methods, both Captum's (the `explain` extra), both over the words of the text as the run reads it (its HTML
-stripping and truncation), word pieces merged back into the words they came from:
+stripping and truncation), word pieces merged back into the words they came from (and words the tokenizer cut at
+an apostrophe or hyphen, such as can't, joined again):
 
 - integrated-gradients (Sundararajan et al. 2017): gradients of the target's logit along a straight path from a
   baseline (every word replaced by the pad token, the special tokens kept) to the text, through the input
@@ -136,11 +137,34 @@ def _pieces(encoder: Any, text: str) -> _Pieces:
         start, end = offsets[i]
         span = spans.setdefault(word, [start, end])
         span[0], span[1] = min(span[0], start), max(span[1], end)
-    order = {word: k for k, word in enumerate(sorted(spans, key=lambda w: spans[w][0]))}
-    words = [cleaned[spans[w][0] : spans[w][1]] for w in sorted(order, key=order.get)]
+    order, groups = _read_words(cleaned, [spans[w] + [w] for w in sorted(spans, key=lambda w: spans[w][0])])
+    words = [cleaned[start:end] for start, end in groups]
     word_of = [None] * len(prefix) + [order[word_ids[i] if word_ids[i] is not None else i] for i in keep]
     return _Pieces(prefix + [ids[i] for i in keep] + suffix, word_of + [None] * len(suffix), words,
                    len(keep) < len(ids))  # fmt: skip
+
+
+JOINERS = "'\u2019\u2018-"  # inside a word a person reads: can't, it’s, well-made
+
+
+def _read_words(text: str, spans: list[list[int]]) -> tuple[dict[int, int], list[tuple[int, int]]]:
+    """The tokenizer's words (`[start, end, word id]`, in text order) joined into the words a person reads: BERT's
+    pre-tokenizer splits every punctuation mark off ("can't" is can / ' / t, and an explanation said "t +0.48"),
+    so words that touch are joined across an apostrophe or hyphen, and touching punctuation marks ("!!") are one.
+    Returns each tokenizer word's index among the joined words, and their spans."""
+    order: dict[int, int] = {}
+    groups: list[tuple[int, int]] = []
+    last = ""
+    for start, end, word in spans:
+        piece = text[start:end]
+        touching = bool(groups) and groups[-1][1] == start and bool(piece) and bool(last)
+        marks = not any(c.isalnum() for c in last + piece)
+        if touching and (last[-1] in JOINERS or piece[0] in JOINERS or marks):
+            groups[-1] = (groups[-1][0], end)
+        else:
+            groups.append((start, end))
+        order[word], last = len(groups) - 1, piece
+    return order, groups
 
 
 def _attribute(model: Any, pieces: _Pieces, index: int, method: str, steps: int) -> np.ndarray:

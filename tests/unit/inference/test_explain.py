@@ -24,7 +24,11 @@ def classifier(trained_run):
 
 def test_word_pieces_are_merged_back_into_the_words_the_run_read(classifier):
     pieces = _pieces(classifier.encoder, "Unbelievably<br />moving, wasn't it?")
-    assert pieces.words == ["Unbelievably", "moving", ",", "wasn", "'", "t", "it", "?"]  # BERT's own word split
+    # BERT splits "wasn't" at its apostrophe (wasn / ' / t): joined again, as a person reads it
+    assert pieces.words == ["Unbelievably", "moving", ",", "wasn't", "it", "?"]
+    marks = _pieces(classifier.encoder, "It’s well-made!! Don't... (really)")
+    assert marks.words == ["It’s", "well-made", "!!", "Don't", "...", "(", "really", ")"]
+    assert len(set(marks.word_of[1:-1])) == len(marks.words)  # every joined word is read, none twice
     assert len(pieces.ids) > len(pieces.words) + 2  # "unbelievably" is several pieces, plus [CLS] and [SEP]
     assert pieces.word_of[0] is None and pieces.word_of[-1] is None and not pieces.truncated
     long = " ".join(f"w{i}" for i in range(400))  # over the run's 64 tokens: its head+tail cut
