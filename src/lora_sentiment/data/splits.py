@@ -17,6 +17,7 @@ from ..problems.base import problem_type
 from ..problems.space import LabelSpace
 from ..problems.targets import check_trainable, combine_label_columns, detect_problem_type, encode_targets
 from .loading import load_splits
+from .quiet import quiet_datasets
 from .sizing import sized_settings
 from .tables import missing_column_fix
 
@@ -70,7 +71,8 @@ def drop_empty_texts(ds: Any, where: str) -> tuple[Any, int]:
     if pa.types.is_nested(column.type):  # lists or objects: no cast makes them a text
         raise UserError(f"the text column of {where} holds {column.type}, not texts; check --text-column")
     if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
-        ds = ds.cast_column("text", datasets.Value("string"))
+        with quiet_datasets():
+            ds = ds.cast_column("text", datasets.Value("string"))
         column = ds.data.column("text")
     # Chunk by chunk: trimming the whole memory-mapped column at once would copy all of its text into RAM.
     empty = np.concatenate(

@@ -36,9 +36,10 @@ from typing import Any
 import numpy as np
 
 from ..atomic import staged_file
+from ..data.quiet import quiet_datasets
 from ..errors import UserError, first_line
 from ..runs.run import Run
-from .quiet import quiet_compile, quiet_datasets
+from .quiet import quiet_compile
 
 AGREEMENT = 0.995  # what a default must keep (the bar for any engine against fp32)
 SCORE_DROP = 0.005  # half a point of accuracy / F1 / Spearman

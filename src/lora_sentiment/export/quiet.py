@@ -41,18 +41,3 @@ def quiet_tracer() -> Iterator[None]:
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message="Exporting aten::index operator of advanced indexing")
         yield
-
-
-@contextmanager
-def quiet_datasets() -> Iterator[None]:
-    """Reading data without datasets' progress bars: the int8 check reads the run's evaluation split in the middle
-    of a `predict`, whose stderr carries one line about it."""
-    import datasets
-
-    bars = datasets.is_progress_bar_enabled()
-    datasets.disable_progress_bars()
-    try:
-        yield
-    finally:
-        if bars:
-            datasets.enable_progress_bars()

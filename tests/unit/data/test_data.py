@@ -92,6 +92,26 @@ def test_string_labels_get_sorted_ids_and_keep_their_names(tmp_path, frame):
     assert all(expected[t] == label for t, label in zip(train.text, train.label))
 
 
+def test_encoding_the_labels_shows_no_progress_bars_of_datasets(tmp_path, frame, capsys, monkeypatch):
+    """A user asked for no "Map" or "Casting the dataset" (bars the label encoding showed on every new file)."""
+    import sys
+
+    import datasets
+
+    bars = sys.modules[datasets.enable_progress_bars.__module__]
+    frame = frame.assign(label=frame.label.map({0: "negative", 1: "positive"}), text=frame.text)
+    path = _write(frame[["text", "label"]], tmp_path / "reviews.csv")
+    monkeypatch.setattr(bars, "HF_DATASETS_DISABLE_PROGRESS_BARS", None)  # unset (the suite sets it): a user has bars
+    datasets.enable_progress_bars()
+    try:
+        load_labeled_data(_config(path, eval_data=str(path)), log=_quiet)
+    finally:
+        datasets.disable_progress_bars()
+    err = capsys.readouterr().err
+    assert "Generating train split" in err  # the bars were on
+    assert "Map" not in err and "Casting" not in err
+
+
 def test_eval_file_with_string_labels_maps_onto_training_names(tmp_path, frame):
     train_path = _write(frame[["text", "label"]], tmp_path / "train.csv")
     eval_frame = frame.assign(label=frame.label.map({0: "negative", 1: "positive"}))
