@@ -101,6 +101,12 @@ def stratified_sample(ds: Any, n: int | None, seed: int) -> Any:
         return ds.shuffle(seed=seed).select(range(n))
 
 
+def encode_quietly(ds: Any, name: str, where: str, **kwargs: Any) -> tuple[Any, LabelSpace]:
+    """encode_targets without datasets' "Map" / "Casting the dataset" bars (quiet.py)."""
+    with quiet_datasets():
+        return encode_targets(ds, name, where, **kwargs)
+
+
 def load_labeled_data(config: TrainConfig, log: Callable[[str], None] = print) -> LabeledData:
     """Train and eval splits with `text` and an encoded `label`, cleaned, subsampled, checked."""
     splits, where = _read(config)
@@ -127,7 +133,7 @@ def load_eval_split(config: TrainConfig, space: LabelSpace, log: Callable[[str],
         return load_labeled_data(config, log=log).eval
     eval_ds, where = _eval_source({}, config, config.data)
     eval_ds, _ = _labeled_split(eval_ds, config, where)
-    eval_ds, _ = encode_targets(eval_ds, space.problem_type, where, space=space, separator=config.label_separator)
+    eval_ds, _ = encode_quietly(eval_ds, space.problem_type, where, space=space, separator=config.label_separator)
     return stratified_sample(eval_ds, config.max_eval_samples, config.seed)
 
 
@@ -164,7 +170,7 @@ def _encoded_train(
     names = config.label_columns or config.label_names
     if problem_type(kind).named_after_column:
         names = names or [config.label_column]
-    train, space = encode_targets(train, kind, where, given_names=names, separator=config.label_separator)
+    train, space = encode_quietly(train, kind, where, given_names=names, separator=config.label_separator)
     return train, space, dropped
 
 
@@ -175,7 +181,7 @@ def _encoded_eval(
     if eval_ds is None:
         return None, 0
     eval_ds, dropped = _labeled_split(eval_ds, config, eval_where, row_ids)
-    eval_ds, _ = encode_targets(eval_ds, space.problem_type, eval_where, space=space, separator=config.label_separator)
+    eval_ds, _ = encode_quietly(eval_ds, space.problem_type, eval_where, space=space, separator=config.label_separator)
     return eval_ds, dropped
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..data.loading import load_splits
-from ..data.splits import drop_empty_texts, select_text_label, stratified_sample
+from ..data.splits import drop_empty_texts, encode_quietly, select_text_label, stratified_sample
 from ..data.tables import column_to_read
 from ..errors import UserError
 from ..options import EvalOptions
@@ -18,7 +18,6 @@ from ..problems.calibration import quality_on
 from ..problems.intervals import metric_intervals
 from ..problems.metrics import evaluation_metrics
 from ..problems.space import LabelSpace
-from ..problems.targets import encode_targets
 from ..runs.seen import seen_counts
 
 if TYPE_CHECKING:
@@ -56,7 +55,7 @@ def labelled_rows(data: str, options: EvalOptions, config: Any, space: LabelSpac
         label = column_to_read(options.label_column, trained, "label", columns, "--label-column", data)
     ds = select_text_label(splits, text, label, data, label_columns)
     ds, dropped = drop_empty_texts(ds, data)
-    ds, _ = encode_targets(ds, space.problem_type, data, space=space, separator=separator)
+    ds, _ = encode_quietly(ds, space.problem_type, data, space=space, separator=separator)
     return LabelledRows(stratified_sample(ds, options.max_samples, options.seed), dropped)
 
 

@@ -55,11 +55,8 @@ def encode_targets(
 ) -> tuple[Any, LabelSpace]:
     """The `label` column encoded for the problem type `name`. With `space` (from the training split or a saved
     run), labels are matched to its names; without, the names are read off this split."""
-    from ..data.quiet import quiet_datasets
-
     names = space.names if space is not None else None
-    with quiet_datasets():
-        ds, names = problem_type(name).encode(ds, where, names=names, given_names=given_names, separator=separator)
+    ds, names = problem_type(name).encode(ds, where, names=names, given_names=given_names, separator=separator)
     return ds, LabelSpace(name, names, space.thresholds if space is not None else None)
 
 
