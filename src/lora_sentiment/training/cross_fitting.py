@@ -271,7 +271,8 @@ def _lora_fold(job: FoldJob, fit_rows: np.ndarray, held_out: list[str], folder: 
         "folds": None, "report_to": [],
     }  # fmt: skip
     assert job.fit is not None, "a lora FoldJob needs the train function"
-    job.fit(TrainConfig(**values), log=lambda message: log("    " + str(message).replace("\n", "\n    ")))
+    job.fit(TrainConfig(**values), log=lambda message: log("    " + str(message).replace("\n", "\n    ")),
+            step_lines=False)  # fmt: skip
     classifier = load_classifier(folder / "run", engine="torch")
     scores = classifier.predict_scores(held_out)
     data.unlink()  # a copy of the caller's texts; the fold's run and scores stay

@@ -75,10 +75,13 @@ class TrainResult:
         return [row.model_dump() for row in self.metrics.examples.after]
 
 
-def train(config: TrainConfig, *, log: Log = print, callbacks: Sequence[Any] = ()) -> TrainResult:
+def train(
+    config: TrainConfig, *, log: Log = print, callbacks: Sequence[Any] = (), step_lines: bool = True
+) -> TrainResult:
     """Fine-tune `config.model` with LoRA on `config.data`; write the run to `config.output_dir`.
-    `callbacks`: extra TrainerCallbacks (tune's pruning reporter is one)."""
-    recipe = TrainRecipe(config, log)
+    `callbacks`: extra TrainerCallbacks (tune's pruning reporter is one); `step_lines`: the Trainer's loss and
+    evaluation lines on stdout (the runs inside `audit`, `--folds` and `tune` summarise themselves instead)."""
+    recipe = TrainRecipe(config, log, step_lines=step_lines)
     recipe.setup()
     folders = (recipe.workspace.tensorboard_dir, recipe.workspace.final)
     with tracked(recipe.model.config, folders, recipe.main_process) as trackers:
@@ -115,8 +118,9 @@ class TrainRecipe:
     space: LabelSpace  # as it will predict (multi-label: with the thresholds chosen on the kept epoch)
     metrics: RunMetrics
 
-    def __init__(self, config: TrainConfig, log: Log = print):
+    def __init__(self, config: TrainConfig, log: Log = print, *, step_lines: bool = True):
         self.requested = _with_absolute_model_path(config)  # what was asked, as `--resume` must match it
+        self.step_lines = step_lines
         distributed.init(cpu=default_device().type == "cpu")
         self.main_process = distributed.is_main_process()
         self.log = log if self.main_process else _silent  # one run, one voice: rank 0 prints and writes
@@ -154,7 +158,8 @@ class TrainRecipe:
             self.baseline = self._fit_baseline() if self.main_process else None
         with self.stages.timing("model"):
             self._build_model()
-        self.log(format_table(self.before, "Untrained model predictions:"))
+        if self.before:  # none where the caller asked for no examples (a fold of `audit`, a trial of `tune`)
+            self.log(format_table(self.before, "Untrained model predictions:"))
         if self.resume_from is None and self.main_process:
             self.workspace.start_fresh(requested)
         distributed.barrier()
@@ -231,7 +236,7 @@ class TrainRecipe:
         recorder, timer = EvalRecorder(space, config.threshold), StepTimer()
         memory = memory_callbacks()
         steps = [timer.callback(), *memory, *callbacks]
-        hooks = Hooks(recorder, steps, weighted_loss(space, self.weights))
+        hooks = Hooks(recorder, steps, weighted_loss(space, self.weights), step_lines=self.step_lines)
         trainer = build_trainer(self.model, (self.train_tok, self.eval_tok), self.workspace.checkpoints,
                                 self.precision, hooks, self.schedule)  # fmt: skip
         recorder.trainer = trainer
@@ -273,7 +278,8 @@ class TrainRecipe:
             self.log(calibration)
             self.final, self.space = kept.final, kept.space
             after = self._examples(self.space)
-            self.log(format_table(after, "Trained model predictions:"))
+            if after:
+                self.log(format_table(after, "Trained model predictions:"))
             state = self.fitted.trainer.state
             self.metrics = RunMetrics.model_validate({
                 "final": self.final,

@@ -43,9 +43,12 @@ class Schedule:
     def evaluations(self) -> int:
         return max(1, int(self.epochs // self.eval_every))
 
+    @property
+    def steps(self) -> int:
+        return math.ceil(self.epochs * self.steps_per_epoch)
+
     def describe(self) -> str:
-        steps = math.ceil(self.epochs * self.steps_per_epoch)
-        what = f"{epochs_text(self.epochs)} ({steps} optimizer steps)"
+        what = f"{epochs_text(self.epochs)} ({self.steps} optimizer steps)"
         every = f"evaluating every {self.eval_every} epochs" if self.eval_every > 1 else "evaluating each epoch"
         if self.keep == "last":
             return f"{what}, {every}, keeping the last state"

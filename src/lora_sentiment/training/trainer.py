@@ -16,6 +16,7 @@ import torch
 from transformers import (
     DataCollatorWithPadding,
     EarlyStoppingCallback,
+    ProgressCallback,
     Trainer,
     TrainerCallback,
     TrainingArguments,
@@ -156,6 +157,16 @@ class Hooks:
     compute_metrics: Any = None
     callbacks: Sequence[Any] = ()
     loss: Callable[..., Any] | None = None
+    step_lines: bool = True  # the Trainer's loss and evaluation dicts on stdout (off: the bars only)
+
+
+class _BarsOnly(ProgressCallback):
+    """The Trainer's progress bars (stderr) without its loss and evaluation dicts (tqdm.write, stdout): a fold of
+    `audit` or a trial of `tune` reports itself in a few lines, and the dicts of five folds on 60 texts were 486
+    lines of an audit's output."""
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+        return None
 
 
 @dataclass
@@ -199,6 +210,9 @@ def build_trainer(
     # accumulation steps (and, with average_tokens_across_devices off, not multiply by the process count).
     trainer.model_accepts_loss_kwargs = False
     trainer.loss_is_scaled_for_ga = False
+    if not hooks.step_lines:
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(_BarsOnly)
     trainer.eval_attention = "sdpa" if config.attention == "auto" else None
     # Measured on CPUs only; several processes would each run forward passes the DDP reducer does not expect.
     trainer.split_by_length = config.group_by_length and default_device().type == "cpu" and trainer.args.world_size == 1
@@ -224,7 +238,9 @@ def training_arguments(config: TrainConfig, schedule: Schedule, work_dir: Path, 
         eval_steps=every if by_steps else None,
         save_steps=every if by_steps else None,
         logging_strategy="steps",
-        logging_steps=max(1, schedule.steps_per_epoch // 5),
+        # Five loss lines an epoch, and about twenty in all where many short epochs of a small set would log
+        # every step (36 epochs of 3 steps: 108 lines).
+        logging_steps=max(1, schedule.steps_per_epoch // 5, schedule.steps // 20),
         load_best_model_at_end=schedule.keep == "best",
         metric_for_best_model=config.metric_for_best_model,
         greater_is_better=config.metric_for_best_model not in LOWER_IS_BETTER,

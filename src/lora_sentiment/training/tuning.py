@@ -165,7 +165,7 @@ class _Objective:
         values = {**self.config.model_dump(), **drawn, "output_dir": str(run_dir), "overwrite": True, "resume": False,
                   "folds": None}  # fmt: skip
         reporter = _EpochReporter(trial, self.metric)
-        result = train(TrainConfig(**values), log=_indented(self.log), callbacks=[reporter])
+        result = train(TrainConfig(**values), log=_indented(self.log), callbacks=[reporter], step_lines=False)
         if _state(trial.study, trial.number) != "RUNNING":
             raise optuna.exceptions.UpdateFinishedTrialError(f"trial {trial.number} was finished elsewhere")
         if reporter.pruned:

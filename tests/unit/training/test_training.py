@@ -39,6 +39,9 @@ def test_training_arguments_follow_the_config(tmp_path):
     asked = config.model_copy(update={"eval_batch_size": 40})
     assert training_arguments(asked, plan(asked, 160, 400), tmp_path, "bf16").per_device_eval_batch_size == 40
     assert args.logging_steps == 2  # 10 optimizer steps per epoch, logged 5 times
+    many = config.model_copy(update={"epochs": 36.0, "batch_size": 16, "gradient_accumulation_steps": 1})
+    short = plan(many, 48, 299)  # 3 steps an epoch: not every one of the 108 steps logged
+    assert short.steps == 108 and training_arguments(many, short, tmp_path, "fp32").logging_steps == 5
     assert args.bf16 and not args.fp16 and args.seed == 3 and args.train_sampling_strategy == "random"
     assert args.eval_strategy == "epoch" and args.load_best_model_at_end
     for metric, higher_is_better in (
@@ -85,6 +88,23 @@ def test_train_result_and_the_saved_config(tmp_path, tiny_distilbert, small_csv,
     assert "The plain baseline on the same split, TF-IDF + logistic regression" in card
     assert "This run vs the baseline on the same 20 texts: accuracy" in card and "(paired bootstrap)" in card
     assert "(95 % intervals, bootstrap over the texts)" in card
+
+
+def test_runs_inside_other_commands_print_no_step_lines_and_no_empty_example_tables(
+    tmp_path, tiny_distilbert, small_csv, capsys
+):
+    """A fold of `audit` or `--folds`, a trial of `tune`: no examples asked, no Trainer dicts on stdout (five folds on
+    60 texts printed 486 of them, and two headers over nothing each)."""
+    config = TrainConfig(model=tiny_distilbert, data=str(small_csv), output_dir=str(tmp_path / "run"), max_length=32,
+                         epochs=1, batch_size=16, precision="fp32", baseline="none", examples=[])  # fmt: skip
+    messages: list[str] = []
+    train(config, log=messages.append, step_lines=False)
+    assert "{'loss'" not in capsys.readouterr().out
+    assert not any("predictions:" in m for m in messages)
+    asked = config.model_copy(update={"overwrite": True, "examples": ["Fine."]})
+    train(asked, log=messages.append)  # `train` itself: the Trainer's lines, as in the tutorial
+    assert "{'loss'" in capsys.readouterr().out
+    assert sum("model predictions:" in m for m in messages) == 2
 
 
 def test_no_baseline_when_asked(tmp_path, tiny_distilbert, small_csv):

@@ -56,6 +56,7 @@ def test_a_search_prunes_a_diverging_trial_and_writes_its_results(base, capsys):
     assert all(row["interval"].startswith("accuracy ") and "-" in row["interval"] for row in complete)
     out = capsys.readouterr().out
     assert "Leaderboard:" in out and "pruned" in out and "TF-IDF baseline" in out
+    assert "{'loss'" not in out  # each trial summarises itself; the Trainer's dicts of four trials would bury it
     if study.best_trial.number == 0:  # the settings given won: nothing to compare them with
         assert result.against_first is None
     else:  # the search's best against the settings given, on the same texts
