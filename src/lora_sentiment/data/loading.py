@@ -8,17 +8,19 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 from ..errors import UserError, first_line
 from ..hub import load_with_fallback
 from ..problems.targets import SENTIMENT_NAMES
+from .quiet import quiet_datasets
 from .tables import check_field_counts, read_error_fix
 
 FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 ACLIMDB_LABELS = {"neg": 0, "pos": 1}
+BAR_BYTES = 64 << 20  # datasets reads such a CSV in about a second on the 2-core machine: a bar from there
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -81,7 +83,10 @@ def _load_file(path: Path) -> Any:
     if builder == "json":
         return _nonempty(_load_json(path), path)
     try:
-        with _quiet_datasets_logger():  # its CSV reader logs a traceback of its own before raising
+        # A bar only where reading takes long enough to want one (datasets' own "Generating train split" bar
+        # stood before every first read, one-line errors included).
+        bars = nullcontext() if path.stat().st_size >= BAR_BYTES else quiet_datasets()
+        with _quiet_datasets_logger(), bars:  # its CSV reader logs a traceback of its own before raising
             loaded = datasets.load_dataset(builder, data_files={"train": str(path)}, split="train", **kwargs)
     except Exception as exc:  # the builders raise many types (ParserError, ArrowInvalid, UnicodeDecodeError...)
         cause = exc.__cause__ or exc.__context__ or exc

@@ -93,7 +93,8 @@ def test_string_labels_get_sorted_ids_and_keep_their_names(tmp_path, frame):
 
 
 def test_encoding_the_labels_shows_no_progress_bars_of_datasets(tmp_path, frame, capsys, monkeypatch):
-    """A user asked for no "Map" or "Casting the dataset" (bars the label encoding showed on every new file)."""
+    """A user asked for no "Map" or "Casting the dataset" (bars the label encoding showed on every new file), and
+    reading a small file needs no bar."""
     import sys
 
     import datasets
@@ -105,6 +106,9 @@ def test_encoding_the_labels_shows_no_progress_bars_of_datasets(tmp_path, frame,
     datasets.enable_progress_bars()
     try:
         load_labeled_data(_config(path, eval_data=str(path)), log=_quiet)
+        assert capsys.readouterr().err == ""  # nor a bar for reading a small file
+        monkeypatch.setattr("lora_sentiment.data.loading.BAR_BYTES", 0)  # a big file: its reading has a bar
+        load_labeled_data(_config(_write(frame, tmp_path / "big.csv"), eval_data=str(path)), log=_quiet)
     finally:
         datasets.disable_progress_bars()
     err = capsys.readouterr().err
