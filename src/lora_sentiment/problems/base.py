@@ -135,6 +135,11 @@ class ProblemType:
         fitted on other rows: what unseen texts will see. None where nothing is fitted."""
         return None
 
+    def out_of_sample_decisions(self, labels: np.ndarray, scores: np.ndarray, seed: int) -> np.ndarray | None:
+        """The answers `decided_out_of_sample` scores, as 0/1 scores that a threshold of 0.5 decides as they are: two
+        models compared on them are compared as unseen texts will see them. None where nothing is fitted."""
+        return None
+
     def same_answers(
         self, space: LabelSpace, reference: np.ndarray, other: np.ndarray, labels: np.ndarray
     ) -> np.ndarray:

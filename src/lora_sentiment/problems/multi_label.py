@@ -179,19 +179,27 @@ class MultiLabel(ProblemType):
         # each of N validation comments as the evaluation rows, the rest as unseen texts) by 7.3-8.6, 5.5-6.2 and
         # 2.1-2.3 points of macro-F1 at N = 200, 400 and 2,000; each fifth decided by thresholds tuned on the other
         # four was off by -1.6 to -0.9, -0.3 to 0.0 and -0.2 to +0.3 (benchmarks/multilabel_thresholds.py).
-        if threshold is not None or len(labels) < 2 * OUT_OF_SAMPLE_FOLDS:
+        predicted = None if threshold is not None else self.out_of_sample_decisions(labels, scores, seed)
+        if predicted is None:
             return None
         from sklearn.metrics import f1_score
 
+        truth = np.asarray(labels).round().astype(bool)
+        macro, micro = (float(f1_score(truth, predicted, average=how, zero_division=0)) for how in ("macro", "micro"))
+        return {"folds": OUT_OF_SAMPLE_FOLDS, "f1_macro": macro, "f1_micro": micro}
+
+    def out_of_sample_decisions(self, labels: np.ndarray, scores: np.ndarray, seed: int) -> np.ndarray | None:
+        """Each fifth of the rows decided by thresholds tuned on the other four (the same fifths for every model
+        given the same seed, so two models compared on them stay paired)."""
+        if len(labels) < 2 * OUT_OF_SAMPLE_FOLDS:
+            return None
         truth = np.asarray(labels).round().astype(bool)
         parts = np.array_split(np.random.default_rng(seed).permutation(len(truth)), OUT_OF_SAMPLE_FOLDS)
         thresholds = np.empty(scores.shape)
         for k, part in enumerate(parts):
             others = np.concatenate([p for j, p in enumerate(parts) if j != k])
             thresholds[part] = tune_thresholds(truth[others], scores[others])
-        predicted = scores >= thresholds
-        macro, micro = (float(f1_score(truth, predicted, average=how, zero_division=0)) for how in ("macro", "micro"))
-        return {"folds": OUT_OF_SAMPLE_FOLDS, "f1_macro": macro, "f1_micro": micro}
+        return (scores >= thresholds).astype(np.float64)
 
     def calibrate(self, labels: np.ndarray, logits: np.ndarray, coverage: float) -> Any:
         from .calibration import Calibration, fit_temperature, sigmoid_nll

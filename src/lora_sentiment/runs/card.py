@@ -91,7 +91,10 @@ def _baseline_line(baseline: dict[str, Any] | None, space: LabelSpace) -> str:
     intervals = baseline.get("intervals") or {}
     scores = ", ".join(f"{key} {baseline[key]:.4f}{_interval(intervals.get(key))}" for key in keys)
     fitted = f"fitted in {baseline['seconds']:.1f} s"
-    return f"\nThe plain baseline on the same split, {baseline['model']} ({fitted}): {scores}.\n"
+    from .summary import out_of_sample_suffix
+
+    decided = out_of_sample_suffix(baseline, space)
+    return f"\nThe plain baseline on the same split, {baseline['model']} ({fitted}): {scores}{decided}.\n"
 
 
 def _interval(bounds: list[float] | None) -> str:

@@ -39,7 +39,14 @@ from ..problems.intervals import comparison_text, paired_comparison, wilson
 from ..problems.outputs import Prediction, format_table, predictions
 from ..problems.space import LabelSpace, resolve_class_weights
 from ..runs.run import RunMetrics, RunWorkspace, checkpoint_epoch, write_run
-from ..runs.summary import cross_validation_text, epochs_text, headline, out_of_sample_text, per_label_lines
+from ..runs.summary import (
+    cross_validation_text,
+    epochs_text,
+    headline,
+    out_of_sample_suffix,
+    out_of_sample_text,
+    per_label_lines,
+)
 from .baseline import BaselineScores, baseline_name, score_baseline
 from .checks import check_train
 from .folds import check_folds, cross_validate
@@ -289,15 +296,22 @@ class TrainRecipe:
                              "after": [example_row(p) for p in after]},
                 "log_history": state.log_history,
             })  # fmt: skip
-            self.metrics.baseline = self.baseline
             self.metrics.overlap = self.overlap
             if self.folds is not None:
                 self.metrics.cross_validation = self.folds
             if self.baseline_scores is not None:  # the same texts, the baseline's rows put in the run's order
                 theirs = self.baseline_scores
                 rows = np.asarray(self.eval_tok["row"])
-                self.metrics.comparison = paired_comparison(kept.space, kept.labels, kept.scores,
-                                                            theirs.scores[rows], theirs.space)  # fmt: skip
+                config, scores = self.model.config, theirs.scores[rows]
+                # Thresholds tuned on these texts: both decided out of sample, by the same fifths of the same rows.
+                decided = kept.space.problem.decided_out_of_sample(kept.labels, scores, config.threshold, config.seed)
+                if decided is not None:
+                    self.baseline["out_of_sample"] = decided
+                self.metrics.comparison = paired_comparison(
+                    kept.space, kept.labels, kept.scores, scores, theirs.space,
+                    tuned_on=config.seed if config.threshold is None else None,
+                )  # fmt: skip
+            self.metrics.baseline = self.baseline
 
     # ---------------------------------------------------------------------------------------------- publish
 
@@ -312,7 +326,8 @@ class TrainRecipe:
         if final.get("out_of_sample"):
             log(out_of_sample_text(final, space))
         if baseline:
-            log(f"Baseline ({baseline_name(space)}) on the same texts: {headline(baseline, space)}")
+            log(f"Baseline ({baseline_name(space)}) on the same texts: {headline(baseline, space)}"
+                f"{out_of_sample_suffix(baseline, space)}")  # fmt: skip
         if metrics.comparison:
             log(comparison_text(metrics.comparison, "The run", "the baseline"))
         log(per_label_lines(final, space))

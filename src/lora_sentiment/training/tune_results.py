@@ -84,7 +84,9 @@ def _best_against_first(study: Any, best: Any, log: Log) -> dict[str, Any] | Non
     data = load_labeled_data(runs[0].config, log=lambda _: None)
     texts, labels = list(data.eval["text"]), np.asarray(data.eval["label"])
     scores = [load_classifier(run.path, engine="torch").predict_scores(texts) for run in runs]
-    comparison = paired_comparison(runs[0].space, labels, scores[0], scores[1], runs[1].space)
+    config = runs[0].config  # both trials' thresholds were tuned on these texts, unless --threshold fixed them
+    tuned_on = config.seed if config.threshold is None else None
+    comparison = paired_comparison(runs[0].space, labels, scores[0], scores[1], runs[1].space, tuned_on=tuned_on)
     if comparison is not None:
         log(comparison_text(comparison, f"The best trial ({best.number})", "trial 0 (the settings given)"))
     return comparison

@@ -94,6 +94,32 @@ def test_paired_comparison_tells_a_better_model_from_an_equal_one():
     assert "within the noise of 1000 texts" in comparison_text(same, "the run", "the baseline")
 
 
+def test_models_whose_thresholds_were_tuned_on_the_texts_are_compared_out_of_sample():
+    """A multi-label run and its baseline tune their thresholds on the evaluation texts: compared there, the model
+    that gains more from tuning looks better than it will be; `tuned_on` decides both by the same fifths."""
+    from lora_sentiment.problems.multi_label import tune_thresholds
+
+    labels, ours = _multi(400, tags=6)
+    theirs = np.clip(ours + RNG.normal(0, 0.25, ours.shape), 0, 1)
+    spaces = [LabelSpace("multi-label", list("abcdef"), tune_thresholds(labels, s).tolist()) for s in (ours, theirs)]
+    verdict = paired_comparison(spaces[0], labels, ours, theirs, spaces[1], tuned_on=7)
+    problem = spaces[0].problem
+    estimates = [problem.decided_out_of_sample(labels, s, None, seed=7)["f1_macro"] for s in (ours, theirs)]
+    assert verdict["thresholds"] == "out of sample" and verdict["difference"] == pytest.approx(
+        estimates[0] - estimates[1]
+    )
+    assert verdict["beyond_noise"] and verdict["better"]  # the noisier scores are worse, tuned anywhere
+    assert "texts, each fifth's tags decided by thresholds tuned on the other four: f1_macro +" in comparison_text(
+        verdict, "The run", "the baseline")  # fmt: skip
+    as_tuned = paired_comparison(spaces[0], labels, ours, theirs, spaces[1])
+    assert as_tuned["thresholds"] == "as tuned" and as_tuned["difference"] != verdict["difference"]
+    assert paired_comparison(spaces[0], labels[:9], ours[:9], theirs[:9], spaces[1], tuned_on=7)["thresholds"] == (
+        "as tuned")  # too few texts for five parts  # fmt: skip
+    single = LabelSpace("single-label", ["a", "b"])
+    answers, good = _single(200)
+    assert paired_comparison(single, answers, good, good[:, ::-1], tuned_on=7)["thresholds"] == "as tuned"
+
+
 def test_the_log_line_carries_the_interval():
     assert with_interval(0.868, [0.846, 0.888], 1000) == "0.8680 (0.8460-0.8880, n = 1000)"
     space = LabelSpace("single-label", ["a", "b"])

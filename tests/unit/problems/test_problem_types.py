@@ -123,6 +123,13 @@ def test_multi_label_run_records(tag_run):
     assert 0 <= final["out_of_sample"]["f1_macro"] <= 1
     flatter = "Thresholds tuned on these 60 texts flatter their scores: with each fifth of them decided by"
     assert flatter in log and flatter in card and flatter in summary(run.config, run.space, run.metrics)
+    # the baseline's thresholds were tuned there too: it and the comparison are decided by the same fifths
+    comparison, theirs = run.metrics.comparison, run.metrics.baseline["out_of_sample"]
+    assert comparison["thresholds"] == "out of sample"
+    assert comparison["difference"] == pytest.approx(final["out_of_sample"]["f1_macro"] - theirs["f1_macro"])
+    decided = "; decided out of sample: Macro-F1"
+    assert decided in log and decided in card and decided in summary(run.config, run.space, run.metrics)
+    assert "each fifth's tags decided by thresholds tuned on the other four" in log
 
 
 def test_multi_label_predictions_everywhere(tmp_path, tag_run, tag_files, capsys):
