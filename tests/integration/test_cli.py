@@ -175,6 +175,17 @@ def test_export_names_the_engines_it_knows(tiny_run, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_export_takes_its_folder_as_train_does_too(tiny_run, tmp_path, capsys):
+    """--output-dir, as train, tune and audit name theirs; one folder, not two, and not none."""
+    assert main(["export", str(tiny_run), "--format", "onnx"]) == 2
+    assert "export needs the folder to write: lora-sentiment export RUN OUT_DIR" in capsys.readouterr().err
+    assert main(["export", str(tiny_run), str(tmp_path / "a"), "--output-dir", str(tmp_path / "b")]) == 2
+    assert "export got two folders" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    assert main(["export", str(tiny_run), "--output-dir", str(tmp_path / "out"), "--format", "onnx"]) == 0
+    assert (tmp_path / "out" / "model.onnx").exists()
+
+
 @pytest.mark.slow  # two training runs
 def test_refuses_to_overwrite_and_replaces_with_overwrite(tiny_run, tiny_distilbert, small_csv, capsys):
     before = (tiny_run / "adapter_model.safetensors").read_bytes()

@@ -20,13 +20,21 @@ def add_parser(commands: Any) -> None:
         "ONNX Runtime / OpenVINO, which predict, evaluate and serve open without torch.",
     )
     parser.add_argument("run_dir", help="the --output-dir of a training run")
-    parser.add_argument("out_dir", help="folder for the exported model")
+    parser.add_argument("out_dir", nargs="?", help="folder for the exported model")
+    # train, tune and audit name their folder --output-dir: a user's habit, taken here too
+    parser.add_argument("--output-dir", dest="output_dir", help="the same as OUT_DIR")
     add_model_flags(parser, ExportOptions)
 
 
 def check(args: argparse.Namespace) -> ExportOptions:
+    from ..errors import UserError
     from ..export.writing import check_export_settings
 
+    if args.out_dir is not None and args.output_dir is not None and args.out_dir != args.output_dir:
+        raise UserError(f"export got two folders, {args.out_dir} and --output-dir {args.output_dir}; give one")
+    args.out_dir = args.out_dir or args.output_dir
+    if args.out_dir is None:
+        raise UserError("export needs the folder to write: lora-sentiment export RUN OUT_DIR (or --output-dir OUT_DIR)")
     options: ExportOptions = from_args(args, ExportOptions)
     check_export_settings(args.run_dir, args.out_dir, options)
     return options

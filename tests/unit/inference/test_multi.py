@@ -209,6 +209,14 @@ def test_bad_run_lists_are_refused_in_one_line(tiny_runs, tmp_path, capsys):
     both = [str(tiny_runs / "sentiment"), str(tmp_path / "export"), "--input", str(tmp_path / "in.csv")]
     assert main(["predict", *both, "--output", str(out), "--no-progress"]) == 2
     assert "is an export" in capsys.readouterr().err.strip().splitlines()[-1] and not out.exists()
+    # evaluate needs no shared base: a run against its export (did it keep the scores?), and another run beside
+    (tmp_path / "labelled.csv").write_text("text,label\nA fine film.,Positive\nDull.,Negative\nGood.,Positive\n")
+    three = [str(tiny_runs / "sentiment"), f"exported={tmp_path / 'export'}", f"again={tiny_runs / 'sentiment'}"]
+    assert main(["evaluate", *three, "--data", str(tmp_path / "labelled.csv"), "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert list(scores) == ["sentiment", "exported", "again"]
+    assert scores["exported"]["accuracy"] == scores["sentiment"]["accuracy"] == scores["again"]["accuracy"]
+    assert "comparison_with_sentiment" in scores["exported"]
 
 
 def test_long_texts_in_chunks_and_evaluation_match_each_run_alone(tiny_runs, tmp_path, imdb_frames):
