@@ -100,7 +100,10 @@ def _csv_chunks(path: str, source: Any, separator: str, chunk_size: int) -> Iter
     with reader, warnings.catch_warnings():
         warnings.simplefilter("error", pd.errors.ParserWarning)
         try:
-            yield from reader
+            for number, chunk in enumerate(reader):
+                if number == 0 and path == STDIO:  # a file's header was checked with its field counts
+                    _refuse_other_separator([str(c) for c in chunk.columns], path, separator)
+                yield chunk
         except pd.errors.ParserWarning:
             raise UserError(
                 f"a row of {path} has more fields than the header: quote the field that contains the separator "
@@ -205,6 +208,7 @@ def _field_counts(path: str, separator: str, size: int, mtime_ns: int) -> int:
         header = next(reader, None)
         if not header:
             return 0
+        _refuse_other_separator(header, path, separator)
         for row in reader:
             if len(row) > len(header):
                 what = "TSV" if separator == "\t" else "CSV"
@@ -214,6 +218,22 @@ def _field_counts(path: str, separator: str, size: int, mtime_ns: int) -> int:
                 )
             rows += bool(row) and (len(row) > 1 or bool(row[0].strip()))
     return rows
+
+
+def _refuse_other_separator(header: list[str], path: str, separator: str) -> None:
+    """A header that is one field of names joined by ';' or '|' (Excel saves "CSV" with semicolons where the comma
+    is the decimal mark): read as one column, it was refused as rows with too many fields or a missing column,
+    neither naming the cause."""
+    if len(header) != 1:
+        return
+    for other in ";|":
+        names = header[0].split(other)
+        if len(names) > 1 and all(0 < len(n.strip()) <= 64 for n in names):
+            kind, marks = ("TSV", "tabs") if separator == "\t" else ("CSV", "commas")
+            raise UserError(
+                f"{path} looks separated by {other!r}, not {marks} (its header is {header[0][:80]!r}): save it as "
+                f"{kind} with {marks}, or as JSONL"
+            )
 
 
 def column_to_read(
