@@ -34,10 +34,14 @@ def quiet_tracer() -> Iterator[None]:
     padded batch (`trace_inputs`), so the masked path is the one recorded, and the exports' agreement with torch at
     every length is what the tests check; the notes tell an `export` user nothing they can act on. Likewise the
     exporter's note on advanced indexing (wrong "if indices include negative values"): in eager attention's mask
-    the indices are aranges of batch rows and positions."""
+    the indices are aranges of batch rows and positions. And transformers' notes on the attributes the tracer reads
+    (every one of the model's: "`loss_type=None` ... Using the default loss: `ForCausalLMLoss`" for a classifier,
+    a FutureWarning on `is_gradient_checkpointing`), which reached Python callers, whose verbosity the CLI's is not."""
     import torch
 
-    with warnings.catch_warnings():
+    from ..modeling.quiet import quiet_loading
+
+    with quiet_loading(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message="Exporting aten::index operator of advanced indexing")
         yield

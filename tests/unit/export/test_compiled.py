@@ -49,6 +49,38 @@ def test_auto_compiles_once_and_agrees_with_torch(run, monkeypatch):
     assert [p.name for p in run.iterdir() if p.name.startswith(".") and p.name != compiled.CACHE_DIR] == []
 
 
+def test_a_compile_from_python_adds_no_warnings_of_transformers(tmp_path, tiny_bert, small_csv):
+    """Python callers keep transformers' default verbosity (the CLI lowers it): compiling a run printed
+    "`loss_type=None` was set in the config but it is unrecognized. Using the default loss: `ForCausalLMLoss`"
+    (torch's tracer reads every attribute of the model, the loss_function property among them)."""
+    import logging
+
+    from transformers.utils import logging as hf_logging
+
+    from lora_sentiment import TrainConfig, train
+    from lora_sentiment.export.writing import export_run
+
+    config = TrainConfig(model=tiny_bert, data=str(small_csv), output_dir=str(tmp_path / "run"), max_length=32,
+                         epochs=1, precision="fp32", baseline="none", examples=[])  # fmt: skip
+    run = train(config, log=lambda _: None).output_dir
+    said: list[str] = []
+    heard = logging.Handler(logging.WARNING)
+    heard.emit = lambda record: said.append(record.getMessage())  # type: ignore[method-assign]
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_warning()
+    hf_logging.warning_once.cache_clear()  # said once per process: said again here if anything says it
+    hf_logging.get_logger().addHandler(heard)
+    try:
+        compiled.compiled_export(run, "openvino", log=lambda _: None)
+        hf_logging.warning_once.cache_clear()
+        export_run(run, tmp_path / "onnx", format="onnx", log=lambda _: None)
+        assert hf_logging.get_verbosity() == hf_logging.WARNING  # the caller's setting, put back
+    finally:
+        hf_logging.get_logger().removeHandler(heard)
+        hf_logging.set_verbosity(verbosity)
+    assert not [message for message in said if "loss" in message], said
+
+
 @pytest.mark.slow
 def test_a_changed_run_or_runtime_is_compiled_again_and_the_stale_entry_goes(run, monkeypatch):
     monkeypatch.setattr("lora_sentiment.opening._has_gpu", lambda: False)
