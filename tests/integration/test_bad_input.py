@@ -279,10 +279,10 @@ def test_unquoted_commas_are_refused_in_prediction_and_evaluation(tmp_path, trai
     # Excel's "CSV" where the comma is the decimal mark: semicolons, read as one column, and its cause named
     semicolons = _write(tmp_path, "s.csv", "text;label\nA wonderful film;1\nBad;0\n")
     assert main(["evaluate", str(trained_run), "--data", str(semicolons)]) == 2
-    assert "s.csv looks separated by ';', not commas (its header is 'text;label')" in capsys.readouterr().err
+    assert "s.csv: its header is one column, 'text;label': the fields look separated by ';'" in capsys.readouterr().err
     monkeypatch.setattr("sys.stdin", __import__("io").StringIO("text;label\nA wonderful film;1\n"))
     assert main(["predict", str(trained_run), "--input", "-", "--input-format", "csv", "--no-progress"]) == 2
-    assert "looks separated by ';'" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert "look separated by ';'" in capsys.readouterr().err.strip().splitlines()[-1]
 
     labelled = _write(tmp_path, "l.csv", "text,label\nA wonderful, moving film.,1\nBad.,0\n")
     assert main(["evaluate", str(trained_run), "--data", str(labelled)]) == 2

@@ -8,6 +8,7 @@ import csv
 import functools
 import io
 import json
+import re
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
@@ -102,7 +103,7 @@ def _csv_chunks(path: str, source: Any, separator: str, chunk_size: int) -> Iter
         try:
             for number, chunk in enumerate(reader):
                 if number == 0 and path == STDIO:  # a file's header was checked with its field counts
-                    _refuse_other_separator([str(c) for c in chunk.columns], path, separator)
+                    _refuse_other_separator([str(c) for c in chunk.columns], path)
                 yield chunk
         except pd.errors.ParserWarning:
             raise UserError(
@@ -208,7 +209,7 @@ def _field_counts(path: str, separator: str, size: int, mtime_ns: int) -> int:
         header = next(reader, None)
         if not header:
             return 0
-        _refuse_other_separator(header, path, separator)
+        _refuse_other_separator(header, path)
         for row in reader:
             if len(row) > len(header):
                 what = "TSV" if separator == "\t" else "CSV"
@@ -220,20 +221,13 @@ def _field_counts(path: str, separator: str, size: int, mtime_ns: int) -> int:
     return rows
 
 
-def _refuse_other_separator(header: list[str], path: str, separator: str) -> None:
-    """A header that is one field of names joined by ';' or '|' (Excel saves "CSV" with semicolons where the comma
-    is the decimal mark): read as one column, it was refused as rows with too many fields or a missing column,
-    neither naming the cause."""
-    if len(header) != 1:
-        return
-    for other in ";|":
-        names = header[0].split(other)
-        if len(names) > 1 and all(0 < len(n.strip()) <= 64 for n in names):
-            kind, marks = ("TSV", "tabs") if separator == "\t" else ("CSV", "commas")
-            raise UserError(
-                f"{path} looks separated by {other!r}, not {marks} (its header is {header[0][:80]!r}): save it as "
-                f"{kind} with {marks}, or as JSONL"
-            )
+def _refuse_other_separator(header: list[str], path: str) -> None:
+    """Before the rows: a header of one field of short names joined by another separator (Excel saves "CSV" with
+    semicolons where the comma is the decimal mark). Read as one column, a text holding a comma was refused as a row
+    with too many fields ("quote the field"), which named neither the cause nor the fix."""
+    fix = other_separator_fix(header)
+    if fix and all(0 < len(name.strip()) <= 64 for name in re.split("[\t;|]", header[0])):
+        raise UserError(f"{path}: {fix}")
 
 
 def column_to_read(
@@ -263,6 +257,10 @@ def column_to_read(
 def missing_column_fix(columns: Sequence[Any], flag: str) -> str:
     """The fix for a column not found: the flag that names it, unless the file's header is one column whose
     name holds another separator ("text;label"): a file separated by ';', '|' or tabs read as CSV."""
+    return other_separator_fix(columns) or f"set {flag}"
+
+
+def other_separator_fix(columns: Sequence[Any]) -> str | None:
     if len(columns) == 1:
         name = str(columns[0])
         found = next((sep for sep in ("\t", ";", "|") if sep in name), None)
@@ -272,7 +270,7 @@ def missing_column_fix(columns: Sequence[Any], flag: str) -> str:
                 f"its header is one column, {name!r}: the fields look separated by {shown}; save the file "
                 "comma-separated as .csv, or tab-separated as .tsv"
             )
-    return f"set {flag}"
+    return None
 
 
 def read_error_fix(error: BaseException) -> str:
