@@ -74,3 +74,19 @@ def load_with_fallback(what: str, name: str, flag: str, load: Callable[..., T], 
         f"cannot reach the Hugging Face Hub to load {what} {name!r} and it is not cached; {hint}"
         + ("" if cache_kwarg else ", or set HF_HUB_OFFLINE=1 to use a cached copy")
     )
+
+
+def check_model_source(name: str, flag: str = "--model") -> None:
+    """A local model path that does not exist, or is not a saved model's folder, refused before any data is read (a
+    hub name is checked when it loads). A mistyped path was taken for a hub name and refused only after the data
+    and the baseline, as "cannot reach the Hugging Face Hub ... pass a local path with --model"."""
+    path = Path(name).expanduser()
+    fix = "give a saved model's folder (save_pretrained) or a hub name such as distilbert-base-uncased"
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise UserError(f"{flag} {name} is a folder without config.json, not a saved model; {fix}")
+        return
+    if path.exists():
+        raise UserError(f"{flag} {name} is a file; {fix}")
+    if name.startswith((".", "/", "~")):
+        raise UserError(f"{flag} {name}: no such folder; {fix}")

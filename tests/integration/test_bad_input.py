@@ -40,6 +40,9 @@ def _write(tmp_path, name: str, content: str | bytes):
 # (name, file name, file content, extra flags, expected words in the error)
 TRAIN_ERRORS = [
     ("missing file", None, None, ["--data", "nowhere.csv"], "data file not found"),
+    # a mistyped model path was taken for a hub name, and refused only after the data and the baseline
+    ("a model path that does not exist", "data.csv", _rows(), ["--model", "./models/nowhere"], "no such folder"),
+    ("a model folder that is not a saved model", "data.csv", _rows(), ["--model", "."], "without config.json"),
     ("folder without the aclImdb layout", "folder/", "hello", [], "aclImdb layout"),
     ("unsupported extension", "data.xlsx", "x", [], "use one of .csv"),
     (

@@ -62,6 +62,7 @@ class AuditResult:
 def check_audit(config: TrainConfig, options: AuditOptions) -> None:
     """Everything that needs neither the data nor a model: the folder, the clean file's path and format."""
     from ..data.loading import check_source
+    from ..hub import check_model_source
     from ..runs.run import ADAPTER_CONFIG_FILE
 
     folder = Path(config.output_dir).expanduser()
@@ -71,6 +72,7 @@ def check_audit(config: TrainConfig, options: AuditOptions) -> None:
         raise UserError(f"--output-dir {folder} holds a training run; give audit a folder of its own")
     if folder.is_dir() and any(folder.iterdir()) and not (folder / STATE_FILE).exists() and not config.overwrite:
         raise UserError(f"--output-dir {folder} holds other files; choose an empty folder or pass --overwrite")
+    check_model_source(config.model)
     check_source(config.data, "--data")
     if config.eval_data:
         check_source(config.eval_data, "--eval-data")

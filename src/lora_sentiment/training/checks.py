@@ -12,6 +12,7 @@ from pathlib import Path
 from ..config import TrainConfig
 from ..data.loading import check_source
 from ..errors import UserError
+from ..hub import check_model_source
 from ..options import TuneOptions
 from ..runs.run import ADAPTER_CONFIG_FILE, RunWorkspace
 from .tracking import check_trackers
@@ -40,6 +41,7 @@ def check_tune(config: TrainConfig, options: TuneOptions) -> None:
 def _check_common(config: TrainConfig) -> None:
     """What every training run needs: its trackers, its data files, a precision this machine has."""
     check_trackers(config)
+    check_model_source(config.model)
     check_source(config.data, "--data")
     if config.eval_data:
         check_source(config.eval_data, "--eval-data")
