@@ -261,7 +261,8 @@ def test_predict_on_a_damaged_run(tmp_path, trained_run, capsys, damage, needle)
 def test_evaluate_with_labels_the_run_does_not_know(tmp_path, trained_run, capsys):
     data = _write(tmp_path, "eval.csv", "text,label\ngood,Positive\nbad,Negative\nmeh,Neutral\n")
     assert main(["evaluate", str(trained_run), "--data", str(data)]) == 2
-    assert "Neutral" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "Neutral" in err and "or drop them from the evaluation file" in err
 
 
 HAND_MADE_CSV = "text\nA wonderful, moving film.\nDreadful. Two hours I will never get back.\n"

@@ -20,6 +20,8 @@ SENTIMENT_NAMES = ["Negative", "Positive"]
 # Hub datasets often call the two sentiment classes neg/pos; users read Negative/Positive.
 _PRETTY_NAMES = {"neg": "Negative", "negative": "Negative", "pos": "Positive", "positive": "Positive"}
 LABEL_COLUMNS_NAME = "label"
+# A run cannot score a label it never saw: said beside the names (a small draw's rare tags are the usual cause).
+UNSEEN_FIX = "add training texts that have them, or drop them from the evaluation file"
 
 
 def _datasets() -> Any:
@@ -110,7 +112,7 @@ def _encode_label_names(ds: Any, column: Any, where: str, names: Sequence[str] |
     if unknown:
         raise UserError(
             f"labels in {where} not seen in training: {', '.join(map(repr, unknown[:5]))}; "
-            f"known labels are: {', '.join(names)}"
+            f"known labels are: {', '.join(names)} ({UNSEEN_FIX})"
         )
     return ds.map(_names_to_ids(lookup), batched=True), names
 
@@ -201,7 +203,7 @@ def encode_tags(
     if unknown:
         raise UserError(
             f"labels in {where} not seen in training: {', '.join(map(repr, unknown[:5]))}; "
-            f"known labels are: {', '.join(names[:30])}"
+            f"known labels are: {', '.join(names[:30])} ({UNSEEN_FIX})"
         )
     hot = np.zeros((len(rows), len(names)), dtype=np.float32)
     for i, row in enumerate(rows):
