@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from jsonl import emit
-from multilabel_thresholds import scored
+from multilabel_thresholds import drawn_run, scored
 
-from lora_sentiment import TrainConfig, load_classifier, train
+from lora_sentiment import load_classifier
 from lora_sentiment.inference.evaluation import labelled_rows
 from lora_sentiment.modeling.cpu import this_cpu
 from lora_sentiment.options import EvalOptions
@@ -40,20 +40,9 @@ from lora_sentiment.training.baseline import baseline_scores, fit_baseline
 
 def scores_on_validation(model: str, data: Path, comments: int, seed: int) -> tuple[np.ndarray, np.ndarray, list]:
     """The validation comments' tags (those the draw has), the run's and the baseline's probabilities."""
-    frame = pd.read_parquet(data / "train.parquet")
-    drawn = frame.sample(n=comments, random_state=seed).reset_index(drop=True)
-    cut = comments * 4 // 5
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
-        drawn[:cut][["text", "labels"]].to_parquet(scratch / "train.parquet")
-        trained = {tag for tags in drawn[:cut]["labels"] for tag in tags}  # a small draw's rare tags: its own only
-        evaluation = drawn[cut:][["text", "labels"]].copy()
-        evaluation["labels"] = [[tag for tag in tags if tag in trained] for tags in evaluation["labels"]]
-        evaluation.to_parquet(scratch / "eval.parquet")
-        config = TrainConfig(data=str(scratch / "train.parquet"), eval_data=str(scratch / "eval.parquet"),
-                             label_column="labels", model=model, seed=seed, baseline="none",
-                             output_dir=str(scratch / "run"))  # fmt: skip
-        result = train(config, log=lambda _: None, step_lines=False)
+        result = drawn_run(model, data, comments, seed, scratch)
         classifier = load_classifier(result.output_dir, engine="torch")
         space, known = classifier.space, set(classifier.space.names)
         validation = pd.read_parquet(data / "validation.parquet")

@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -110,19 +111,29 @@ def flattery(labels: np.ndarray, scores: np.ndarray, sizes: list[int], draws: in
     return out
 
 
-def measured(model: str, data: Path, comments: int, seed: int) -> list[dict]:
+def drawn_run(model: str, data: Path, comments: int, seed: int, scratch: Path) -> Any:
+    """A run with `train`'s defaults on N comments drawn from the training split: four fifths in `scratch`'s
+    train.parquet, the other fifth its `--eval-data` (eval.parquet; a small draw's rare tags that training lacks
+    left out of it, as `train` refuses them)."""
     frame = pd.read_parquet(data / "train.parquet")
     drawn = frame.sample(n=comments, random_state=seed).reset_index(drop=True)
     cut = comments * 4 // 5
+    drawn[:cut][["text", "labels"]].to_parquet(scratch / "train.parquet")
+    trained = {tag for tags in drawn[:cut]["labels"] for tag in tags}
+    evaluation = drawn[cut:][["text", "labels"]].copy()
+    evaluation["labels"] = [[tag for tag in tags if tag in trained] for tags in evaluation["labels"]]
+    evaluation.to_parquet(scratch / "eval.parquet")
+    config = TrainConfig(data=str(scratch / "train.parquet"), eval_data=str(scratch / "eval.parquet"),
+                         label_column="labels", model=model, seed=seed, baseline="none",
+                         output_dir=str(scratch / "run"))  # fmt: skip
+    return train(config, log=lambda _: None, step_lines=False)
+
+
+def measured(model: str, data: Path, comments: int, seed: int) -> list[dict]:
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
-        drawn[:cut][["text", "labels"]].to_parquet(scratch / "train.parquet")
-        drawn[cut:][["text", "labels"]].to_parquet(scratch / "eval.parquet")
-        config = TrainConfig(data=str(scratch / "train.parquet"), eval_data=str(scratch / "eval.parquet"),
-                             label_column="labels", model=model, seed=seed, baseline="none",
-                             output_dir=str(scratch / "run"))  # fmt: skip
         started = time.perf_counter()
-        result = train(config, log=lambda _: None)
+        result = drawn_run(model, data, comments, seed, scratch)
         seconds = time.perf_counter() - started
         classifier = load_classifier(result.output_dir, engine="torch")
         known = set(classifier.space.names)
