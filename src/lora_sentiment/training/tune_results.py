@@ -89,6 +89,11 @@ def _best_against_first(study: Any, best: Any, log: Log) -> dict[str, Any] | Non
     comparison = paired_comparison(runs[0].space, labels, scores[0], scores[1], runs[1].space, tuned_on=tuned_on)
     if comparison is not None:
         log(comparison_text(comparison, f"The best trial ({best.number})", "trial 0 (the settings given)"))
+        finished = sum(t.state.name == "COMPLETE" for t in study.trials)
+        # The best of several on these texts is ahead partly by luck (the winner's curse); the interval is of one
+        # comparison, not of a choice among many.
+        log(f"It was chosen as the best of {finished} finished trials on these same texts, so its lead here is "
+            "optimistic: before relying on it, score both settings on texts the search did not see.")  # fmt: skip
     return comparison
 
 

@@ -309,6 +309,7 @@ def test_the_best_trial_is_compared_with_trial_0_on_the_same_texts(trained_run, 
     comparison = _best_against_first(SimpleNamespace(trials=[first, best]), best, said.append)
     assert comparison["metric"] == "accuracy" and comparison["texts"] == 60 and comparison["difference"] == 0
     assert comparison["beyond_noise"] is False and "The best trial (1) vs trial 0 (the settings given)" in said[0]
+    assert "chosen as the best of 2 finished trials on these same texts, so its lead here is optimistic" in said[1]
     assert _best_against_first(SimpleNamespace(trials=[first]), first, said.append) is None  # trial 0 won
 
 
