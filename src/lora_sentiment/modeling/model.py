@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -200,7 +201,11 @@ def add_lora(
         exclude_modules=list(full) or None,
     )
     try:
-        return get_peft_model(model, lora_config)
+        with warnings.catch_warnings():
+            # peft 0.21 asks transformers' deprecated `is_gradient_checkpointing` (a FutureWarning on every run,
+            # from Python; the CLI hides FutureWarnings): peft's to change, nothing a user can act on.
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            return get_peft_model(model, lora_config)
     except ValueError as exc:
         raise UserError(f"could not apply LoRA: {first_line(exc)} (check --lora-targets)") from exc
 
