@@ -24,6 +24,7 @@ from ..config import TrainConfig
 from ..data.duplicates import few_words
 from ..errors import UserError
 from ..options import AuditOptions
+from ..runs.run import AUDIT_STATE_FILE
 from ..training import cross_fitting as fold_stage
 from ..training.recipe import train
 from .findings import Finding, duplicate_findings, issue_rows, label_findings, leak_findings
@@ -41,7 +42,7 @@ from .outputs import (
 
 Log = Callable[[str], None]
 
-STATE_FILE = "audit.json"
+STATE_FILE = AUDIT_STATE_FILE
 SCORER_NAMES = {"lora+tfidf": "LoRA fine-tuning and the TF-IDF baseline, averaged", "lora": "LoRA fine-tuning",
                 "tfidf": "the TF-IDF baseline"}  # fmt: skip
 # What decides the folds' scores: a change to any other setting (the output folder, trackers) keeps the folds.

@@ -56,6 +56,10 @@ RESUME_CONFIG_FILE = "run_config.yaml"  # in the checkpoints folder: the setting
 RECORD_FILES = (RUN_CONFIG_FILE, LABELS_FILE, METRICS_FILE, SEEN_FILE)  # what an export carries along
 EXPORT_INFO_FILE = "export.json"  # in an export folder: what was exported, and how; tells an export from a run
 EXPORT_CARD_FILE = "README.md"  # in an export folder: its model card
+# The folders of `tune` and `audit`, named here so a run's opener can say what it was given instead.
+STUDY_FILE = "study.db"  # tune's study (SQLite)
+TRIALS_DIR = "trials"  # tune's OUT/trials/trial-NNNN: each trial's run
+AUDIT_STATE_FILE = "audit.json"  # audit's settings and finished folds
 
 
 # ------------------------------------------------------------------------------------- metrics.json
@@ -100,9 +104,7 @@ class Run:
         # Only safetensors weights are loaded: a pickled adapter_model.bin could run code when read.
         for name in (RUN_CONFIG_FILE, LABELS_FILE, ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE):
             if not (path / name).is_file():
-                raise UserError(
-                    f"{path} is not a finished run directory: {name} is missing (train again or pick another run)"
-                )
+                raise UserError(_not_a_run(path, name))
         try:
             config = build_config(config_file=path / RUN_CONFIG_FILE)
             space = LabelSpace.from_json(json.loads((path / LABELS_FILE).read_text(encoding="utf-8")))
@@ -339,3 +341,15 @@ def _changed_settings(saved: TrainConfig, now: TrainConfig) -> list[str]:
     ignored = {"overwrite", "resume", "report_to", "mlflow_uri"}  # where it is logged does not change the run
     before, after = saved.model_dump(exclude=ignored), now.model_dump(exclude=ignored)
     return [f"--{k.replace('_', '-')} (was {before[k]!r}, now {after[k]!r})" for k in after if after[k] != before[k]]
+
+
+def _not_a_run(path: Path, missing: str) -> str:
+    """What a folder that is not a finished run is, where another command made it: `report TUNE_DIR` or `predict
+    AUDIT_DIR` said only that training_config.yaml was missing."""
+    if (path / STUDY_FILE).exists():
+        trials = sorted(p for p in (path / TRIALS_DIR).glob("trial-*") if (p / RUN_CONFIG_FILE).is_file())
+        kept = f"its trials' runs are in {path / TRIALS_DIR}" if len(trials) != 1 else f"its best run is {trials[0]}"
+        return f"{path} is a tune study, not a run: {kept} (see {path / 'leaderboard.csv'})"
+    if (path / AUDIT_STATE_FILE).exists():
+        return f"{path} is an audit, not a run: its findings are {path / 'summary.json'} and {path / 'issues.csv'}"
+    return f"{path} is not a finished run directory: {missing} is missing (train again or pick another run)"

@@ -18,10 +18,10 @@ import yaml
 from ..config import TrainConfig
 from ..errors import UserError
 from ..problems.metrics import LOWER_IS_BETTER
+from ..runs.run import TRIALS_DIR
 
 Log = Callable[[str], None]
 
-TRIALS_DIR = "trials"  # OUT/trials/trial-NNNN: each trial's run
 LEADERBOARD_FILE = "leaderboard.csv"
 BEST_CONFIG_FILE = "best_config.yaml"
 

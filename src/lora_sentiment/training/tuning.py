@@ -24,14 +24,14 @@ from ..config import TrainConfig
 from ..errors import UserError
 from ..options import TuneOptions
 from ..problems.metrics import LOWER_IS_BETTER
+from ..runs.run import STUDY_FILE, TRIALS_DIR
 from .checks import check_tune, sqlite_file
 from .search_space import Dimension
 from .tracking import study_run
-from .tune_results import TRIALS_DIR, TuneResult, finish, fixed_settings, short
+from .tune_results import TuneResult, finish, fixed_settings, short
 
 Log = Callable[[str], None]
 
-STUDY_FILE = "study.db"
 HEARTBEAT_SECONDS, GRACE_SECONDS = 30, 90  # a trial whose process is silent for GRACE_SECONDS is failed and retried
 
 

@@ -88,6 +88,28 @@ def test_a_damaged_run_is_one_user_error(tmp_path, trained_run, damage, message)
         Run.open(run)
 
 
+def test_a_tune_or_audit_folder_given_as_a_run_is_named(tmp_path, trained_run, capsys):
+    """`report TUNE_DIR` and `predict AUDIT_DIR` said only that training_config.yaml was missing."""
+    import shutil
+
+    from lora_sentiment.cli import main
+
+    study = tmp_path / "tune"
+    (study / "trials").mkdir(parents=True)
+    (study / "study.db").write_bytes(b"")
+    shutil.copytree(trained_run, study / "trials" / "trial-0003")
+    with pytest.raises(UserError, match=r"is a tune study, not a run: its best run is .*trial-0003"):
+        Run.open(study)
+    shutil.copytree(trained_run, study / "trials" / "trial-0007")  # --keep all: which one is the user's to say
+    with pytest.raises(UserError, match=r"its trials' runs are in .*trials \(see .*leaderboard.csv\)"):
+        Run.open(study)
+    audited = tmp_path / "audit"
+    audited.mkdir()
+    (audited / "audit.json").write_text("{}")
+    assert main(["predict", str(audited), "--text", "Fine."]) == 2
+    assert "is an audit, not a run: its findings are" in capsys.readouterr().err
+
+
 def test_damaged_metrics_are_one_user_error(tmp_path, trained_run):
     import shutil
 
