@@ -142,8 +142,13 @@ class SingleLabel(ProblemType):
         precision, recall = (
             np.divide(tp, tp + other, out=np.zeros_like(tp), where=tp + other > 0) for other in (fp, fn)
         )
-        one = (lambda per_class: per_class[:, 1]) if classes == 2 else (lambda per_class: per_class.mean(axis=1))
-        draws = {"accuracy": tp.sum(axis=1) / n, "f1": one(f1), "f1_macro": f1.mean(axis=1),
+        seen = (tp + fp + fn) > 0  # the classes each resample has or was given: the macro means' (evaluation below)
+
+        def macro(per_class: np.ndarray) -> np.ndarray:
+            return (per_class * seen).sum(axis=1) / np.maximum(seen.sum(axis=1), 1)
+
+        one = (lambda per_class: per_class[:, 1]) if classes == 2 else macro
+        draws = {"accuracy": tp.sum(axis=1) / n, "f1": one(f1), "f1_macro": macro(f1),
                  "precision": one(precision), "recall": one(recall)}  # fmt: skip
         if classes == 2:
             draws["roc_auc"] = _resampled_auc(labels, scores[:, 1], index)
@@ -249,8 +254,11 @@ def classification_metrics(
     predictions = probabilities.argmax(axis=-1)
     binary = num_labels == 2
     classes = list(range(num_labels))
+    # Macro means over the classes these rows have or were given, as scikit-learn's default: a class with neither
+    # (none of a rating's 11 values in a small split) has no F1, and counting it as 0 read 0.158 where 0.217 was due.
+    seen = sorted(set(labels.tolist()) | set(predictions.tolist()))
     precision, recall, f1, _ = precision_recall_fscore_support(
-        labels, predictions, average="binary" if binary else "macro", labels=None if binary else classes,
+        labels, predictions, average="binary" if binary else "macro", labels=None if binary else seen,
         zero_division=0,
     )  # fmt: skip
     metrics: dict[str, Any] = {
@@ -258,7 +266,7 @@ def classification_metrics(
         "f1": float(f1),
         "precision": float(precision),
         "recall": float(recall),
-        "f1_macro": float(f1_score(labels, predictions, average="macro", labels=classes, zero_division=0)),
+        "f1_macro": float(f1_score(labels, predictions, average="macro", labels=seen, zero_division=0)),
     }
     if binary:
         # ROC-AUC is undefined when the evaluated rows hold a single class.

@@ -34,9 +34,18 @@ def _regression(n):
     return labels, (labels + RNG.normal(0, 2, n)).reshape(-1, 1)
 
 
+def _absent(n):
+    """5 classes, the rows holding 3 of them and predicted 4: class 3 only predicted, class 4 neither."""
+    labels, three = _single(n, 3)
+    scores = np.hstack([three, np.zeros((n, 2))])
+    scores[:10, 3] = 1.0
+    return labels, scores
+
+
 CASES = {
     "single-label": (LabelSpace("single-label", ["a", "b"]), _single),
     "single-label, 3 classes": (LabelSpace("single-label", ["a", "b", "c"]), lambda n: _single(n, 3)),
+    "single-label, classes absent": (LabelSpace("single-label", list("abcde")), _absent),
     "multi-label": (LabelSpace("multi-label", list("wxyz"), [0.5, 0.4, 0.6, 0.5]), _multi),
     "regression": (LabelSpace("regression", ["rating"]), _regression),
 }
@@ -51,6 +60,19 @@ def test_resampled_metrics_on_the_whole_split_equals_scikit_learns_metrics(case)
     assert set(whole) == set(space.problem.metrics) & set(expected)  # every metric it has, not only the headline ones
     for metric in whole:
         assert whole[metric][0] == pytest.approx(expected[metric], abs=1e-9), metric
+
+
+def test_macro_means_leave_out_the_classes_the_rows_neither_have_nor_were_given():
+    """As scikit-learn's own default: a class with no text and no prediction has no F1 to average (a small split
+    of a 1-10 rating read as 11 classes counted three such classes as 0)."""
+    from sklearn.metrics import f1_score
+
+    space = LabelSpace("single-label", list("abcde"))
+    labels, scores = _absent(300)
+    metrics = evaluation_metrics(space, labels, scores, detailed=False)
+    predicted = scores.argmax(axis=1)
+    assert metrics["f1_macro"] == pytest.approx(f1_score(labels, predicted, average="macro", zero_division=0))
+    assert metrics["f1_macro"] > f1_score(labels, predicted, average="macro", labels=range(5), zero_division=0)
 
 
 @pytest.mark.parametrize("case", CASES)
