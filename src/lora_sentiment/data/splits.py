@@ -29,6 +29,7 @@ class LabeledData:
     space: LabelSpace
     dropped_empty: dict[str, int]
     sized: dict[str, float] = field(default_factory=dict)  # `auto` settings decided on the data's size
+    carved: bool = False  # the evaluation split was carved out of train (--eval-fraction), none being given
 
     @property
     def label_names(self) -> list[str]:
@@ -115,7 +116,8 @@ def load_labeled_data(config: TrainConfig, log: Callable[[str], None] = print) -
     classes = len(np.unique(np.asarray(train["label"]))) if space.problem_type == "single-label" else None
     sized = sized_settings(config, len(train), classes)
     config = config.model_copy(update=sized)
-    if eval_ds is None:
+    carved = eval_ds is None
+    if carved:
         train, eval_ds = _carve_eval(train, space, config, where)
         how = "a stratified" if space.problem.stratified else "a random"
         log(f"No evaluation split: carved {how} {config.eval_fraction:.0%} of train ({len(eval_ds)} rows).")
@@ -123,7 +125,7 @@ def load_labeled_data(config: TrainConfig, log: Callable[[str], None] = print) -
     train = stratified_sample(train, config.max_train_samples, config.seed)
     eval_ds = stratified_sample(eval_ds, config.max_eval_samples, config.seed)
     check_trainable(train, space, where)
-    return LabeledData(train, eval_ds, space, {"train": dropped_train, "eval": dropped_eval}, sized)
+    return LabeledData(train, eval_ds, space, {"train": dropped_train, "eval": dropped_eval}, sized, carved)
 
 
 def load_eval_split(config: TrainConfig, space: LabelSpace, log: Callable[[str], None] = print) -> Any:

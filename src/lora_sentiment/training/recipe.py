@@ -191,14 +191,15 @@ class TrainRecipe:
         start = output_start(data.space, np.asarray(data.train["label"]))
         probe = self._probe if requested.head_init == "probe" and self.resume_from is None else None
         usual = {"learning_rate": LEARNING_RATE, "eval_fraction": EVAL_FRACTION, "max_length": MAX_LENGTH}
-        small = {k: v for k, v in data.sized.items() if v != usual[k]}
+        # (the share held out is said only where one was: beside a given evaluation split it reads as a contradiction)
+        small = {k: v for k, v in data.sized.items() if v != usual[k] and (k != "eval_fraction" or data.carved)}
         if small:
             chosen = [f"learning rate {small['learning_rate']:g}"] if "learning_rate" in small else []
-            chosen += [f"{small['eval_fraction']:.1%} held out where no evaluation split is given"] if \
-                "eval_fraction" in small else []  # fmt: skip
+            chosen += [f"{small['eval_fraction']:.1%} held out for evaluation"] if "eval_fraction" in small else []
             chosen += [f"{small['max_length']} tokens a text, as every step reads them all"] if \
                 "max_length" in small else []  # fmt: skip
-            flags = ["--learning-rate", "--eval-fraction"] + (["--max-length"] if "max_length" in small else [])
+            flags = [f for f, k in (("--learning-rate", "learning_rate"), ("--eval-fraction", "eval_fraction"),
+                                   ("--max-length", "max_length")) if k in small]  # fmt: skip
             self.log(f"Small training set ({SMALL_SET_EPOCHS} or more passes to reach {MIN_STEPS} steps): "
                      f"{', '.join(chosen)} ({', '.join(flags)} to choose).")  # fmt: skip
         sized = requested.model_copy(update=data.sized)

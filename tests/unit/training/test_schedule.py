@@ -95,7 +95,7 @@ def test_train_with_few_labels_runs_the_step_schedule_and_keeps_the_last_state(t
     assert any(m.startswith("Schedule: 100 epochs (100 optimizer steps), evaluating every 10 epochs, keeping the "
                             "last state") for m in messages)  # fmt: skip
     assert any("the evaluation split has 2 texts" in m and "(95 %)" in m for m in messages)
-    said = "learning rate 0.0005, 12.5% held out where no"
+    said = "learning rate 0.0005, 12.5% held out for evaluation (--learning-rate, --eval-fraction to choose)"
     assert any(m.startswith("Small training set") and said in m for m in messages)
     ran = Run.open(result.output_dir).config  # what ran, as a re-read of the evaluation split must carve it
     assert (ran.learning_rate, ran.eval_fraction) == (0.0005, 0.125)
@@ -103,6 +103,12 @@ def test_train_with_few_labels_runs_the_step_schedule_and_keeps_the_last_state(t
     # 2 evaluation texts: no calibration is fitted on them, and the log says why
     assert result.space.calibration is None and "calibration" not in result.metrics.final.model_dump()
     assert any(m.startswith("Calibration: none; the evaluation split has 2 texts") for m in messages)
+    # an evaluation split given: nothing held out, and the log does not say a share was
+    messages.clear()
+    given = config.model_copy(update={"eval_data": str(small_csv), "overwrite": True})
+    train(given, log=messages.append)
+    small = [m for m in messages if m.startswith("Small training set")]
+    assert small and "learning rate 0.0005 (--learning-rate to choose)" in small[0] and "held out" not in small[0]
 
 
 @pytest.mark.parametrize(
