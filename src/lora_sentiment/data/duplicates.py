@@ -40,10 +40,6 @@ def normalised(text: str) -> str:
     return _NOT_WORD.sub(" ", clean_text(text).lower()).strip()
 
 
-def _fingerprint(text: str) -> str:
-    return hashlib.blake2b(normalised(text).encode("utf-8"), digest_size=16).hexdigest()
-
-
 def shingles(text: str) -> set[str]:
     words = normalised(text).split()
     if len(words) < SHORT_TEXT_WORDS:
@@ -58,8 +54,8 @@ def _jaccard(a: set[str], b: set[str]) -> float:
 
 def duplicate_pairs(texts: Sequence[str], threshold: float) -> list[Pair]:
     """Pairs within one split: every exact pair, and near pairs with Jaccard >= `threshold` (1: exact only)."""
-    prints = [_fingerprint(t) for t in texts]
-    groups: dict[str, list[int]] = defaultdict(list)
+    prints = text_hashes(texts).tolist()
+    groups: dict[int, list[int]] = defaultdict(list)
     for i, key in enumerate(prints):
         groups[key].append(i)
     pairs = {
@@ -79,11 +75,13 @@ def duplicate_pairs(texts: Sequence[str], threshold: float) -> list[Pair]:
 def leak_pairs(train: Sequence[str], evaluation: Sequence[str], threshold: float) -> list[Pair]:
     """Pairs (training row, evaluation row) whose texts are equal once normalised, or near with Jaccard >=
     `threshold`."""
-    by_print: dict[str, list[int]] = defaultdict(list)
-    for j, text in enumerate(evaluation):
-        by_print[_fingerprint(text)].append(j)
+    by_print: dict[int, list[int]] = defaultdict(list)
+    for j, key in enumerate(text_hashes(evaluation).tolist()):
+        by_print[key].append(j)
     pairs = {
-        (i, j): Pair(i, j, 1.0, True) for i, text in enumerate(train) for j in by_print.get(_fingerprint(text), [])
+        (i, j): Pair(i, j, 1.0, True)
+        for i, key in enumerate(text_hashes(train).tolist())
+        for j in by_print.get(key, [])
     }
     if threshold < 1:
         train_sets = [shingles(t) for t in train]

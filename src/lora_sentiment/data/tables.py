@@ -221,12 +221,15 @@ def _field_counts(path: str, separator: str, size: int, mtime_ns: int) -> int:
     return rows
 
 
+OTHER_SEPARATORS = ("\t", ";", "|")  # what a file read as CSV may turn out separated by
+
+
 def _refuse_other_separator(header: list[str], path: str) -> None:
     """Before the rows: a header of one field of short names joined by another separator (Excel saves "CSV" with
     semicolons where the comma is the decimal mark). Read as one column, a text holding a comma was refused as a row
     with too many fields ("quote the field"), which named neither the cause nor the fix."""
     fix = other_separator_fix(header)
-    if fix and all(0 < len(name.strip()) <= 64 for name in re.split("[\t;|]", header[0])):
+    if fix and all(0 < len(name.strip()) <= 64 for name in re.split(f"[{''.join(OTHER_SEPARATORS)}]", header[0])):
         raise UserError(f"{path}: {fix}")
 
 
@@ -263,7 +266,7 @@ def missing_column_fix(columns: Sequence[Any], flag: str) -> str:
 def other_separator_fix(columns: Sequence[Any]) -> str | None:
     if len(columns) == 1:
         name = str(columns[0])
-        found = next((sep for sep in ("\t", ";", "|") if sep in name), None)
+        found = next((sep for sep in OTHER_SEPARATORS if sep in name), None)
         if found is not None:
             shown = "tabs" if found == "\t" else repr(found)
             return (
