@@ -205,7 +205,8 @@ class AuditRecipe:
         scored = evaluation_metrics(self.space, self.labels, self.scores, detailed=False)
         guessed = evaluation_metrics(self.space, self.labels, np.tile(constant, (n, 1)), detailed=False)
         # The first headline metric a constant has (a rank correlation has none).
-        metric = next((m for m in problem.headline if np.isfinite(guessed.get(m, np.nan))), problem.headline[-1])
+        headline = problem.headline_metrics(problem.support(self.labels))
+        metric = next((m for m in headline if np.isfinite(guessed.get(m, np.nan))), headline[-1])
         value, guess = float(scored[metric]), float(guessed[metric])
         better = value < guess if metric in problem.lower_is_better else value > guess
         if not better:

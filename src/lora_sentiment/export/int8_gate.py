@@ -233,7 +233,7 @@ def scored(space: Any, labels: np.ndarray, ours: np.ndarray, theirs: np.ndarray,
     whose targets are `labels`."""
     problem = space.problem
     agreement = float(problem.same_answers(space, ours, theirs, labels).mean())
-    metric = problem.headline[0]
+    metric = problem.headline_metrics(problem.support(labels))[0]
     f32 = float(problem.evaluate(space, labels, ours, detailed=False)[metric])
     int8 = float(problem.evaluate(space, labels, theirs, detailed=False)[metric])
     worse = (int8 - f32) if metric in problem.lower_is_better else (f32 - int8)

@@ -87,6 +87,10 @@ class ProblemType:
         """A line on outputs no training text teaches (a class without texts, a tag never on); "" when none."""
         return ""
 
+    def skew_note(self, labels: np.ndarray, names: list[str], weighted: bool) -> str:
+        """A line on training classes too skewed for accuracy to say much; `weighted`: --class-weights given."""
+        return ""
+
     def num_outputs(self, names: Sequence[str]) -> int:
         return len(names)
 
@@ -247,13 +251,26 @@ class ProblemType:
         Pearson, which is no sum over texts and no headline metric, on the first OTHER_ROUNDS rows only."""
         raise NotImplementedError
 
+    def support(self, labels: np.ndarray) -> np.ndarray | None:
+        """How many of the texts `labels` are of each class, where the headline depends on it (single-label)."""
+        return None
+
+    def headline_metrics(self, support: Sequence[int] | None = None) -> tuple[str, ...]:
+        """The headline for texts whose classes number `support` (`headline` unless the type says otherwise)."""
+        return self.headline
+
+    def headline_of(self, scores: dict[str, Any]) -> tuple[str, ...]:
+        """The headline of a metrics record: its confusion matrix's rows count the classes of its texts."""
+        matrix = scores.get("confusion_matrix")
+        return self.headline_metrics([sum(row) for row in matrix] if matrix else None)
+
     def headline_text(self, scores: dict[str, Any]) -> str:
         """The log line's scores, each with its 95 % interval and the texts it rests on when known."""
         from .intervals import with_interval
 
         intervals, n = scores.get("intervals") or {}, scores.get("samples")
         parts = [f"{_pretty(m)} {with_interval(scores[m], intervals.get(m), n if i == 0 else None)}"
-                 for i, m in enumerate(self.headline)]  # fmt: skip
+                 for i, m in enumerate(self.headline_of(scores))]  # fmt: skip
         return ", ".join(parts)
 
 

@@ -92,7 +92,8 @@ def paired_comparison(
     if len(labels) < 2:
         return None
     their_space = their_space or space
-    metric, problem = space.problem.headline[0], space.problem
+    problem = space.problem
+    metric = problem.headline_metrics(problem.support(labels))[0]
     decided = "as tuned"
     if tuned_on is not None:
         answers = [problem.out_of_sample_decisions(labels, s, tuned_on) for s in (ours, theirs)]

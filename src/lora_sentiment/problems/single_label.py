@@ -15,6 +15,17 @@ if TYPE_CHECKING:
     from .space import LabelSpace
 
 
+# Classes are skewed where the rarest present one has under half the share it would have if all were even (under
+# 25 % of two classes, 10 % of five): there accuracy mostly counts the common classes.
+SKEWED_SHARE = 0.5
+SKEWED_HEADLINE = ("f1_macro", "accuracy")
+
+
+def skewed(support: Sequence[int]) -> bool:
+    present = [int(n) for n in support if n > 0]
+    return len(present) > 1 and min(present) / sum(present) < SKEWED_SHARE / len(present)
+
+
 class SingleLabel(ProblemType):
     name = "single-label"
     hf_name = "single_label_classification"
@@ -53,6 +64,27 @@ class SingleLabel(ProblemType):
                 f"training data in {where} has a single class ({names[int(present[0])]}); "
                 "a classifier needs two or more"
             )
+
+    def support(self, labels: np.ndarray) -> np.ndarray:
+        return np.bincount(np.asarray(labels).astype(int))
+
+    def headline_metrics(self, support: Sequence[int] | None = None) -> tuple[str, ...]:
+        # Skewed texts lead with macro-F1: answering the majority class to every text scores a high accuracy
+        # (0.95 for a class of 5 %), and two classes' F1 is the second class's, whichever that is.
+        return SKEWED_HEADLINE if support is not None and skewed(support) else self.headline
+
+    def skew_note(self, labels: np.ndarray, names: list[str], weighted: bool) -> str:
+        """A line for training texts whose classes are skewed ("" where they are not)."""
+        counts = np.bincount(np.asarray(labels).astype(int), minlength=len(names))
+        if not skewed(counts):
+            return ""
+        present = np.flatnonzero(counts)
+        rare, common = present[np.argmin(counts[present])], int(np.argmax(counts))
+        advice = "" if weighted else "; --class-weights balanced trains for the rare classes"
+        return (f"Skewed classes: {names[rare]} is {counts[rare]} of the {counts.sum()} training texts "
+                f"({counts[rare] / counts.sum():.1%}), {names[common]} {counts[common] / counts.sum():.0%}. Scores "
+                f"lead with macro-F1, as answering {names[common]} to every text would score a high accuracy"
+                f"{advice}.")  # fmt: skip
 
     def untrained_note(self, labels: np.ndarray, names: list[str]) -> str:
         empty = [name for name, count in zip(names, np.bincount(labels.astype(int), minlength=len(names))) if not count]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import yaml
@@ -15,7 +16,7 @@ def model_card(
 ) -> str:
     """`metrics` is the run's RunMetrics; `figures` maps each plot's title to its file in the run."""
     sections = [
-        _front_matter(config, space),
+        _front_matter(config, space, space.problem.headline_of(metrics.final)),
         _recipe(config, space, parameters),
         _results(config, space, metrics, figures),
         _before_and_after(metrics),
@@ -31,13 +32,13 @@ def _card_metrics(space: LabelSpace) -> list[str]:
     return [m for m in space.problem.metrics if m not in ("precision", "recall", "roc_auc")]
 
 
-def _front_matter(config: TrainConfig, space: LabelSpace) -> str:
+def _front_matter(config: TrainConfig, space: LabelSpace, headline: Sequence[str]) -> str:
     metadata = {
         "library_name": "peft",
         "base_model": config.model,
         "pipeline_tag": "text-classification",
         "tags": ["lora", "peft", "text-classification", "lora-sentiment", space.problem_type],
-        "metrics": list(space.problem.headline),
+        "metrics": list(headline),
     }
     return f"---\n{yaml.safe_dump(metadata, sort_keys=False).strip()}\n---\n"
 
@@ -158,7 +159,7 @@ def _abstention_table(final: Any) -> str:
 
 
 def _history_table(metrics: Any, space: LabelSpace) -> str:
-    cells = ["train_loss", "loss", *space.problem.headline]
+    cells = ["train_loss", "loss", *space.problem.headline_of(metrics.final)]
     rows = "\n".join(
         f"| {row.epoch:g} | " + " | ".join(_fmt(row.get(key)) for key in cells) + " |" for row in metrics.history
     )

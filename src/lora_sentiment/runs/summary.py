@@ -13,7 +13,7 @@ def summary(config: Any, space: Any, metrics: Any) -> str:
     """What a user wants to see first: the recipe, the per-epoch curve, the final scores, the examples.
     `space` is the run's LabelSpace."""
     final, train, names = metrics.final, metrics.train, space.names
-    columns = space.problem.headline
+    columns = space.problem.headline_of(final)
     lines = [
         f"Model      {config.model}  "
         f"(LoRA r={config.lora_r}, alpha={config.lora_alpha:g} on {', '.join(config.lora_targets or [])})",

@@ -76,7 +76,8 @@ def score_baseline(
     scores = baseline_scores(pipeline, eval_texts, space)
     seconds = time.perf_counter() - started
     space = space.problem.decided(space, eval_labels, scores, threshold)  # as for the transformer
-    metrics = evaluation_metrics(space, eval_labels, scores, detailed=False)
+    # detailed: its confusion matrix (or table per tag) beside the run's, and what its headline is, from the same rows
+    metrics = evaluation_metrics(space, eval_labels, scores, detailed=True)
     metrics.update(
         model=baseline_name(space), seconds=round(seconds, 3), train_samples=len(train_texts), samples=len(eval_texts),
         intervals=metric_intervals(space, eval_labels, scores),

@@ -59,5 +59,5 @@ def cross_validate(
 
 
 def _scores(space: LabelSpace, labels: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
-    metrics = evaluation_metrics(space, labels, scores, detailed=False)
+    metrics = evaluation_metrics(space, labels, scores, detailed=True)  # the confusion matrix: which headline
     return {**metrics, "intervals": metric_intervals(space, labels, scores), "samples": len(labels)}

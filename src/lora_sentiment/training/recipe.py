@@ -148,9 +148,11 @@ class TrainRecipe:
         data = self.data
         self.log(f"Data: {len(data.train)} training and {len(data.eval)} evaluation texts; labels: "
                  f"{', '.join(data.label_names)}")  # fmt: skip
-        untrained = data.space.problem.untrained_note(np.asarray(data.train["label"]), data.space.names)
-        if untrained:
-            self.log(untrained)
+        problem, labels = data.space.problem, np.asarray(data.train["label"])
+        for note in (problem.untrained_note(labels, data.space.names),
+                     problem.skew_note(labels, data.space.names, requested.class_weights != "none")):  # fmt: skip
+            if note:
+                self.log(note)
         # Hashed once: for the overlap here and the run's record of the texts it saw (publish).
         self.text_hashes = (text_hashes(data.train["text"]), text_hashes(data.eval["text"]))
         self.overlap = evaluation_overlap(data.train["text"], data.eval["text"], self.text_hashes)

@@ -172,10 +172,9 @@ class _Objective:
             self.log(f"Trial {trial.number} pruned after epoch {reporter.last_epoch:g}")
             raise optuna.TrialPruned()
         final = result.metrics.final
-        headline = final.get("intervals") or {}
-        if headline:  # the trial's first headline score with its 95 % interval, for the leaderboard
-            name = next(iter(headline))
-            trial.set_user_attr("interval", [name, float(final[name]), *map(float, headline[name])])
+        intervals, name = final.get("intervals") or {}, result.space.problem.headline_of(final)[0]
+        if name in intervals:  # the trial's first headline score with its 95 % interval, for the leaderboard
+            trial.set_user_attr("interval", [name, float(final[name]), *map(float, intervals[name])])
         value = float(final[self.metric])
         if math.isnan(value):
             raise ValueError(f"trial {trial.number} gave {self.metric} = nan")

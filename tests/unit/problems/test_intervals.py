@@ -151,6 +151,34 @@ def test_the_log_line_carries_the_interval():
     assert space.problem.headline_text({"accuracy": 0.5, "f1": 0.4}) == "Accuracy 0.5000, F1 0.4000"
 
 
+def test_skewed_classes_lead_with_macro_f1_in_the_line_and_the_comparison():
+    """A model that answers the common class to every text scores accuracy 0.95 on texts 5 % rare, and two classes'
+    F1 is the second class's, here the common one: skewed texts lead with macro-F1, and are compared on it."""
+    from lora_sentiment.problems.single_label import skewed
+
+    space = LabelSpace("single-label", ["flag", "keep"])
+    assert skewed([20, 380]) and skewed([5, 50, 50]) and not skewed([40, 60]) and not skewed([0, 30, 30])
+    labels = np.array([0] * 20 + [1] * 380)
+    always = np.tile([0.1, 0.9], (400, 1))
+    finds = always.copy()
+    finds[:14] = [0.9, 0.1]  # 14 of the 20 rare texts found, 10 common ones mistaken for rare
+    finds[20:30] = [0.9, 0.1]
+    assert space.problem.headline_metrics(space.problem.support(labels)) == ("f1_macro", "accuracy")
+    record = space.problem.evaluate(space, labels, always, detailed=True)
+    assert space.problem.headline_text(record).startswith("Macro-F1 0.4872, Accuracy 0.9500")
+    verdict = paired_comparison(space, labels, finds, always)  # accuracy: 0.96 against 0.95, inside the noise
+    assert verdict["metric"] == "f1_macro" and verdict["better"] is True
+    even = np.array([0, 1] * 200)
+    assert paired_comparison(space, even, always, always)["metric"] == "accuracy"
+    assert space.problem.headline_text(space.problem.evaluate(space, even, always, detailed=True)).startswith("Acc")
+    note = space.problem.skew_note(labels, space.names, weighted=False)
+    assert note.startswith("Skewed classes: flag is 20 of the 400 training texts (5.0%), keep 95%.")
+    assert "--class-weights balanced" in note and "--class-weights" not in space.problem.skew_note(
+        labels, space.names, weighted=True
+    )
+    assert space.problem.skew_note(even, space.names, weighted=False) == ""
+
+
 def test_regression_resamples_correlate_as_scipy_does_each_one():
     from scipy import stats
 
