@@ -190,6 +190,7 @@ def export_info(path: str | Path) -> dict[str, Any]:
         "max_length": config.max_length,
         "truncation": config.truncation,
         "metrics": {k: v for k, v in final.items() if k not in ("confusion_matrix", "per_label")},
+        "headline": list(space.problem.headline_of(final)),
         "examples": config.examples,
     }
 

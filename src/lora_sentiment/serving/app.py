@@ -287,6 +287,7 @@ def _summary(name: str, info: dict[str, Any], classifier: Predictor) -> dict[str
         "problem_type": classifier.space.problem_type,
         "base_model": info.get("base_model"),
         "metrics": info.get("metrics", {}),
+        "headline": info.get("headline", []),
     }
 
 

@@ -54,6 +54,29 @@ def test_health_info_docs_and_page(client, trained_run):
     )
 
 
+def test_info_names_the_score_to_show_first(tmp_path, trained_run):
+    """The page shows a run's first headline score: accuracy, or macro-F1 where the evaluation texts are skewed (a run
+    that answers the common class to every text scores a high accuracy there)."""
+    import json
+    import shutil
+
+    run = shutil.copytree(trained_run, tmp_path / "skewed")
+    record = json.loads((run / "metrics.json").read_text())
+    assert run_info(run)["headline"] == ["accuracy", "f1"]
+    record["final"]["confusion_matrix"] = [[0, 2], [0, 38]]
+    (run / "metrics.json").write_text(json.dumps(record))
+    info = run_info(run)
+    assert info["headline"] == ["f1_macro", "accuracy"] and "confusion_matrix" not in info["metrics"]
+    with TestClient(create_app(_loaded(run), run_info=info)) as client:
+        assert client.get("/models").json()["models"][0]["headline"] == ["f1_macro", "accuracy"]
+
+
+def _loaded(run):
+    from lora_sentiment.inference.classifier import load_classifier
+
+    return load_classifier(run, precision="fp32")
+
+
 @pytest.mark.parametrize(
     "body, status",
     [
