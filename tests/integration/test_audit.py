@@ -80,6 +80,19 @@ def test_single_label_audit_finds_flips_duplicates_and_leaks(tmp_path, noisy_imd
     assert "leak" not in set(cleaned.id)
 
 
+def test_skewed_scores_that_rank_are_not_called_a_guess(tmp_path, imdb_frames, capsys):
+    """600 reviews, 5 % of them `flag`: TF-IDF's folds answer `keep` to every text, so each decision ties the guess
+    (macro-F1 and accuracy alike), yet their scores rank the reviews, and confident learning reads the scores."""
+    rows = imdb_frames[0]
+    skewed = pd.concat([rows[rows.label == 0].head(570), rows[rows.label == 1].head(30)]).sample(frac=1, random_state=0)
+    skewed.assign(label=skewed.label.map({0: "keep", 1: "flag"}))[["text", "label"]].to_csv(tmp_path / "skewed.csv")
+    out = tmp_path / "audit"
+    assert main(["audit", "--data", str(tmp_path / "skewed.csv"), "--scorer", "tfidf", "--output-dir", str(out)]) == 0
+    quality = json.loads((out / "summary.json").read_text())["scorer_quality"]
+    assert quality["metric"] == "calibrated_loss" and quality["better_than_guess"], quality
+    assert quality["value"] < quality["constant_guess"] and "Warning" not in capsys.readouterr().out
+
+
 @pytest.mark.slow  # 5 LoRA folds
 def test_relabel_keeps_label_issues_under_the_suggested_label(tmp_path, noisy_imdb):
     """Also the noise-injection property on real reviews: the flipped rows rank higher than the others."""

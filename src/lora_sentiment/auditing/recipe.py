@@ -209,6 +209,12 @@ class AuditRecipe:
         metric = next((m for m in headline if np.isfinite(guessed.get(m, np.nan))), headline[-1])
         value, guess = float(scored[metric]), float(guessed[metric])
         better = value < guess if metric in problem.lower_is_better else value > guess
+        lossy = [m for m in problem.selection_metrics if m in problem.lower_is_better and m in scored and m in guessed]
+        if not better and lossy and scored[lossy[0]] < guessed[lossy[0]]:
+            # Skewed classes: scores that answer the common class to every text tie the guess on every decision,
+            # yet can rank the texts well, and confident learning reads the scores (per-class thresholds), not the
+            # decisions. Its cross-entropy (after a temperature) says whether they know more than the class shares.
+            metric, value, guess, better = lossy[0], float(scored[lossy[0]]), float(guessed[lossy[0]]), True
         if not better:
             self.log(
                 f"Warning: the folds' models score {metric} {value:.3f} out of sample, no better than a constant "
