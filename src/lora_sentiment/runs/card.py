@@ -26,10 +26,11 @@ def model_card(
     return "\n".join(sections)
 
 
-def _card_metrics(space: LabelSpace) -> list[str]:
-    """The scores the card's results line shows: the problem type's own, less precision / recall / ROC-AUC
-    (ROC-AUC has its own clause)."""
-    return [m for m in space.problem.metrics if m not in ("precision", "recall", "roc_auc")]
+def _card_metrics(space: LabelSpace, scores: Any) -> list[str]:
+    """The scores the card's results line shows: the headline ones of `scores` first, then the rest of the problem
+    type's own, less precision / recall / ROC-AUC (ROC-AUC has its own clause)."""
+    headline = list(space.problem.headline_of(scores))
+    return headline + [m for m in space.problem.metrics if m not in ("precision", "recall", "roc_auc", *headline)]
 
 
 def _front_matter(config: TrainConfig, space: LabelSpace, headline: Sequence[str]) -> str:
@@ -67,7 +68,7 @@ def _results(config: TrainConfig, space: LabelSpace, metrics: Any, figures: dict
     intervals = final.get("intervals") or {}
     scores = ", ".join(f"{key} **{final[key]:.4f}**{_interval(intervals.get(key))}" if i == 0 else
                        f"{key} {final[key]:.4f}{_interval(intervals.get(key))}" for i, key in
-                       enumerate(_card_metrics(space)) if key in final)  # fmt: skip
+                       enumerate(_card_metrics(space, final)) if key in final)  # fmt: skip
     if "roc_auc" in final and final["roc_auc"] == final["roc_auc"]:
         scores += f", ROC-AUC {final['roc_auc']:.4f}"
     images = "\n".join(f"![{title}]({file})" for title, file in figures.items())
@@ -75,7 +76,7 @@ def _results(config: TrainConfig, space: LabelSpace, metrics: Any, figures: dict
 
 On {final.samples} evaluation texts (best epoch {final.epoch:g} by eval {config.metric_for_best_model}):
 {scores}{" (95 % intervals, bootstrap over the texts)" if intervals else ""}.{_out_of_sample_line(final, space)}
-{_baseline_line(metrics.baseline, space)}{_comparison_line(metrics)}{_cross_validation_line(metrics, space)}
+{_baseline_line(metrics.baseline, space, final)}{_comparison_line(metrics)}{_cross_validation_line(metrics, space)}
 {_overlap_line(metrics)}{_calibration_line(final)}{_abstention_table(final)}
 
 {_history_table(metrics, space)}
@@ -85,10 +86,10 @@ On {final.samples} evaluation texts (best epoch {final.epoch:g} by eval {config.
 """
 
 
-def _baseline_line(baseline: dict[str, Any] | None, space: LabelSpace) -> str:
+def _baseline_line(baseline: dict[str, Any] | None, space: LabelSpace, final: Any) -> str:
     if not baseline:
         return ""
-    keys = [key for key in _card_metrics(space) if key in baseline]
+    keys = [key for key in _card_metrics(space, final) if key in baseline]  # in the run's order: the same texts
     intervals = baseline.get("intervals") or {}
     scores = ", ".join(f"{key} {baseline[key]:.4f}{_interval(intervals.get(key))}" for key in keys)
     fitted = f"fitted in {baseline['seconds']:.1f} s"

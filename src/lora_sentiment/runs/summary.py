@@ -31,7 +31,7 @@ def summary(config: Any, space: Any, metrics: Any) -> str:
     if final.get("out_of_sample"):
         lines.append(out_of_sample_text(final, space))
     if metrics.baseline:
-        lines.append(f"Baseline (TF-IDF + linear): {_scores(metrics.baseline, space)}"
+        lines.append(f"Baseline (TF-IDF + linear): {_scores(metrics.baseline, space, like=final)}"
                      f"{out_of_sample_suffix(metrics.baseline, space)}")  # fmt: skip
     if getattr(metrics, "comparison", None):
         from ..problems.intervals import comparison_text
@@ -58,13 +58,15 @@ def summary(config: Any, space: Any, metrics: Any) -> str:
     return "\n".join(lines)
 
 
-def _scores(scores: Any, space: Any) -> str:
-    """Every metric the run has, the headline ones with their 95 % interval when recorded."""
+def _scores(scores: Any, space: Any, like: Any = None) -> str:
+    """Every metric the run has, the headline ones (those of `like`, scored on the same texts) first, with their 95 %
+    interval when recorded."""
     from ..problems.intervals import with_interval
 
-    intervals = scores.get("intervals") or {}
+    intervals, first = scores.get("intervals") or {}, space.problem.headline_of(like or scores)
+    order = [*first, *(key for key in space.problem.metrics if key not in first)]
     return ", ".join(f"{key} {with_interval(scores[key], intervals.get(key)) if scores[key] is not None else '-'}"
-                     for key in space.problem.metrics if key in scores)  # fmt: skip
+                     for key in order if key in scores)  # fmt: skip
 
 
 def _confusion_lines(matrix: Sequence[Sequence[int]], label_names: Sequence[str]) -> list[str]:

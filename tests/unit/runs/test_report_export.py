@@ -32,6 +32,27 @@ def test_training_draws_plots_and_report_redraws_them(tmp_path, trained_run, cap
     assert len(out.splitlines()) < 40  # one screen
 
 
+def test_skewed_evaluation_texts_lead_with_macro_f1_in_the_report_and_card(tmp_path, trained_run, capsys):
+    from lora_sentiment.runs import card
+    from lora_sentiment.runs.run import Run
+
+    run = shutil.copytree(trained_run, tmp_path / "skewed")
+    record = json.loads((run / "metrics.json").read_text())
+    record["final"]["confusion_matrix"] = [[1, 1], [0, 38]]  # the baseline's record (older runs) has none
+    (run / "metrics.json").write_text(json.dumps(record))
+    assert main(["report", str(run), "--no-plots"]) == 0
+    out = capsys.readouterr().out
+    assert "f1_macro  accuracy" in out and "Kept epoch" in out
+    assert [line for line in out.splitlines() if line.startswith("Baseline (TF-IDF + linear): f1_macro ")]
+    opened = Run.open(run)
+    headline = opened.space.problem.headline_of(opened.metrics.final)
+    assert "metrics:\n- f1_macro\n- accuracy\n" in card._front_matter(opened.config, opened.space, headline)
+    results = card._results(opened.config, opened.space, opened.metrics, {})
+    assert "| epoch | train loss | eval loss | f1_macro | accuracy |" in results
+    assert f"f1_macro **{record['final']['f1_macro']:.4f}**" in results
+    assert f"logistic regression (fitted in {record['baseline']['seconds']:.1f} s): f1_macro" in results
+
+
 def test_report_on_a_folder_that_is_not_a_run(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "not a finished run directory" in capsys.readouterr().err
