@@ -1,0 +1,108 @@
+"""Should skewed classes get `--class-weights balanced` by default? IMDB reviews with the positive ones made rare,
+a MiniLM run trained with `train`'s defaults and no weights, and one with balanced weights, on the same texts.
+
+    python benchmarks/skewed_weights.py --model "$MINILM" --shares 0.05 0.10 --seeds 0 1 2 \
+        --output benchmarks/results/skewed-weights-CLASS-cpu-DATE.jsonl
+
+Each seed draws, from the shared training file, 600 training reviews and 400 evaluation reviews (the run's
+`--eval-data`: its kept epoch and calibration) with the positive share S, as a user's skewed data would come. Each
+run then reads the 1,000 balanced validation reviews once: its recall of either class there is what it does on the
+skewed population too (recall does not depend on the shares), and with the share S the population's precision,
+F1 per class, macro-F1 and accuracy follow (precision of the rare class = S x recall / (S x recall + (1 - S) x false
+positive rate)), from 500 texts of each class where a skewed test set of 1,000 would hold 50 of the rare one. One
+JSON line per run, then one per share with the paired difference (balanced minus none) over the seeds."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from jsonl import emit
+
+from lora_sentiment import TrainConfig, load_classifier, train
+from lora_sentiment.modeling.cpu import this_cpu
+
+TRAIN, EVAL = 600, 400
+
+
+def population(recall_rare: float, recall_common: float, share: float) -> dict[str, float]:
+    """The scores on texts whose rare class has `share`, from each class's recall."""
+    rare_found, common_missed = share * recall_rare, (1 - share) * (1 - recall_common)
+    common_found, rare_missed = (1 - share) * recall_common, share * (1 - recall_rare)
+
+    def f1(found: float, wrongly: float, missed: float) -> float:
+        return 2 * found / (2 * found + wrongly + missed) if found else 0.0
+
+    rare, common = f1(rare_found, common_missed, rare_missed), f1(common_found, rare_missed, common_missed)
+    return {"f1_rare": rare, "f1_common": common, "f1_macro": (rare + common) / 2,
+            "accuracy": rare_found + common_found}  # fmt: skip
+
+
+def drawn(frame: pd.DataFrame, share: float, seed: int, folder: Path) -> tuple[Path, Path]:
+    """Training and evaluation files with the positive share `share`, no review in both."""
+    rng = np.random.default_rng(seed)
+    rare = frame[frame.label == 1].sample(frac=1, random_state=int(rng.integers(1 << 31)))
+    common = frame[frame.label == 0].sample(frac=1, random_state=int(rng.integers(1 << 31)))
+    files = []
+    for name, size, start in (("train", TRAIN, (0, 0)), ("eval", EVAL, (round(TRAIN * share), TRAIN))):
+        n_rare = round(size * share)
+        part = pd.concat([rare.iloc[start[0] : start[0] + n_rare], common.iloc[start[1] : start[1] + size - n_rare]])
+        path = folder / f"{name}-{share}-{seed}.parquet"
+        part.sample(frac=1, random_state=seed)[["text", "label"]].to_parquet(path)
+        files.append(path)
+    return files[0], files[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/imdb-sample")
+    parser.add_argument("--shares", type=float, nargs="+", default=[0.05, 0.10])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--output", type=Path)
+    args = parser.parse_args()
+    frame = pd.read_parquet(args.data / "train.parquet")
+    unseen = pd.read_parquet(args.data / "validation.parquet")
+    truth = unseen.label.to_numpy()
+    common = {"date": time.strftime("%Y-%m-%d"), "cpu_class": this_cpu().name, "max_length": args.max_length}
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        for share in args.shares:
+            macro: dict[str, list[float]] = {"none": [], "balanced": []}
+            for seed in args.seeds:
+                train_file, eval_file = drawn(frame, share, seed, folder)
+                for weights in ("none", "balanced"):
+                    started = time.perf_counter()
+                    out = folder / f"run-{share}-{seed}-{weights}"
+                    config = TrainConfig(model=args.model, data=str(train_file), eval_data=str(eval_file),
+                                         max_length=args.max_length, class_weights=weights, seed=seed,
+                                         output_dir=str(out))  # fmt: skip
+                    result = train(config, log=lambda _: None, step_lines=False)
+                    answers = load_classifier(out).predict_scores(unseen.text.tolist()).argmax(axis=1)
+                    recall_rare = float((answers[truth == 1] == 1).mean())
+                    recall_common = float((answers[truth == 0] == 0).mean())
+                    scores = population(recall_rare, recall_common, share)
+                    macro[weights].append(scores["f1_macro"])
+                    final = result.metrics.final
+                    emit({"share": share, "seed": seed, "class_weights": weights, **common,
+                          "recall_rare": round(recall_rare, 4), "recall_common": round(recall_common, 4),
+                          **{k: round(v, 4) for k, v in scores.items()},
+                          "eval_split_f1_macro": round(final["f1_macro"], 4),
+                          "eval_split_accuracy": round(final["accuracy"], 4),
+                          "seconds": round(time.perf_counter() - started)}, args.output)  # fmt: skip
+            difference = np.subtract(macro["balanced"], macro["none"])
+            emit({"share": share, "seeds": args.seeds, **common, "f1_macro_none": [round(x, 4) for x in macro["none"]],
+                  "f1_macro_balanced": [round(x, 4) for x in macro["balanced"]],
+                  "balanced_minus_none": [round(float(x), 4) for x in difference],
+                  "mean_difference": round(float(difference.mean()), 4)}, args.output)  # fmt: skip
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
