@@ -82,9 +82,9 @@ class SingleLabel(ProblemType):
         rare, common = present[np.argmin(counts[present])], int(np.argmax(counts))
         advice = "" if weighted else "; --class-weights balanced trains for the rare classes"
         return (f"Skewed classes: {names[rare]} is {counts[rare]} of the {counts.sum()} training texts "
-                f"({counts[rare] / counts.sum():.1%}), {names[common]} {counts[common] / counts.sum():.0%}. Scores "
-                f"lead with macro-F1, as answering {names[common]} to every text would score a high accuracy"
-                f"{advice}.")  # fmt: skip
+                f"({counts[rare] / counts.sum():.1%}), {names[common]} {counts[common] / counts.sum():.0%}. Answering "
+                f"{names[common]} to every text would score a high accuracy, so scores on texts this skewed lead with "
+                f"macro-F1{advice}.")  # fmt: skip
 
     def untrained_note(self, labels: np.ndarray, names: list[str]) -> str:
         empty = [name for name, count in zip(names, np.bincount(labels.astype(int), minlength=len(names))) if not count]
