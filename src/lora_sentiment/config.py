@@ -75,9 +75,9 @@ class TrainConfig(BaseModel):
         description="Multi-label decision threshold for every tag [tuned per tag on the evaluation split]",
     )
     class_weights: str = Field(
-        "none",
+        "auto",
         description="Loss weights: none, balanced (n / (classes x count); multi-label: a positive weight per tag "
-        "from its frequency), or a JSON object / file of {label: weight}",
+        "from its frequency), a JSON object / file of {label: weight}, or auto (balanced for skewed classes)",
     )
     label_names: Optional[list[str]] = Field(
         None, description="Names for integer labels 0..K-1 [binary 0/1: Negative,Positive]"

@@ -87,9 +87,13 @@ class ProblemType:
         """A line on outputs no training text teaches (a class without texts, a tag never on); "" when none."""
         return ""
 
-    def skew_note(self, labels: np.ndarray, names: list[str], weighted: bool) -> str:
-        """A line on training classes too skewed for accuracy to say much; `weighted`: --class-weights given."""
+    def skew_note(self, labels: np.ndarray, names: list[str], weights: str) -> str:
+        """A line on training classes too skewed for accuracy to say much; `weights`: --class-weights."""
         return ""
+
+    def balance_by_default(self, labels: np.ndarray) -> bool:
+        """Whether --class-weights auto weighs these training labels balanced."""
+        return False
 
     def num_outputs(self, names: Sequence[str]) -> int:
         return len(names)
@@ -239,6 +243,10 @@ class ProblemType:
         return pipeline.predict_proba(texts)
 
     baseline_label: ClassVar[str]  # its name in the report: "logistic regression"
+
+    def baseline_sample_weights(self, labels: np.ndarray, weights: np.ndarray | None) -> np.ndarray | None:
+        """Each training text's weight in the baseline's fit, from the run's loss weights (None: unweighted)."""
+        return None
 
     def describe_labels(self, names: Sequence[str]) -> str:
         """The card's `Labels:` line."""

@@ -19,6 +19,11 @@ if TYPE_CHECKING:
 # 25 % of two classes, 10 % of five): there accuracy mostly counts the common classes.
 SKEWED_SHARE = 0.5
 SKEWED_HEADLINE = ("f1_macro", "accuracy")
+SKEW_ADVICE = {  # by --class-weights; a JSON object of the user's own weights needs none
+    "auto": "; the loss weighs them balanced (--class-weights auto; none to turn it off)",
+    "none": "; --class-weights auto or balanced trains for the rare classes",
+    "balanced": "; the loss weighs them balanced",
+}
 
 
 def skewed(support: Sequence[int]) -> bool:
@@ -73,14 +78,18 @@ class SingleLabel(ProblemType):
         # (0.95 for a class of 5 %), and two classes' F1 is the second class's, whichever that is.
         return SKEWED_HEADLINE if support is not None and skewed(support) else self.headline
 
-    def skew_note(self, labels: np.ndarray, names: list[str], weighted: bool) -> str:
+    def balance_by_default(self, labels: np.ndarray) -> bool:
+        # Measured on IMDB made 5 % and 10 % positive (benchmarks/skewed_weights.py, docs/problem-types.md).
+        return skewed(np.bincount(np.asarray(labels).astype(int)))
+
+    def skew_note(self, labels: np.ndarray, names: list[str], weights: str) -> str:
         """A line for training texts whose classes are skewed ("" where they are not)."""
         counts = np.bincount(np.asarray(labels).astype(int), minlength=len(names))
         if not skewed(counts):
             return ""
         present = np.flatnonzero(counts)
         rare, common = present[np.argmin(counts[present])], int(np.argmax(counts))
-        advice = "" if weighted else "; --class-weights balanced trains for the rare classes"
+        advice = SKEW_ADVICE.get(weights.strip().lower(), "")
         return (f"Skewed classes: {names[rare]} is {counts[rare]} of the {counts.sum()} training texts "
                 f"({counts[rare] / counts.sum():.1%}), {names[common]} {counts[common] / counts.sum():.0%}. Answering "
                 f"{names[common]} to every text would score a high accuracy, so scores on texts this skewed lead with "
@@ -243,6 +252,9 @@ class SingleLabel(ProblemType):
         from sklearn.linear_model import LogisticRegression
 
         return LogisticRegression(max_iter=1000, C=4.0, random_state=seed)
+
+    def baseline_sample_weights(self, labels: np.ndarray, weights: np.ndarray | None) -> np.ndarray | None:
+        return None if weights is None else np.asarray(weights)[labels.astype(int)]
 
     def baseline_scores(self, pipeline: Any, texts: list[str], space: LabelSpace) -> np.ndarray:
         full = np.zeros((len(texts), len(space.names)))  # classes absent from the training split get 0

@@ -79,8 +79,10 @@ def resolve_class_weights(spec: str, space: LabelSpace, labels: np.ndarray) -> n
     """`--class-weights` as one weight per class (single-label) or a positive weight per tag (multi-label).
 
     balanced: the problem type's own rule; a JSON object (inline or in a file) names the labels it weights; the
-    others keep 1."""
+    others keep 1; auto: balanced where the problem type asks for it (single-label classes that are skewed)."""
     spec = spec.strip()
+    if spec.lower() == "auto":
+        spec = "balanced" if space.problem.balance_by_default(np.asarray(labels)) else "none"
     if spec.lower() == "none":
         return None
     if not space.problem.weighted:

@@ -26,9 +26,12 @@ def baseline_name(space: LabelSpace) -> str:
     return f"TF-IDF + {space.problem.baseline_label}"
 
 
-def fit_baseline(texts: Sequence[str], labels: np.ndarray, space: LabelSpace, *, seed: int = 0) -> Pipeline:
+def fit_baseline(
+    texts: Sequence[str], labels: np.ndarray, space: LabelSpace, *, seed: int = 0, sample_weight: Any = None
+) -> Pipeline:
     pipeline = make_pipeline(_vectorizer(len(texts)), space.problem.baseline_model(seed))
-    pipeline.fit([clean_text(t) for t in texts], space.problem.baseline_targets(labels))
+    fit = {} if sample_weight is None else {f"{pipeline.steps[-1][0]}__sample_weight": sample_weight}
+    pipeline.fit([clean_text(t) for t in texts], space.problem.baseline_targets(labels), **fit)
     return pipeline
 
 
@@ -64,15 +67,20 @@ class BaselineScores:
     metrics: dict[str, Any]
     scores: np.ndarray  # per evaluation text, in the split's order: what the run is compared with, text by text
     space: LabelSpace  # as it decided (multi-label: its own thresholds)
+    weighted: bool = False  # fitted with the run's class weights
 
 
 def score_baseline(
-    train: Any, evaluation: Any, space: LabelSpace, *, threshold: float | None = None, seed: int = 0
-) -> BaselineScores:
+    train: Any, evaluation: Any, space: LabelSpace, *, threshold: float | None = None, seed: int = 0,
+    weights: np.ndarray | None = None,
+) -> BaselineScores:  # fmt: skip
     train_texts, train_labels = train["text"], np.asarray(train["label"])
     eval_texts, eval_labels = evaluation["text"], np.asarray(evaluation["label"])
     started = time.perf_counter()
-    pipeline = fit_baseline(train_texts, train_labels, space, seed=seed)
+    # The run's loss weights (--class-weights), where the problem type says how the linear model takes them
+    # (single-label: as sample weights), so the baseline meets the run on the same footing.
+    sample = space.problem.baseline_sample_weights(train_labels, weights)
+    pipeline = fit_baseline(train_texts, train_labels, space, seed=seed, sample_weight=sample)
     scores = baseline_scores(pipeline, eval_texts, space)
     seconds = time.perf_counter() - started
     space = space.problem.decided(space, eval_labels, scores, threshold)  # as for the transformer
@@ -82,4 +90,4 @@ def score_baseline(
         model=baseline_name(space), seconds=round(seconds, 3), train_samples=len(train_texts), samples=len(eval_texts),
         intervals=metric_intervals(space, eval_labels, scores),
     )  # fmt: skip
-    return BaselineScores(metrics, scores, space)
+    return BaselineScores(metrics, scores, space, weighted=sample is not None)

@@ -150,7 +150,7 @@ class TrainRecipe:
                  f"{', '.join(data.label_names)}")  # fmt: skip
         problem, labels = data.space.problem, np.asarray(data.train["label"])
         for note in (problem.untrained_note(labels, data.space.names),
-                     problem.skew_note(labels, data.space.names, requested.class_weights != "none")):  # fmt: skip
+                     problem.skew_note(labels, data.space.names, requested.class_weights)):  # fmt: skip
             if note:
                 self.log(note)
         # Hashed once: for the overlap here and the run's record of the texts it saw (publish).
@@ -179,12 +179,15 @@ class TrainRecipe:
         if config.baseline == "none":
             return None
         try:
-            fitted = score_baseline(data.train, data.eval, data.space, threshold=config.threshold, seed=config.seed)
+            fitted = score_baseline(data.train, data.eval, data.space, threshold=config.threshold, seed=config.seed,
+                                    weights=self.weights)  # fmt: skip
         except ValueError as exc:  # e.g. texts with no word that two of them share: nothing for TF-IDF to learn
             self.log(f"Baseline skipped: {exc}")
             return None
         self.baseline_scores, scores = fitted, fitted.metrics
-        self.log(f"Baseline ({baseline_name(data.space)}): {headline(scores, data.space)} in {scores['seconds']:.1f} s")
+        weighted = ", weighted as the run" if fitted.weighted else ""
+        self.log(f"Baseline ({baseline_name(data.space)}{weighted}): {headline(scores, data.space)} in "
+                 f"{scores['seconds']:.1f} s")  # fmt: skip
         return scores
 
     def _build_model(self) -> None:

@@ -171,12 +171,12 @@ def test_skewed_classes_lead_with_macro_f1_in_the_line_and_the_comparison():
     even = np.array([0, 1] * 200)
     assert paired_comparison(space, even, always, always)["metric"] == "accuracy"
     assert space.problem.headline_text(space.problem.evaluate(space, even, always, detailed=True)).startswith("Acc")
-    note = space.problem.skew_note(labels, space.names, weighted=False)
+    note = space.problem.skew_note(labels, space.names, "auto")
     assert note.startswith("Skewed classes: flag is 20 of the 400 training texts (5.0%), keep 95%.")
-    assert "--class-weights balanced" in note and "--class-weights" not in space.problem.skew_note(
-        labels, space.names, weighted=True
-    )
-    assert space.problem.skew_note(even, space.names, weighted=False) == ""
+    assert note.endswith("the loss weighs them balanced (--class-weights auto; none to turn it off).")
+    assert "--class-weights auto or balanced" in space.problem.skew_note(labels, space.names, "none")
+    assert "--class-weights" not in space.problem.skew_note(labels, space.names, '{"flag": 3}')
+    assert space.problem.skew_note(even, space.names, "auto") == ""
 
 
 def test_regression_resamples_correlate_as_scipy_does_each_one():

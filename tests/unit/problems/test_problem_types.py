@@ -287,6 +287,11 @@ def test_class_weights_reach_the_loss(tmp_path, tiny_distilbert, small_csv, tag_
     tags = LabelSpace("multi-label", TAGS)
     hot = np.array([[1, 0, 0]] * 3 + [[0, 1, 1]])
     assert np.allclose(resolve_class_weights("balanced", tags, hot), [1 / 3, 3, 3])
+    # auto (the default): balanced for skewed classes only (the rarest under half its even share), not for tags
+    assert np.allclose(resolve_class_weights("auto", space, labels), [100 / 180, 100 / 20])
+    assert resolve_class_weights("auto", space, np.array([0] * 60 + [1] * 40)) is None
+    assert resolve_class_weights("auto", tags, hot) is None
+    assert resolve_class_weights("auto", LabelSpace("regression", ["stars"]), np.linspace(1, 5, 9)) is None
     loss = weighted_loss(space, np.array([1.0, 9.0]))
     logits = torch.zeros(2, 2)
     expected = torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1]), weight=torch.tensor([1.0, 9.0]))
