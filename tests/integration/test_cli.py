@@ -120,6 +120,20 @@ def test_evaluate_two_runs_says_whether_their_difference_is_beyond_the_noise(tin
     assert "b vs a on the same 96 texts: accuracy +0.0000" in capsys.readouterr().out
 
 
+def test_evaluate_on_skewed_texts_leads_with_macro_f1(tiny_run, small_csv, tmp_path, capsys):
+    import pandas as pd
+
+    rows = pd.read_csv(small_csv)
+    skewed = pd.concat([rows[rows.label == 0], rows[rows.label == 1].head(3)])  # 3 of 51 positive
+    skewed.to_csv(tmp_path / "skewed.csv", index=False)
+    argv = ["evaluate", str(tiny_run), "--data", str(tmp_path / "skewed.csv"), "--precision", "fp32"]
+    assert main(argv) == 0
+    assert [line.split(":")[0].strip() for line in capsys.readouterr().out.splitlines()[:2]] == ["f1_macro", "accuracy"]
+    assert main([*argv[:2], f"b={tiny_run}", *argv[2:]]) == 0
+    out = capsys.readouterr().out
+    assert out.split()[1:3] == ["f1_macro", "accuracy"] and "on the same 51 texts: f1_macro +0.0000" in out
+
+
 def test_the_0_2_form_of_predict_still_works_with_a_note(tiny_run, capsys):
     assert main(["predict", str(tiny_run), "Loved it.", "Hated it.", "--json"]) == 0
     captured = capsys.readouterr()

@@ -62,8 +62,9 @@ def run(args: argparse.Namespace, settings: tuple[EvalOptions, LoadOptions]) -> 
     from ..runs.seen import seen_lines
     from ..runs.summary import per_label_lines
 
-    intervals = metrics.get("intervals") or {}
-    for key, value in metrics.items():
+    intervals, first = metrics.get("intervals") or {}, predictor.space.problem.headline_of(metrics)
+    for key in [*first, *(key for key in metrics if key not in first)]:  # the headline first (skewed: macro-F1)
+        value = metrics[key]
         if key not in ("per_label", "intervals", "calibration", "abstention", "seen"):
             shown = with_interval(value, intervals.get(key)) if isinstance(value, float) else value
             print(f"{key:>16}: {shown}")
@@ -131,7 +132,9 @@ def _side_by_side(
         return 0
     from ..runs.seen import seen_lines
 
-    shown = [k for k, v in results[first].items() if isinstance(v, float)]
+    lead = first_space.problem.headline_of(results[first])  # first in the row (skewed: macro-F1)
+    order = [*lead, *(k for k in results[first] if k not in lead)]
+    shown = [k for k in order if isinstance(results[first].get(k), float)]
     width = max(8, *(len(name) for name in results))
     print(f"{'run':<{width}} " + " ".join(f"{k:>12}" for k in shown))
     for name, metrics in results.items():
