@@ -146,11 +146,12 @@ def _baseline(run_dir: Path, metric: str) -> tuple[str, float, float] | None:
     from ..runs.run import Run
 
     try:
-        metrics = Run.open(run_dir).metrics
+        run = Run.open(run_dir)
+        metrics = run.metrics
     except (UserError, OSError):
         return None
     baseline, final = metrics.baseline or {}, metrics.final
-    for name in (metric, "accuracy", "f1_macro", "spearman", "rmse"):
+    for name in (metric, *run.space.problem.headline_of(final), "rmse"):  # the headline: skewed, macro-F1 first
         ours = getattr(final, name, None)
         if isinstance(baseline.get(name), (int, float)) and isinstance(ours, (int, float)):
             return name, float(baseline[name]), float(ours)
