@@ -63,8 +63,8 @@ def run(args: argparse.Namespace, settings: tuple[EvalOptions, LoadOptions]) -> 
     from ..runs.summary import per_label_lines
 
     intervals, first = metrics.get("intervals") or {}, predictor.space.problem.headline_of(metrics)
-    for key in [*first, *(key for key in metrics if key not in first)]:  # the headline first (skewed: macro-F1)
-        value = metrics[key]
+    for key in [*(key for key in first if key in metrics), *(key for key in metrics if key not in first)]:
+        value = metrics[key]  # the headline first (skewed: macro-F1)
         if key not in ("per_label", "intervals", "calibration", "abstention", "seen"):
             shown = with_interval(value, intervals.get(key)) if isinstance(value, float) else value
             print(f"{key:>16}: {shown}")
