@@ -122,6 +122,13 @@ TRAIN_ERRORS = [
         "names 'Mixed', not a label",
     ),
     (
+        "class weights misspelt",
+        "data.csv",
+        _rows(),
+        ["--class-weights", "autox"],
+        "'autox' is not auto, none, balanced, a JSON object or an existing file",
+    ),
+    (
         "class weights for regression",
         "scores.csv",
         SCORES_CSV,

@@ -97,7 +97,7 @@ def _weights_from_json(spec: str, space: LabelSpace) -> np.ndarray:
     if not spec.startswith(("{", "[")):
         path = Path(spec).expanduser()
         if not path.is_file():
-            raise UserError(f"--class-weights {spec!r} is not none, balanced, a JSON object or an existing file")
+            raise UserError(f"--class-weights {spec!r} is not auto, none, balanced, a JSON object or an existing file")
         source = path.read_text(encoding="utf-8")
     try:
         given = json.loads(source)
