@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 from typing import Any
 
 import torch
@@ -11,6 +13,7 @@ from ..errors import UserError
 from .cpu import cpu_flags, this_cpu
 from .distributed import local_rank
 
+LOG = logging.getLogger("lora_sentiment")
 TORCH_DTYPES: dict[Precision, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -34,12 +37,24 @@ def cpu_has_fast_bf16() -> bool:
 def resolve_precision(requested: str, device: torch.device) -> Precision:
     """auto -> bf16 on GPUs that have it (else fp16) and on CPUs with bf16 units; fp32 elsewhere."""
     if requested == "fp16" and device.type != "cuda":
-        raise UserError("--precision fp16 needs a CUDA GPU; use --precision bf16 or fp32 on this machine")
+        instead = "bf16 or fp32" if device.type != "cpu" or cpu_has_fast_bf16() else "fp32 (or auto)"
+        raise UserError(f"--precision fp16 needs a CUDA GPU; use --precision {instead} on this machine")
+    if requested == "bf16" and device.type == "cpu" and not cpu_has_fast_bf16():
+        _slow_bf16_note(this_cpu().name)
     if requested != "auto":
         return requested  # type: ignore[return-value]
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return "bf16" if device.type == "cpu" and cpu_has_fast_bf16() else "fp32"
+
+
+@functools.cache  # once a process: train and predict resolve the precision more than once
+def _slow_bf16_note(cpu_class: str) -> None:
+    # Without bf16 units bf16 runs on slow paths: MiniLM's forward took 5x fp32's time on avx2 (a 2048² matmul
+    # 380x) and a matmul 5x on avx512-vnni (docs/benchmarks/cpu-classes.md): a command copied from an AMX machine
+    # with `--precision bf16` would train for five times as long.
+    LOG.warning(f"note: --precision bf16 on this CPU ({cpu_class}: no bf16 units) runs several times slower than "
+                "fp32; --precision auto chooses fp32 here")  # fmt: skip
 
 
 # Texts per forward pass without gradients on a CPU (evaluation, prediction with torch). MiniLM, 256 tokens,

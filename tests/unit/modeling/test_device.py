@@ -69,6 +69,32 @@ def test_explicit_precision_and_what_a_cpu_cannot_do():
     assert device.TORCH_DTYPES["bf16"] is torch.bfloat16
 
 
+def test_bf16_asked_on_a_cpu_without_bf16_units_is_told_once(monkeypatch):
+    """bf16 emulated took 5x fp32's time on an avx2 CPU: a user who copies `--precision bf16` hears it, once."""
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    monkeypatch.setattr(cpu.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: ("x", ("fma", "avx2", "f16c")))
+    notes: list[str] = []
+    monkeypatch.setattr(device.LOG, "warning", notes.append)  # the CLI's handler may stop propagation to caplog
+    device._slow_bf16_note.cache_clear()
+    cpu_device = torch.device("cpu")
+    assert device.resolve_precision("bf16", cpu_device) == "bf16"  # still what was asked
+    device.resolve_precision("bf16", cpu_device)
+    assert notes == ["note: --precision bf16 on this CPU (avx2: no bf16 units) runs several times slower than "
+                     "fp32; --precision auto chooses fp32 here"]  # fmt: skip
+    with pytest.raises(UserError, match=r"use --precision fp32 \(or auto\) on this machine"):
+        device.resolve_precision("fp16", cpu_device)
+    notes.clear()
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: ("x", ("avx2", "avx512f", "amx_bf16", "amx_tile")))
+    device._slow_bf16_note.cache_clear()
+    device.resolve_precision("bf16", cpu_device)
+    device.resolve_precision("fp32", cpu_device)
+    assert not notes
+    with pytest.raises(UserError, match="use --precision bf16 or fp32 on this machine"):
+        device.resolve_precision("fp16", cpu_device)
+
+
 def test_padding_multiple_only_on_gpus():
     assert device.pad_multiple(torch.device("cpu")) is None
     assert device.pad_multiple(torch.device("cuda", 0)) == 16
