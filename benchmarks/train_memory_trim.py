@@ -44,7 +44,7 @@ kept = []
 def callbacks():
     allocator, policy = memory.Allocator.for_this_process(), sys.argv[1].split("@")
     headroom = float(policy[1]) if len(policy) > 1 else memory.HEADROOM
-    kept[:] = [memory.ReturnFreedMemory(allocator, headroom)] if policy[0] == "default" else \\
+    kept[:] = [memory.KeepFreedMemory(allocator, headroom)] if policy[0] == "default" else \\
         [TrimEveryStep(allocator)] if policy[0] == "trim-every-step" else []
     return kept
 recipe.memory_callbacks = callbacks
