@@ -35,6 +35,7 @@ RECORDED = [
     ("x86_64", "fma avx2 avx512f avx512bw avx512vl", "avx512"),  # Skylake-SP
     ("x86_64", "fma avx2 avx_vnni", "avx2-vnni"),  # Alder Lake laptop
     ("x86_64", "fma avx2 f16c", "avx2"),  # Zen 2/3, Haswell..Comet Lake
+    ("x86_64", "avx fma avx2 f16c bmi2 sha_ni vaes vpclmulqdq", "avx2"),  # EPYC Zen 3 VM, this project's (2026-12-06)
     ("x86_64", "sse4_2", "basic"),
     ("aarch64", "fp asimd asimddp sve i8mm bf16", "arm-bf16"),  # Graviton 3
     ("arm64", "bf16 asimddp i8mm", "arm-bf16"),  # Apple M2 (from sysctl)
