@@ -70,17 +70,22 @@ def test_names_used_from_the_package_exist():
     import importlib
 
     trees = {path.name: ast.parse(path.read_text(encoding="utf-8")) for path in sorted(BENCHMARKS.glob("*.py"))}
-    known = {}  # the scripts' module-level string constants, by name (one script imports another's)
+    own: dict[str, dict[str, str]] = {name: {} for name in trees}  # module-level string constants, per script
+
+    def known(name: str) -> dict[str, str]:  # its own, and other scripts' where it imports one (a name's first)
+        others = {k: v for script in reversed(list(own)) for k, v in own[script].items()}
+        return others | own[name]
+
     for _ in range(3):  # constants built from constants
-        for tree in trees.values():
+        for name, tree in trees.items():
             for node in tree.body:
                 if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-                    joined = _strings(ast.Module(body=[ast.Expr(node.value)], type_ignores=[]), known)
+                    joined = _strings(ast.Module(body=[ast.Expr(node.value)], type_ignores=[]), known(name))
                     if joined:
-                        known[node.targets[0].id] = joined[0]
+                        own[name][node.targets[0].id] = joined[0]
     missing = []
     for name, tree in trees.items():
-        for code in _code_in(tree, known):
+        for code in _code_in(tree, known(name)):
             modules = {}
             for node in ast.walk(code):
                 if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("lora_sentiment"):
