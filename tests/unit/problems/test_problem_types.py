@@ -1,6 +1,6 @@
 """Multi-label and regression through every path a user touches, on a tiny random DistilBERT (fast): the data
 layouts, training, the run's records, predict (texts and files), evaluate, serve + /info, export, report,
-the card and the Python API. The real-data checks with MiniLM are in test_problem_types_real.py."""
+the card and the Python API. The real-data checks with MiniLM are in tests/integration/test_*_real.py."""
 
 import json
 
