@@ -1,5 +1,6 @@
-"""Class weights on a skewed IMDB subset with the real pre-trained MiniLM (333 reviews, 33 Positive), scored on
-held-out reviews, and the default engine against torch fp32 on the weighted run."""
+"""Class weights on a skewed IMDB subset with the real pre-trained MiniLM (333 reviews, 33 Positive, 48 tokens a
+review: at 96 the lift in recall was 0.55, at 48 0.39, against 0.1 asked), scored on held-out reviews, and the
+default engine against torch fp32 on the weighted run."""
 
 import pandas as pd
 import pytest
@@ -19,7 +20,7 @@ def test_balanced_class_weights_lift_the_minority_class(
     for weights in ("none", "balanced"):
         config = TrainConfig(
             model=minilm_path, data=str(tmp_path / "skewed.parquet"),
-            eval_data=str(imdb_sample / "validation.parquet"), max_eval_samples=200, max_length=96, epochs=2,
+            eval_data=str(imdb_sample / "validation.parquet"), max_eval_samples=200, max_length=48, epochs=2,
             class_weights=weights, output_dir=str(tmp_path / weights),
         )  # fmt: skip
         logs[weights] = []

@@ -33,6 +33,14 @@ def minilm_run(tmp_path_factory, minilm_path, imdb_sample):
     return result, "\n".join(messages)
 
 
+@pytest.fixture(scope="module")
+def torch_fp32_on_300(minilm_run, imdb_frames):
+    """The exports' reference: 300 held-out reviews, their labels, and the torch model's fp32 probabilities."""
+    held_out = imdb_frames[1].head(300)
+    expected = load_classifier(minilm_run[0].output_dir, precision="fp32").predict_proba(held_out.text.tolist())
+    return held_out.text.tolist(), held_out.label.to_numpy(), expected
+
+
 def test_fine_tuning_learns_sentiment(minilm_run):
     result, log = minilm_run
     final = result.metrics["final"]
@@ -115,14 +123,13 @@ def test_cli_predict_and_evaluate_on_the_trained_run(minilm_run, imdb_sample, tm
     assert metrics["samples"] == 200 and metrics["accuracy"] >= 0.70
 
 
-def test_onnx_exports_agree_with_the_torch_model(minilm_run, imdb_frames, tmp_path):
+def test_onnx_exports_agree_with_the_torch_model(minilm_run, torch_fp32_on_300, tmp_path):
     """fp32 ONNX gives the torch model's probabilities; int8 weights keep at least 97 % of its labels."""
     from lora_sentiment.export.folder import OnnxClassifier
     from lora_sentiment.export.writing import export_onnx
 
     result, _ = minilm_run
-    texts = imdb_frames[1].text.tolist()[:300]
-    expected = load_classifier(result.output_dir, precision="fp32").predict_proba(texts)
+    texts, _, expected = torch_fp32_on_300
     fp32 = OnnxClassifier.open(export_onnx(result.output_dir, tmp_path / "fp32", log=lambda _: None))
     np.testing.assert_allclose(fp32.predict_scores(texts), expected, atol=2e-4)
     int8 = OnnxClassifier.open(export_onnx(result.output_dir, tmp_path / "int8", quantize="int8", log=lambda _: None))
@@ -130,7 +137,7 @@ def test_onnx_exports_agree_with_the_torch_model(minilm_run, imdb_frames, tmp_pa
     assert agreement >= 0.97, agreement
 
 
-def test_openvino_exports_agree_with_the_torch_model(minilm_run, imdb_frames, tmp_path):
+def test_openvino_exports_agree_with_the_torch_model(minilm_run, torch_fp32_on_300, tmp_path):
     """OpenVINO fp32 gives the torch model's probabilities; int8 (NNCF, calibrated on 128 training reviews)
     keeps at least 96 % of its labels and its accuracy within 2 points."""
     pytest.importorskip("openvino", reason="the openvino extra")
@@ -138,9 +145,7 @@ def test_openvino_exports_agree_with_the_torch_model(minilm_run, imdb_frames, tm
     from lora_sentiment.export.writing import export_openvino
 
     result, _ = minilm_run
-    held_out = imdb_frames[1].head(300)
-    texts, labels = held_out.text.tolist(), held_out.label.to_numpy()
-    expected = load_classifier(result.output_dir, precision="fp32").predict_proba(texts)
+    texts, labels, expected = torch_fp32_on_300
     fp32 = export_openvino(result.output_dir, tmp_path / "fp32", log=lambda _: None)
     np.testing.assert_allclose(
         ExportedClassifier.open(fp32, precision="fp32").predict_scores(texts), expected, atol=2e-4

@@ -1,5 +1,6 @@
-"""IMDB star ratings as regression with the real pre-trained MiniLM, kept short (600 reviews, 128 tokens), scored
-on held-out reviews, and the default engine against torch fp32 on the predicted stars."""
+"""IMDB star ratings as regression with the real pre-trained MiniLM, kept short (600 reviews, 64 tokens: Spearman
+0.62 and MAE 2.08 against 0.69 and 1.87 at 128, in half the time), scored on held-out reviews, and the default
+engine against torch fp32 on the predicted stars."""
 
 from pathlib import Path
 
@@ -15,7 +16,7 @@ def test_star_ratings_as_regression(tmp_path, minilm_path, imdb_sample, auto_and
     config = TrainConfig(
         model=minilm_path, data=str(imdb_sample / "train.parquet"), eval_data=str(imdb_sample / "validation.parquet"),
         label_column="rating", problem_type="regression", max_train_samples=600, max_eval_samples=300,
-        max_length=128, epochs=2, output_dir=str(tmp_path / "ratings"),
+        max_length=64, epochs=2, output_dir=str(tmp_path / "ratings"),
     )  # fmt: skip
     result = train(config, log=lambda _: None)
     final = result.metrics.final
