@@ -33,6 +33,15 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 IMDB_SAMPLE = REPO_ROOT.parent / "shared" / "data" / "imdb-sample"
 
 
+def pytest_collection_modifyitems(config, items):
+    """Files that hold slow tests run first, each file whole, the quick ones after them. pytest-xdist hands the
+    files (`--dist loadfile`) to whichever worker is free, in this order (`--no-loadscope-reorder`: by default it
+    sorts them by their number of tests, which sent the one-test files of a real MiniLM run, 100-250 s each, last,
+    and left one worker idle for minutes at the end); the quick files then fill both workers' last minutes."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)  # stable: each file's tests stay together, in order
+
+
 @pytest.fixture(autouse=True)
 def _int8_default_off(request, monkeypatch):
     """`--engine auto` checks int8 only on CPUs with int8 units (export/int8_gate.py): off in this process unless a

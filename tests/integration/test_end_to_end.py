@@ -238,7 +238,8 @@ def test_explanations_on_a_real_run_carry_the_answer(minilm_run, imdb_frames):
     measures it on 200 reviews)."""
     result, _ = minilm_run
     classifier = load_classifier(result.output_dir, engine="torch", precision="fp32")
-    texts = imdb_frames[1].sample(16, random_state=3).text.tolist()
+    # 8 reviews: integrated gradients' words took 0.39 of the probability away, random ones 0.03 (16 cost twice)
+    texts = imdb_frames[1].sample(8, random_state=3).text.tolist()
     scores = classifier.predict_scores(texts)
     predicted = scores.argmax(axis=1)
     made = classifier.explain(texts)

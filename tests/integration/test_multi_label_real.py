@@ -20,7 +20,7 @@ def test_goemotions_multi_label_beats_tfidf_on_the_same_comments(tmp_path, minil
         pytest.fail(f"the shared GoEmotions data is missing at {GOEMOTIONS}")
     config = TrainConfig(
         model=minilm_path, data=str(GOEMOTIONS / "train.parquet"), eval_data=str(GOEMOTIONS / "validation.parquet"),
-        label_column="labels", max_train_samples=1500, max_eval_samples=1000, max_length=48, epochs=2,
+        label_column="labels", max_train_samples=1500, max_eval_samples=500, max_length=48, epochs=2,
         batch_size=32, learning_rate=2e-3, output_dir=str(tmp_path / "goemotions"),
     )  # fmt: skip
     data = load_labeled_data(config, log=lambda _: None)
