@@ -116,10 +116,10 @@ def resolve_attention(
     """auto -> eager attention for bf16 CPU training of short inputs with small heads, SDPA otherwise.
 
     PyTorch's CPU flash-attention backward is slow for 32-dim heads (MiniLM) in bf16: at 256 tokens eager attention
-    trained 1.3-2.3x faster on this project's benchmark machine. In fp32 (CPUs without bf16 units) SDPA trained
-    faster instead (10-13 % less a step at 256 tokens, AVX-512 and AVX2 kernels; 2026-12-06). At 512 tokens the
-    S x S probabilities eager attention keeps make it the slower one (4.1 vs 5.0 samples/s), and for 64-dim heads
-    (DistilBERT, BERT-base) the two were even, so SDPA, the library default, stays there."""
+    trained 1.3-2.3x faster on AMX and 1.2-1.4x on AVX512-BF16 without AMX (2026-12-07). In fp32 (CPUs without bf16
+    units) SDPA trained faster instead (10-13 % less a step at 256 tokens, AVX-512 and AVX2 kernels; 2026-12-06). At
+    512 tokens the S x S probabilities eager attention keeps make it the slower one (4.1 vs 5.0 samples/s), and for
+    64-dim heads (DistilBERT, BERT-base) the two were even, so SDPA, the library default, stays there."""
     if requested != "auto":
         return requested
     hidden = getattr(model_config, "hidden_size", None) or getattr(model_config, "dim", None)
