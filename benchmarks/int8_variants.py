@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from engine_loops import openvino_pass, softmax
 
 
 def main() -> None:
@@ -88,12 +89,7 @@ def main() -> None:
         core = openvino.Core()
 
         def logits(model):
-            hints = {"INFERENCE_NUM_THREADS": 2, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
-            request = core.compile_model(model, "CPU", hints).create_infer_request()
-            out, started = np.zeros((len(rows), 2), np.float32), time.perf_counter()
-            for index, feeds in batches:
-                out[index] = request.infer(feeds)[0]
-            return out, time.perf_counter() - started
+            return openvino_pass(core, model, batches, (len(rows), 2))
 
         def read_graph():
             return core.read_model(str(export / "openvino_model.xml"))
@@ -101,7 +97,7 @@ def main() -> None:
         reference, reference_s = logits(read_graph())
         gold = rows.label.to_numpy()
         print(f"f32: {reference_s:.1f} s, accuracy {(reference.argmax(1) == gold).mean():.3f}")
-        probabilities = np.exp(reference) / np.exp(reference).sum(1, keepdims=True)
+        probabilities = softmax(reference)
         results = {"cpu_class": this_cpu().name, "run": args.run, "rows": len(rows), "variants": {}}
         for name, extra in variants.items():
             calibration = calibrations[extra.pop("texts", 256)]
@@ -110,7 +106,7 @@ def main() -> None:
                                       subset_size=len(calibration), **extra)  # fmt: skip
             quantize_s = time.perf_counter() - started
             out, seconds = logits(quantized)
-            p = np.exp(out) / np.exp(out).sum(1, keepdims=True)
+            p = softmax(out)
             entry = {
                 "quantize_s": quantize_s, "vs_f32": reference_s / seconds,
                 "agreement": float((out.argmax(1) == reference.argmax(1)).mean()),

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from engine_loops import onnxruntime_pass, onnxruntime_session, openvino_pass
 
 
 def main() -> None:
@@ -33,7 +34,6 @@ def main() -> None:
     args = parser.parse_args()
 
     import nncf
-    import onnxruntime
     import openvino
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from transformers import AutoTokenizer
@@ -55,22 +55,13 @@ def main() -> None:
                                   names, 16))  # fmt: skip
     core = openvino.Core()
 
+    shape = (len(rows), 2)
+
     def openvino_loop(model, extra):
-        hints = {"INFERENCE_NUM_THREADS": 2, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
-        request = core.compile_model(model, "CPU", {**hints, **extra}).create_infer_request()
-        out, started = np.zeros((len(rows), 2), np.float32), time.perf_counter()
-        for index, feeds in batches:
-            out[index] = request.infer(feeds)[0]
-        return out, time.perf_counter() - started
+        return openvino_pass(core, model, batches, shape, **extra)
 
     def onnxruntime_loop(path):
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = 2
-        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        out, started = np.zeros((len(rows), 2), np.float32), time.perf_counter()
-        for index, feeds in batches:
-            out[index] = session.run(["logits"], feeds)[0]
-        return out, time.perf_counter() - started
+        return onnxruntime_pass(onnxruntime_session(path), batches, shape)
 
     def read():
         return core.read_model(str(compiled[0] / "openvino_model.xml"))

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from engine_loops import onnxruntime_pass, onnxruntime_session, softmax
 
 
 def graphs(run_dir: Path, folder: Path) -> tuple[dict[str, Path], list[str], dict[str, dict[str, int]]]:
@@ -76,32 +77,19 @@ def main() -> None:
         files, names, fused = graphs(args.run, Path(scratch))
         tokenizer = AutoTokenizer.from_pretrained(str(args.run))
         batches = list(padded_batches(tokenizer, TextEncoder.for_config(tokenizer, run.config)(texts), names, 32))
-        sessions = {}
-        for name, file in files.items():
-            options = onnxruntime.SessionOptions()
-            options.intra_op_num_threads = args.threads
-            sessions[name] = onnxruntime.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
+        sessions = {name: onnxruntime_session(file, args.threads) for name, file in files.items()}
         seconds: dict[str, list[float]] = {name: [] for name in sessions}
         logits: dict[str, np.ndarray] = {}
         for _ in range(args.rounds):
             for name, session in sessions.items():
-                wanted = {i.name for i in session.get_inputs()}
-                out = np.zeros((len(texts), len(run.space.names)), np.float32)
-                started = time.perf_counter()
-                for rows, feeds in batches:
-                    out[rows] = session.run(["logits"], {k: v for k, v in feeds.items() if k in wanted})[0]
-                seconds[name].append(round(time.perf_counter() - started, 2))
-                logits[name] = out
-
-    def probabilities(x: np.ndarray) -> np.ndarray:
-        e = np.exp(x - x.max(1, keepdims=True))
-        return e / e.sum(1, keepdims=True)
+                logits[name], took = onnxruntime_pass(session, batches, (len(texts), len(run.space.names)))
+                seconds[name].append(round(took, 2))
 
     reference = logits["sdpa fp32"]
     base = float(np.median(seconds["sdpa fp32"]))
     rows = {name: {"seconds": seconds[name], "x_export_fp32": round(base / float(np.median(seconds[name])), 2),
                    "labels_equal": float((logits[name].argmax(1) == reference.argmax(1)).mean()),
-                   "largest_change": float(np.abs(probabilities(logits[name]) - probabilities(reference)).max())}
+                   "largest_change": float(np.abs(softmax(logits[name]) - softmax(reference)).max())}
             for name in sessions}  # fmt: skip
     result = {"command": "benchmarks/ort_optimizer.py", "rows": len(texts), "fused": fused, "graphs": rows,
               "onnxruntime": onnxruntime.__version__, "cpu_class": this_cpu().name,

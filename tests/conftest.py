@@ -291,13 +291,7 @@ def live_server(trained_run, trained_classifier):
         yield url
 
 
-@pytest.fixture
-def auto_and_torch_fp32():
-    """The real-data tests' comparison of the default engine with torch fp32 (below)."""
-    return _auto_and_torch_fp32
-
-
-def _auto_and_torch_fp32(run_dir, texts):
+def auto_and_torch_fp32(run_dir, texts):
     """The default engine (`--engine auto` on this CPU: the run compiled for OpenVINO, int8 where this CPU has int8
     units and the run's check kept it) and torch in fp32, the reference of faithfulness, on the same texts; and
     whether the default is int8 (whose promise is the check's: 99.5 % of answers on the run's own evaluation

@@ -4,15 +4,14 @@ default engine against torch fp32 on the weighted run."""
 
 import pandas as pd
 import pytest
+from conftest import auto_and_torch_fp32
 
 from lora_sentiment import TrainConfig, train
 
 pytestmark = [pytest.mark.slow, pytest.mark.int8_default]
 
 
-def test_balanced_class_weights_lift_the_minority_class(
-    tmp_path, minilm_path, imdb_frames, imdb_sample, auto_and_torch_fp32
-):
+def test_balanced_class_weights_lift_the_minority_class(tmp_path, minilm_path, imdb_frames, imdb_sample):
     train_rows, _ = imdb_frames
     skewed = pd.concat([train_rows[train_rows.label == 0].head(300), train_rows[train_rows.label == 1].head(33)])
     skewed.sample(frac=1, random_state=0)[["text", "label"]].to_parquet(tmp_path / "skewed.parquet")

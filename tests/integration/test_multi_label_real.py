@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import auto_and_torch_fp32
 
 from lora_sentiment import TrainConfig, train
 from lora_sentiment.data.splits import load_labeled_data
@@ -15,7 +16,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.int8_default]
 GOEMOTIONS = Path(__file__).resolve().parents[3] / "shared" / "data" / "goemotions"
 
 
-def test_goemotions_multi_label_beats_tfidf_on_the_same_comments(tmp_path, minilm_path, auto_and_torch_fp32):
+def test_goemotions_multi_label_beats_tfidf_on_the_same_comments(tmp_path, minilm_path):
     if not (GOEMOTIONS / "train.parquet").is_file():
         pytest.fail(f"the shared GoEmotions data is missing at {GOEMOTIONS}")
     config = TrainConfig(

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import auto_and_torch_fp32
 
 from lora_sentiment import TrainConfig, train
 
 pytestmark = [pytest.mark.slow, pytest.mark.int8_default]
 
 
-def test_star_ratings_as_regression(tmp_path, minilm_path, imdb_sample, auto_and_torch_fp32):
+def test_star_ratings_as_regression(tmp_path, minilm_path, imdb_sample):
     config = TrainConfig(
         model=minilm_path, data=str(imdb_sample / "train.parquet"), eval_data=str(imdb_sample / "validation.parquet"),
         label_column="rating", problem_type="regression", max_train_samples=600, max_eval_samples=300,
