@@ -42,8 +42,3 @@ def onnxruntime_pass(session: Any, batches: Batches, shape: tuple[int, int]):
     for rows, feeds in batches:
         out[rows] = session.run(["logits"], {k: v for k, v in feeds.items() if k in wanted})[0]
     return out, time.perf_counter() - started
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    e = np.exp(logits - logits.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
