@@ -85,8 +85,39 @@ def check_model_source(name: str, flag: str = "--model") -> None:
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise UserError(f"{flag} {name} is a folder without config.json, not a saved model; {fix}")
+        _check_saved_model_files(path, name, flag)
         return
     if path.exists():
         raise UserError(f"{flag} {name} is a file; {fix}")
     if name.startswith((".", "/", "~")):
         raise UserError(f"{flag} {name}: no such folder; {fix}")
+
+
+# What `from_pretrained` reads from a saved model's folder, checked by name so that a folder missing its weights or
+# its tokenizer is refused before the data and the baseline, not after them (the model loads only then).
+_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")  # loaded with use_safetensors=True
+_PICKLED = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+_TOKENIZER = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model",
+              "sentencepiece.bpe.model")  # fmt: skip
+
+
+def _check_saved_model_files(path: Path, name: str, flag: str) -> None:
+    import json
+
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (ValueError, OSError) as exc:
+        raise UserError(f"{flag} {name}: config.json is not readable JSON ({first_line(exc)}); save the model "
+                        "again (save_pretrained) or pick another folder") from exc  # fmt: skip
+    if not isinstance(config, dict):
+        raise UserError(f"{flag} {name}: config.json holds no settings object; save the model again (save_pretrained)")
+    if not any((path / f).is_file() for f in _WEIGHTS):
+        if any((path / f).is_file() for f in _PICKLED):
+            raise UserError(f"{flag} {name} has only pickled weights (pytorch_model.bin), which are not loaded "
+                            "(they can run code); convert them to safetensors (model.save_pretrained) or pick another "
+                            "folder")  # fmt: skip
+        raise UserError(f"{flag} {name} has no weights (model.safetensors); save the model into it "
+                        "(model.save_pretrained) or pick another folder")  # fmt: skip
+    if not any((path / f).is_file() for f in _TOKENIZER):
+        raise UserError(f"{flag} {name} has no tokenizer files (tokenizer.json, vocab.txt, ...); save the "
+                        "tokenizer beside the model (tokenizer.save_pretrained) or pick another folder")  # fmt: skip

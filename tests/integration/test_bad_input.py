@@ -179,6 +179,44 @@ def test_train_bad_input(tmp_path, tiny_distilbert, capsys, monkeypatch, case, n
     assert set(tmp_path.iterdir()) == before  # nothing written
 
 
+def _no_weights(model):
+    (model / "model.safetensors").unlink()
+
+
+def _no_tokenizer(model):
+    for f in model.iterdir():
+        if f.name.startswith(("tokenizer", "vocab", "special_tokens")):
+            f.unlink()
+
+
+def _broken_config(model):
+    (model / "config.json").write_text("{ half a config")
+
+
+@pytest.mark.parametrize(
+    "damage, needle",
+    [
+        (_no_weights, "has no weights (model.safetensors)"),
+        (_no_tokenizer, "has no tokenizer files"),
+        (_broken_config, "config.json is not readable JSON"),
+    ],
+)
+def test_a_damaged_model_folder_is_refused_before_the_data(tmp_path, tiny_distilbert, capsys, damage, needle):
+    """Refused by its files before the data is read or the baseline fitted (they used to fail on loading, after)."""
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_distilbert, model)
+    damage(model)
+    data = _write(tmp_path, "data.csv", _rows())
+    code = main(["train", "--model", str(model), "--data", str(data), "--output-dir", str(tmp_path / "out")])
+    out, err = capsys.readouterr()
+    assert code == 2, err
+    assert err.strip().splitlines()[-1].startswith("lora-sentiment: error: --model ") and needle in err, err
+    assert "Data:" not in out and "Baseline" not in out, out
+    assert not (tmp_path / "out").exists()
+
+
 # Recoveries: the run goes on, and says what it did.
 RECOVERIES = [
     (
@@ -391,7 +429,8 @@ def test_pickled_weights_are_refused(tmp_path, tiny_distilbert, small_csv, capsy
     torch.save(load_file(model / "model.safetensors"), model / "pytorch_model.bin")
     (model / "model.safetensors").unlink()
     assert main(["train", "--model", str(model), "--data", str(small_csv), "--output-dir", str(tmp_path / "out")]) == 2
-    assert "no safetensors weights" in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert "has only pickled weights" in err.splitlines()[-1] and "Baseline" not in out  # before the data
     assert not (tmp_path / "out").exists()
 
 
@@ -400,8 +439,8 @@ def test_model_code_is_not_run_without_trust_remote_code(tmp_path, tiny_distilbe
 
     model = tmp_path / "custom"
     model.mkdir()
-    for tokenizer_file in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(f"{tiny_distilbert}/{tokenizer_file}", model)
+    for saved_file in ("tokenizer.json", "tokenizer_config.json", "model.safetensors"):  # as such a model has
+        shutil.copy(f"{tiny_distilbert}/{saved_file}", model)
     auto_map = {"AutoConfig": "configuration_x.XConfig", "AutoModelForSequenceClassification": "modeling_x.XModel"}
     (model / "config.json").write_text(json.dumps({"model_type": "x-custom", "auto_map": auto_map}))
     marker = tmp_path / "code-ran"
