@@ -139,7 +139,7 @@ class MultiLabel(ProblemType):
         predictions = (scores >= thresholds).astype(int)
         metrics: dict[str, Any] = {
             "f1_micro": float(f1_score(labels, predictions, average="micro", zero_division=0)),
-            "f1_macro": float(f1_score(labels, predictions, average="macro", zero_division=0)),
+            "f1_macro": macro_f1(labels, predictions),
             "accuracy": float(accuracy_score(labels, predictions)),  # subset accuracy: every tag right
             "hamming_loss": float(hamming_loss(labels, predictions)),
         }
@@ -153,7 +153,7 @@ class MultiLabel(ProblemType):
     def resampled_metrics(
         self, space: LabelSpace, labels: np.ndarray, scores: np.ndarray, index: np.ndarray
     ) -> dict[str, np.ndarray]:
-        from .intervals import confusion_counts, f1_from_counts, resampled_sums
+        from .intervals import confusion_counts, f1_from_counts, macro_over_seen, resampled_sums
 
         predicted, truth = scores >= space.decision_thresholds(), np.asarray(labels).round().astype(bool)
         tp, fp, fn = confusion_counts(truth, predicted, index)
@@ -161,8 +161,8 @@ class MultiLabel(ProblemType):
         wrong = predicted != truth  # subset accuracy: every tag right; Hamming loss: the share of tags wrong
         per_text = np.stack([~wrong.any(axis=1), wrong.mean(axis=1)], axis=1)
         sums = resampled_sums(per_text, index) / index.shape[1]
-        return {"f1_macro": f1_from_counts(tp, fp, fn).mean(axis=1), "f1_micro": micro, "accuracy": sums[:, 0],
-                "hamming_loss": sums[:, 1]}  # fmt: skip
+        return {"f1_macro": macro_over_seen(f1_from_counts(tp, fp, fn), tp, fp, fn), "f1_micro": micro,
+                "accuracy": sums[:, 0], "hamming_loss": sums[:, 1]}  # fmt: skip
 
     def decided(self, space: LabelSpace, labels: np.ndarray, scores: np.ndarray, threshold: float | None) -> LabelSpace:
         """--threshold for every tag, else each tag's best on these evaluation rows (the same rule each epoch, so
@@ -185,8 +185,8 @@ class MultiLabel(ProblemType):
         from sklearn.metrics import f1_score
 
         truth = np.asarray(labels).round().astype(bool)
-        macro, micro = (float(f1_score(truth, predicted, average=how, zero_division=0)) for how in ("macro", "micro"))
-        return {"folds": OUT_OF_SAMPLE_FOLDS, "f1_macro": macro, "f1_micro": micro}
+        micro = float(f1_score(truth, predicted, average="micro", zero_division=0))
+        return {"folds": OUT_OF_SAMPLE_FOLDS, "f1_macro": macro_f1(truth, predicted), "f1_micro": micro}
 
     def out_of_sample_decisions(self, labels: np.ndarray, scores: np.ndarray, seed: int) -> np.ndarray | None:
         """Each fifth of the rows decided by thresholds tuned on the other four (the same fifths for every model
@@ -277,6 +277,16 @@ class MultiLabel(ProblemType):
 
 
 OUT_OF_SAMPLE_FOLDS = 5
+
+
+def macro_f1(truth: np.ndarray, predicted: np.ndarray) -> float:
+    """Macro-F1 over the tags these rows have or were given, as single-label's over its classes: a tag with neither
+    (a rare one in a small split) has no F1 and is not counted as 0 (intervals.macro_over_seen)."""
+    from .intervals import f1_from_counts, macro_over_seen
+
+    truth, predicted = np.asarray(truth).astype(bool), np.asarray(predicted).astype(bool)
+    tp, fp, fn = (truth & predicted).sum(axis=0), (~truth & predicted).sum(axis=0), (truth & ~predicted).sum(axis=0)
+    return float(macro_over_seen(f1_from_counts(tp, fp, fn), tp, fp, fn))
 
 
 def tune_thresholds(labels: np.ndarray, probabilities: np.ndarray) -> np.ndarray:

@@ -174,7 +174,7 @@ class SingleLabel(ProblemType):
     def resampled_metrics(
         self, space: LabelSpace, labels: np.ndarray, scores: np.ndarray, index: np.ndarray
     ) -> dict[str, np.ndarray]:
-        from .intervals import confusion_counts, f1_from_counts
+        from .intervals import confusion_counts, f1_from_counts, macro_over_seen
 
         labels, predicted = np.asarray(labels).astype(int), scores.argmax(axis=-1)
         n, classes = index.shape[1], scores.shape[-1]
@@ -184,10 +184,9 @@ class SingleLabel(ProblemType):
         precision, recall = (
             np.divide(tp, tp + other, out=np.zeros_like(tp), where=tp + other > 0) for other in (fp, fn)
         )
-        seen = (tp + fp + fn) > 0  # the classes each resample has or was given: the macro means' (evaluation below)
 
-        def macro(per_class: np.ndarray) -> np.ndarray:
-            return (per_class * seen).sum(axis=1) / np.maximum(seen.sum(axis=1), 1)
+        def macro(per_class: np.ndarray) -> np.ndarray:  # the classes each resample has or was given, as evaluate's
+            return macro_over_seen(per_class, tp, fp, fn)
 
         one = (lambda per_class: per_class[:, 1]) if classes == 2 else macro
         draws = {"accuracy": tp.sum(axis=1) / n, "f1": one(f1), "f1_macro": macro(f1),

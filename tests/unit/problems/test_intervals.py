@@ -42,11 +42,21 @@ def _absent(n):
     return labels, scores
 
 
+def _multi_absent(n):
+    """6 tags, the rows given 4 of them: tag 4 never given but predicted on 10 rows, tag 5 neither."""
+    labels, scores = _multi(n)
+    labels, scores = np.hstack([labels, np.zeros((n, 2))]), np.hstack([scores, np.zeros((n, 2))])
+    scores[:10, 4] = 0.9
+    return labels, scores
+
+
 CASES = {
     "single-label": (LabelSpace("single-label", ["a", "b"]), _single),
     "single-label, 3 classes": (LabelSpace("single-label", ["a", "b", "c"]), lambda n: _single(n, 3)),
     "single-label, classes absent": (LabelSpace("single-label", list("abcde")), _absent),
     "multi-label": (LabelSpace("multi-label", list("wxyz"), [0.5, 0.4, 0.6, 0.5]), _multi),
+    "multi-label, tags absent": (LabelSpace("multi-label", list("uvwxyz"), [0.5, 0.4, 0.6, 0.5, 0.5, 0.5]),
+                                 _multi_absent),  # fmt: skip
     "regression": (LabelSpace("regression", ["rating"]), _regression),
 }
 
@@ -73,6 +83,19 @@ def test_macro_means_leave_out_the_classes_the_rows_neither_have_nor_were_given(
     predicted = scores.argmax(axis=1)
     assert metrics["f1_macro"] == pytest.approx(f1_score(labels, predicted, average="macro", zero_division=0))
     assert metrics["f1_macro"] > f1_score(labels, predicted, average="macro", labels=range(5), zero_division=0)
+
+
+def test_multi_label_macro_leaves_out_the_tags_the_rows_neither_have_nor_were_given():
+    """As for single-label classes: a rare tag absent from a small split and never predicted has no F1; one only
+    predicted (false alarms) counts as 0."""
+    from sklearn.metrics import f1_score
+
+    space = LabelSpace("multi-label", list("uvwxyz"), [0.5, 0.4, 0.6, 0.5, 0.5, 0.5])
+    labels, scores = _multi_absent(300)
+    predicted = (scores >= np.array(space.thresholds)).astype(int)
+    metrics = evaluation_metrics(space, labels, scores, detailed=False)
+    assert metrics["f1_macro"] == pytest.approx(f1_score(labels, predicted, average="macro", labels=range(5)))
+    assert metrics["f1_macro"] > f1_score(labels, predicted, average="macro", zero_division=0)  # tag z as 0
 
 
 @pytest.mark.parametrize("case", CASES)
