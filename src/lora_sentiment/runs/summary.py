@@ -115,7 +115,8 @@ def cross_validation_text(record: dict[str, Any], space: Any) -> str:
     lines = [f"Cross-validated ({record['folds']} folds, each of the {record['samples']} training texts scored by a "
              f"run that did not see it): {headline(record, space)}"]  # fmt: skip
     if record.get("baseline"):
-        lines.append(f"Baseline cross-validated on the same folds: {headline(record['baseline'], space)}")
+        weighted = " (weighted as the run)" if record["baseline"].get("weighted") else ""
+        lines.append(f"Baseline cross-validated on the same folds{weighted}: {headline(record['baseline'], space)}")
     if record.get("comparison"):
         lines.append(comparison_text(record["comparison"], "The recipe", "the baseline"))
     return "\n".join(lines)

@@ -41,6 +41,9 @@ class FoldJob:
     scorer: str
     # recipe.train, handed in by the caller: `train --folds` runs here from inside the recipe module
     fit: Callable[..., Any] | None = None
+    # TF-IDF fitted with the folds' --class-weights, as train's own baseline is (`train --folds`: the comparison
+    # then credits the transformer, not the weighting); the audit's TF-IDF member stays unweighted, as measured.
+    weighted_tfidf: bool = False
 
 
 def check_fold_count(k: int, labels: np.ndarray, space: LabelSpace) -> None:
@@ -245,8 +248,15 @@ def _tfidf_fold(job: FoldJob, fit_rows: np.ndarray, held_out: np.ndarray) -> np.
     from .baseline import baseline_scores, fit_baseline
 
     texts, labels = job.train["text"], np.asarray(job.train["label"])
+    sample = None
+    if job.weighted_tfidf:  # from the fold's own training texts, as its LoRA run resolves them
+        from ..problems.space import resolve_class_weights
+
+        weights = resolve_class_weights(job.config.class_weights, job.space, labels[fit_rows])
+        sample = job.space.problem.baseline_sample_weights(labels[fit_rows], weights)
     try:
-        pipeline = fit_baseline([texts[i] for i in fit_rows], labels[fit_rows], job.space, seed=job.config.seed)
+        pipeline = fit_baseline([texts[i] for i in fit_rows], labels[fit_rows], job.space, seed=job.config.seed,
+                                sample_weight=sample)  # fmt: skip
     except ValueError as exc:  # e.g. no word that two texts share: nothing for TF-IDF to learn
         raise UserError(f"--scorer {job.scorer} cannot fit TF-IDF to these texts ({first_line(exc)}); use --scorer "
                         "lora") from None  # fmt: skip

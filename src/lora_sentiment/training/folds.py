@@ -18,7 +18,7 @@ from ..config import TrainConfig
 from ..errors import UserError
 from ..problems.intervals import metric_intervals, paired_comparison
 from ..problems.metrics import evaluation_metrics
-from ..problems.space import LabelSpace
+from ..problems.space import LabelSpace, resolve_class_weights
 from .cross_fitting import FoldJob, assign_folds, check_fold_count, cross_fitted_scores, quiet, write_evaluation
 
 Log = Callable[[str], None]
@@ -50,10 +50,14 @@ def cross_validate(
                               "seconds": round(sum(seconds.values()), 1)}  # fmt: skip
     if config.baseline != "none":
         try:
-            theirs, _ = cross_fitted_scores(FoldJob(train, None, space, runs, folder / "tfidf", "tfidf"), fold, quiet)
+            baseline = FoldJob(train, None, space, runs, folder / "tfidf", "tfidf", weighted_tfidf=True)
+            theirs, _ = cross_fitted_scores(baseline, fold, quiet)
         except UserError:  # nothing for TF-IDF to learn in some fold: the run's own scores stand alone
             return record
-        record["baseline"] = _scores(space, labels, theirs)
+        # (each fold resolves --class-weights from its own texts; stratified folds keep the skew that decides auto)
+        weights = resolve_class_weights(runs.class_weights, space, labels)
+        weighted = space.problem.baseline_sample_weights(labels, weights) is not None
+        record["baseline"] = {**_scores(space, labels, theirs), "weighted": weighted}
         record["comparison"] = paired_comparison(space, labels, scores, theirs)
     return record
 

@@ -44,6 +44,7 @@ def test_folds_score_every_training_text_out_of_sample_and_leave_the_kept_model_
     assert record["folds"] == 3 and record["samples"] == trained_on
     assert 0 <= record["accuracy"] <= 1 and record["intervals"]["accuracy"][0] <= record["accuracy"]
     assert record["baseline"]["samples"] == trained_on and record["comparison"]["texts"] == trained_on
+    assert record["baseline"]["weighted"] is False  # balanced classes: --class-weights auto weighs nothing
     assert not (tmp_path / ".folded.checkpoints").exists()  # the folds' runs go with the checkpoints
     log = "\n".join(messages)
     assert "Cross-validated (3 folds, each of the 32 training texts" in log
