@@ -22,7 +22,6 @@ shares, each run scored on every such validation comment (macro-F1 and per-class
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -120,7 +119,7 @@ def main() -> None:
     if args.goemotions:
         with tempfile.TemporaryDirectory() as scratch:
             goemotions(args, Path(scratch), common)
-        sys.exit(0)
+        return
     frame = pd.read_parquet(args.data / "train.parquet")
     unseen = pd.read_parquet(args.data / "validation.parquet")
     truth = unseen.label.to_numpy()
@@ -154,7 +153,6 @@ def main() -> None:
                   "f1_macro_balanced": [round(x, 4) for x in macro["balanced"]],
                   "balanced_minus_none": [round(float(x), 4) for x in difference],
                   "mean_difference": round(float(difference.mean()), 4)}, args.output)  # fmt: skip
-    sys.exit(0)
 
 
 if __name__ == "__main__":
