@@ -55,8 +55,10 @@ CASES = {
     "single-label, 3 classes": (LabelSpace("single-label", ["a", "b", "c"]), lambda n: _single(n, 3)),
     "single-label, classes absent": (LabelSpace("single-label", list("abcde")), _absent),
     "multi-label": (LabelSpace("multi-label", list("wxyz"), [0.5, 0.4, 0.6, 0.5]), _multi),
-    "multi-label, tags absent": (LabelSpace("multi-label", list("uvwxyz"), [0.5, 0.4, 0.6, 0.5, 0.5, 0.5]),
-                                 _multi_absent),  # fmt: skip
+    "multi-label, tags absent": (
+        LabelSpace("multi-label", list("uvwxyz"), [0.5, 0.4, 0.6, 0.5, 0.5, 0.5]),
+        _multi_absent,
+    ),  # fmt: skip
     "regression": (LabelSpace("regression", ["rating"]), _regression),
 }
 
