@@ -301,3 +301,25 @@ def test_lora_folds_for_tags_and_numbers(tmp_path, tiny_distilbert, imdb_frames,
         np.testing.assert_allclose(np.load(kept / "scores.npy"), (lora + tfidf) / 2)
         assert not np.allclose(lora, tfidf)
     assert (tmp_path / "a" / ("noise_matrix.png" if kind == "multi-label" else "residuals.png")).exists()
+
+
+@pytest.mark.parametrize("weights, folds_train_with", [("auto", "none"), ("balanced", "balanced")])
+def test_skewed_classes_train_the_folds_unweighted_unless_asked(tmp_path, tiny_distilbert, imdb_frames, weights,
+                                                                 folds_train_with):  # fmt: skip
+    """Confident learning reads the folds' probabilities, which class weights pull towards the rare class (measured:
+    lower precision at the same recall), so `auto` means none in an audit; `balanced` is honoured."""
+    import yaml
+
+    rows = imdb_frames[0]
+    skewed = pd.concat([rows[rows.label == 0].head(54), rows[rows.label == 1].head(6)]).sample(frac=1, random_state=0)
+    skewed[["text", "label"]].to_csv(tmp_path / "skewed.csv", index=False)
+    config = TrainConfig(model=tiny_distilbert, data=str(tmp_path / "skewed.csv"), output_dir=str(tmp_path / "audit"),
+                         max_length=32, epochs=1, batch_size=16, precision="fp32", class_weights=weights)  # fmt: skip
+    lines: list[str] = []
+    audit(config, folds=2, scorer="lora", log=lines.append)
+    for fold in (1, 2):
+        kept = tmp_path / "audit" / "folds" / f"fold-{fold}" / "run" / "training_config.yaml"
+        assert yaml.safe_load(kept.read_text())["class_weights"] == folds_train_with
+    assert any(line.startswith("Skewed classes: the folds train unweighted") for line in lines) == (weights == "auto")
+    stored = json.loads((tmp_path / "audit" / "audit.json").read_text())["settings"]["train"]
+    assert stored["class_weights"] == folds_train_with  # a resumed audit is refused rather than mixed
