@@ -17,7 +17,7 @@ def model_card(
     """`metrics` is the run's RunMetrics; `figures` maps each plot's title to its file in the run."""
     sections = [
         _front_matter(config, space, space.problem.headline_of(metrics.final)),
-        _recipe(config, space, parameters),
+        _recipe(config, space, parameters, metrics.train.class_weights),
         _results(config, space, metrics, figures),
         _before_and_after(metrics),
         _use(config, space, metrics.train.added_pad_token),
@@ -44,15 +44,17 @@ def _front_matter(config: TrainConfig, space: LabelSpace, headline: Sequence[str
     return f"---\n{yaml.safe_dump(metadata, sort_keys=False).strip()}\n---\n"
 
 
-def _recipe(config: TrainConfig, space: LabelSpace, parameters: Any) -> str:
+def _recipe(config: TrainConfig, space: LabelSpace, parameters: Any, weights: dict[str, float] | None) -> str:
     lora = f"LoRA (r={config.lora_r}, alpha={config.lora_alpha:g}, dropout={config.lora_dropout:g})"
     labels = space.problem.describe_labels(space.names)
+    weighted = "" if not weights else (f" Loss weighted by label (`--class-weights {config.class_weights}`): "
+                                       + ", ".join(f"{n} {w:.3g}" for n, w in weights.items()) + ".")  # fmt: skip
     return f"""# LoRA text classifier on {config.model}
 
 Fine-tuned with [lora-sentiment](https://pypi.org/project/lora-sentiment/) on `{config.data}`:
 {lora} on `{", ".join(config.lora_targets or [])}`,
 {_trained_in_full(config)}; {parameters.trainable:,} of {parameters.total:,} parameters trainable
-({parameters.percent:.2f} %). Labels: {labels}.
+({parameters.percent:.2f} %). Labels: {labels}.{weighted}
 """
 
 

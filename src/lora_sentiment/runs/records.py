@@ -58,6 +58,7 @@ class TrainStats(_Record):
     dropped_empty: dict[str, int] = Field(default_factory=dict)
     precision: str | None = None
     added_pad_token: bool = False
+    class_weights: dict[str, float] | None = None  # the loss's weight per label, as --class-weights resolved
     trainable_parameters: int = 0
     total_parameters: int = 0
 

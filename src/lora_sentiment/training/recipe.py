@@ -297,7 +297,8 @@ class TrainRecipe:
             self.metrics = RunMetrics.model_validate({
                 "final": self.final,
                 "history": epoch_history(state.log_history),
-                "train": train_stats(self.fitted, self.model, self.data, self.train_tok, self.precision),
+                "train": train_stats(self.fitted, self.model, self.data, self.train_tok, self.precision,
+                                     self.weights),
                 "examples": {"before": [example_row(p) for p in self.before],
                              "after": [example_row(p) for p in after]},
                 "log_history": state.log_history,

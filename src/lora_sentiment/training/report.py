@@ -27,7 +27,11 @@ def example_row(prediction: Prediction) -> dict[str, Any]:
     return {"text": prediction.text, "label": prediction.answer, "probabilities": rounded}
 
 
-def train_stats(fitted: Fitted, setup: ModelSetup, data: LabeledData, train_tok: Any, precision: str) -> dict:
+def train_stats(
+    fitted: Fitted, setup: ModelSetup, data: LabeledData, train_tok: Any, precision: str, weights: Any = None
+) -> dict:
+    """`weights`: the loss's weight per label (--class-weights resolved; None: unweighted), kept by name so a run
+    trained with `auto` says what that meant for its data."""
     epochs_done, seconds = fitted.trainer.state.epoch or 0.0, fitted.timer.seconds
     lengths = list(train_tok["length"])
     real_tokens = int(sum(lengths))
@@ -44,6 +48,7 @@ def train_stats(fitted: Fitted, setup: ModelSetup, data: LabeledData, train_tok:
         "dropped_empty": data.dropped_empty,
         "precision": precision,
         "added_pad_token": setup.added_pad_token,
+        "class_weights": None if weights is None else dict(zip(data.space.names, np.round(weights, 6).tolist())),
         "trainable_parameters": setup.parameters.trainable,
         "total_parameters": setup.parameters.total,
     }

@@ -304,8 +304,11 @@ def test_class_weights_reach_the_loss(tmp_path, tiny_distilbert, small_csv, tag_
         model=tiny_distilbert, data=str(small_csv), output_dir=str(tmp_path / "run"), max_length=32, epochs=1,
         precision="fp32", class_weights=str(weights_file), examples=["Fine."],
     )  # fmt: skip
-    train(config, log=messages.append)
+    result = train(config, log=messages.append)
     assert "Class weights: Negative 1, Positive 2.5" in "\n".join(messages)
+    kept = json.loads((result.output_dir / "metrics.json").read_text())["train"]["class_weights"]
+    assert kept == {"Negative": 1.0, "Positive": 2.5}  # what the weights resolved to, beside the request
+    assert "Loss weighted by label (`--class-weights " in (result.output_dir / "README.md").read_text()
 
 
 @pytest.mark.parametrize("layout", ["jsonl", "parquet", "joined", "columns"])
