@@ -2,7 +2,7 @@
 
 A skewed draw from the shared IMDB training sample (900 negative and 100 positive reviews by default), 5 % of its
 labels flipped at random (so mostly negatives marked positive: the rare class is the polluted one), audited with
-5 LoRA folds under `--class-weights auto` (balanced here, `train`'s default on such data) and `none`, plus the
+5 LoRA folds under `--class-weights balanced` (what `train`'s default, `auto`, gives such data) and `none`, plus the
 TF-IDF scorer and each LoRA audit's mean with it (`--scorer lora+tfidf`, computed from the two audits' own fold
 scores as benchmarks/audit_noise.py does). The folds evaluate on a draw of the validation split skewed alike.
 
@@ -10,7 +10,8 @@ scores as benchmarks/audit_noise.py does). The folds evaluate on a draw of the v
         --output benchmarks/results/audit-skewed-avx512-bf16-cpu-2026-12-07.jsonl
 
 One JSON line per audit, appended as it finishes; a call again with the same --output and --work runs only what is
-missing (an audit resumes from its finished folds).
+missing (an audit resumes from its finished folds). The 2026-12-07 file's draws 0 and 1 name the weighted folds
+`auto`: they ran before `audit` read `auto` as none, when it meant balanced for these draws.
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ def main() -> None:
         frame = pd.read_parquet(noisy)
         flipped = set(np.flatnonzero(frame.flipped.to_numpy()))
         results = {}
-        for scorer, weights in (("tfidf", "none"), ("lora", "auto"), ("lora", "none")):
+        for scorer, weights in (("tfidf", "none"), ("lora", "balanced"), ("lora", "none")):
             step = f"{seed}-{scorer}-{weights}"
             config = TrainConfig(model=args.model, data=str(noisy), eval_data=str(evaluation), seed=0,
                                  max_length=args.max_length, epochs=args.epochs, class_weights=weights,
@@ -129,7 +130,7 @@ def main() -> None:
                    seconds=round(time.perf_counter() - started, 1))  # fmt: skip
         tfidf = results[f"{seed}-tfidf-none"]
         flags = {}
-        for weights in ("auto", "none"):
+        for weights in ("balanced", "none"):
             step = f"{seed}-lora+tfidf-{weights}"
             lora = results[f"{seed}-lora-{weights}"]
             assert lora.rows == tfidf.rows
@@ -146,11 +147,12 @@ def main() -> None:
             record(step, noise_seed=seed, scorer="lora+tfidf", class_weights=weights,
                    **flag_quality(flagged, ranked, flipped), **by_direction(flagged, ranked, frame),
                    estimated_noise_rate=issues.summary["estimated_noise_rate"])  # fmt: skip
-        step = f"{seed}-none-minus-auto"
+        step = f"{seed}-none-minus-balanced"
         if step not in done:
-            record(step, noise_seed=seed, **{scorer: paired_difference(flags[f"{scorer}-none"], flags[f"{scorer}-auto"],
-                                                                       frame.flipped.to_numpy())
-                                             for scorer in ("lora", "lora+tfidf")})  # fmt: skip
+            truth = frame.flipped.to_numpy()
+            differences = {s: paired_difference(flags[f"{s}-none"], flags[f"{s}-balanced"], truth)
+                           for s in ("lora", "lora+tfidf")}  # fmt: skip
+            record(step, noise_seed=seed, **differences)
 
 
 if __name__ == "__main__":

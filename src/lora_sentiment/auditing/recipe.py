@@ -142,9 +142,9 @@ class AuditRecipe:
     def _unweighted_unless_asked(self) -> None:
         """--class-weights auto trains the folds unweighted. Confident learning reads their probabilities, which
         weights pull towards the rare class, so texts of the common class pass the rare class's threshold: on IMDB
-        made 10 % positive with 5 % of its labels flipped (two draws), unweighted folds flagged at +0.11 and +0.15
-        precision (LoRA; +0.09 and +0.18 with TF-IDF beside it), recall inside the noise (docs/audit.md). Stored
-        resolved, so an audit whose folds were weighted is not resumed with unweighted ones."""
+        made 10 % positive with 5 % of its labels flipped (three draws), unweighted folds flagged at +0.11 to +0.22
+        precision (LoRA; +0.09 to +0.18 with TF-IDF beside it), recall never worse beyond the noise (docs/audit.md).
+        Stored resolved, so an audit whose folds were weighted is not resumed with unweighted ones."""
         if self.config.class_weights.strip().lower() != "auto":
             return
         if self.space.problem.weighted and self.space.problem.balance_by_default(self.labels):
