@@ -11,7 +11,10 @@ scores as benchmarks/audit_noise.py does). The folds evaluate on a draw of the v
 
 One JSON line per audit, appended as it finishes; a call again with the same --output and --work runs only what is
 missing (an audit resumes from its finished folds). The 2026-12-07 file's draws 0 and 1 name the weighted folds
-`auto`: they ran before `audit` read `auto` as none, when it meant balanced for these draws.
+`auto`: they ran before `audit` read `auto` as none, when it meant balanced for these draws. Its `lora+tfidf-auto`
+and `lora+tfidf-balanced` rows average the weighted LoRA folds with an unweighted TF-IDF member, as `audit` did
+then; since, the TF-IDF member follows --class-weights too: the `lora+weighted-tfidf-balanced` rows, with their
+paired differences against the unweighted member and against unweighted folds.
 """
 
 from __future__ import annotations
@@ -112,7 +115,7 @@ def main() -> None:
         frame = pd.read_parquet(noisy)
         flipped = set(np.flatnonzero(frame.flipped.to_numpy()))
         results = {}
-        for scorer, weights in (("tfidf", "none"), ("lora", "balanced"), ("lora", "none")):
+        for scorer, weights in (("tfidf", "none"), ("tfidf", "balanced"), ("lora", "balanced"), ("lora", "none")):
             step = f"{seed}-{scorer}-{weights}"
             config = TrainConfig(model=args.model, data=str(noisy), eval_data=str(evaluation), seed=0,
                                  max_length=args.max_length, epochs=args.epochs, class_weights=weights,
@@ -147,12 +150,28 @@ def main() -> None:
             record(step, noise_seed=seed, scorer="lora+tfidf", class_weights=weights,
                    **flag_quality(flagged, ranked, flipped), **by_direction(flagged, ranked, frame),
                    estimated_noise_rate=issues.summary["estimated_noise_rate"])  # fmt: skip
+        truth = frame.flipped.to_numpy()
         step = f"{seed}-none-minus-balanced"
         if step not in done:
-            truth = frame.flipped.to_numpy()
             differences = {s: paired_difference(flags[f"{s}-none"], flags[f"{s}-balanced"], truth)
                            for s in ("lora", "lora+tfidf")}  # fmt: skip
             record(step, noise_seed=seed, **differences)
+        step = f"{seed}-lora+weighted-tfidf-balanced"  # both members weighted, as `audit` weighs them since
+        lora, weighted = results[f"{seed}-lora-balanced"], results[f"{seed}-tfidf-balanced"]
+        assert lora.rows == weighted.rows
+        rows = np.asarray(lora.rows)
+        issues = class_issues(
+            (lora.scores + weighted.scores) / 2, frame.label.to_numpy()[rows], ["Negative", "Positive"]
+        )
+        both = np.isin(np.arange(len(frame)), rows[issues.flagged])
+        if step not in done:
+            flagged = set(rows[issues.flagged].tolist())
+            ranked = [int(r) for r in rows[np.argsort(-issues.score, kind="stable")]]
+            record(step, noise_seed=seed, scorer="lora+tfidf", class_weights="balanced", tfidf_class_weights="balanced",
+                   **flag_quality(flagged, ranked, flipped), **by_direction(flagged, ranked, frame),
+                   estimated_noise_rate=issues.summary["estimated_noise_rate"],
+                   minus_unweighted_member=paired_difference(both, flags["lora+tfidf-balanced"], truth),
+                   none_minus_this=paired_difference(flags["lora+tfidf-none"], both, truth))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -323,3 +323,10 @@ def test_skewed_classes_train_the_folds_unweighted_unless_asked(tmp_path, tiny_d
     assert any(line.startswith("Skewed classes: the folds train unweighted") for line in lines) == (weights == "auto")
     stored = json.loads((tmp_path / "audit" / "audit.json").read_text())["settings"]["train"]
     assert stored["class_weights"] == folds_train_with  # a resumed audit is refused rather than mixed
+    # The TF-IDF scorer (and lora+tfidf's member) reads the same setting: weighted only when asked.
+    tfidf = [audit(config.model_copy(update={"class_weights": w, "output_dir": str(tmp_path / f"tfidf-{w}")}),
+                   folds=2, scorer="tfidf", log=lambda _: None).scores[:, 1] for w in (weights, "none")]  # fmt: skip
+    if folds_train_with == "none":
+        np.testing.assert_array_equal(tfidf[0], tfidf[1])
+    else:
+        assert tfidf[0].mean() > 1.3 * tfidf[1].mean(), (tfidf[0].mean(), tfidf[1].mean())

@@ -41,9 +41,6 @@ class FoldJob:
     scorer: str
     # recipe.train, handed in by the caller: `train --folds` runs here from inside the recipe module
     fit: Callable[..., Any] | None = None
-    # TF-IDF fitted with the folds' --class-weights, as train's own baseline is (`train --folds`: the comparison
-    # then credits the transformer, not the weighting); the audit's TF-IDF member stays unweighted, as measured.
-    weighted_tfidf: bool = False
 
 
 def check_fold_count(k: int, labels: np.ndarray, space: LabelSpace) -> None:
@@ -248,12 +245,7 @@ def _tfidf_fold(job: FoldJob, fit_rows: np.ndarray, held_out: np.ndarray) -> np.
     from .baseline import baseline_scores, fit_baseline
 
     texts, labels = job.train["text"], np.asarray(job.train["label"])
-    sample = None
-    if job.weighted_tfidf:  # from the fold's own training texts, as its LoRA run resolves them
-        from ..problems.space import resolve_class_weights
-
-        weights = resolve_class_weights(job.config.class_weights, job.space, labels[fit_rows])
-        sample = job.space.problem.baseline_sample_weights(labels[fit_rows], weights)
+    sample = tfidf_sample_weights(job, labels[fit_rows])
     try:
         pipeline = fit_baseline([texts[i] for i in fit_rows], labels[fit_rows], job.space, seed=job.config.seed,
                                 sample_weight=sample)  # fmt: skip
@@ -261,6 +253,16 @@ def _tfidf_fold(job: FoldJob, fit_rows: np.ndarray, held_out: np.ndarray) -> np.
         raise UserError(f"--scorer {job.scorer} cannot fit TF-IDF to these texts ({first_line(exc)}); use --scorer "
                         "lora") from None  # fmt: skip
     return np.asarray(baseline_scores(pipeline, [texts[i] for i in held_out], job.space), dtype=np.float64)
+
+
+def tfidf_sample_weights(job: FoldJob, labels: np.ndarray) -> np.ndarray | None:
+    """TF-IDF weighted by the folds' --class-weights, resolved from the fold's own training labels as its LoRA run
+    resolves them: `train --folds`' comparison then credits the transformer, not the weighting, and an audit's two
+    members read one setting (`audit` resolves auto to none before the folds, docs/audit.md)."""
+    from ..problems.space import resolve_class_weights
+
+    weights = resolve_class_weights(job.config.class_weights, job.space, labels)
+    return job.space.problem.baseline_sample_weights(labels, weights)
 
 
 def _lora_fold(job: FoldJob, fit_rows: np.ndarray, held_out: list[str], folder: Path, log: Log) -> np.ndarray:

@@ -18,8 +18,16 @@ from ..config import TrainConfig
 from ..errors import UserError
 from ..problems.intervals import metric_intervals, paired_comparison
 from ..problems.metrics import evaluation_metrics
-from ..problems.space import LabelSpace, resolve_class_weights
-from .cross_fitting import FoldJob, assign_folds, check_fold_count, cross_fitted_scores, quiet, write_evaluation
+from ..problems.space import LabelSpace
+from .cross_fitting import (
+    FoldJob,
+    assign_folds,
+    check_fold_count,
+    cross_fitted_scores,
+    quiet,
+    tfidf_sample_weights,
+    write_evaluation,
+)
 
 Log = Callable[[str], None]
 
@@ -50,13 +58,11 @@ def cross_validate(
                               "seconds": round(sum(seconds.values()), 1)}  # fmt: skip
     if config.baseline != "none":
         try:
-            baseline = FoldJob(train, None, space, runs, folder / "tfidf", "tfidf", weighted_tfidf=True)
+            baseline = FoldJob(train, None, space, runs, folder / "tfidf", "tfidf")
             theirs, _ = cross_fitted_scores(baseline, fold, quiet)
         except UserError:  # nothing for TF-IDF to learn in some fold: the run's own scores stand alone
             return record
-        # (each fold resolves --class-weights from its own texts; stratified folds keep the skew that decides auto)
-        weights = resolve_class_weights(runs.class_weights, space, labels)
-        weighted = space.problem.baseline_sample_weights(labels, weights) is not None
+        weighted = any(tfidf_sample_weights(baseline, labels[fold != index]) is not None for index in range(k))
         record["baseline"] = {**_scores(space, labels, theirs), "weighted": weighted}
         record["comparison"] = paired_comparison(space, labels, scores, theirs)
     return record

@@ -24,9 +24,9 @@ def test_the_baseline_takes_the_runs_class_weights(imdb_frames):
     assert tags.problem.baseline_sample_weights(np.zeros((4, 2)), np.array([1.0, 3.0])) is None  # thresholds per tag
 
 
-def test_the_cross_validated_baseline_of_train_folds_takes_the_class_weights_too(tmp_path, imdb_frames):
-    """`train --folds`' TF-IDF folds are weighted as its runs' loss (and train's own baseline); the audit's TF-IDF
-    member is not."""
+def test_the_cross_validated_baseline_takes_the_class_weights_too(tmp_path, imdb_frames):
+    """TF-IDF folds (`train --folds`' baseline, the audit's TF-IDF scorer and member) are weighted as the runs' loss
+    and train's own baseline: auto weighs these skewed folds, none does not."""
     from datasets import Dataset
 
     from lora_sentiment.config import TrainConfig
@@ -36,11 +36,11 @@ def test_the_cross_validated_baseline_of_train_folds_takes_the_class_weights_too
     skewed = pd.concat([rows[rows.label == 0].head(285), rows[rows.label == 1].head(15)])
     train = Dataset.from_pandas(skewed[["text", "label"]].reset_index(drop=True))
     space = LabelSpace("single-label", ["Negative", "Positive"])
-    config = TrainConfig(model="unused", data="unused", class_weights="auto")
     fold = assign_folds(skewed.label.to_numpy(), space, 3, seed=0)
     rare = []
-    for weighted in (False, True):
-        job = FoldJob(train, None, space, config, tmp_path / f"tfidf-{weighted}", "tfidf", weighted_tfidf=weighted)
+    for weights in ("none", "auto"):
+        config = TrainConfig(model="unused", data="unused", class_weights=weights)
+        job = FoldJob(train, None, space, config, tmp_path / f"tfidf-{weights}", "tfidf")
         scores, _ = cross_fitted_scores(job, fold, lambda _: None)
         rare.append(scores[:, 1])
     assert (rare[1] > rare[0]).all() and rare[1].mean() > 1.3 * rare[0].mean(), (rare[0].mean(), rare[1].mean())
