@@ -92,6 +92,11 @@ def resolve_class_weights(spec: str, space: LabelSpace, labels: np.ndarray) -> n
     return _weights_from_json(spec, space)
 
 
+def describe_weights(weights: dict[str, float]) -> str:
+    """The log's and the model card's one way of naming the weights by label: "Negative 0.556, Positive 5"."""
+    return ", ".join(f"{name} {weight:.3g}" for name, weight in weights.items())
+
+
 def _weights_from_json(spec: str, space: LabelSpace) -> np.ndarray:
     source = spec
     if not spec.startswith(("{", "[")):

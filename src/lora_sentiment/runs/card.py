@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 
 from ..config import TrainConfig
-from ..problems.space import LabelSpace
+from ..problems.space import LabelSpace, describe_weights
 
 
 def model_card(
@@ -48,7 +48,7 @@ def _recipe(config: TrainConfig, space: LabelSpace, parameters: Any, weights: di
     lora = f"LoRA (r={config.lora_r}, alpha={config.lora_alpha:g}, dropout={config.lora_dropout:g})"
     labels = space.problem.describe_labels(space.names)
     weighted = "" if not weights else (f" Loss weighted by label (`--class-weights {config.class_weights}`): "
-                                       + ", ".join(f"{n} {w:.3g}" for n, w in weights.items()) + ".")  # fmt: skip
+                                       f"{describe_weights(weights)}.")  # fmt: skip
     return f"""# LoRA text classifier on {config.model}
 
 Fine-tuned with [lora-sentiment](https://pypi.org/project/lora-sentiment/) on `{config.data}`:

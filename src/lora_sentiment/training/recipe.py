@@ -37,7 +37,7 @@ from ..modeling.device import default_device, resolve_precision
 from ..modeling.model import ModelSetup, output_start, setup_model
 from ..problems.intervals import comparison_text, paired_comparison, wilson
 from ..problems.outputs import Prediction, format_table, predictions
-from ..problems.space import LabelSpace, resolve_class_weights
+from ..problems.space import LabelSpace, describe_weights, resolve_class_weights
 from ..runs.run import RunMetrics, RunWorkspace, checkpoint_epoch, write_run
 from ..runs.summary import (
     cross_validation_text,
@@ -254,7 +254,7 @@ class TrainRecipe:
                                 self.precision, hooks, self.schedule)  # fmt: skip
         recorder.trainer = trainer
         if self.weights is not None:
-            log("Class weights: " + ", ".join(f"{n} {w:.3g}" for n, w in zip(space.names, self.weights)))
+            log("Class weights: " + describe_weights(dict(zip(space.names, self.weights.tolist()))))
         resume = self.resume_from
         if resume is not None:
             log(f"Resuming from {resume.name} (epoch {checkpoint_epoch(resume):g} of {self.schedule.epochs:g}).")

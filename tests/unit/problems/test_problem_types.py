@@ -308,7 +308,8 @@ def test_class_weights_reach_the_loss(tmp_path, tiny_distilbert, small_csv, tag_
     assert "Class weights: Negative 1, Positive 2.5" in "\n".join(messages)
     kept = json.loads((result.output_dir / "metrics.json").read_text())["train"]["class_weights"]
     assert kept == {"Negative": 1.0, "Positive": 2.5}  # what the weights resolved to, beside the request
-    assert "Loss weighted by label (`--class-weights " in (result.output_dir / "README.md").read_text()
+    card = (result.output_dir / "README.md").read_text()
+    assert f"Loss weighted by label (`--class-weights {weights_file}`): Negative 1, Positive 2.5." in card
 
 
 @pytest.mark.parametrize("layout", ["jsonl", "parquet", "joined", "columns"])
