@@ -83,17 +83,23 @@ def predictions(
     return [Prediction.from_row(row, space, rule, text=text) for text, row in zip(texts, scores)]
 
 
-def format_table(predictions: Sequence[Prediction], title: str | None = None) -> str:
+def format_table(predictions: Sequence[Prediction], title: str | None = None,
+                 given: Sequence[str] | None = None) -> str:  # fmt: skip
     """`answer  probability  text` lines, padded to the longest label name (indented under a title); tags each
-    with its probability, a number with its interval where the run is calibrated."""
+    with its probability, a number with its interval where the run is calibrated. `given`: each text's given label,
+    shown before it (a run's examples drawn from its evaluation split)."""
     indent = "  " if title else ""
     lines = [title] if title else []
+    texts = [p.text for p in predictions]
+    if given:
+        width = max(len(g) for g in given)
+        texts = [f"(given {g + ')':<{width + 1}}  {t}" for g, t in zip(given, texts)]
     if predictions and predictions[0].label_name is None:  # tags or numbers: how sure goes into the answer
         shown = [_how_sure(p) for p in predictions]
         width = max(len(answer) for answer in shown)
-        return "\n".join(lines + [f"{indent}{a:<{width}}  {p.text}" for a, p in zip(shown, predictions)])
+        return "\n".join(lines + [f"{indent}{a:<{width}}  {t}" for a, t in zip(shown, texts)])
     width = max((len(p.answer) for p in predictions), default=0)
-    lines += [f"{indent}{p.answer:<{width}}  {p.probability:.3f}  {p.text}" for p in predictions]
+    lines += [f"{indent}{p.answer:<{width}}  {p.probability:.3f}  {t}" for p, t in zip(predictions, texts)]
     return "\n".join(lines)
 
 

@@ -196,11 +196,12 @@ def _confusion_table(final: Any, label_names: list[str]) -> str:
 
 
 def _before_and_after(metrics: Any) -> str:
+    given = any(row.given is not None for row in metrics.examples.after)
     return f"""## Before and after training
 
-| text | untrained | trained |
-|---|---|---|
-{_example_rows(metrics)}
+| text |{" given |" if given else ""} untrained | trained |
+|---|{"---|" if given else ""}---|---|
+{_example_rows(metrics, given)}
 """
 
 
@@ -230,12 +231,27 @@ def _confusion_rows(final: Any, label_names: list[str]) -> str:
     return "\n".join(f"| **{label_names[i]}** | " + " | ".join(map(str, row)) + " |" for i, row in enumerate(matrix))
 
 
-def _example_rows(metrics: Any) -> str:
+def _example_rows(metrics: Any, given: bool) -> str:
     def cell(row: Any) -> str:
         return f"{row.label} ({max(row.probabilities.values()):.2f})" if row.probabilities else row.label
 
-    pairs = zip(metrics.examples.before, metrics.examples.after)
-    return "\n".join(f"| {before.text} | {cell(before)} | {cell(after)} |" for before, after in pairs)
+    rows = []
+    for before, after in zip(metrics.examples.before, metrics.examples.after):
+        cells = [
+            _table_cell(before.text),
+            *([_table_cell(after.given or "")] if given else []),
+            cell(before),
+            cell(after),
+        ]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def _table_cell(text: str) -> str:
+    """A text as one cell of a Markdown table (shortened): a | or a line break in it would end the cell or the row."""
+    from ..data.examples import shown
+
+    return shown(text).replace("|", "\\|")
 
 
 def _fmt(value: Any) -> str:

@@ -67,6 +67,7 @@ class ExampleRow(_Record):
     text: str
     label: str
     probabilities: dict[str, float]
+    given: str | None = None  # the label it was given, where it was drawn from the evaluation split
 
 
 class Examples(_Record):

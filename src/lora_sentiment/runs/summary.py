@@ -52,9 +52,12 @@ def summary(config: Any, space: Any, metrics: Any) -> str:
         lines += per_label_lines(final, space, limit=12).splitlines()
     examples = metrics.examples
     if examples.after:
+        from ..data.examples import shown
+
         lines.append("Examples (before -> after training):")
         for before, after in zip(examples.before, examples.after):
-            lines.append(f"  {before['label']:>8} -> {after['label']:<8} {after['text']}")
+            given = f"(given {after['given']}) " if after.get("given") is not None else ""
+            lines.append(f"  {before['label']:>8} -> {after['label']:<8} {given}{shown(after['text'])}")
     return "\n".join(lines)
 
 

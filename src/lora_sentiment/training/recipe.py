@@ -26,6 +26,7 @@ from transformers import set_seed
 from ..config import MAX_LENGTH, TrainConfig
 from ..data.duplicates import evaluation_overlap, overlap_text, text_hashes
 from ..data.encoding import tokenize_dataset
+from ..data.examples import example_texts, shown
 from ..data.sizing import EVAL_FRACTION, LEARNING_RATE, MIN_STEPS, SMALL_SET_EPOCHS
 from ..data.splits import LabeledData, load_labeled_data
 from ..errors import UserError
@@ -52,7 +53,7 @@ from .checks import check_train
 from .folds import check_folds, cross_validate
 from .memory import memory_callbacks
 from .probe import start_head_at_probe
-from .report import best_epoch_metrics, calibrated, epoch_history, example_row, train_stats
+from .report import best_epoch_metrics, calibrated, epoch_history, example_rows, train_stats
 from .schedule import EVAL_TO_DECIDE, Schedule, plan
 from .tracking import tracked
 from .trainer import EvalRecorder, Fitted, Hooks, StepTimer, build_trainer, weighted_loss
@@ -162,13 +163,14 @@ class TrainRecipe:
             raise UserError("--folds trains its runs in one process; drop it under torchrun (or run it alone)")
         check_folds(requested, np.asarray(data.train["label"]), data.space)
         self.weights = resolve_class_weights(requested.class_weights, data.space, np.asarray(data.train["label"]))
+        self.example_texts, self.example_given = example_texts(requested, data)
         self.baseline_scores = None  # rank 0 fits the baseline; the other ranks have none to compare with
         with self.stages.timing("baseline"):
             self.baseline = self._fit_baseline() if self.main_process else None
         with self.stages.timing("model"):
             self._build_model()
         if self.before:  # none where the caller asked for no examples (a fold of `audit`, a trial of `tune`)
-            self.log(format_table(self.before, "Untrained model predictions:"))
+            self.log(format_table(_shortened(self.before), "Untrained model predictions:", given=self.example_given))
         if self.resume_from is None and self.main_process:
             self.workspace.start_fresh(requested)
         distributed.barrier()
@@ -207,7 +209,7 @@ class TrainRecipe:
                                    ("--max-length", "max_length")) if k in small]  # fmt: skip
             self.log(f"Small training set ({SMALL_SET_EPOCHS} or more passes to reach {MIN_STEPS} steps): "
                      f"{', '.join(chosen)} ({', '.join(flags)} to choose).")  # fmt: skip
-        sized = requested.model_copy(update=data.sized)
+        sized = requested.model_copy(update={**data.sized, "examples": self.example_texts})
         self.model = setup_model(sized, data.space, self.precision, self.log, output_start=start, start_head=probe)
         self.schedule = plan(self.model.config, len(data.train), len(data.eval), distributed.world_size(),
                              data.space.problem.min_steps or MIN_STEPS)  # fmt: skip
@@ -292,15 +294,15 @@ class TrainRecipe:
             self.final, self.space = kept.final, kept.space
             after = self._examples(self.space)
             if after:
-                self.log(format_table(after, "Trained model predictions:"))
+                self.log(format_table(_shortened(after), "Trained model predictions:", given=self.example_given))
             state = self.fitted.trainer.state
             self.metrics = RunMetrics.model_validate({
                 "final": self.final,
                 "history": epoch_history(state.log_history),
                 "train": train_stats(self.fitted, self.model, self.data, self.train_tok, self.precision,
                                      self.weights),
-                "examples": {"before": [example_row(p) for p in self.before],
-                             "after": [example_row(p) for p in after]},
+                "examples": {"before": example_rows(self.before, self.example_given),
+                             "after": example_rows(after, self.example_given)},
                 "log_history": state.log_history,
             })  # fmt: skip
             self.metrics.overlap = self.overlap
@@ -350,6 +352,10 @@ def _with_absolute_model_path(config: TrainConfig) -> TrainConfig:
     if not is_local(config.model):
         return config
     return config.model_copy(update={"model": str(Path(config.model).expanduser().resolve())})
+
+
+def _shortened(examples: list[Prediction]) -> list[Prediction]:
+    return [p.model_copy(update={"text": shown(p.text)}) for p in examples]
 
 
 def _silent(message: str) -> None:

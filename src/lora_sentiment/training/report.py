@@ -3,6 +3,7 @@ already made, the per-epoch history, throughput statistics, and the example pred
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -22,9 +23,15 @@ if TYPE_CHECKING:
     from .trainer import Fitted
 
 
-def example_row(prediction: Prediction) -> dict[str, Any]:
-    rounded = {name: round(value, 6) for name, value in (prediction.probabilities or {}).items()}
-    return {"text": prediction.text, "label": prediction.answer, "probabilities": rounded}
+def example_rows(predictions: Sequence[Prediction], given: Sequence[str] | None) -> list[dict[str, Any]]:
+    """metrics.json's examples: each text's answer and probabilities, and the label it was given where it was drawn
+    from the evaluation split (data/examples.py)."""
+    rows = []
+    for i, prediction in enumerate(predictions):
+        rounded = {name: round(value, 6) for name, value in (prediction.probabilities or {}).items()}
+        rows.append({"text": prediction.text, "label": prediction.answer, "probabilities": rounded,
+                     **({"given": given[i]} if given else {})})  # fmt: skip
+    return rows
 
 
 def train_stats(

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from lora_sentiment.config import DEFAULT_EXAMPLES, PRESETS, TrainConfig, build_config
+from lora_sentiment.config import PRESETS, TrainConfig, build_config
 from lora_sentiment.errors import UserError
 
 
@@ -14,7 +14,7 @@ def test_defaults_are_the_documented_recipe():
     assert config.lora_targets is None  # resolved per architecture
     assert config.truncation == "head+tail" and config.max_length == "auto" and config.tokens == 512
     assert config.head_token_count == 128
-    assert config.examples == DEFAULT_EXAMPLES
+    assert config.examples is None  # the tutorial's five for IMDB, else the data's own (data/examples.py)
     assert config.epochs == "auto" and config.head_init == "random"
 
 
