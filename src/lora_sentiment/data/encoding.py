@@ -167,14 +167,17 @@ def mean_by_text(outputs: np.ndarray, owners: Sequence[int], count: int) -> np.n
 
 def tokenize_dataset(ds: Any, encoder: TextEncoder) -> Any:
     """Tokenize once with datasets.map (cached on disk when the dataset is file-backed)."""
-    return ds.map(
-        _encode_batch,
-        fn_kwargs={"encoder": encoder},
-        batched=True,
-        remove_columns=["text"],
-        desc="Tokenizing",
-        new_fingerprint=_tokenized_fingerprint(ds, encoder),
-    )
+    from .quiet import bars_where_watched
+
+    with bars_where_watched():
+        return ds.map(
+            _encode_batch,
+            fn_kwargs={"encoder": encoder},
+            batched=True,
+            remove_columns=["text"],
+            desc="Tokenizing",
+            new_fingerprint=_tokenized_fingerprint(ds, encoder),
+        )
 
 
 def _tokenized_fingerprint(ds: Any, encoder: TextEncoder) -> str:

@@ -16,6 +16,7 @@ import torch
 from transformers import (
     DataCollatorWithPadding,
     EarlyStoppingCallback,
+    PrinterCallback,
     ProgressCallback,
     Trainer,
     TrainerCallback,
@@ -24,6 +25,7 @@ from transformers import (
 
 from ..config import TrainConfig
 from ..data.encoding import padded_batch
+from ..data.quiet import bars_shown
 from ..modeling.device import default_device, eval_batch_size, pad_multiple, synchronize
 from ..problems.metrics import LOWER_IS_BETTER, evaluation_metrics
 from ..problems.space import LabelSpace
@@ -212,7 +214,9 @@ def build_trainer(
     trainer.loss_is_scaled_for_ga = False
     if not hooks.step_lines:
         trainer.remove_callback(ProgressCallback)
-        trainer.add_callback(_BarsOnly)
+        trainer.remove_callback(PrinterCallback)  # no bars (a piped log): nothing, as the dicts are what goes
+        if bars_shown():
+            trainer.add_callback(_BarsOnly)
     trainer.eval_attention = "sdpa" if config.attention == "auto" else None
     # Measured on CPUs only; several processes would each run forward passes the DDP reducer does not expect.
     trainer.split_by_length = config.group_by_length and default_device().type == "cpu" and trainer.args.world_size == 1
@@ -251,7 +255,7 @@ def training_arguments(config: TrainConfig, schedule: Schedule, work_dir: Path, 
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         report_to="none",
-        disable_tqdm=False,
+        disable_tqdm=not bars_shown(),  # then the Trainer prints its loss and evaluation dicts without bars
         # On a GPU, batches are prepared by two worker processes while a step runs, so the device does not wait
         # for them; on a CPU the same cores would be taken from the step itself.
         dataloader_num_workers=2 if on_gpu else 0,

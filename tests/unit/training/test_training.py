@@ -92,10 +92,11 @@ def test_train_result_and_the_saved_config(tmp_path, tiny_distilbert, small_csv,
 
 
 def test_runs_inside_other_commands_print_no_step_lines_and_no_empty_example_tables(
-    tmp_path, tiny_distilbert, small_csv, capsys
+    tmp_path, tiny_distilbert, small_csv, capsys, monkeypatch
 ):
     """A fold of `audit` or `--folds`, a trial of `tune`: no examples asked, no Trainer dicts on stdout (five folds on
-    60 texts printed 486 of them, and two headers over nothing each)."""
+    60 texts printed 486 of them, and two headers over nothing each). Progress bars only where someone watches:
+    stderr here is no terminal, so none."""
     config = TrainConfig(model=tiny_distilbert, data=str(small_csv), output_dir=str(tmp_path / "run"), max_length=32,
                          epochs=1, batch_size=16, precision="fp32", baseline="none", examples=[])  # fmt: skip
     messages: list[str] = []
@@ -104,12 +105,21 @@ def test_runs_inside_other_commands_print_no_step_lines_and_no_empty_example_tab
         train(config, log=messages.append, step_lines=False)
     # nor, from Python (the CLI hides FutureWarnings), peft's call of a deprecated transformers property
     assert not [w for w in caught if "is_gradient_checkpointing" in str(w.message)]
-    assert "{'loss'" not in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "{'loss'" not in printed.out and "it/s]" not in printed.err and "s/it]" not in printed.err
     assert not any("predictions:" in m for m in messages)
     asked = config.model_copy(update={"overwrite": True, "examples": ["Fine."]})
     train(asked, log=messages.append)  # `train` itself: the Trainer's lines, as in the tutorial
-    assert "{'loss'" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "{'loss'" in printed.out and "it/s]" not in printed.err and "s/it]" not in printed.err
+    assert "Tokenizing" not in printed.err
     assert sum("model predictions:" in m for m in messages) == 2
+    from lora_sentiment.training import trainer
+
+    monkeypatch.setattr(trainer, "bars_shown", lambda: True)  # a terminal: the bars, and still the lines
+    train(asked, log=messages.append)
+    printed = capsys.readouterr()
+    assert "{'loss'" in printed.out and ("it/s]" in printed.err or "s/it]" in printed.err)
 
 
 def test_no_baseline_when_asked(tmp_path, tiny_distilbert, small_csv):
