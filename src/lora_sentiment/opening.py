@@ -50,8 +50,47 @@ def open_predictor(target: Target, options: LoadOptions | None = None, *, expect
         raise UserError(f"--engine {options.engine} runs one run at a time; several runs share their base in torch "
                         "(--engine torch or auto)")  # fmt: skip
     from .inference.shared_base import load_classifiers
+    from .runs.run import parse_named_runs
 
-    return load_classifiers(target if isinstance(target, Mapping) else list(target), options)
+    named = dict(target) if isinstance(target, Mapping) else parse_named_runs([str(t) for t in target])
+    if not any(is_export(path) for path in named.values()):
+        return load_classifiers(named, options)
+    # An export holds its own, merged weights and is opened alone; a run beside its export is a comparison users
+    # make (did the export keep the answers?). The other runs share their bases as ever; one alone is opened as
+    # `predict RUN` opens it, its engine compiled once the texts repay it.
+    opened = {name: open_predictor(path, options) for name, path in named.items() if is_export(path)}
+    shared = {name: path for name, path in named.items() if name not in opened}
+    if len(shared) == 1:
+        ((name, path),) = shared.items()
+        opened[name] = open_predictor(path, options, expected_texts=expected_texts)
+    elif shared:
+        together = load_classifiers(shared, options)
+        opened.update({name: together[name] for name in shared})
+    return SideBySide({name: opened[name] for name in named})
+
+
+class SideBySide:
+    """Runs and exports by name as one PredictorSet (`predict a b`, `evaluate a b`): each predicts on its own."""
+
+    def __init__(self, members: dict[str, Predictor]):
+        self.members = members
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.members)
+
+    def __getitem__(self, name: str) -> Predictor:
+        if name not in self.members:
+            raise UserError(f"no model named {name!r}; models: {', '.join(self.members)}")
+        return self.members[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.members
+
+    def predict_many(self, requests: Sequence[tuple[str | None, Sequence[str]]]) -> list[Any]:
+        if any(name is None for name, _ in requests):
+            raise UserError(f"{len(self.members)} models are loaded; name one of: {', '.join(self.members)}")
+        return [self[str(name)].predict_scores(texts) for name, texts in requests]
 
 
 def choose_engine(options: LoadOptions) -> str:

@@ -49,7 +49,8 @@ def run(args: argparse.Namespace, settings: tuple[EvalOptions, LoadOptions]) -> 
     # The data first, read for each run's labels: a bad file fails before any model loads (or is compiled).
     rows = {name: labelled_rows(args.data, options, *records(path)) for name, path in runs.items()}
     if len(runs) > 1:
-        models = _opened(runs, load, len(next(iter(rows.values())).dataset))  # a missing or damaged run: one line
+        # A missing or damaged run: one line. An export among runs is opened alone (opening.SideBySide).
+        models = open_predictor(runs, load, expected_texts=len(next(iter(rows.values())).dataset))
         scored = {name: scored_rows(models[name], rows[name], options) for name in runs}
         return _side_by_side(scored, {name: (models[name].space, rows[name]) for name in runs}, args.json)
     ((name, path),) = runs.items()
@@ -88,24 +89,6 @@ def run(args: argparse.Namespace, settings: tuple[EvalOptions, LoadOptions]) -> 
     for line in seen_lines(metrics.get("seen")):
         print(line)
     return 0
-
-
-def _opened(runs: dict[str, Any], load: Any, texts: int) -> dict[str, Any]:
-    """Several runs to score side by side: runs on one base share its weights; an export holds its own, merged,
-    and is opened alone (a run against its export is a comparison users make: did the export keep the scores?)."""
-    from ..opening import open_predictor
-    from ..runs.run import is_export
-
-    exports = {name for name, path in runs.items() if is_export(path)}
-    shared = {name: path for name, path in runs.items() if name not in exports}
-    opened = {name: open_predictor(runs[name], load) for name in exports}
-    if len(shared) == 1:  # alone, as `evaluate RUN` opens it (its engine compiled once the texts repay it)
-        ((name, path),) = shared.items()
-        opened[name] = open_predictor(path, load, expected_texts=texts)
-    elif shared:
-        together = open_predictor(shared, load)
-        opened.update({name: together[name] for name in shared})
-    return opened
 
 
 def _side_by_side(

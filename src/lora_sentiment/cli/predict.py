@@ -1,5 +1,6 @@
 """`lora-sentiment predict RUN... --text TEXT... | --input FILE`: classify texts, or every row of a file, with one
-run or export, or with several runs side by side (runs on one base model share its weights)."""
+run or export, or with several side by side (runs on one base model share its weights; an export predicts on its
+own beside them)."""
 
 from __future__ import annotations
 
@@ -27,8 +28,8 @@ def add_parser(commands: Any) -> None:
         "stdin/stdout. Several runs add one set of prediction columns each, NAME.predicted_label...",
     )
     parser.add_argument(
-        "runs", nargs="+", metavar="RUN", help="the --output-dir of a training run, or an export; several runs "
-        "(NAME=PATH names one) predict side by side. (Deprecated: `predict RUN TEXT...` without --text.)",
+        "runs", nargs="+", metavar="RUN", help="the --output-dir of a training run, or an export; several runs or "
+        "exports (NAME=PATH names one) predict side by side. (Deprecated: `predict RUN TEXT...` without --text.)",
     )  # fmt: skip
     # extend: `--text A --text B` predicts both (store kept only the last, silently)
     parser.add_argument("--text", nargs="+", action="extend", metavar="TEXT", help="texts to classify")

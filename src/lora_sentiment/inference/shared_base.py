@@ -82,7 +82,7 @@ class ClassifierSet:
         if is_export(path):
             raise UserError(
                 f"{path} is an export (LoRA merged into its own copy of the weights), which shares no base model: "
-                "serve or predict with it on its own"
+                "serve it on its own (predict and evaluate take it beside runs)"
             )
         run = Run.open(path)
         tokenizer = self._tokenizer(run.path)

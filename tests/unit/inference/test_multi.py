@@ -208,10 +208,9 @@ def test_bad_run_lists_are_refused_in_one_line(tiny_runs, tmp_path, capsys):
     assert "--runs-dir" in capsys.readouterr().err
     assert main(["export", str(tiny_runs / "sentiment"), str(tmp_path / "export"), "--format", "onnx"]) == 0
     capsys.readouterr()
-    out = tmp_path / "out.csv"
-    both = [str(tiny_runs / "sentiment"), str(tmp_path / "export"), "--input", str(tmp_path / "in.csv")]
-    assert main(["predict", *both, "--output", str(out), "--no-progress"]) == 2
-    assert "is an export" in capsys.readouterr().err.strip().splitlines()[-1] and not out.exists()
+    # serve shares one base among several runs, which an export has not: refused in one line
+    assert main(["serve", str(tiny_runs / "sentiment"), str(tmp_path / "export"), "--port", "0"]) == 2
+    assert "is an export" in capsys.readouterr().err.strip().splitlines()[-1]
     # evaluate needs no shared base: a run against its export (did it keep the scores?), and another run beside
     (tmp_path / "labelled.csv").write_text("text,label\nA fine film.,Positive\nDull.,Negative\nGood.,Positive\n")
     three = [str(tiny_runs / "sentiment"), f"exported={tmp_path / 'export'}", f"again={tiny_runs / 'sentiment'}"]
@@ -220,6 +219,36 @@ def test_bad_run_lists_are_refused_in_one_line(tiny_runs, tmp_path, capsys):
     assert list(scores) == ["sentiment", "exported", "again"]
     assert scores["exported"]["accuracy"] == scores["sentiment"]["accuracy"] == scores["again"]["accuracy"]
     assert "comparison_with_sentiment" in scores["exported"]
+
+
+def test_a_run_and_its_export_predict_side_by_side(tiny_runs, tmp_path, capsys, imdb_frames):
+    """Did the export keep the answers? `predict RUN EXPORT` as `evaluate` takes them: texts, files and workers,
+    the export opened alone beside runs that share their base."""
+    from lora_sentiment.cli import main
+    from lora_sentiment.opening import SideBySide, open_predictor
+
+    export = tmp_path / "export"
+    assert main(["export", str(tiny_runs / "sentiment"), str(export), "--format", "onnx"]) == 0
+    texts = imdb_frames[1].text.head(12).tolist()
+    pd.DataFrame({"text": texts}).to_csv(tmp_path / "in.csv", index=False)
+    capsys.readouterr()
+    named = [str(tiny_runs / "sentiment"), f"exported={export}", f"stars={tiny_runs / 'stars'}"]
+    assert main(["predict", *named, "--text", *texts[:2], "--json", "--precision", "fp32"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["model"] for r in rows] == ["sentiment"] * 2 + ["exported"] * 2 + ["stars"] * 2
+    assert [r["label"] for r in rows[:2]] == [r["label"] for r in rows[2:4]]
+    for workers in ("1", "2"):
+        out = tmp_path / f"out-{workers}.csv"
+        assert main(["predict", *named, "--input", str(tmp_path / "in.csv"), "--output", str(out), "--workers",
+                     workers, "--precision", "fp32", "--no-progress"]) == 0  # fmt: skip
+        table = pd.read_csv(out)
+        assert {"sentiment.probability", "exported.probability", "stars.probability"} <= set(table.columns)
+        np.testing.assert_allclose(table["exported.probability"], table["sentiment.probability"], atol=1e-3)
+        assert (table["exported.predicted_label"] == table["sentiment.predicted_label"]).all()
+    opened = open_predictor({"run": tiny_runs / "sentiment", "export": export}, precision="fp32")
+    assert isinstance(opened, SideBySide) and opened.names == ["run", "export"]
+    run_scores, export_scores = opened.predict_many([("run", texts), ("export", texts)])
+    np.testing.assert_allclose(export_scores, run_scores, atol=1e-3)
 
 
 def test_long_texts_in_chunks_and_evaluation_match_each_run_alone(tiny_runs, tmp_path, imdb_frames):
