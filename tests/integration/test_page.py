@@ -107,14 +107,20 @@ def test_a_multi_label_run_lists_its_tags(page, tmp_path, tiny_distilbert):
         for i in range(40)
     ]
     (tmp_path / "tags.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    long_example = "So happy with how this turned out, " * 4
     config = TrainConfig(
         model=tiny_distilbert, data=str(tmp_path / "tags.jsonl"), output_dir=str(tmp_path / "run"), max_length=16,
-        epochs=1, precision="fp32", threshold=0.2, examples=["happy"],
+        epochs=1, precision="fp32", threshold=0.2, examples=["happy", long_example],
     )  # fmt: skip
     run = train(config, log=lambda _: None).output_dir
     with serving(run, load_classifier(run, precision="fp32")) as url:
         page.goto(url + "/")
         page.wait_for_function("document.getElementById('model-line').textContent.includes('multi-label')")
+        # a long example (a run's own evaluation text) shows its start on the button and goes in whole
+        buttons = page.locator("button.example")
+        assert buttons.all_inner_texts() == ["happy", long_example[:89].rstrip() + "\u2026"]
+        buttons.nth(1).click()
+        page.wait_for_function("(t) => document.getElementById('text').value === t", arg=long_example)
         page.fill("#text", "so happy")
         page.click("#classify")
         verdict = page.wait_for_selector("#verdict", timeout=15000).inner_text()
