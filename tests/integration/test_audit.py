@@ -330,3 +330,16 @@ def test_skewed_classes_train_the_folds_unweighted_unless_asked(tmp_path, tiny_d
         np.testing.assert_array_equal(tfidf[0], tfidf[1])
     else:
         assert tfidf[0].mean() > 1.3 * tfidf[1].mean(), (tfidf[0].mean(), tfidf[1].mean())
+
+
+def test_the_printed_issues_show_texts_as_typed(tmp_path, capsys):
+    """Curly quotes, accents and emoji in the one-screen summary, not JSON's \\u escapes."""
+    good = [f"great wonderful lovely film number {i}" for i in range(30)]
+    bad = [f"awful terrible boring film number {i}" for i in range(30)]
+    odd = "great wonderful lovely film — it’s café-level ☕"
+    rows = [(t, "positive") for t in good] + [(t, "negative") for t in bad] + [(odd, "negative")]
+    pd.DataFrame(rows, columns=["text", "label"]).to_csv(tmp_path / "data.csv", index=False)
+    code = main(["audit", "--data", str(tmp_path / "data.csv"), "--scorer", "tfidf", "--output-dir",
+                 str(tmp_path / "audit")])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert code == 0 and f'"{odd}"' in printed and "\\u" not in printed

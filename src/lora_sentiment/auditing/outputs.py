@@ -158,7 +158,7 @@ def _percent(value: float | None) -> str:
 
 def _snippet(text: str, width: int = 70) -> str:
     flat = " ".join(text.split())
-    return json.dumps(flat if len(flat) <= width else flat[: width - 3] + "...")
+    return json.dumps(flat if len(flat) <= width else flat[: width - 3] + "...", ensure_ascii=False)  # as typed
 
 
 def write_clean(path: Path, config: TrainConfig, data: Any, findings: list[Finding], relabel: bool,
