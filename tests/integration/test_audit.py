@@ -12,6 +12,7 @@ import pytest
 
 from lora_sentiment import AuditOptions, TrainConfig, audit
 from lora_sentiment.cli import main
+from lora_sentiment.errors import UserError
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 
@@ -328,8 +329,17 @@ def test_skewed_classes_train_the_folds_unweighted_unless_asked(tmp_path, tiny_d
                    folds=2, scorer="tfidf", log=lambda _: None).scores[:, 1] for w in (weights, "none")]  # fmt: skip
     if folds_train_with == "none":
         np.testing.assert_array_equal(tfidf[0], tfidf[1])
-    else:
-        assert tfidf[0].mean() > 1.3 * tfidf[1].mean(), (tfidf[0].mean(), tfidf[1].mean())
+        return
+    assert tfidf[0].mean() > 1.3 * tfidf[1].mean(), (tfidf[0].mean(), tfidf[1].mean())
+    # a folder from before TF-IDF followed the weights holds unweighted folds: refused on resume, not mixed
+    weighted = config.model_copy(update={"output_dir": str(tmp_path / f"tfidf-{weights}")})
+    audit(weighted, folds=2, scorer="tfidf", log=lambda _: None)  # the same audit again: resumed
+    state_file = tmp_path / f"tfidf-{weights}" / "audit.json"
+    state = json.loads(state_file.read_text())
+    del state["settings"]["tfidf_weighted"]
+    state_file.write_text(json.dumps(state))
+    with pytest.raises(UserError, match="holds an audit of other settings"):
+        audit(weighted, folds=2, scorer="tfidf", log=lambda _: None)
 
 
 def test_the_printed_issues_show_texts_as_typed(tmp_path, capsys):

@@ -191,7 +191,12 @@ class AuditRecipe:
 
     def _settings(self) -> dict[str, Any]:
         train = {k: v for k, v in self.config.model_dump(mode="json").items() if k not in _NOT_SCORING}
-        return {"train": train, "folds": self.options.folds, "scorer": self.scorer}
+        settings = {"train": train, "folds": self.options.folds, "scorer": self.scorer}
+        if "tfidf" in self.scorer.split("+") and self.config.class_weights.strip().lower() != "none":
+            # TF-IDF folds follow --class-weights since 2026-12-07; a folder from before holds unweighted ones
+            # under the same flags, refused on resume rather than mixed with weighted ones
+            settings["tfidf_weighted"] = True
+        return settings
 
     def _data_fingerprint(self) -> str:
         digest = hashlib.blake2b(digest_size=16)
