@@ -82,7 +82,7 @@ class ClassifierSet:
         if is_export(path):
             raise UserError(
                 f"{path} is an export (LoRA merged into its own copy of the weights), which shares no base model: "
-                "serve it on its own (predict and evaluate take it beside runs)"
+                "open it on its own (predict, evaluate and serve take it beside runs when named)"
             )
         run = Run.open(path)
         tokenizer = self._tokenizer(run.path)

@@ -59,7 +59,8 @@ class OneModel:
 
 class ManyModels:
     """Several runs sharing their base models' weights (a ClassifierSet), and the folder they come from, if any,
-    which `refresh` reads again: runs finished since are loaded, removed ones dropped, damaged ones skipped."""
+    which `refresh` reads again: runs finished since are loaded, removed ones dropped, damaged ones skipped. Exports
+    named on the command line are served beside them, each on its own (it holds its own merged weights)."""
 
     def __init__(
         self,
@@ -67,46 +68,60 @@ class ManyModels:
         runs_dir: str | None = None,
         log: Callable[[str], None] = print,
         fixed: dict[str, Any] | None = None,
+        exports: dict[str, OneModel] | None = None,
     ):
         self.classifiers, self.runs_dir, self.log = classifiers, runs_dir, log
         # Runs named on the command line: kept whatever the folder holds, and they win a name clash with it.
         self.fixed = dict(fixed or {})
+        self.exports = dict(exports or {})  # named on the command line too: they win a clash with the folder's runs
 
     @property
     def names(self) -> list[str]:
-        return self.classifiers.names
+        return [*self.exports, *(name for name in self.classifiers.names if name not in self.exports)]
 
     def get(self, name: str) -> Predictor | None:
+        if name in self.exports:
+            return self.exports[name].classifier
         return self.classifiers[name] if name in self.classifiers else None
 
     def predict_many(self, requests: list[Request]) -> list[np.ndarray | Exception]:
-        """As ClassifierSet.predict_many; a request for a model dropped while it waited gets its own 404."""
-        known = [i for i, (name, _) in enumerate(requests) if name in self.classifiers]
+        """As ClassifierSet.predict_many, an export's requests each through its own model; a request for a model
+        dropped while it waited gets its own 404."""
         results: list[np.ndarray | Exception] = [
             HTTPException(404, f"model {name!r} was removed; models: {', '.join(self.names) or 'none'}")
             for name, _ in requests
         ]
+        for i, (name, texts) in enumerate(requests):
+            if name in self.exports:
+                results[i] = self.exports[name].classifier.predict_scores(texts)
+        known = [i for i, (name, _) in enumerate(requests) if name not in self.exports and name in self.classifiers]
         if known:
             for i, scores in zip(known, self.classifiers.predict_many([requests[i] for i in known])):
                 results[i] = scores
         return results
 
     def run_info(self, name: str) -> dict[str, Any]:
+        if name in self.exports:
+            return self.exports[name].info
         return self.classifiers.member(name).info
 
     def explainer(self, name: str) -> Any:
         """A run of a shared base, on its own and merged for /explain, loaded on the first call for it."""
+        if name in self.exports:
+            return self.exports[name].explainer(name)  # 400: an export has no torch model to explain with
         explainers = self.__dict__.setdefault("explainers", {})
         return _explainer(explainers, name, str(self.classifiers.member(name).run.path))
 
     def warm(self) -> None:
-        pass  # torch, where every run's weights are loaded by now
+        for export in self.exports.values():  # torch runs' weights are loaded by now; an export compiles on first use
+            export.warm()
 
     def refresh(self) -> None:
         if self.runs_dir is not None:
             from ..runs.run import find_runs
 
-            self.classifiers.sync({**find_runs(self.runs_dir), **self.fixed}, self.log)
+            found = {name: path for name, path in find_runs(self.runs_dir).items() if name not in self.exports}
+            self.classifiers.sync({**found, **self.fixed}, self.log)
 
 
 def _explainer(cache: dict[str, Any], name: str, path: str | None) -> Any:
@@ -139,12 +154,25 @@ def open_models(
         predictor = open_predictor(path, options)
         assert isinstance(predictor, Predictor)
         return OneModel(predictor, name, info, str(path))
+    from ..runs.run import is_export
+
+    exports = {name: OneModel(_opened_alone(path, options), name, describe(path), str(path))
+               for name, path in named.items() if is_export(path)}  # fmt: skip
+    runs = {name: path for name, path in named.items() if name not in exports}
     classifiers = ClassifierSet(options, mixing=settings.adapter_batching)
-    for name, path in named.items():
+    for name, path in runs.items():
         classifiers.add(name, path)
     log = lambda line: print(f"lora-sentiment: {line}", flush=True)  # noqa: E731
-    models = ManyModels(classifiers, runs_dir, log=log, fixed=named)
+    models = ManyModels(classifiers, runs_dir, log=log, fixed=runs, exports=exports)
     models.refresh()
     if runs_dir and not models.names:
         print(f"lora-sentiment: no finished run under {runs_dir} yet; serving as they appear", flush=True)
     return models
+
+
+def _opened_alone(path: Any, options: LoadOptions) -> Predictor:
+    from ..opening import open_predictor
+
+    predictor = open_predictor(path, options)
+    assert isinstance(predictor, Predictor)
+    return predictor

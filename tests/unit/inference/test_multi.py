@@ -208,9 +208,6 @@ def test_bad_run_lists_are_refused_in_one_line(tiny_runs, tmp_path, capsys):
     assert "--runs-dir" in capsys.readouterr().err
     assert main(["export", str(tiny_runs / "sentiment"), str(tmp_path / "export"), "--format", "onnx"]) == 0
     capsys.readouterr()
-    # serve shares one base among several runs, which an export has not: refused in one line
-    assert main(["serve", str(tiny_runs / "sentiment"), str(tmp_path / "export"), "--port", "0"]) == 2
-    assert "is an export" in capsys.readouterr().err.strip().splitlines()[-1]
     # evaluate needs no shared base: a run against its export (did it keep the scores?), and another run beside
     (tmp_path / "labelled.csv").write_text("text,label\nA fine film.,Positive\nDull.,Negative\nGood.,Positive\n")
     three = [str(tiny_runs / "sentiment"), f"exported={tmp_path / 'export'}", f"again={tiny_runs / 'sentiment'}"]
@@ -249,6 +246,29 @@ def test_a_run_and_its_export_predict_side_by_side(tiny_runs, tmp_path, capsys, 
     assert isinstance(opened, SideBySide) and opened.names == ["run", "export"]
     run_scores, export_scores = opened.predict_many([("run", texts), ("export", texts)])
     np.testing.assert_allclose(export_scores, run_scores, atol=1e-3)
+    # serve: the export beside the runs (which share their base), each answering for itself; no /explain for it
+    from lora_sentiment.options import LoadOptions
+    from lora_sentiment.serving.models import open_models
+
+    served = open_models(named, None, ServeSettings(), LoadOptions(precision="fp32"))
+    with TestClient(create_app(served, ServeSettings())) as client:
+        assert [m["name"] for m in client.get("/models").json()["models"]] == ["exported", "sentiment", "stars"]
+        probabilities = {}
+        for name in ("sentiment", "exported"):
+            answer = client.post("/predict", json={"model": name, "texts": texts[:3]}).json()
+            assert answer["model"] == name
+            probabilities[name] = [p["probability"] for p in answer["predictions"]]
+        np.testing.assert_allclose(probabilities["exported"], probabilities["sentiment"], atol=1e-3)
+        assert client.get("/info", params={"model": "exported"}).json()["export"]["format"] == "onnx"
+        refused = client.post("/explain", json={"model": "exported", "texts": ["Fine."]})
+        assert refused.status_code == 400 and "export" in refused.json()["detail"]
+    folder = tmp_path / "served"  # under --runs-dir an export is skipped with one line: it is named to be served
+    shutil.copytree(tiny_runs / "sentiment", folder / "sentiment")
+    shutil.copytree(export, folder / "sentiment-onnx")
+    capsys.readouterr()
+    assert open_models([], str(folder), ServeSettings(), LoadOptions(precision="fp32")).names == ["sentiment"]
+    logged = capsys.readouterr().out
+    assert "skipped" in logged and "is an export" in logged
 
 
 def test_long_texts_in_chunks_and_evaluation_match_each_run_alone(tiny_runs, tmp_path, imdb_frames):
