@@ -93,7 +93,10 @@ class ManyModels:
         ]
         for i, (name, texts) in enumerate(requests):
             if name in self.exports:
-                results[i] = self.exports[name].classifier.predict_scores(texts)
+                try:
+                    results[i] = self.exports[name].classifier.predict_scores(texts)
+                except Exception as exc:  # whatever its runtime raises: that request's 500, not the whole batch's
+                    results[i] = exc
         known = [i for i, (name, _) in enumerate(requests) if name not in self.exports and name in self.classifiers]
         if known:
             for i, scores in zip(known, self.classifiers.predict_many([requests[i] for i in known])):
@@ -142,20 +145,15 @@ def open_models(
 ) -> OneModel | ManyModels:
     """What `serve` was given, loaded: one run or export on its own keeps the merged fast path."""
     from ..inference.shared_base import ClassifierSet
-    from ..opening import describe, open_predictor
-    from ..runs.run import parse_named_runs
+    from ..opening import describe
+    from ..runs.run import is_export, parse_named_runs
 
     if not specs and not runs_dir:
         raise UserError("give a RUN to serve, several, or --runs-dir DIR")
     named = parse_named_runs(specs)
     if len(named) == 1 and not runs_dir:
         ((name, path),) = named.items()
-        info = describe(path)
-        predictor = open_predictor(path, options)
-        assert isinstance(predictor, Predictor)
-        return OneModel(predictor, name, info, str(path))
-    from ..runs.run import is_export
-
+        return OneModel(_opened_alone(path, options), name, describe(path), str(path))
     exports = {name: OneModel(_opened_alone(path, options), name, describe(path), str(path))
                for name, path in named.items() if is_export(path)}  # fmt: skip
     runs = {name: path for name, path in named.items() if name not in exports}
