@@ -92,9 +92,10 @@ def test_plain_peft_loads_the_adapter_and_agrees(tiny_run, tiny_distilbert):
 
 
 def test_predict_and_evaluate_commands(tiny_run, small_csv, capsys):
-    assert main(["predict", str(tiny_run), "--text", "Loved it.", "Hated it.", "--json"]) == 0
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [line["text"] for line in lines] == ["Loved it.", "Hated it."]
+    assert main(["predict", str(tiny_run), "--text", "Loved it.", "Hated it. ☹", "--json"]) == 0
+    printed = capsys.readouterr().out
+    lines = [json.loads(line) for line in printed.splitlines()]
+    assert [line["text"] for line in lines] == ["Loved it.", "Hated it. ☹"] and "☹" in printed  # as typed
     assert all(
         line["label_name"] in {"Negative", "Positive"} and abs(sum(line["probabilities"].values()) - 1) < 1e-5
         for line in lines

@@ -165,10 +165,11 @@ def _predict_texts(args: argparse.Namespace, job: PredictJob) -> int:
             predictions = predictor.explain(texts, explain.explain_method, explain.explain_label)
         else:
             predictions = predictor.predict(texts, batch_size=args.batch_size)
-        if args.json:
+        if args.json:  # the text as typed (no \u escapes), as --output .jsonl writes it
             for p in predictions:
-                print(json.dumps({**({"model": name} if name else {}), "text": p.text,
-                                  **p.model_dump(exclude={"text"}, exclude_none=True)}))  # fmt: skip
+                row = {**({"model": name} if name else {}), "text": p.text,
+                       **p.model_dump(exclude={"text"}, exclude_none=True)}  # fmt: skip
+                print(json.dumps(row, ensure_ascii=False))
         else:
             print(format_table(predictions, title=name))
             if explain is not None:
