@@ -4,6 +4,7 @@ with the folder they come from watched for runs that appear, are retrained or di
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -59,8 +60,8 @@ class OneModel:
 
 class ManyModels:
     """Several runs sharing their base models' weights (a ClassifierSet), and the folder they come from, if any,
-    which `refresh` reads again: runs finished since are loaded, removed ones dropped, damaged ones skipped. Exports
-    named on the command line are served beside them, each on its own (it holds its own merged weights)."""
+    which `refresh` reads again: runs finished since are loaded, removed ones dropped, damaged ones skipped. Exports,
+    named or in the folder, are served beside them, each on its own (it holds its own merged weights)."""
 
     def __init__(
         self,
@@ -69,11 +70,15 @@ class ManyModels:
         log: Callable[[str], None] = print,
         fixed: dict[str, Any] | None = None,
         exports: dict[str, OneModel] | None = None,
+        options: LoadOptions | None = None,
     ):
         self.classifiers, self.runs_dir, self.log = classifiers, runs_dir, log
         # Runs named on the command line: kept whatever the folder holds, and they win a name clash with it.
         self.fixed = dict(fixed or {})
         self.exports = dict(exports or {})  # named on the command line too: they win a clash with the folder's runs
+        self.options = options or LoadOptions()  # how the folder's exports are opened
+        self._folder_exports: dict[str, tuple[Path, tuple[int, int]]] = {}  # served from the folder, and their version
+        self._skipped_exports: dict[str, tuple[Path, tuple[int, int]]] = {}
 
     @property
     def names(self) -> list[str]:
@@ -120,11 +125,35 @@ class ManyModels:
             export.warm()
 
     def refresh(self) -> None:
-        if self.runs_dir is not None:
-            from ..runs.run import find_runs
+        if self.runs_dir is None:
+            return
+        from ..runs.run import find_runs, is_export
 
-            found = {name: path for name, path in find_runs(self.runs_dir).items() if name not in self.exports}
-            self.classifiers.sync({**found, **self.fixed}, self.log)
+        found = find_runs(self.runs_dir)
+        named = {name for name in self.exports if name not in self._folder_exports} | set(self.fixed)  # these win
+        self._sync_exports({n: Path(p) for n, p in found.items() if is_export(p) and n not in named})
+        runs = {name: path for name, path in found.items() if name not in self.exports and not is_export(path)}
+        self.classifiers.sync({**runs, **self.fixed}, self.log)
+
+    def _sync_exports(self, found: dict[str, Path]) -> None:
+        """The folder's exports, as ClassifierSet.sync keeps its runs: new or re-exported ones opened, removed ones
+        dropped, a damaged one skipped with one line per version of its files."""
+        for name in [n for n in self._folder_exports if n not in found]:
+            del self._folder_exports[name], self.exports[name]
+            self.log(f"dropped model {name!r}: its export is gone")
+        for name, path in found.items():
+            version = (path, _export_signature(path))
+            if self._folder_exports.get(name) == version or self._skipped_exports.get(name) == version:
+                continue
+            try:
+                opened = OneModel(_opened_alone(path, self.options), name, _described(path), str(path))
+            except UserError as exc:
+                self._skipped_exports[name] = version
+                self.log(f"skipped {path}: {exc}")
+                continue
+            self._skipped_exports.pop(name, None)
+            self.log(f"{'reloaded' if name in self._folder_exports else 'loaded'} model {name!r} from {path}")
+            self.exports[name], self._folder_exports[name] = opened, version
 
 
 def _explainer(cache: dict[str, Any], name: str, path: str | None) -> Any:
@@ -161,7 +190,7 @@ def open_models(
     for name, path in runs.items():
         classifiers.add(name, path)
     log = lambda line: print(f"lora-sentiment: {line}", flush=True)  # noqa: E731
-    models = ManyModels(classifiers, runs_dir, log=log, fixed=runs, exports=exports)
+    models = ManyModels(classifiers, runs_dir, log=log, fixed=runs, exports=exports, options=options)
     models.refresh()
     if runs_dir and not models.names:
         print(f"lora-sentiment: no finished run under {runs_dir} yet; serving as they appear", flush=True)
@@ -174,3 +203,20 @@ def _opened_alone(path: Any, options: LoadOptions) -> Predictor:
     predictor = open_predictor(path, options)
     assert isinstance(predictor, Predictor)
     return predictor
+
+
+def _described(path: Any) -> dict[str, Any]:
+    from ..opening import describe
+
+    return describe(path)
+
+
+def _export_signature(path: Path) -> tuple[int, int]:
+    """An export is written whole and swapped into place: its export.json changes with every export."""
+    from ..runs.run import EXPORT_INFO_FILE
+
+    try:
+        stat = (path / EXPORT_INFO_FILE).stat()
+    except OSError:
+        return (0, 0)
+    return (stat.st_mtime_ns, stat.st_size)

@@ -262,13 +262,26 @@ def test_a_run_and_its_export_predict_side_by_side(tiny_runs, tmp_path, capsys, 
         assert client.get("/info", params={"model": "exported"}).json()["export"]["format"] == "onnx"
         refused = client.post("/explain", json={"model": "exported", "texts": ["Fine."]})
         assert refused.status_code == 400 and "export" in refused.json()["detail"]
-    folder = tmp_path / "served"  # under --runs-dir an export is skipped with one line: it is named to be served
+    # --runs-dir follows exports as it follows runs: loaded, dropped when gone, a damaged one skipped with a line
+    folder = tmp_path / "served"
     shutil.copytree(tiny_runs / "sentiment", folder / "sentiment")
     shutil.copytree(export, folder / "sentiment-onnx")
-    capsys.readouterr()
-    assert open_models([], str(folder), ServeSettings(), LoadOptions(precision="fp32")).names == ["sentiment"]
-    logged = capsys.readouterr().out
-    assert "skipped" in logged and "is an export" in logged
+    lines: list[str] = []
+    followed = ManyModels(load_classifiers([], precision="fp32"), str(folder), log=lines.append,
+                          options=LoadOptions(precision="fp32"))  # fmt: skip
+    followed.refresh()
+    assert followed.names == ["sentiment-onnx", "sentiment"]
+    with TestClient(create_app(followed, ServeSettings())) as client:
+        answer = client.post("/predict", json={"model": "sentiment-onnx", "texts": texts[:3]}).json()
+        assert [p["probability"] for p in answer["predictions"]] == pytest.approx(probabilities["exported"])
+    shutil.rmtree(folder / "sentiment-onnx")
+    followed.refresh()
+    assert followed.names == ["sentiment"] and "dropped model 'sentiment-onnx': its export is gone" in lines
+    shutil.copytree(export, folder / "broken-onnx")
+    (folder / "broken-onnx" / "model.onnx").write_bytes(b"not onnx")
+    followed.refresh()
+    followed.refresh()  # the same damaged files: not tried again
+    assert followed.names == ["sentiment"] and sum(line.startswith("skipped") for line in lines) == 1
 
 
 def test_long_texts_in_chunks_and_evaluation_match_each_run_alone(tiny_runs, tmp_path, imdb_frames):
