@@ -26,7 +26,7 @@ from ..modeling.device import (
 from ..modeling.model import load_tokenizer
 from ..problems.abstention import Abstention
 from ..problems.outputs import Prediction, predictions
-from ..runs.run import ADAPTER_WEIGHTS_FILE, Run, is_export, parse_named_runs, run_info
+from ..runs.run import ADAPTER_WEIGHTS_FILE, Run, file_version, is_export, parse_named_runs, run_info
 from .base import LoadOptions, PredictorBase
 from .classifier import Reading
 from .shared_model import Member, SharedBase, base_key
@@ -236,11 +236,7 @@ class RunClassifier(PredictorBase):
 
 
 def adapter_signature(path: str | Path) -> tuple[int, int]:
-    try:
-        stat = (Path(path) / ADAPTER_WEIGHTS_FILE).stat()
-    except OSError:
-        return (0, 0)
-    return (stat.st_mtime_ns, stat.st_size)
+    return file_version(Path(path) / ADAPTER_WEIGHTS_FILE)
 
 
 def load_classifiers(

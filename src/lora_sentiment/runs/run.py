@@ -158,6 +158,16 @@ def run_info(run_dir: str | Path | Run) -> dict[str, Any]:
     }
 
 
+def file_version(path: Path) -> tuple[int, int]:
+    """(modification time, size) of a file, (0, 0) where there is none: what a server compares to notice a run
+    retrained or an export made again in place (both are written whole and swapped in)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return (0, 0)
+    return (stat.st_mtime_ns, stat.st_size)
+
+
 def find_runs(folder: str | Path) -> dict[str, Path]:
     """The runs under `folder`, by folder name: every visible subfolder that holds a run's files (a damaged one
     too, so its loader can say what is wrong). Hidden ones are runs in progress (.NAME.partial, .NAME.checkpoints)."""

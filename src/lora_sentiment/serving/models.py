@@ -138,15 +138,18 @@ class ManyModels:
     def _sync_exports(self, found: dict[str, Path]) -> None:
         """The folder's exports, as ClassifierSet.sync keeps its runs: new or re-exported ones opened, removed ones
         dropped, a damaged one skipped with one line per version of its files."""
+        from ..opening import describe
+        from ..runs.run import EXPORT_INFO_FILE, file_version
+
         for name in [n for n in self._folder_exports if n not in found]:
             del self._folder_exports[name], self.exports[name]
             self.log(f"dropped model {name!r}: its export is gone")
         for name, path in found.items():
-            version = (path, _export_signature(path))
+            version = (path, file_version(path / EXPORT_INFO_FILE))
             if self._folder_exports.get(name) == version or self._skipped_exports.get(name) == version:
                 continue
             try:
-                opened = OneModel(_opened_alone(path, self.options), name, _described(path), str(path))
+                opened = OneModel(_opened_alone(path, self.options), name, describe(path), str(path))
             except UserError as exc:
                 self._skipped_exports[name] = version
                 self.log(f"skipped {path}: {exc}")
@@ -203,20 +206,3 @@ def _opened_alone(path: Any, options: LoadOptions) -> Predictor:
     predictor = open_predictor(path, options)
     assert isinstance(predictor, Predictor)
     return predictor
-
-
-def _described(path: Any) -> dict[str, Any]:
-    from ..opening import describe
-
-    return describe(path)
-
-
-def _export_signature(path: Path) -> tuple[int, int]:
-    """An export is written whole and swapped into place: its export.json changes with every export."""
-    from ..runs.run import EXPORT_INFO_FILE
-
-    try:
-        stat = (path / EXPORT_INFO_FILE).stat()
-    except OSError:
-        return (0, 0)
-    return (stat.st_mtime_ns, stat.st_size)
