@@ -54,6 +54,14 @@ TRAIN_ERRORS = [
     ),
     ("missing text column", "data.csv", _rows(), ["--text-column", "review"], "columns are: text, label"),
     ("missing label column", "data.csv", _rows(), ["--label-column", "sentiment"], "columns are: text, label"),
+    # both named otherwise: one error naming both flags, not one run to learn each
+    (
+        "text and label columns both missing",
+        "data.csv",
+        _rows(),
+        ["--text-column", "review", "--label-column", "sentiment"],
+        "data.csv; columns are: text, label (set --text-column and --label-column)",
+    ),
     # Excel in many locales saves "CSV" with semicolons: one column named "text;label", not a --text-column fix.
     (
         "a semicolon-separated .csv",

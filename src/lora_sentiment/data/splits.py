@@ -46,12 +46,15 @@ def select_text_label(
         wanted += [(column, "--label-columns") for column in label_columns]
     elif label_column:
         wanted.append((label_column, "--label-column"))
-    for column, flag in wanted:
-        if column not in ds.column_names:
-            raise UserError(
-                f"column {column!r} not found in {where}; columns are: {', '.join(ds.column_names)} "
-                f"({missing_column_fix(ds.column_names, flag)})"
-            )
+    # Every missing column in one line: a file whose columns are both named otherwise needs two flags, not two runs.
+    missing = [(column, flag) for column, flag in wanted if column not in ds.column_names]
+    if missing:
+        names = " and ".join(repr(column) for column, _ in missing)
+        flags = " and ".join(dict.fromkeys(flag for _, flag in missing))
+        raise UserError(
+            f"column{'s' if len(missing) > 1 else ''} {names} not found in {where}; columns are: "
+            f"{', '.join(ds.column_names)} ({missing_column_fix(ds.column_names, flags)})"
+        )
     ds = ds.select_columns([c for c, _ in wanted])
     if label_columns:
         ds = combine_label_columns(ds, label_columns, where)

@@ -172,6 +172,11 @@ def test_aclimdb_folder(tmp_path, frame):
         (lambda d, f: (d / "notes.txt").write_text("x") and d / "notes.txt", {}, "unsupported data file type"),
         (lambda d, f: _write(f[["text", "label"]], d / "r.csv"), {"text_column": "review"}, "columns are: text, label"),
         (lambda d, f: _write(f[["text", "label"]], d / "r.csv"), {"label_column": "stars"}, "--label-column"),
+        (
+            lambda d, f: _write(f[["text", "label"]], d / "r.csv"),
+            {"text_column": "review", "label_column": "stars"},
+            "columns 'review' and 'stars' not found",
+        ),
         (lambda d, f: _write(f[["text"]].assign(label=1), d / "r.csv"), {}, "single class"),
         (
             lambda d, f: _write(f[["text"]].assign(label=[np.nan] + [1.0, 0.0] * 29 + [1.0]), d / "r.csv"),
