@@ -114,6 +114,15 @@ TRAIN_ERRORS = [
         ["--problem-type", "multi-label"],
         "pass --label-separator",
     ),
+    # tags joined in one cell, read as classes, would make every combination a class of its own
+    (
+        "joined tags under --problem-type auto",
+        "tags.csv",
+        "text,label\n"
+        + "".join(f"text {i},{'joy;love' if i % 3 == 0 else ['joy', 'love'][i % 2]}\n" for i in range(30)),
+        [],
+        "look like joined tags ('joy;love': each part is a label on its own in other rows); pass --label-separator ';'",
+    ),
     (
         "a non-numeric regression label",
         "scores.csv",

@@ -168,7 +168,7 @@ def _encoded_train(
 ) -> tuple[Any, LabelSpace, int]:
     train, dropped = _labeled_split(splits[config.train_split], config, where, row_ids)
     kind = detect_problem_type(
-        train, config.problem_type, separator=config.label_separator, label_columns=config.label_columns
+        train, config.problem_type, separator=config.label_separator, label_columns=config.label_columns, where=where
     )
     if config.problem_type == "auto" and problem_type(kind).claimed_because:
         log(f"Problem type: {kind}, as {problem_type(kind).claimed_because} (--problem-type auto).")

@@ -33,17 +33,48 @@ def _datasets() -> Any:
 # ------------------------------------------------------------------------------------- problem type
 
 
-def detect_problem_type(ds: Any, requested: str, *, separator: str | None, label_columns: Sequence[str] | None) -> str:
+def detect_problem_type(
+    ds: Any,
+    requested: str,
+    *,
+    separator: str | None,
+    label_columns: Sequence[str] | None,
+    where: str = "the training data",
+) -> str:
     """auto: the first problem type (in detection order) that claims the label column — lists, --label-separator
     or --label-columns mean multi-label; numbers that are not all integers mean regression — else one class per
-    text (integer ratings too: pass --problem-type regression to predict them as numbers)."""
+    text (integer ratings too: pass --problem-type regression to predict them as numbers), unless the strings are
+    tag lists joined in one cell, which are refused rather than guessed at."""
     if requested != "auto":
         return requested
     column = ds.data.column("label")
     for problem in sorted(problem_types(), key=lambda p: p.detection_order):
         if problem.claims(column, separator=separator, label_columns=label_columns):
             return problem.name
+    _refuse_joined_tags(column, where)
     return "single-label"
+
+
+# How tag lists are commonly joined in one cell. '/' is left out: "Sci/Tech" is one of AG News' four classes.
+JOINED_TAG_SEPARATORS = (";", ",", "|")
+
+
+def _refuse_joined_tags(column: Any, where: str) -> None:
+    """Strings such as 'joy;love' whose every part is also a label on its own elsewhere in the column are tag
+    lists joined in one cell. Read as classes, each combination would silently become a class of its own (60 of
+    them in 300 GoEmotions comments), so auto refuses to guess and names both readings."""
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        return
+    values = {str(v).strip() for v in pc.unique(column).to_pylist() if v is not None}
+    for separator in JOINED_TAG_SEPARATORS:
+        for value in sorted(values):
+            parts = [part.strip() for part in value.split(separator)]
+            if len(parts) > 1 and all(parts) and all(part in values for part in parts):
+                raise UserError(
+                    f"the labels in {where} look like joined tags ({value!r}: each part is a label on its own in "
+                    f"other rows); pass --label-separator {separator!r} for several labels per text, or "
+                    "--problem-type single-label to keep each combination as one class"
+                )
 
 
 def encode_targets(

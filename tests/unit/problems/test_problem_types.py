@@ -60,6 +60,38 @@ def test_every_multi_label_layout_reads_the_same_tags(tag_files, file, extra):
     assert data.train.features["label"].feature.dtype == "float32"
 
 
+@pytest.mark.parametrize(
+    "labels, refused",
+    [
+        (["joy", "love", "joy, love"], True),  # spaces around the separator
+        (["joy", "love", "joy|love|joy"], True),
+        (["Sci/Tech", "Sports", "World"], False),  # '/' is not taken for a separator: AG News' class
+        (["good, but long", "good", "bad"], False),  # a part that is no label of its own
+        (["joy;", "joy", "love"], False),  # an empty part
+    ],
+)
+def test_auto_refuses_tags_joined_in_one_cell_rather_than_guess(tmp_path, labels, refused):
+    """Strings like 'joy;love' whose parts are labels of their own would each become a class under single-label:
+    auto names both readings instead; either flag decides."""
+    from lora_sentiment.errors import UserError
+
+    path = tmp_path / "joined.csv"
+    pd.DataFrame({"text": [f"text {i}" for i in range(30)], "label": [labels[i % 3] for i in range(30)]}).to_csv(
+        path, index=False
+    )
+    config = TrainConfig(data=str(path), eval_fraction=0.2)
+    if not refused:
+        assert load_labeled_data(config, log=lambda _: None).space.problem_type == "single-label"
+        return
+    with pytest.raises(UserError, match="look like joined tags .*--label-separator"):
+        load_labeled_data(config, log=lambda _: None)
+    single = load_labeled_data(config.model_copy(update={"problem_type": "single-label"}), log=lambda _: None)
+    assert single.space.names == sorted(set(labels))
+    separator = "," if "," in labels[2] else "|"
+    tags = load_labeled_data(config.model_copy(update={"label_separator": separator}), log=lambda _: None)
+    assert tags.space.problem_type == "multi-label" and tags.space.names == ["joy", "love"]
+
+
 @pytest.fixture(scope="module")
 def tag_run(tmp_path_factory, tiny_distilbert, tag_files):
     out = tmp_path_factory.mktemp("tag-run") / "run"
