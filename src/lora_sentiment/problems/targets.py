@@ -234,7 +234,8 @@ def encode_tags(
     if unknown:
         raise UserError(
             f"labels in {where} not seen in training: {', '.join(map(repr, unknown[:5]))}; "
-            f"known labels are: {', '.join(names[:30])} ({UNSEEN_FIX})"
+            f"known labels are: {', '.join(names[:30])} ({UNSEEN_FIX}, or name every tag with --label-names: a "
+            "tag no training text has is kept, and the log says so)"
         )
     hot = np.zeros((len(rows), len(names)), dtype=np.float32)
     for i, row in enumerate(rows):

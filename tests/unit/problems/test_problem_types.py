@@ -92,6 +92,23 @@ def test_auto_refuses_tags_joined_in_one_cell_rather_than_guess(tmp_path, labels
     assert tags.space.problem_type == "multi-label" and tags.space.names == ["joy", "love"]
 
 
+def test_an_evaluation_tag_unseen_in_training_is_refused_or_kept_by_label_names(tmp_path, tag_files):
+    """A small draw lacks a rare tag its evaluation file has: refused with the fixes, one of which (--label-names
+    naming every tag) keeps the tag, with no training text on it."""
+    from lora_sentiment.errors import UserError
+
+    evaluation = tmp_path / "eval.jsonl"
+    _tag_rows(10).assign(
+        label=lambda f: [[*tags, "sarcasm"] if i % 4 == 0 else tags for i, tags in enumerate(f.label)]
+    ).to_json(evaluation, orient="records", lines=True)
+    config = TrainConfig(data=str(tag_files / "tags.jsonl"), eval_data=str(evaluation))
+    with pytest.raises(UserError, match="not seen in training: 'sarcasm'.*name every tag with --label-names"):
+        load_labeled_data(config, log=lambda _: None)
+    named = load_labeled_data(config.model_copy(update={"label_names": [*TAGS, "sarcasm"]}), log=lambda _: None)
+    assert named.space.names == [*TAGS, "sarcasm"]
+    assert np.asarray(named.train["label"])[:, 3].sum() == 0 and np.asarray(named.eval["label"])[:, 3].sum() == 3
+
+
 @pytest.fixture(scope="module")
 def tag_run(tmp_path_factory, tiny_distilbert, tag_files):
     out = tmp_path_factory.mktemp("tag-run") / "run"
