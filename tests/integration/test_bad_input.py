@@ -114,6 +114,14 @@ TRAIN_ERRORS = [
         ["--problem-type", "multi-label"],
         "pass --label-separator",
     ),
+    # two CSVs joined with their headers: "label" would become a class of one text called "text"
+    (
+        "a header repeated inside the file",
+        "data.csv",
+        _rows() + "text,label\n" + "".join(f"more text {i},{i % 2}\n" for i in range(30)),
+        [],
+        "repeats the header (text, label): files joined with their headers? Delete the repeated header lines",
+    ),
     # tags joined in one cell, read as classes, would make every combination a class of its own
     (
         "joined tags under --problem-type auto",
@@ -357,6 +365,21 @@ def test_unquoted_commas_are_refused_in_prediction_and_evaluation(tmp_path, trai
     out = tmp_path / "q-out.csv"
     assert main(["predict", str(trained_run), "--input", str(quoted), "--output", str(out), "--no-progress"]) == 0
     assert pd.read_csv(out)["text"].tolist() == ["A wonderful, moving film.", "Dreadful."]
+
+
+def test_a_repeated_header_is_refused_in_prediction_files_and_stdin(tmp_path, trained_run, capsys, monkeypatch):
+    joined = "text,label\nGood.,1\nBad.,0\ntext,label\nFine.,1\n"
+    path, out = _write(tmp_path, "j.csv", joined), tmp_path / "p.csv"
+    assert main(["predict", str(trained_run), "--input", str(path), "--output", str(out), "--no-progress"]) == 2
+    assert "line 4 of" in capsys.readouterr().err.strip().splitlines()[-1] and not out.exists()
+    assert main(["evaluate", str(trained_run), "--data", str(path)]) == 2
+    assert "repeats the header (text, label)" in capsys.readouterr().err.strip().splitlines()[-1]
+    monkeypatch.setattr("sys.stdin", __import__("io").StringIO(joined))
+    assert main(["predict", str(trained_run), "--input", "-", "--input-format", "csv", "--no-progress"]) == 2
+    assert "row 3 of - repeats the header (text, label)" in capsys.readouterr().err.strip().splitlines()[-1]
+    # a one-column file whose text is the word "text" is a text, not a header
+    single = _write(tmp_path, "s.csv", "text\nGood.\ntext\n")
+    assert main(["predict", str(trained_run), "--input", str(single), "--output", str(out), "--no-progress"]) == 0
 
 
 def test_a_file_of_other_separators_is_refused_naming_them(tmp_path, trained_run, capsys):

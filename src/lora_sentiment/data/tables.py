@@ -102,8 +102,10 @@ def _csv_chunks(path: str, source: Any, separator: str, chunk_size: int) -> Iter
         warnings.simplefilter("error", pd.errors.ParserWarning)
         try:
             for number, chunk in enumerate(reader):
-                if number == 0 and path == STDIO:  # a file's header was checked with its field counts
-                    _refuse_other_separator([str(c) for c in chunk.columns], path)
+                if path == STDIO:  # a file's header and rows were checked with its field counts
+                    if number == 0:
+                        _refuse_other_separator([str(c) for c in chunk.columns], path)
+                    _refuse_repeated_header(chunk, number * chunk_size, path)
                 yield chunk
         except pd.errors.ParserWarning:
             raise UserError(
@@ -194,7 +196,8 @@ def checked_chunks(
 
 def check_field_counts(path: Path, separator: str) -> int:
     """Refuse a row with more fields than the header. pandas would silently take the extra leading field as
-    the row's index ("A wonderful, moving film." read as " moving film."): a misread, not an error. Returns the
+    the row's index ("A wonderful, moving film." read as " moving film."): a misread, not an error. So is a row that
+    repeats the header, refused too. Returns the
     data rows pandas will read (it skips blank lines); a file checked before is not read again while unchanged."""
     stat = path.stat()
     return _field_counts(str(path), separator, stat.st_size, stat.st_mtime_ns)
@@ -217,8 +220,27 @@ def _field_counts(path: str, separator: str, size: int, mtime_ns: int) -> int:
                     f"line {reader.line_num} of {path} has {len(row)} fields but the header has {len(header)}: "
                     f'quote the field that contains the separator ("..."), or use TSV or JSONL instead of {what}'
                 )
+            # Files joined with their headers: read on, the header's label would be a class of its own (one text
+            # called "text" given the class "label"), found only if it broke a later step.
+            if row == header and len(header) > 1:
+                raise UserError(
+                    f"line {reader.line_num} of {path} repeats the header ({', '.join(header)}): files joined "
+                    "with their headers? Delete the repeated header lines"
+                )
             rows += bool(row) and (len(row) > 1 or bool(row[0].strip()))
     return rows
+
+
+def _refuse_repeated_header(chunk: pd.DataFrame, first_row: int, path: str) -> None:
+    if chunk.shape[1] < 2:
+        return
+    repeats = chunk.eq(pd.Series([str(c) for c in chunk.columns], index=chunk.columns)).all(axis=1).to_numpy()
+    if repeats.any():
+        row = first_row + int(repeats.argmax()) + 1
+        raise UserError(
+            f"row {row} of {path} repeats the header ({', '.join(map(str, chunk.columns))}): files joined with their "
+            "headers? Delete the repeated header lines"
+        )
 
 
 OTHER_SEPARATORS = ("\t", ";", "|")  # what a file read as CSV may turn out separated by
