@@ -225,9 +225,12 @@ def _carve_eval(train: Any, space: LabelSpace, config: TrainConfig, where: str) 
     stratify = None
     if space.problem.stratified:
         counts = np.bincount(np.asarray(train["label"]), minlength=len(space.names))
-        if (counts[counts > 0] < 2).any():
+        single = [name for name, count in zip(space.names, counts) if count == 1]
+        if single:
+            listed = ", ".join(map(repr, single[:5])) + (f" and {len(single) - 5} more" if len(single) > 5 else "")
             raise UserError(
-                f"cannot carve an evaluation split from {where}: a class has a single example; pass --eval-data"
+                f"cannot carve an evaluation split from {where}: {listed} {'has' if len(single) == 1 else 'have'} a "
+                "single example; pass --eval-data, or add texts to or drop that class"
             )
         stratify = "label"
     try:

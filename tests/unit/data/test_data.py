@@ -410,6 +410,10 @@ def test_what_the_cli_fuzzer_found_in_the_data_is_one_clear_error(tmp_path):
     one.write_text("text,label\na single review,0.5\n")
     with pytest.raises(UserError, match="cannot carve an evaluation split from the 1 training rows"):
         load_labeled_data(_config(one), log=_quiet)
+    lonely = tmp_path / "lonely.csv"  # which class is too small to split, by name
+    lonely.write_text("text,label\n" + "".join(f"review {i},{('good', 'bad')[i % 2]}\n" for i in range(10)) + "x,meh\n")
+    with pytest.raises(UserError, match="from .*lonely.csv: 'meh' has a single example; pass --eval-data"):
+        load_labeled_data(_config(lonely), log=_quiet)
 
 
 def test_json_lines_are_read_by_our_own_reader_with_one_line_errors(tmp_path):
