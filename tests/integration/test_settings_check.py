@@ -65,7 +65,7 @@ def _cases(run: str, data: str, busy_port: int) -> list[tuple[str, list[str], st
 def test_bad_settings_are_refused_by_check_before_any_work(tmp_path, trained_run, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     data = tmp_path / "data.csv"
-    data.write_text("text,label\nA fine film.,1\nA dull film.,0\n" * 10)
+    data.write_text("text,label\n" + "A fine film.,1\nA dull film.,0\n" * 10)
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

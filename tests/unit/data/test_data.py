@@ -416,6 +416,22 @@ def test_what_the_cli_fuzzer_found_in_the_data_is_one_clear_error(tmp_path):
         load_labeled_data(_config(lonely), log=_quiet)
 
 
+def test_evaluation_ids_against_training_names_are_refused_not_guessed(tmp_path):
+    """Classes named in training and numbered in the evaluation file: their order is the user's, not the names'
+    sorted one, so they are refused; names on both sides, ids on both, or ids against a hub's ClassLabel still read."""
+    names = ("awful", "meh", "good")
+    named = tmp_path / "named.csv"
+    named.write_text("text,label\n" + "".join(f"review {i},{names[i % 3]}\n" for i in range(30)))
+    ids = tmp_path / "ids.csv"  # the user's numbering: 0 awful, 1 meh, 2 good; sorted names say 1 = good
+    ids.write_text("text,label\n" + "".join(f"other {i},{i % 3}\n" for i in range(12)))
+    with pytest.raises(
+        UserError, match=r"ids.csv are class ids but those in .*named.csv are names \(awful, good, meh\)"
+    ):
+        load_labeled_data(_config(named, eval_data=str(ids)), log=_quiet)
+    assert len(load_labeled_data(_config(named, eval_data=str(named)), log=_quiet).eval) == 30
+    assert load_labeled_data(_config(ids, eval_data=str(ids)), log=_quiet).space.names == ["0", "1", "2"]
+
+
 def test_json_lines_are_read_by_our_own_reader_with_one_line_errors(tmp_path):
     """JSONL is parsed line by line (not by pyarrow's JSON reader, which once crashed the process): columns are
     the union of the keys, U+2028 inside a string is not a line end, a BOM and CRLF are fine, a JSON array of
