@@ -367,6 +367,23 @@ def test_unquoted_commas_are_refused_in_prediction_and_evaluation(tmp_path, trai
     assert pd.read_csv(out)["text"].tolist() == ["A wonderful, moving film.", "Dreadful."]
 
 
+def test_a_run_trained_on_class_names_refuses_ids_when_evaluated(tmp_path, tiny_distilbert, capsys):
+    """The run records that its classes came as names (labels.json), so `evaluate` on a file of ids refuses them as
+    training's own evaluation split would, instead of reading them in the names' sorted order."""
+    named = _write(tmp_path, "named.csv", _rows().replace(",0\n", ",bad\n").replace(",1\n", ",good\n"))
+    run = tmp_path / "run"
+    argv = ["train", "--model", tiny_distilbert, "--data", str(named), "--eval-data", str(named), "--output-dir",
+            str(run), "--max-length", "32", "--epochs", "1", "--precision", "fp32"]  # fmt: skip
+    assert main(argv) == 0
+    assert json.loads((run / "labels.json").read_text())["labels_given_as"] == "names"
+    capsys.readouterr()
+    ids = _write(tmp_path, "ids.csv", _rows())
+    assert main(["evaluate", str(run), "--data", str(ids)]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "ids.csv are class ids, but the classes were given as names in training (bad, good)" in last, last
+    assert main(["evaluate", str(run), "--data", str(named)]) == 0
+
+
 def test_a_repeated_header_is_refused_in_prediction_files_and_stdin(tmp_path, trained_run, capsys, monkeypatch):
     joined = "text,label\nGood.,1\nBad.,0\ntext,label\nFine.,1\n"
     path, out = _write(tmp_path, "j.csv", joined), tmp_path / "p.csv"

@@ -186,32 +186,8 @@ def _encoded_eval(
     if eval_ds is None:
         return None, 0
     eval_ds, dropped = _labeled_split(eval_ds, config, eval_where, row_ids)
-    if space.problem_type == "single-label" and not config.label_columns:
-        _refuse_ids_against_names(splits[config.train_split], config.label_column, where, eval_ds, eval_where, space)
     eval_ds, _ = encode_quietly(eval_ds, space.problem_type, eval_where, space=space, separator=config.label_separator)
     return eval_ds, dropped
-
-
-def _refuse_ids_against_names(
-    train: Any, column: str, where: str, eval_ds: Any, eval_where: str, space: LabelSpace
-) -> None:
-    """Training classes given as names and evaluation ones as ids: the ids would be read in the names' sorted
-    order (awful, good, meh), which the file's own numbering need not follow (0 awful, 1 meh, 2 good), and every
-    score would be silently wrong. The user knows the mapping; we would only guess it."""
-    if not (_given_as(train.features.get(column)) == "names" and _given_as(eval_ds.features["label"]) == "ids"):
-        return
-    order = ", ".join(f"{i} = {name}" for i, name in enumerate(space.names[:3])) + (", ..." * (len(space.names) > 3))
-    raise UserError(
-        f"the labels in {eval_where} are class ids but those in {where} are names ({', '.join(space.names[:10])}): "
-        f"give both as names (or both as ids); read in the names' sorted order ({order}), the ids would be a guess"
-    )
-
-
-def _given_as(feature: Any) -> str | None:
-    dtype = getattr(feature, "dtype", None) if type(feature).__name__ == "Value" else None
-    if dtype in ("string", "large_string"):
-        return "names"
-    return "ids" if dtype is not None and dtype.startswith(("int", "uint")) else None
 
 
 def _log_dropped(dropped_train: int, dropped_eval: int, log: Callable[[str], None]) -> None:

@@ -23,6 +23,9 @@ class LabelSpace:
     names: list[str]  # class or tag names; for regression, the one target's name
     thresholds: list[float] | None = field(default=None)  # multi-label: one decision threshold per tag
     calibration: Calibration | None = field(default=None)  # fitted after training (calibration.py)
+    # single-label: how the training file gave its classes, "names" or "ids" (None: a dataset's own class names, or
+    # a run made before this was recorded). Ids read against names would be a guess at the user's numbering.
+    given_as: str | None = field(default=None)
 
     @property
     def problem(self) -> ProblemType:
@@ -42,7 +45,7 @@ class LabelSpace:
         return self.problem.scores(self.calibration.apply(logits) if self.calibration else logits)
 
     def uncalibrated(self) -> LabelSpace:
-        return LabelSpace(self.problem_type, self.names, self.thresholds)
+        return LabelSpace(self.problem_type, self.names, self.thresholds, given_as=self.given_as)
 
     def decision_thresholds(self) -> np.ndarray:
         if self.thresholds is not None:
@@ -59,6 +62,8 @@ class LabelSpace:
             record["thresholds"] = dict(zip(self.names, (round(float(t), 6) for t in self.thresholds)))
         if self.calibration is not None:
             record["calibration"] = self.calibration.to_json()
+        if self.given_as is not None:
+            record["labels_given_as"] = self.given_as
         return record
 
     @classmethod
@@ -72,7 +77,9 @@ class LabelSpace:
         if name not in REGISTRY:
             raise ValueError(f"problem type {name!r} is not one this version knows ({', '.join(REGISTRY)})")
         calibration = record.get("calibration")
-        return cls(name, names, thresholds, Calibration.from_json(calibration) if calibration else None)
+        given_as = record.get("labels_given_as")
+        return cls(name, names, thresholds, Calibration.from_json(calibration) if calibration else None,
+                   given_as if given_as in ("names", "ids") else None)  # fmt: skip
 
 
 def resolve_class_weights(spec: str, space: LabelSpace, labels: np.ndarray) -> np.ndarray | None:

@@ -89,8 +89,34 @@ def encode_targets(
     """The `label` column encoded for the problem type `name`. With `space` (from the training split or a saved
     run), labels are matched to its names; without, the names are read off this split."""
     names = space.names if space is not None else None
+    given_as = _given_as(ds.features["label"]) if name == "single-label" else None
+    if space is not None and space.given_as == "names" and given_as == "ids":
+        _refuse_ids_against_names(where, space.names)
     ds, names = problem_type(name).encode(ds, where, names=names, given_names=given_names, separator=separator)
-    return ds, LabelSpace(name, names, space.thresholds if space is not None else None)
+    if space is not None:
+        return ds, LabelSpace(name, names, space.thresholds, given_as=space.given_as)
+    return ds, LabelSpace(name, names, given_as=given_as)
+
+
+def _given_as(feature: Any) -> str | None:
+    """'names' or 'ids' for classes a file gives as strings or integers; None for a dataset's own ClassLabel (its ids
+    and names agree by construction) and anything else."""
+    dtype = getattr(feature, "dtype", None) if type(feature).__name__ == "Value" else None
+    if dtype in ("string", "large_string"):
+        return "names"
+    return "ids" if isinstance(dtype, str) and dtype.startswith(("int", "uint")) else None
+
+
+def _refuse_ids_against_names(where: str, names: Sequence[str]) -> None:
+    """Classes trained from names, scored against ids: the ids would be read in the names' sorted order (awful,
+    good, meh), which the file's own numbering need not follow (0 awful, 1 meh, 2 good), and every score would be
+    silently wrong. The user knows the mapping; we would only guess it."""
+    order = ", ".join(f"{i} = {name}" for i, name in enumerate(names[:3])) + (", ..." * (len(names) > 3))
+    raise UserError(
+        f"the labels in {where} are class ids, but the classes were given as names in training "
+        f"({', '.join(names[:10])}): give these labels as names too; read in the names' sorted order ({order}), "
+        "the ids would be a guess"
+    )
 
 
 def encode_labels(ds: Any, where: str, names: Sequence[str] | None = None, given_names: Sequence[str] | None = None):

@@ -418,18 +418,18 @@ def test_what_the_cli_fuzzer_found_in_the_data_is_one_clear_error(tmp_path):
 
 def test_evaluation_ids_against_training_names_are_refused_not_guessed(tmp_path):
     """Classes named in training and numbered in the evaluation file: their order is the user's, not the names'
-    sorted one, so they are refused; names on both sides, ids on both, or ids against a hub's ClassLabel still read."""
+    sorted one, so they are refused; names on both sides, or ids on both, still read."""
     names = ("awful", "meh", "good")
     named = tmp_path / "named.csv"
     named.write_text("text,label\n" + "".join(f"review {i},{names[i % 3]}\n" for i in range(30)))
     ids = tmp_path / "ids.csv"  # the user's numbering: 0 awful, 1 meh, 2 good; sorted names say 1 = good
     ids.write_text("text,label\n" + "".join(f"other {i},{i % 3}\n" for i in range(12)))
-    with pytest.raises(
-        UserError, match=r"ids.csv are class ids but those in .*named.csv are names \(awful, good, meh\)"
-    ):
+    with pytest.raises(UserError, match=r"ids.csv are class ids, but the classes were given as names in training "
+                                        r"\(awful, good, meh\): .*\(0 = awful, 1 = good, 2 = meh\)"):  # fmt: skip
         load_labeled_data(_config(named, eval_data=str(ids)), log=_quiet)
-    assert len(load_labeled_data(_config(named, eval_data=str(named)), log=_quiet).eval) == 30
-    assert load_labeled_data(_config(ids, eval_data=str(ids)), log=_quiet).space.names == ["0", "1", "2"]
+    data = load_labeled_data(_config(named, eval_data=str(named)), log=_quiet)
+    assert len(data.eval) == 30 and data.space.given_as == "names"
+    assert load_labeled_data(_config(ids, eval_data=str(ids)), log=_quiet).space.given_as == "ids"
 
 
 def test_json_lines_are_read_by_our_own_reader_with_one_line_errors(tmp_path):
