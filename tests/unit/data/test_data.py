@@ -430,6 +430,9 @@ def test_evaluation_ids_against_training_names_are_refused_not_guessed(tmp_path)
     data = load_labeled_data(_config(named, eval_data=str(named)), log=_quiet)
     assert len(data.eval) == 30 and data.space.given_as == "names"
     assert load_labeled_data(_config(ids, eval_data=str(ids)), log=_quiet).space.given_as == "ids"
+    digits = tmp_path / "digits.jsonl"  # names that are their own ids ("0", "1", "2"): ids read without a guess
+    digits.write_text("".join(json.dumps({"text": f"review {i}", "label": str(i % 3)}) + "\n" for i in range(30)))
+    assert len(load_labeled_data(_config(digits, eval_data=str(ids)), log=_quiet).eval) == 12
 
 
 def test_json_lines_are_read_by_our_own_reader_with_one_line_errors(tmp_path):
