@@ -76,7 +76,7 @@ def _results(config: TrainConfig, space: LabelSpace, metrics: Any, figures: dict
     images = "\n".join(f"![{title}]({file})" for title, file in figures.items())
     return f"""## Results
 
-On {final.samples} evaluation texts (best epoch {final.epoch:g} by eval {config.metric_for_best_model}):
+On {final.samples} evaluation texts ({_kept_epoch(config, metrics)}):
 {scores}{" (95 % intervals, bootstrap over the texts)" if intervals else ""}.{_out_of_sample_line(final, space)}
 {_baseline_line(metrics.baseline, space, final)}{_comparison_line(metrics)}{_cross_validation_line(metrics, space)}
 {_overlap_line(metrics)}{_calibration_line(final)}{_abstention_table(final)}
@@ -86,6 +86,14 @@ On {final.samples} evaluation texts (best epoch {final.epoch:g} by eval {config.
 {_confusion_table(final, space.names)}
 {images}
 """
+
+
+def _kept_epoch(config: TrainConfig, metrics: Any) -> str:
+    epoch = f"{metrics.final.epoch:g}"
+    if metrics.train.kept == "last":
+        return (f"the last epoch, {epoch}, kept: the schedule was fixed, as {metrics.final.samples} evaluation texts "
+                "are too few to choose between epochs")  # fmt: skip
+    return f"best epoch {epoch} by eval {config.metric_for_best_model}"
 
 
 def _baseline_line(baseline: dict[str, Any] | None, space: LabelSpace, final: Any) -> str:

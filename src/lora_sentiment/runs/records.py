@@ -59,6 +59,9 @@ class TrainStats(_Record):
     precision: str | None = None
     added_pad_token: bool = False
     class_weights: dict[str, float] | None = None  # the loss's weight per label, as --class-weights resolved
+    # "best": the best evaluation's state was kept; "last": the final one (a fixed schedule: the evaluation split
+    # too small to choose between epochs, training/schedule.py). None: a run from before this was recorded.
+    kept: str | None = None
     trainable_parameters: int = 0
     total_parameters: int = 0
 

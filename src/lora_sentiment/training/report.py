@@ -56,6 +56,7 @@ def train_stats(
         "precision": precision,
         "added_pad_token": setup.added_pad_token,
         "class_weights": None if weights is None else dict(zip(data.space.names, np.round(weights, 6).tolist())),
+        "kept": fitted.keep,
         "trainable_parameters": setup.parameters.trainable,
         "total_parameters": setup.parameters.total,
     }

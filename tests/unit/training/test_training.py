@@ -89,6 +89,20 @@ def test_train_result_and_the_saved_config(tmp_path, tiny_distilbert, small_csv,
     assert "The plain baseline on the same split, TF-IDF + logistic regression" in card
     assert "This run vs the baseline on the same 20 texts: accuracy" in card and "(paired bootstrap)" in card
     assert "(95 % intervals, bootstrap over the texts)" in card
+    assert result.metrics.train.kept == "best" and "On 20 evaluation texts (best epoch 1 by eval " in card
+
+
+def test_a_fixed_schedule_says_it_kept_the_last_epoch_not_the_best(tmp_path, tiny_distilbert, small_csv):
+    """20 evaluation texts are too few to choose epochs on, so `--epochs auto` keeps the last state: the card said
+    "best epoch N by eval calibrated_loss" of it, which it was not."""
+    config = TrainConfig(model=tiny_distilbert, data=str(small_csv), output_dir=str(tmp_path / "run"), max_length=32,
+                         precision="fp32", examples=["Fine."])  # fmt: skip
+    result = train(config, log=lambda _: None)
+    card = (tmp_path / "run" / "README.md").read_text()
+    assert result.metrics.train.kept == "last", result.metrics.train
+    epoch = f"{result.metrics.final.epoch:g}"
+    assert f"On 20 evaluation texts (the last epoch, {epoch}, kept: the schedule was fixed, as 20 evaluation" in card
+    assert "best epoch" not in card
 
 
 def test_runs_inside_other_commands_print_no_step_lines_and_no_empty_example_tables(
