@@ -196,9 +196,9 @@ def checked_chunks(
 
 def check_field_counts(path: Path, separator: str) -> int:
     """Refuse a row with more fields than the header. pandas would silently take the extra leading field as
-    the row's index ("A wonderful, moving film." read as " moving film."): a misread, not an error. So is a row that
-    repeats the header, refused too. Returns the
-    data rows pandas will read (it skips blank lines); a file checked before is not read again while unchanged."""
+    the row's index ("A wonderful, moving film." read as " moving film."): a misread, not an error; and a row that
+    repeats the header. Returns the data rows pandas will read (it skips blank lines); a file checked before is not
+    read again while unchanged."""
     stat = path.stat()
     return _field_counts(str(path), separator, stat.st_size, stat.st_mtime_ns)
 

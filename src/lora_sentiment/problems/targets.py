@@ -90,9 +90,9 @@ def encode_targets(
     run), labels are matched to its names; without, the names are read off this split."""
     names = space.names if space is not None else None
     given_as = _given_as(ds.features["label"]) if name == "single-label" else None
-    numbered = all(name == str(i) for i, name in enumerate(space.names)) if space is not None else False
-    if space is not None and space.given_as == "names" and given_as == "ids" and not numbered:  # "0", "1": no guess
-        _refuse_ids_against_names(where, space.names)
+    if space is not None and space.given_as == "names" and given_as == "ids":
+        if space.names != [str(i) for i in range(len(space.names))]:  # names "0", "1", "2" are their own ids
+            _refuse_ids_against_names(where, space.names)
     ds, names = problem_type(name).encode(ds, where, names=names, given_names=given_names, separator=separator)
     if space is not None:
         return ds, LabelSpace(name, names, space.thresholds, given_as=space.given_as)
