@@ -159,6 +159,16 @@ def test_flags_and_texts_in_any_order(tiny_run, capsys, argv):
     ]
 
 
+def test_a_run_written_after_the_texts_is_named_in_the_error(tiny_run, capsys):
+    """--text takes every value up to the next flag: the run after it was read as a text, and argparse said only
+    that RUN was required."""
+    with pytest.raises(SystemExit) as exited:
+        main(["predict", "--text", "A wonderful film.", "Dreadful.", str(tiny_run)])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "required: RUN; put it first (predict RUN --text TEXT...)" in err
+
+
 def test_several_runs_predict_the_same_texts_side_by_side(tiny_run, capsys):
     argv = ["predict", f"a={tiny_run}", f"b={tiny_run}", "--text", "Loved it.", "--precision", "fp32", "--json"]
     assert main(argv) == 0

@@ -40,6 +40,9 @@ class _Parser(argparse.ArgumentParser):
     the usage block and then the error."""
 
     def error(self, message: str) -> NoReturn:
+        if message.endswith("required: RUN") and any(action.dest == "text" for action in self._actions):
+            # `predict --text A B runs/x`: --text takes every value up to the next flag, the run included
+            message += "; put it first (predict RUN --text TEXT...): written after --text, a run is read as a text"
         self.exit(2, f"lora-sentiment: error: {message} (see {self.prog} --help)\n")
 
 
