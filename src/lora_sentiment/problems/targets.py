@@ -163,6 +163,8 @@ def _refuse_missing_labels(column: Any, where: str) -> None:
 def _encode_label_names(ds: Any, column: Any, where: str, names: Sequence[str] | None) -> tuple[Any, list[str]]:
     """String labels to ids: sorted when no names are known yet, else matched to them (case-insensitively)."""
     values = [str(v) for v in pc.unique(column).to_pylist()]
+    if names is None:
+        refuse_spelling_variants(values, where)
     names = list(names) if names is not None else sorted(values)
     lookup = {n: i for i, n in enumerate(names)}
     lookup.update({n.lower(): i for i, n in enumerate(names) if n.lower() not in lookup})
@@ -173,6 +175,22 @@ def _encode_label_names(ds: Any, column: Any, where: str, names: Sequence[str] |
             f"known labels are: {', '.join(names)} ({UNSEEN_FIX})"
         )
     return ds.map(_names_to_ids(lookup), batched=True), names
+
+
+def refuse_spelling_variants(labels: Sequence[str], where: str) -> None:
+    """Training labels that differ only in case or surrounding spaces (' positive', 'Positive', 'positive') would
+    each become a class of its own, splitting one class's texts between outputs, while evaluation files match names
+    case-insensitively. Which spelling is meant is the user's to say, not ours to guess."""
+    groups: dict[str, list[str]] = {}
+    for label in labels:
+        groups.setdefault(label.strip().casefold(), []).append(label)
+    variants = [sorted(group) for group in groups.values() if len(group) > 1]
+    if variants:
+        shown = "; ".join(", ".join(map(repr, group)) for group in variants[:3])
+        raise UserError(
+            f"labels in {where} differ only in case or spaces: {shown}; write each class one way (they would "
+            "be trained as different classes)"
+        )
 
 
 def _check_label_ids(
@@ -254,6 +272,7 @@ def encode_tags(
     rows = _tag_lists(column, where, separator)
     found = sorted({tag for row in rows for tag in row}, key=_natural)
     if names is None:
+        refuse_spelling_variants(found, where)
         names = list(given_names) if given_names else _tag_names(found)
     lookup = {name: i for i, name in enumerate(names)}
     lookup.update({str(i): i for i in range(len(names)) if str(i) not in lookup})  # ids stand for their names

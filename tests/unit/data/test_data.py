@@ -435,6 +435,25 @@ def test_evaluation_ids_against_training_names_are_refused_not_guessed(tmp_path)
     assert len(load_labeled_data(_config(digits, eval_data=str(ids)), log=_quiet).eval) == 12
 
 
+@pytest.mark.parametrize(
+    "labels, shown",
+    [
+        ([" positive", "positive", "negative"], "' positive', 'positive'"),  # "text, label" rows: a space after ','
+        (["Positive", "positive", "negative"], "'Positive', 'positive'"),
+    ],
+)
+def test_labels_spelled_two_ways_are_refused_not_trained_as_two_classes(tmp_path, labels, shown):
+    path = tmp_path / "spelled.csv"
+    path.write_text("text,label\n" + "".join(f'"review {i}",{labels[i % 3]}\n' for i in range(30)))
+    with pytest.raises(UserError, match=f"labels in .*spelled.csv differ only in case or spaces: {shown}; write each"):
+        load_labeled_data(_config(path), log=_quiet)
+    tags = tmp_path / "tags.jsonl"  # tag lists alike
+    tags.write_text("".join(json.dumps({"text": f"t {i}", "label": [["joy"], ["Joy"], ["anger"]][i % 3]}) + "\n"
+                            for i in range(30)))  # fmt: skip
+    with pytest.raises(UserError, match="differ only in case or spaces: 'Joy', 'joy'"):
+        load_labeled_data(_config(tags), log=_quiet)
+
+
 def test_json_lines_are_read_by_our_own_reader_with_one_line_errors(tmp_path):
     """JSONL is parsed line by line (not by pyarrow's JSON reader, which once crashed the process): columns are
     the union of the keys, U+2028 inside a string is not a line end, a BOM and CRLF are fine, a JSON array of
