@@ -15,7 +15,13 @@ from ..config import TrainConfig
 from ..errors import UserError
 from ..problems.base import problem_type
 from ..problems.space import LabelSpace
-from ..problems.targets import check_trainable, combine_label_columns, detect_problem_type, encode_targets
+from ..problems.targets import (
+    check_trainable,
+    combine_label_columns,
+    detect_problem_type,
+    encode_targets,
+    shown_label,
+)
 from .loading import load_splits
 from .quiet import quiet_datasets
 from .sizing import sized_settings
@@ -227,7 +233,9 @@ def _carve_eval(train: Any, space: LabelSpace, config: TrainConfig, where: str) 
         counts = np.bincount(np.asarray(train["label"]), minlength=len(space.names))
         single = [name for name, count in zip(space.names, counts) if count == 1]
         if single:
-            listed = ", ".join(map(repr, single[:5])) + (f" and {len(single) - 5} more" if len(single) > 5 else "")
+            listed = ", ".join(map(shown_label, single[:5])) + (
+                f" and {len(single) - 5} more" if len(single) > 5 else ""
+            )
             raise UserError(
                 f"cannot carve an evaluation split from {where}: {listed} {'has' if len(single) == 1 else 'have'} a "
                 "single example; pass --eval-data, or add texts to or drop that class"

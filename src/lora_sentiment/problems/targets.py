@@ -164,6 +164,7 @@ def _encode_label_names(ds: Any, column: Any, where: str, names: Sequence[str] |
     """String labels to ids: sorted when no names are known yet, else matched to them (case-insensitively)."""
     values = [str(v) for v in pc.unique(column).to_pylist()]
     if names is None:
+        _refuse_texts_as_labels(values, len(column), where)
         refuse_spelling_variants(values, where)
     names = list(names) if names is not None else sorted(values)
     lookup = {n: i for i, n in enumerate(names)}
@@ -171,10 +172,27 @@ def _encode_label_names(ds: Any, column: Any, where: str, names: Sequence[str] |
     unknown = sorted(v for v in values if v not in lookup and v.lower() not in lookup)
     if unknown:
         raise UserError(
-            f"labels in {where} not seen in training: {', '.join(map(repr, unknown[:5]))}; "
+            f"labels in {where} not seen in training: {', '.join(shown_label(v) for v in unknown[:5])}; "
             f"known labels are: {', '.join(names)} ({UNSEEN_FIX})"
         )
     return ds.map(_names_to_ids(lookup), batched=True), names
+
+
+def shown_label(label: str, width: int = 40) -> str:
+    """A label as an error names it: quoted, and cut short where a column of texts was taken for labels."""
+    return repr(label if len(label) <= width else label[: width - 1] + "…")
+
+
+def _refuse_texts_as_labels(values: Sequence[str], rows: int, where: str, numbers: bool = False) -> None:
+    """A label column with a different value in most rows holds texts or ids, not classes (--text-column and
+    --label-column swapped, or a row id taken for the label): refused before it became a head of a class a row. A
+    set of many small classes (150 intents, 10 texts each) stays far below half its rows."""
+    if len(values) > max(20, rows // 2):
+        raise UserError(
+            f"the label column of {where} has {len(values)} different values in {rows} rows (e.g. "
+            f"{shown_label(values[0])}), as texts or ids do, not classes: check --label-column and --text-column"
+            + (", or pass --problem-type regression for a number to predict" if numbers else "")
+        )
 
 
 def refuse_spelling_variants(labels: Sequence[str], where: str) -> None:
@@ -186,7 +204,7 @@ def refuse_spelling_variants(labels: Sequence[str], where: str) -> None:
         groups.setdefault(label.strip().casefold(), []).append(label)
     variants = [sorted(group) for group in groups.values() if len(group) > 1]
     if variants:
-        shown = "; ".join(", ".join(map(repr, group)) for group in variants[:3])
+        shown = "; ".join(", ".join(map(shown_label, group)) for group in variants[:3])
         raise UserError(
             f"labels in {where} differ only in case or spaces: {shown}; write each class one way (they would "
             "be trained as different classes)"
@@ -206,6 +224,7 @@ def _check_label_ids(
     top = int(as_float.max())
     if names is None and not given_names:
         distinct = len(np.unique(as_float))
+        _refuse_texts_as_labels([f"{value:g}" for value in np.unique(as_float)], len(as_float), where, numbers=True)
         if top + 1 > 10 * distinct + 10:  # a head of top + 1 outputs, nearly all of them for no label at all
             raise UserError(
                 f"labels in {where} look like codes, not class ids 0..K-1: they reach {top} but only {distinct} "

@@ -454,6 +454,28 @@ def test_labels_spelled_two_ways_are_refused_not_trained_as_two_classes(tmp_path
         load_labeled_data(_config(tags), log=_quiet)
 
 
+def test_a_label_column_of_texts_or_row_ids_is_refused_not_made_a_class_a_row(tmp_path):
+    """--text-column and --label-column swapped (the reviews taken for labels), or a row id taken for the label:
+    a class a row, each refused once it is more than half the rows; many small classes are not."""
+    swapped = tmp_path / "swapped.csv"
+    reviews = [f"A long review number {i}, longer than any class name would be" for i in range(60)]
+    pd.DataFrame({"sentiment": ["good", "bad"] * 30, "review": reviews}).to_csv(swapped, index=False)
+    config = _config(swapped, text_column="sentiment", label_column="review")
+    with pytest.raises(UserError, match=r"swapped.csv has 60 different values in 60 rows \(e.g. 'A long review number "
+                                        r"0, longer than any…'\), as texts or ids do, not classes: check --label-column "
+                                        r"and --text-column$"):  # fmt: skip
+        load_labeled_data(config, log=_quiet)
+    ids = tmp_path / "ids.csv"
+    pd.DataFrame({"text": reviews, "label": range(60)}).to_csv(ids, index=False)
+    with pytest.raises(UserError, match="60 different values in 60 rows .* or pass --problem-type regression"):
+        load_labeled_data(_config(ids), log=_quiet)
+    intents = tmp_path / "intents.csv"  # 25 classes of 4 texts each: a class a quarter of the rows, not a row
+    pd.DataFrame({"text": [f"ask {i}" for i in range(100)], "label": [f"intent {i % 25}" for i in range(100)]}).to_csv(
+        intents, index=False
+    )
+    assert len(load_labeled_data(_config(intents, eval_fraction=0.25), log=_quiet).space.names) == 25
+
+
 def test_json_lines_are_read_by_our_own_reader_with_one_line_errors(tmp_path):
     """JSONL is parsed line by line (not by pyarrow's JSON reader, which once crashed the process): columns are
     the union of the keys, U+2028 inside a string is not a line end, a BOM and CRLF are fine, a JSON array of
