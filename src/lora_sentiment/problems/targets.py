@@ -161,15 +161,17 @@ def _refuse_missing_labels(column: Any, where: str) -> None:
 
 
 def _encode_label_names(ds: Any, column: Any, where: str, names: Sequence[str] | None) -> tuple[Any, list[str]]:
-    """String labels to ids: sorted when no names are known yet, else matched to them (case-insensitively)."""
+    """String labels to ids: sorted when no names are known yet, else matched to them (by case and surrounding
+    spaces too)."""
     values = [str(v) for v in pc.unique(column).to_pylist()]
     if names is None:
         _refuse_texts_as_labels(values, len(column), where)
         refuse_spelling_variants(values, where)
     names = list(names) if names is not None else sorted(values)
     lookup = {n: i for i, n in enumerate(names)}
-    lookup.update({n.lower(): i for i, n in enumerate(names) if n.lower() not in lookup})
-    unknown = sorted(v for v in values if v not in lookup and v.lower() not in lookup)
+    # Matched as training refuses variants (refuse_spelling_variants): by case and surrounding spaces.
+    lookup.update({_folded(n): i for i, n in enumerate(names) if _folded(n) not in lookup})
+    unknown = sorted(v for v in values if v not in lookup and _folded(v) not in lookup)
     if unknown:
         raise UserError(
             f"labels in {where} not seen in training: {', '.join(shown_label(v) for v in unknown[:5])}; "
@@ -201,7 +203,7 @@ def refuse_spelling_variants(labels: Sequence[str], where: str) -> None:
     case-insensitively. Which spelling is meant is the user's to say, not ours to guess."""
     groups: dict[str, list[str]] = {}
     for label in labels:
-        groups.setdefault(label.strip().casefold(), []).append(label)
+        groups.setdefault(_folded(label), []).append(label)
     variants = [sorted(group) for group in groups.values() if len(group) > 1]
     if variants:
         shown = "; ".join(", ".join(map(shown_label, group)) for group in variants[:3])
@@ -247,7 +249,11 @@ def _names_to_ids(lookup: dict[str, int]):
 
 
 def _map_names(batch: dict, lookup: dict[str, int]) -> dict:
-    return {"label": [lookup[v] if v in lookup else lookup[v.lower()] for v in batch["label"]]}
+    return {"label": [lookup[v] if v in lookup else lookup[_folded(v)] for v in batch["label"]]}
+
+
+def _folded(label: str) -> str:
+    return label.strip().casefold()
 
 
 def _ids_to_names(names: list[str]):

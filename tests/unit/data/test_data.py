@@ -454,6 +454,16 @@ def test_labels_spelled_two_ways_are_refused_not_trained_as_two_classes(tmp_path
         load_labeled_data(_config(tags), log=_quiet)
 
 
+def test_evaluation_labels_match_the_training_names_by_case_and_surrounding_spaces(tmp_path):
+    trained, evaluated = tmp_path / "train.csv", tmp_path / "eval.csv"
+    pd.DataFrame({"text": [f"r {i}" for i in range(30)], "label": ["positive", "negative"] * 15}).to_csv(trained)
+    pd.DataFrame({"text": [f"e {i}" for i in range(3)], "label": [" Positive", "NEGATIVE ", "positive"]}).to_csv(
+        evaluated
+    )
+    data = load_labeled_data(_config(trained, eval_data=str(evaluated)), log=_quiet)
+    assert data.space.names == ["negative", "positive"] and list(data.eval["label"]) == [1, 0, 1]
+
+
 def test_a_label_column_of_texts_or_row_ids_is_refused_not_made_a_class_a_row(tmp_path):
     """--text-column and --label-column swapped (the reviews taken for labels), or a row id taken for the label:
     a class a row, each refused once it is more than half the rows; many small classes are not."""
@@ -461,9 +471,9 @@ def test_a_label_column_of_texts_or_row_ids_is_refused_not_made_a_class_a_row(tm
     reviews = [f"A long review number {i}, longer than any class name would be" for i in range(60)]
     pd.DataFrame({"sentiment": ["good", "bad"] * 30, "review": reviews}).to_csv(swapped, index=False)
     config = _config(swapped, text_column="sentiment", label_column="review")
-    with pytest.raises(UserError, match=r"swapped.csv has 60 different values in 60 rows \(e.g. 'A long review number "
-                                        r"0, longer than any…'\), as texts or ids do, not classes: check --label-column "
-                                        r"and --text-column$"):  # fmt: skip
+    with pytest.raises(UserError, match=r"swapped.csv has 60 different values in 60 rows \(e.g. 'A long review "
+                                        r"number 0, longer than any…'\), as texts or ids do, not classes: check "
+                                        r"--label-column and --text-column$"):  # fmt: skip
         load_labeled_data(config, log=_quiet)
     ids = tmp_path / "ids.csv"
     pd.DataFrame({"text": reviews, "label": range(60)}).to_csv(ids, index=False)
