@@ -382,6 +382,11 @@ def test_a_run_trained_on_class_names_refuses_ids_when_evaluated(tmp_path, tiny_
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert "ids.csv are class ids, but the classes were given as names in training (bad, good)" in last, last
     assert main(["evaluate", str(run), "--data", str(named)]) == 0
+    # an export carries the run's labels.json, and with it the check
+    assert main(["export", str(run), str(tmp_path / "onnx"), "--format", "onnx"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "onnx"), "--data", str(ids)]) == 2
+    assert "are class ids, but the classes were given as names" in capsys.readouterr().err
 
 
 def test_a_repeated_header_is_refused_in_prediction_files_and_stdin(tmp_path, trained_run, capsys, monkeypatch):
