@@ -90,9 +90,8 @@ def encode_targets(
     run), labels are matched to its names; without, the names are read off this split."""
     names = space.names if space is not None else None
     given_as = _given_as(ds.features["label"]) if name == "single-label" else None
-    if space is not None and space.given_as == "names" and given_as == "ids":
-        if space.names != [str(i) for i in range(len(space.names))]:  # names "0", "1", "2" are their own ids
-            _refuse_ids_against_names(where, space.names)
+    if space is not None and space.given_as == "names" and given_as == "ids" and not _ids_are_known(space.names):
+        _refuse_ids_against_names(where, space.names)
     ds, names = problem_type(name).encode(ds, where, names=names, given_names=given_names, separator=separator)
     if space is not None:
         return ds, LabelSpace(name, names, space.thresholds, given_as=space.given_as)
@@ -106,6 +105,13 @@ def _given_as(feature: Any) -> str | None:
     if dtype in ("string", "large_string"):
         return "names"
     return "ids" if isinstance(dtype, str) and dtype.startswith(("int", "uint")) else None
+
+
+def _ids_are_known(names: Sequence[str]) -> bool:
+    """Names whose ids are not a guess: "0", "1", "2" are their own, and sentiment's negative / positive (neg / pos)
+    are this tool's 0 and 1, as IMDB numbers them."""
+    sentiment = [_PRETTY_NAMES.get(_folded(name)) for name in names] == SENTIMENT_NAMES
+    return sentiment or list(names) == [str(i) for i in range(len(names))]
 
 
 def _refuse_ids_against_names(where: str, names: Sequence[str]) -> None:

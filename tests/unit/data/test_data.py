@@ -430,6 +430,15 @@ def test_evaluation_ids_against_training_names_are_refused_not_guessed(tmp_path)
     data = load_labeled_data(_config(named, eval_data=str(named)), log=_quiet)
     assert len(data.eval) == 30 and data.space.given_as == "names"
     assert load_labeled_data(_config(ids, eval_data=str(ids)), log=_quiet).space.given_as == "ids"
+    sentiment = tmp_path / "sentiment.csv"  # negative / positive are this tool's (and IMDB's) 0 and 1
+    sentiment.write_text("text,label\n" + "".join(f"review {i},{('Negative', 'positive')[i % 2]}\n" for i in range(30)))
+    two = tmp_path / "two.csv"
+    two.write_text("text,label\n" + "".join(f"other {i},{i % 2}\n" for i in range(12)))
+    assert list(load_labeled_data(_config(sentiment, eval_data=str(two)), log=_quiet).eval["label"])[:3] == [0, 1, 0]
+    bad_good = tmp_path / "bad_good.csv"  # another pair of two: its numbering is the file's to say
+    bad_good.write_text("text,label\n" + "".join(f"review {i},{('bad', 'good')[i % 2]}\n" for i in range(30)))
+    with pytest.raises(UserError, match=r"\(0 = bad, 1 = good\), the ids would be a guess"):
+        load_labeled_data(_config(bad_good, eval_data=str(two)), log=_quiet)
     digits = tmp_path / "digits.jsonl"  # names that are their own ids ("0", "1", "2"): ids read without a guess
     digits.write_text("".join(json.dumps({"text": f"review {i}", "label": str(i % 3)}) + "\n" for i in range(30)))
     assert len(load_labeled_data(_config(digits, eval_data=str(ids)), log=_quiet).eval) == 12
