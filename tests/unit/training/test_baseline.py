@@ -44,3 +44,20 @@ def test_the_cross_validated_baseline_takes_the_class_weights_too(tmp_path, imdb
         scores, _ = cross_fitted_scores(job, fold, lambda _: None)
         rare.append(scores[:, 1])
     assert (rare[1] > rare[0]).all() and rare[1].mean() > 1.3 * rare[0].mean(), (rare[0].mean(), rare[1].mean())
+
+
+def test_a_tag_on_no_training_text_fits_without_sklearns_warning():
+    """One-vs-rest warned "Label not 2 is present in all training examples" once a tag on no training text (an audit
+    fold without a rare tag printed it twice a fold); the tag is predicted absent, and the log names such tags."""
+    import warnings
+
+    from lora_sentiment.training.baseline import baseline_scores, fit_baseline
+
+    space = LabelSpace("multi-label", ["joy", "anger", "grief"])
+    texts = [f"so happy {i}" if i % 2 else f"so angry {i}" for i in range(20)]
+    labels = np.array([[1.0, 0.0, 0.0] if i % 2 else [0.0, 1.0, 0.0] for i in range(20)])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pipeline = fit_baseline(texts, labels, space)
+    assert not [w for w in caught if "present in all training examples" in str(w.message)]
+    assert (baseline_scores(pipeline, ["so happy again"], space)[:, 2] < 0.5).all()
