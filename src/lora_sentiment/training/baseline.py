@@ -34,7 +34,7 @@ def fit_baseline(
     fit = {} if sample_weight is None else {f"{pipeline.steps[-1][0]}__sample_weight": sample_weight}
     with warnings.catch_warnings():
         # A tag on none of these texts (a rare one, or an audit fold without it): one-vs-rest predicts it constant,
-        # as it should, and warns once a tag in its own words ("Label not 12 ..."); the log names such tags.
+        # as it should, and warned once a tag in its own words ("Label not 12 ..."); `train` names such tags itself.
         warnings.filterwarnings("ignore", message="Label .* is present in all training examples", category=UserWarning)
         pipeline.fit([clean_text(t) for t in texts], space.problem.baseline_targets(labels), **fit)
     return pipeline

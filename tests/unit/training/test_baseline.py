@@ -48,7 +48,7 @@ def test_the_cross_validated_baseline_takes_the_class_weights_too(tmp_path, imdb
 
 def test_a_tag_on_no_training_text_fits_without_sklearns_warning():
     """One-vs-rest warned "Label not 2 is present in all training examples" once a tag on no training text (an audit
-    fold without a rare tag printed it twice a fold); the tag is predicted absent, and the log names such tags."""
+    fold without a rare tag printed it twice a fold); the tag is predicted absent."""
     import warnings
 
     from lora_sentiment.training.baseline import baseline_scores, fit_baseline
