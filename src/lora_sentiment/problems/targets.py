@@ -172,10 +172,10 @@ def _encode_label_names(ds: Any, column: Any, where: str, names: Sequence[str] |
     values = [str(v) for v in pc.unique(column).to_pylist()]
     if names is None:
         _refuse_texts_as_labels(values, len(column), where)
-        refuse_spelling_variants(values, where)
+        _refuse_spelling_variants(values, where)
     names = list(names) if names is not None else sorted(values)
     lookup = {n: i for i, n in enumerate(names)}
-    # Matched as training refuses variants (refuse_spelling_variants): by case and surrounding spaces.
+    # Matched as training refuses variants (_refuse_spelling_variants): by case and surrounding spaces.
     lookup.update({_folded(n): i for i, n in enumerate(names) if _folded(n) not in lookup})
     unknown = sorted(v for v in values if v not in lookup and _folded(v) not in lookup)
     if unknown:
@@ -203,10 +203,10 @@ def _refuse_texts_as_labels(values: Sequence[str], rows: int, where: str, number
         )
 
 
-def refuse_spelling_variants(labels: Sequence[str], where: str) -> None:
+def _refuse_spelling_variants(labels: Sequence[str], where: str) -> None:
     """Training labels that differ only in case or surrounding spaces (' positive', 'Positive', 'positive') would
-    each become a class of its own, splitting one class's texts between outputs, while evaluation files match names
-    case-insensitively. Which spelling is meant is the user's to say, not ours to guess."""
+    each become a class of its own, splitting one class's texts between outputs, while evaluation files are matched
+    to the names regardless of case and those spaces. Which spelling is meant is the user's to say, not ours."""
     groups: dict[str, list[str]] = {}
     for label in labels:
         groups.setdefault(_folded(label), []).append(label)
@@ -231,8 +231,9 @@ def _check_label_ids(
         )
     top = int(as_float.max())
     if names is None and not given_names:
-        distinct = len(np.unique(as_float))
-        _refuse_texts_as_labels([f"{value:g}" for value in np.unique(as_float)], len(as_float), where, numbers=True)
+        unique = np.unique(as_float)
+        distinct = len(unique)
+        _refuse_texts_as_labels([f"{value:g}" for value in unique], len(as_float), where, numbers=True)
         if top + 1 > 10 * distinct + 10:  # a head of top + 1 outputs, nearly all of them for no label at all
             raise UserError(
                 f"labels in {where} look like codes, not class ids 0..K-1: they reach {top} but only {distinct} "
@@ -303,7 +304,7 @@ def encode_tags(
     rows = _tag_lists(column, where, separator)
     found = sorted({tag for row in rows for tag in row}, key=_natural)
     if names is None:
-        refuse_spelling_variants(found, where)
+        _refuse_spelling_variants(found, where)
         names = list(given_names) if given_names else _tag_names(found)
     lookup = {name: i for i, name in enumerate(names)}
     lookup.update({str(i): i for i in range(len(names)) if str(i) not in lookup})  # ids stand for their names
