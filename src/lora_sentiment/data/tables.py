@@ -223,10 +223,7 @@ def _field_counts(path: str, separator: str, size: int, mtime_ns: int) -> int:
             # Files joined with their headers: read on, the header's label would be a class of its own (one text
             # called "text" given the class "label"), found only if it broke a later step.
             if row == header and len(header) > 1:
-                raise UserError(
-                    f"line {reader.line_num} of {path} repeats the header ({', '.join(header)}): files joined "
-                    "with their headers? Delete the repeated header lines"
-                )
+                raise _repeated_header(f"line {reader.line_num} of {path}", header)
             rows += bool(row) and (len(row) > 1 or bool(row[0].strip()))
     return rows
 
@@ -237,10 +234,15 @@ def _refuse_repeated_header(chunk: pd.DataFrame, first_row: int, path: str) -> N
     repeats = chunk.eq(pd.Series([str(c) for c in chunk.columns], index=chunk.columns)).all(axis=1).to_numpy()
     if repeats.any():
         row = first_row + int(repeats.argmax()) + 1
-        raise UserError(
-            f"row {row} of {path} repeats the header ({', '.join(map(str, chunk.columns))}): files joined with their "
-            "headers? Delete the repeated header lines"
-        )
+        raise _repeated_header(f"row {row} of {path}", chunk.columns)
+
+
+def _repeated_header(where: str, header: Sequence[Any]) -> UserError:
+    """One message for both checks (a file's lines, stdin's chunks)."""
+    return UserError(
+        f"{where} repeats the header ({', '.join(map(str, header))}): files joined with their headers? Delete the "
+        "repeated header lines"
+    )
 
 
 OTHER_SEPARATORS = ("\t", ";", "|")  # what a file read as CSV may turn out separated by
