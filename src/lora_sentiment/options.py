@@ -13,7 +13,7 @@ from .config import Precision
 
 LongText = Literal["truncate", "chunks"]
 Engine = Literal["auto", "torch", "openvino", "onnx"]
-InputFormat = Literal["csv", "tsv", "jsonl", "parquet", "txt"]
+InputFormat = Literal["csv", "tsv", "json", "jsonl", "parquet", "txt"]
 OutputFormat = Literal["csv", "tsv", "jsonl", "parquet"]
 
 

@@ -97,8 +97,32 @@ def check_columns(chunk: pd.DataFrame, text_column: str, where: str) -> None:
         columns = ", ".join(map(str, chunk.columns))
         fix = missing_column_fix(list(chunk.columns), "--text-column")
         raise UserError(f"no column {text_column!r} in {where}; columns are: {columns} ({fix})")
+    _refuse_non_texts(chunk[text_column], text_column, where)
     taken = [c for c in prediction_columns() if c in chunk.columns]
     if taken:
         raise UserError(
             f"{where} already has a column named {taken[0]!r}, which predictions are written to; rename it first"
         )
+
+
+def _refuse_non_texts(values: pd.Series, column: str, where: str) -> None:
+    """A column of numbers, lists or objects (JSON and Parquet keep their types) is the wrong column, or texts
+    saved wrongly; left as they were, each such row would pass as a row with no text, with exit 0."""
+    if values.dtype == object:
+        wrong = values[values.map(lambda v: v is not None and not isinstance(v, str) and not _is_nan(v))]
+    elif pd.api.types.is_string_dtype(values.dtype):
+        return
+    else:
+        wrong = values[values.notna()]
+    if len(wrong):
+        value = wrong.iloc[0]
+        kind = type(value.item() if isinstance(value, np.generic) else value).__name__
+        more = f", and {len(wrong) - 1} more in these rows" if len(wrong) > 1 else ""
+        raise UserError(
+            f"the text column {column!r} of {where} holds {kind} values, not texts ({str(value)[:40]}{more}): "
+            "check --text-column, or save the texts as strings"
+        )
+
+
+def _is_nan(value: object) -> bool:
+    return isinstance(value, float) and value != value

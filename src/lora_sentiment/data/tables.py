@@ -24,6 +24,7 @@ from ..errors import UserError, first_line
 INPUT_FORMATS = {
     ".csv": "csv",
     ".tsv": "tsv",
+    ".json": "json",
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
     ".parquet": "parquet",
@@ -65,9 +66,8 @@ def read_chunks(path: str, fmt: str, chunk_size: int) -> Iterator[pd.DataFrame]:
     check_input(path)
     if fmt in ("csv", "tsv"):
         yield from _csv_chunks(path, source, "," if fmt == "csv" else "\t", chunk_size)
-    elif fmt == "jsonl":
-        with pd.read_json(source, lines=True, dtype=False, chunksize=chunk_size) as reader:
-            yield from reader
+    elif fmt in ("json", "jsonl"):
+        yield from _json_chunks(path, fmt, chunk_size)
     elif fmt == "parquet":
         # Parquet needs random access: stdin is read whole first.
         parquet = pq.ParquetFile(io.BytesIO(sys.stdin.buffer.read()) if path == STDIO else path)
@@ -88,7 +88,50 @@ def read_chunks(path: str, fmt: str, chunk_size: int) -> Iterator[pd.DataFrame]:
             if handle is not sys.stdin:
                 handle.close()
     else:
-        raise UserError(f"unknown input format {fmt!r}; use one of csv, tsv, jsonl, parquet, txt")
+        raise UserError(f"unknown input format {fmt!r}; use one of csv, tsv, json, jsonl, parquet, txt")
+
+
+def _json_chunks(path: str, fmt: str, chunk_size: int) -> Iterator[pd.DataFrame]:
+    """JSON Lines in chunks; a .json file is a JSON array of row objects (read whole: an array cannot be
+    streamed) or JSON Lines, as `train --data` reads it. An array read as JSON Lines would be one row whose
+    columns are the array's positions: refused, not misread. Stdin is streamed as JSON Lines, and read whole
+    only when named json."""
+    source: Any = path
+    if path == STDIO:
+        source = io.StringIO(sys.stdin.read()) if fmt == "json" else sys.stdin
+        start = source.getvalue().lstrip()[:1] if fmt == "json" else "{"
+    else:
+        start = _json_start(path)
+    if start == "[" and fmt == "jsonl":
+        raise _json_array_as_lines(path)
+    if start not in ("", "[", "{"):
+        raise UserError(f'{path} is not JSON rows: it should hold objects ({{"text": ...}}), one a line or in an array')
+    if start == "[":
+        frame = pd.read_json(source, orient="records", dtype=False)
+        if not frame.empty and all(isinstance(c, int) for c in frame.columns):
+            raise UserError(
+                f'{path} is a JSON array of lists, not of row objects ({{"text": ...}}); save rows as objects'
+            )
+        for first in range(0, len(frame), chunk_size):
+            yield frame.iloc[first : first + chunk_size].reset_index(drop=True)
+        return
+    with pd.read_json(source, lines=True, dtype=False, chunksize=chunk_size) as reader:
+        for number, chunk in enumerate(reader):
+            if number == 0 and all(isinstance(c, int) for c in chunk.columns):
+                raise _json_array_as_lines(path)
+            yield chunk
+
+
+def _json_start(path: str) -> str:
+    # Bytes that are not UTF-8 are left for the parser, whose error names the file and the fix.
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        return handle.read(4096).lstrip("\ufeff \t\r\n")[:1]
+
+
+def _json_array_as_lines(path: str) -> UserError:
+    return UserError(
+        f"{path} is one JSON array, not JSON Lines (an object a line): name it .json or pass --input-format json"
+    )
 
 
 def _csv_chunks(path: str, source: Any, separator: str, chunk_size: int) -> Iterator[pd.DataFrame]:
@@ -118,14 +161,17 @@ def total_rows(path: str, fmt: str) -> int | None:
     """The rows a file will give, known before it is predicted (for the progress bar, and so that a job large
     enough to repay a compile pays it at its start): Parquet from its metadata, CSV / TSV from the pass that
     checks their field counts (made anyway, and made once), JSON Lines and plain text by counting lines. A
-    passing count of what the reader will yield, not a parse: None for stdin, which is read once."""
+    passing count of what the reader will yield, not a parse: None for stdin, which is read once, and for a JSON
+    array, which is parsed whole when read."""
     if path == STDIO:
         return None
     if fmt == "parquet":
         return pq.ParquetFile(path).metadata.num_rows
     if fmt in ("csv", "tsv"):
         return check_field_counts(Path(path), "," if fmt == "csv" else "\t")
-    if fmt in ("jsonl", "txt"):
+    if fmt == "json" and _json_start(path) == "[":
+        return None  # an array is parsed whole when it is read: counted then, as stdin is
+    if fmt in ("json", "jsonl", "txt"):
         with open(path, "rb") as handle:  # JSON Lines readers skip blank lines; every line of a text file is a row
             return sum(1 for line in handle if fmt == "txt" or line.strip())
     return None

@@ -62,11 +62,14 @@ def test_csv_in_csv_out_keeps_every_row_and_column(tmp_path, reviews, trained_ru
     assert not list(tmp_path.glob(".*partial"))
 
 
-@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
-def test_jsonl_and_parquet_inputs_to_jsonl(tmp_path, reviews, trained_classifier, suffix):
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet", ".json", "lines.json"])
+def test_jsonl_json_and_parquet_inputs_to_jsonl(tmp_path, reviews, trained_classifier, suffix):
+    """.json is an array of row objects (pretty-printed here) or JSON Lines, as `train --data` reads it."""
     source, target = tmp_path / f"in{suffix}", tmp_path / "out.jsonl"
-    if suffix == ".jsonl":
+    if suffix in (".jsonl", "lines.json"):
         reviews.to_json(source, orient="records", lines=True)
+    elif suffix == ".json":
+        reviews.to_json(source, orient="records", indent=2)
     else:
         reviews.to_parquet(source)
     summary = predict_file(
@@ -122,6 +125,7 @@ def test_reading_is_chunked_so_memory_is_bounded_by_the_chunk(tmp_path, reviews)
         ("t.tsv", "text\tid\na\t1\n\nb\t2\n"),
         ("t.jsonl", '{"text": "a"}\n\n{"text": "b"}\n   \n{"text": "c"}'),
         ("t.txt", "a\n\nb\r\nc"),
+        ("t.json", '{"text": "a"}\n\n{"text": "b"}\n'),
     ],
 )
 def test_a_files_rows_are_known_before_it_is_read_and_equal_what_the_reader_gives(tmp_path, name, content):
@@ -134,6 +138,56 @@ def test_a_files_rows_are_known_before_it_is_read_and_equal_what_the_reader_give
     fmt = name.split(".")[1]
     assert total_rows(str(path), fmt) == sum(len(chunk) for chunk in read_chunks(str(path), fmt, 2))
     assert total_rows("-", fmt) is None  # stdin is read once: counted as it goes
+
+
+def test_a_json_array_is_chunked_and_one_read_as_json_lines_is_refused(tmp_path):
+    from lora_sentiment.data.tables import total_rows
+    from lora_sentiment.errors import UserError
+
+    rows = [{"text": f"review {i}", "id": i} for i in range(10)]
+    array = tmp_path / "rows.json"
+    array.write_text(json.dumps(rows, indent=1))
+    chunks = list(read_chunks(str(array), "json", 4))
+    assert [len(c) for c in chunks] == [4, 4, 2] and pd.concat(chunks).text.tolist() == [r["text"] for r in rows]
+    assert total_rows(str(array), "json") is None  # parsed whole when read, not counted before
+    # Read as JSON Lines, the array would be one row with a column per position (0..9): refused instead.
+    with pytest.raises(UserError, match="one JSON array, not JSON Lines.*--input-format json"):
+        list(read_chunks(str(array), "jsonl", 4))
+    flat = tmp_path / "flat.jsonl"
+    flat.write_text(json.dumps(rows))  # the array on one line: parses as JSON Lines, so refused by its columns
+    with pytest.raises(UserError, match="one JSON array"):
+        list(read_chunks(str(flat), "jsonl", 4))
+    lists = tmp_path / "lists.json"
+    lists.write_text('[["a", 1], ["b", 0]]')
+    with pytest.raises(UserError, match="array of lists, not of row objects"):
+        list(read_chunks(str(lists), "json", 4))
+
+
+@pytest.mark.parametrize(
+    "column, content, kind",
+    [
+        ("id", '{"text": "Great.", "id": 1}\n{"text": "Awful.", "id": 2}\n', "int"),
+        ("text", '{"text": ["Great.", "Awful."]}\n', "list"),
+        ("text", '{"text": "Great."}\n{"text": {"title": "Awful."}}\n', "dict"),
+    ],
+)
+def test_a_text_column_of_numbers_lists_or_objects_is_refused_not_left_unpredicted(
+    tmp_path, trained_run, capsys, column, content, kind
+):
+    """Before, each such row passed as a row with no text: an output of empty predictions and exit 0."""
+    source, target = tmp_path / "in.jsonl", tmp_path / "out.csv"
+    source.write_text(content)
+    code = main(["predict", str(trained_run), "--input", str(source), "--output", str(target), "--text-column", column])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and f"the text column {column!r} of {source} holds {kind} values, not texts" in err
+    assert "--text-column" in err and not target.exists() and not list(tmp_path.glob(".*partial"))
+    numbers = tmp_path / "in.parquet"
+    pd.DataFrame({"text": ["Great.", "Awful."], "id": [1, 2]}).to_parquet(numbers)
+    assert (
+        main(["predict", str(trained_run), "--input", str(numbers), "--output", str(target), "--text-column", "id"])
+        == 2
+    )
+    assert "holds int values" in capsys.readouterr().err and not target.exists()
 
 
 @pytest.mark.parametrize(
