@@ -87,6 +87,7 @@ class TextEncoder:
     ) -> tuple[dict[str, list], list[int]]:
         """Model inputs for `texts` and which text each came from: one per text, cut by the run's truncation
         (`truncate`), or every window of every text (`chunks`; see `windows` and `mean_by_text`)."""
+        _check_texts(texts)
         if long_text == "chunks":
             return self.windows(texts, stride)
         return self(list(texts)), list(range(len(texts)))
@@ -125,6 +126,16 @@ class TextEncoder:
             if full[start : start + len(bare)] == bare:
                 return full[:start], full[start + len(bare) :]
         raise UserError("this tokenizer's special tokens cannot be told apart from a text's ids; use another --model")
+
+
+def _check_texts(texts: Sequence[str]) -> None:
+    """Every prediction's texts pass here (Python API, files, serve). A bare string would be predicted a
+    character at a time, and None would fail deep in the tokenizer."""
+    if isinstance(texts, (str, bytes)):
+        raise TypeError("texts must be a list of strings, not one string: predict([text])")
+    for number, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"texts must be strings: texts[{number}] is {type(text).__name__} ({str(text)[:40]})")
 
 
 # transformers' PreTrainedTokenizerFast's, for a saved tokenizer whose tokenizer_config.json names none

@@ -28,10 +28,23 @@ def test_a_run_an_export_and_a_set_member_are_predictors_that_agree(trained_run,
         assert predictor.predict_proba(TEXTS).shape == (2, 2)
         assert [p.label_name for p in predictor.predict(TEXTS)] == [p.label_name for p in run.predict(TEXTS)]
         assert predictor.evaluate(str(small_csv), max_samples=20)["samples"] == 20
+        _refuses_what_is_not_a_list_of_texts(predictor)
     assert export.info()["device"] == "cpu (onnxruntime)" and run.info()["device"] == "cpu"
     compiled = open_predictor(trained_run, LoadOptions(precision="fp32", device="cpu"))  # --engine auto on a CPU
     assert compiled.info()["device"] == "cpu (openvino)"
     assert np.allclose(compiled.predict_scores(TEXTS), run.predict_scores(TEXTS), atol=1e-4)
+    _refuses_what_is_not_a_list_of_texts(compiled)
+
+
+def _refuses_what_is_not_a_list_of_texts(predictor) -> None:
+    """One string was predicted a character at a time (nine answers for "Loved it."), and None failed deep in
+    the tokenizer."""
+    import pytest
+
+    with pytest.raises(TypeError, match=r"not one string: predict\(\[text\]\)"):
+        predictor.predict(TEXTS[0])
+    with pytest.raises(TypeError, match=r"texts\[1\] is NoneType"):
+        predictor.predict_scores([TEXTS[0], None])
 
 
 def test_load_options_are_checked_where_they_are_made(trained_run):
