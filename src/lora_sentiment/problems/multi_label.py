@@ -167,10 +167,10 @@ class MultiLabel(ProblemType):
     def decided(self, space: LabelSpace, labels: np.ndarray, scores: np.ndarray, threshold: float | None) -> LabelSpace:
         """--threshold for every tag, else each tag's best on these evaluation rows (the same rule each epoch, so
         the kept epoch is picked by what will be used)."""
-        from .space import LabelSpace
+        from dataclasses import replace
 
         chosen = [threshold] * len(space.names) if threshold is not None else tune_thresholds(labels, scores).tolist()
-        return LabelSpace(self.name, space.names, [float(t) for t in chosen], space.calibration)
+        return replace(space, thresholds=[float(t) for t in chosen])
 
     def decided_out_of_sample(
         self, labels: np.ndarray, scores: np.ndarray, threshold: float | None, seed: int

@@ -23,8 +23,9 @@ class LabelSpace:
     names: list[str]  # class or tag names; for regression, the one target's name
     thresholds: list[float] | None = field(default=None)  # multi-label: one decision threshold per tag
     calibration: Calibration | None = field(default=None)  # fitted after training (calibration.py)
-    # single-label: how the training file gave its classes, "names" or "ids" (None: a dataset's own class names, or
-    # a run made before this was recorded). Ids read against names would be a guess at the user's numbering.
+    # How the training file gave its classes, or its tags in lists, "names" or "ids" (None: a dataset's own class
+    # names, tags joined in strings or stacked from columns, or a run made before this was recorded). Ids read
+    # against names would be a guess at the user's numbering.
     given_as: str | None = field(default=None)
 
     @property

@@ -89,9 +89,13 @@ def encode_targets(
     """The `label` column encoded for the problem type `name`. With `space` (from the training split or a saved
     run), labels are matched to its names; without, the names are read off this split."""
     names = space.names if space is not None else None
-    given_as = _given_as(ds.features["label"]) if name == "single-label" else None
+    feature = ds.features["label"]
+    # A tag list's items (JSONL / Parquet); joined strings and stacked 0/1 columns say neither names nor ids.
+    given_as = _given_as(feature if name == "single-label" else getattr(feature, "feature", None))
+    if name not in ("single-label", "multi-label"):
+        given_as = None
     if space is not None and space.given_as == "names" and given_as == "ids" and not _ids_are_known(space.names):
-        _refuse_ids_against_names(where, space.names)
+        _refuse_ids_against_names(where, space.names, "class" if name == "single-label" else "tag")
     ds, names = problem_type(name).encode(ds, where, names=names, given_names=given_names, separator=separator)
     if space is not None:
         return ds, LabelSpace(name, names, space.thresholds, given_as=space.given_as)
@@ -114,15 +118,15 @@ def _ids_are_known(names: Sequence[str]) -> bool:
     return sentiment or list(names) == [str(i) for i in range(len(names))]
 
 
-def _refuse_ids_against_names(where: str, names: Sequence[str]) -> None:
-    """Classes trained from names, scored against ids: the ids would be read in the names' sorted order (awful,
-    good, meh), which the file's own numbering need not follow (0 awful, 1 meh, 2 good), and every score would be
-    silently wrong. The user knows the mapping; we would only guess it."""
+def _refuse_ids_against_names(where: str, names: Sequence[str], kind: str) -> None:
+    """Classes (or tags) trained from names, scored against ids: the ids would be read in the names' sorted order
+    (awful, good, meh), which the file's own numbering need not follow (0 awful, 1 meh, 2 good), and every score
+    would be silently wrong. The user knows the mapping; we would only guess it."""
     order = ", ".join(f"{i} = {name}" for i, name in enumerate(names[:3])) + (", ..." * (len(names) > 3))
     raise UserError(
-        f"the labels in {where} are class ids, but the classes were given as names in training "
-        f"({', '.join(names[:10])}): give these labels as names too; read in the names' sorted order ({order}), "
-        "the ids would be a guess"
+        f"the labels in {where} are {kind} ids, but the {kind}{'es' if kind == 'class' else 's'} were given as names "
+        f"in training ({', '.join(names[:10])}): give these labels as names too; read in the names' sorted order "
+        f"({order}), the ids would be a guess"
     )
 
 

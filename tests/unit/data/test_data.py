@@ -444,6 +444,22 @@ def test_evaluation_ids_against_training_names_are_refused_not_guessed(tmp_path)
     assert len(load_labeled_data(_config(digits, eval_data=str(ids)), log=_quiet).eval) == 12
 
 
+def test_evaluation_tag_ids_against_training_tag_names_are_refused_not_guessed(tmp_path):
+    """Tag lists too: GoEmotions numbers neutral 27, the sorted names put it at 19, so ids read against names
+    would move every tag silently. Names on both sides still read, and the run records how its tags came."""
+    tags = ("sadness", "joy", "neutral")  # the user's numbering: 0 sadness, 1 joy, 2 neutral
+    named = tmp_path / "named.jsonl"
+    named.write_text("".join(json.dumps({"text": f"review {i}", "label": [tags[i % 3]]}) + "\n" for i in range(30)))
+    ids = tmp_path / "ids.jsonl"
+    ids.write_text("".join(json.dumps({"text": f"other {i}", "label": [i % 3]}) + "\n" for i in range(12)))
+    expected = r"ids.jsonl are tag ids, but the tags were given as names in training \(joy, neutral, sadness\): "
+    with pytest.raises(UserError, match=expected + r".*\(0 = joy, 1 = neutral, 2 = sadness\)"):
+        load_labeled_data(_config(named, eval_data=str(ids), problem_type="multi-label"), log=_quiet)
+    data = load_labeled_data(_config(named, eval_data=str(named), problem_type="multi-label"), log=_quiet)
+    assert len(data.eval) == 30 and data.space.given_as == "names"
+    assert load_labeled_data(_config(ids, eval_data=str(ids)), log=_quiet).space.given_as == "ids"
+
+
 @pytest.mark.parametrize(
     "labels, shown",
     [
