@@ -19,7 +19,9 @@ def add_parser(commands: Any) -> None:
         "scored on the same data, side by side (NAME=PATH names one; runs on one base model share its weights)",
     )  # fmt: skip
     parser.add_argument(
-        "--data", required=True, help="labelled CSV/TSV/JSONL/Parquet file, aclImdb folder or hub dataset"
+        "--data",
+        required=True,
+        help="labelled CSV/TSV/JSONL/Parquet file, folder of split files, aclImdb folder or hub dataset",
     )
     add_model_flags(parser, EvalOptions)
     add_model_flags(parser, LoadOptions)

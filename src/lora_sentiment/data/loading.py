@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -27,11 +28,15 @@ BAR_BYTES = 64 << 20  # datasets reads such a CSV in about a second on the 2-cor
 
 
 def load_splits(source: str, *, data_config: str | None = None) -> Any:
-    """A DatasetDict from a hub name, a local file (one split: train) or an aclImdb folder."""
+    """A DatasetDict from a hub name, a local file (one split: train), a folder of split files (train.csv,
+    validation.parquet, data/test-00000-of-00001.parquet...) or an aclImdb folder."""
     import datasets
 
     path = Path(source).expanduser()
     if path.is_dir():
+        files = _split_files(path)
+        if files:
+            return datasets.DatasetDict({split: _load_shards(shards) for split, shards in files.items()})
         return _load_aclimdb(path)
     check_source(source, "--data / --eval-data")
     if path.exists():
@@ -170,6 +175,53 @@ def _quiet_datasets_logger() -> Iterator[None]:
         logger.setLevel(level)
 
 
+# The file names `datasets` reads as splits in a local folder or a cloned hub repository.
+SPLIT_NAMES = {
+    "train": ("train", "training"),
+    "validation": ("validation", "valid", "val", "dev"),
+    "test": ("test", "testing", "eval", "evaluation"),
+}
+_SHARD = re.compile(r"^(?P<split>[a-z]+)(-\d{5}-of-\d{5})?$")
+
+
+def _split_files(root: Path) -> dict[str, list[Path]]:
+    """A folder's data files named by their split, in it or in its data/ (a hub repository's layout): `train.csv`
+    and `validation.csv`, or shards `train-00000-of-00002.parquet`. A name that only begins with a split's
+    (`train_small.csv` beside `train_full.csv`) is not taken: read together, two such files would silently
+    become one training set."""
+    found: dict[str, list[Path]] = {}
+    for folder in (root, root / "data"):
+        files = sorted(folder.iterdir()) if folder.is_dir() else []
+        for file in files:
+            match = _SHARD.match(file.name[: -len(file.suffix)].lower()) if file.suffix else None
+            if not file.is_file() or file.suffix.lower() not in FILE_BUILDERS or match is None:
+                continue
+            split = next((name for name, aliases in SPLIT_NAMES.items() if match["split"] in aliases), None)
+            if split is not None:
+                found.setdefault(split, []).append(file)
+    for split, files in found.items():
+        if (
+            len({f.parent for f in files}) > 1
+            or len({f.suffix.lower() for f in files}) > 1
+            or (len(files) > 1 and not all("-of-" in f.name for f in files))
+        ):
+            names = ", ".join(str(f.relative_to(root)) for f in files)
+            raise UserError(f"{root} has more than one {split} file ({names}); pass one file with --data")
+    if found and "train" not in found:
+        raise UserError(
+            f"{root} has {', '.join(found)} files but no train file (train.csv, train.parquet, ...); name the training "
+            "file so, or pass it with --data"
+        )
+    return found
+
+
+def _load_shards(files: list[Path]) -> Any:
+    import datasets
+
+    parts = [_load_file(file) for file in files]
+    return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+
+
 def _load_aclimdb(root: Path) -> Any:
     import datasets
 
@@ -195,8 +247,9 @@ def _load_aclimdb(root: Path) -> Any:
             splits[split] = datasets.Dataset.from_dict(rows, features=features)
     if "train" not in splits:
         raise UserError(
-            f"folder {root} is not in the aclImdb layout (expected train/pos/*.txt and train/neg/*.txt); "
-            "pass that folder or a data file with --data"
+            f"folder {root} holds no train file (train.csv, train.parquet, ...; validation and test files beside it "
+            "are its other splits) and is not in the aclImdb layout (train/pos/*.txt and train/neg/*.txt); pass such "
+            "a folder or a data file with --data"
         )
     return datasets.DatasetDict(splits)
 

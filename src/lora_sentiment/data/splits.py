@@ -213,9 +213,9 @@ def _eval_source(splits: Any, config: TrainConfig, where: str) -> tuple[Any, str
     """The evaluation split: --eval-data, --eval-split, the data's own validation/test split, or None."""
     if config.eval_data is not None:
         eval_splits = load_splits(config.eval_data)
-        if "test" in eval_splits and len(eval_splits) > 1:
-            return eval_splits["test"], config.eval_data
-        return next(iter(eval_splits.values())), config.eval_data
+        # A source of several splits is scored on its held-out one, as `evaluate` picks it; never its train split.
+        name = next((s for s in ("test", "validation") if s in eval_splits), next(iter(eval_splits)))
+        return eval_splits[name], config.eval_data if len(eval_splits) == 1 else f"{config.eval_data} [{name}]"
     if config.eval_split is not None:
         if config.eval_split not in splits:
             raise UserError(

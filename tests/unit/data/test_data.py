@@ -1,4 +1,5 @@
 import json
+import re
 import time
 from pathlib import Path
 
@@ -163,6 +164,46 @@ def test_aclimdb_folder(tmp_path, frame):
     assert sorted(splits["train"]["rating"]) == sorted([8 if lbl else 2 for lbl in frame.label])
     data = load_labeled_data(_config(root), log=_quiet)  # test split becomes the eval split
     assert len(data.train) == len(data.eval) == 60
+
+
+def test_a_folder_of_split_files_loads_as_its_splits(tmp_path, frame):
+    """train.csv beside validation.jsonl (the shared imdb-sample layout), or a cloned hub repository's shards in
+    data/: each file its split, the held-out one evaluated on, as a hub dataset's would be."""
+    rows = frame[["text", "label"]]
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    _write(rows.head(40), plain / "train.csv")
+    _write(rows.tail(20), plain / "validation.jsonl")
+    assert {k: len(v) for k, v in load_splits(str(plain)).items()} == {"train": 40, "validation": 20}
+    data = load_labeled_data(_config(plain), log=_quiet)
+    assert (len(data.train), len(data.eval)) == (40, 20)
+    hub = tmp_path / "hub" / "data"
+    hub.mkdir(parents=True)
+    _write(rows.iloc[:30], hub / "train-00000-of-00002.parquet")
+    _write(rows.iloc[30:50], hub / "train-00001-of-00002.parquet")
+    _write(rows.iloc[50:], hub / "test-00000-of-00001.parquet")
+    splits = load_splits(str(hub.parent))
+    assert {k: len(v) for k, v in splits.items()} == {"train": 50, "test": 10}
+    assert splits["train"]["text"] == rows.text.iloc[:50].tolist()  # shards in order
+    # As --eval-data a folder is scored on its held-out split, never its train split (the first one read).
+    data = load_labeled_data(_config(plain, eval_data=str(plain)), log=_quiet)
+    assert len(data.eval) == 20
+
+
+@pytest.mark.parametrize(
+    "files, needle",
+    [
+        (["train.csv", "train.parquet"], "more than one train file (train.csv, train.parquet); pass one file"),
+        (["validation.csv"], "has validation files but no train file"),
+        (["train_small.csv", "train_full.csv"], "holds no train file"),  # read together, one silent training set
+        (["reviews.csv"], "holds no train file"),
+    ],
+)
+def test_a_folder_whose_files_are_not_one_split_each_is_refused(tmp_path, frame, files, needle):
+    for name in files:
+        _write(frame[["text", "label"]], tmp_path / name)
+    with pytest.raises(UserError, match=re.escape(needle)):
+        load_splits(str(tmp_path))
 
 
 @pytest.mark.parametrize(
