@@ -207,12 +207,7 @@ def _split_files(root: Path) -> dict[str, list[Path]]:
         ):
             names = ", ".join(str(f.relative_to(root)) for f in files)
             raise UserError(f"{root} has more than one {split} file ({names}); pass one file with --data")
-    if found and "train" not in found:
-        raise UserError(
-            f"{root} has {', '.join(found)} files but no train file (train.csv, train.parquet, ...); name the training "
-            "file so, or pass it with --data"
-        )
-    return found
+    return found  # without a train file: an evaluation folder; `train` names the splits it has
 
 
 def _load_shards(files: list[Path]) -> Any:

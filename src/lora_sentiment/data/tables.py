@@ -117,7 +117,7 @@ def _json_chunks(path: str, fmt: str, chunk_size: int) -> Iterator[pd.DataFrame]
         return
     with pd.read_json(source, lines=True, dtype=False, chunksize=chunk_size) as reader:
         for number, chunk in enumerate(reader):
-            if number == 0 and all(isinstance(c, int) for c in chunk.columns):
+            if number == 0 and len(chunk.columns) and all(isinstance(c, int) for c in chunk.columns):
                 raise _json_array_as_lines(path)
             yield chunk
 

@@ -188,13 +188,18 @@ def test_a_folder_of_split_files_loads_as_its_splits(tmp_path, frame):
     # As --eval-data a folder is scored on its held-out split, never its train split (the first one read).
     data = load_labeled_data(_config(plain, eval_data=str(plain)), log=_quiet)
     assert len(data.eval) == 20
+    held_out = tmp_path / "held-out"  # an evaluation folder needs no train file; training from it names its splits
+    held_out.mkdir()
+    _write(rows.tail(20), held_out / "test.csv")
+    assert len(load_labeled_data(_config(plain, eval_data=str(held_out)), log=_quiet).eval) == 20
+    with pytest.raises(UserError, match=r"split 'train' not in .*held-out; splits are: test \(set --train-split\)"):
+        load_labeled_data(_config(held_out), log=_quiet)
 
 
 @pytest.mark.parametrize(
     "files, needle",
     [
         (["train.csv", "train.parquet"], "more than one train file (train.csv, train.parquet); pass one file"),
-        (["validation.csv"], "has validation files but no train file"),
         (["train_small.csv", "train_full.csv"], "holds no train file"),  # read together, one silent training set
         (["reviews.csv"], "holds no train file"),
     ],
