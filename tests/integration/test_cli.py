@@ -169,6 +169,13 @@ def test_a_run_written_after_the_texts_is_named_in_the_error(tiny_run, capsys):
     assert len(err.splitlines()) == 1 and "required: RUN; put it first (predict RUN --text TEXT...)" in err
 
 
+def test_a_blank_text_is_refused_before_the_run_loads(tiny_run, capsys):
+    """`--text "$REVIEW"` with the variable unset predicted the empty string as if it were a review."""
+    assert main(["predict", str(tiny_run), "--text", "Loved it.", "  "]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--text: text 2 is empty" in err
+
+
 def test_several_runs_predict_the_same_texts_side_by_side(tiny_run, capsys):
     argv = ["predict", f"a={tiny_run}", f"b={tiny_run}", "--text", "Loved it.", "--precision", "fp32", "--json"]
     assert main(argv) == 0
