@@ -49,7 +49,8 @@ def run(args: argparse.Namespace, settings: tuple[EvalOptions, LoadOptions]) -> 
     options, load = settings
     runs = parse_named_runs(args.runs)
     # The data first, read for each run's labels: a bad file fails before any model loads (or is compiled).
-    rows = {name: labelled_rows(args.data, options, *records(path)) for name, path in runs.items()}
+    rows = {name: _rows_for(name, runs, lambda path: labelled_rows(args.data, options, *records(path)))
+            for name in runs}  # fmt: skip
     if len(runs) > 1:
         # A missing or damaged run: one line. An export among runs is opened alone (opening.SideBySide).
         models = open_predictor(runs, load, expected_texts=len(next(iter(rows.values())).dataset))
@@ -91,6 +92,19 @@ def run(args: argparse.Namespace, settings: tuple[EvalOptions, LoadOptions]) -> 
     for line in seen_lines(metrics.get("seen")):
         print(line)
     return 0
+
+
+def _rows_for(name: str, runs: dict[str, str], read: Any) -> Any:
+    """The file read for one run's labels; among several runs, an error says which run could not read it (a
+    multi-label run beside a single-label one reads the same file differently)."""
+    from ..errors import UserError
+
+    try:
+        return read(runs[name])
+    except UserError as exc:
+        if len(runs) > 1:
+            raise UserError(f"run {name}: {exc}") from None
+        raise
 
 
 def _side_by_side(

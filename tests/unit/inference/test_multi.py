@@ -193,6 +193,10 @@ def test_evaluate_scores_several_runs_side_by_side(tiny_runs, small_csv, capsys)
         "again",
     ]
     assert table[3].startswith("again vs sentiment on the same 96 texts: accuracy +0.0000")  # the paired bootstrap
+    # A file one run cannot read names that run: the star classes were named, small_csv's labels are ids.
+    assert main(["evaluate", run, str(tiny_runs / "stars"), "--data", str(small_csv)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("lora-sentiment: error: run stars: the labels in "), err
 
 
 def test_bad_run_lists_are_refused_in_one_line(tiny_runs, tmp_path, capsys):
