@@ -44,11 +44,7 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     # --- data
-    data: str = Field(
-        "imdb",
-        description="Hub dataset name, a local CSV/TSV/JSONL/Parquet file, a folder of split files (train.csv, "
-        "validation.csv...) or an aclImdb folder",
-    )
+    data: str = Field("imdb", description="Hub dataset, CSV/TSV/JSONL/Parquet file, folder of split files or aclImdb")
     data_config: Optional[str] = Field(None, description="Hub dataset configuration name, if the dataset has several")
     eval_data: Optional[str] = Field(None, description="Local file with the evaluation split (else taken from --data)")
     train_split: str = Field("train", description="Split of --data used for training")
