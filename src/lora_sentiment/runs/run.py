@@ -299,8 +299,8 @@ class RunWorkspace:
             if checkpoint is not None and not requested.overwrite:
                 raise UserError(
                     f"--output-dir {self.final} has an interrupted run (last checkpoint at epoch "
-                    f"{checkpoint_epoch(checkpoint):g}); pass --resume to continue it, or --overwrite to discard it "
-                    "and start over"
+                    f"{checkpoint_epoch(checkpoint):g}, in {self.checkpoints}); pass --resume to continue it, or "
+                    "--overwrite to discard it and start over"
                 )
             return None, None
         saved_file = self.checkpoints / RESUME_CONFIG_FILE

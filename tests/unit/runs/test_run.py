@@ -141,8 +141,8 @@ def test_workspace_refuses_what_must_not_be_overwritten(tmp_path):
     assert workspace.prepare(config.model_copy(update={"overwrite": True})) is None
 
     _fake_checkpoint(workspace, config)
-    with pytest.raises(UserError, match="interrupted run .* --resume"):
-        workspace.prepare(config)
+    with pytest.raises(UserError, match=r"interrupted run .*, in .*\.run\.checkpoints\); pass --resume"):
+        workspace.prepare(config)  # the folder named: it is hidden, and outlives deleting --output-dir
     resumed = config.model_copy(update={"resume": True, "overwrite": True})
     assert workspace.prepare(resumed) == latest_checkpoint(workspace.checkpoints)
     with pytest.raises(UserError, match=r"--learning-rate \(was 'auto', now 0.01\)"):
