@@ -171,7 +171,7 @@ def check_openable(path: str | Path, options: LoadOptions | None = None) -> None
     else:
         from .runs.run import Run
 
-        Run.open(path)
+        Run.open(path).check_base()
     rule = Abstention.of(options)
     if rule.active:
         check_abstention(records(path)[1], rule, str(path))

@@ -105,6 +105,7 @@ class SharedBase:
         self.lock = threading.Lock()  # one forward at a time: the routing and active adapter are shared state
         self.routing = Routing()
         config = run.config
+        run.check_base()
         base = load_classifier_model(
             config.model, run.space, tokenizer=tokenizer, trust_remote_code=config.trust_remote_code
         )

@@ -337,6 +337,7 @@ def load_run_model(run: Any, *, merge: bool = True) -> tuple[Any, Any]:
     tokenizer. `merge` folds LoRA into the base weights, which removes its extra matmuls from every forward
     pass and leaves a plain transformers model."""
     config = run.config
+    run.check_base()
     tokenizer = load_tokenizer(str(run.path))
     base = load_classifier_model(
         config.model, run.space, tokenizer=tokenizer, trust_remote_code=config.trust_remote_code

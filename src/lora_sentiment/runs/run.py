@@ -112,6 +112,18 @@ class Run:
             raise UserError(f"{path} holds a damaged run: {first_line(exc)}") from exc
         return cls(path, config, space)
 
+    def check_base(self) -> None:
+        """A run trained from a local folder loads its base model from there (recorded as an absolute path). Gone
+        (moved, or the run copied to another machine), the loader took the path for a hub name and said to pass
+        --model, a flag prediction does not have."""
+        name = self.config.model
+        if name.startswith(("/", "~")) and not Path(name).expanduser().is_dir():
+            raise UserError(
+                f"{self.path} was trained from the base model in {name}, which is not on this machine: put that "
+                "model there (a link will do); an export of the run (lora-sentiment export, made where the base "
+                "model is) needs no base model"
+            )
+
     @property
     def metrics(self) -> RunMetrics:
         if self._metrics is None:

@@ -88,6 +88,32 @@ def test_a_damaged_run_is_one_user_error(tmp_path, trained_run, damage, message)
         Run.open(run)
 
 
+def test_a_run_whose_local_base_model_is_gone_says_so_before_loading(tmp_path, trained_run, capsys):
+    """A run copied to a machine without its base model's folder: the loader took the path for a hub name and said
+    to pass --model, which predict, evaluate, serve and export do not have."""
+    import shutil
+
+    from lora_sentiment import open_predictor
+    from lora_sentiment.cli import main
+
+    moved = tmp_path / "moved"
+    shutil.copytree(trained_run, moved)
+    config = moved / "training_config.yaml"
+    config.write_text("\n".join(
+        "model: /nowhere/base-model" if line.startswith("model:") else line
+        for line in config.read_text().splitlines()
+    ) + "\n")  # fmt: skip
+    needle = f"{moved} was trained from the base model in /nowhere/base-model, which is not on this machine"
+    for argv in (["predict", str(moved), "--text", "Fine."], ["export", str(moved), str(tmp_path / "out")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and needle in err and "put that model there" in err, err
+    with pytest.raises(UserError, match=needle):
+        open_predictor(moved, engine="torch").predict(["Fine."])
+    assert not (tmp_path / "out").exists()
+    Run.open(trained_run).check_base()  # a base that is there (a local folder too) passes
+
+
 def test_a_tune_or_audit_folder_given_as_a_run_is_named(tmp_path, trained_run, capsys):
     """`report TUNE_DIR` and `predict AUDIT_DIR` said only that training_config.yaml was missing."""
     import shutil
