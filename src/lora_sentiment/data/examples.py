@@ -19,9 +19,9 @@ _IMDB_NAMES = {"imdb", "stanfordnlp/imdb"}
 
 
 def is_imdb(source: str) -> bool:
-    """The hub's IMDB or an aclImdb folder (a folder given as --data is read as one, or refused: data/loading.py):
-    the data the tutorial's examples were written for."""
-    return source.strip().lower() in _IMDB_NAMES or Path(source).expanduser().is_dir()
+    """The hub's IMDB or an aclImdb folder: the data the tutorial's examples were written for. A folder of split
+    files (train.csv beside validation.csv) is the user's own data, shown its own texts."""
+    return source.strip().lower() in _IMDB_NAMES or (Path(source).expanduser() / "train" / "pos").is_dir()
 
 
 def example_texts(config: Any, data: Any) -> tuple[list[str], list[str] | None]:

@@ -28,6 +28,8 @@ def test_imdb_keeps_the_tutorial_sentences_and_given_examples_are_kept(tmp_path,
     for part in ("pos", "neg"):
         (acl / "train" / part).mkdir(parents=True)
     assert example_texts(config.model_copy(update={"data": str(acl)}), data) == (DEFAULT_EXAMPLES, None)
+    # A folder of split files is the user's own data: its own texts, not the movie one-liners.
+    assert example_texts(config.model_copy(update={"data": str(tmp_path)}), data)[1] is not None
     assert example_texts(config.model_copy(update={"examples": ["Mine."]}), data) == (["Mine."], None)
     assert example_texts(config.model_copy(update={"examples": []}), data) == ([], None)  # none asked for
 
