@@ -3,6 +3,8 @@ problem type, stratified samples drawn, and an evaluation split found or carved 
 
 from __future__ import annotations
 
+import ast
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,7 +72,46 @@ def select_text_label(
         # A column already called text/label that we are not using would collide: drop it first.
         ds = ds.remove_columns([new for new in renames.values() if new in ds.column_names and new not in renames])
         ds = ds.rename_columns(renames)
-    return ds
+    return _list_labels_read(ds, where) if label_column and not label_columns else ds
+
+
+_LIST_TEXT = re.compile(r"\s*\[.*\]\s*", re.S)
+
+
+def _list_labels_read(ds: Any, where: str) -> Any:
+    """Labels that are lists written as text ("['joy', 'love']": pandas' to_csv of a list column) read as the
+    lists they are. Read as strings, every combination of tags became a class of its own. Only a column whose
+    every label is such a list is read so; an empty cell is no tags, as null is in a list column."""
+    import datasets
+
+    column = ds.data.column("label")
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        return ds
+    values = [v for v in pc.unique(column).to_pylist() if v is not None and v.strip()]
+    if not values or not all(_LIST_TEXT.fullmatch(v) for v in values):
+        return ds
+    parsed: dict[str, list] = {}
+    for value in values:
+        try:
+            items = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
+            items = None
+        if not isinstance(items, list) or not all(type(i) in (str, int) for i in items):
+            raise UserError(
+                f"the labels in {where} are lists written as text, but {shown_label(value)} is not a list of names "
+                "or ids; fix it, or save the file as JSONL or Parquet, which keep lists"
+            )
+        parsed[value] = items
+    kinds = {type(item) for items in parsed.values() for item in items}
+    if len(kinds) > 1:
+        raise UserError(
+            f"the label lists in {where} mix names and ids; give every tag as a name, or every tag as an id"
+        )
+    feature = datasets.Value("int64" if kinds == {int} else "string")
+    lists = [parsed.get(v) if v is not None else None for v in column.to_pylist()]
+    with quiet_datasets():
+        ds = ds.remove_columns("label").add_column("label", lists)
+        return ds.cast_column("label", datasets.Sequence(feature))
 
 
 def drop_empty_texts(ds: Any, where: str) -> tuple[Any, int]:

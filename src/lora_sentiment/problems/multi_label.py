@@ -61,6 +61,9 @@ class MultiLabel(ProblemType):
     def label_in_file(self, suggested: Any, current: Any, space: LabelSpace, separator: str | None,
                       column: Any) -> Any:  # fmt: skip
         tags = [n for n, on in zip(space.names, np.asarray(suggested) > 0.5) if on]
+        if isinstance(current, str) and current.strip().startswith("["):  # a list written as text: so written back
+            ids = all(n.isdigit() for n in space.names) and not any(q in current for q in "'\"")
+            return str([int(t) for t in tags] if ids else tags)
         if isinstance(current, str):
             return (separator or ",").join(tags)
         numeric = all(n.isdigit() for n in space.names) and not any(

@@ -166,6 +166,32 @@ def test_aclimdb_folder(tmp_path, frame):
     assert len(data.train) == len(data.eval) == 60
 
 
+def test_tag_lists_written_as_text_in_a_csv_are_read_as_lists(tmp_path):
+    """pandas writes a list column to CSV as "['joy', 'love']": read as strings, each combination of tags became a
+    class of its own (refused only by luck, when carving found a combination with one text)."""
+    rows = [(f"comment {i}", tags) for i, tags in enumerate([["joy", "love"], ["anger"], [], ["joy"]] * 10)]
+    frame = pd.DataFrame({"text": [t for t, _ in rows], "labels": [tags for _, tags in rows]})
+    written = tmp_path / "tags.csv"
+    frame.to_csv(written, index=False)
+    assert "\"['joy', 'love']\"" in written.read_text()
+    data = load_labeled_data(_config(written, label_column="labels", eval_data=str(written)), log=_quiet)
+    assert data.space.problem_type == "multi-label" and data.space.names == ["anger", "joy", "love"]
+    assert data.space.given_as == "names"
+    assert np.asarray(data.eval["label"])[:4].tolist() == [[0, 1, 1], [1, 0, 0], [0, 0, 0], [0, 1, 0]]
+    ids = tmp_path / "ids.csv"  # ids, and an empty cell for no tags
+    cells = ['"[0, 2]"', "[1]", "", "[2]"]
+    ids.write_text("text,labels\n" + "".join(f"c{i},{cells[i % 4]}\n" for i in range(40)))
+    assert load_labeled_data(_config(ids, label_column="labels"), log=_quiet).space.given_as == "ids"
+    for bad, needle in (('"[joy, love]"', "is not a list of names or ids"), ("\"[1, 'joy']\"", "mix names and ids")):
+        broken = tmp_path / "broken.csv"
+        broken.write_text(written.read_text() + f"one more,{bad}\n")
+        with pytest.raises(UserError, match=needle):
+            load_labeled_data(_config(broken, label_column="labels"), log=_quiet)
+    plain = tmp_path / "plain.csv"  # one label that only looks like a list among others: classes, as before
+    plain.write_text("text,label\n" + "".join(f"r{i},{['good', 'bad', '[meh]'][i % 3]}\n" for i in range(30)))
+    assert load_labeled_data(_config(plain), log=_quiet).space.names == ["[meh]", "bad", "good"]
+
+
 def test_a_folder_of_split_files_loads_as_its_splits(tmp_path, frame):
     """train.csv beside validation.jsonl (the shared imdb-sample layout), or a cloned hub repository's shards in
     data/: each file its split, the held-out one evaluated on, as a hub dataset's would be."""
