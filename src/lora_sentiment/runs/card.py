@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -36,12 +37,25 @@ def _card_metrics(space: LabelSpace, scores: Any) -> list[str]:
 def _front_matter(config: TrainConfig, space: LabelSpace, headline: Sequence[str]) -> str:
     metadata = {
         "library_name": "peft",
-        "base_model": config.model,
+        **({"base_model": hub_id} if (hub_id := hub_model_id(config.model)) else {}),
         "pipeline_tag": "text-classification",
         "tags": ["lora", "peft", "text-classification", "lora-sentiment", space.problem_type],
         "metrics": list(headline),
     }
     return f"---\n{yaml.safe_dump(metadata, sort_keys=False).strip()}\n---\n"
+
+
+def hub_model_id(model: str) -> str | None:
+    """The Hub's name for the base model, as the card's metadata wants it (the Hub checks `base_model` against its
+    models on upload): a hub name as given, or one read off a Hub download's cache folder
+    (models--org--name/snapshots/...). Another local folder has none: its path means nothing elsewhere, so the
+    card's text names it and the metadata does not."""
+    if not model.startswith(("/", "~", ".")):
+        return model
+    for part in Path(model).parts:
+        if part.startswith("models--") and len(part) > len("models--"):
+            return part[len("models--") :].replace("--", "/", 1)
+    return None
 
 
 def _recipe(config: TrainConfig, space: LabelSpace, parameters: Any, weights: dict[str, float] | None) -> str:

@@ -21,6 +21,34 @@ def test_export_carries_the_run_records_and_a_card(tmp_path, trained_run):
     assert not (tmp_path / ".merged.partial").exists()
 
 
+@pytest.mark.parametrize(
+    "model, expected",
+    [
+        ("distilbert-base-uncased", "distilbert-base-uncased"),
+        ("FacebookAI/roberta-base", "FacebookAI/roberta-base"),
+        (
+            "/home/me/.cache/huggingface/hub/models--FacebookAI--roberta-base/snapshots/e2da8e2f",
+            "FacebookAI/roberta-base",
+        ),
+        ("/home/me/.cache/huggingface/hub/models--bert-base-uncased/snapshots/86b5e093", "bert-base-uncased"),
+        ("/models/minilm", None),
+    ],
+)
+def test_cards_name_the_base_model_as_the_hub_knows_it_or_not_at_all(model, expected):
+    """The Hub checks a card's `base_model` against its models on upload: a local folder's path there is an error
+    on the Hub and means nothing on another machine."""
+    from lora_sentiment.runs.card import hub_model_id
+
+    assert hub_model_id(model) == expected
+
+
+def test_a_run_on_a_local_base_model_writes_no_base_model_metadata(trained_run, tmp_path):
+    out = export_merged(trained_run, tmp_path / "merged", log=lambda _: None)
+    for card in (trained_run / "README.md", out / "README.md"):
+        front = card.read_text().split("---")[1]
+        assert "library_name:" in front and "base_model" not in front  # the tiny model is a local folder
+
+
 def test_export_refusals(tmp_path, trained_run):
     with pytest.raises(UserError, match="OUT_DIR must differ from RUN_DIR"):
         export_merged(trained_run, trained_run)
