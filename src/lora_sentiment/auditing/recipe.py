@@ -26,7 +26,7 @@ from ..errors import UserError
 from ..options import AuditOptions
 from ..runs.run import AUDIT_STATE_FILE
 from ..training import cross_fitting as fold_stage
-from ..training.recipe import train
+from ..training.recipe import train, train_config
 from .findings import Finding, duplicate_findings, issue_rows, label_findings, leak_findings
 from .outputs import (
     CLEAN_FORMATS,
@@ -102,7 +102,7 @@ def check_audit(config: TrainConfig, options: AuditOptions) -> None:
 def audit(config: TrainConfig, options: AuditOptions | None = None, *, log: Log = print, **given: Any) -> AuditResult:
     """Audit `config.data`'s training split with `config`'s train settings; write into `config.output_dir`.
     `given`: AuditOptions' fields, as keywords."""
-    options = options or AuditOptions(**given)
+    config, options = train_config(config), options or AuditOptions(**given)
     check_audit(config, options)
     return AuditRecipe(config, options, log).run()
 

@@ -84,12 +84,18 @@ class TrainResult:
 
 
 def train(
-    config: TrainConfig, *, log: Log = print, callbacks: Sequence[Any] = (), step_lines: bool = True
+    config: TrainConfig | dict[str, Any] | None = None,
+    *,
+    log: Log = print,
+    callbacks: Sequence[Any] = (),
+    step_lines: bool = True,
+    **settings: Any,
 ) -> TrainResult:
     """Fine-tune `config.model` with LoRA on `config.data`; write the run to `config.output_dir`.
+    `settings`: TrainConfig's fields as keywords, over `config`'s (`train(data="reviews.csv", output_dir="runs/x")`).
     `callbacks`: extra TrainerCallbacks (tune's pruning reporter is one); `step_lines`: the Trainer's loss and
     evaluation lines on stdout (the runs inside `audit`, `--folds` and `tune` summarise themselves instead)."""
-    recipe = TrainRecipe(config, log, step_lines=step_lines)
+    recipe = TrainRecipe(train_config(config, settings), log, step_lines=step_lines)
     recipe.setup()
     folders = (recipe.workspace.tensorboard_dir, recipe.workspace.final)
     with tracked(recipe.model.config, folders, recipe.main_process) as trackers:
@@ -101,6 +107,16 @@ def train(
             trackers.finish(recipe.model.config, recipe.final, recipe.baseline, ok=True)
     distributed.barrier()  # rank 0 saves; the run is complete for every rank when it is done
     return TrainResult(recipe.workspace.final, recipe.metrics, recipe.space, recipe.stages.seconds)
+
+
+def train_config(config: Any, settings: dict[str, Any] | None = None) -> TrainConfig:
+    """A TrainConfig from one, a dict of its fields or keywords, validated as TrainConfig validates; anything else
+    is a TypeError here, not an AttributeError on its first field deep inside training."""
+    if config is None or isinstance(config, dict):
+        return TrainConfig(**{**(config or {}), **(settings or {})})
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig or a dict of its fields, not {type(config).__name__}")
+    return TrainConfig(**{**config.model_dump(exclude_unset=True), **settings}) if settings else config
 
 
 class TrainRecipe:

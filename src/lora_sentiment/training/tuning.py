@@ -41,7 +41,9 @@ def tune(
     """Search `search` around `config` until the study holds `options.trials` finished trials (counted across
     every process working on it) or `options.timeout` seconds pass. `config.output_dir` is the study's folder.
     `given`: TuneOptions' fields, as keywords."""
-    options = options or TuneOptions(**given)
+    from .recipe import train_config
+
+    config, options = train_config(config), options or TuneOptions(**given)
     trials, study_name = options.trials, options.study_name
     check_tune(config, options)
     optuna = _optuna()

@@ -137,13 +137,29 @@ def test_runs_inside_other_commands_print_no_step_lines_and_no_empty_example_tab
 
 
 def test_no_baseline_when_asked(tmp_path, tiny_distilbert, small_csv):
-    config = TrainConfig(
-        model=tiny_distilbert, data=str(small_csv), output_dir=str(tmp_path / "run"), max_length=32, epochs=1,
-        precision="fp32", baseline="none", examples=["Fine."],
-    )  # fmt: skip
+    settings = dict(model=tiny_distilbert, data=str(small_csv), output_dir=str(tmp_path / "run"), max_length=32,
+                    epochs=1, precision="fp32", baseline="none", examples=["Fine."])  # fmt: skip
     messages = []
-    result = train(config, log=messages.append)
+    result = train(**settings, log=messages.append)  # the Python API takes TrainConfig's fields as keywords too
     assert result.metrics.baseline is None and not any("Baseline" in m for m in messages)
+    assert result.output_dir == tmp_path / "run"
+
+
+def test_train_takes_a_config_a_dict_or_keywords_and_refuses_anything_else():
+    """A dict failed with "'dict' object has no attribute 'model'" from inside training."""
+    from pydantic import ValidationError
+
+    from lora_sentiment.training.recipe import train_config
+
+    given = TrainConfig(data="reviews.csv", lora_r=4)
+    assert train_config(given) is given
+    assert train_config({"data": "reviews.csv", "lora_r": 4}) == given
+    assert train_config(None, {"data": "reviews.csv", "lora_r": 4}) == given
+    assert train_config(given, {"lora_r": 16}) == TrainConfig(data="reviews.csv", lora_r=16)
+    with pytest.raises(ValidationError, match="lora_rank"):
+        train_config({"data": "reviews.csv", "lora_rank": 4})
+    with pytest.raises(TypeError, match="config must be a TrainConfig or a dict of its fields, not str"):
+        train("reviews.csv")
 
 
 def test_evaluation_texts_also_in_training_are_reported_where_the_scores_are(tmp_path, tiny_distilbert, small_csv):
