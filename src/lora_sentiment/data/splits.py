@@ -90,18 +90,15 @@ def _list_labels_read(ds: Any, where: str) -> Any:
     values = [v for v in pc.unique(column).to_pylist() if v is not None and v.strip()]
     if not values or not all(_LIST_TEXT.fullmatch(v) for v in values):
         return ds
-    parsed: dict[str, list] = {}
-    for value in values:
-        try:
-            items = ast.literal_eval(value.strip())
-        except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
-            items = None
-        if not isinstance(items, list) or not all(type(i) in (str, int) for i in items):
-            raise UserError(
-                f"the labels in {where} are lists written as text, but {shown_label(value)} is not a list of names "
-                "or ids; fix it, or save the file as JSONL or Parquet, which keep lists"
-            )
-        parsed[value] = items
+    parsed = {value: items for value in values if (items := _list_of_labels(value)) is not None}
+    if not parsed:  # brackets that are part of the class names ("[SPAM]")
+        return ds
+    if len(parsed) < len(values):
+        value = next(v for v in values if v not in parsed)
+        raise UserError(
+            f"the labels in {where} are lists written as text, but {shown_label(value)} is not a list of names or "
+            "ids; fix it, or save the file as JSONL or Parquet, which keep lists"
+        )
     kinds = {type(item) for items in parsed.values() for item in items}
     if len(kinds) > 1:
         raise UserError(
@@ -112,6 +109,14 @@ def _list_labels_read(ds: Any, where: str) -> Any:
     with quiet_datasets():
         ds = ds.remove_columns("label").add_column("label", lists)
         return ds.cast_column("label", datasets.Sequence(feature))
+
+
+def _list_of_labels(value: str) -> list | None:
+    try:
+        items = ast.literal_eval(value.strip())
+    except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
+        return None
+    return items if isinstance(items, list) and all(type(i) in (str, int) for i in items) else None
 
 
 def drop_empty_texts(ds: Any, where: str) -> tuple[Any, int]:

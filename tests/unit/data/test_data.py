@@ -190,6 +190,9 @@ def test_tag_lists_written_as_text_in_a_csv_are_read_as_lists(tmp_path):
     plain = tmp_path / "plain.csv"  # one label that only looks like a list among others: classes, as before
     plain.write_text("text,label\n" + "".join(f"r{i},{['good', 'bad', '[meh]'][i % 3]}\n" for i in range(30)))
     assert load_labeled_data(_config(plain), log=_quiet).space.names == ["[meh]", "bad", "good"]
+    bracketed = tmp_path / "bracketed.csv"  # brackets in every class name, no list among them: classes too
+    bracketed.write_text("text,label\n" + "".join(f"r{i},{['[SPAM]', '[HAM]'][i % 2]}\n" for i in range(30)))
+    assert load_labeled_data(_config(bracketed), log=_quiet).space.names == ["[HAM]", "[SPAM]"]
 
 
 def test_a_folder_of_split_files_loads_as_its_splits(tmp_path, frame):
