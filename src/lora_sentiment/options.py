@@ -80,8 +80,7 @@ class FileOptions(_Options):
     )
     input_format: InputFormat | None = Field(None, description="Format of --input [from its extension; stdin: txt]")
     output_format: OutputFormat | None = Field(
-        None, description="Format of --output [from its extension; stdout: jsonl; --runner ray: parquet] (parquet: "
-        "--runner ray)",
+        None, description="Format of --output [from its extension; stdout: jsonl; --runner ray: parquet]",
     )  # fmt: skip
     chunk_size: int = Field(2048, gt=0, description="Rows read, predicted and written at a time")
     batch_size: int | None = Field(

@@ -86,7 +86,7 @@ def predict_file(
         predictor = _predictor(model, workers, load, job)
     bar = tqdm(total=rows, unit="rows", desc="Predicting", disable=not options.progress, file=sys.stderr)
     try:
-        with _output(target) as handle:
+        with _output(target, job.fmt, input_path) as handle:
             _stream(chunks, predictor, _Sink(handle, job.fmt, bar, input_path), 2 * workers, summary)
     finally:
         predictor.close()
@@ -114,6 +114,8 @@ def check_file_job(
     check_input(input_path)
     in_fmt = resolve_format(input_path, options.input_format, INPUT_FORMATS, "--input-format", "txt")
     out_fmt = resolve_format(output_path, options.output_format, OUTPUT_FORMATS, "--output-format", "jsonl")
+    if out_fmt == "parquet" and output_path == "-":
+        raise UserError("Parquet is written to a file, not stdout: give --output FILE.parquet")
     explain = explain if explain is not None and explain.explain else None
     job = ChunkJob(options.text_column or "text", out_fmt, options.batch_size, explain)  # the file decides (below)
     return FilePlan(in_fmt, job, checked_output(output_path, options.overwrite), _checked_workers(options.workers or 1))
@@ -178,10 +180,16 @@ def _predictor(model: Predictor | PredictorSet | Target, workers: int, load: Loa
 
 
 @contextmanager
-def _output(target: Path | None) -> Iterator[IO[str]]:
-    """stdout, or a file that appears only when everything was written."""
+def _output(target: Path | None, fmt: str, where: str) -> Iterator[Any]:
+    """stdout, or a file that appears only when everything was written (Parquet: from parts, parquet_output.py)."""
     if target is None:
         yield sys.stdout
+        return
+    if fmt == "parquet":
+        from .parquet_output import parquet_output
+
+        with parquet_output(target, where) as parts:
+            yield parts
         return
     with staged_file(target) as handle:
         yield handle

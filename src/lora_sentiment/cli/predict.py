@@ -120,8 +120,6 @@ def _check_file_job(args: argparse.Namespace, job: PredictJob) -> None:
         return
     if job.where.ray_address:
         raise UserError("--ray-address needs --runner ray")
-    if job.file.output_format == "parquet":
-        raise UserError("Parquet output is written by --runner ray; here use --output-format csv, tsv or jsonl")
     from ..batch.files import check_file_job
 
     check_file_job(args.input, args.output or "-", job.file)

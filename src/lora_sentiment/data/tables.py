@@ -13,7 +13,7 @@ import sys
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,7 +32,7 @@ INPUT_FORMATS = {
 }
 
 
-OUTPUT_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+OUTPUT_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 
 
 STDIO = "-"
@@ -177,8 +177,11 @@ def total_rows(path: str, fmt: str) -> int | None:
     return None
 
 
-def write_chunk(frame: pd.DataFrame, handle: IO[str], fmt: str, first: bool) -> None:
-    if fmt in ("csv", "tsv"):
+def write_chunk(frame: pd.DataFrame, handle: Any, fmt: str, first: bool) -> None:
+    """`handle`: a text file, or for Parquet the parts of batch/parquet_output.py."""
+    if fmt == "parquet":
+        handle.write(frame)
+    elif fmt in ("csv", "tsv"):
         frame.to_csv(
             handle,
             sep="," if fmt == "csv" else "\t",

@@ -12,6 +12,7 @@ import pytest
 from lora_sentiment.batch.files import predict_file
 from lora_sentiment.cli import main
 from lora_sentiment.data.tables import read_chunks
+from lora_sentiment.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +84,29 @@ def test_jsonl_json_and_parquet_inputs_to_jsonl(tmp_path, reviews, trained_class
     assert got == pytest.approx(expected, abs=1e-5)
 
 
+def test_parquet_output_joins_chunks_whose_columns_differ(tmp_path, reviews, trained_classifier):
+    """Each chunk is a part; the parts are joined under one schema: a column null in one chunk and numbers in
+    another, an integer column that turns float, a key missing from a chunk's lines, a chunk of rows without text."""
+    rows = [{"text": f"Review {i}: {'fine' if i % 2 else 'dull'}.", "score": i, "note": None} for i in range(8)]
+    rows[5]["score"], rows[6]["note"], rows[7] = 2.5, "seen twice", {"text": "   ", "score": 7}
+    source, target = tmp_path / "in.jsonl", tmp_path / "out.parquet"
+    source.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    summary = predict_file(trained_classifier, str(source), str(target), chunk_size=3, progress=False)
+    assert (summary.rows, summary.predicted, summary.skipped_empty) == (8, 7, 1)
+    out = pd.read_parquet(target)
+    assert out.text.tolist() == [r["text"] for r in rows] and out.score.tolist() == [0, 1, 2, 3, 4, 2.5, 6, 7]
+    assert out.note.isna().tolist()[5:7] == [True, False] and out.note[6] == "seen twice"
+    assert out.predicted_label.isna().tolist()[-2:] == [False, True]
+    expected = trained_classifier.predict_proba([r["text"] for r in rows[:7]])
+    assert out[["prob_Negative", "prob_Positive"]].to_numpy()[:7] == pytest.approx(expected, abs=1e-5)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out.parquet"]  # no part or partial left
+    clash = tmp_path / "clash.jsonl"  # a column of texts in one chunk and of numbers in the next: refused, nothing left
+    clash.write_text("".join(json.dumps({"text": "Fine.", "id": v}) + "\n" for v in ("a1", "a2", 3, 4)))
+    with pytest.raises(UserError, match="a column of .*clash.jsonl changes type between rows"):
+        predict_file(trained_classifier, str(clash), str(tmp_path / "clash.parquet"), chunk_size=2, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clash.jsonl", "in.jsonl", "out.parquet"]
+
+
 def test_missing_and_blank_texts_are_written_without_a_prediction(tmp_path, trained_classifier):
     source, target = tmp_path / "in.jsonl", tmp_path / "out.csv"
     source.write_text('{"text": "Great."}\n{"text": null}\n{"text": "   "}\n{"text": "Awful."}\n')
@@ -142,7 +166,6 @@ def test_a_files_rows_are_known_before_it_is_read_and_equal_what_the_reader_give
 
 def test_a_json_array_is_chunked_and_one_read_as_json_lines_is_refused(tmp_path):
     from lora_sentiment.data.tables import total_rows
-    from lora_sentiment.errors import UserError
 
     rows = [{"text": f"review {i}", "id": i} for i in range(10)]
     array = tmp_path / "rows.json"
@@ -200,6 +223,7 @@ def test_a_text_column_of_numbers_lists_or_objects_is_refused_not_left_unpredict
             "columns are: id, rating, review, label",
         ),
         ("in.csv", ["--input", "in.csv", "--output", "o.xlsx"], "--output-format"),
+        ("in.csv", ["--input", "in.csv", "--output-format", "parquet"], "Parquet is written to a file, not stdout"),
         ("in.xml", ["--input", "in.xml", "--output", "o.csv"], "--input-format"),
         ("in.csv", ["--input", "in.csv", "--output", "exists.csv"], "--overwrite"),
         ("in.csv", ["Also a text.", "--input", "in.csv", "--output", "o.csv"], "not both"),
