@@ -172,6 +172,8 @@ def load_labeled_data(config: TrainConfig, log: Callable[[str], None] = print) -
     sized = sized_settings(config, len(train), classes)
     config = config.model_copy(update=sized)
     carved = eval_ds is None
+    if not carved and config.eval_data is None and config.eval_split is None:  # say which split the data gave
+        log(f"Evaluation split: the {_auto_eval_split(splits, config)} split of {where} (--eval-split picks another).")
     if carved:
         train, eval_ds = _carve_eval(train, space, config, where)
         how = "a stratified" if space.problem.stratified else "a random"
@@ -268,8 +270,12 @@ def _eval_source(splits: Any, config: TrainConfig, where: str) -> tuple[Any, str
                 f"split {config.eval_split!r} not in {where}; splits are: {', '.join(splits)} (set --eval-split)"
             )
         return splits[config.eval_split], f"{where} [{config.eval_split}]"
-    auto = next((s for s in ("validation", "test") if s in splits and s != config.train_split), None)
+    auto = _auto_eval_split(splits, config)
     return (splits[auto], f"{where} [{auto}]") if auto else (None, where)
+
+
+def _auto_eval_split(splits: Any, config: TrainConfig) -> str | None:
+    return next((s for s in ("validation", "test") if s in splits and s != config.train_split), None)
 
 
 def _carve_eval(train: Any, space: LabelSpace, config: TrainConfig, where: str) -> tuple[Any, Any]:

@@ -204,8 +204,10 @@ def test_a_folder_of_split_files_loads_as_its_splits(tmp_path, frame):
     _write(rows.head(40), plain / "train.csv")
     _write(rows.tail(20), plain / "validation.jsonl")
     assert {k: len(v) for k, v in load_splits(str(plain)).items()} == {"train": 40, "validation": 20}
-    data = load_labeled_data(_config(plain), log=_quiet)
+    messages: list[str] = []
+    data = load_labeled_data(_config(plain), log=messages.append)
     assert (len(data.train), len(data.eval)) == (40, 20)
+    assert f"Evaluation split: the validation split of {plain} (--eval-split picks another)." in messages
     hub = tmp_path / "hub" / "data"
     hub.mkdir(parents=True)
     _write(rows.iloc[:30], hub / "train-00000-of-00002.parquet")
