@@ -126,6 +126,15 @@ def drop_empty_texts(ds: Any, where: str) -> tuple[Any, int]:
     column = ds.data.column("text")
     if pa.types.is_nested(column.type):  # lists or objects: no cast makes them a text
         raise UserError(f"the text column of {where} holds {column.type}, not texts; check --text-column")
+    kind = column.type
+    if (
+        pa.types.is_integer(kind)
+        or pa.types.is_floating(kind)
+        or pa.types.is_boolean(kind)
+        or pa.types.is_temporal(kind)
+    ):
+        # An id or a rating taken for the text (cast to strings, it trained on "17", "18", ...): as predict refuses it.
+        raise UserError(f"the text column of {where} holds {kind} values, not texts; check --text-column")
     if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
         with quiet_datasets():
             ds = ds.cast_column("text", datasets.Value("string"))

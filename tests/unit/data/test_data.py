@@ -268,6 +268,11 @@ def test_a_folder_whose_files_are_not_one_split_each_is_refused(tmp_path, frame,
             "class ids",
         ),
         (lambda d, f: (d / "empty").mkdir() or d / "empty", {}, "aclImdb layout"),
+        (  # an id taken for the text: cast to strings, it trained on "0", "1", ... (predict refuses it too)
+            lambda d, f: _write(f[["text", "label"]].assign(id=range(len(f))), d / "r.parquet"),
+            {"text_column": "id"},
+            "the text column of .*r.parquet holds int64 values, not texts; check --text-column",
+        ),
         (
             lambda d, f: (d / "bad.csv").write_bytes(b'text,label\n"unterminated,1\nx,0\n') and d / "bad.csv",
             {},
