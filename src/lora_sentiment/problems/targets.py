@@ -154,7 +154,8 @@ def encode_labels(ds: Any, where: str, names: Sequence[str] | None = None, given
         names = _check_label_ids(column, where, names, given_names)
         ds = ds.cast_column("label", datasets.Value("int64"))
     else:
-        raise UserError(f"label column in {where} has unsupported type {column.type}; use integers or strings")
+        lists = "several labels per text: use --problem-type multi-label, or " if pa.types.is_list(column.type) else ""
+        raise UserError(f"label column in {where} holds {column.type}; {lists}use integers or strings")
     if given_names is not None and len(given_names) != len(names):
         raise UserError(f"--label-names gives {len(given_names)} names but the data has {len(names)} labels")
     return ds.cast_column("label", datasets.ClassLabel(names=list(names))), list(names)

@@ -268,6 +268,11 @@ def test_a_folder_whose_files_are_not_one_split_each_is_refused(tmp_path, frame,
             "class ids",
         ),
         (lambda d, f: (d / "empty").mkdir() or d / "empty", {}, "aclImdb layout"),
+        (
+            lambda d, f: _write(f[["text"]].assign(label=[["joy"], ["anger", "joy"]] * 30), d / "r.jsonl"),
+            {"problem_type": "single-label"},
+            "holds list<item: string>; several labels per text: use --problem-type multi-label",
+        ),
         (  # an id taken for the text: cast to strings, it trained on "0", "1", ... (predict refuses it too)
             lambda d, f: _write(f[["text", "label"]].assign(id=range(len(f))), d / "r.parquet"),
             {"text_column": "id"},
