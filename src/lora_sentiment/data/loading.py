@@ -214,7 +214,10 @@ def _load_shards(files: list[Path]) -> Any:
     import datasets
 
     parts = [_load_file(file) for file in files]
-    return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+    try:
+        return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+    except ValueError as exc:  # shards whose columns differ
+        raise UserError(f"the shards {files[0].name}... of {files[0].parent} differ: {first_line(exc)}") from None
 
 
 def _load_aclimdb(root: Path) -> Any:
