@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from pydantic import ValidationError
@@ -197,7 +197,7 @@ def _output(target: Path | None, fmt: str, where: str) -> Iterator[Any]:
 
 @dataclass
 class _Sink:
-    handle: IO[str]
+    handle: Any  # a text file, or Parquet's parts (parquet_output.py)
     fmt: str
     bar: Any
     where: str  # the input, for messages

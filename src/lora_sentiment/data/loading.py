@@ -193,7 +193,7 @@ def _split_files(root: Path) -> dict[str, list[Path]]:
     for folder in (root, root / "data"):
         files = sorted(folder.iterdir()) if folder.is_dir() else []
         for file in files:
-            match = _SHARD.match(file.name[: -len(file.suffix)].lower()) if file.suffix else None
+            match = _SHARD.match(file.stem.lower())
             if not file.is_file() or file.suffix.lower() not in FILE_BUILDERS or match is None:
                 continue
             split = next((name for name, aliases in SPLIT_NAMES.items() if match["split"] in aliases), None)

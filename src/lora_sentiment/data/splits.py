@@ -105,7 +105,7 @@ def _list_labels_read(ds: Any, where: str) -> Any:
             f"the label lists in {where} mix names and ids; give every tag as a name, or every tag as an id"
         )
     feature = datasets.Value("int64" if kinds == {int} else "string")
-    lists = [parsed.get(v) if v is not None else None for v in column.to_pylist()]
+    lists = [parsed.get(v) for v in column.to_pylist()]  # an empty cell (None, blank): no tags
     with quiet_datasets():
         ds = ds.remove_columns("label").add_column("label", lists)
         return ds.cast_column("label", datasets.Sequence(feature))

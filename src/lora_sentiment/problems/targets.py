@@ -90,10 +90,8 @@ def encode_targets(
     run), labels are matched to its names; without, the names are read off this split."""
     names = space.names if space is not None else None
     feature = ds.features["label"]
-    # A tag list's items (JSONL / Parquet); joined strings and stacked 0/1 columns say neither names nor ids.
-    given_as = _given_as(feature if name == "single-label" else getattr(feature, "feature", None))
-    if name not in ("single-label", "multi-label"):
-        given_as = None
+    # A tag list's items (JSONL / Parquet); joined strings, stacked 0/1 columns and numbers say neither names nor ids.
+    given_as = _given_as({"single-label": feature, "multi-label": getattr(feature, "feature", None)}.get(name))
     if space is not None and space.given_as == "names" and given_as == "ids" and not _ids_are_known(space.names):
         _refuse_ids_against_names(where, space.names, "class" if name == "single-label" else "tag")
     ds, names = problem_type(name).encode(ds, where, names=names, given_names=given_names, separator=separator)

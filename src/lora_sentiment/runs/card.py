@@ -45,6 +45,12 @@ def _front_matter(config: TrainConfig, space: LabelSpace, headline: Sequence[str
     return f"---\n{yaml.safe_dump(metadata, sort_keys=False).strip()}\n---\n"
 
 
+def base_model_line(model: str) -> str:
+    """The `base_model:` line of an export card's front matter, or nothing (hub_model_id)."""
+    hub_id = hub_model_id(model)
+    return f"base_model: {hub_id}\n" if hub_id else ""
+
+
 def hub_model_id(model: str) -> str | None:
     """The Hub's name for the base model, as the card's metadata wants it (the Hub checks `base_model` against its
     models on upload): a hub name as given, or one read off a Hub download's cache folder

@@ -13,14 +13,13 @@ if TYPE_CHECKING:
 def runtime_card(run: Run, fmt: str, quantize: str, described: tuple[str, str, str, str]) -> str:
     """`described`: the card's library, its title, what int8 means here, and the lines that load the model and
     compute `logits`."""
-    from ...runs.card import hub_model_id
+    from ...runs.card import base_model_line
 
     library, title, int8_note, load = described
     int8 = quantize == "int8"
-    base = hub_model_id(run.config.model)
     return f"""---
 library_name: {library}
-{f"base_model: {base}" + chr(10) if base else ""}pipeline_tag: text-classification
+{base_model_line(run.config.model)}pipeline_tag: text-classification
 tags: [lora-sentiment, merged-lora, {fmt}{", int8" if int8 else ""}]
 ---
 

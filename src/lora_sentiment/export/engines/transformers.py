@@ -31,15 +31,14 @@ class Transformers(Engine):
         return []
 
     def card(self, run: Run, options: ExportOptions) -> str:
-        from ...runs.card import hub_model_id
+        from ...runs.card import base_model_line
 
         space, base_model = run.space, run.config.model
         labels = ", ".join(f"{i} = {n}" for i, n in enumerate(space.names))
         thresholds = f"\n{space.problem.export_note}\n" if space.problem.export_note else ""
-        base = hub_model_id(base_model)
         return f"""---
 library_name: transformers
-{f"base_model: {base}" + chr(10) if base else ""}pipeline_tag: text-classification
+{base_model_line(base_model)}pipeline_tag: text-classification
 tags: [lora-sentiment, merged-lora]
 ---
 
