@@ -387,6 +387,16 @@ def test_a_run_trained_on_class_names_refuses_ids_when_evaluated(tmp_path, tiny_
     capsys.readouterr()
     assert main(["evaluate", str(tmp_path / "onnx"), "--data", str(ids)]) == 2
     assert "are class ids, but the classes were given as names" in capsys.readouterr().err
+    # A run saved before labels.json recorded this (0.3): the ids are read in its order, and the log says so once.
+    labels = json.loads((run / "labels.json").read_text())
+    (run / "labels.json").write_text(json.dumps({k: v for k, v in labels.items() if k != "labels_given_as"}))
+    assert main(["evaluate", str(run), "--data", str(ids)]) == 0
+    noted = [line for line in capsys.readouterr().err.splitlines() if "saved before runs recorded" in line]
+    assert len(noted) == 1 and "ids.csv are class ids, read in the run's order (0 = bad, 1 = good)" in noted[0], noted
+    # a dataset's own class names (labels_given_as null) number their classes themselves: nothing to say
+    (run / "labels.json").write_text(json.dumps({**labels, "labels_given_as": None}))
+    assert main(["evaluate", str(run), "--data", str(ids)]) == 0
+    assert "saved before runs recorded" not in capsys.readouterr().err
 
 
 def test_a_repeated_header_is_refused_in_prediction_files_and_stdin(tmp_path, trained_run, capsys, monkeypatch):

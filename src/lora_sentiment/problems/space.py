@@ -15,6 +15,8 @@ from .base import REGISTRY, ProblemType, problem_type
 from .calibration import Calibration
 
 DEFAULT_THRESHOLD = 0.5
+# The given_as of a classification run saved before labels.json recorded it (lora-sentiment 0.3 and earlier).
+UNRECORDED = "unrecorded"
 
 
 @dataclass
@@ -24,8 +26,8 @@ class LabelSpace:
     thresholds: list[float] | None = field(default=None)  # multi-label: one decision threshold per tag
     calibration: Calibration | None = field(default=None)  # fitted after training (calibration.py)
     # How the training file gave its classes, or its tags in lists, "names" or "ids" (None: a dataset's own class
-    # names, tags joined in strings or stacked from columns, or a run made before this was recorded). Ids read
-    # against names would be a guess at the user's numbering.
+    # names, tags joined in strings or stacked from columns; UNRECORDED: a run saved before this was recorded). Ids
+    # read against names would be a guess at the user's numbering.
     given_as: str | None = field(default=None)
 
     @property
@@ -63,8 +65,8 @@ class LabelSpace:
             record["thresholds"] = dict(zip(self.names, (round(float(t), 6) for t in self.thresholds)))
         if self.calibration is not None:
             record["calibration"] = self.calibration.to_json()
-        if self.given_as is not None:
-            record["labels_given_as"] = self.given_as
+        if self.given_as != UNRECORDED and self.problem_type != "regression":
+            record["labels_given_as"] = self.given_as  # null written too: the key's absence marks an older run
         return record
 
     @classmethod
@@ -78,9 +80,9 @@ class LabelSpace:
         if name not in REGISTRY:
             raise ValueError(f"problem type {name!r} is not one this version knows ({', '.join(REGISTRY)})")
         calibration = record.get("calibration")
-        given_as = record.get("labels_given_as")
+        given_as = record.get("labels_given_as", UNRECORDED if name != "regression" else None)
         return cls(name, names, thresholds, Calibration.from_json(calibration) if calibration else None,
-                   given_as if given_as in ("names", "ids") else None)  # fmt: skip
+                   given_as if given_as in ("names", "ids", UNRECORDED) else None)  # fmt: skip
 
 
 def resolve_class_weights(spec: str, space: LabelSpace, labels: np.ndarray) -> np.ndarray | None:

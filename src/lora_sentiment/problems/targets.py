@@ -4,6 +4,7 @@ split. The encoders are shared building blocks; which one a run uses is its prob
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from functools import partial
 from typing import Any
@@ -14,7 +15,7 @@ import pyarrow.compute as pc
 
 from ..errors import UserError
 from .base import problem_type, problem_types
-from .space import LabelSpace
+from .space import UNRECORDED, LabelSpace
 
 SENTIMENT_NAMES = ["Negative", "Positive"]
 # Hub datasets often call the two sentiment classes neg/pos; users read Negative/Positive.
@@ -92,8 +93,8 @@ def encode_targets(
     feature = ds.features["label"]
     # A tag list's items (JSONL / Parquet); joined strings, stacked 0/1 columns and numbers say neither names nor ids.
     given_as = _given_as({"single-label": feature, "multi-label": getattr(feature, "feature", None)}.get(name))
-    if space is not None and space.given_as == "names" and given_as == "ids" and not _ids_are_known(space.names):
-        _refuse_ids_against_names(where, space.names, "class" if name == "single-label" else "tag")
+    if space is not None and given_as == "ids" and space.given_as in ("names", UNRECORDED):
+        _ids_against_names(where, space.names, "class" if name == "single-label" else "tag", space.given_as == "names")
     ds, names = problem_type(name).encode(ds, where, names=names, given_names=given_names, separator=separator)
     if space is not None:
         return ds, LabelSpace(name, names, space.thresholds, given_as=space.given_as)
@@ -116,13 +117,24 @@ def _ids_are_known(names: Sequence[str]) -> bool:
     return sentiment or list(names) == [str(i) for i in range(len(names))]
 
 
-def _refuse_ids_against_names(where: str, names: Sequence[str], kind: str) -> None:
+def _ids_against_names(where: str, names: Sequence[str], kind: str, given_as_names: bool) -> None:
     """Classes (or tags) trained from names, scored against ids: the ids would be read in the names' sorted order
     (awful, good, meh), which the file's own numbering need not follow (0 awful, 1 meh, 2 good), and every score
-    would be silently wrong. The user knows the mapping; we would only guess it."""
+    would be silently wrong. The user knows the mapping; we would only guess it. A run saved before runs recorded
+    how their labels came may have had ids (a hub dataset's own names): read in its order, and said so."""
+    if _ids_are_known(names):
+        return
     order = ", ".join(f"{i} = {name}" for i, name in enumerate(names[:3])) + (", ..." * (len(names) > 3))
+    plural = f"{kind}{'es' if kind == 'class' else 's'}"
+    if not given_as_names:
+        logging.getLogger(__name__).warning(
+            f"the labels in {where} are {kind} ids, read in the run's order ({order}); the run was saved before runs "
+            f"recorded whether its {plural} came as names or ids, so if its training file gave names, give these "
+            "labels as names too"
+        )
+        return
     raise UserError(
-        f"the labels in {where} are {kind} ids, but the {kind}{'es' if kind == 'class' else 's'} were given as names "
+        f"the labels in {where} are {kind} ids, but the {plural} were given as names "
         f"in training ({', '.join(names[:10])}): give these labels as names too; read in the names' sorted order "
         f"({order}), the ids would be a guess"
     )

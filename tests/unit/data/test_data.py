@@ -531,6 +531,21 @@ def test_evaluation_ids_against_training_names_are_refused_not_guessed(tmp_path)
     assert len(load_labeled_data(_config(digits, eval_data=str(ids)), log=_quiet).eval) == 12
 
 
+def test_labels_json_tells_a_run_that_records_how_its_labels_came_from_one_saved_before(tmp_path):
+    """labels_given_as is written for every classification run, null included (a dataset's own class names), so
+    its absence means a run saved before it was recorded; such a run's ids are read in its order with a notice."""
+    from lora_sentiment.problems.space import UNRECORDED, LabelSpace
+
+    for given_as in ("names", "ids", None):
+        record = LabelSpace("single-label", ["a", "b"], given_as=given_as).to_json()
+        assert record["labels_given_as"] == given_as and LabelSpace.from_json(record).given_as == given_as
+    old = {"label_names": ["awful", "good", "meh"], "problem_type": "single-label"}
+    assert LabelSpace.from_json(old).given_as == UNRECORDED
+    assert "labels_given_as" not in LabelSpace.from_json(old).to_json()  # an export of it stays an old record
+    assert "labels_given_as" not in LabelSpace("regression", ["score"]).to_json()
+    assert LabelSpace.from_json({"label_names": ["score"], "problem_type": "regression"}).given_as is None
+
+
 def test_evaluation_tag_ids_against_training_tag_names_are_refused_not_guessed(tmp_path):
     """Tag lists too: GoEmotions numbers neutral 27, the sorted names put it at 19, so ids read against names
     would move every tag silently. Names on both sides still read, and the run records how its tags came."""
