@@ -25,9 +25,9 @@ class LabelSpace:
     names: list[str]  # class or tag names; for regression, the one target's name
     thresholds: list[float] | None = field(default=None)  # multi-label: one decision threshold per tag
     calibration: Calibration | None = field(default=None)  # fitted after training (calibration.py)
-    # How the training file gave its classes, or its tags in lists, "names" or "ids" (None: a dataset's own class
-    # names, tags joined in strings or stacked from columns; UNRECORDED: a run saved before this was recorded). Ids
-    # read against names would be a guess at the user's numbering.
+    # How the training file gave its classes, or its tags (in lists or joined in strings), "names" or "ids" (None:
+    # a dataset's own class names, tags stacked from 0/1 columns; UNRECORDED: a run saved before this was
+    # recorded). Ids read against names would be a guess at the user's numbering.
     given_as: str | None = field(default=None)
 
     @property

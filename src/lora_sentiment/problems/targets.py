@@ -91,8 +91,8 @@ def encode_targets(
     run), labels are matched to its names; without, the names are read off this split."""
     names = space.names if space is not None else None
     feature = ds.features["label"]
-    # A tag list's items (JSONL / Parquet); joined strings, stacked 0/1 columns and numbers say neither names nor ids.
-    given_as = _given_as({"single-label": feature, "multi-label": getattr(feature, "feature", None)}.get(name))
+    # Classes, a tag list's items (JSONL / Parquet) or tags joined in strings (names); 0/1 columns say neither.
+    given_as = _given_as({"single-label": feature, "multi-label": getattr(feature, "feature", feature)}.get(name))
     if space is not None and given_as == "ids" and space.given_as in ("names", UNRECORDED):
         _ids_against_names(where, space.names, "class" if name == "single-label" else "tag", space.given_as == "names")
     ds, names = problem_type(name).encode(ds, where, names=names, given_names=given_names, separator=separator)

@@ -560,6 +560,13 @@ def test_evaluation_tag_ids_against_training_tag_names_are_refused_not_guessed(t
     data = load_labeled_data(_config(named, eval_data=str(named), problem_type="multi-label"), log=_quiet)
     assert len(data.eval) == 30 and data.space.given_as == "names"
     assert load_labeled_data(_config(ids, eval_data=str(ids)), log=_quiet).space.given_as == "ids"
+    joined = tmp_path / "joined.csv"  # tags joined in strings are names as much as a list's are
+    joined.write_text("text,label\n" + "".join(f"review {i},{tags[i % 3]};{tags[(i + 1) % 3]}\n" for i in range(30)))
+    with pytest.raises(UserError, match=expected):
+        load_labeled_data(_config(joined, eval_data=str(ids), label_separator=";"), log=_quiet)
+    digits = tmp_path / "digits.csv"  # ids joined in strings ("0;2") are their own numbering: ids read against them
+    digits.write_text("text,label\n" + "".join(f"review {i},{i % 3};{(i + 1) % 3}\n" for i in range(30)))
+    assert len(load_labeled_data(_config(digits, eval_data=str(ids), label_separator=";"), log=_quiet).eval) == 12
 
 
 @pytest.mark.parametrize(
