@@ -184,7 +184,7 @@ class TrainConfig(BaseModel):
     early_stopping_patience: Optional[int] = Field(
         None, gt=0, description="Stop after this many evaluations without improvement"
     )
-    seed: int = Field(42, description="Seed for subsampling, splits, initialisation and shuffling")
+    seed: int = Field(42, ge=0, le=2**32 - 1, description="Seed for subsampling, splits, initialisation and shuffling")
     precision: Precision = Field(
         "auto", description="Compute precision [auto: bf16 where the hardware has it, else fp32]"
     )

@@ -69,7 +69,7 @@ class EvalOptions(_Options):
     batch_size: int | None = Field(
         None, gt=0, description="Texts per forward pass [16 on a CPU; on a GPU, from its free memory, 64 to 1024]"
     )
-    seed: int = Field(42, description="Seed of the subsample")
+    seed: int = Field(42, ge=0, le=2**32 - 1, description="Seed of the subsample")
 
 
 class FileOptions(_Options):

@@ -248,6 +248,10 @@ def test_refuses_to_overwrite_and_replaces_with_overwrite(tiny_run, tiny_distilb
         (["--text-column", "review"], "columns are: id, text, label"),
         (["--lora-targets", "query"], "match no layer"),
         (["--lora-r", "0"], "--lora-r"),
+        (
+            ["--seed", "-3"],
+            "--seed: Input should be greater than or equal to 0",
+        ),  # was "cannot carve an evaluation split"
         (["--config", "nope.yaml"], "config file not found"),
         (["--model", "/no/such/model"], "--model"),
     ],
