@@ -46,7 +46,7 @@ class TrainConfig(BaseModel):
     # --- data
     data: str = Field("imdb", description="Hub dataset, CSV/TSV/JSONL/Parquet file, folder of split files or aclImdb")
     data_config: Optional[str] = Field(None, description="Hub dataset configuration name, if the dataset has several")
-    eval_data: Optional[str] = Field(None, description="Local file with the evaluation split (else taken from --data)")
+    eval_data: Optional[str] = Field(None, description="Evaluation data, read as --data is (else taken from --data)")
     train_split: str = Field("train", description="Split of --data used for training")
     eval_split: Optional[str] = Field(
         None, description="Split of --data used for evaluation [validation, else test, else carved from train]"
