@@ -44,7 +44,9 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     # --- data
-    data: str = Field("imdb", description="Hub dataset, CSV/TSV/JSONL/Parquet file, folder of split files or aclImdb")
+    data: str = Field(
+        "imdb", description="Hub dataset, CSV/TSV/JSON/JSONL/Parquet file, folder of split files or aclImdb"
+    )
     data_config: Optional[str] = Field(None, description="Hub dataset configuration name, if the dataset has several")
     eval_data: Optional[str] = Field(None, description="Evaluation data, read as --data is (else taken from --data)")
     train_split: str = Field("train", description="Split of --data used for training")

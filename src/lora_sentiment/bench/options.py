@@ -45,7 +45,7 @@ class BenchOptions(_Options):
 class EngineBenchOptions(_Options):
     """`bench-engines`: one run's prediction through every engine."""
 
-    data: str = Field(description="Labelled CSV/TSV/JSONL/Parquet file (read as `evaluate` reads it for the run)")
+    data: str = Field(description="Labelled CSV/TSV/JSON/JSONL/Parquet file (read as `evaluate` reads it for the run)")
     rows: int = Field(1000, gt=0, description="Rows to predict (a stratified, seeded sample of --data)")
     output: str | None = Field(None, description="Also write the results as JSON here")
 
@@ -53,7 +53,7 @@ class EngineBenchOptions(_Options):
 class ServeBenchOptions(_Options):
     """`bench-serve`: a bounded loopback load against fresh servers."""
 
-    data: str = Field(description="CSV/TSV/JSONL/Parquet/.txt file whose text column supplies the requests")
+    data: str = Field(description="CSV/TSV/JSON/JSONL/Parquet/.txt file whose text column supplies the requests")
     text_column: str | None = Field(
         None, description="Column of --data holding the texts [the runs' --text-column, else text]"
     )

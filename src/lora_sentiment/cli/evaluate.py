@@ -21,7 +21,7 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--data",
         required=True,
-        help="labelled CSV/TSV/JSONL/Parquet file, folder of split files, aclImdb folder or hub dataset",
+        help="labelled CSV/TSV/JSON/JSONL/Parquet file, folder of split files, aclImdb folder or hub dataset",
     )
     add_model_flags(parser, EvalOptions)
     add_model_flags(parser, LoadOptions)

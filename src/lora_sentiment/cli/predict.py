@@ -23,7 +23,7 @@ def add_parser(commands: Any) -> None:
     parser = commands.add_parser(
         "predict",
         help=HELP,
-        description="Classify the --text given, or every row of --input (CSV/TSV/JSONL/Parquet, or .txt with one "
+        description="Classify the --text given, or every row of --input (CSV/TSV/JSON/JSONL/Parquet, or .txt with one "
         "text per line) into --output (CSV/TSV/JSONL), in chunks, so files larger than memory work. '-' is "
         "stdin/stdout. Several runs add one set of prediction columns each, NAME.predicted_label...",
     )
@@ -33,8 +33,8 @@ def add_parser(commands: Any) -> None:
     )  # fmt: skip
     # extend: `--text A --text B` predicts both (store kept only the last, silently)
     parser.add_argument("--text", nargs="+", action="extend", metavar="TEXT", help="texts to classify")
-    parser.add_argument("--input", help="file to classify: .csv .tsv .jsonl .parquet .txt, or - for stdin")
-    parser.add_argument("--output", help="where predictions go: .csv .tsv .jsonl, or - for stdout [-]")
+    parser.add_argument("--input", help="file to classify: .csv .tsv .json .jsonl .parquet .txt, or - for stdin")
+    parser.add_argument("--output", help="where predictions go: .csv .tsv .jsonl .parquet, or - for stdout [-]")
     add_model_flags(parser, FileOptions)
     add_model_flags(parser, RunnerOptions)
     add_model_flags(parser, LoadOptions)
