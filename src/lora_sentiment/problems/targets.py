@@ -4,7 +4,6 @@ split. The encoders are shared building blocks; which one a run uses is its prob
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from functools import partial
 from typing import Any
@@ -15,11 +14,20 @@ import pyarrow.compute as pc
 
 from ..errors import UserError
 from .base import problem_type, problem_types
+from .label_checks import (
+    PRETTY_NAMES,
+    SENTIMENT_NAMES,
+    folded,
+    given_as_of,
+    ids_against_names,
+    refuse_joined_tags,
+    refuse_missing_labels,
+    refuse_spelling_variants,
+    refuse_texts_as_labels,
+    shown_label,
+)
 from .space import UNRECORDED, LabelSpace
 
-SENTIMENT_NAMES = ["Negative", "Positive"]
-# Hub datasets often call the two sentiment classes neg/pos; users read Negative/Positive.
-_PRETTY_NAMES = {"neg": "Negative", "negative": "Negative", "pos": "Positive", "positive": "Positive"}
 LABEL_COLUMNS_NAME = "label"
 # A run cannot score a label it never saw: said beside the names (a small draw's rare tags are the usual cause).
 UNSEEN_FIX = "add training texts that have them, or drop them from the evaluation file"
@@ -52,30 +60,8 @@ def detect_problem_type(
     for problem in sorted(problem_types(), key=lambda p: p.detection_order):
         if problem.claims(column, separator=separator, label_columns=label_columns):
             return problem.name
-    _refuse_joined_tags(column, where)
+    refuse_joined_tags(column, where)
     return "single-label"
-
-
-# How tag lists are commonly joined in one cell. '/' is left out: "Sci/Tech" is one of AG News' four classes.
-JOINED_TAG_SEPARATORS = (";", ",", "|")
-
-
-def _refuse_joined_tags(column: Any, where: str) -> None:
-    """Strings such as 'joy;love' whose every part is also a label on its own elsewhere in the column are tag
-    lists joined in one cell. Read as classes, each combination would silently become a class of its own (60 of
-    them in 300 GoEmotions comments), so auto refuses to guess and names both readings."""
-    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
-        return
-    values = {str(v).strip() for v in pc.unique(column).to_pylist() if v is not None}
-    for separator in JOINED_TAG_SEPARATORS:
-        for value in sorted(values):
-            parts = [part.strip() for part in value.split(separator)]
-            if len(parts) > 1 and all(parts) and all(part in values for part in parts):
-                raise UserError(
-                    f"the labels in {where} look like joined tags ({value!r}: each part is a label on its own in "
-                    f"other rows); pass --label-separator {separator!r} for several labels per text, or "
-                    "--problem-type single-label to keep each combination as one class"
-                )
 
 
 def encode_targets(
@@ -92,52 +78,13 @@ def encode_targets(
     names = space.names if space is not None else None
     feature = ds.features["label"]
     # Classes, a tag list's items (JSONL / Parquet) or tags joined in strings (names); 0/1 columns say neither.
-    given_as = _given_as({"single-label": feature, "multi-label": getattr(feature, "feature", feature)}.get(name))
+    given_as = given_as_of({"single-label": feature, "multi-label": getattr(feature, "feature", feature)}.get(name))
     if space is not None and given_as == "ids" and space.given_as in ("names", UNRECORDED):
-        _ids_against_names(where, space.names, "class" if name == "single-label" else "tag", space.given_as == "names")
+        ids_against_names(where, space.names, "class" if name == "single-label" else "tag", space.given_as == "names")
     ds, names = problem_type(name).encode(ds, where, names=names, given_names=given_names, separator=separator)
     if space is not None:
         return ds, LabelSpace(name, names, space.thresholds, given_as=space.given_as)
     return ds, LabelSpace(name, names, given_as=given_as)
-
-
-def _given_as(feature: Any) -> str | None:
-    """'names' or 'ids' for classes a file gives as strings or integers; None for a dataset's own ClassLabel (its ids
-    and names agree by construction) and anything else."""
-    dtype = getattr(feature, "dtype", None) if type(feature).__name__ == "Value" else None
-    if dtype in ("string", "large_string"):
-        return "names"
-    return "ids" if isinstance(dtype, str) and dtype.startswith(("int", "uint")) else None
-
-
-def _ids_are_known(names: Sequence[str]) -> bool:
-    """Names whose ids are not a guess: "0", "1", "2" are their own, and sentiment's negative / positive (neg / pos)
-    are this tool's 0 and 1, as IMDB numbers them."""
-    sentiment = [_PRETTY_NAMES.get(_folded(name)) for name in names] == SENTIMENT_NAMES
-    return sentiment or list(names) == [str(i) for i in range(len(names))]
-
-
-def _ids_against_names(where: str, names: Sequence[str], kind: str, given_as_names: bool) -> None:
-    """Classes (or tags) trained from names, scored against ids: the ids would be read in the names' sorted order
-    (awful, good, meh), which the file's own numbering need not follow (0 awful, 1 meh, 2 good), and every score
-    would be silently wrong. The user knows the mapping; we would only guess it. A run saved before runs recorded
-    how their labels came may have had ids (a hub dataset's own names): read in its order, and said so."""
-    if _ids_are_known(names):
-        return
-    order = ", ".join(f"{i} = {name}" for i, name in enumerate(names[:3])) + (", ..." * (len(names) > 3))
-    plural = f"{kind}{'es' if kind == 'class' else 's'}"
-    if not given_as_names:
-        logging.getLogger(__name__).warning(
-            f"the labels in {where} are {kind} ids, read in the run's order ({order}); the run was saved before runs "
-            f"recorded whether its {plural} came as names or ids, so if its training file gave names, give these "
-            "labels as names too"
-        )
-        return
-    raise UserError(
-        f"the labels in {where} are {kind} ids, but the {plural} were given as names "
-        f"in training ({', '.join(names[:10])}): give these labels as names too; read in the names' sorted order "
-        f"({order}), the ids would be a guess"
-    )
 
 
 def encode_labels(ds: Any, where: str, names: Sequence[str] | None = None, given_names: Sequence[str] | None = None):
@@ -149,7 +96,7 @@ def encode_labels(ds: Any, where: str, names: Sequence[str] | None = None, given
     datasets = _datasets()
     feature = ds.features["label"]
     if isinstance(feature, datasets.ClassLabel):
-        found_names = [_PRETTY_NAMES.get(n.lower(), n) for n in feature.names]
+        found_names = [PRETTY_NAMES.get(n.lower(), n) for n in feature.names]
         if names is None:
             names = list(given_names) if given_names else found_names
             return ds.cast_column("label", datasets.ClassLabel(names=list(names))), list(names)
@@ -157,7 +104,7 @@ def encode_labels(ds: Any, where: str, names: Sequence[str] | None = None, given
         return encode_labels(ds, where, names)
 
     column = ds.data.column("label")
-    _refuse_missing_labels(column, where)
+    refuse_missing_labels(column, where)
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
         ds, names = _encode_label_names(ds, column, where, names)
     elif pa.types.is_integer(column.type) or pa.types.is_floating(column.type) or pa.types.is_boolean(column.type):
@@ -171,67 +118,24 @@ def encode_labels(ds: Any, where: str, names: Sequence[str] | None = None, given
     return ds.cast_column("label", datasets.ClassLabel(names=list(names))), list(names)
 
 
-def _refuse_missing_labels(column: Any, where: str) -> None:
-    n_missing = column.null_count
-    if pa.types.is_floating(column.type):
-        n_missing += int(pc.sum(pc.is_nan(column)).as_py() or 0)
-    if n_missing:
-        raise UserError(
-            f"{n_missing} rows in {where} have no label (empty or NaN); fill or drop them, or check --label-column"
-        )
-
-
 def _encode_label_names(ds: Any, column: Any, where: str, names: Sequence[str] | None) -> tuple[Any, list[str]]:
     """String labels to ids: sorted when no names are known yet, else matched to them (by case and surrounding
     spaces too)."""
     values = [str(v) for v in pc.unique(column).to_pylist()]
     if names is None:
-        _refuse_texts_as_labels(values, len(column), where)
-        _refuse_spelling_variants(values, where)
+        refuse_texts_as_labels(values, len(column), where)
+        refuse_spelling_variants(values, where)
     names = list(names) if names is not None else sorted(values)
     lookup = {n: i for i, n in enumerate(names)}
-    # Matched as training refuses variants (_refuse_spelling_variants): by case and surrounding spaces.
-    lookup.update({_folded(n): i for i, n in enumerate(names) if _folded(n) not in lookup})
-    unknown = sorted(v for v in values if v not in lookup and _folded(v) not in lookup)
+    # Matched as training refuses variants (refuse_spelling_variants): by case and surrounding spaces.
+    lookup.update({folded(n): i for i, n in enumerate(names) if folded(n) not in lookup})
+    unknown = sorted(v for v in values if v not in lookup and folded(v) not in lookup)
     if unknown:
         raise UserError(
             f"labels in {where} not seen in training: {', '.join(shown_label(v) for v in unknown[:5])}; "
             f"known labels are: {', '.join(names)} ({UNSEEN_FIX})"
         )
     return ds.map(_names_to_ids(lookup), batched=True), names
-
-
-def shown_label(label: str, width: int = 40) -> str:
-    """A label as an error names it: quoted, and cut short where a column of texts was taken for labels."""
-    return repr(label if len(label) <= width else label[: width - 1] + "…")
-
-
-def _refuse_texts_as_labels(values: Sequence[str], rows: int, where: str, numbers: bool = False) -> None:
-    """A label column with a different value in most rows holds texts or ids, not classes (--text-column and
-    --label-column swapped, or a row id taken for the label): refused before it became a head of a class a row. A
-    set of many small classes (150 intents, 10 texts each) stays far below half its rows."""
-    if len(values) > max(20, rows // 2):
-        raise UserError(
-            f"the label column of {where} has {len(values)} different values in {rows} rows (e.g. "
-            f"{shown_label(values[0])}), as texts or ids do, not classes: check --label-column and --text-column"
-            + (", or pass --problem-type regression for a number to predict" if numbers else "")
-        )
-
-
-def _refuse_spelling_variants(labels: Sequence[str], where: str) -> None:
-    """Training labels that differ only in case or surrounding spaces (' positive', 'Positive', 'positive') would
-    each become a class of its own, splitting one class's texts between outputs, while evaluation files are matched
-    to the names regardless of case and those spaces. Which spelling is meant is the user's to say, not ours."""
-    groups: dict[str, list[str]] = {}
-    for label in labels:
-        groups.setdefault(_folded(label), []).append(label)
-    variants = [sorted(group) for group in groups.values() if len(group) > 1]
-    if variants:
-        shown = "; ".join(", ".join(map(shown_label, group)) for group in variants[:3])
-        raise UserError(
-            f"labels in {where} differ only in case or spaces: {shown}; write each class one way (they would "
-            "be trained as different classes)"
-        )
 
 
 def _check_label_ids(
@@ -248,7 +152,7 @@ def _check_label_ids(
     if names is None and not given_names:
         unique = np.unique(as_float)
         distinct = len(unique)
-        _refuse_texts_as_labels([f"{value:g}" for value in unique], len(as_float), where, numbers=True)
+        refuse_texts_as_labels([f"{value:g}" for value in unique], len(as_float), where, numbers=True)
         if top + 1 > 10 * distinct + 10:  # a head of top + 1 outputs, nearly all of them for no label at all
             raise UserError(
                 f"labels in {where} look like codes, not class ids 0..K-1: they reach {top} but only {distinct} "
@@ -271,11 +175,7 @@ def _names_to_ids(lookup: dict[str, int]):
 
 
 def _map_names(batch: dict, lookup: dict[str, int]) -> dict:
-    return {"label": [lookup[v] if v in lookup else lookup[_folded(v)] for v in batch["label"]]}
-
-
-def _folded(label: str) -> str:
-    return label.strip().casefold()
+    return {"label": [lookup[v] if v in lookup else lookup[folded(v)] for v in batch["label"]]}
 
 
 def _ids_to_names(names: list[str]):
@@ -319,7 +219,7 @@ def encode_tags(
     rows = _tag_lists(column, where, separator)
     found = sorted({tag for row in rows for tag in row}, key=_natural)
     if names is None:
-        _refuse_spelling_variants(found, where)
+        refuse_spelling_variants(found, where)
         names = list(given_names) if given_names else _tag_names(found)
     lookup = {name: i for i, name in enumerate(names)}
     lookup.update({str(i): i for i in range(len(names)) if str(i) not in lookup})  # ids stand for their names
@@ -391,7 +291,7 @@ def encode_values(ds: Any, where: str) -> Any:
                 ) from None
     elif not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
         raise UserError(f"label column in {where} has type {column.type}; regression needs numbers")
-    _refuse_missing_labels(pc.cast(column, pa.float64()), where)
+    refuse_missing_labels(pc.cast(column, pa.float64()), where)
     return ds.cast_column("label", datasets.Value("float32"))
 
 
