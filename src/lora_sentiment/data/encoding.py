@@ -7,7 +7,7 @@ from __future__ import annotations
 import inspect
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -126,6 +126,15 @@ class TextEncoder:
             if full[start : start + len(bare)] == bare:
                 return full[:start], full[start + len(bare) :]
         raise UserError("this tokenizer's special tokens cannot be told apart from a text's ids; use another --model")
+
+
+def text_list(texts: Iterable[str]) -> list[str]:
+    """What a Python caller passed as texts, as the list every predictor measures and indexes twice (scores, then
+    answers): a generator, a tuple, a NumPy array or a pandas Series read once. One string is refused, not read as
+    texts of a character each."""
+    if isinstance(texts, (str, bytes)):
+        raise TypeError("texts must be a list of strings, not one string: predict([text])")
+    return texts if isinstance(texts, list) else list(texts)
 
 
 def _check_texts(texts: Sequence[str]) -> None:

@@ -9,14 +9,14 @@ from __future__ import annotations
 import itertools
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..config import build_config
-from ..data.encoding import SavedTokenizer, TextEncoder, mean_by_text, padded_batches
+from ..data.encoding import SavedTokenizer, TextEncoder, mean_by_text, padded_batches, text_list
 from ..errors import UserError, first_line
 from ..inference.base import LoadOptions, PredictorBase
 from ..problems.abstention import Abstention
@@ -87,7 +87,8 @@ class ExportedClassifier(PredictorBase):
     def default_batch_size(self) -> int:
         return 32
 
-    def predict_scores(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
+    def predict_scores(self, texts: Iterable[str], batch_size: int | None = None) -> np.ndarray:
+        texts = text_list(texts)
         if len(texts) == 0:
             return np.zeros((0, self.space.num_outputs))
         encoded, owners = self.encoder.encode(texts, self.long_text, self.stride)

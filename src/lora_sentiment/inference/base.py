@@ -5,12 +5,13 @@ them from a path. Light on purpose (numpy and pydantic): the torch-free export p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from ..data.encoding import text_list
 from ..options import EvalOptions, LoadOptions, LongText
 from ..problems.abstention import Abstention
 from ..problems.outputs import Prediction, predictions
@@ -89,7 +90,8 @@ class PredictorBase:
         """scikit-learn's name for `predict_scores`."""
         return self.predict_scores(texts, batch_size)
 
-    def predict(self, texts: Sequence[str], batch_size: int | None = None) -> list[Prediction]:
+    def predict(self, texts: Iterable[str], batch_size: int | None = None) -> list[Prediction]:
+        texts = text_list(texts)
         return predictions(texts, self.predict_scores(texts, batch_size), self.space, self.abstention)
 
     def evaluate(self, data: str, options: EvalOptions | None = None, **given: Any) -> dict[str, Any]:

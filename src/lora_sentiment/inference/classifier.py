@@ -3,7 +3,7 @@ evaluates itself on labelled data."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data.encoding import TextEncoder, mean_by_text, padded_batch
+from ..data.encoding import TextEncoder, mean_by_text, padded_batch, text_list
 from ..modeling.device import (
     CPU_BATCH,
     TORCH_DTYPES,
@@ -181,17 +181,19 @@ class Classifier(PredictorBase):
             return CPU_BATCH
         return gpu_inference_batch(self.model.config, self.encoder.max_length, device)
 
-    def predict_scores(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
+    def predict_scores(self, texts: Iterable[str], batch_size: int | None = None) -> np.ndarray:
         """Class probabilities (single-label), tag probabilities (multi-label) or values (regression, one column)."""
+        texts = text_list(texts)
         reading = Reading(self.long_text, self.stride, batch_size or self.default_batch_size, self.precision)
         return self.space.scores(predict_logits(self.model, self.encoder, texts, reading))
 
-    def explain(self, texts: Sequence[str], method: str = "integrated-gradients", label: str | None = None,
+    def explain(self, texts: Iterable[str], method: str = "integrated-gradients", label: str | None = None,
                 steps: int | None = None, *, abstention: Abstention | None = None) -> list[Prediction]:  # fmt: skip
         """Predictions with, in each one's `explanation`, the words that pushed it up or down (Captum).
         `abstention`: the rule to mark answers by [the classifier's]."""
         from .explain import STEPS, explain
 
+        texts = text_list(texts)
         scores = self.predict_scores(texts)
         made = predictions(texts, scores, self.space, abstention or self.abstention)
         why = explain(self, texts, method=method, target=label, steps=steps or STEPS, scores=scores)

@@ -6,14 +6,14 @@ the set is a PredictorSet, and follows a folder of runs with `sync`."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from ..data.encoding import TextEncoder, mean_by_text
+from ..data.encoding import TextEncoder, mean_by_text, text_list
 from ..errors import UserError, first_line
 from ..modeling.device import (
     CPU_BATCH,
@@ -179,15 +179,17 @@ class ClassifierSet:
         return gpu_inference_batch(next(iter(self.bases.values())).hf_config, longest, self.device)
 
     def predict_scores(
-        self, texts: Sequence[str], model: str | None = None, batch_size: int | None = None
+        self, texts: Iterable[str], model: str | None = None, batch_size: int | None = None
     ) -> np.ndarray:
+        texts = text_list(texts)
         if len(texts) == 0:
             return np.zeros((0, self.member(model).width), dtype=np.float32)
         return self.predict_many([(model, texts)], batch_size)[0]
 
     def predict(
-        self, texts: Sequence[str], model: str | None = None, batch_size: int | None = None
+        self, texts: Iterable[str], model: str | None = None, batch_size: int | None = None
     ) -> list[Prediction]:
+        texts = text_list(texts)
         space = self.member(model).run.space
         return predictions(texts, self.predict_scores(texts, model, batch_size), space, self.abstention)
 

@@ -47,6 +47,10 @@ def test_a_set_answers_as_each_run_alone_in_mixed_batches(tiny_runs, trained_run
     assert [p.label_name for p in classifiers.predict(TEXTS[:2], model="stars")] == [
         classifiers["stars"].label_names[i] for i in got[0].argmax(1)
     ]
+    generated = classifiers.predict((t for t in TEXTS[:2]), model="stars")  # any iterable, read once
+    assert [p.text for p in generated] == TEXTS[:2] and classifiers.predict_scores(iter(TEXTS), "stars").shape[
+        0
+    ] == len(TEXTS)
 
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,7 @@ def test_a_run_an_export_and_a_set_member_are_predictors_that_agree(trained_run,
         assert [p.label_name for p in predictor.predict(TEXTS)] == [p.label_name for p in run.predict(TEXTS)]
         assert predictor.evaluate(str(small_csv), max_samples=20)["samples"] == 20
         _refuses_what_is_not_a_list_of_texts(predictor)
+        _reads_any_iterable_of_texts_once(predictor)
     assert export.info()["device"] == "cpu (onnxruntime)" and run.info()["device"] == "cpu"
     compiled = open_predictor(trained_run, LoadOptions(precision="fp32", device="cpu"))  # --engine auto on a CPU
     assert compiled.info()["device"] == "cpu (openvino)"
@@ -45,6 +46,17 @@ def _refuses_what_is_not_a_list_of_texts(predictor) -> None:
         predictor.predict(TEXTS[0])
     with pytest.raises(TypeError, match=r"texts\[1\] is NoneType"):
         predictor.predict_scores([TEXTS[0], None])
+
+
+def _reads_any_iterable_of_texts_once(predictor) -> None:
+    """A generator was measured (no len()) and would have been read twice, for the scores and for the answers."""
+    import pandas as pd
+
+    expected = [p.label_name for p in predictor.predict(TEXTS)]
+    assert [p.label_name for p in predictor.predict(t for t in TEXTS)] == expected
+    assert [p.text for p in predictor.predict(iter(TEXTS))] == list(TEXTS)
+    assert [p.label_name for p in predictor.predict(pd.Series(TEXTS))] == expected
+    assert predictor.predict_scores(t for t in TEXTS).shape == (len(TEXTS), 2)
 
 
 def test_load_options_are_checked_where_they_are_made(trained_run):
