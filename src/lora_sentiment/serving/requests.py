@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import HTTPException
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, create_model
 
 from ..config import ServeSettings
 from ..errors import UserError
@@ -28,10 +28,17 @@ def served_kinds(models: OneModel | ManyModels) -> set[str] | None:
     return kinds
 
 
+def _not_blank(text: str) -> str:
+    """A text of spaces only is refused, as `predict --text` and files treat it (no text): it was answered."""
+    if not text.strip():
+        raise ValueError("the text is blank; give each text some words")
+    return text
+
+
 def request_model(settings: ServeSettings, kinds: set[str] | None = None) -> type[BaseModel]:
     """The /predict body, with this server's limits in its schema, and the abstention field of the kinds of model
     it serves (`kinds`: as served_kinds gives them; None: both)."""
-    Text = Annotated[str, StringConstraints(min_length=1, max_length=settings.max_chars)]
+    Text = Annotated[str, StringConstraints(min_length=1, max_length=settings.max_chars), AfterValidator(_not_blank)]
     examples = [{"texts": ["A wonderful, moving film.", "Dull and far too long."]}]
 
     class PredictRequest(BaseModel):

@@ -84,6 +84,7 @@ def _loaded(run):
         ({"texts": ["a"] * 5}, 422),  # over --max-texts
         ({"texts": ["x" * 201]}, 422),  # over --max-chars
         ({"texts": [""]}, 422),
+        ({"texts": ["ok", " \n\t "]}, 422),  # blank: was answered, where predict --text refuses it
         ({"texts": "just a string"}, 422),
         ({"texts": [1, 2]}, 422),
         ({"text": ["a"]}, 422),  # misspelt field
