@@ -4,10 +4,28 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
+
+from .errors import UserError
+
+
+def check_writable(target: Path, flag: str) -> None:
+    """`target`, a file or folder still to be made, can be: its nearest existing folder takes a hidden folder (made
+    and removed at once), as its staging copy will be made there. Checked with the settings, so a read-only,
+    full or foreign place fails in one line before the work instead of in a traceback after it."""
+    folder = target.expanduser().absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        Path(tempfile.mkdtemp(prefix=".lora-sentiment-probe-", dir=folder)).rmdir()
+    except OSError as exc:
+        raise UserError(
+            f"{flag} {target}: cannot write in {folder} ({exc.strerror or exc}); choose a folder you can write to"
+        ) from None
 
 
 def staging_path(final: Path) -> Path:

@@ -557,3 +557,33 @@ def test_settings_are_checked_before_any_work(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and needle in err and err.startswith("lora-sentiment: error:"), err
     assert set(tmp_path.iterdir()) == before
+
+
+def test_a_place_that_cannot_be_written_is_refused_before_the_work(tmp_path, trained_run, tiny_distilbert, capsys,
+                                                                   monkeypatch):  # fmt: skip
+    """A read-only, full or foreign folder failed in a traceback once the work was done (or, for train, once the
+    model had loaded): each command that writes now tries its folder with the settings."""
+    import errno
+
+    import lora_sentiment.atomic
+
+    def refused(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    texts = _write(tmp_path, "texts.csv", _rows())
+    before = sorted(p.name for p in tmp_path.iterdir())
+    monkeypatch.setattr(lora_sentiment.atomic.tempfile, "mkdtemp", refused)
+    out = tmp_path / "nested" / "out"
+    for argv, flag in [
+        (["train", "--model", tiny_distilbert, "--data", str(texts), "--output-dir", str(out)], "--output-dir"),
+        (["predict", str(trained_run), "--input", str(texts), "--output", str(tmp_path / "p.csv")], "--output"),
+        (["export", str(trained_run), str(out)], "OUT_DIR"),
+        (["audit", "--model", tiny_distilbert, "--data", str(texts), "--output-dir", str(out)], "--output-dir"),
+    ]:
+        assert main(argv) == 2, argv
+        last = capsys.readouterr().err.strip().splitlines()[-1]
+        assert (
+            last.startswith(f"lora-sentiment: error: {flag} ")
+            and f"cannot write in {tmp_path} (Permission denied)" in last
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written

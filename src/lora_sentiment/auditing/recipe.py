@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import staged_file
+from ..atomic import check_writable, staged_file
 from ..config import TrainConfig
 from ..data.duplicates import few_words
 from ..errors import UserError
@@ -73,6 +73,7 @@ def check_audit(config: TrainConfig, options: AuditOptions) -> None:
         raise UserError(f"--output-dir {folder} holds a training run; give audit a folder of its own")
     if folder.is_dir() and any(folder.iterdir()) and not (folder / STATE_FILE).exists() and not config.overwrite:
         raise UserError(f"--output-dir {folder} holds other files; choose an empty folder or pass --overwrite")
+    check_writable(folder, "--output-dir")
     check_model_source(config.model)
     check_source(config.data, "--data")
     if config.eval_data:
@@ -87,6 +88,7 @@ def check_audit(config: TrainConfig, options: AuditOptions) -> None:
             raise UserError(f"the folder of --write-clean {clean} does not exist; create it first")
         if clean.exists() and not config.overwrite:
             raise UserError(f"--write-clean {clean} exists; pass --overwrite to replace it or choose another file")
+        check_writable(clean, "--write-clean")
     if options.runner == "ray":
         from ..modeling.ray_cluster import check_ray
 

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticUndefined
 
+from ..atomic import check_writable
 from ..config import format_validation_error
 from ..errors import UserError
 
@@ -71,6 +72,7 @@ def check_report_file(output: str | None) -> None:
         raise UserError(f"--output {output} is a folder; give a file path, e.g. {path / 'report.json'}")
     if not path.parent.is_dir():
         raise UserError(f"the folder of --output {output} does not exist; create it first")
+    check_writable(path, "--output")
 
 
 def _bare(annotation: Any) -> Any:

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from ..atomic import check_writable
 from ..errors import UserError, first_line
 
 INPUT_FORMATS = {
@@ -217,6 +218,7 @@ def checked_output(output_path: str, overwrite: bool) -> Path | None:
         raise UserError(f"--output {target} exists; pass --overwrite to replace it or choose another --output")
     if not target.parent.is_dir():
         raise UserError(f"the folder of --output {target} does not exist; create it first")
+    check_writable(target, "--output")
     return target
 
 

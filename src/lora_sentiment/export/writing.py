@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..atomic import staged
+from ..atomic import check_writable, staged
 from ..config import format_validation_error
 from ..data.loading import check_source
 from ..errors import UserError
@@ -98,6 +98,7 @@ def _check_out_dir(run_dir: Path, out_dir: Path, overwrite: bool) -> None:
         raise UserError("OUT_DIR must differ from RUN_DIR: the export is a separate, standalone model")
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not overwrite:
         raise UserError(f"{out_dir} exists and is not empty; pass --overwrite to replace it or choose another OUT_DIR")
+    check_writable(out_dir, "OUT_DIR")
 
 
 # The calls of 0.2, one per format (deprecated: export_run with ExportOptions(format=...)).

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from ..atomic import fresh_staging_dir, replace_dir
+from ..atomic import check_writable, fresh_staging_dir, replace_dir
 from ..config import TrainConfig, build_config
 from ..errors import UserError, first_line
 from ..problems.space import LabelSpace
@@ -338,6 +338,7 @@ class RunWorkspace:
         out = self.final
         if out.exists() and not out.is_dir():
             raise UserError(f"--output-dir {out} is a file; choose a directory path")
+        check_writable(out, "--output-dir")
         if out.is_dir() and any(out.iterdir()) and not replace:
             raise UserError(
                 f"--output-dir {out} is not empty; pass --overwrite to replace it or choose another --output-dir"

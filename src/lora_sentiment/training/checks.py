@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from ..atomic import check_writable
 from ..config import TrainConfig
 from ..data.loading import check_source
 from ..errors import UserError
@@ -34,6 +35,7 @@ def check_tune(config: TrainConfig, options: TuneOptions) -> None:
         raise UserError(f"--output-dir {folder} holds a training run; give tune a folder of its own")
     if folder.exists() and not folder.is_dir():
         raise UserError(f"--output-dir {folder} is a file; give tune a folder")
+    check_writable(folder, "--output-dir")
     check_storage_url(options.storage)
     _check_common(config)
 
@@ -67,6 +69,8 @@ def check_storage_url(url: str | None) -> None:
     database = sqlite_file(url)
     if database is not None and not database.parent.is_dir():
         raise UserError(f"--storage {url}: the folder {database.parent} does not exist; create it first")
+    if database is not None:
+        check_writable(database, "--storage")
 
 
 def sqlite_file(url: str) -> Path | None:
