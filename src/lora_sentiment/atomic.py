@@ -13,11 +13,13 @@ from typing import IO
 from .errors import UserError
 
 
-def check_writable(target: Path, flag: str) -> None:
-    """`target`, a file or folder still to be made, can be: its nearest existing folder takes a hidden folder (made
-    and removed at once), as its staging copy will be made there. Checked with the settings, so a read-only,
-    full or foreign place fails in one line before the work instead of in a traceback after it."""
-    folder = target.expanduser().absolute().parent
+def check_writable(target: Path, flag: str, inside: bool = False) -> None:
+    """`target`, a file or folder still to be made (`inside`: a folder written into, as tune's and audit's are), can
+    be: its nearest existing folder takes a hidden folder (made and removed at once), as its staging copy will be
+    made there. Checked with the settings, so a read-only, full or foreign place fails in one line before the work
+    instead of in a traceback after it."""
+    folder = target.expanduser().absolute()
+    folder = folder if inside else folder.parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
     try:

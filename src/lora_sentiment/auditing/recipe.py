@@ -73,7 +73,7 @@ def check_audit(config: TrainConfig, options: AuditOptions) -> None:
         raise UserError(f"--output-dir {folder} holds a training run; give audit a folder of its own")
     if folder.is_dir() and any(folder.iterdir()) and not (folder / STATE_FILE).exists() and not config.overwrite:
         raise UserError(f"--output-dir {folder} holds other files; choose an empty folder or pass --overwrite")
-    check_writable(folder, "--output-dir")
+    check_writable(folder, "--output-dir", inside=True)
     check_model_source(config.model)
     check_source(config.data, "--data")
     if config.eval_data:

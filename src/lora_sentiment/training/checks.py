@@ -35,7 +35,7 @@ def check_tune(config: TrainConfig, options: TuneOptions) -> None:
         raise UserError(f"--output-dir {folder} holds a training run; give tune a folder of its own")
     if folder.exists() and not folder.is_dir():
         raise UserError(f"--output-dir {folder} is a file; give tune a folder")
-    check_writable(folder, "--output-dir")
+    check_writable(folder, "--output-dir", inside=True)
     check_storage_url(options.storage)
     _check_common(config)
 
