@@ -68,7 +68,9 @@ def check(args: argparse.Namespace) -> PredictJob:
         raise UserError("give --text or --input, not both")
     if not texts and not args.input:
         raise UserError("give texts with --text TEXT... or a file with --input FILE")
-    blank = [number for number, text in enumerate(texts, 1) if not text.strip()]
+    from ..data.encoding import is_blank
+
+    blank = [number for number, text in enumerate(texts, 1) if is_blank(text)]
     if blank:  # an empty shell variable, most likely; a file's blank rows are skipped and counted instead
         raise UserError(f"--text: text {blank[0]} is empty; give each text non-blank (serve refuses them too)")
     if args.engine in DEPRECATED_ENGINES:

@@ -128,6 +128,16 @@ class TextEncoder:
         raise UserError("this tokenizer's special tokens cannot be told apart from a text's ids; use another --model")
 
 
+# A character that is not a space as JSON Schema's (ECMAScript's) \s reads spaces, spelt out: Python's \s and
+# str.isspace() also take \x1c-\x1f for spaces, so the schema and the check would disagree about such a text.
+NOT_BLANK = r"[^\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
+
+
+def is_blank(text: str) -> bool:
+    """No character but spaces: what `predict --text` and `serve` refuse (one rule, stated in the server's schema)."""
+    return re.search(NOT_BLANK, text) is None
+
+
 def text_list(texts: Iterable[str]) -> list[str]:
     """What a Python caller passed as texts, as the list every predictor measures and indexes twice (scores, then
     answers): a generator, a tuple, a NumPy array or a pandas Series read once. One string is refused, not read as

@@ -4,13 +4,13 @@ and a request's abstention rule over the server's."""
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from fastapi import HTTPException
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, create_model
 
 from ..config import ServeSettings
+from ..data.encoding import NOT_BLANK, is_blank
 from ..errors import UserError
 from ..problems.abstention import Abstention, check_abstention
 from .models import ManyModels, OneModel
@@ -29,14 +29,9 @@ def served_kinds(models: OneModel | ManyModels) -> set[str] | None:
     return kinds
 
 
-# A character that is not a space as JSON Schema's (ECMAScript's) \s reads spaces, spelt out: Python's \s and
-# str.isspace() also take \x1c-\x1f for spaces, so the schema and the check would disagree about such a text.
-NOT_BLANK = r"[^\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
-
-
 def _not_blank(text: str) -> str:
     """A text of spaces only is refused, as `predict --text` and files treat it (no text): it was answered."""
-    if not re.search(NOT_BLANK, text):
+    if is_blank(text):
         raise ValueError("the text is blank; give each text some words")
     return text
 
