@@ -377,4 +377,6 @@ def _not_a_run(path: Path, missing: str) -> str:
         return f"{path} is a tune study, not a run: {kept} (see {path / 'leaderboard.csv'})"
     if (path / AUDIT_STATE_FILE).exists():
         return f"{path} is an audit, not a run: its findings are {path / 'summary.json'} and {path / 'issues.csv'}"
+    if is_export(path):  # predict, evaluate and serve open it; report and export need the run it came from
+        return f"{path} is an export ({export_format(path)}), not a run: give the run it was exported from"
     return f"{path} is not a finished run directory: {missing} is missing (train again or pick another run)"

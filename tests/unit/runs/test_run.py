@@ -134,6 +134,14 @@ def test_a_tune_or_audit_folder_given_as_a_run_is_named(tmp_path, trained_run, c
     (audited / "audit.json").write_text("{}")
     assert main(["predict", str(audited), "--text", "Fine."]) == 2
     assert "is an audit, not a run: its findings are" in capsys.readouterr().err
+    exported = tmp_path / "export"  # report and export need the run an export came from ("train again", it said)
+    assert main(["export", str(trained_run), str(exported), "--format", "onnx"]) == 0
+    capsys.readouterr()
+    for argv in (["report", str(exported)], ["export", str(exported), str(tmp_path / "again")]):
+        assert main(argv) == 2
+        assert (
+            f"{exported} is an export (onnx), not a run: give the run it was exported from" in capsys.readouterr().err
+        )
 
 
 def test_damaged_metrics_are_one_user_error(tmp_path, trained_run):
