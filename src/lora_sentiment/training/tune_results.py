@@ -52,7 +52,7 @@ def finish(study: Any, config: TrainConfig, metric: str, folder: Path, keep: str
     complete = [t for t in study.trials if t.value is not None and t.state.name == "COMPLETE"]
     if not complete:
         raise UserError(f"no trial of the study finished; see the trials' logs under {folder / TRIALS_DIR}")
-    best = study.best_trial
+    best = _trained(study, study.best_trial)
     best_config = folder / BEST_CONFIG_FILE
     values = {**fixed_settings(config), **best.params, "output_dir": str(folder / "best")}
     best_config.write_text(yaml.safe_dump(values, sort_keys=False), encoding="utf-8")
@@ -64,6 +64,12 @@ def finish(study: Any, config: TrainConfig, metric: str, folder: Path, keep: str
     if keep == "best":
         _drop_other_runs(study, best.number)
     return TuneResult(folder, best_config, board, metric, best.value, baseline, against_first)
+
+
+def _trained(study: Any, trial: Any) -> Any:
+    """The trial whose run holds `trial`'s result: itself, or the earlier trial with its settings (same_as)."""
+    same = trial.user_attrs.get("same_as")
+    return trial if same is None else next(t for t in study.trials if t.number == same)
 
 
 def _best_against_first(study: Any, best: Any, log: Log) -> dict[str, Any] | None:
@@ -89,7 +95,7 @@ def _best_against_first(study: Any, best: Any, log: Log) -> dict[str, Any] | Non
     comparison = paired_comparison(runs[0].space, labels, scores[0], scores[1], runs[1].space, tuned_on=tuned_on)
     if comparison is not None:
         log(comparison_text(comparison, f"The best trial ({best.number})", "trial 0 (the settings given)"))
-        finished = sum(t.state.name == "COMPLETE" for t in study.trials)
+        finished = sum(t.state.name == "COMPLETE" and "same_as" not in t.user_attrs for t in study.trials)
         # The best of several on these texts is ahead partly by luck (the winner's curse); the interval is of one
         # comparison, not of a choice among many.
         log(f"It was chosen as the best of {finished} finished trials on these same texts, so its lead here is "
@@ -99,18 +105,21 @@ def _best_against_first(study: Any, best: Any, log: Log) -> dict[str, Any] | Non
 
 def leaderboard(study: Any, metric: str) -> list[dict[str, Any]]:
     """Every trial, best first: its number, state, objective, last reported epoch, seconds and settings."""
-    rows = []
+    rows, states = [], {}
     for t in study.trials:
         seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else None
         last = max(t.intermediate_values) if t.intermediate_values else None
         value = t.value if t.value is not None else (t.intermediate_values.get(last) if last else None)
-        interval = t.user_attrs.get("interval")
+        interval = _trained(study, t).user_attrs.get("interval")
         shown = f"{interval[0]} {interval[1]:.4f} ({interval[2]:.4f}-{interval[3]:.4f})" if interval else None
-        rows.append({"trial": t.number, "state": t.state.name.lower(), metric: value, "interval": shown,
-                     "epochs_run": last, "seconds": round(seconds, 1) if seconds else None, **t.params})  # fmt: skip
+        same = t.user_attrs.get("same_as")
+        states[t.number] = t.state.name.lower()
+        rows.append({"trial": t.number, "state": states[t.number] if same is None else f"same as {same}",
+                     metric: value, "interval": shown, "epochs_run": last,
+                     "seconds": round(seconds, 1) if seconds else None, **t.params})  # fmt: skip
     lower = metric in LOWER_IS_BETTER
     order = {"complete": 0, "pruned": 1}
-    return sorted(rows, key=lambda r: (order.get(r["state"], 2), _rank(r[metric], lower), r["trial"]))
+    return sorted(rows, key=lambda r: (order.get(states[r["trial"]], 2), _rank(r[metric], lower), r["trial"]))
 
 
 def _rank(value: float | None, lower: bool) -> float:

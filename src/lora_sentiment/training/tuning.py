@@ -53,10 +53,12 @@ def tune(
     study = optuna.create_study(
         study_name=study_name, storage=_storage(optuna, options.storage, folder), load_if_exists=True,
         direction="minimize" if metric in LOWER_IS_BETTER else "maximize",
-        sampler=optuna.samplers.TPESampler(seed=config.seed),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0),
     )  # fmt: skip
     _check_same_search(study, config, search, metric)
+    # Seeded by the trials already there: a study continued (the same command again) with the seed alone drew the
+    # first call's settings again, whose run was already trained.
+    study.sampler = optuna.samplers.TPESampler(seed=config.seed + len(study.trials))
     if not study.trials:  # the settings given come first, so the leaderboard shows what the search adds
         given = _with_sized_settings(config)
         start = {d.name: getattr(given, d.name) for d in search if d.contains(getattr(given, d.name))}
@@ -158,10 +160,18 @@ class _Objective:
         from .recipe import train
 
         drawn = {d.name: d.suggest(trial) for d in self.search}
+        settings = ", ".join(f"{k}={short(v)}" for k, v in drawn.items())
+        same = _same_settings(trial, drawn)
+        if same is not None:
+            # Training is seeded, so the same settings give the same run: its result is taken, not trained twice
+            # (a search of few choices, e.g. lora_r=4,8, drew a finished trial's settings again).
+            trial.set_user_attr("same_as", same.number)
+            self.log(f"Trial {trial.number}: {settings}, as trial {same.number}: {self.metric} {same.value:.4f}, "
+                     "not trained again")  # fmt: skip
+            return float(same.value)
         run_dir = self.folder / TRIALS_DIR / f"trial-{trial.number:04d}"
         trial.set_user_attr("run_dir", str(run_dir))
         trial.set_user_attr("process", f"{socket.gethostname()}:{os.getpid()}")  # who ran it, in a shared study
-        settings = ", ".join(f"{k}={short(v)}" for k, v in drawn.items())
         self.log(f"Trial {trial.number}: {settings}")
         # --folds would multiply every trial by K; a trial is scored on the evaluation split, as tune compares them.
         values = {**self.config.model_dump(), **drawn, "output_dir": str(run_dir), "overwrite": True, "resume": False,
@@ -182,6 +192,15 @@ class _Objective:
             raise ValueError(f"trial {trial.number} gave {self.metric} = nan")
         self.log(f"Trial {trial.number}: {self.metric} {value:.4f}")
         return value
+
+
+def _same_settings(trial: Any, drawn: dict[str, Any]) -> Any:
+    """A finished trial of the study with exactly these settings, if any (a pruned one is not: its result was
+    decided by the trials before it)."""
+    import optuna
+
+    done = trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    return next((t for t in done if t.params == drawn and t.value is not None), None)
 
 
 class _EpochReporter(TrainerCallback):

@@ -71,6 +71,30 @@ def tmp_path_of(config: TrainConfig):
     return Path(config.output_dir)
 
 
+def test_settings_drawn_again_take_the_finished_trials_result(base, capsys):
+    """A search of few choices draws a finished trial's settings again (here queued: 8, 4, 8, 4): training is seeded,
+    so its result is taken instead of training the same run twice, and --keep best removes no run it points to."""
+    from lora_sentiment.training.search_space import parse_search
+    from lora_sentiment.training.tuning import tune
+
+    folder = tmp_path_of(base)
+    folder.mkdir()
+    queued = optuna.create_study(study_name="lora-sentiment", storage=f"sqlite:///{folder / 'study.db'}")
+    for rank in (8, 4, 8, 4):  # the first two are never pruned (the pruner waits for two finished trials)
+        queued.enqueue_trial({"lora_r": rank})
+    tune(base, parse_search(["lora_r=4,8"]), trials=4, keep="best")
+    study = _study(folder)
+    assert [t.user_attrs.get("same_as") for t in study.trials] == [None, None, 0, 1]
+    assert all(t.state.name == "COMPLETE" for t in study.trials)
+    assert [t.value for t in study.trials[2:]] == [t.value for t in study.trials[:2]]
+    assert "run_dir" not in study.trials[2].user_attrs and "run_dir" not in study.trials[3].user_attrs
+    assert capsys.readouterr().out.count("not trained again") == 2
+    rows = {int(r["trial"]): r["state"] for r in csv.DictReader(open(folder / "leaderboard.csv"))}
+    assert rows == {0: "complete", 1: "complete", 2: "same as 0", 3: "same as 1"}
+    best = min(study.trials[:2], key=lambda t: (t.value, t.number))
+    assert [p.name for p in (folder / "trials").iterdir()] == [f"trial-{best.number:04d}"]  # the best run is kept
+
+
 @pytest.mark.slow
 def test_the_same_command_again_continues_the_study(base):
     from lora_sentiment.training.search_space import parse_search
