@@ -39,8 +39,8 @@ def refuse_joined_tags(column: Any, where: str) -> None:
 
 
 def given_as_of(feature: Any) -> str | None:
-    """'names' or 'ids' for classes a file gives as strings or integers; None for a dataset's own ClassLabel (its ids
-    and names agree by construction) and anything else."""
+    """'names' or 'ids' for classes (or a tag list's items, or tags joined in strings) a file gives as strings or
+    integers; None for a dataset's own ClassLabel (its ids and names agree by construction) and anything else."""
     dtype = getattr(feature, "dtype", None) if type(feature).__name__ == "Value" else None
     if dtype in ("string", "large_string"):
         return "names"

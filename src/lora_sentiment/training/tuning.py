@@ -58,7 +58,7 @@ def tune(
     _check_same_search(study, config, search, metric)
     # Seeded by the trials already there: a study continued (the same command again) with the seed alone drew the
     # first call's settings again, whose run was already trained.
-    study.sampler = optuna.samplers.TPESampler(seed=config.seed + len(study.trials))
+    study.sampler = optuna.samplers.TPESampler(seed=(config.seed + len(study.trials)) % 2**32)
     if not study.trials:  # the settings given come first, so the leaderboard shows what the search adds
         given = _with_sized_settings(config)
         start = {d.name: getattr(given, d.name) for d in search if d.contains(getattr(given, d.name))}
