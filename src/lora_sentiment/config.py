@@ -10,7 +10,7 @@ from typing import Any, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from .errors import UserError
+from .errors import UserError, format_validation_error
 from .problems.base import REGISTRY as PROBLEM_TYPES
 
 # The tutorial's unseen reviews, predicted before and after training on IMDB (data/examples.py: other data's own).
@@ -353,17 +353,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def format_validation_error(error: ValidationError) -> str:
-    """One line per problem, naming the flag rather than the field."""
-    parts = []
-    for item in error.errors():
-        field = ".".join(str(loc) for loc in item["loc"]) or "config"
-        flag = "--" + field.replace("_", "-") if item["loc"] else "config"
-        message = item["msg"].removeprefix("Value error, ")
-        parts.append(f"{flag}: {message}" if item["loc"] else message)
-    return "; ".join(parts)
-
-
 def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
@@ -396,4 +385,4 @@ def build_config(
     try:
         return TrainConfig(**values)
     except ValidationError as exc:
-        raise UserError(format_validation_error(exc)) from None
+        raise UserError(format_validation_error(exc, TrainConfig.model_fields)) from None

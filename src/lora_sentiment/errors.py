@@ -1,5 +1,11 @@
 """The one exception type the CLI turns into a one-line message and a non-zero exit."""
 
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from typing import Any
+
 
 class UserError(Exception):
     """Bad input or an environment problem the user can fix; the message names the fix."""
@@ -15,3 +21,18 @@ def one_line(text: str) -> str:
     """A message as one printable line: line breaks and other control characters in it (from a column name or a
     label of the user's data, say) written as escapes."""
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
+def format_validation_error(error: Any, fields: Iterable[str] = ()) -> str:
+    """A pydantic ValidationError in one line, a part per problem, naming the flag rather than the field; a name
+    that is no option (from a --config file or a Python keyword) gets the nearest of `fields`, the model's."""
+    parts = []
+    for item in error.errors():
+        field = ".".join(str(loc) for loc in item["loc"]) or "config"
+        flag = "--" + field.replace("_", "-") if item["loc"] else "config"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(field, list(fields), n=1)
+            message = "no such option" + (f"; did you mean --{close[0].replace('_', '-')}?" if close else "")
+        parts.append(f"{flag}: {message}" if item["loc"] else message)
+    return "; ".join(parts)

@@ -20,7 +20,6 @@ from pydantic import ValidationError
 from tqdm.auto import tqdm
 
 from ..atomic import staged_file
-from ..config import format_validation_error
 from ..data.tables import (
     INPUT_FORMATS,
     OUTPUT_FORMATS,
@@ -32,7 +31,7 @@ from ..data.tables import (
     total_rows,
     write_chunk,
 )
-from ..errors import UserError
+from ..errors import UserError, format_validation_error
 from ..export.compiled import count_predicted
 from ..measure import Stages
 from ..opening import job_target, open_predictor, records
@@ -158,7 +157,7 @@ def split_options(options: FileOptions | None, load: LoadOptions | None, given: 
         load_given = {k: v for k, v in given.items() if k not in FileOptions.model_fields}
         return options or FileOptions(**file_given), load or LoadOptions(**load_given)
     except ValidationError as exc:
-        raise UserError(format_validation_error(exc)) from None
+        raise UserError(format_validation_error(exc, [*FileOptions.model_fields, *LoadOptions.model_fields])) from None
 
 
 def _resolved(model: Predictor | PredictorSet | Target, load: LoadOptions, rows: int | None) -> tuple[Any, LoadOptions]:

@@ -15,8 +15,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticUndefined
 
 from ..atomic import check_writable
-from ..config import format_validation_error
-from ..errors import UserError
+from ..errors import UserError, format_validation_error
 
 
 def flag(name: str) -> str:
@@ -56,7 +55,7 @@ def build(model: type[BaseModel], values: dict[str, Any]) -> Any:
     try:
         return model(**values)
     except ValidationError as exc:
-        raise UserError(format_validation_error(exc)) from None
+        raise UserError(format_validation_error(exc, model.model_fields)) from None
 
 
 def from_args(args: argparse.Namespace, model: type[BaseModel]) -> Any:

@@ -13,9 +13,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..atomic import check_writable, staged
-from ..config import format_validation_error
 from ..data.loading import check_source
-from ..errors import UserError
+from ..errors import UserError, format_validation_error
 from ..options import ExportOptions
 from ..problems.space import LabelSpace
 from ..runs.run import EXPORT_CARD_FILE, EXPORT_INFO_FILE, Run
@@ -32,7 +31,7 @@ def export_run(
     try:
         options = options or ExportOptions(**given)
     except ValidationError as exc:
-        raise UserError(format_validation_error(exc)) from None
+        raise UserError(format_validation_error(exc, ExportOptions.model_fields)) from None
     chosen, run = check_export_settings(run_dir, out_dir, options)
     run_dir, out_dir = Path(run_dir), Path(out_dir).expanduser()
     prepared = chosen.prepare(run, options)  # read before the model loads: a bad file fails at once

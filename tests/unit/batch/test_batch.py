@@ -91,6 +91,8 @@ def test_parquet_output_joins_chunks_whose_columns_differ(tmp_path, reviews, tra
     rows[5]["score"], rows[6]["note"], rows[7] = 2.5, "seen twice", {"text": "   ", "score": 7}
     source, target = tmp_path / "in.jsonl", tmp_path / "out.parquet"
     source.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    with pytest.raises(UserError, match=r"--chunksize: no such option; did you mean --chunk-size\?"):
+        predict_file(trained_classifier, str(source), str(target), chunksize=3)  # pandas' spelling
     summary = predict_file(trained_classifier, str(source), str(target), chunk_size=3, progress=False)
     assert (summary.rows, summary.predicted, summary.skipped_empty) == (8, 7, 1)
     out = pd.read_parquet(target)

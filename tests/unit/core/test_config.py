@@ -68,6 +68,11 @@ def test_bad_config_files(tmp_path: Path):
     with pytest.raises(UserError, match="unknown --preset"):
         build_config(preset="nope")
     assert set(PRESETS) == {"imdb-truncated"}
+    typo = tmp_path / "typo.yaml"  # pydantic said only "Extra inputs are not permitted"
+    typo.write_text("learning_rat: 0.001\nfoo: 1\n")
+    with pytest.raises(UserError, match=r"^--learning-rat: no such option; did you mean --learning-rate\?; "
+                                        r"--foo: no such option$"):  # fmt: skip
+        build_config(config_file=typo)
 
 
 def test_base_dropout_keep():
