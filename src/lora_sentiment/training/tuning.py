@@ -161,6 +161,7 @@ class _Objective:
 
         drawn = {d.name: d.suggest(trial) for d in self.search}
         settings = ", ".join(f"{k}={short(v)}" for k, v in drawn.items())
+        trial.set_user_attr("process", f"{socket.gethostname()}:{os.getpid()}")  # who ran it, in a shared study
         same = _same_settings(trial, drawn)
         if same is not None:
             # Training is seeded, so the same settings give the same run: its result is taken, not trained twice
@@ -171,7 +172,6 @@ class _Objective:
             return float(same.value)
         run_dir = self.folder / TRIALS_DIR / f"trial-{trial.number:04d}"
         trial.set_user_attr("run_dir", str(run_dir))
-        trial.set_user_attr("process", f"{socket.gethostname()}:{os.getpid()}")  # who ran it, in a shared study
         self.log(f"Trial {trial.number}: {settings}")
         # --folds would multiply every trial by K; a trial is scored on the evaluation split, as tune compares them.
         values = {**self.config.model_dump(), **drawn, "output_dir": str(run_dir), "overwrite": True, "resume": False,
