@@ -149,10 +149,8 @@ def text_list(texts: Iterable[str]) -> list[str]:
 
 def _check_texts(texts: Sequence[str]) -> None:
     """Every prediction's texts pass here (Python API, files, serve). A bare string would be predicted a
-    character at a time, and None would fail deep in the tokenizer."""
-    if isinstance(texts, (str, bytes)):
-        raise TypeError("texts must be a list of strings, not one string: predict([text])")
-    for number, text in enumerate(texts):
+    character at a time (text_list refuses it), and None would fail deep in the tokenizer."""
+    for number, text in enumerate(text_list(texts)):
         if not isinstance(text, str):
             raise TypeError(f"texts must be strings: texts[{number}] is {type(text).__name__} ({str(text)[:40]})")
 
