@@ -6,7 +6,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO
 
@@ -91,3 +91,62 @@ def staged_file(target: Path) -> Iterator[IO[str]]:
     """A text file written beside `target` under a hidden name and renamed over it only when the block ends."""
     with staged_path(target) as temporary, open(temporary, "w", encoding="utf-8", newline="") as handle:
         yield handle
+
+
+@contextmanager
+def claimed(final: Path, flag: str) -> Iterator[None]:
+    """`final` written by this process alone while the block runs. Two commands given the same place (the same
+    command started twice, two terminals) would otherwise both pass the settings checks and then interleave their
+    checkpoints and swap in each other's files; the second one ends at once, in one line, instead. An OS lock
+    (`flock`) on the hidden `.NAME.lock` beside `final`: the kernel drops it when its process dies, so a killed run
+    leaves no stale claim for the next one to trip on. Folders made to hold the lock go again if still empty.
+    Nothing is claimed where the OS has no `fcntl` (Windows) or the folder cannot take the lock file (the command's
+    own checks then name what is wrong with the place)."""
+    final = final.expanduser().absolute()
+    lock = final.with_name(f".{final.name}.lock")
+    made = [folder for folder in [final.parent, *final.parent.parents] if not folder.exists()]
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        handle, holder = _lock(lock)
+    except (ImportError, OSError):
+        handle, holder = None, None
+    if holder is not None:
+        _remove_empty(made)
+        raise UserError(
+            f"{flag} {final} is being written by another lora-sentiment command"
+            + (f" (process {holder})" if holder else "")
+            + f"; wait for it to end or choose another {flag}"
+        )
+    try:
+        yield
+    finally:
+        if handle is not None:
+            lock.unlink(missing_ok=True)  # while still held, so the next claimant opens a fresh file
+            os.close(handle)
+        _remove_empty(made)
+
+
+def _lock(lock: Path) -> tuple[int | None, str | None]:
+    """(the open, locked file, None), or (None, the pid written in it) where another process holds it."""
+    import fcntl
+
+    while True:
+        handle = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(handle, 32).decode("ascii", "replace").strip()
+            os.close(handle)
+            return None, holder
+        with suppress(FileNotFoundError):
+            if os.stat(lock).st_ino == os.fstat(handle).st_ino:
+                os.ftruncate(handle, 0)
+                os.write(handle, str(os.getpid()).encode())
+                return handle, None
+        os.close(handle)  # its holder removed the file between our open and our lock: claim the new one
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in folders:  # deepest first
+        with suppress(OSError):
+            folder.rmdir()

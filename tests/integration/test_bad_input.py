@@ -3,6 +3,7 @@ or a documented recovery (dropped rows counted, a clipped length logged) — nev
 
 import json
 import math
+import os
 
 import pandas as pd
 import pytest
@@ -588,3 +589,33 @@ def test_a_place_that_cannot_be_written_is_refused_before_the_work(tmp_path, tra
         where = audits if argv[-1] == str(audits) else tmp_path
         assert last.startswith(f"lora-sentiment: error: {flag} ") and f"cannot write in {where} (Permission" in last
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
+
+
+def test_a_place_another_command_is_writing_is_refused_before_the_work(tmp_path, trained_run, tiny_distilbert, capsys,
+                                                                        monkeypatch):  # fmt: skip
+    """The same command started twice on one --output-dir passed every check in both and then interleaved two runs'
+    checkpoints and files: the second now ends at once, in one line, and writes nothing."""
+    from lora_sentiment.atomic import claimed
+
+    monkeypatch.setattr(
+        "lora_sentiment.training.recipe.load_labeled_data", lambda *a, **k: pytest.fail("data was read")
+    )
+    monkeypatch.setattr("lora_sentiment.modeling.model.load_run_model", lambda *a, **k: pytest.fail("model loaded"))
+    texts = _write(tmp_path, "texts.csv", _rows())
+    out = tmp_path / "out"
+    for argv, flag in [
+        (["train", "--model", tiny_distilbert, "--data", str(texts), "--output-dir", str(out)], "--output-dir"),
+        (["train", "--model", tiny_distilbert, "--data", str(texts), "--output-dir", str(out), "--folds", "2"],
+         "--output-dir"),
+        (["export", str(trained_run), str(out), "--format", "onnx"], "OUT_DIR"),
+        (["audit", "--model", tiny_distilbert, "--data", str(texts), "--output-dir", str(out)], "--output-dir"),
+    ]:  # fmt: skip
+        with claimed(out, flag):
+            before = sorted(p.name for p in tmp_path.iterdir())
+            assert main(argv) == 2, argv
+            assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written, the holder's lock kept
+        err = capsys.readouterr().err.strip()
+        assert err == (
+            f"lora-sentiment: error: {flag} {out} is being written by another lora-sentiment command (process "
+            f"{os.getpid()}); wait for it to end or choose another {flag}"
+        ), err

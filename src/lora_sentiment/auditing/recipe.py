@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import check_writable, staged_file
+from ..atomic import check_writable, claimed, staged_file
 from ..config import TrainConfig
 from ..data.duplicates import few_words
 from ..errors import UserError
@@ -105,8 +105,9 @@ def audit(config: TrainConfig, options: AuditOptions | None = None, *, log: Log 
     """Audit `config.data`'s training split with `config`'s train settings; write into `config.output_dir`.
     `given`: AuditOptions' fields, as keywords."""
     config, options = train_config(config), options or AuditOptions(**given)
-    check_audit(config, options)
-    return AuditRecipe(config, options, log).run()
+    with claimed(Path(config.output_dir), "--output-dir"):  # the folds resume from it: one audit at a time
+        check_audit(config, options)
+        return AuditRecipe(config, options, log).run()
 
 
 class AuditRecipe:

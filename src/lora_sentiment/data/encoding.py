@@ -147,6 +147,21 @@ def text_list(texts: Iterable[str]) -> list[str]:
     return texts if isinstance(texts, list) else list(texts)
 
 
+def answerable(texts: Iterable[str]) -> list[str]:
+    """text_list, refusing a blank text: `predict` and `explain` would label it with the model's guess about nothing
+    (`predict --text` and `serve` refuse it too; a file's blank rows get empty fields). `predict_scores` scores any
+    string, as scikit-learn's `predict_proba` would."""
+    texts = text_list(texts)
+    blank = [number for number, text in enumerate(texts) if isinstance(text, str) and is_blank(text)]
+    if blank:
+        more = f" (and {len(blank) - 1} more)" if len(blank) > 1 else ""
+        raise ValueError(
+            f"texts[{blank[0]}]{more} is blank: there is nothing to label; drop blank texts first (predict_file "
+            "writes their rows back with empty prediction fields)"
+        )
+    return texts
+
+
 def _check_texts(texts: Sequence[str]) -> None:
     """Every prediction's texts pass here (Python API, files, serve). A bare string would be predicted a
     character at a time (text_list refuses it), and None would fail deep in the tokenizer."""

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..atomic import check_writable, staged
+from ..atomic import check_writable, claimed, staged
 from ..data.loading import check_source
 from ..errors import UserError, format_validation_error
 from ..options import ExportOptions
@@ -32,8 +32,12 @@ def export_run(
         options = options or ExportOptions(**given)
     except ValidationError as exc:
         raise UserError(format_validation_error(exc, ExportOptions.model_fields)) from None
+    with claimed(Path(out_dir), "OUT_DIR"):  # two exports to one place would share a staging folder
+        return _export(Path(run_dir), Path(out_dir).expanduser(), options, log)
+
+
+def _export(run_dir: Path, out_dir: Path, options: ExportOptions, log: Log) -> Path:
     chosen, run = check_export_settings(run_dir, out_dir, options)
-    run_dir, out_dir = Path(run_dir), Path(out_dir).expanduser()
     prepared = chosen.prepare(run, options)  # read before the model loads: a bad file fails at once
     from ..modeling.model import load_run_model  # torch: only once the settings are known to be good
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..data.encoding import text_list
+from ..data.encoding import answerable
 from ..options import EvalOptions, LoadOptions, LongText
 from ..problems.abstention import Abstention
 from ..problems.outputs import Prediction, predictions
@@ -91,7 +91,7 @@ class PredictorBase:
         return self.predict_scores(texts, batch_size)
 
     def predict(self, texts: Iterable[str], batch_size: int | None = None) -> list[Prediction]:
-        texts = text_list(texts)
+        texts = answerable(texts)
         return predictions(texts, self.predict_scores(texts, batch_size), self.space, self.abstention)
 
     def evaluate(self, data: str, options: EvalOptions | None = None, **given: Any) -> dict[str, Any]:

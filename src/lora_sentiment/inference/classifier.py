@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data.encoding import TextEncoder, mean_by_text, padded_batch, text_list
+from ..data.encoding import TextEncoder, answerable, mean_by_text, padded_batch, text_list
 from ..modeling.device import (
     CPU_BATCH,
     TORCH_DTYPES,
@@ -193,7 +193,7 @@ class Classifier(PredictorBase):
         `abstention`: the rule to mark answers by [the classifier's]."""
         from .explain import STEPS, explain
 
-        texts = text_list(texts)
+        texts = answerable(texts)
         scores = self.predict_scores(texts)
         made = predictions(texts, scores, self.space, abstention or self.abstention)
         why = explain(self, texts, method=method, target=label, steps=steps or STEPS, scores=scores)

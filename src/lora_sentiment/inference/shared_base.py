@@ -13,7 +13,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from ..data.encoding import TextEncoder, mean_by_text, text_list
+from ..data.encoding import TextEncoder, answerable, mean_by_text, text_list
 from ..errors import UserError, first_line
 from ..modeling.device import (
     CPU_BATCH,
@@ -189,7 +189,7 @@ class ClassifierSet:
     def predict(
         self, texts: Iterable[str], model: str | None = None, batch_size: int | None = None
     ) -> list[Prediction]:
-        texts = text_list(texts)
+        texts = answerable(texts)
         space = self.member(model).run.space
         return predictions(texts, self.predict_scores(texts, model, batch_size), space, self.abstention)
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from ..atomic import check_writable, fresh_staging_dir, replace_dir
+from ..atomic import check_writable, claimed, fresh_staging_dir, replace_dir
 from ..config import TrainConfig, build_config
 from ..errors import UserError, first_line
 from ..problems.space import LabelSpace
@@ -295,6 +296,11 @@ class RunWorkspace:
         self.final = final
         self.checkpoints = final.with_name(f".{final.name}.checkpoints")
         self.tensorboard_dir = self.checkpoints / TENSORBOARD_DIR
+
+    def claimed(self, active: bool = True) -> AbstractContextManager[None]:
+        """The output dir kept to this process from the settings checks to the swap (atomic.claimed); under
+        torchrun only rank 0, which writes, claims it."""
+        return claimed(self.final, "--output-dir") if active else nullcontext()
 
     def prepare(self, requested: TrainConfig) -> Path | None:
         """The checkpoint to resume from (None: start fresh), after refusing what must not be overwritten.

@@ -96,15 +96,16 @@ def train(
     `callbacks`: extra TrainerCallbacks (tune's pruning reporter is one); `step_lines`: the Trainer's loss and
     evaluation lines on stdout (the runs inside `audit`, `--folds` and `tune` summarise themselves instead)."""
     recipe = TrainRecipe(train_config(config, settings), log, step_lines=step_lines)
-    recipe.setup()
-    folders = (recipe.workspace.tensorboard_dir, recipe.workspace.final)
-    with tracked(recipe.model.config, folders, recipe.main_process) as trackers:
-        recipe.fit([*callbacks, *trackers.callbacks])
-        recipe.cross_validate()
-        recipe.report()
-        if recipe.main_process:
-            recipe.publish()
-            trackers.finish(recipe.model.config, recipe.final, recipe.baseline, ok=True)
+    with recipe.workspace.claimed(recipe.main_process):
+        recipe.setup()
+        folders = (recipe.workspace.tensorboard_dir, recipe.workspace.final)
+        with tracked(recipe.model.config, folders, recipe.main_process) as trackers:
+            recipe.fit([*callbacks, *trackers.callbacks])
+            recipe.cross_validate()
+            recipe.report()
+            if recipe.main_process:
+                recipe.publish()
+                trackers.finish(recipe.model.config, recipe.final, recipe.baseline, ok=True)
     distributed.barrier()  # rank 0 saves; the run is complete for every rank when it is done
     return TrainResult(recipe.workspace.final, recipe.metrics, recipe.space, recipe.stages.seconds)
 

@@ -117,3 +117,9 @@ def test_a_slow_tokenizer_is_named_in_one_line(classifier):
     with pytest.raises(UserError, match="fast tokenizer"):
         check_explainable(slow, "integrated-gradients", None)
     check_explainable(classifier, "occlusion", "Positive")  # the run's own: fine
+
+
+def test_a_blank_text_is_refused_before_any_explanation_is_computed(classifier, monkeypatch):
+    monkeypatch.setattr("lora_sentiment.inference.explain.explain", lambda *a, **k: pytest.fail("explained"))
+    with pytest.raises(ValueError, match=r"texts\[0\] is blank"):
+        classifier.explain(["\t", "A fine film."])

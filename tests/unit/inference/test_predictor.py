@@ -46,6 +46,10 @@ def _refuses_what_is_not_a_list_of_texts(predictor) -> None:
         predictor.predict(TEXTS[0])
     with pytest.raises(TypeError, match=r"texts\[1\] is NoneType"):
         predictor.predict_scores([TEXTS[0], None])
+    # A blank text was labelled with the model's guess about nothing, which `predict --text` and serve refuse.
+    with pytest.raises(ValueError, match=r"texts\[1\] \(and 1 more\) is blank: there is nothing to label"):
+        predictor.predict([TEXTS[0], " \u3000\n", "", TEXTS[1]])
+    assert predictor.predict_scores([TEXTS[0], ""]).shape[0] == 2  # scores answer any string, as predict_proba's
 
 
 def _reads_any_iterable_of_texts_once(predictor) -> None:

@@ -1,0 +1,74 @@
+"""atomic.claimed: one writer per output place, and no stale claim after a crash."""
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lora_sentiment.atomic import claimed
+from lora_sentiment.errors import UserError
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from lora_sentiment.atomic import claimed
+with claimed(Path(sys.argv[1]), "--output-dir"):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+def _holder(place: Path) -> subprocess.Popen:
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(place)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_place_held_by_another_process_is_refused_naming_it_and_freed_when_it_is_killed(tmp_path):
+    place = tmp_path / "runs" / "imdb"
+    holder = _holder(place)
+    try:
+        with pytest.raises(UserError, match=rf"--output-dir .*imdb is being written by .*\(process {holder.pid}\)"):
+            with claimed(place, "--output-dir"):
+                pytest.fail("claimed twice")
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)  # a crash: the lock file stays, its lock does not
+        holder.wait()
+    assert (tmp_path / "runs" / ".imdb.lock").exists()
+    with claimed(place, "--output-dir"):
+        assert (tmp_path / "runs" / ".imdb.lock").read_text() == str(os.getpid())
+    assert list((tmp_path / "runs").iterdir()) == []  # released: the lock file goes
+
+
+def test_a_claim_removes_the_folders_it_made_to_hold_its_lock_unless_they_were_filled(tmp_path):
+    with claimed(tmp_path / "a" / "b" / "out", "OUT_DIR"):
+        assert (tmp_path / "a" / "b" / ".out.lock").is_file()
+    assert list(tmp_path.iterdir()) == []
+    with claimed(tmp_path / "a" / "b" / "out", "OUT_DIR"):
+        (tmp_path / "a" / "b" / "out").mkdir()
+    assert [p.name for p in (tmp_path / "a" / "b").iterdir()] == ["out"]
+
+
+def test_the_same_place_claimed_twice_in_one_process_is_refused_and_the_first_claim_kept(tmp_path):
+    place = tmp_path / "out"
+    with claimed(place, "--output-dir"):
+        with pytest.raises(UserError, match="another lora-sentiment command"):
+            with claimed(place, "--output-dir"):
+                pass
+        assert (tmp_path / ".out.lock").is_file()  # the refused claim did not remove the holder's file
+    assert not (tmp_path / ".out.lock").exists()
+
+
+def test_a_folder_that_cannot_take_the_lock_file_leaves_the_verdict_to_the_commands_checks(tmp_path, monkeypatch):
+    import lora_sentiment.atomic
+
+    def refused(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(lora_sentiment.atomic.os, "open", refused)
+    with claimed(tmp_path / "out", "--output-dir"):
+        ran = True
+    assert ran and list(tmp_path.iterdir()) == []
