@@ -102,7 +102,7 @@ def claimed(final: Path, flag: str) -> Iterator[None]:
     leaves no stale claim for the next one to trip on. Folders made to hold the lock go again if still empty.
     Nothing is claimed where the OS has no `fcntl` (Windows) or the folder cannot take the lock file (the command's
     own checks then name what is wrong with the place)."""
-    final = final.expanduser().absolute()
+    given, final = final, final.expanduser().absolute()
     lock = final.with_name(f".{final.name}.lock")
     made = [folder for folder in [final.parent, *final.parent.parents] if not folder.exists()]
     try:
@@ -113,7 +113,7 @@ def claimed(final: Path, flag: str) -> Iterator[None]:
     if holder is not None:
         _remove_empty(made)
         raise UserError(
-            f"{flag} {final} is being written by another lora-sentiment command"
+            f"{flag} {given} is being written by another lora-sentiment command"
             + (f" (process {holder})" if holder else "")
             + f"; wait for it to end or choose another {flag}"
         )

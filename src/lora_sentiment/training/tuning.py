@@ -56,9 +56,7 @@ def tune(
         pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0),
     )  # fmt: skip
     _check_same_search(study, config, search, metric)
-    # Seeded by the trials already there: a study continued (the same command again) with the seed alone drew the
-    # first call's settings again, whose run was already trained.
-    study.sampler = optuna.samplers.TPESampler(seed=(config.seed + len(study.trials)) % 2**32)
+    study.sampler = optuna.samplers.TPESampler(seed=config.seed)  # each trial reseeds it by its number (draw)
     if not study.trials:  # the settings given come first, so the leaderboard shows what the search adds
         given = _with_sized_settings(config)
         start = {d.name: getattr(given, d.name) for d in search if d.contains(getattr(given, d.name))}
@@ -137,6 +135,17 @@ def _state(study: Any, number: int) -> str:
     return next(t.state.name for t in study.get_trials(deepcopy=False) if t.number == number)
 
 
+def draw(trial: Any, search: list[Dimension], seed: int) -> dict[str, Any]:
+    """The trial's settings, drawn by a sampler seeded with its number. Two processes that start on one study
+    together see the same finished trials, so one seed each drew the same settings, and both trained them side by
+    side; trial numbers are the storage's own, unique across processes, and one process still draws as
+    reproducibly as before. (TPE draws every setting here, in `suggest`, not when the trial is asked for.)"""
+    import optuna
+
+    trial.study.sampler = optuna.samplers.TPESampler(seed=(seed + trial.number) % 2**32)
+    return {d.name: d.suggest(trial) for d in search}
+
+
 class _Objective:
     """One trial: the drawn settings on top of `config`, trained for real in OUT/trials/trial-NNNN."""
 
@@ -159,7 +168,7 @@ class _Objective:
 
         from .recipe import train
 
-        drawn = {d.name: d.suggest(trial) for d in self.search}
+        drawn = draw(trial, self.search, self.config.seed)
         settings = ", ".join(f"{k}={short(v)}" for k, v in drawn.items())
         trial.set_user_attr("process", f"{socket.gethostname()}:{os.getpid()}")  # who ran it, in a shared study
         same = _same_settings(trial, drawn)

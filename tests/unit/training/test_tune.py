@@ -388,3 +388,22 @@ def test_two_processes_starting_a_fresh_study_queue_the_given_settings_once(tmp_
     assert [p.returncode for p in processes] == [0, 0], [e[-2000:] for e in errors]
     trials = _study(tmp_path, "fresh").trials
     assert [t.state.name for t in trials] == ["WAITING"] and trials[0].system_attrs["fixed_params"] == {"x": 1}
+
+
+def test_two_processes_starting_one_study_together_draw_different_settings(tmp_path):
+    """Each process seeded its sampler alike and saw the same (no) trials, so both drew the same learning rate and
+    trained the same run side by side; each trial now draws from its own number, which the storage hands out once."""
+    from lora_sentiment.training.search_space import parse_search
+    from lora_sentiment.training.tuning import draw
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    optuna.create_study(study_name="s", storage=url)
+    search = parse_search(["learning_rate=1e-4:3e-3:log", "lora_r=4,8,16,32"])
+    processes = [optuna.load_study(study_name="s", storage=url) for _ in "ab"]
+    for study in processes:
+        study.sampler = optuna.samplers.TPESampler(seed=0)
+    trials = [study.ask() for study in processes]
+    drawn = [draw(trial, search, seed=0) for trial in trials]
+    assert [t.number for t in trials] == [0, 1] and drawn[0] != drawn[1]
+    again = optuna.create_study()  # alone, the same seed draws the same settings for the same trial number
+    assert draw(again.ask(), search, seed=0) == drawn[0]
