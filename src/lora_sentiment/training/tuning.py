@@ -183,8 +183,10 @@ class _Objective:
         trial.set_user_attr("run_dir", str(run_dir))
         self.log(f"Trial {trial.number}: {settings}")
         # --folds would multiply every trial by K; a trial is scored on the evaluation split, as tune compares them.
+        # The example tables before and after training, two a trial, buried the leaderboard; best_config.yaml keeps
+        # the examples given, so `train --config` shows them for the run chosen.
         values = {**self.config.model_dump(), **drawn, "output_dir": str(run_dir), "overwrite": True, "resume": False,
-                  "folds": None}  # fmt: skip
+                  "folds": None, "examples": []}  # fmt: skip
         reporter = _EpochReporter(trial, self.metric)
         result = train(TrainConfig(**values), log=_indented(self.log), callbacks=[reporter], step_lines=False)
         if _state(trial.study, trial.number) != "RUNNING":

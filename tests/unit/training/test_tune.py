@@ -88,7 +88,10 @@ def test_settings_drawn_again_take_the_finished_trials_result(base, capsys):
     assert all(t.state.name == "COMPLETE" for t in study.trials)
     assert [t.value for t in study.trials[2:]] == [t.value for t in study.trials[:2]]
     assert "run_dir" not in study.trials[2].user_attrs and "run_dir" not in study.trials[3].user_attrs
-    assert capsys.readouterr().out.count("not trained again") == 2
+    out = capsys.readouterr().out
+    assert out.count("not trained again") == 2
+    assert "predictions:" not in out  # no example tables a trial (the base config gives one example)
+    assert yaml.safe_load((folder / "best_config.yaml").read_text())["examples"] == ["Good."]
     rows = {int(r["trial"]): r["state"] for r in csv.DictReader(open(folder / "leaderboard.csv"))}
     assert rows == {0: "complete", 1: "complete", 2: "same as 0", 3: "same as 1"}
     best = min(study.trials[:2], key=lambda t: (t.value, t.number))
