@@ -22,6 +22,7 @@ from ..problems.targets import (
     combine_label_columns,
     detect_problem_type,
     encode_targets,
+    one_item_lists,
     shown_label,
 )
 from .loading import load_splits
@@ -235,6 +236,9 @@ def _encoded_train(
     )
     if config.problem_type == "auto" and problem_type(kind).claimed_because:
         log(f"Problem type: {kind}, as {problem_type(kind).claimed_because} (--problem-type auto).")
+        if kind == "multi-label" and one_item_lists(train.data.column("label")):
+            log("Every text has exactly one tag: if they exclude each other, --problem-type single-label trains one "
+                "choice among them instead of a yes or no for each.")  # fmt: skip
     names = config.label_columns or config.label_names
     if problem_type(kind).named_after_column:
         names = names or [config.label_column]

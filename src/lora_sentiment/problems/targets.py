@@ -64,6 +64,14 @@ def detect_problem_type(
     return "single-label"
 
 
+def one_item_lists(column: Any) -> bool:
+    """A list column with exactly one item in every row."""
+    if not (pa.types.is_list(column.type) or pa.types.is_large_list(column.type)) or len(column) == 0:
+        return False
+    lengths = pc.list_value_length(column)
+    return lengths.null_count == 0 and pc.all(pc.equal(lengths, 1)).as_py()
+
+
 def encode_targets(
     ds: Any,
     name: str,
@@ -77,8 +85,10 @@ def encode_targets(
     run), labels are matched to its names; without, the names are read off this split."""
     names = space.names if space is not None else None
     feature = ds.features["label"]
-    # Classes, a tag list's items (JSONL / Parquet) or tags joined in strings (names); 0/1 columns say neither.
-    given_as = given_as_of({"single-label": feature, "multi-label": getattr(feature, "feature", feature)}.get(name))
+    # Classes (one-item lists' items too), a tag list's items (JSONL / Parquet) or tags joined in strings (names);
+    # 0/1 columns say neither.
+    classes = name in ("single-label", "multi-label")
+    given_as = given_as_of(getattr(feature, "feature", feature)) if classes else None
     if space is not None and given_as == "ids" and space.given_as in ("names", UNRECORDED):
         ids_against_names(where, space.names, "class" if name == "single-label" else "tag", space.given_as == "names")
     ds, names = problem_type(name).encode(ds, where, names=names, given_names=given_names, separator=separator)
@@ -105,13 +115,17 @@ def encode_labels(ds: Any, where: str, names: Sequence[str] | None = None, given
 
     column = ds.data.column("label")
     refuse_missing_labels(column, where)
+    if one_item_lists(column):  # one class a text, stored as lists (as many datasets on the Hub keep them)
+        ds = ds.map(lambda batch: {"label": [items[0] for items in batch["label"]]}, batched=True)
+        return encode_labels(ds, where, names, given_names)
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
         ds, names = _encode_label_names(ds, column, where, names)
     elif pa.types.is_integer(column.type) or pa.types.is_floating(column.type) or pa.types.is_boolean(column.type):
         names = _check_label_ids(column, where, names, given_names)
         ds = ds.cast_column("label", datasets.Value("int64"))
     else:
-        lists = "several labels per text: use --problem-type multi-label, or " if pa.types.is_list(column.type) else ""
+        lists = "several labels per text: use --problem-type multi-label, or " if pa.types.is_list(column.type) or \
+            pa.types.is_large_list(column.type) else ""  # fmt: skip
         raise UserError(f"label column in {where} holds {column.type}; {lists}use integers or strings")
     if given_names is not None and len(given_names) != len(names):
         raise UserError(f"--label-names gives {len(given_names)} names but the data has {len(names)} labels")

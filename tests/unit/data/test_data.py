@@ -195,6 +195,32 @@ def test_tag_lists_written_as_text_in_a_csv_are_read_as_lists(tmp_path):
     assert load_labeled_data(_config(bracketed), log=_quiet).space.names == ["[HAM]", "[SPAM]"]
 
 
+def test_one_class_a_text_stored_as_one_item_lists(tmp_path, frame):
+    """Many hub datasets keep one class a text as a list of one: auto still reads lists as tags, and says that a
+    text had exactly one; --problem-type single-label read them as classes (it refused any list before)."""
+    frame = frame.assign(label=[["pos"] if label else ["neg"] for label in frame.label])
+    for suffix in (".jsonl", ".parquet"):
+        path = _write(frame, tmp_path / f"one{suffix}")
+        messages = []
+        tags = load_labeled_data(_config(path), log=messages.append)
+        assert tags.space.problem_type == "multi-label"
+        assert any("exactly one tag" in m and "--problem-type single-label" in m for m in messages), messages
+        classes = load_labeled_data(_config(path, problem_type="single-label", eval_data=str(path)), log=_quiet)
+        assert classes.space.problem_type == "single-label" and classes.space.names == ["neg", "pos"]
+        assert classes.space.given_as == "names"
+        assert np.asarray(classes.eval["label"]).tolist() == [0 if items == ["neg"] else 1 for items in frame.label]
+    two = _write(frame.assign(label=[["pos", "neg"]] + list(frame.label[1:])), tmp_path / "two.jsonl")
+    assert not any("exactly one tag" in m for m in _messages(_config(two)))
+    with pytest.raises(UserError, match="several labels per text: use --problem-type multi-label"):
+        load_labeled_data(_config(two, problem_type="single-label"), log=_quiet)
+
+
+def _messages(config) -> list[str]:
+    messages = []
+    load_labeled_data(config, log=messages.append)
+    return messages
+
+
 def test_a_folder_of_split_files_loads_as_its_splits(tmp_path, frame):
     """train.csv beside validation.jsonl (the shared imdb-sample layout), or a cloned hub repository's shards in
     data/: each file its split, the held-out one evaluated on, as a hub dataset's would be."""
