@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO
@@ -94,20 +95,29 @@ def staged_file(target: Path) -> Iterator[IO[str]]:
 
 
 @contextmanager
-def claimed(final: Path, flag: str) -> Iterator[None]:
+def claimed(final: Path, flag: str, wait: Callable[[str], None] | None = None) -> Iterator[None]:
     """`final` written by this process alone while the block runs. Two commands given the same place (the same
     command started twice, two terminals) would otherwise both pass the settings checks and then interleave their
-    checkpoints and swap in each other's files; the second one ends at once, in one line, instead. An OS lock
-    (`flock`) on the hidden `.NAME.lock` beside `final`: the kernel drops it when its process dies, so a killed run
-    leaves no stale claim for the next one to trip on. Folders made to hold the lock go again if still empty.
-    Nothing is claimed where the OS has no `fcntl` (Windows) or the folder cannot take the lock file (the command's
-    own checks then name what is wrong with the place)."""
+    checkpoints and swap in each other's files; the second one ends at once, in one line, instead, or with `wait`
+    (told the holder's pid) waits for the first to finish (a cache both would build: the second reads the first's).
+    An OS lock (`flock`) on the hidden `.NAME.lock` beside `final`: the kernel drops it when its process dies, so a
+    killed run leaves no stale claim for the next one to trip on. A thread may claim again what it holds (a compile
+    calls `export_run`, which claims its folder). Folders made to hold the lock go again if still empty. Nothing is
+    claimed where the OS has no `fcntl` (Windows) or the folder cannot take the lock file (the command's own checks
+    then name what is wrong with the place)."""
     given, final = final, final.expanduser().absolute()
+    held = _held.__dict__.setdefault("paths", set())
+    if final in held:
+        yield
+        return
     lock = final.with_name(f".{final.name}.lock")
     made = [folder for folder in [final.parent, *final.parent.parents] if not folder.exists()]
     try:
         lock.parent.mkdir(parents=True, exist_ok=True)
-        handle, holder = _lock(lock)
+        handle, holder = _lock(lock, blocking=False)
+        if holder is not None and wait is not None:
+            wait(holder)
+            handle, holder = _lock(lock, blocking=True)
     except (ImportError, OSError):
         handle, holder = None, None
     if holder is not None:
@@ -117,23 +127,28 @@ def claimed(final: Path, flag: str) -> Iterator[None]:
             + (f" (process {holder})" if holder else "")
             + f"; wait for it to end or choose another {flag}"
         )
+    held.add(final)
     try:
         yield
     finally:
+        held.discard(final)
         if handle is not None:
             lock.unlink(missing_ok=True)  # while still held, so the next claimant opens a fresh file
             os.close(handle)
         _remove_empty(made)
 
 
-def _lock(lock: Path) -> tuple[int | None, str | None]:
-    """(the open, locked file, None), or (None, the pid written in it) where another process holds it."""
+_held = threading.local()  # the places this thread has claimed
+
+
+def _lock(lock: Path, blocking: bool) -> tuple[int | None, str | None]:
+    """(the open, locked file, None), or (None, the pid written in it) where another process or thread holds it."""
     import fcntl
 
     while True:
         handle = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.read(handle, 32).decode("ascii", "replace").strip()
             os.close(handle)

@@ -4,6 +4,8 @@ or a documented recovery (dropped rows counted, a clipped length logged) — nev
 import json
 import math
 import os
+import threading
+from contextlib import contextmanager
 
 import pandas as pd
 import pytest
@@ -594,28 +596,53 @@ def test_a_place_that_cannot_be_written_is_refused_before_the_work(tmp_path, tra
 def test_a_place_another_command_is_writing_is_refused_before_the_work(tmp_path, trained_run, tiny_distilbert, capsys,
                                                                         monkeypatch):  # fmt: skip
     """The same command started twice on one --output-dir passed every check in both and then interleaved two runs'
-    checkpoints and files: the second now ends at once, in one line, and writes nothing."""
-    from lora_sentiment.atomic import claimed
-
+    checkpoints and files (two predictions, their rows in one hidden staging file): the second now ends at once, in
+    one line, and writes nothing."""
     monkeypatch.setattr(
         "lora_sentiment.training.recipe.load_labeled_data", lambda *a, **k: pytest.fail("data was read")
     )
     monkeypatch.setattr("lora_sentiment.modeling.model.load_run_model", lambda *a, **k: pytest.fail("model loaded"))
+    monkeypatch.setattr("lora_sentiment.batch.files.checked_chunks", lambda *a, **k: pytest.fail("input read"))
     texts = _write(tmp_path, "texts.csv", _rows())
-    out = tmp_path / "out"
-    for argv, flag in [
-        (["train", "--model", tiny_distilbert, "--data", str(texts), "--output-dir", str(out)], "--output-dir"),
+    out, table = tmp_path / "out", tmp_path / "out.csv"
+    for argv, flag, place in [
+        (["train", "--model", tiny_distilbert, "--data", str(texts), "--output-dir", str(out)], "--output-dir", out),
         (["train", "--model", tiny_distilbert, "--data", str(texts), "--output-dir", str(out), "--folds", "2"],
-         "--output-dir"),
-        (["export", str(trained_run), str(out), "--format", "onnx"], "OUT_DIR"),
-        (["audit", "--model", tiny_distilbert, "--data", str(texts), "--output-dir", str(out)], "--output-dir"),
+         "--output-dir", out),
+        (["export", str(trained_run), str(out), "--format", "onnx"], "OUT_DIR", out),
+        (["audit", "--model", tiny_distilbert, "--data", str(texts), "--output-dir", str(out)], "--output-dir", out),
+        (["predict", str(trained_run), "--input", str(texts), "--output", str(table)], "--output", table),
+        (["predict", str(trained_run), "--input", str(texts), "--output", str(table), "--runner", "ray"], "--output",
+         table),
     ]:  # fmt: skip
-        with claimed(out, flag):
+        with _held_elsewhere(place, flag):  # another thread: a thread may claim again what it holds
             before = sorted(p.name for p in tmp_path.iterdir())
             assert main(argv) == 2, argv
             assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written, the holder's lock kept
         err = capsys.readouterr().err.strip()
         assert err == (
-            f"lora-sentiment: error: {flag} {out} is being written by another lora-sentiment command (process "
+            f"lora-sentiment: error: {flag} {place} is being written by another lora-sentiment command (process "
             f"{os.getpid()}); wait for it to end or choose another {flag}"
         ), err
+
+
+@contextmanager
+def _held_elsewhere(place, flag):
+    """`place` claimed by another thread of this process for the block's length."""
+    from lora_sentiment.atomic import claimed
+
+    holding, done = threading.Event(), threading.Event()
+
+    def hold():
+        with claimed(place, flag):
+            holding.set()
+            done.wait(60)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    holding.wait(10)
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()

@@ -26,6 +26,7 @@ from ..data.tables import (
     check_input,
     checked_chunks,
     checked_output,
+    claimed_output,
     column_to_read,
     resolve_format,
     total_rows,
@@ -68,7 +69,14 @@ def predict_file(
     keywords. At most 2 x workers chunks are in
     flight, so memory stays bounded however long the file is."""
     options, load = split_options(options, load, given)
-    plan = check_file_job(input_path, output_path, options, explain)
+    with claimed_output(output_path):  # checked inside: a file another command finished meanwhile is not replaced
+        return _predict_file(
+            model, input_path, check_file_job(input_path, output_path, options, explain), options, load
+        )
+
+
+def _predict_file(model: Predictor | PredictorSet | Target, input_path: str, plan: FilePlan, options: FileOptions,
+                  load: LoadOptions | None) -> BatchSummary:  # fmt: skip
     in_fmt, job, target, workers = plan.input_format, plan.job, plan.target, plan.workers
     summary = BatchSummary()
     with summary.timing("read"):  # the first chunk before the model: a bad file fails before it loads or compiles

@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from ..atomic import staged
-from ..data.tables import INPUT_FORMATS, STDIO, checked_chunks, checked_output, resolve_format
+from ..data.tables import INPUT_FORMATS, STDIO, checked_chunks, checked_output, claimed_output, resolve_format
 from ..errors import UserError
 from ..modeling.ray_cluster import check_ray, ray_session, user_error
 from ..options import ExplainOptions, FileOptions, LoadOptions
@@ -168,23 +168,24 @@ def predict_on_ray(
     `given`: `ray_address`, and FileOptions' and LoadOptions' fields, as keywords (as `predict_file` takes them)."""
     ray_address = given.pop("ray_address", None)
     options, load = split_options(options, load, given)
-    out_fmt, target = check_ray_job(output_path, options, ray_address)
-    files, fmt = input_files(input_path, options.input_format)
-    explain = explain if explain is not None and explain.explain else None
-    job = ChunkJob(checked_text_column(files, fmt, model, options), out_fmt, options.batch_size, explain)
-    from ..opening import job_target
+    with claimed_output(output_path):
+        out_fmt, target = check_ray_job(output_path, options, ray_address)
+        files, fmt = input_files(input_path, options.input_format)
+        explain = explain if explain is not None and explain.explain else None
+        job = ChunkJob(checked_text_column(files, fmt, model, options), out_fmt, options.batch_size, explain)
+        from ..opening import job_target
 
-    resolved, load = job_target(model, load)  # compiled once here, not by every actor (or torch while it waits)
-    model = str(Path(resolved).absolute())
-    with _ray_session(ray_address, options.progress) as (resources, nodes):
-        steps = plan(files, fmt, options.workers, resources, nodes)
-        with staged(target) as staging:  # an input with no rows still gives an (empty) output folder
-            try:
-                _run(steps, (model, load), staging, job, options.chunk_size)
-            except BaseException as exc:
-                raise user_error(exc) from None
-            written = sorted(f for f in staging.iterdir() if f.is_file())
-            rows = sum(_count_rows(f, out_fmt) for f in written)
+        resolved, load = job_target(model, load)  # compiled once here, not by every actor (or torch while it waits)
+        model = str(Path(resolved).absolute())
+        with _ray_session(ray_address, options.progress) as (resources, nodes):
+            steps = plan(files, fmt, options.workers, resources, nodes)
+            with staged(target) as staging:  # an input with no rows still gives an (empty) output folder
+                try:
+                    _run(steps, (model, load), staging, job, options.chunk_size)
+                except BaseException as exc:
+                    raise user_error(exc) from None
+                written = sorted(f for f in staging.iterdir() if f.is_file())
+                rows = sum(_count_rows(f, out_fmt) for f in written)
     from ..export.compiled import count_predicted
 
     count_predicted(model, rows)  # towards the run's int8 check (export/int8_gate.py)

@@ -12,6 +12,7 @@ import re
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from ..atomic import check_writable
+from ..atomic import check_writable, claimed
 from ..errors import UserError, first_line
 
 INPUT_FORMATS = {
@@ -208,6 +209,12 @@ def _json_default(value: Any) -> Any:
     if value is pd.NA:
         return None
     return str(value)
+
+
+def claimed_output(output_path: str) -> AbstractContextManager[None]:
+    """--output kept to this command while it is checked, predicted and written (atomic.claimed): two predictions
+    into one file would share its hidden staging file. stdout is nobody's to claim."""
+    return nullcontext() if output_path == STDIO else claimed(Path(output_path), "--output")
 
 
 def checked_output(output_path: str, overwrite: bool) -> Path | None:

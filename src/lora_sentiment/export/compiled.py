@@ -11,8 +11,9 @@ opened from Python count nothing, so they compile at once.
 The key hashes what the compiled model is made of: the run's adapter, head, labels and settings, the base model
 (its files' sizes and times when it is a local folder), the runtime's version and this format's version. A stale
 entry (retrained run, new runtime) is replaced; a damaged one is rebuilt with a one-line notice. It is written
-through `export_run`, that is into a hidden folder renamed into place, so a crash never leaves half of one and
-two processes building at once each end with a complete one."""
+through `export_run`, that is into a hidden folder renamed into place, so a crash never leaves half of one; a
+process that finds another building it (two `predict` jobs, a server beside them) waits for that one and reads it
+(atomic.claimed), rather than build it again over the other's half-written copy."""
 
 from __future__ import annotations
 
@@ -24,10 +25,10 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Literal
 
-from ..atomic import staged_file
+from ..atomic import claimed, staged_file
 from ..errors import UserError, first_line
 from ..runs.run import ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, LABELS_FILE, RUN_CONFIG_FILE, Run
-from .int8_gate import COUNT_FILE, INT8_SUFFIX, VERDICT_FILE, read_count
+from .int8_gate import COUNT_FILE, INT8_SUFFIX, VERDICT_FILE, read_count, waiting_note
 from .quiet import quiet_compile
 
 CACHE_DIR = ".compiled"
@@ -132,21 +133,32 @@ def _remove_stale(cache: Path, engine: str) -> None:
 
 
 def _compiled(run: Run, engine: str, key: str, log: Log, warn: Log) -> Path:
-    from .folder import check_export
     from .writing import export_run
 
     folder = run.path / CACHE_DIR / f"{engine}-{key}"
-    if folder.is_dir():
-        try:
-            check_export(folder)
+    if _complete(folder, engine, warn):
+        return folder
+    with claimed(folder, "the compiled model", wait=waiting_note(f"compiling the run for {engine}", log)):
+        if _complete(folder, engine, lambda _: None):  # built while this process waited (damage: said above)
             return folder
-        except UserError as exc:
-            warn(f"note: the compiled {engine} model in {folder} is damaged ({first_line(exc)}); building it again")
-    _remove_stale(run.path / CACHE_DIR, engine)
-    log(f"note: compiling the run for {engine} once (kept in {folder.parent}; later calls start from it)...")
-    with quiet_compile():
-        export_run(run.path, folder, format=engine, overwrite=True, log=lambda _: None)
+        _remove_stale(run.path / CACHE_DIR, engine)
+        log(f"note: compiling the run for {engine} once (kept in {folder.parent}; later calls start from it)...")
+        with quiet_compile():
+            export_run(run.path, folder, format=engine, overwrite=True, log=lambda _: None)
     return folder
+
+
+def _complete(folder: Path, engine: str, warn: Log) -> bool:
+    from .folder import check_export
+
+    if not folder.is_dir():
+        return False
+    try:
+        check_export(folder)
+        return True
+    except UserError as exc:
+        warn(f"note: the compiled {engine} model in {folder} is damaged ({first_line(exc)}); building it again")
+        return False
 
 
 def _version(package: str) -> str:

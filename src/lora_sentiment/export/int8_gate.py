@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import staged_file
+from ..atomic import claimed, staged_file
 from ..data.quiet import quiet_datasets
 from ..errors import UserError, first_line
 from ..runs.run import Run
@@ -121,12 +121,30 @@ def int8_or_f32(run: Run, f32: Path, log: Log, warn: Log, check: bool = True, te
             f"{REPAY_TEXTS:,} texts ({so_far:,} so far)")  # fmt: skip
         return f32
     if verdict is None:
-        log(f"note: checking once whether int8 keeps this run's answers (on up to {CHECK_TEXTS} evaluation texts)...")
-        verdict = _decide(run, f32, int8)
-        with staged_file(f32 / VERDICT_FILE) as out:
-            json.dump(asdict(verdict), out, indent=2)
-        log(verdict.describe())
+        seen = _file_bytes(f32 / VERDICT_FILE)  # none, or one whose int8 model is damaged (above)
+        with claimed(int8, "the int8 model", wait=waiting_note("checking int8 for this run", log)):
+            if _file_bytes(f32 / VERDICT_FILE) != seen:  # given by the job this one waited for
+                verdict = _read_verdict(f32 / VERDICT_FILE)
+            if verdict is None:
+                log(f"note: checking once whether int8 keeps this run's answers (on up to {CHECK_TEXTS} evaluation "
+                    "texts)...")  # fmt: skip
+                verdict = _decide(run, f32, int8)
+                with staged_file(f32 / VERDICT_FILE) as out:
+                    json.dump(asdict(verdict), out, indent=2)
+                log(verdict.describe())
     return int8 if verdict.kept else f32
+
+
+def _file_bytes(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def waiting_note(work: str, log: Log) -> Callable[[str], None]:
+    """What a job says while another process does `work` that it would otherwise do too (atomic.claimed's wait)."""
+    return lambda holder: log(f"note: another process{f' ({holder})' if holder else ''} is {work}; waiting for it")
 
 
 def predicted(f32: Path) -> int:

@@ -4,6 +4,8 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -52,14 +54,42 @@ def test_a_claim_removes_the_folders_it_made_to_hold_its_lock_unless_they_were_f
     assert [p.name for p in (tmp_path / "a" / "b").iterdir()] == ["out"]
 
 
-def test_the_same_place_claimed_twice_in_one_process_is_refused_and_the_first_claim_kept(tmp_path):
+def test_a_thread_may_claim_again_what_it_holds_and_another_thread_may_not(tmp_path):
+    """A compile claims its cache folder and calls export_run, which claims it again: one thread, one claim. Another
+    thread (a server's) is refused, or waits with `wait`, like another process."""
     place = tmp_path / "out"
     with claimed(place, "--output-dir"):
-        with pytest.raises(UserError, match="another lora-sentiment command"):
-            with claimed(place, "--output-dir"):
-                pass
-        assert (tmp_path / ".out.lock").is_file()  # the refused claim did not remove the holder's file
+        with claimed(place, "--output-dir"):
+            pass
+        assert (tmp_path / ".out.lock").is_file()  # the inner claim did not release the outer one
+        with ThreadPoolExecutor(1) as pool:
+            with pytest.raises(UserError, match=rf"another lora-sentiment command \(process {os.getpid()}\)"):
+                pool.submit(_claim, place).result()
     assert not (tmp_path / ".out.lock").exists()
+
+
+def _claim(place: Path) -> None:
+    with claimed(place, "--output-dir"):
+        pass
+
+
+def test_a_claim_that_waits_starts_when_the_holder_ends_and_says_whom_it_waited_for(tmp_path):
+    place, said, order = tmp_path / "cache", [], []
+    holder = _holder(place)
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(_claim_waiting, place, said, order)
+        while not said:
+            time.sleep(0.05)
+        assert said == [str(holder.pid)] and not order  # told the holder, and waiting
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
+        waiting.result(timeout=30)
+    assert order == ["claimed"] and list(tmp_path.iterdir()) == []
+
+
+def _claim_waiting(place: Path, said: list, order: list) -> None:
+    with claimed(place, "the compiled model", wait=said.append):
+        order.append("claimed")
 
 
 def test_a_folder_that_cannot_take_the_lock_file_leaves_the_verdict_to_the_commands_checks(tmp_path, monkeypatch):

@@ -119,6 +119,45 @@ def test_a_failed_build_leaves_nothing_half_written(run, monkeypatch):
     assert _entries(run) == []  # neither a partial entry nor its hidden staging folder
 
 
+def test_a_job_that_finds_another_building_the_same_model_waits_and_reads_it(run):
+    """Two jobs that compiled one run at once shared its hidden staging folder: the later one removed the other's
+    half-written copy. The later one now waits for the build and reads it instead of building it again."""
+    import os
+    import subprocess
+    import sys
+    import threading
+
+    from lora_sentiment.atomic import claimed
+    from lora_sentiment.export.writing import export_run
+    from lora_sentiment.runs.run import Run
+
+    folder = run / compiled.CACHE_DIR / f"openvino-{compiled.cache_key(Run.open(run), 'openvino')}"
+    holding, waiting = threading.Event(), threading.Event()
+
+    def build():  # another job, mid-build: it holds the claim until the second job waits
+        with claimed(folder, "the compiled model"):
+            holding.set()
+            waiting.wait(120)
+            export_run(run, folder, format="openvino", overwrite=True, log=lambda _: None)
+
+    builder = threading.Thread(target=build)
+    builder.start()
+    holding.wait(10)
+    code = f"from lora_sentiment.export import compiled as c; print(c.compiled_export({str(run)!r}, 'openvino', print))"
+    second = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    while not lines or not (lines[-1] == "" or "waiting for it" in lines[-1]):  # "": it ended without waiting
+        lines.append(second.stdout.readline())
+    waiting.set()
+    builder.join()
+    out, _ = second.communicate(timeout=120)
+    lines += out.splitlines()
+    assert second.returncode == 0, lines
+    assert f"note: another process ({os.getpid()}) is compiling the run for openvino; waiting for it\n" in lines
+    assert not any("compiling the run for openvino once" in line for line in lines)  # read, not built again
+    assert lines[-1].strip() == str(folder) and _entries(run) == [folder.name]
+
+
 @pytest.mark.parametrize(
     ("cpu", "precision", "chosen"),
     [

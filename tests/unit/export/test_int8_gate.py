@@ -37,6 +37,37 @@ def _verdict(folder):
     return json.loads((folder / int8_gate.VERDICT_FILE).read_text())
 
 
+def test_a_job_that_finds_another_checking_int8_waits_for_its_verdict(run, monkeypatch):
+    """Two jobs reaching the check together both quantized into one hidden staging folder; the later one now waits
+    and takes the verdict the first wrote."""
+    import os
+    import threading
+    import time
+    from dataclasses import asdict
+
+    from lora_sentiment.atomic import claimed
+
+    f32 = compiled.compiled_export(run, "openvino", log=lambda _: None)
+    int8 = f32.with_name(f32.name + int8_gate.INT8_SUFFIX)
+    notices, holding = [], threading.Event()
+
+    def check_elsewhere():  # another job's check: it holds the claim until this one waits, then gives its verdict
+        with claimed(int8, "the int8 model"):
+            holding.set()
+            while not notices:
+                time.sleep(0.02)
+            verdict = int8_gate.Int8Verdict(False, "answers changed on 9 of 60 texts")
+            (f32 / int8_gate.VERDICT_FILE).write_text(json.dumps(asdict(verdict)))
+
+    other = threading.Thread(target=check_elsewhere)
+    other.start()
+    holding.wait(10)
+    monkeypatch.setattr(int8_gate, "_decide", lambda *a: pytest.fail("checked again"))
+    assert int8_gate.int8_or_f32(compiled.Run.open(run), f32, notices.append, notices.append) == f32
+    other.join()
+    assert notices == [f"note: another process ({os.getpid()}) is checking int8 for this run; waiting for it"]
+
+
 @pytest.mark.parametrize(
     ("cpu", "options", "tries"),
     [
