@@ -106,6 +106,7 @@ def claimed(final: Path, flag: str, wait: Callable[[str], None] | None = None) -
     claimed where the OS has no `fcntl` (Windows) or the folder cannot take the lock file (the command's own checks
     then name what is wrong with the place)."""
     given, final = final, final.expanduser().absolute()
+    final = final.parent.resolve() / final.name  # one lock however the folder is reached (a link, `..`)
     held = _held.__dict__.setdefault("paths", set())
     if final in held:
         yield
