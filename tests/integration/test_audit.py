@@ -112,6 +112,24 @@ def test_relabel_keeps_label_issues_under_the_suggested_label(tmp_path, noisy_im
     _flipped_rank_higher(result, noisy_imdb[2])
 
 
+def test_one_class_a_text_in_one_item_lists_is_relabelled_in_its_own_form(tmp_path, noisy_imdb):
+    """Classes kept as one-item lists (read as classes under --problem-type single-label): a relabelled row was
+    written as a bare name into the list column, which Parquet refused in a traceback."""
+    frame = pd.read_csv(noisy_imdb[0])
+    frame["label"] = [[label] for label in frame.label]
+    frame.to_parquet(tmp_path / "lists.parquet")
+    clean = tmp_path / "clean.parquet"
+    result = audit(TrainConfig(data=str(tmp_path / "lists.parquet"), problem_type="single-label",
+                               output_dir=str(tmp_path / "audit")),
+                   AuditOptions(scorer="tfidf", write_clean=str(clean), relabel=True), log=lambda _: None)  # fmt: skip
+    cleaned = pd.read_parquet(clean).set_index("id")
+    assert result.summary["clean_file"]["relabelled"] > 0
+    relabelled = [r for r in result.issues if r["kind"] == "label" and frame.id.iloc[r["row"]] in cleaned.index]
+    assert relabelled and all(list(cleaned.loc[frame.id.iloc[r["row"]], "label"]) == [r["suggested"]]
+                              for r in relabelled)  # fmt: skip
+    assert all(len(labels) == 1 for labels in cleaned.label)
+
+
 @pytest.mark.slow  # LoRA folds for two problem types
 def test_multi_label_and_regression_through_the_command(tmp_path, imdb_frames):
     emotions = pd.read_parquet(SHARED / "goemotions" / "train.parquet").head(800)[["text", "labels"]]

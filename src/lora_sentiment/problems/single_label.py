@@ -60,6 +60,8 @@ class SingleLabel(ProblemType):
 
     def label_in_file(self, suggested: Any, current: Any, space: LabelSpace, separator: str | None,
                       column: Any) -> Any:  # fmt: skip
+        if isinstance(current, (list, tuple, np.ndarray)):  # one class a text, kept as a one-item list
+            return [self.label_in_file(suggested, current[0], space, separator, column)]
         return space.names[int(suggested)] if isinstance(current, str) else int(suggested)
 
     def check_trainable(self, labels: np.ndarray, names: list[str], where: str) -> None:
