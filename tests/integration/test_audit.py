@@ -112,22 +112,40 @@ def test_relabel_keeps_label_issues_under_the_suggested_label(tmp_path, noisy_im
     _flipped_rank_higher(result, noisy_imdb[2])
 
 
-def test_one_class_a_text_in_one_item_lists_is_relabelled_in_its_own_form(tmp_path, noisy_imdb):
-    """Classes kept as one-item lists (read as classes under --problem-type single-label): a relabelled row was
-    written as a bare name into the list column, which Parquet refused in a traceback."""
+@pytest.mark.parametrize("form", ["one-item lists", "booleans", "whole ratings"])
+def test_relabelled_rows_are_written_in_the_files_own_form(tmp_path, noisy_imdb, imdb_frames, form):
+    """A suggested class or value written back into a column that could not hold it failed in a traceback: a bare
+    name into a list column (classes kept as one-item lists), the id 0 into a column of booleans, a rating of 6.4
+    into whole ratings (IMDB's own); it is written as the column holds its labels, the ratings column made decimal."""
     frame = pd.read_csv(noisy_imdb[0])
-    frame["label"] = [[label] for label in frame.label]
-    frame.to_parquet(tmp_path / "lists.parquet")
+    problem, column = "single-label", "label"
+    if form == "one-item lists":
+        frame["label"] = [[label] for label in frame.label]
+    elif form == "booleans":
+        frame["label"] = frame.label == "positive"
+    else:
+        problem, column = "regression", "rating"
+        frame = imdb_frames[0].head(400)[["id", "text", "rating"]].reset_index(drop=True)
+    frame.to_parquet(tmp_path / "labels.parquet")
     clean = tmp_path / "clean.parquet"
-    result = audit(TrainConfig(data=str(tmp_path / "lists.parquet"), problem_type="single-label",
+    result = audit(TrainConfig(data=str(tmp_path / "labels.parquet"), problem_type=problem, label_column=column,
                                output_dir=str(tmp_path / "audit")),
                    AuditOptions(scorer="tfidf", write_clean=str(clean), relabel=True), log=lambda _: None)  # fmt: skip
-    cleaned = pd.read_parquet(clean).set_index("id")
     assert result.summary["clean_file"]["relabelled"] > 0
-    relabelled = [r for r in result.issues if r["kind"] == "label" and frame.id.iloc[r["row"]] in cleaned.index]
-    assert relabelled and all(list(cleaned.loc[frame.id.iloc[r["row"]], "label"]) == [r["suggested"]]
-                              for r in relabelled)  # fmt: skip
-    assert all(len(labels) == 1 for labels in cleaned.label)
+    cleaned = pd.read_parquet(clean).set_index("id")
+    written = {r["row"]: cleaned.loc[frame.id.iloc[r["row"]], column] for r in result.issues
+               if r["kind"] == "label" and frame.id.iloc[r["row"]] in cleaned.index}  # fmt: skip
+    suggested = {r["row"]: r["suggested"] for r in result.issues if r["row"] in written}
+    assert written
+    if form == "one-item lists":
+        assert all(list(written[row]) == [suggested[row]] for row in written)
+        assert all(len(labels) == 1 for labels in cleaned.label)
+    elif form == "booleans":
+        assert cleaned.label.dtype == bool
+        assert all(written[row] == (suggested[row] == "Positive") for row in written), (written, suggested)
+    else:
+        assert cleaned.rating.dtype == "float64"
+        assert all(written[row] == pytest.approx(float(suggested[row]), abs=1e-3) for row in written)
 
 
 @pytest.mark.slow  # LoRA folds for two problem types

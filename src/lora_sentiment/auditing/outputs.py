@@ -195,8 +195,11 @@ def _set_label(frame: Any, row: int, suggested: Any, config: TrainConfig, space:
             frame.at[row, name] = int(on)
         return
     column = config.label_column
-    frame.at[row, column] = space.problem.label_in_file(suggested, frame.at[row, column], space,
-                                                        config.label_separator, frame[column])  # fmt: skip
+    value = space.problem.label_in_file(suggested, frame.at[row, column], space, config.label_separator,
+                                        frame[column])  # fmt: skip
+    if isinstance(value, float) and not value.is_integer() and frame[column].dtype.kind in "iu":
+        frame[column] = frame[column].astype("float64")  # a suggested rating of 6.4 among whole ones
+    frame.at[row, column] = value
 
 
 def _write_frame(frame: Any, path: Path) -> None:

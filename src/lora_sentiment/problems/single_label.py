@@ -62,6 +62,8 @@ class SingleLabel(ProblemType):
                       column: Any) -> Any:  # fmt: skip
         if isinstance(current, (list, tuple, np.ndarray)):  # one class a text, kept as a one-item list
             return [self.label_in_file(suggested, current[0], space, separator, column)]
+        if isinstance(current, (bool, np.bool_)):  # False / True: read as ids 0 and 1
+            return bool(int(suggested))
         return space.names[int(suggested)] if isinstance(current, str) else int(suggested)
 
     def check_trainable(self, labels: np.ndarray, names: list[str], where: str) -> None:
