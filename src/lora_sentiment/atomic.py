@@ -105,7 +105,9 @@ def claimed(final: Path, flag: str, wait: Callable[[str], None] | None = None) -
     calls `export_run`, which claims its folder). Folders made to hold the lock go again if still empty. Nothing is
     claimed where the OS has no `fcntl` (Windows) or the folder cannot take the lock file (the command's own checks
     then name what is wrong with the place)."""
-    given, final = final, final.expanduser().absolute()
+    given, final = final, Path(os.path.normpath(final.expanduser().absolute()))
+    if not final.name:
+        raise UserError(f"{flag} {given} is the root folder; give a folder of its own, e.g. runs/imdb")
     final = final.parent.resolve() / final.name  # one lock however the folder is reached (a link, `..`)
     held = _held.__dict__.setdefault("paths", set())
     if final in held:

@@ -9,6 +9,7 @@ is swapped into place, so a run appears complete or not at all.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -293,6 +294,8 @@ class RunWorkspace:
     """Where a run is trained: `final` (its --output-dir) and the hidden checkpoints folder beside it."""
 
     def __init__(self, final: Path):
+        if not Path(os.path.normpath(final.absolute())).name:
+            raise UserError(f"--output-dir {final} is the root folder; give the run a folder of its own: runs/imdb")
         self.final = final
         self.checkpoints = final.with_name(f".{final.name}.checkpoints")
         self.tensorboard_dir = self.checkpoints / TENSORBOARD_DIR

@@ -15,7 +15,7 @@ from ..data.loading import check_source
 from ..errors import UserError
 from ..hub import check_model_source
 from ..options import TuneOptions
-from ..runs.run import ADAPTER_CONFIG_FILE, RunWorkspace
+from ..runs.run import ADAPTER_CONFIG_FILE, STUDY_FILE, TRIALS_DIR, RunWorkspace
 from .tracking import check_trackers
 
 
@@ -35,9 +35,23 @@ def check_tune(config: TrainConfig, options: TuneOptions) -> None:
         raise UserError(f"--output-dir {folder} holds a training run; give tune a folder of its own")
     if folder.exists() and not folder.is_dir():
         raise UserError(f"--output-dir {folder} is a file; give tune a folder")
-    check_writable(folder, "--output-dir", inside=True)
     check_storage_url(options.storage)
+    _check_study_folder(folder, options.storage)
+    check_writable(folder, "--output-dir", inside=True)
     _check_common(config)
+
+
+def _check_study_folder(folder: Path, storage: str | None) -> None:
+    """A study's folder is empty, or already a study's (its database, its trials' runs): tune writes its database,
+    runs, leaderboard and plots into it, which among other files (`--output-dir .`, `/`) would be strewn there."""
+    if not folder.is_dir():
+        return
+    database = sqlite_file(storage) if storage else folder / STUDY_FILE
+    study = [folder / TRIALS_DIR, folder / STUDY_FILE, *([database] if database is not None else [])]
+    if any(folder.iterdir()) and not any(p.exists() and p.resolve().parent == folder.resolve() for p in study):
+        raise UserError(
+            f"--output-dir {folder} holds other files; give tune an empty folder, or a study's folder to continue it"
+        )
 
 
 def _check_common(config: TrainConfig) -> None:

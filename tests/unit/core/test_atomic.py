@@ -102,3 +102,16 @@ def test_a_folder_that_cannot_take_the_lock_file_leaves_the_verdict_to_the_comma
     with claimed(tmp_path / "out", "--output-dir"):
         ran = True
     assert ran and list(tmp_path.iterdir()) == []
+
+
+def test_the_root_folder_is_refused_as_an_output_in_one_line():
+    """`--output-dir /` (or `..` from a folder under it) failed in a traceback ("PosixPath('/') has an empty name"),
+    and `tune` wrote its study, trials and plots into `/` itself."""
+    from lora_sentiment.runs.run import RunWorkspace
+
+    for place in (Path("/"), Path("/tmp/../")):
+        with pytest.raises(UserError, match="is the root folder; give a folder of its own"):
+            with claimed(place, "OUT_DIR"):
+                pytest.fail("claimed the root")
+        with pytest.raises(UserError, match=r"--output-dir .* is the root folder; give the run a folder of its own"):
+            RunWorkspace(place)

@@ -410,3 +410,26 @@ def test_two_processes_starting_one_study_together_draw_different_settings(tmp_p
     assert [t.number for t in trials] == [0, 1] and drawn[0] != drawn[1]
     again = optuna.create_study()  # alone, the same seed draws the same settings for the same trial number
     assert draw(again.ask(), search, seed=0) == drawn[0]
+
+
+def test_a_folder_of_other_files_is_refused_before_any_trial(tmp_path, small_csv, capsys):
+    """`tune --output-dir .` (or `/`) strewed the study's database, its trials' runs and plots among the files there;
+    a study's own folder (its database, or its trials with the database elsewhere) is continued as before."""
+    (tmp_path / "notes.txt").write_text("mine")
+    argv = ["tune", "--data", str(small_csv), "--output-dir", str(tmp_path), "--search", "lora_r=4,8"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("holds other files; give tune an empty folder, or a study's folder to continue it"), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    from lora_sentiment.options import TuneOptions
+    from lora_sentiment.training.checks import check_tune
+
+    config = TrainConfig(data=str(small_csv), output_dir=str(tmp_path))
+    (tmp_path / "trials").mkdir()
+    check_tune(config, TuneOptions())  # a study's folder (its trials), its notes beside it: continued
+    (tmp_path / "trials").rmdir()
+    shared = TuneOptions(storage=f"sqlite:///{tmp_path / 'shared.db'}")
+    with pytest.raises(UserError, match="holds other files"):
+        check_tune(config, shared)
+    (tmp_path / "shared.db").touch()  # the study's --storage database, in its folder: another process's study
+    check_tune(config, shared)
