@@ -562,6 +562,24 @@ def test_settings_are_checked_before_any_work(
     assert set(tmp_path.iterdir()) == before
 
 
+def test_a_folder_given_for_an_output_file_is_refused_before_the_work(tmp_path, trained_run, capsys, monkeypatch):
+    """A folder given for --output (or --write-clean) with --overwrite was found only when the finished file was to
+    be renamed over it: a traceback after the whole prediction or audit."""
+    monkeypatch.setattr("lora_sentiment.batch.files.checked_chunks", lambda *a, **k: pytest.fail("input read"))
+    texts = _write(tmp_path, "texts.csv", _rows())
+    (tmp_path / "out.csv").mkdir()
+    for argv, flag in [
+        (["predict", str(trained_run), "--input", str(texts), "--output", str(tmp_path / "out.csv"), "--overwrite"],
+         "--output"),
+        (["audit", "--data", str(texts), "--scorer", "tfidf", "--output-dir", str(tmp_path / "audit"),
+          "--write-clean", str(tmp_path / "out.csv"), "--overwrite"], "--write-clean"),
+    ]:  # fmt: skip
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"lora-sentiment: error: {flag} {tmp_path / 'out.csv'} is a folder; give a file path")
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv", "texts.csv"]
+
+
 def test_a_place_that_cannot_be_written_is_refused_before_the_work(tmp_path, trained_run, tiny_distilbert, capsys,
                                                                    monkeypatch):  # fmt: skip
     """A read-only, full or foreign folder failed in a traceback once the work was done (or, for train, once the

@@ -86,6 +86,8 @@ def check_audit(config: TrainConfig, options: AuditOptions) -> None:
             raise UserError(f"--write-clean {clean}: name a {', '.join(CLEAN_FORMATS)} file")
         if not clean.parent.is_dir():
             raise UserError(f"the folder of --write-clean {clean} does not exist; create it first")
+        if clean.is_dir():
+            raise UserError(f"--write-clean {clean} is a folder; give a file path (e.g. {clean / 'clean.csv'})")
         if clean.exists() and not config.overwrite:
             raise UserError(f"--write-clean {clean} exists; pass --overwrite to replace it or choose another file")
         check_writable(clean, "--write-clean")

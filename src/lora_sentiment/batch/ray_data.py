@@ -51,7 +51,7 @@ def check_ray_job(output_path: str, options: FileOptions, ray_address: str | Non
     one, the output folder may be written. The output format and folder, resolved."""
     check_ray(ray_address, _MISSING_RAY)
     out_fmt = _output_format(output_path, options.output_format)
-    target = checked_output(output_path, options.overwrite)  # not stdout: _output_format refused it
+    target = checked_output(output_path, options.overwrite, folder=True)  # not stdout: _output_format refused it
     assert target is not None
     return out_fmt, target
 

@@ -217,10 +217,13 @@ def claimed_output(output_path: str) -> AbstractContextManager[None]:
     return nullcontext() if output_path == STDIO else claimed(Path(output_path), "--output")
 
 
-def checked_output(output_path: str, overwrite: bool) -> Path | None:
+def checked_output(output_path: str, overwrite: bool, folder: bool = False) -> Path | None:
+    """--output, checked: stdout (None), or a file (`folder`: a folder, as Ray writes) that may be written."""
     if output_path == STDIO:
         return None
     target = Path(output_path)
+    if target.is_dir() and not folder:  # --overwrite would swap a file for it only after the whole prediction
+        raise UserError(f"--output {target} is a folder; give a file path (e.g. {target / 'predictions.csv'})")
     if target.exists() and not overwrite:
         raise UserError(f"--output {target} exists; pass --overwrite to replace it or choose another --output")
     if not target.parent.is_dir():
