@@ -246,8 +246,8 @@ def _load_aclimdb(root: Path) -> Any:
     if "train" not in splits:
         raise UserError(
             f"folder {root} holds no train file (train.csv, train.parquet, ...; validation and test files beside it "
-            "are its other splits) and is not in the aclImdb layout (train/pos/*.txt and train/neg/*.txt); pass such "
-            "a folder or a data file with --data"
+            "are its other splits) and is not in the aclImdb layout (train/pos/*.txt and train/neg/*.txt); give such "
+            "a folder or a data file"
         )
     return datasets.DatasetDict(splits)
 

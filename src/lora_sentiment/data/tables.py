@@ -57,6 +57,8 @@ def resolve_format(path: str, given: str | None, formats: dict[str, str], flag: 
 
 
 def check_input(path: str) -> None:
+    if path != STDIO and Path(path).is_dir():
+        raise UserError(f"--input {path} is a folder; give one file (--runner ray reads a folder of files)")
     if path != STDIO and not Path(path).is_file():
         raise UserError(f"input file not found: {path} (check --input)")
 

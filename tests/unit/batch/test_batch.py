@@ -219,6 +219,7 @@ def test_a_text_column_of_numbers_lists_or_objects_is_refused_not_left_unpredict
     "setup, args, needle",
     [
         (None, ["--input", "nope.csv", "--output", "o.csv"], "input file not found"),
+        (None, ["--input", ".", "--output", "o.csv"], "--input . is a folder; give one file (--runner ray reads"),
         (
             "in.csv",
             ["--input", "in.csv", "--output", "o.csv", "--text-column", "body"],
