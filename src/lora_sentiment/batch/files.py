@@ -68,6 +68,10 @@ def predict_file(
     with `load`. `explain`: an explanation column (a run only). `given`: FileOptions' and LoadOptions' fields, as
     keywords. At most 2 x workers chunks are in
     flight, so memory stays bounded however long the file is."""
+    for name, path in (("input_path", input_path), ("output_path", output_path)):
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"{name} is a file's path (or '-'), not a {type(path).__name__}; texts in memory go to "
+                            "predictor.predict(texts) or predict_scores(texts)")  # fmt: skip
     options, load = split_options(options, load, given)
     with claimed_output(output_path):  # checked inside: a file another command finished meanwhile is not replaced
         return _predict_file(

@@ -101,6 +101,8 @@ class Run:
     @classmethod
     def open(cls, path: str | Path) -> Run:
         path = Path(path)
+        if path.is_file():  # a data file given where the run goes (predict reviews.csv --text ...)
+            raise UserError(f"{path} is a file, not a run directory (pass the --output-dir of a finished training run)")
         if not path.is_dir():
             raise UserError(f"run directory not found: {path} (pass the --output-dir of a finished training run)")
         # Only safetensors weights are loaded: a pickled adapter_model.bin could run code when read.

@@ -306,3 +306,16 @@ def test_more_workers_than_cores_is_refused_before_any_starts(trained_run, tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
     with pytest.raises(UserError, match="more than the cluster's 48 CPUs"):
         plan(["a"], "csv", 70_000, {"CPU": 48.0}, nodes=3)
+
+
+def test_a_table_in_memory_given_for_a_file_is_named_in_one_line(trained_run, tmp_path):
+    """A DataFrame passed as predict_file's input failed with pandas' "truth value of a DataFrame is ambiguous"."""
+    from lora_sentiment import predict_file
+    from lora_sentiment.runs.run import Run
+
+    with pytest.raises(TypeError, match=r"input_path is a file's path \(or '-'\), not a DataFrame; texts in memory"):
+        predict_file(trained_run, pd.DataFrame({"text": ["Great."]}), str(tmp_path / "out.csv"))
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "reviews.csv").write_text("text\nGreat.\n")
+    with pytest.raises(UserError, match="reviews.csv is a file, not a run directory"):
+        Run.open(tmp_path / "reviews.csv")
