@@ -34,5 +34,15 @@ def format_validation_error(error: Any, fields: Iterable[str] = ()) -> str:
         if item["type"] == "extra_forbidden":
             close = difflib.get_close_matches(field, list(fields), n=1)
             message = "no such option" + (f"; did you mean --{close[0].replace('_', '-')}?" if close else "")
+            if not close and (owner := _command_of(field)):  # tune's search: block given to train, say
+                message = f"no such option here; it is a flag of {owner} (lora-sentiment {owner} {flag} ...)"
         parts.append(f"{flag}: {message}" if item["loc"] else message)
     return "; ".join(parts)
+
+
+def _command_of(field: str) -> str | None:
+    """The command whose own options (not train's) have `field`: tune's `search` / `trials`, audit's `scorer`."""
+    from .options import AuditOptions, ExportOptions, TuneOptions
+
+    return next((name for name, options in (("tune", TuneOptions), ("audit", AuditOptions), ("export", ExportOptions))
+                 if field in options.model_fields), None)  # fmt: skip

@@ -73,6 +73,11 @@ def test_bad_config_files(tmp_path: Path):
     with pytest.raises(UserError, match=r"^--learning-rat: no such option; did you mean --learning-rate\?; "
                                         r"--foo: no such option$"):  # fmt: skip
         build_config(config_file=typo)
+    other = tmp_path / "tune.yaml"  # another command's flags in a train config: said where they belong
+    other.write_text("trials: 3\nscorer: tfidf\n")
+    with pytest.raises(UserError, match=r"^--trials: no such option here; it is a flag of tune \(lora-sentiment tune "
+                                        r"--trials \.\.\.\); --scorer: .* it is a flag of audit"):  # fmt: skip
+        build_config(config_file=other)
 
 
 def test_base_dropout_keep():
