@@ -40,9 +40,15 @@ def format_validation_error(error: Any, fields: Iterable[str] = ()) -> str:
     return "; ".join(parts)
 
 
+_OWNERS: dict[str, str] = {}  # an option's name -> the command whose own option it is (options.py fills it)
+
+
+def note_options_of(command: str, fields: Iterable[str]) -> None:
+    """`fields` are `command`'s own options, for the message when one is given to another command."""
+    for field in fields:
+        _OWNERS.setdefault(field, command)
+
+
 def _command_of(field: str) -> str | None:
     """The command whose own options (not train's) have `field`: tune's `search` / `trials`, audit's `scorer`."""
-    from .options import AuditOptions, ExportOptions, TuneOptions
-
-    return next((name for name, options in (("tune", TuneOptions), ("audit", AuditOptions), ("export", ExportOptions))
-                 if field in options.model_fields), None)  # fmt: skip
+    return _OWNERS.get(field)

@@ -31,7 +31,7 @@ def open_predictor(target: Target, options: LoadOptions | None = None, *, expect
     `given`: LoadOptions' fields (precision, device, long_text, stride, threads), as keywords. `expected_texts`:
     how many texts it will predict, where known: they are counted, and the run is compiled (and its int8 checked)
     once the counted texts repay it, not on a first small job (export/compiled.py, export/int8_gate.py)."""
-    options = options or LoadOptions(**given)
+    options = LoadOptions.of(options, given)
     if isinstance(target, (str, Path)):
         given_path = target
         target = resolve_engine_target(target, options, expected_texts=expected_texts)

@@ -5,11 +5,13 @@ checks; the Python API takes the same models, or their fields as keywords."""
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from .config import Precision
+from .errors import note_options_of
 
 LongText = Literal["truncate", "chunks"]
 Engine = Literal["auto", "torch", "openvino", "onnx"]
@@ -19,6 +21,20 @@ OutputFormat = Literal["csv", "tsv", "jsonl", "parquet"]
 
 class _Options(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @classmethod
+    def of(cls: type[_O], value: Any = None, given: Mapping[str, Any] | None = None) -> _O:
+        """What a Python caller passed: this model or a dict of its fields (positionally, as `train` takes its config),
+        with `given` keywords over it. A dict failed deep inside with "'dict' object has no attribute ..."."""
+        given = dict(given or {})
+        if isinstance(value, cls):
+            return cls(**{**value.model_dump(), **given}) if given else value
+        if value is None or isinstance(value, Mapping):
+            return cls(**{**(value or {}), **given})
+        raise TypeError(f"options: give {cls.__name__} or a dict of its fields, not {type(value).__name__}")
+
+
+_O = TypeVar("_O", bound=_Options)
 
 
 class LoadOptions(_Options):
@@ -210,3 +226,7 @@ class AuditOptions(FoldRunOptions):
     relabel: bool = Field(
         False, description="With --write-clean: give label issues the suggested label instead of dropping them"
     )
+
+
+for _command, _options in (("tune", TuneOptions), ("audit", AuditOptions), ("export", ExportOptions)):
+    note_options_of(_command, _options.model_fields)

@@ -106,7 +106,7 @@ def check_audit(config: TrainConfig, options: AuditOptions) -> None:
 def audit(config: TrainConfig, options: AuditOptions | None = None, *, log: Log = print, **given: Any) -> AuditResult:
     """Audit `config.data`'s training split with `config`'s train settings; write into `config.output_dir`.
     `given`: AuditOptions' fields, as keywords."""
-    config, options = train_config(config), options or AuditOptions(**given)
+    config, options = train_config(config), AuditOptions.of(options, given)
     with claimed(Path(config.output_dir), "--output-dir"):  # the folds resume from it: one audit at a time
         check_audit(config, options)
         return AuditRecipe(config, options, log).run()

@@ -167,7 +167,7 @@ def split_options(options: FileOptions | None, load: LoadOptions | None, given: 
     try:
         file_given = {k: v for k, v in given.items() if k in FileOptions.model_fields}
         load_given = {k: v for k, v in given.items() if k not in FileOptions.model_fields}
-        return options or FileOptions(**file_given), load or LoadOptions(**load_given)
+        return FileOptions.of(options, file_given), LoadOptions.of(load, load_given)
     except ValidationError as exc:
         raise UserError(format_validation_error(exc, [*FileOptions.model_fields, *LoadOptions.model_fields])) from None
 

@@ -62,7 +62,7 @@ class ExportedClassifier(PredictorBase):
     @classmethod
     def open(cls, folder: str | Path, options: LoadOptions | None = None, **given: Any) -> ExportedClassifier:
         """`given`: LoadOptions' fields; a precision of fp32 keeps OpenVINO off bf16, device is ignored (CPU)."""
-        options = options or LoadOptions(**given)
+        options = LoadOptions.of(options, given)
         folder = Path(folder)
         info, space, config = _read_export(folder)
         runtime = engine(info["format"])

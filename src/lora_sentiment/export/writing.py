@@ -29,7 +29,7 @@ def export_run(
 ) -> Path:
     """The run at `run_dir` exported to `out_dir` for `options.format` (`given`: ExportOptions' fields)."""
     try:
-        options = options or ExportOptions(**given)
+        options = ExportOptions.of(options, given)
     except ValidationError as exc:
         raise UserError(format_validation_error(exc, ExportOptions.model_fields)) from None
     with claimed(Path(out_dir), "OUT_DIR"):  # two exports to one place would share a staging folder

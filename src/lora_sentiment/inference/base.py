@@ -98,7 +98,7 @@ class PredictorBase:
         """Metrics on any labelled file, folder or hub split (`given`: EvalOptions' fields)."""
         from .evaluation import evaluate_on  # scikit-learn and datasets: only when evaluating
 
-        return evaluate_on(self, data, options or EvalOptions(**given))  # type: ignore[arg-type]
+        return evaluate_on(self, data, EvalOptions.of(options, given))  # type: ignore[arg-type]
 
     def info(self) -> dict[str, Any]:
         return {

@@ -154,7 +154,7 @@ class Classifier(PredictorBase):
         cls, run_dir: str | Path | Run, options: LoadOptions | None = None, *, merge: bool = True, **given: Any
     ) -> Classifier:
         """`given`: LoadOptions' fields (precision, device, long_text, stride), as keywords."""
-        options = options or LoadOptions(**given)
+        options = LoadOptions.of(options, given)
         run = run_dir if isinstance(run_dir, Run) else Run.open(run_dir)
         check_abstention(run.space, Abstention.of(options), str(run.path))
         model, tokenizer = load_run_model(run, merge=merge)

@@ -42,7 +42,7 @@ class ClassifierSet:
 
     def __init__(self, options: LoadOptions | None = None, *, mixing: Mixing = "mixed", **given: Any):
         """`given`: LoadOptions' fields (precision, device, long_text, stride), as keywords."""
-        options = options or LoadOptions(**given)
+        options = LoadOptions.of(options, given)
         self.device = torch.device(options.device) if options.device else default_device()
         self.precision = resolve_precision(options.precision, self.device)
         self.long_text, self.stride, self.mixing = options.long_text, options.stride, mixing

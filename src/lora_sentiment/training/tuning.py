@@ -43,7 +43,7 @@ def tune(
     `given`: TuneOptions' fields, as keywords."""
     from .recipe import train_config
 
-    config, options = train_config(config), options or TuneOptions(**given)
+    config, options = train_config(config), TuneOptions.of(options, given)
     trials, study_name = options.trials, options.study_name
     check_tune(config, options)
     optuna = _optuna()

@@ -86,3 +86,19 @@ def test_loading_a_run_from_python_prints_nothing(trained_run):
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0 and (done.stdout, done.stderr) == ("", ""), done.stderr
+
+
+def test_options_come_as_their_model_or_a_dict_with_keywords_over_them(trained_run):
+    """`train` takes its config as a dict; the other entry points failed deep inside ("'dict' object has no attribute
+    'engine'") when given their options as one, and dropped keywords given beside a model."""
+    import pytest
+
+    from lora_sentiment.options import EvalOptions
+
+    as_dict = open_predictor(trained_run, {"precision": "fp32", "engine": "torch"})
+    assert as_dict.info()["precision"] == "fp32" and as_dict.info()["device"] == "cpu"
+    over = open_predictor(trained_run, LoadOptions(engine="torch"), precision="fp32")
+    assert over.info()["precision"] == "fp32"  # the keyword was dropped when a model was given
+    assert EvalOptions.of({"max_samples": 5}, {"seed": 3}) == EvalOptions(max_samples=5, seed=3)
+    with pytest.raises(TypeError, match="options: give LoadOptions or a dict of its fields, not list"):
+        open_predictor(trained_run, ["fp32"])
