@@ -73,6 +73,14 @@ TRAIN_ERRORS = [
         [],
         "the fields look separated by ';'; save the file comma-separated",
     ),
+    # One column given as both failed in a traceback: 'Field "label" exists 2 times in schema'.
+    (
+        "the text column also the label column",
+        "data.csv",
+        _rows(),
+        ["--text-column", "label"],
+        "--text-column and --label-column both name 'label'; the texts and their labels are two columns",
+    ),
     ("NaN label", "data.csv", _rows('"no label here",\n'), [], "have no label"),
     ("a single class", "data.csv", "text,label\n" + "".join(f"good {i},1\n" for i in range(30)), [], "single class"),
     ("label id unseen in training", "data.csv", _rows(), ["--eval-data", "EVAL3"], "out of range for 2 labels"),

@@ -50,6 +50,11 @@ def select_text_label(
 ) -> Any:
     """Keep only the text and label columns, renamed to `text` / `label` (several --label-columns become one
     multi-hot `label`); name the existing columns if one is absent."""
+    labels = list(label_columns or ([label_column] if label_column else []))
+    if text_column in labels:  # one column read as both failed in a traceback ("exists 2 times in schema")
+        flag = "--label-columns" if label_columns else "--label-column"
+        raise UserError(f"--text-column and {flag} both name {text_column!r}; the texts and their labels are two "
+                        f"columns (columns are: {', '.join(ds.column_names)})")  # fmt: skip
     wanted = [(text_column, "--text-column")]
     if label_columns:
         wanted += [(column, "--label-columns") for column in label_columns]
