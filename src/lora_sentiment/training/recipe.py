@@ -255,7 +255,8 @@ class TrainRecipe:
         low, high = wilson(0.8 * n, n)
         choice = ("so the schedule is fixed and the last state kept" if self.schedule.keep == "last" else
                   "so keeping the best of its evaluations picks on noise (--epochs auto keeps the last)")  # fmt: skip
-        return (f"Note: the evaluation split has {n} texts; an accuracy of 0.80 on it means {low:.2f}-{high:.2f} "
+        texts = f"{n} text{'s' if n != 1 else ''}"
+        return (f"Note: the evaluation split has {texts}; an accuracy of 0.80 on it means {low:.2f}-{high:.2f} "
                 f"(95 %), too wide to tell epochs apart, {choice}. For scores to trust, give --eval-data with "
                 f"{EVAL_TO_DECIDE} or more labelled texts" + ("." if self.requested.folds else ", or --folds 5 to "
                 "score every training text by cross-validation."))  # fmt: skip
@@ -348,7 +349,8 @@ class TrainRecipe:
             seen = self.text_hashes
             self.workspace.publish(lambda folder: write_run(folder, model, space, metrics, seen))
         final, baseline, log = self.final, self.baseline, self.log
-        log(f"{headline(final, space)} on {len(self.data.eval)} evaluation texts. Saved to {self.workspace.final}")
+        n = len(self.data.eval)
+        log(f"{headline(final, space)} on {n} evaluation text{'s' if n != 1 else ''}. Saved to {self.workspace.final}")
         if final.get("out_of_sample"):
             log(out_of_sample_text(final, space))
         if baseline:
