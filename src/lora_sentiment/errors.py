@@ -34,21 +34,18 @@ def format_validation_error(error: Any, fields: Iterable[str] = ()) -> str:
         if item["type"] == "extra_forbidden":
             close = difflib.get_close_matches(field, list(fields), n=1)
             message = "no such option" + (f"; did you mean --{close[0].replace('_', '-')}?" if close else "")
-            if not close and (owner := _command_of(field)):  # tune's search: block given to train, say
+            if not close and (owner := _OWNERS.get(field)):  # tune's search: block given to train, say
                 message = f"no such option here; it is a flag of {owner} (lora-sentiment {owner} {flag} ...)"
         parts.append(f"{flag}: {message}" if item["loc"] else message)
     return "; ".join(parts)
 
 
-_OWNERS: dict[str, str] = {}  # an option's name -> the command whose own option it is (options.py fills it)
+# An option's name -> the command whose own option (not train's) it is: tune's `search` / `trials`, audit's
+# `scorer` (options.py fills it).
+_OWNERS: dict[str, str] = {}
 
 
 def note_options_of(command: str, fields: Iterable[str]) -> None:
     """`fields` are `command`'s own options, for the message when one is given to another command."""
     for field in fields:
         _OWNERS.setdefault(field, command)
-
-
-def _command_of(field: str) -> str | None:
-    """The command whose own options (not train's) have `field`: tune's `search` / `trials`, audit's `scorer`."""
-    return _OWNERS.get(field)

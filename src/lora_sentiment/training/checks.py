@@ -46,7 +46,7 @@ def _check_study_folder(folder: Path, storage: str | None) -> None:
     runs, leaderboard and plots into it, which among other files (`--output-dir .`, `/`) would be strewn there."""
     if not folder.is_dir():
         return
-    database = sqlite_file(storage) if storage else folder / STUDY_FILE
+    database = sqlite_file(storage) if storage else None
     study = [folder / TRIALS_DIR, folder / STUDY_FILE, *([database] if database is not None else [])]
     if any(folder.iterdir()) and not any(p.exists() and p.resolve().parent == folder.resolve() for p in study):
         raise UserError(

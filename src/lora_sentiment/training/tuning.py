@@ -53,10 +53,10 @@ def tune(
     study = optuna.create_study(
         study_name=study_name, storage=_storage(optuna, options.storage, folder), load_if_exists=True,
         direction="minimize" if metric in LOWER_IS_BETTER else "maximize",
+        sampler=optuna.samplers.TPESampler(seed=config.seed),  # each trial reseeds it by its number (draw)
         pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0),
     )  # fmt: skip
     _check_same_search(study, config, search, metric)
-    study.sampler = optuna.samplers.TPESampler(seed=config.seed)  # each trial reseeds it by its number (draw)
     if not study.trials:  # the settings given come first, so the leaderboard shows what the search adds
         given = _with_sized_settings(config)
         start = {d.name: getattr(given, d.name) for d in search if d.contains(getattr(given, d.name))}
