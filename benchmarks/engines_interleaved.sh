@@ -5,6 +5,8 @@
 #
 #   bash benchmarks/engines_interleaved.sh RUN MODEL_DIR_OR_ID REVIEWS.csv [ROUNDS] [MAX_LENGTH]
 #   EXPORT=FOLDER bash benchmarks/engines_interleaved.sh ...   # an export (e.g. `--quantize int8`) in each round too
+#   EXPORT="A B" ...   # several exports, each in each round (export-1-ROUND, export-2-ROUND), e.g. one written by an
+#                      # older version beside today's
 #   AUTO=1 bash benchmarks/engines_interleaved.sh ...   # the default (`--engine auto`: int8 where the run's check kept
 #                                                       # it) in each round too; run predict_whole.sh first to check it
 set -euo pipefail
@@ -21,9 +23,12 @@ for round in $(seq "$ROUNDS"); do
   if [ -n "${AUTO:-}" ]; then
     timed "default-$round" lora-sentiment predict "$RUN" --input "$IN" --output "$OUT/default.csv" --overwrite
   fi
-  if [ -n "${EXPORT:-}" ]; then
-    timed "export-$round" lora-sentiment predict "$EXPORT" --input "$IN" --output "$OUT/export.csv" --overwrite
-  fi
+  read -r -a exports <<< "${EXPORT:-}"
+  for i in "${!exports[@]}"; do
+    name=export-$round
+    [ "${#exports[@]}" -gt 1 ] && name=export-$((i + 1))-$round
+    timed "$name" lora-sentiment predict "${exports[$i]}" --input "$IN" --output "$OUT/export.csv" --overwrite
+  done
 done
 timed tutorial-again python -m lora_sentiment.bench.tutorial "$RUN" "$BASE" "$IN" "$OUT/tutorial.csv" "$MAX_LENGTH"
 rm -rf "$OUT"

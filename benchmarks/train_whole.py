@@ -20,13 +20,13 @@ from pathlib import Path
 from train_memory_trim import TRIM_EVERY_STEP
 
 # The tutorial's recipe through the same pipeline (bench.tutorial.tutorial_settings: fp32, batch 4, r=4 on the query
-# projection, tail truncation, random batches), so the two differ only in the recipe; with glibc's allocator as the
-# tutorial's notebook has it (bench.tutorial.allocate_like_tutorial).
+# projection, tail truncation, random batches), so the two differ only in the recipe; with glibc's allocator and the
+# full last layer, as the tutorial's notebook has them (bench.tutorial.process_like_tutorial).
 TUTORIAL = """
 import json, sys
 from lora_sentiment import TrainConfig, train
-from lora_sentiment.bench.tutorial import allocate_like_tutorial, tutorial_settings
-allocate_like_tutorial()
+from lora_sentiment.bench.tutorial import process_like_tutorial, tutorial_settings
+process_like_tutorial()
 from lora_sentiment.measure import peak_rss_mb, seconds_line
 settings = json.loads(sys.argv[1])
 result = train(TrainConfig(**tutorial_settings(settings, "bert")), log=lambda _: None)

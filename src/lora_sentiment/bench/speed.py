@@ -26,7 +26,7 @@ from ..options import LoadOptions
 from ..training.recipe import train
 from .harness import in_fresh_process, machine_description, phase_peak, phase_startup, quiet
 from .options import BenchOptions
-from .tutorial import allocate_like_tutorial, load_like_tutorial, predict_like_tutorial, tutorial_settings
+from .tutorial import load_like_tutorial, predict_like_tutorial, process_like_tutorial, tutorial_settings
 
 QUICK = dict(train_samples=400, eval_samples=300, epochs=1.0, shaped_train_samples=64, shaped_predict_samples=128)
 FULL = dict(train_samples=2000, eval_samples=1000, epochs=1.0, shaped_train_samples=256, shaped_predict_samples=512)
@@ -59,7 +59,7 @@ LORA_TRAINING_FLOPS_PER_FORWARD = 2.0
 def phase_train(config_values: dict[str, Any], like_tutorial: bool = False) -> dict[str, Any]:
     quiet()
     if like_tutorial:
-        allocate_like_tutorial()
+        process_like_tutorial()
 
     config = TrainConfig(**config_values)
     result = train(config, log=lambda _: None)

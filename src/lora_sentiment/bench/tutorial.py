@@ -27,13 +27,16 @@ def tutorial_settings(settings: dict[str, Any], model_type: str) -> dict[str, An
     )  # fmt: skip
 
 
-def allocate_like_tutorial() -> None:
-    """Train with glibc's allocator settings, as the tutorial's notebook does: keeping freed memory between steps
-    (training/memory.py) is part of our recipe, not the tutorial's. For a fresh benchmark process only: it
-    replaces the recipe's memory callbacks for the rest of the process."""
+def process_like_tutorial() -> None:
+    """Train with glibc's allocator settings and the model's full last layer, as the tutorial's notebook does:
+    keeping freed memory between steps (training/memory.py) and running the last layer on the first token only
+    (modeling/first_token.py) are part of our recipe, not the tutorial's. For a fresh benchmark process only: it
+    replaces the recipe's memory callbacks and the model loader's last-layer step for the rest of the process."""
+    from ..modeling import model
     from ..training import recipe
 
     recipe.memory_callbacks = list
+    model.read_first_token_only = lambda _: False
 
 
 def load_like_tutorial(run_dir: str, base_model: str, num_labels: int = 2) -> tuple[Any, Any]:

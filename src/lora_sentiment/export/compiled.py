@@ -33,8 +33,9 @@ from .quiet import quiet_compile
 
 CACHE_DIR = ".compiled"
 # Bump an engine's when what it writes changes, so its older entries are rebuilt (2: calibration folded into the
-# output layer; OpenVINO 3: IR converted from torch, its attention one fused op; ONNX 4: traced with eager attention).
-LAYOUT = {"openvino": "3", "onnx": "4"}
+# output layer; OpenVINO 3: IR converted from torch, its attention one fused op; ONNX 4: traced with eager attention;
+# 4 and 5: the last layer on the first token only, modeling/first_token.py).
+LAYOUT = {"openvino": "4", "onnx": "5"}
 _RUNTIME_PACKAGES = {"openvino": "openvino", "onnx": "onnxruntime"}
 Log = Callable[[str], None]
 Int8Use = Literal["no", "check", "if checked"]

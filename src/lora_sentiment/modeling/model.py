@@ -20,6 +20,7 @@ from ..errors import UserError, first_line
 from ..hub import is_local, load_with_fallback
 from ..problems.space import LabelSpace
 from .device import TORCH_DTYPES, configure_attention_backends, default_device, resolve_attention
+from .first_token import read_first_token_only
 from .pooling import resolve_pooling, start_pooling
 from .quiet import quiet_loading
 from .targets import head_modules, resolve_lora_targets
@@ -129,6 +130,7 @@ def load_classifier_model(
     except (OSError, ValueError) as exc:
         raise _model_load_error(name, exc) from exc
     _fit_embeddings_to(model, tokenizer)
+    read_first_token_only(model)
     return model
 
 

@@ -155,3 +155,19 @@ def test_bench_checks_its_data_files_before_measuring(tmp_path):
             check_bench(options)
     good.to_parquet(tmp_path / "train.parquet")
     assert check_bench(options)[0] == "m"
+
+
+def test_the_tutorials_process_trains_the_full_last_layer(monkeypatch, tiny_bert):
+    from lora_sentiment.bench.tutorial import process_like_tutorial
+    from lora_sentiment.modeling import model as loader
+    from lora_sentiment.training import recipe
+
+    for module, name in ((loader, "read_first_token_only"), (recipe, "memory_callbacks")):
+        monkeypatch.setattr(module, name, getattr(module, name))  # restored after the test
+    tokenizer = loader.load_tokenizer(tiny_bert)
+    ours = loader.load_classifier_model(tiny_bert, ["a", "b"], tokenizer=tokenizer)
+    process_like_tutorial()
+    tutorials = loader.load_classifier_model(tiny_bert, ["a", "b"], tokenizer=tokenizer)
+    assert "forward" in ours.bert.encoder.layer[-1].__dict__  # ours: the first token only
+    assert "forward" not in tutorials.bert.encoder.layer[-1].__dict__
+    assert recipe.memory_callbacks() == []

@@ -6,6 +6,7 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from lora_sentiment.errors import UserError
+from lora_sentiment.modeling.first_token import read_every_token
 from lora_sentiment.modeling.model import add_lora, ensure_pad_token, load_classifier_model, load_tokenizer
 from lora_sentiment.modeling.pooling import last_query_path, resolve_pooling, start_pooling
 
@@ -38,6 +39,7 @@ def test_auto_picks_mean_where_the_head_reads_the_first_token(request, fixture, 
 
 def test_the_first_token_attends_evenly_to_the_text_and_never_to_padding(tiny_bert):
     tokenizer, model = _load(tiny_bert, attention="eager")
+    read_every_token(model)  # the last layer's attention for every token, to read its rows
     assert start_pooling(model, "first-token") == []
     assert start_pooling(model, "mean") == ["bert.encoder.layer.1.attention.self.query"]
     batch = tokenizer(["a short one", "a much longer text than the first one in this batch"], padding=True,
