@@ -81,7 +81,8 @@ LAST_LAYERS: dict[str, tuple[str, Callable[..., Any]]] = {
 
 def read_first_token_only(model: Any) -> bool:
     """Make the classifier's last layer compute the first position only, where its architecture and attention
-    allow it; whether it did. Call it on the model as loaded (before LoRA is added, or after: the same modules)."""
+    allow it; whether it did. On the model as loaded or under peft's wrapper (LoRA replaces modules inside the
+    layer, which its forward looks up as it runs)."""
     config = getattr(model, "config", None)
     known = LAST_LAYERS.get(getattr(config, "model_type", ""))
     if known is None or getattr(config, "_attn_implementation", None) not in ("eager", "sdpa"):
@@ -89,9 +90,14 @@ def read_first_token_only(model: Any) -> bool:
     if getattr(config, "is_decoder", False) or getattr(config, "chunk_size_feed_forward", 0):
         return False
     path, forward = known
-    layers = model.base_model.get_submodule(path)
-    layers[-1].forward = types.MethodType(forward, layers[-1])
+    layer = _last_layer(model, path)
+    layer.forward = types.MethodType(forward, layer)
     return True
+
+
+def _last_layer(model: Any, path: str) -> Any:
+    plain = model.get_base_model() if hasattr(model, "get_base_model") else model  # under peft's wrapper
+    return plain.base_model.get_submodule(path)[-1]
 
 
 def read_every_token(model: Any) -> None:
@@ -99,5 +105,4 @@ def read_every_token(model: Any) -> None:
     state or the last layer's attention (`output_hidden_states`, `output_attentions`)."""
     known = LAST_LAYERS.get(getattr(getattr(model, "config", None), "model_type", ""))
     if known is not None:
-        layer = model.base_model.get_submodule(known[0])[-1]
-        layer.__dict__.pop("forward", None)
+        _last_layer(model, known[0]).__dict__.pop("forward", None)

@@ -103,6 +103,15 @@ def test_loaded_classifiers_read_the_first_token_only_and_can_read_every_token_a
         every = model(**batch).logits
     torch.testing.assert_close(first, every)
     assert shapes[0][1] == 1 and shapes[1][1] == batch["input_ids"].shape[1]
+    wrapped = add_lora(model, r=4, alpha=8, dropout=0.0, targets=["query"])  # under peft: the same layer
+    assert read_first_token_only(wrapped)
+    with torch.no_grad():
+        torch.testing.assert_close(wrapped(**batch).logits, every)
+    assert shapes[-1][1] == 1
+    read_every_token(wrapped)
+    with torch.no_grad():
+        wrapped(**batch)
+    assert shapes[-1][1] == batch["input_ids"].shape[1]
 
 
 def test_architectures_whose_heads_read_more_keep_their_layers():
