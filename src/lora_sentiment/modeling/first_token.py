@@ -77,6 +77,30 @@ LAST_LAYERS: dict[str, tuple[str, Callable[..., Any]]] = {
     "electra": ("encoder.layer", _bert_layer),
     "distilbert": ("transformer.layer", _distilbert_layer),
 }
+# What each forward above uses of the layer (as transformers 5 builds it): a layer built otherwise (another
+# transformers version, a model's own code) keeps its own forward rather than fail or answer differently.
+_USES = {
+    _bert_layer: ("feed_forward_chunk", "attention.output", "attention.self.query", "attention.self.key",
+                  "attention.self.value", "attention.self.dropout"),
+    _distilbert_layer: ("sa_layer_norm", "ffn", "output_layer_norm", "attention.q_lin", "attention.k_lin",
+                        "attention.v_lin", "attention.out_lin", "attention.dropout"),
+}  # fmt: skip
+
+
+def _fits(layer: Any, forward: Callable[..., Any]) -> bool:
+    if not all(_has(layer, path) for path in _USES[forward]):
+        return False
+    attention = layer.attention.self if forward is _bert_layer else layer.attention
+    own = getattr(sys.modules[type(attention).__module__], "eager_attention_forward", None)
+    return callable(own) and all(hasattr(attention, name) for name in ("attention_head_size", "scaling", "config"))
+
+
+def _has(owner: Any, path: str) -> bool:
+    for name in path.split("."):
+        owner = getattr(owner, name, None)
+        if owner is None:
+            return False
+    return True
 
 
 def read_first_token_only(model: Any) -> bool:
@@ -91,6 +115,8 @@ def read_first_token_only(model: Any) -> bool:
         return False
     path, forward = known
     layer = _last_layer(model, path)
+    if not _fits(layer, forward):
+        return False
     layer.forward = types.MethodType(forward, layer)
     return True
 

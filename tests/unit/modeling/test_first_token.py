@@ -126,3 +126,6 @@ def test_architectures_whose_heads_read_more_keep_their_layers():
     flex.config._attn_implementation = "flex_attention"
     assert not read_first_token_only(flex)
     assert "forward" not in chunked.bert.encoder.layer[-1].__dict__
+    other = _model("distilbert", "sdpa")  # a layer built otherwise (another transformers version, a model's code)
+    del other.distilbert.transformer.layer[-1].ffn
+    assert not read_first_token_only(other)
