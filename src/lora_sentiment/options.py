@@ -109,7 +109,7 @@ class FileOptions(_Options):
         "of the CPU cores or one GPU [1; --runner ray: one per GPU, else one per node]",
     )
     overwrite: bool = Field(False, description="Replace an existing --output")
-    progress: bool = Field(True, description="A progress bar on stderr")
+    progress: bool = Field(True, description="A progress bar on stderr, where it is a terminal or a notebook")
 
 
 class RunnerOptions(_Options):

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from tqdm.auto import tqdm
 
 from ..atomic import staged_file
+from ..data.quiet import bars_shown
 from ..data.tables import (
     INPUT_FORMATS,
     OUTPUT_FORMATS,
@@ -95,7 +96,9 @@ def _predict_file(model: Predictor | PredictorSet | Target, input_path: str, pla
     with summary.timing("load"):
         model, load = _resolved(model, load, rows)
         predictor = _predictor(model, workers, load, job)
-    bar = tqdm(total=rows, unit="rows", desc="Predicting", disable=not options.progress, file=sys.stderr)
+    # Where someone watches, as training's bars: in a piped log every update is one more carriage-return line.
+    shown = options.progress and bars_shown()
+    bar = tqdm(total=rows, unit="rows", desc="Predicting", disable=not shown, file=sys.stderr)
     try:
         with _output(target, job.fmt, input_path) as handle:
             _stream(chunks, predictor, _Sink(handle, job.fmt, bar, input_path), 2 * workers, summary)

@@ -118,6 +118,22 @@ def test_missing_and_blank_texts_are_written_without_a_prediction(tmp_path, trai
     assert out.predicted_label.isna().tolist() == [False, True, True, False]
 
 
+def test_the_progress_bar_is_drawn_where_someone_watches_and_not_into_a_piped_log(
+    tmp_path, trained_classifier, capsys, monkeypatch
+):
+    import lora_sentiment.batch.files as files
+
+    source = tmp_path / "in.txt"
+    source.write_text("Great.\nAwful.\n")
+    predict_file(trained_classifier, str(source), str(tmp_path / "piped.csv"))  # capsys' stderr is no terminal
+    assert "Predicting" not in capsys.readouterr().err
+    monkeypatch.setattr(files, "bars_shown", lambda: True)
+    predict_file(trained_classifier, str(source), str(tmp_path / "watched.csv"))
+    assert "Predicting" in capsys.readouterr().err
+    predict_file(trained_classifier, str(source), str(tmp_path / "asked-off.csv"), progress=False)
+    assert "Predicting" not in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_txt_lines_through_stdin_and_stdout_in_a_real_process(trained_run):
     result = subprocess.run(
