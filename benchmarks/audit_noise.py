@@ -51,27 +51,37 @@ def from_members(config, work: Path, noisy: Path, flipped: set[int]) -> dict[str
     (the same folds: one seed, one stratification) resumed, their scores averaged as `--scorer lora+tfidf` does
     fold by fold, and confident learning run on the mean by the package's own function."""
     from lora_sentiment import audit
-    from lora_sentiment.problems.confident import class_issues
 
     results = [audit(config.model_copy(update={"output_dir": str(work / f"audit-{m}")}), folds=5, scorer=m,
                      log=lambda _: None) for m in ("lora", "tfidf")]  # fmt: skip
     assert results[0].rows == results[1].rows
     labels = pd.read_parquet(noisy)["label"].to_numpy()[results[0].rows]
     mean = (results[0].scores + results[1].scores) / 2
-    issues = class_issues(mean, labels, ["Negative", "Positive"])
-    rows = np.asarray(results[0].rows)
+    return scores_quality(mean, labels, np.asarray(results[0].rows), flipped)
+
+
+def scores_quality(scores: np.ndarray, labels: np.ndarray, rows: np.ndarray, flipped: set[int]) -> dict[str, object]:
+    """Confident learning by the package's own function on these out-of-sample scores, against the flipped rows."""
+    from lora_sentiment.problems.confident import class_issues
+
+    issues = class_issues(scores, labels, ["Negative", "Positive"])
     flagged = set(rows[issues.flagged].tolist())
     ranked = [int(r) for r in rows[np.argsort(-issues.score, kind="stable")]]
-    accuracy = float((mean.argmax(axis=1) == labels).mean())
+    accuracy = float((scores.argmax(axis=1) == labels).mean())
     return {**flag_quality(flagged, ranked, flipped), "estimated_noise_rate": issues.summary["estimated_noise_rate"],
             "scorer_quality": {"metric": "accuracy", "value": round(accuracy, 4)}}  # fmt: skip
 
 
+def noise_parser(description: str) -> argparse.ArgumentParser:
+    """The arguments every noise benchmark takes."""
+    parser = argparse.ArgumentParser(description=description)
+    for name in ("--model", "--work", "--output"):
+        parser.add_argument(name, required=True)
+    return parser
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--work", required=True)
-    parser.add_argument("--output", required=True)
+    parser = noise_parser(__doc__.split("\n")[0])
     parser.add_argument("--rate", type=float, default=0.10)
     parser.add_argument("--noise-seed", type=int, default=0)
     parser.add_argument("--scorers", nargs="+", default=["tfidf", "lora", "lora+tfidf"])

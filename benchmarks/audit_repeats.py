@@ -13,31 +13,17 @@ One JSON line per result, appended; a call again with the same --work resumes ea
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from audit_noise import SHARED, flag_quality, noisy_file
-
-
-def quality(scores: np.ndarray, labels: np.ndarray, rows: np.ndarray, flipped: set[int]) -> dict[str, object]:
-    from lora_sentiment.problems.confident import class_issues
-
-    issues = class_issues(scores, labels, ["Negative", "Positive"])
-    flagged = set(rows[issues.flagged].tolist())
-    ranked = [int(r) for r in rows[np.argsort(-issues.score, kind="stable")]]
-    return {**flag_quality(flagged, ranked, flipped), "estimated_noise_rate": issues.summary["estimated_noise_rate"],
-            "accuracy_given_labels": round(float((scores.argmax(axis=1) == labels).mean()), 4)}  # fmt: skip
+from audit_noise import SHARED, noise_parser, noisy_file, scores_quality
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--work", required=True)
-    parser.add_argument("--output", required=True)
+    parser = noise_parser(__doc__.split("\n")[0])
     parser.add_argument("--noise-seed", type=int, default=0)
     parser.add_argument("--audit-seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--max-length", type=int, default=256)
@@ -76,18 +62,18 @@ def main() -> None:
             aligned = result.scores[np.argsort(rows)]  # every audit's texts in the file's row order
             scores[scorer].append(aligned)
             labels = frame["label"].to_numpy()[np.sort(rows)]
-            record(f"{scorer}-seed{seed}", **quality(aligned, labels, np.sort(rows), flipped),
+            record(f"{scorer}-seed{seed}", **scores_quality(aligned, labels, np.sort(rows), flipped),
                    seconds=round(time.perf_counter() - started, 1))  # fmt: skip
     rows = np.sort(np.asarray(result.rows))
     labels = frame["label"].to_numpy()[rows]
     seeds = "+".join(str(s) for s in args.audit_seeds)
     lora_mean = np.mean(scores["lora"], axis=0)
-    record(f"lora-mean-of-seeds{seeds}", **quality(lora_mean, labels, rows, flipped))
+    record(f"lora-mean-of-seeds{seeds}", **scores_quality(lora_mean, labels, rows, flipped))
     for i, seed in enumerate(args.audit_seeds):
         one = (scores["lora"][i] + scores["tfidf"][i]) / 2
-        record(f"lora+tfidf-seed{seed}", **quality(one, labels, rows, flipped))
+        record(f"lora+tfidf-seed{seed}", **scores_quality(one, labels, rows, flipped))
     record(f"lora-mean+tfidf-mean-of-seeds{seeds}",
-           **quality((lora_mean + np.mean(scores["tfidf"], axis=0)) / 2, labels, rows, flipped))  # fmt: skip
+           **scores_quality((lora_mean + np.mean(scores["tfidf"], axis=0)) / 2, labels, rows, flipped))  # fmt: skip
 
 
 if __name__ == "__main__":
