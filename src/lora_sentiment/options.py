@@ -211,6 +211,14 @@ class AuditOptions(FoldRunOptions):
         "TF-IDF baseline: seconds, a cheap first pass) or lora+tfidf (the mean of both); auto: lora+tfidf for "
         "single-label data, where it found wrong labels best, lora for the others",
     )
+    repeats: int = Field(
+        1,
+        ge=1,
+        le=10,
+        description="Cross-fittings, each with its own folds and seed (--seed, then --seed + 1, ...), whose scores are "
+        "averaged: steadier scores for that many times the trainings; raising it on a finished audit trains only the "
+        "new ones",
+    )
     near_duplicates: float = Field(
         0.8,
         gt=0,

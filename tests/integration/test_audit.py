@@ -276,6 +276,49 @@ def test_overwrite_replaces_the_audit_and_keeps_other_files(tmp_path, noisy_imdb
     assert (out / "notes.txt").read_text() == "mine" and (out / "folds" / "fold-3").exists()
 
 
+def test_repeats_average_cross_fittings_of_their_own_seeds_and_extend_a_finished_audit(tmp_path, noisy_imdb, capsys):
+    train, _, flipped, _ = noisy_imdb
+    config = TrainConfig(data=str(train), output_dir=str(tmp_path / "audit"), seed=7)
+    alone = [audit(config.model_copy(update={"seed": seed, "output_dir": str(tmp_path / f"seed-{seed}")}), folds=3,
+                   scorer="tfidf", log=lambda _: None) for seed in (7, 8)]  # fmt: skip
+    assert not np.allclose(alone[0].scores, alone[1].scores)  # other folds, other scores
+    first = audit(config, folds=3, scorer="tfidf", log=lambda _: None)
+    assert np.array_equal(first.scores, alone[0].scores) and first.summary["repeats"] == 1
+    lines: list[str] = []
+    both = audit(config, folds=3, scorer="tfidf", repeats=2, log=lines.append)
+    assert np.allclose(both.scores, (alone[0].scores + alone[1].scores) / 2)
+    assert [line for line in lines if line.startswith("Cross-fitting")] == [
+        "Cross-fitting 1 of 2 (seed 7)",
+        "Cross-fitting 2 of 2 (seed 8)",
+    ]
+    assert sum(line.startswith("Fold") and "finished earlier" in line for line in lines) == 3  # the first's folds
+    assert both.summary["repeats"] == 2 and "repeat-2-fold-3" in both.summary["seconds"]
+    assert "over 3 folds, 2 cross-fittings averaged" in lines[-2]
+    assert (tmp_path / "audit" / "repeats" / "2" / "folds" / "fold-3" / "scores.npy").exists()
+    _flipped_rank_higher(both, flipped)
+    # Back to one: the first cross-fitting's scores, read; --overwrite clears the repeats too.
+    assert np.array_equal(audit(config, folds=3, scorer="tfidf", log=lambda _: None).scores, first.scores)
+    assert main(["audit", "--data", str(train), "--scorer", "tfidf", "--folds", "3", "--seed", "7", "--output-dir",
+                 str(tmp_path / "audit"), "--overwrite"]) == 0  # fmt: skip
+    assert not (tmp_path / "audit" / "repeats").exists()
+    assert main(["audit", "--data", str(train), "--repeats", "0", "--output-dir", str(tmp_path / "bad")]) == 2
+    assert "--repeats" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
+@pytest.mark.slow  # four tiny LoRA runs
+def test_each_cross_fitting_trains_its_lora_folds_with_its_own_seed(tmp_path, tiny_distilbert, small_csv):
+    import yaml
+
+    config = TrainConfig(model=tiny_distilbert, data=str(small_csv), output_dir=str(tmp_path / "audit"), seed=3,
+                         max_length=32, epochs=1, batch_size=16, precision="fp32", max_train_samples=60)  # fmt: skip
+    result = audit(config, folds=2, scorer="lora", repeats=2, log=lambda _: None)
+    for folder, seed in ((tmp_path / "audit", 3), (tmp_path / "audit" / "repeats" / "2", 4)):
+        for fold in (1, 2):
+            run = folder / "folds" / f"fold-{fold}" / "run"
+            assert yaml.safe_load((run / "training_config.yaml").read_text())["seed"] == seed
+    assert result.scores.shape == (60, 2) and np.allclose(result.scores.sum(axis=1), 1, atol=1e-4)
+
+
 @pytest.mark.slow  # trains the run it refuses
 def test_a_run_folder_is_not_an_audit_folder(trained_run, capsys, small_csv):
     assert main(["audit", "--data", str(small_csv), "--scorer", "tfidf", "--output-dir", str(trained_run)]) == 2

@@ -109,12 +109,17 @@ def _residual_figure(plt: Any, values: tuple[np.ndarray, np.ndarray] | None, sta
     return figure
 
 
+def _repeated(repeats: int) -> str:
+    return f", {repeats} cross-fittings averaged" if repeats > 1 else ""
+
+
 def screen(summary: dict[str, Any], rows: list[dict[str, Any]], top: int = 10) -> str:
     """The one-screen summary printed at the end."""
     counts, labels = summary["counts"], summary["labels"]
     lines = [
         f"Audit of {summary['texts']} training texts ({summary['problem_type']}) scored out of sample by "
-        f"{summary['scorer_name']} over {summary['folds']} folds ({_quality(summary['scorer_quality'])})",
+        f"{summary['scorer_name']} over {summary['folds']} folds{_repeated(summary.get('repeats', 1))} "
+        f"({_quality(summary['scorer_quality'])})",
         f"Label issues: {counts['label']} ({counts['label'] / max(summary['texts'], 1):.1%} of the texts); "
         f"estimated noise rate {_percent(labels.get('estimated_noise_rate'))}"
         + problem_type(summary["problem_type"]).audit_noise_of,

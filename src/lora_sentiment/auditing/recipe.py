@@ -45,6 +45,7 @@ Log = Callable[[str], None]
 STATE_FILE = AUDIT_STATE_FILE
 SCORER_NAMES = {"lora+tfidf": "LoRA fine-tuning and the TF-IDF baseline, averaged", "lora": "LoRA fine-tuning",
                 "tfidf": "the TF-IDF baseline"}  # fmt: skip
+REPEATS_DIR = "repeats"  # the second and later cross-fittings' folds (--repeats), one folder each
 # What decides the folds' scores: a change to any other setting (the output folder, trackers) keeps the folds.
 _NOT_SCORING = {"output_dir", "overwrite", "resume", "report_to", "mlflow_uri", "examples"}
 
@@ -184,7 +185,8 @@ class AuditRecipe:
                     "and data to resume, pass --overwrite to start over, or choose another --output-dir"
                 )
         elif self.folder.exists() and self.config.overwrite:  # what an audit writes, not the folder's other files
-            for name in (STATE_FILE, fold_stage.FOLDS_DIR, ISSUES_FILE, SUMMARY_FILE, *set(PLOT_FILES.values())):
+            for name in (STATE_FILE, fold_stage.FOLDS_DIR, REPEATS_DIR, ISSUES_FILE, SUMMARY_FILE,
+                         *set(PLOT_FILES.values())):  # fmt: skip
                 written = self.folder / name
                 if written.is_dir():
                     shutil.rmtree(written)
@@ -210,12 +212,26 @@ class AuditRecipe:
         return digest.hexdigest()
 
     def score(self) -> None:
+        """Every text's out-of-sample scores: the mean over --repeats cross-fittings, each with its own folds and
+        seed. One fold model's own mistakes look like wrong labels; another seed's model makes others, while a wrong
+        label contradicts both (measured in docs/audit.md, "Repeated cross-fitting")."""
         started = time.perf_counter()
-        self.fold = fold_stage.assign_folds(self.labels, self.space, self.options.folds, self.config.seed)
-        job = fold_stage.FoldJob(self.data, self.evaluation, self.space, self.config, self.folder, self.scorer,
-                                 fit=train)  # fmt: skip
-        fold_stage.write_evaluation(job)
-        self.scores, self.seconds_per_fold = fold_stage.cross_fitted_scores(job, self.fold, self.log, self.options)
+        repeats, self.seconds_per_fold = self.options.repeats, {}
+        scores = []
+        for repeat in range(repeats):
+            seed = self.config.seed + repeat
+            fold = fold_stage.assign_folds(self.labels, self.space, self.options.folds, seed)
+            folder = self.folder if repeat == 0 else self.folder / REPEATS_DIR / str(repeat + 1)
+            config = self.config.model_copy(update={"seed": seed})
+            job = fold_stage.FoldJob(self.data, self.evaluation, self.space, config, folder, self.scorer, fit=train)
+            if repeats > 1:
+                self.log(f"Cross-fitting {repeat + 1} of {repeats} (seed {seed})")
+            fold_stage.write_evaluation(job)
+            repeat_scores, seconds = fold_stage.cross_fitted_scores(job, fold, self.log, self.options)
+            scores.append(repeat_scores)
+            prefix = f"repeat-{repeat + 1}-" if repeat else ""
+            self.seconds_per_fold.update({prefix + name: value for name, value in seconds.items()})
+        self.scores = np.mean(scores, axis=0)
         self.seconds["scoring"] = round(time.perf_counter() - started, 2)
         self.quality = self.scorer_quality()
 
@@ -293,7 +309,8 @@ class AuditRecipe:
         return {
             "texts": len(self.labels), "problem_type": self.space.problem_type, "label_names": self.space.names,
             "scorer": self.scorer, "scorer_name": SCORER_NAMES[self.scorer],
-            "folds": self.options.folds, "near_duplicate_threshold": self.options.near_duplicates,
+            "folds": self.options.folds, "repeats": self.options.repeats,
+            "near_duplicate_threshold": self.options.near_duplicates,
             "scorer_quality": self.quality, "counts": counts, "labels": self.issues.summary,
             "duplicates": {"exact_pairs": sum(p.exact for p in pairs), "near_pairs": sum(not p.exact for p in pairs),
                            "groups": len(self.duplicates.groups),
