@@ -219,7 +219,7 @@ class AuditRecipe:
         repeats, self.seconds_per_fold = self.options.repeats, {}
         scores = []
         for repeat in range(repeats):
-            seed = self.config.seed + repeat
+            seed = (self.config.seed + repeat) % 2**32  # --seed's own range, which each fold's run checks
             fold = fold_stage.assign_folds(self.labels, self.space, self.options.folds, seed)
             folder = self.folder if repeat == 0 else self.folder / REPEATS_DIR / str(repeat + 1)
             config = self.config.model_copy(update={"seed": seed})
